@@ -1,0 +1,38 @@
+# Two commands set up everything on a fresh machine with Python 3.11 and pip:
+#   make reproduce   the Snakemake workflow on the default (micro) suite
+#   make test        the test suite
+# Both reuse .venv and finished work on a second run.
+
+PYTHON   ?= python3.11
+VENV     ?= .venv
+BIN      := $(VENV)/bin
+STAMP    := $(VENV)/.installed
+CORES    ?= all
+SNAKEMAKE_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: reproduce test lab env lint clean-results dryrun
+
+env: $(STAMP)
+
+# Reinstall when the install files change. DS_BUILD_OPS=0: DeepSpeed without compiled
+# CUDA ops (they are built on a GPU node where needed). torch is pinned to 2.13.0.
+$(STAMP): pyproject.toml requirements.lock
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11'"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	DS_BUILD_OPS=0 $(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $@
+
+reproduce: $(STAMP)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) --profile profiles/default $(SNAKEMAKE_ARGS)
+
+test: $(STAMP)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lab: $(STAMP)
+	$(BIN)/python -m ipykernel install --user --name pythia-compendium --display-name "Python (pythia-compendium)"
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/jupyter lab notebooks/
+
+dryrun: $(STAMP)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake -n --profile profiles/default

@@ -1,0 +1,375 @@
+"""Typed, documented configuration of a model suite.
+
+A *suite* is a set of model sizes trained on one data order with one global batch,
+like Pythia. Suites live as YAML files in ``pythia/suites/`` (``pythia``, ``micro``,
+``smoke``) or anywhere on disk. Loading validates strictly: an unknown key, a wrong type,
+an unknown suite or an unknown model fails with the key's path and the allowed values.
+
+Every field carries a description; ``pythia config-reference`` renders them as a page.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import math
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+SUITES_DIR = Path(__file__).parent / "suites"
+
+
+class ConfigError(ValueError):
+    """A configuration file or name is wrong; the message says which key and what to do."""
+
+
+class InitScheme(str, enum.Enum):
+    """How weights are initialised."""
+
+    small_init = "small_init"
+    """Pythia (<= 2.8B): normal(0, sqrt(2/(5d))); output projections wang_init 2/(L*sqrt(d))."""
+    neox_default = "neox_default"
+    """GPT-NeoX defaults (Pythia 6.9B, 12B): normal(0, 0.02); output projections 0.02/sqrt(2L)."""
+
+
+class Precision(str, enum.Enum):
+    """Numeric format of training."""
+
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+class TokenizerKind(str, enum.Enum):
+    """Which tokenizer a suite uses."""
+
+    neox20b = "neox20b"
+    """The GPT-NeoX-20B BPE (50,277 tokens), built offline from a GGUF vocabulary."""
+    bpe = "bpe"
+    """A byte-level BPE trained on the suite's own training split."""
+
+
+class _Strict(BaseModel):
+    # Validated in strict JSON mode (see load_suite): no silent str->int coercion, enums by value.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class ModelSpec(_Strict):
+    """One model size of a suite (a row of the Pythia paper's Table 1)."""
+
+    name: str = ""
+    """Model name within the suite, e.g. ``70M`` (filled from the key of ``models``)."""
+    num_layers: Annotated[int, Field(gt=0)]
+    """Number of transformer layers."""
+    hidden_size: Annotated[int, Field(gt=0)]
+    """Model dimension d_model."""
+    num_heads: Annotated[int, Field(gt=0)]
+    """Attention heads; d_head = hidden_size / num_heads."""
+    peak_lr: Annotated[float, Field(gt=0)]
+    """Learning rate at the end of warmup."""
+    min_lr: Annotated[float, Field(ge=0)]
+    """Floor of the cosine decay (Pythia: 0.1 x peak)."""
+    init: InitScheme = InitScheme.small_init
+    """Weight initialisation scheme."""
+    precision: Precision = Precision.fp16
+    """Training precision on GPUs (CPU training always runs in fp32)."""
+    tensor_parallel: Annotated[int, Field(ge=1)] = 1
+    """Tensor-parallel degree used by the original run."""
+    padded_vocab_size: Annotated[int, Field(gt=0)] | None = None
+    """Embedding rows, overriding the suite's padded vocabulary (Pythia 6.9B: 50,432; 12B: 50,688)."""
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> ModelSpec:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        return self
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    def non_embedding_params(self) -> int:
+        """Parameters outside the two (untied) embedding matrices."""
+        d = self.hidden_size
+        return self.num_layers * (12 * d * d + 13 * d) + 2 * d
+
+
+class TokenizerSpec(_Strict):
+    """The suite's tokenizer and its padded vocabulary."""
+
+    kind: TokenizerKind = TokenizerKind.bpe
+    """``neox20b`` (the real Pythia tokenizer) or ``bpe`` (trained on the suite's data)."""
+    vocab_size: Annotated[int, Field(gt=256)] = 50277
+    """Tokens in the tokenizer (for ``bpe``: the trained vocabulary size, special tokens included)."""
+    pad_multiple: Annotated[int, Field(gt=0)] = 128
+    """Embedding rows are padded up to a multiple of this (GPT-NeoX: 128 x tensor parallel)."""
+
+    @property
+    def padded_vocab_size(self) -> int:
+        return math.ceil(self.vocab_size / self.pad_multiple) * self.pad_multiple
+
+
+class DedupSpec(_Strict):
+    """Near-deduplication with MinHash LSH (datasketch)."""
+
+    threshold: Annotated[float, Field(gt=0, le=1)] = 0.87
+    """Jaccard similarity above which two documents are one cluster (Pythia: 0.87)."""
+    num_perm: Annotated[int, Field(gt=0)] = 128
+    """MinHash permutations."""
+    shingle_words: Annotated[int, Field(gt=0)] = 5
+    """Documents are sets of overlapping word n-grams of this length."""
+
+
+class SourceSpec(_Strict):
+    """A user-supplied extra text source (online users: the Pile, any HF dataset, a jsonl file)."""
+
+    name: str
+    """Name used in the data card."""
+    kind: str
+    """``jsonl`` (a local file, one JSON object per line) or ``hf`` (a Hugging Face dataset id)."""
+    path: str
+    """File path (jsonl) or dataset id (hf)."""
+    text_field: str = "text"
+    """Field holding the document text."""
+    split: str = "train"
+    """Dataset split (hf)."""
+    domain: str = "web"
+    """Pile-like domain label for the data card."""
+    max_documents: Annotated[int, Field(gt=0)] | None = None
+    """Keep at most this many documents (in source order)."""
+
+
+class DataSpec(_Strict):
+    """Which text the suite is trained on and how it is split."""
+
+    sources: list[str]
+    """Names of built-in sources (see ``pythia data sources``)."""
+    extra_sources: list[SourceSpec] = []
+    """Additional user sources (jsonl files or Hugging Face datasets)."""
+    max_bytes_per_source: Annotated[int, Field(gt=0)] | None = None
+    """Cap on the text taken from each source (documents in a fixed order until the cap)."""
+    val_fraction: Annotated[float, Field(ge=0, lt=0.5)] = 0.01
+    """Fraction of documents held out for validation, chosen by a hash of the document."""
+    test_fraction: Annotated[float, Field(ge=0, lt=0.5)] = 0.01
+    """Fraction of documents held out for testing, chosen by a hash of the document."""
+    dedup: DedupSpec = DedupSpec()
+    """Settings of the deduplicated twin."""
+    contamination_ngram: Annotated[int, Field(gt=0)] = 13
+    """Training documents sharing an n-gram of this many words with an evaluation item are dropped."""
+    seed: int = 1234
+    """Seed of the data order (GPT-NeoX: the training seed)."""
+
+
+class CheckpointSchedule(_Strict):
+    """Pythia's checkpoint shape: step 0, log-spaced steps, then evenly spaced."""
+
+    log_spaced_until: Annotated[int, Field(ge=0)]
+    """Save steps 1, 2, 4, ... up to and including this power of two (Pythia: 512)."""
+    every: Annotated[int, Field(gt=0)]
+    """Then every this many steps up to the last step (Pythia: 1000)."""
+    state_at_fractions_before_end: list[Annotated[float, Field(ge=0, lt=1)]] = [0.0, 0.07, 0.21]
+    """Training state (optimizer, RNG, data position) is saved this fraction of training before
+    the end (0 = the final step), at the nearest checkpoint step (Pythia 7%: step 133,000)."""
+    state_every: Annotated[int, Field(ge=0)] = 0
+    """Also save training state every this many steps for resumption (0: only the listed ones)."""
+
+
+class TrainingSpec(_Strict):
+    """Optimisation settings shared by every size of the suite."""
+
+    seq_len: Annotated[int, Field(gt=0)]
+    """Tokens per training sequence (each stored sample has seq_len + 1 tokens)."""
+    global_batch: Annotated[int, Field(gt=0)]
+    """Sequences per optimizer step, the same for every size."""
+    micro_batch: Annotated[int, Field(gt=0)] | None = None
+    """Sequences per forward pass on one device (None: the whole global batch)."""
+    train_iters: Annotated[int, Field(gt=0)]
+    """Optimizer steps."""
+    warmup_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.01
+    """Linear warmup over this fraction of train_iters."""
+    adam_beta1: float = 0.9
+    """Adam beta1."""
+    adam_beta2: float = 0.95
+    """Adam beta2."""
+    adam_eps: float = 1e-8
+    """Adam epsilon."""
+    weight_decay: float = 0.1
+    """Decoupled weight decay, not applied to LayerNorm weights or biases."""
+    grad_clip: float = 1.0
+    """Gradient norm clipping."""
+    seed: int = 1234
+    """Seed of initialisation and training."""
+    zero_stage: Annotated[int, Field(ge=0, le=3)] = 1
+    """DeepSpeed ZeRO stage on GPUs."""
+    checkpoints: CheckpointSchedule
+    """When to save checkpoints."""
+    val_sequences: Annotated[int, Field(gt=0)] = 64
+    """Held-out sequences scored at every checkpoint."""
+
+    @property
+    def warmup_iters(self) -> int:
+        return int(self.warmup_fraction * self.train_iters)
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.global_batch * self.seq_len
+
+
+class Suite(_Strict):
+    """A suite: sizes, tokenizer, data and training settings."""
+
+    name: str
+    """Suite name."""
+    description: str = ""
+    """One line on what the suite is for."""
+    tokenizer: TokenizerSpec
+    """The tokenizer."""
+    data: DataSpec
+    """The training data."""
+    training: TrainingSpec
+    """Shared optimisation settings."""
+    models: dict[str, ModelSpec]
+    """Model sizes by name, smallest first."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_models(cls, values: Any) -> Any:
+        if isinstance(values, dict) and isinstance(values.get("models"), dict):
+            values = dict(values)
+            values["models"] = {
+                k: ({**v, "name": k} if isinstance(v, dict) else v) for k, v in values["models"].items()
+            }
+        return values
+
+    def model(self, name: str) -> ModelSpec:
+        """The model called ``name``; an unknown name lists the suite's models."""
+        try:
+            return self.models[name]
+        except KeyError:
+            raise ConfigError(
+                f"unknown model {name!r} in suite {self.name!r}; models: {', '.join(self.models)}"
+            ) from None
+
+    def vocab_rows(self, model: ModelSpec) -> int:
+        """Embedding rows of ``model``: its own override or the suite's padded vocabulary."""
+        return model.padded_vocab_size or self.tokenizer.padded_vocab_size
+
+    def total_params(self, model: ModelSpec) -> int:
+        """Total parameters: non-embedding plus two untied embedding matrices."""
+        return model.non_embedding_params() + 2 * self.vocab_rows(model) * model.hidden_size
+
+    def checkpoint_steps(self) -> list[int]:
+        """Steps at which a checkpoint is written (Pythia: 154 steps)."""
+        return checkpoint_steps(
+            self.training.train_iters,
+            self.training.checkpoints.log_spaced_until,
+            self.training.checkpoints.every,
+        )
+
+    def state_steps(self) -> list[int]:
+        """Steps at which full training state is saved (always includes the final step)."""
+        ckpts = self.checkpoint_steps()
+        total = self.training.train_iters
+        steps = {total}
+        for frac in self.training.checkpoints.state_at_fractions_before_end:
+            target = round(total * (1 - frac))
+            steps.add(min(ckpts, key=lambda s: (abs(s - target), s)))
+        every = self.training.checkpoints.state_every
+        if every:
+            steps.update(range(every, total + 1, every))
+        return sorted(steps)
+
+    @cached_property
+    def digest(self) -> str:
+        """sha256 of the suite's canonical JSON: which config produced an output."""
+        return config_digest(self.model_dump(mode="json"))
+
+
+def checkpoint_steps(train_iters: int, log_spaced_until: int, every: int) -> list[int]:
+    """Step 0, then 1, 2, 4, ... <= log_spaced_until, then every ``every`` steps to the end."""
+    steps = {0}
+    p = 1
+    while p <= min(log_spaced_until, train_iters):
+        steps.add(p)
+        p *= 2
+    steps.update(range(every, train_iters + 1, every))
+    steps.add(train_iters)
+    return sorted(steps)
+
+
+def config_digest(obj: Any) -> str:
+    """Short sha256 of a JSON-serialisable object (sorted keys)."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def available_suites() -> list[str]:
+    """Names of the suites shipped in ``pythia/suites``."""
+    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid suite configuration in {source}:"]
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {path}: unknown key (misspelled?); see `pythia config-reference` for the allowed keys")
+        elif e["type"] == "enum":
+            lines.append(f"  {path}: {e['msg']}")
+        else:
+            lines.append(f"  {path}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_suite(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Suite:
+    """Load a suite by name (``micro``) or from a YAML path, validating every key.
+
+    ``overrides`` is a nested dict merged over the file (e.g. ``{"training": {"train_iters": 10}}``).
+    """
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = SUITES_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise ConfigError(f"unknown suite {str(name_or_path)!r}; suites: {', '.join(available_suites())}")
+    elif not path.exists():
+        raise ConfigError(f"suite file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of suite settings")
+    if overrides:
+        raw = _merge(raw, overrides)
+    try:
+        return Suite.model_validate_json(json.dumps(raw), strict=True)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e, str(path))) from None
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def reference_markdown() -> str:
+    """A reference page of every configuration field, generated from the docstrings."""
+    out = ["# Suite configuration reference", "", "Generated by `pythia config-reference`.", ""]
+    for cls in (Suite, TokenizerSpec, DataSpec, DedupSpec, SourceSpec, TrainingSpec, CheckpointSchedule, ModelSpec):
+        out += [f"## {cls.__name__}", "", (cls.__doc__ or "").strip(), "", "| key | type | default | description |", "|---|---|---|---|"]
+        for key, field in cls.model_fields.items():
+            ann = getattr(field.annotation, "__name__", str(field.annotation)).replace("|", "or")
+            default = "required" if field.is_required() else repr(field.default)
+            if isinstance(field.default, BaseModel):
+                default = "(see section)"
+            desc = (field.description or "").replace("\n", " ")
+            out.append(f"| `{key}` | {ann} | {default} | {desc} |")
+        out.append("")
+    return "\n".join(out)
