@@ -1,0 +1,1 @@
+"""Data: sources, tokenization, GPT-NeoX indexed datasets, training order, batches, deduplication."""
