@@ -14,6 +14,7 @@ import enum
 import hashlib
 import json
 import math
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
@@ -308,9 +309,27 @@ def config_digest(obj: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def suite_dirs() -> list[Path]:
+    """Where suites are looked up by name: ``$PYTHIA_SUITE_PATH`` (colon-separated), then ``pythia/suites``."""
+    extra = [Path(p) for p in os.environ.get("PYTHIA_SUITE_PATH", "").split(os.pathsep) if p]
+    return [*extra, SUITES_DIR]
+
+
+def register_suite_file(path: str | Path) -> Suite:
+    """Load a suite from a YAML file and make it loadable by name from now on, in this process
+    and in the processes it starts (``$PYTHIA_SUITE_PATH``). The file must be named after its suite."""
+    path = Path(path).resolve()
+    suite = load_suite(path)
+    if suite.name != path.stem:
+        raise ConfigError(f"suite file {path} must be named after its suite: {suite.name}.yaml")
+    dirs = [str(path.parent), *(p for p in os.environ.get("PYTHIA_SUITE_PATH", "").split(os.pathsep) if p)]
+    os.environ["PYTHIA_SUITE_PATH"] = os.pathsep.join(dict.fromkeys(dirs))
+    return suite
+
+
 def available_suites() -> list[str]:
-    """Names of the suites shipped in ``pythia/suites``."""
-    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+    """Names of the suites that ``load_suite`` finds by name."""
+    return sorted({p.stem for d in suite_dirs() for p in d.glob("*.yaml")})
 
 
 def _format_errors(err: ValidationError, source: str) -> str:
@@ -333,9 +352,10 @@ def load_suite(name_or_path: str | Path, overrides: dict[str, Any] | None = None
     """
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
-        path = SUITES_DIR / f"{name_or_path}.yaml"
-        if not path.exists():
+        found = [d / f"{name_or_path}.yaml" for d in suite_dirs() if (d / f"{name_or_path}.yaml").exists()]
+        if not found:
             raise ConfigError(f"unknown suite {str(name_or_path)!r}; suites: {', '.join(available_suites())}")
+        path = found[0]
     elif not path.exists():
         raise ConfigError(f"suite file {path} does not exist")
     try:

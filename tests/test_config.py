@@ -1,0 +1,131 @@
+"""Suite configuration: the shipped suites load, and bad input fails naming the problem."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pythia.config import ConfigError, available_suites, checkpoint_steps, load_suite, reference_markdown
+
+SUITES = Path(__file__).resolve().parents[1] / "pythia" / "suites"
+
+
+def _write(tmp_path, mutate):
+    raw = yaml.safe_load((SUITES / "smoke.yaml").read_text())
+    mutate(raw)
+    path = tmp_path / "smoke.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_shipped_suites_load():
+    assert {"pythia", "micro", "smoke"} <= set(available_suites())
+    for name in ("pythia", "micro", "smoke"):
+        suite = load_suite(name)
+        assert suite.name == name
+        assert list(suite.models) == [m.name for m in suite.models.values()]
+
+
+def test_pythia_suite_matches_the_paper():
+    s = load_suite("pythia")
+    assert list(s.models) == ["14M", "31M", "70M", "160M", "410M", "1B", "1.4B", "2.8B", "6.9B", "12B"]
+    t = s.training
+    assert (t.seq_len, t.global_batch, t.train_iters) == (2048, 1024, 143000)
+    assert t.tokens_per_step * t.train_iters == 299_892_736_000
+    assert t.warmup_iters == 1430
+    assert (t.adam_beta1, t.adam_beta2, t.adam_eps, t.weight_decay, t.grad_clip) == (0.9, 0.95, 1e-8, 0.1, 1.0)
+    assert s.models["1B"].precision.value == "bf16" and s.models["70M"].precision.value == "fp16"
+    assert s.models["6.9B"].init.value == "neox_default" and s.models["12B"].init.value == "neox_default"
+    assert s.models["2.8B"].init.value == "small_init"
+    assert (s.models["6.9B"].tensor_parallel, s.models["12B"].tensor_parallel) == (2, 4)
+    assert s.tokenizer.padded_vocab_size == 50304
+    assert (s.vocab_rows(s.models["6.9B"]), s.vocab_rows(s.models["12B"])) == (50432, 50688)
+    for m in s.models.values():
+        assert m.min_lr == pytest.approx(0.1 * m.peak_lr)
+
+
+def test_pythia_checkpoint_schedule_has_154_steps():
+    steps = load_suite("pythia").checkpoint_steps()
+    assert len(steps) == 154
+    assert steps[:11] == [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+    assert steps[11:] == list(range(1000, 143001, 1000))
+    assert load_suite("pythia").state_steps() == [113000, 133000, 143000]
+
+
+def test_micro_suite_shape():
+    s = load_suite("micro")
+    non_emb = [m.non_embedding_params() for m in s.models.values()]
+    assert len(non_emb) >= 5 and non_emb == sorted(non_emb)
+    assert non_emb[-1] / non_emb[0] >= 100
+    steps = s.checkpoint_steps()
+    assert steps[0] == 0 and steps[-1] == s.training.train_iters
+    # 16-shot arithmetic prompts (~12 tokens a shot) fit in a sequence
+    assert s.training.seq_len >= 17 * 12
+
+
+def test_checkpoint_steps_small():
+    assert checkpoint_steps(24, 4, 8) == [0, 1, 2, 4, 8, 16, 24]
+    assert checkpoint_steps(3, 512, 1000) == [0, 1, 2, 3]
+
+
+def test_misspelled_key_is_named(tmp_path):
+    path = _write(tmp_path, lambda r: r["training"].update(trian_iters=5))
+    with pytest.raises(ConfigError, match=r"training\.trian_iters: unknown key"):
+        load_suite(path)
+
+
+def test_wrong_type_is_named(tmp_path):
+    path = _write(tmp_path, lambda r: r["models"]["s1"].update(num_layers="two"))
+    with pytest.raises(ConfigError, match=r"models\.s1\.num_layers"):
+        load_suite(path)
+    path = _write(tmp_path, lambda r: r["training"].update(seq_len="64"))  # no silent str -> int
+    with pytest.raises(ConfigError, match=r"training\.seq_len"):
+        load_suite(path)
+
+
+def test_wrong_enum_lists_allowed_values(tmp_path):
+    path = _write(tmp_path, lambda r: r["models"]["s1"].update(init="xavier"))
+    with pytest.raises(ConfigError, match=r"models\.s1\.init.*small_init.*neox_default"):
+        load_suite(path)
+
+
+def test_unknown_suite_and_model():
+    with pytest.raises(ConfigError, match=r"unknown suite 'nosuch'; suites: .*micro.*pythia.*smoke"):
+        load_suite("nosuch")
+    with pytest.raises(ConfigError, match=r"unknown model '99B' in suite 'pythia'; models: 14M, 31M"):
+        load_suite("pythia").model("99B")
+
+
+def test_heads_must_divide_hidden(tmp_path):
+    path = _write(tmp_path, lambda r: r["models"]["s1"].update(num_heads=3))
+    with pytest.raises(ConfigError, match="not divisible"):
+        load_suite(path)
+
+
+def test_cli_unknown_suite_exits_nonzero_and_lists_suites():
+    out = subprocess.run([sys.executable, "-m", "pythia.cli", "suite", "nosuch"], capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "unknown suite 'nosuch'" in out.stderr and "micro" in out.stderr and "pythia" in out.stderr
+
+
+def test_cli_suite_table(tmp_path):
+    csv = tmp_path / "t.csv"
+    out = subprocess.run([sys.executable, "-m", "pythia.cli", "suite", "pythia", "--csv", str(csv)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "70,426,624" in out.stdout and "11,846,072,320" in out.stdout
+    assert csv.exists() and (tmp_path / "t.csv.provenance.json").exists()
+
+
+def test_reference_documents_every_field():
+    page = reference_markdown()
+    for key in ("train_iters", "log_spaced_until", "threshold", "peak_lr", "padded_vocab_size"):
+        assert f"`{key}`" in page
+    assert "| `train_iters` | int | required | Optimizer steps. |" in page
+
+
+def test_digest_changes_with_config(tmp_path):
+    a = load_suite("smoke")
+    b = load_suite(_write(tmp_path, lambda r: r["training"].update(train_iters=25)))
+    assert a.digest != b.digest and a.digest == load_suite("smoke").digest
