@@ -1,0 +1,157 @@
+"""The training section: loss curves, validation loss, LR schedule and throughput of a suite.
+
+Everything here reads what the trainer wrote (``work/<suite>/models/<dataset>/<model>/
+train_log.jsonl`` and ``done.json``); the notebook ``notebooks/01_training.ipynb`` calls these
+functions and plots.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from pythia import paths
+from pythia.config import Suite
+from pythia.train.schedule import suite_lr
+
+LOG_COLUMNS = ["step", "tokens_seen", "loss", "lr", "grad_norm", "tokens_per_s", "val_loss", "batch_hash"]
+
+
+def run_files(suite: Suite, datasets: list[str], models: list[str] | None = None) -> dict[str, Path]:
+    """The ``train_log.jsonl`` of every (dataset, model) run, keyed ``dataset/model``."""
+    models = models or list(suite.models)
+    return {f"{d}/{m}": paths.run_dir(suite.name, d, m) / "train_log.jsonl" for d in datasets for m in models}
+
+
+def read_log(path: str | Path) -> pd.DataFrame:
+    """One training log as a frame (one row per step; ``val_loss`` only at checkpoints)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: train the model first (`pythia train` or `make reproduce`)")
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    df = pd.DataFrame.from_records(records)
+    for col in LOG_COLUMNS:
+        if col not in df:
+            df[col] = np.nan
+    return df.sort_values("step").drop_duplicates("step", keep="last").reset_index(drop=True)
+
+
+def load_logs(suite: Suite, datasets: list[str], models: list[str] | None = None) -> pd.DataFrame:
+    """All runs' logs in one long frame with model, dataset and non-embedding parameters."""
+    frames = []
+    for key, path in run_files(suite, datasets, models).items():
+        dataset, model = key.split("/", 1)
+        df = read_log(path)
+        df.insert(0, "model", model)
+        df.insert(1, "dataset", dataset)
+        df["non_embedding_params"] = suite.model(model).non_embedding_params()
+        frames.append(df)
+    logs = pd.concat(frames, ignore_index=True)
+    logs["model"] = pd.Categorical(logs["model"], categories=list(suite.models), ordered=True)
+    return logs
+
+
+def lr_schedule(suite: Suite, points: int = 400) -> pd.DataFrame:
+    """The learning rate of every model at ``points`` steps across training."""
+    steps = np.unique(np.linspace(0, suite.training.train_iters, points).astype(int))
+    rows = [(m.name, int(s), suite_lr(suite, m, int(s))) for m in suite.models.values() for s in steps]
+    return pd.DataFrame(rows, columns=["model", "step", "lr"])
+
+
+def final_losses(logs: pd.DataFrame) -> pd.DataFrame:
+    """Final training loss (mean of the last 5% of steps) and final validation loss per run."""
+    out = []
+    for (model, dataset), df in logs.groupby(["model", "dataset"], observed=True):
+        tail = df[df["step"] >= df["step"].max() * 0.95]
+        val = df.dropna(subset=["val_loss"])
+        out.append(
+            {
+                "model": model,
+                "dataset": dataset,
+                "non_embedding_params": int(df["non_embedding_params"].iloc[0]),
+                "final_train_loss": float(tail["loss"].mean()),
+                "final_val_loss": float(val["val_loss"].iloc[-1]) if len(val) else np.nan,
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def throughput(logs: pd.DataFrame) -> pd.DataFrame:
+    """Median tokens/s and training wall time (sum of step times) per run."""
+    out = []
+    for (model, dataset), df in logs.groupby(["model", "dataset"], observed=True):
+        tps = df["tokens_per_s"].replace([np.inf, 0], np.nan).dropna()
+        per_step = df["tokens_seen"].diff().dropna()
+        seconds = float((per_step / df.loc[per_step.index, "tokens_per_s"]).replace([np.inf], np.nan).sum())
+        out.append({"model": model, "dataset": dataset, "median_tokens_per_s": float(tps.median()), "train_seconds": seconds})
+    return pd.DataFrame(out)
+
+
+def smooth(series: pd.Series, window: int) -> pd.Series:
+    """Centred rolling mean, for noisy per-step training losses."""
+    return series.rolling(window, min_periods=1, center=True).mean()
+
+
+def plot_loss_curves(logs: pd.DataFrame, window: int = 9) -> plt.Figure:
+    """Training loss (smoothed) against tokens, one line per size, one panel per dataset."""
+    df = logs.copy()
+    df["train loss"] = df.groupby(["model", "dataset"], observed=True)["loss"].transform(lambda s: smooth(s, window))
+    df = df[df["step"] > 0]
+    g = sns.relplot(data=df, x="tokens_seen", y="train loss", hue="model", col="dataset", kind="line",
+                    palette="viridis", height=3.6, aspect=1.25, facet_kws={"sharey": True})
+    g.set(xscale="log")
+    g.set_axis_labels("tokens seen", f"training loss (rolling mean of {window} steps)")
+    g.figure.suptitle("Training loss, every size and both datasets", y=1.03)
+    return g.figure
+
+
+def plot_val_loss(logs: pd.DataFrame) -> plt.Figure:
+    """Validation loss on held-out documents at every checkpoint; standard solid, deduped dashed."""
+    df = logs.dropna(subset=["val_loss"])
+    df = df[df["step"] > 0]
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    sns.lineplot(data=df, x="tokens_seen", y="val_loss", hue="model", style="dataset", markers=True, dashes=True,
+                 palette="viridis", ax=ax)
+    ax.set_xscale("log")
+    ax.set_xlabel("tokens seen")
+    ax.set_ylabel("validation loss (held-out documents)")
+    ax.set_title("Validation loss at each checkpoint")
+    return fig
+
+
+def plot_scaling(final: pd.DataFrame) -> plt.Figure:
+    """Final validation loss against non-embedding parameters, both datasets."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    sns.lineplot(data=final, x="non_embedding_params", y="final_val_loss", hue="dataset", marker="o", ax=ax)
+    ax.set_xscale("log")
+    ax.set_xlabel("non-embedding parameters")
+    ax.set_ylabel("final validation loss")
+    ax.set_title("Loss against model size")
+    return fig
+
+
+def plot_lr_schedule(schedule: pd.DataFrame, logged: pd.DataFrame | None = None) -> plt.Figure:
+    """The configured LR schedule per model; dots: the LR the trainer logged."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    sns.lineplot(data=schedule, x="step", y="lr", hue="model", palette="viridis", ax=ax)
+    if logged is not None:
+        sub = logged[logged["dataset"] == logged["dataset"].iloc[0]]
+        sub = sub[sub["step"] % max(1, int(sub["step"].max()) // 40) == 0]
+        sns.scatterplot(data=sub, x="step", y="lr", hue="model", palette="viridis", ax=ax, s=12, legend=False)
+    ax.set_ylabel("learning rate")
+    ax.set_title("Warmup, then cosine to 10% of peak (GPT-NeoX denominator)")
+    return fig
+
+
+def plot_throughput(tp: pd.DataFrame) -> plt.Figure:
+    """Median training tokens/s per size and dataset."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    sns.barplot(data=tp, x="model", y="median_tokens_per_s", hue="dataset", ax=ax)
+    ax.set_ylabel("tokens / s (median over steps)")
+    ax.set_title("Training throughput on this machine")
+    return fig

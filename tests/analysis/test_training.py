@@ -1,0 +1,73 @@
+"""The training section's analysis on synthetic logs in the trainer's format."""
+
+import json
+
+import numpy as np
+import pytest
+
+from pythia.analysis import training as tr
+from pythia.config import load_suite
+from pythia.train.schedule import suite_lr
+
+
+@pytest.fixture
+def fake_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHIA_WORK", str(tmp_path))
+    suite = load_suite("smoke")
+    tokens = suite.training.tokens_per_step
+    ckpts = set(suite.checkpoint_steps())
+    for d_i, dataset in enumerate(("standard", "deduped")):
+        for m_i, model in enumerate(suite.models):
+            run = tmp_path / "smoke" / "models" / dataset / model
+            run.mkdir(parents=True)
+            lines = []
+            for step in range(suite.training.train_iters + 1):
+                rec = {"step": step, "tokens_seen": step * tokens, "loss": 6.0 - 0.1 * step - m_i - 0.01 * d_i,
+                       "lr": suite_lr(suite, suite.model(model), max(step - 1, 0)), "grad_norm": 1.0,
+                       "tokens_per_s": 1000.0 * (m_i + 1), "batch_hash": f"{step:016x}"}
+                if step in ckpts:
+                    rec["val_loss"] = 6.5 - 0.1 * step - m_i
+                lines.append(json.dumps(rec))
+            (run / "train_log.jsonl").write_text("\n".join(lines) + "\n")
+    return suite
+
+
+def test_load_logs_and_summaries(fake_runs):
+    suite = fake_runs
+    logs = tr.load_logs(suite, ["standard", "deduped"])
+    assert len(logs) == 2 * 2 * (suite.training.train_iters + 1)
+    assert list(logs["model"].cat.categories) == ["s1", "s2"]
+    final = tr.final_losses(logs)
+    assert len(final) == 4
+    s2 = final[(final.model == "s2") & (final.dataset == "standard")].iloc[0]
+    assert s2.final_val_loss == pytest.approx(6.5 - 0.1 * 24 - 1)
+    assert s2.non_embedding_params == suite.model("s2").non_embedding_params()
+    tp = tr.throughput(logs)
+    assert set(tp.median_tokens_per_s) == {1000.0, 2000.0}
+    expected_seconds = suite.training.train_iters * suite.training.tokens_per_step / 1000.0
+    assert tp[tp.model == "s1"].train_seconds.iloc[0] == pytest.approx(expected_seconds)
+
+
+def test_lr_schedule_matches_trainer_formula(fake_runs):
+    sched = tr.lr_schedule(fake_runs, points=25)
+    row = sched[(sched.model == "s1") & (sched.step == 10)].iloc[0]
+    assert row.lr == pytest.approx(suite_lr(fake_runs, fake_runs.model("s1"), 10))
+    assert sched.lr.max() <= max(m.peak_lr for m in fake_runs.models.values())
+
+
+def test_figures_render(fake_runs):
+    logs = tr.load_logs(fake_runs, ["standard", "deduped"])
+    for fig in (tr.plot_loss_curves(logs), tr.plot_val_loss(logs), tr.plot_scaling(tr.final_losses(logs)),
+                tr.plot_lr_schedule(tr.lr_schedule(fake_runs), logs), tr.plot_throughput(tr.throughput(logs))):
+        assert fig.axes and any(ax.lines or ax.patches or ax.collections for ax in fig.axes)
+
+
+def test_missing_log_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHIA_WORK", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="train the model first"):
+        tr.load_logs(load_suite("smoke"), ["standard"])
+
+
+def test_smooth_is_centred():
+    s = tr.smooth(__import__("pandas").Series(np.arange(10.0)), 3)
+    assert s.iloc[5] == 5.0
