@@ -129,3 +129,8 @@ def test_digest_changes_with_config(tmp_path):
     a = load_suite("smoke")
     b = load_suite(_write(tmp_path, lambda r: r["training"].update(train_iters=25)))
     assert a.digest != b.digest and a.digest == load_suite("smoke").digest
+
+
+def test_generated_reference_page_is_current():
+    page = (Path(__file__).resolve().parents[1] / "docs" / "config-reference.md").read_text()
+    assert page.strip() == reference_markdown().strip(), "regenerate: pythia config-reference > docs/config-reference.md"
