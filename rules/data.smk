@@ -1,0 +1,153 @@
+# The data of the configured suite: pinned archives -> documents (split, contamination guard)
+# -> tokenizer -> tokenized splits -> deduplicated twin -> training order per dataset -> card.
+# Each rule runs one stage of `pythia data build` (pythia/data/build.py documents the stages).
+# Final outputs the training rules consume:
+#   work/<suite>/data/<dataset>/sequences.bin, order.json
+#   work/<suite>/data/tokenizer/tokenizer.json
+#   work/<suite>/data/validation_text_document.bin
+#   work/<suite>/data/card.json
+
+DATA = f"{WORK}/data"
+DATA_LOGS = f"{LOGS}/data"
+# The card describes both datasets, whatever the config trains.
+DATA_DATASETS = ["standard", "deduped"]
+
+
+rule data_fetch:
+    output:
+        sources=f"{DATA}/sources.json",
+    params:
+        suite=SUITE,
+    log:
+        f"{DATA_LOGS}/fetch.log",
+    conda:
+        "../envs/pythia.yaml"
+    shell:
+        "pythia data build --suite {params.suite} --stage fetch --no-progress &> {log}"
+
+
+rule data_documents:
+    input:
+        sources=rules.data_fetch.output.sources,
+    output:
+        train=f"{DATA}/documents/train.jsonl",
+        validation=f"{DATA}/documents/validation.jsonl",
+        test=f"{DATA}/documents/test.jsonl",
+        manifest=f"{DATA}/documents/manifest.json",
+    params:
+        suite=SUITE,
+    log:
+        f"{DATA_LOGS}/documents.log",
+    conda:
+        "../envs/pythia.yaml"
+    shell:
+        "pythia data build --suite {params.suite} --stage documents --no-progress &> {log}"
+
+
+rule data_tokenizer:
+    input:
+        train=rules.data_documents.output.train,
+    output:
+        tokenizer=f"{DATA}/tokenizer/tokenizer.json",
+        config=f"{DATA}/tokenizer/tokenizer_config.json",
+    params:
+        suite=SUITE,
+    log:
+        f"{DATA_LOGS}/tokenizer.log",
+    conda:
+        "../envs/pythia.yaml"
+    shell:
+        "pythia data build --suite {params.suite} --stage tokenizer --no-progress &> {log}"
+
+
+rule data_tokenize:
+    input:
+        train=rules.data_documents.output.train,
+        validation=rules.data_documents.output.validation,
+        test=rules.data_documents.output.test,
+        tokenizer=rules.data_tokenizer.output.tokenizer,
+    output:
+        train_bin=f"{DATA}/standard/train_text_document.bin",
+        train_idx=f"{DATA}/standard/train_text_document.idx",
+        validation_bin=f"{DATA}/validation_text_document.bin",
+        validation_idx=f"{DATA}/validation_text_document.idx",
+        test_bin=f"{DATA}/test_text_document.bin",
+        test_idx=f"{DATA}/test_text_document.idx",
+    params:
+        suite=SUITE,
+    log:
+        f"{DATA_LOGS}/tokenize.log",
+    conda:
+        "../envs/pythia.yaml"
+    shell:
+        "pythia data build --suite {params.suite} --stage tokenize --no-progress &> {log}"
+
+
+rule data_dedup:
+    input:
+        train=rules.data_documents.output.train,
+        train_bin=rules.data_tokenize.output.train_bin,
+        train_idx=rules.data_tokenize.output.train_idx,
+    output:
+        train_bin=f"{DATA}/deduped/train_text_document.bin",
+        train_idx=f"{DATA}/deduped/train_text_document.idx",
+        report=f"{DATA}/deduped/dedup.json",
+    params:
+        suite=SUITE,
+    log:
+        f"{DATA_LOGS}/dedup.log",
+    conda:
+        "../envs/pythia.yaml"
+    shell:
+        "pythia data build --suite {params.suite} --stage dedup --no-progress &> {log}"
+
+
+rule data_order:
+    input:
+        train_bin=f"{DATA}/{{dataset}}/train_text_document.bin",
+        train_idx=f"{DATA}/{{dataset}}/train_text_document.idx",
+    output:
+        sequences=f"{DATA}/{{dataset}}/sequences.bin",
+        sequences_idx=f"{DATA}/{{dataset}}/sequences.idx",
+        doc_idx=f"{DATA}/{{dataset}}/doc_idx.npy",
+        sample_idx=f"{DATA}/{{dataset}}/sample_idx.npy",
+        shuffle_idx=f"{DATA}/{{dataset}}/shuffle_idx.npy",
+        order=f"{DATA}/{{dataset}}/order.json",
+    params:
+        suite=SUITE,
+    log:
+        f"{DATA_LOGS}/order_{{dataset}}.log",
+    conda:
+        "../envs/pythia.yaml"
+    shell:
+        "pythia data build --suite {params.suite} --stage order --dataset {wildcards.dataset} --no-progress &> {log}"
+
+
+rule data_card:
+    input:
+        manifest=rules.data_documents.output.manifest,
+        tokenizer=rules.data_tokenizer.output.tokenizer,
+        validation=rules.data_tokenize.output.validation_bin,
+        test=rules.data_tokenize.output.test_bin,
+        dedup=rules.data_dedup.output.report,
+        orders=expand(f"{DATA}/{{dataset}}/order.json", dataset=DATA_DATASETS),
+    output:
+        markdown=f"{DATA}/card.md",
+        table=f"{DATA}/card.csv",
+        card=f"{DATA}/card.json",
+    params:
+        suite=SUITE,
+    log:
+        f"{DATA_LOGS}/card.log",
+    conda:
+        "../envs/pythia.yaml"
+    shell:
+        "pythia data build --suite {params.suite} --stage card --no-progress &> {log}"
+
+
+# What the data section contributes to `rule all` (common.smk's all_targets may add these).
+DATA_TARGETS = [
+    f"{DATA}/card.json",
+    f"{DATA}/tokenizer/tokenizer.json",
+    f"{DATA}/validation_text_document.bin",
+] + expand(f"{DATA}/{{dataset}}/{{name}}", dataset=DATASETS, name=["sequences.bin", "order.json"])

@@ -1,0 +1,62 @@
+"""Fixtures of the data tests.
+
+``smoke_data``: the smoke suite's data (standard library + generated arithmetic: no download)
+built once per test session into a temporary work directory, with an empty temporary cache
+and ``PYTHIA_OFFLINE=1`` so nothing is fetched. It returns the work directory; tests that read
+the data through ``pythia.paths`` use the ``smoke_env`` fixture, which points ``PYTHIA_WORK``
+(and the cache) at it for the duration of one test.
+
+The GPT-NeoX tokenizer test needs the pinned llama-cpp-python sdist (76.6 MB, sha256
+832db069...1a2e) in the real cache: ``$PYTHIA_CACHE/archives/llama_cpp_python-0.3.36.tar.gz``
+(default ``~/.cache/pythia-compendium/archives/``). Tests never download; to make it present
+in CI run ``pythia data fetch --source`` ... or simply ``pythia data fetch --all`` once
+(or ``curl -o <that path> <url in pythia/data/sources.py>``), and cache that directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def smoke_data(tmp_path_factory) -> Path:
+    """Work directory holding ``smoke/data/...``, built once per session."""
+    work = tmp_path_factory.mktemp("smoke_work")
+    cache = tmp_path_factory.mktemp("smoke_cache")
+    saved = {k: os.environ.get(k) for k in ("PYTHIA_WORK", "PYTHIA_CACHE", "PYTHIA_OFFLINE")}
+    os.environ.update(PYTHIA_WORK=str(work), PYTHIA_CACHE=str(cache), PYTHIA_OFFLINE="1")
+    try:
+        from pythia.data.build import build
+
+        build("smoke", progress=False)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return work
+
+
+@pytest.fixture
+def smoke_env(smoke_data, monkeypatch, tmp_path) -> Path:
+    """``PYTHIA_WORK`` pointed at the session's smoke data (offline, empty cache)."""
+    monkeypatch.setenv("PYTHIA_WORK", str(smoke_data))
+    monkeypatch.setenv("PYTHIA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PYTHIA_OFFLINE", "1")
+    return smoke_data
+
+
+@pytest.fixture
+def empty_cache(monkeypatch, tmp_path) -> Path:
+    """An empty ``PYTHIA_CACHE`` (offline)."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("PYTHIA_CACHE", str(cache))
+    monkeypatch.setenv("PYTHIA_OFFLINE", "1")
+    from pythia.data import sources
+
+    sources._verified.clear()
+    return cache

