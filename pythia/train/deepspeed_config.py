@@ -42,6 +42,9 @@ def deepspeed_config(suite: Suite, spec: ModelSpec | str, world_size: int = 1, d
     gpu = device.startswith("cuda")
     precision = spec.precision if gpu else Precision.fp32
     zero_stage = t.zero_stage
+    # ZeRO's flat buffers are this many elements: more than the model is wasted memory
+    # (on CPU, allocating 2 GB buckets for a 1M-parameter model dominates the step).
+    bucket = int(min(500_000_000, max(suite.total_params(spec), 1_000_000)))
     cfg: dict = {
         "train_batch_size": t.global_batch,
         "train_micro_batch_size_per_gpu": micro,
@@ -50,10 +53,10 @@ def deepspeed_config(suite: Suite, spec: ModelSpec | str, world_size: int = 1, d
         "zero_optimization": {
             "stage": zero_stage,
             "allgather_partitions": True,
-            "allgather_bucket_size": 500_000_000,
+            "allgather_bucket_size": bucket,
             "overlap_comm": gpu,
             "reduce_scatter": True,
-            "reduce_bucket_size": 500_000_000,
+            "reduce_bucket_size": bucket,
             "contiguous_gradients": True,
         },
         "zero_allow_untested_optimizer": True,

@@ -166,6 +166,13 @@ class Trainer:
 
         from pythia.train.deepspeed_config import deepspeed_config
 
+        if not self.device.startswith("cuda"):
+            # DeepSpeed's CPU backend JIT-compiles a shared-memory all-reduce op (minutes of
+            # C++ compilation) used only for inference all-reduce; ZeRO training goes through
+            # torch.distributed (gloo) either way, so skip the build.
+            import deepspeed.comm.torch as ds_comm_torch
+
+            ds_comm_torch.build_shm_op = lambda: None
         cfg = deepspeed_config(self.suite, self.spec, self.ctx.world_size, self.device)
         self.ds_config = cfg
         engine, optimizer, _, _ = deepspeed.initialize(model=self.model, optimizer=self.optimizer, config=cfg)
@@ -251,6 +258,7 @@ class Trainer:
         tensors: dict[str, torch.Tensor] = {}
         named = dict(self.model.named_parameters())
         base = self.ds_optimizer.optimizer
+        self._relink_deepspeed_state()
         steps = [s["step"] for s in base.state.values() if "step" in s]
         for name in self.names:
             for key in ("exp_avg", "exp_avg_sq"):
@@ -258,7 +266,7 @@ class Trainer:
                 if val is not None:
                     tensors[f"{name}.{key}"] = val.detach().float().cpu().contiguous()
             if steps:
-                tensors[f"{name}.step"] = torch.as_tensor(steps[0]).detach().cpu().reshape(())
+                tensors[f"{name}.step"] = torch.as_tensor(steps[0]).detach().cpu().reshape(()).clone()
         groups = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.state_dict()["param_groups"]]
         return tensors, groups
 
@@ -313,6 +321,18 @@ class Trainer:
         ckpt.set_rng_state(st["rng"], meta["rng"])
         return int(meta["step"])
 
+    def _relink_deepspeed_state(self) -> None:
+        """Point every parameter's ZeRO fragment at the optimizer moments.
+
+        DeepSpeed links them once, right after stepping the first parameter group, when the
+        moments of the other groups (here: the no-decay group) do not exist yet; linking
+        again once all exist makes ``safe_get/set_full_optimizer_state`` see every parameter.
+        """
+        opt = self.ds_optimizer
+        if hasattr(opt, "_lazy_init_hp_params_optimizer_state") and opt.optimizer.state:
+            opt._hp_optimizer_states_linked = False
+            opt._lazy_init_hp_params_optimizer_state()
+
     def _load_deepspeed_optimizer(self, tensors: dict[str, torch.Tensor]) -> None:
         from deepspeed.utils import safe_set_full_fp32_param, safe_set_full_optimizer_state
 
@@ -331,6 +351,7 @@ class Trainer:
                 g["lr"], g["weight_decay"] = lr, wd
                 for p in g["params"]:
                     p.grad = None
+        self._relink_deepspeed_state()
         for name in self.names:
             for key in ("exp_avg", "exp_avg_sq"):
                 if f"{name}.{key}" in tensors:
