@@ -103,6 +103,10 @@ rule data_dedup:
 
 
 rule data_order:
+    # Both datasets are always buildable: the data card describes both, even when the
+    # config trains only one (the global constraint follows config["datasets"]).
+    wildcard_constraints:
+        dataset="standard|deduped",
     input:
         train_bin=f"{DATA}/{{dataset}}/train_text_document.bin",
         train_idx=f"{DATA}/{{dataset}}/train_text_document.idx",

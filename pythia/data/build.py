@@ -4,8 +4,8 @@ deduplicated twin -> training order -> data card.
 Stages (each separately callable, ``pythia data build --suite S --stage NAME``; without
 ``--stage`` all run in order and finished ones are skipped):
 
-``fetch``      archives of the suite's sources (and of the evaluation items) into the cache;
-               writes ``data/sources.json``.
+``fetch``      archives of the suite's sources, of the evaluation items and (for ``neox20b``)
+               of the GPT-NeoX vocabulary into the cache; writes ``data/sources.json``.
 ``documents``  every source's documents in its fixed order, long ones split into chunks of at
                most :data:`MAX_DOC_BYTES` (on paragraph, then line, then character boundaries),
                taken in order until ``max_bytes_per_source``; each chunk is assigned to
@@ -56,7 +56,7 @@ STAGES = ("fetch", "documents", "tokenizer", "tokenize", "dedup", "order", "card
 MAX_DOC_BYTES = 20_000
 """Documents longer than this (UTF-8 bytes) are split into chunks of at most this size."""
 SPLIT_BUCKETS = 1_000_000
-_STAGE_VERSION = {"fetch": 1, "documents": 1, "tokenizer": 1, "tokenize": 1, "dedup": 1, "order": 1, "card": 1}
+_STAGE_VERSION = {"fetch": 1, "documents": 2, "tokenizer": 1, "tokenize": 1, "dedup": 1, "order": 1, "card": 1}
 
 
 # --------------------------------------------------------------------------------------
@@ -316,6 +316,11 @@ def stage_fetch(suite: Suite, progress: bool = True) -> dict:
     if "bigbench" in groups:
         S.bigbench_dir(progress=progress)
         fetched[S.ARCHIVES["bigbench"].filename] = S.ARCHIVES["bigbench"].path
+    if suite.tokenizer.kind.value == "neox20b":
+        from pythia.data.tokenizer import neox_gguf_path
+
+        neox_gguf_path(progress=progress)
+        fetched[S.ARCHIVES["llama-cpp-python"].filename] = S.ARCHIVES["llama-cpp-python"].path
     record = {
         "sources": {n: S.get_source(n).info() for n in names},
         "archives": {a.filename: {"package": a.package, "version": a.version, "sha256": a.sha256, "size": a.size}

@@ -1,7 +1,8 @@
 """``pythia data ...`` commands.
 
     pythia data sources [--json]                              the source registry
-    pythia data fetch (--suite S | --source NAME... | --all)  archives into the cache, verified
+    pythia data fetch (--suite S | --source NAME... | --archive PKG... | --all)
+                                                              archives into the cache, verified
     pythia data build --suite S [--stage STAGE [--dataset D]] [--force]
                                                               build (all stages, skipping finished ones)
     pythia data batch --suite S --dataset D --step N [--decode] [--rows R]
@@ -49,9 +50,15 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
         run_stage(suite, "fetch", progress=not args.no_progress)
         print(f"fetched the archives of suite {suite.name}; see {Layout(suite.name).root / 'sources.json'}")
         return 0
+    if args.archive:
+        for pkg in args.archive:
+            if pkg not in S.ARCHIVES:
+                raise ValueError(f"unknown archive {pkg!r}; archives: {', '.join(S.ARCHIVES)}")
+            print(f"{S.ARCHIVES[pkg].filename}: {S.fetch_archive(pkg, progress=not args.no_progress)}")
+        return 0
     names = list(S.SOURCES) if args.all else (args.source or [])
     if not names:
-        raise ValueError("say what to fetch: --suite S, --source NAME ..., or --all")
+        raise ValueError("say what to fetch: --suite S, --source NAME ..., --archive PACKAGE ..., or --all")
     names = [n for n in names if S.SOURCES.get(n) is None or S.SOURCES[n].available()] if args.all else names
     fetched = S.prepare(names, progress=not args.no_progress)
     if args.all:
@@ -116,6 +123,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = q.add_mutually_exclusive_group()
     g.add_argument("--suite", help="the archives a suite needs (sources and evaluation items)")
     g.add_argument("--source", nargs="+", help="the archives of these sources")
+    g.add_argument("--archive", nargs="+", metavar="PACKAGE",
+                   help="these pinned archives by package name (e.g. llama-cpp-python, the GPT-NeoX vocabulary)")
     g.add_argument("--all", action="store_true", help="every archive, including the GPT-NeoX tokenizer's")
     q.add_argument("--no-progress", action="store_true", help="no progress bars")
     q.set_defaults(func=_cmd_fetch)

@@ -8,8 +8,9 @@ and tar members are read without installing anything). Two archives need a prepa
 in ``$PYTHIA_CACHE/extracted/`` made once at fetch time:
 
 * ``mathematics-dataset`` is unpacked and three lines of ``sample/polynomials.py`` are
-  patched so that it runs on numpy 2 / sympy 1.14; the generator then runs in a
-  subprocess with that copy on ``sys.path``.
+  patched so that it runs on numpy 2 / sympy 1.14 (plus two lines of
+  ``util/composition.py`` so that its output does not depend on memory addresses); the
+  generator then runs in a subprocess with that copy on ``sys.path``.
 * ``bigbench`` (358 MB) is read in one pass: the four text-rich training tasks are kept as
   they are, and the evaluation items of every multiple-choice task are written to one
   ``eval_items.jsonl`` (for the contamination guard).
@@ -75,7 +76,7 @@ log = logging.getLogger(__name__)
 Document = tuple[str, str]  # (id, text)
 
 
-class SourceError(RuntimeError):
+class SourceError(ValueError):
     """A source cannot be used; the message says which and how to fix it."""
 
 
@@ -83,7 +84,7 @@ class ArchiveHashError(SourceError):
     """An archive's sha256 differs from the pinned value."""
 
 
-class ArchiveMissingError(SourceError):
+class ArchiveMissingError(SourceError, FileNotFoundError):
     """An archive is not cached and may not (or could not) be downloaded."""
 
 
@@ -516,6 +517,15 @@ _MATH_FIXES = [
     ("coeffs.itemset(index, value)", "coeffs[index] = value"),
     ("expanded_coefficients.itemset(power, coeffs)", "expanded_coefficients[power] = coeffs"),
 ]
+# Not a compatibility fix but a determinism one: ``expand_entities`` collects Entity objects
+# (hashed by id, i.e. by memory address) in a set and shuffles its list, so statement order
+# changed from run to run even with every seed fixed. An insertion-ordered dict keeps the
+# same elements in a fixed order.
+_MATH_DETERMINISM_FIXES = [
+    ("  entities = set(context.child_entities)\n", "  entities = dict.fromkeys(context.child_entities)\n"),
+    ("      entities.add(maybe_entity)\n", "      entities[maybe_entity] = None\n"),
+]
+_MATH_PATCH_VERSION = 2
 MATH_SEED = 1234
 MATH_PER_DOC = 40
 """Question/answer pairs per math document (all from one module)."""
@@ -525,6 +535,9 @@ import json, random, sys
 import numpy as np
 seed, per_doc = int(sys.argv[1]), int(sys.argv[2])
 random.seed(seed); np.random.seed(seed)
+import sympy.core.random  # sympy's own generator (randprime, ...)
+sympy.core.random.seed(seed)
+sympy.core.random._assumptions_rng.seed(seed)
 from mathematics_dataset import generate_settings
 from mathematics_dataset.modules import modules
 def entropy(range_):
@@ -557,7 +570,8 @@ def math_dir(download: bool | None = None, progress: bool = True) -> Path:
     """A private copy of mathematics_dataset patched for numpy 2 / sympy 1.14."""
     a = ARCHIVES["mathematics-dataset"]
     out = cache_dir() / "extracted" / f"mathematics_dataset-{a.version}"
-    if (out / "patched.json").exists():
+    stamp = out / "patched.json"
+    if stamp.exists() and json.loads(stamp.read_text()).get("version") == _MATH_PATCH_VERSION:
         return out
     path = fetch_archive(a, download=download, progress=progress)
     with atomic_dir(out) as tmp:
@@ -565,22 +579,32 @@ def math_dir(download: bool | None = None, progress: bool = True) -> Path:
             for n in z.namelist():
                 if n.startswith("mathematics_dataset/"):
                     z.extract(n, tmp)
-        poly = tmp / "mathematics_dataset" / "sample" / "polynomials.py"
-        src = poly.read_text()
-        for old, new in _MATH_FIXES:
-            if old not in src:
-                raise SourceError(f"cannot patch {poly}: {old!r} not found (unexpected archive content)")
-            src = src.replace(old, new)
-        poly.write_text(src)
-        write_json(tmp / "patched.json", {"sha256": a.sha256, "fixes": _MATH_FIXES})
+        pkg = tmp / "mathematics_dataset"
+        for path, fixes in ((pkg / "sample" / "polynomials.py", _MATH_FIXES),
+                            (pkg / "util" / "composition.py", _MATH_DETERMINISM_FIXES)):
+            src = path.read_text()
+            for old, new in fixes:
+                if old not in src:
+                    raise SourceError(f"cannot patch {path}: {old!r} not found (unexpected archive content)")
+                src = src.replace(old, new)
+            path.write_text(src)
+        write_json(tmp / "patched.json", {"sha256": a.sha256, "version": _MATH_PATCH_VERSION,
+                                          "fixes": _MATH_FIXES, "determinism_fixes": _MATH_DETERMINISM_FIXES})
     return out
 
 
 def _extract_math(budget: int | None) -> Iterator[Document]:
+    return math_documents(budget)
+
+
+def math_documents(budget: int | None, per_doc: int = MATH_PER_DOC, seed: int = MATH_SEED) -> Iterator[Document]:
+    """Documents of ``per_doc`` question/answer pairs, cycling through the sorted train
+    modules, generated in a subprocess (all of Python's, numpy's and sympy's generators
+    seeded, ``PYTHONHASHSEED=0``) until ``budget`` bytes."""
     root = math_dir()
     env = dict(os.environ, PYTHONPATH=str(root), PYTHONHASHSEED="0")
     proc = subprocess.Popen(
-        [sys.executable, "-c", _MATH_DRIVER, str(MATH_SEED), str(MATH_PER_DOC)],
+        [sys.executable, "-c", _MATH_DRIVER, str(seed), str(per_doc)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
     produced = 0

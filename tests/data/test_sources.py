@@ -121,3 +121,15 @@ def test_arithmetic_prompts_are_the_term_frequency_items():
 def test_math_patch_lines_are_the_documented_three_fixes():
     olds = " ".join(o for o, _ in S._MATH_FIXES)
     assert "sympy.solvers.diophantine import" in olds and "np.object" in olds and "itemset" in olds
+
+
+def test_math_generator_is_deterministic():
+    """Needs the mathematics-dataset wheel (94 kB) in the cache; covers every module twice."""
+    if not S.ARCHIVES["mathematics-dataset"].path.exists():
+        pytest.skip(f"needs {S.ARCHIVES['mathematics-dataset'].path} (`pythia data fetch --source math`)")
+    a = list(S.math_documents(30_000, per_doc=2))
+    b = list(S.math_documents(30_000, per_doc=2))
+    assert a == b
+    modules = {i.split("/")[0] for i, _ in a}
+    assert len(modules) > 40 and any(i.endswith("/1") for i, _ in a)  # every module, twice
+    assert all(t.startswith("Question: ") and "\nAnswer: " in t for _, t in a)
