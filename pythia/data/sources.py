@@ -194,8 +194,13 @@ def _resolve_url(archive: Archive) -> list[str]:
 def _download(archive: Archive, progress: bool = True) -> Path:
     from tqdm import tqdm
 
-    errors = []
-    for url in [archive.url] + [u for u in _resolve_url(archive)[1:]]:
+    errors: list[str] = []
+
+    def urls() -> Iterator[str]:
+        yield archive.url
+        yield from _resolve_url(archive)[1:]  # asked only if the pinned address fails
+
+    for url in urls():
         log.info("downloading %s (%.1f MB) from %s", archive.filename, archive.size / 1e6, url)
         try:
             with atomic_path(archive.path) as tmp:
@@ -529,6 +534,9 @@ _MATH_PATCH_VERSION = 2
 MATH_SEED = 1234
 MATH_PER_DOC = 40
 """Question/answer pairs per math document (all from one module)."""
+MATH_DEFAULT_BYTES = 5_000_000
+"""The generator never ends: without a byte cap (``max_bytes_per_source: null``) it stops
+here (~5 min on one core)."""
 
 _MATH_DRIVER = r"""
 import json, random, sys
@@ -608,13 +616,14 @@ def math_documents(budget: int | None, per_doc: int = MATH_PER_DOC, seed: int = 
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
     produced = 0
+    budget = MATH_DEFAULT_BYTES if budget is None else budget
     try:
         for line in proc.stdout:
             rec = json.loads(line)
             text = "\n\n".join(f"Question: {q}\nAnswer: {a}" for q, a in rec["qa"])
             produced += len(text.encode())
             yield rec["id"], text
-            if budget is not None and produced >= budget:
+            if produced >= budget:
                 break
         else:
             err = proc.stderr.read()
@@ -627,6 +636,8 @@ def math_documents(budget: int | None, per_doc: int = MATH_PER_DOC, seed: int = 
 # -- arithmetic (generated) --------------------------------------------------------------
 ARITHMETIC_SEED = 4321
 ARITHMETIC_ZIPF = 1.1
+ARITHMETIC_DEFAULT_BYTES = 2_000_000
+"""Generated text without a byte cap."""
 
 
 def arithmetic_operand_weights(seed: int = ARITHMETIC_SEED) -> dict[int, float]:
@@ -677,7 +688,7 @@ def generate_arithmetic(budget: int | None, seed: int = ARITHMETIC_SEED) -> Iter
     rng = random.Random(seed)
     weights = arithmetic_operand_weights(seed)
     nums, probs = list(weights), list(weights.values())
-    budget = budget if budget is not None else 2_000_000
+    budget = budget if budget is not None else ARITHMETIC_DEFAULT_BYTES
     produced, k = 0, 0
     while produced < budget:
         sents = []
