@@ -26,6 +26,7 @@ wildcard_constraints:
 
 
 include: "rules/suite.smk"
+include: "rules/data.smk"
 
 
 rule all:

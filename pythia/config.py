@@ -154,6 +154,8 @@ class DataSpec(_Strict):
     """Additional user sources (jsonl files or Hugging Face datasets)."""
     max_bytes_per_source: Annotated[int, Field(gt=0)] | None = None
     """Cap on the text taken from each source (documents in a fixed order until the cap)."""
+    source_max_bytes: dict[str, Annotated[int, Field(gt=0)]] = {}
+    """Per-source caps overriding ``max_bytes_per_source`` (e.g. more of a source rich in natural duplicates)."""
     val_fraction: Annotated[float, Field(ge=0, lt=0.5)] = 0.01
     """Fraction of documents held out for validation, chosen by a hash of the document."""
     test_fraction: Annotated[float, Field(ge=0, lt=0.5)] = 0.01
@@ -164,6 +166,19 @@ class DataSpec(_Strict):
     """Training documents sharing an n-gram of this many words with an evaluation item are dropped."""
     seed: int = 1234
     """Seed of the data order (GPT-NeoX: the training seed)."""
+
+
+    def cap(self, source: str) -> int | None:
+        """Byte cap of ``source``: its own entry in ``source_max_bytes`` or ``max_bytes_per_source``."""
+        return self.source_max_bytes.get(source, self.max_bytes_per_source)
+
+    @model_validator(mode="after")
+    def _caps_name_sources(self) -> DataSpec:
+        known = set(self.sources) | {s.name for s in self.extra_sources}
+        unknown = sorted(set(self.source_max_bytes) - known)
+        if unknown:
+            raise ValueError(f"source_max_bytes names sources not in this suite: {', '.join(unknown)}; sources: {', '.join(sorted(known))}")
+        return self
 
 
 class CheckpointSchedule(_Strict):

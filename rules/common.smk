@@ -46,4 +46,6 @@ def all_targets():
     targets = []
     if "suite" in SECTIONS:
         targets += [f"{RESULTS}/notebooks/00_suite.ipynb"]
+    if "data" in SECTIONS:
+        targets += DATA_TARGETS
     return targets

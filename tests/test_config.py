@@ -134,3 +134,11 @@ def test_digest_changes_with_config(tmp_path):
 def test_generated_reference_page_is_current():
     page = (Path(__file__).resolve().parents[1] / "docs" / "config-reference.md").read_text()
     assert page.strip() == reference_markdown().strip(), "regenerate: pythia config-reference > docs/config-reference.md"
+
+
+def test_source_caps(tmp_path):
+    micro = load_suite("micro")
+    assert micro.data.cap("shakespeare") > micro.data.cap("stdlib") == micro.data.max_bytes_per_source
+    path = _write(tmp_path, lambda r: r["data"].update(source_max_bytes={"shakespeer": 10}))
+    with pytest.raises(ConfigError, match="shakespeer.*sources: arithmetic, stdlib"):
+        load_suite(path)

@@ -144,7 +144,7 @@ def stage_digest(suite: Suite, stage: str) -> str:
     t = suite.training
     keys: dict[str, Any] = {"stage": stage, "version": _STAGE_VERSION[stage]}
     docs = {"sources": d.sources, "extra": [s.model_dump(mode="json") for s in d.extra_sources],
-            "cap": d.max_bytes_per_source, "val": d.val_fraction, "test": d.test_fraction,
+            "cap": d.max_bytes_per_source, "source_caps": d.source_max_bytes, "val": d.val_fraction, "test": d.test_fraction,
             "ngram": d.contamination_ngram, "max_doc_bytes": MAX_DOC_BYTES, "python": sys.version_info[:2]}
     tok = suite.tokenizer.model_dump(mode="json")
     if stage in ("fetch",):
@@ -243,7 +243,7 @@ def _source_iter(suite: Suite, name: str) -> tuple[Iterator[tuple[str, str]], st
         if spec.name == name:
             return S.iter_extra_source(spec), spec.domain
     src = S.get_source(name)
-    return S.iter_source(name, suite.data.max_bytes_per_source), src.domain
+    return S.iter_source(name, suite.data.cap(name)), src.domain
 
 
 def source_names(suite: Suite) -> list[str]:
@@ -256,7 +256,7 @@ def source_names(suite: Suite) -> list[str]:
 
 def collect_source(suite: Suite, name: str) -> list[dict]:
     """One source's capped, chunked documents: ``{"id", "source", "text"}`` in order."""
-    cap = suite.data.max_bytes_per_source
+    cap = suite.data.cap(name)
     it, _ = _source_iter(suite, name)
     out: list[dict] = []
     total = 0
@@ -375,6 +375,7 @@ def stage_documents(suite: Suite, progress: bool = True) -> dict:
     manifest = {
         "suite": suite.name,
         "max_bytes_per_source": suite.data.max_bytes_per_source,
+        "source_max_bytes": suite.data.source_max_bytes,
         "max_doc_bytes": MAX_DOC_BYTES,
         "val_fraction": suite.data.val_fraction,
         "test_fraction": suite.data.test_fraction,

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -312,7 +313,8 @@ def write_order(
             "shuffle_idx": str(indices.shuffle_idx.dtype),
         },
         "text_document": {
-            "path": str(Path(text_prefix)),
+            # relative to the order's own directory, so the record is the same in any work dir
+            "path": os.path.relpath(Path(text_prefix).resolve(), Path(out_dir).resolve()),
             "idx_sha256": io.sha256_file(ds.idx_path),
             "bin_bytes": ds.bin_path.stat().st_size,
         },
