@@ -146,7 +146,7 @@ class Trainer:
         # precision: CPU fp32; CUDA autocast in the model's precision (fp16 with loss scaling)
         gpu = self.device.startswith("cuda")
         self.amp_dtype = None
-        if gpu and self.spec.precision is not Precision.fp32:
+        if gpu and self.spec.precision is not Precision.fp32 and not opts.deepspeed:  # DeepSpeed: its config
             self.amp_dtype = torch.bfloat16 if self.spec.precision is Precision.bf16 else torch.float16
         self.model = build_model(suite, self.spec, seed=t.seed, device=self.device,
                                  attn_implementation=attention_backend() if gpu else "sdpa")

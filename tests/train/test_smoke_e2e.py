@@ -1,0 +1,39 @@
+"""End to end on the real smoke suite: its data built by the data package (``smoke_data``),
+``pythia train`` through the CLI, every checkpoint loadable with its tokenizer."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from transformers import AutoTokenizer, GPTNeoXForCausalLM
+
+from pythia.config import load_suite
+from pythia.data.batches import batch_hash, get_batch
+from tests.data.conftest import smoke_data  # noqa: F401  (session fixture of the data tests)
+
+from .helpers import read_log, run_cli
+
+
+def test_pythia_train_on_the_smoke_suite(smoke_data, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("PYTHIA_WORK", str(smoke_data))
+    env = {**os.environ, "PYTHIA_WORK": str(smoke_data), "PYTHIA_OFFLINE": "1"}
+    suite = load_suite("smoke")
+    run_cli(["train", "--suite", "smoke", "--model", "s1", "--dataset", "deduped", "--threads", "1", "--no-progress"], env)
+    run_dir = smoke_data / "smoke" / "models" / "deduped" / "s1"
+    done = json.loads((run_dir / "done.json").read_text())
+    assert done["steps"] == 24 and done["checkpoints"] == suite.checkpoint_steps() == [0, 1, 2, 4, 8, 16, 24]
+    tok = None
+    for s in done["checkpoints"]:
+        GPTNeoXForCausalLM.from_pretrained(run_dir / f"step{s}")
+        tok = AutoTokenizer.from_pretrained(run_dir / f"step{s}")
+    ids = tok("def main():")["input_ids"]
+    assert ids and max(ids) < 512
+    records = read_log(run_dir)
+    assert [r["step"] for r in records] == list(range(25))
+    for r in records[1:]:
+        assert r["batch_hash"] == batch_hash(get_batch(suite, "deduped", r["batch"]))
+    assert records[-1]["val_loss"] < records[0]["val_loss"]
+    # a rerun with --resume (what the Snakemake rule does) finds the run finished
+    run_cli(["train", "--suite", "smoke", "--model", "s1", "--dataset", "deduped", "--resume", "--no-progress"], env)
+    assert json.loads((run_dir / "done.json").read_text())["final_weights_sha256"] == done["final_weights_sha256"]
