@@ -44,8 +44,9 @@ STATE_FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt")
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint or state file is missing, truncated or belongs to another run."""
+class CheckpointError(ValueError):
+    """A checkpoint or state file is missing, truncated or belongs to another run (the CLI
+    prints the message, which names the file and what to do, without a traceback)."""
 
 
 # --------------------------------------------------------------------------- run.json
