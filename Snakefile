@@ -27,6 +27,7 @@ wildcard_constraints:
 
 include: "rules/suite.smk"
 include: "rules/data.smk"
+include: "rules/training.smk"
 
 
 rule all:

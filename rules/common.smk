@@ -1,5 +1,6 @@
 # Shared settings and helpers of the workflow. No lambdas in rules: functions live here.
 
+import json
 from pathlib import Path
 
 from pythia.config import load_suite, register_suite_file
@@ -33,12 +34,18 @@ def notebook(stem):
 
 
 # The one papermill pattern every section notebook uses: parameters from the config (each
-# notebook's rule sets params.suite), the executed notebook kept under
-# results/<suite>/notebooks/, everything it prints in the log.
+# notebook's rule sets params.suite and params.nb_params, a JSON object of the notebook's
+# other parameters), the executed notebook kept under results/<suite>/notebooks/,
+# everything it prints in the log.
 PAPERMILL = (
     "papermill {input.nb} {output.nb} --kernel python3 --log-output"
-    " -p suite {params.suite} -p project_dir $PWD &> {log}"
+    " -p suite {params.suite} -p project_dir $PWD -y {params.nb_params:q} &> {log}"
 )
+
+
+def nb_params(**values):
+    """A notebook's extra papermill parameters as a JSON object (valid YAML for ``-y``)."""
+    return json.dumps(values, sort_keys=True)
 
 
 def all_targets():
@@ -48,4 +55,6 @@ def all_targets():
         targets += [f"{RESULTS}/notebooks/00_suite.ipynb"]
     if "data" in SECTIONS:
         targets += DATA_TARGETS
+    if "training" in SECTIONS:
+        targets += TRAIN_DONE + [f"{RESULTS}/notebooks/01_training.ipynb"]
     return targets

@@ -32,6 +32,7 @@ rule notebook_suite:
         ),
     params:
         suite=SUITE,
+        nb_params=nb_params(),
     log:
         f"{LOGS}/notebooks/00_suite.log",
     conda:

@@ -43,3 +43,35 @@ rule train:
         " pythia train --suite {wildcards.suite} --model {wildcards.model} --dataset {wildcards.dataset}"
         " --resume --threads {threads} --no-progress;"
         " fi ) &> {log}"
+
+
+# The training section's notebook: suite, data card, loss curves, LR schedule, throughput,
+# and the proof that every logged batch hash equals the batch viewer's.
+TRAINING_RESULTS = f"{RESULTS}/training"
+
+
+rule notebook_training:
+    input:
+        nb=notebook("01_training"),
+        done=TRAIN_DONE,
+        card=f"{WORK}/data/card.json",
+    output:
+        nb=f"{RESULTS}/notebooks/01_training.ipynb",
+        loss_curves=report(f"{TRAINING_RESULTS}/loss_curves.png", caption="../report/loss_curves.rst", category="Training"),
+        val_loss=report(f"{TRAINING_RESULTS}/val_loss.png", caption="../report/val_loss.rst", category="Training"),
+        loss_vs_size=report(f"{TRAINING_RESULTS}/loss_vs_size.png", caption="../report/loss_vs_size.rst", category="Training"),
+        lr_schedule=report(f"{TRAINING_RESULTS}/lr_schedule.png", caption="../report/lr_schedule.rst", category="Training"),
+        throughput=report(f"{TRAINING_RESULTS}/throughput.png", caption="../report/throughput.rst", category="Training"),
+        data_card=f"{TRAINING_RESULTS}/data_card.csv",
+        final_losses=f"{TRAINING_RESULTS}/final_losses.csv",
+        throughput_table=f"{TRAINING_RESULTS}/throughput.csv",
+        batch_proof=f"{TRAINING_RESULTS}/batch_proof.csv",
+    params:
+        suite=SUITE,
+        nb_params=nb_params(datasets=DATASETS, models=MODELS),
+    log:
+        f"{LOGS}/notebooks/01_training.log",
+    conda:
+        "../envs/pythia.yaml"
+    shell:
+        PAPERMILL

@@ -81,3 +81,23 @@ def test_smoke_workflow_is_idempotent(smoke_workflow):
     out = _snakemake("--cores", "2", "-n", "--directory", str(smoke_workflow), "--config", "suite=smoke")
     assert out.returncode == 0
     assert "Nothing to be done" in out.stdout + out.stderr
+
+
+def test_smoke_workflow_builds_data_trains_and_renders_training(smoke_workflow):
+    work = smoke_workflow / "work" / "smoke"
+    for dataset in ("standard", "deduped"):
+        order = json.loads((work / "data" / dataset / "order.json").read_text())
+        assert order["seq_len"] == 64
+        for model in ("s1", "s2"):
+            run = work / "models" / dataset / model
+            done = json.loads((run / "done.json").read_text())
+            assert done["steps"] == 24 and done["checkpoints"] == [0, 1, 2, 4, 8, 16, 24]
+            assert (run / "step24" / "model.safetensors").exists()
+    res = smoke_workflow / "results" / "smoke" / "training"
+    for fig in ("loss_curves", "val_loss", "loss_vs_size", "lr_schedule", "throughput"):
+        assert (res / f"{fig}.png").stat().st_size > 1000
+        assert json.loads((res / f"{fig}.png.provenance.json").read_text())["inputs"]
+    proof = (res / "batch_proof.csv").read_text().splitlines()
+    assert proof[0] == "model,dataset,steps_checked,mismatched"
+    assert len(proof) == 5 and all(line.endswith(",24,0") for line in proof[1:])
+    assert (res / "data_card.csv").read_text().count("\n") >= 4

@@ -56,6 +56,21 @@ def load_logs(suite: Suite, datasets: list[str], models: list[str] | None = None
     return logs
 
 
+def load_card(path: str | Path) -> dict:
+    """The data card written by ``pythia data build`` (``work/<suite>/data/card.json``)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: build the data first (`pythia data build` or `make reproduce`)")
+    return json.loads(path.read_text())
+
+
+def card_frame(card: dict) -> pd.DataFrame:
+    """The data card's per-source rows, standard next to deduplicated."""
+    df = pd.DataFrame.from_records(card["rows"])
+    cols = ["source", "domain", "dataset", "documents", "bytes", "tokens", "removed_duplicates", "removed_contamination", "epochs"]
+    return df[[c for c in cols if c in df]]
+
+
 def lr_schedule(suite: Suite, points: int = 400) -> pd.DataFrame:
     """The learning rate of every model at ``points`` steps across training."""
     steps = np.unique(np.linspace(0, suite.training.train_iters, points).astype(int))
@@ -155,3 +170,27 @@ def plot_throughput(tp: pd.DataFrame) -> plt.Figure:
     ax.set_ylabel("tokens / s (median over steps)")
     ax.set_title("Training throughput on this machine")
     return fig
+
+
+def verify_batches(suite: Suite, logs: pd.DataFrame) -> pd.DataFrame:
+    """Recompute every logged batch hash from the batch viewer's ``get_batch``.
+
+    One row per run: steps checked and how many logged hashes differ from the viewer's. All
+    sizes of a dataset share one data order, so each batch is hashed once per dataset.
+    """
+    from pythia.data.batches import batch_hash, get_batch
+
+    rows = []
+    viewer: dict[tuple[str, int], str] = {}
+    for (model, dataset), df in logs.groupby(["model", "dataset"], observed=True):
+        df = df.dropna(subset=["batch_hash"])
+        df = df[df["step"] > 0]
+        batches = df["batch"] if "batch" in df else df["step"] - 1
+        mismatched = 0
+        for b, logged in zip(batches.astype(int), df["batch_hash"]):
+            key = (dataset, b)
+            if key not in viewer:
+                viewer[key] = batch_hash(get_batch(suite, dataset, b))
+            mismatched += viewer[key] != logged
+        rows.append({"model": model, "dataset": dataset, "steps_checked": len(df), "mismatched": int(mismatched)})
+    return pd.DataFrame(rows)
