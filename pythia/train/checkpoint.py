@@ -26,6 +26,7 @@ parse, raises :class:`CheckpointError` naming the file and what to do.
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import shutil
@@ -88,6 +89,7 @@ def save_model_checkpoint(model: torch.nn.Module, path: Path, tokenizer_dir: Pat
 
     hf_logging.disable_progress_bar()  # no "Writing model shards" bar per checkpoint
     with atomic_dir(path) as tmp:
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700: checkpoints are for sharing
         model.save_pretrained(tmp)
         if tokenizer_dir is not None and Path(tokenizer_dir).is_dir():
             for name in TOKENIZER_FILES:
@@ -178,6 +180,7 @@ def save_state(
 ) -> Path:
     """Write a training-state directory atomically; ``state.json`` records file sizes."""
     with atomic_dir(path) as tmp:
+        os.chmod(tmp, 0o755)
         files = {
             "model.safetensors": {k: v.detach().to("cpu").contiguous() for k, v in model_tensors.items()},
             "optimizer.safetensors": optim_tensors,
