@@ -48,7 +48,7 @@ import numpy as np
 
 from pythia import paths
 from pythia.config import Suite, config_digest, load_suite
-from pythia.io import atomic_path, write_json
+from pythia.io import atomic_path, sha256_file, write_json
 
 log = logging.getLogger("pythia.data")
 
@@ -382,16 +382,10 @@ def stage_documents(suite: Suite, progress: bool = True) -> dict:
         "python": sys.version.split()[0],
         "sources": stats,
         "contamination": {**report.to_json(), "evaluation_groups": list(groups)},
-        "sha256": {f"{s}.jsonl": _sha(L.split_file(s)) for s in splits},
+        "sha256": {f"{s}.jsonl": sha256_file(L.split_file(s)) for s in splits},
     }
     write_json(L.documents / "manifest.json", manifest)
     return manifest
-
-
-def _sha(path: Path) -> str:
-    from pythia.io import sha256_file
-
-    return sha256_file(path)
 
 
 # --------------------------------------------------------------------------------------

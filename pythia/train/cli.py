@@ -13,6 +13,7 @@ import json
 import logging
 from pathlib import Path
 
+from pythia import paths
 from pythia.config import load_suite
 
 
@@ -43,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one model of a suite on its pre-shuffled data (batch s at step s)")
     p.add_argument("--suite", required=True, help="suite name (pythia, micro, smoke) or a YAML path")
     p.add_argument("--model", required=True, help="model name within the suite, e.g. 1.8M")
-    p.add_argument("--dataset", default="standard", choices=("standard", "deduped"))
+    p.add_argument("--dataset", default="standard", choices=paths.DATASETS)
     p.add_argument("--out", type=Path, help="run directory (default work/<suite>/models/<dataset>/<model>)")
     p.add_argument("--resume", action="store_true", help="continue from the run's latest saved training state")
     p.add_argument("--threads", type=int, help="torch CPU threads (torch.set_num_threads)")

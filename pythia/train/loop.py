@@ -31,6 +31,7 @@ import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -314,10 +315,15 @@ class Trainer:
         loss_value = float(total) / self.accum
         return {"loss": loss_value, "lr": lr, "grad_norm": grad_norm}
 
+    @cached_property
+    def validation_tokens(self) -> np.ndarray:
+        """The held-out sequences scored at every checkpoint, read once per run."""
+        return self.batches.validation_sequences(self.suite, self.training.val_sequences)
+
     @torch.no_grad()
     def validate(self) -> float:
         """Mean loss over the suite's ``val_sequences`` held-out sequences (every token weighted equally)."""
-        seqs = self.batches.validation_sequences(self.suite, self.training.val_sequences)
+        seqs = self.validation_tokens
         model = self.loss_model
         total, count = 0.0, 0
         for i in range(0, len(seqs), self.micro):
