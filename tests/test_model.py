@@ -7,7 +7,7 @@ import torch
 from transformers import GPTNeoXForCausalLM
 
 from pythia.config import load_suite
-from pythia.model import attention_backend, build_config, build_model, count_params, init_stds
+from pythia.model import HIDDEN_ACT, attention_backend, build_config, build_model, count_params, flash_attn_usable, init_stds
 
 # shared/BRIEF.md section 1: (total, non-embedding)
 PYTHIA_PARAMS = {
@@ -37,7 +37,7 @@ def test_architecture_is_pythias():
     assert cfg.use_parallel_residual and not cfg.tie_word_embeddings
     assert cfg.rope_parameters["partial_rotary_factor"] == 0.25
     assert cfg.rope_parameters["rope_theta"] == 10000.0
-    assert cfg.layer_norm_eps == 1e-5 and cfg.hidden_act == "gelu"
+    assert cfg.layer_norm_eps == 1e-5 and cfg.hidden_act == HIDDEN_ACT == "gelu_pytorch_tanh"
     assert cfg.intermediate_size == 4 * cfg.hidden_size
     assert cfg.attention_dropout == 0.0 and cfg.hidden_dropout == 0.0
     assert cfg.vocab_size == 50304
@@ -46,8 +46,55 @@ def test_architecture_is_pythias():
     assert model.gpt_neox.layers[0].attention.rotary_ndims == 16  # 25% of d_head 64
 
 
-def test_attention_backend_on_cpu():
-    assert attention_backend() == ("flash_attention_2" if torch.cuda.is_available() else "sdpa")
+def test_attention_backend_falls_back_to_sdpa():
+    flash = "flash_attention_2" if flash_attn_usable() else "sdpa"
+    assert attention_backend() == attention_backend(torch.bfloat16) == attention_backend(torch.float16) == flash
+    assert attention_backend(torch.float32) == "sdpa"  # flash-attn has no fp32 kernels
+    if not torch.cuda.is_available():
+        assert not flash_attn_usable() and attention_backend(torch.bfloat16) == "sdpa"
+
+
+def test_a_broken_flash_attn_install_means_sdpa(monkeypatch):
+    import importlib
+
+    import transformers.utils
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(transformers.utils, "is_flash_attn_2_available", lambda: True)
+    real = importlib.import_module
+
+    def broken(name, *a, **k):
+        if name == "flash_attn":
+            raise ImportError("flash_attn_2_cuda.so: undefined symbol (built against another torch)")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(importlib, "import_module", broken)
+    assert not flash_attn_usable() and attention_backend(torch.bfloat16) == "sdpa"
+
+
+def _neox_bias_gelu(x: torch.Tensor) -> torch.Tensor:
+    """GPT-NeoX v1.0's fused bias-gelu (megatron/model/activations.py), bias already added."""
+    return x * 0.5 * (1.0 + torch.tanh(0.79788456 * x * (1 + 0.044715 * x * x)))
+
+
+def test_activation_is_gpt_neox_fused_bias_gelu():
+    from transformers.activations import ACT2FN
+
+    x = torch.linspace(-10, 10, 100_001, dtype=torch.float64)
+    ref = _neox_bias_gelu(x)  # fp64
+    act = ACT2FN[HIDDEN_ACT]
+    # fp32: equal to the formula to within fp32 rounding (1 ulp of |y| <= 10 is 9.5e-7)
+    torch.testing.assert_close(act(x.float()).double(), ref, rtol=0, atol=1e-6)
+    # ... and not the exact erf GELU, which differs by up to ~5e-4
+    assert (ACT2FN["gelu"](x.float()).double() - ref).abs().max() > 1e-4
+    # 16 bits: like the fused kernel (16-bit in, formula in fp32, one rounding): within one ulp
+    for dtype in (torch.bfloat16, torch.float16):
+        xs = x.to(dtype)
+        want = _neox_bias_gelu(xs.float()).to(dtype).double()
+        got = act(xs).double()
+        # one 16-bit ulp, plus fp32 rounding of 1 + tanh(.) in the far negative tail (|y| < 1e-6)
+        tol = torch.finfo(dtype).eps * want.abs() + xs.double().abs() * torch.finfo(torch.float32).eps * 4
+        assert ((got - want).abs() <= tol).all(), dtype
 
 
 @pytest.mark.parametrize("suite_name,model_name", [("micro", "1.8M"), ("pythia", "14M")])
