@@ -1,6 +1,7 @@
 """GPT-NeoX ``MMapIndexedDataset``: a token file (``.bin``) and its index (``.idx``).
 
-The format, exactly as GPT-NeoX / Megatron (``megatron/data/indexed_dataset.py``) read it:
+The format, exactly as GPT-NeoX v1.0 (``megatron/data/indexed_dataset.py``, the version
+Pythia's README names) and Pythia's ``utils/mmap_dataset.py`` read it:
 
 ``<prefix>.idx`` (all integers little-endian)::
 
@@ -18,15 +19,16 @@ The format, exactly as GPT-NeoX / Megatron (``megatron/data/indexed_dataset.py``
 
 ``<prefix>.bin``: the token arrays of the items concatenated, no header.
 
-In a tokenized corpus GPT-NeoX's ``preprocess_data.py`` writes one item per document
+In a tokenized corpus GPT-NeoX's ``tools/preprocess_data.py`` writes one item per document
 (ending with the EOD token) followed by ``end_document()``; in Pythia's pre-shuffled
 files every item is one training sequence of seq_len + 1 tokens.
 
-Dtype codes (GPT-NeoX ``dtypes``): 1 uint8, 2 int8, 3 int16, 4 int32, 5 int64,
-6 ``np.float`` (= Python float = float64), 7 ``np.double`` (float64), 8 uint16.
-GPT-NeoX's ``code()`` maps ``np.float64`` to 7 (``float == np.float64`` is False), so
-this writer writes 7 for float64 and the reader accepts both 6 and 7. (Megatron-core
-later reassigned 6 to float64 and 7 to float32; GPT-NeoX, and so Pythia, did not.)
+Dtype codes (GPT-NeoX v1.0 ``dtypes``, and Pythia's reader): 1 uint8, 2 int8, 3 int16,
+4 int32, 5 int64, 6 float32, 7 float64, 8 uint16; the writer writes the code ``code(dtype)``
+gives (6 for float32, 7 for float64). Some GPT-NeoX versions wrote ``6: np.float,
+7: np.double`` (from fairseq, whose builder sized ``np.float`` as 4 bytes: float32 was meant,
+though numpy reads ``np.float`` as float64); Megatron-core later swapped the two (6 float64,
+7 float32). Pythia's token files are uint16 either way.
 
 Unlike GPT-NeoX, the reader checks the files against each other and says what is wrong
 and how to fix it; the writer writes both files under temporary names and renames them
@@ -56,20 +58,12 @@ DTYPE_CODES: dict[int, np.dtype] = {
     3: np.dtype(np.int16),
     4: np.dtype(np.int32),
     5: np.dtype(np.int64),
-    6: np.dtype(np.float64),  # GPT-NeoX: np.float (the Python float, i.e. float64)
-    7: np.dtype(np.float64),  # GPT-NeoX: np.double
+    6: np.dtype(np.float32),
+    7: np.dtype(np.float64),
     8: np.dtype(np.uint16),
 }
-# The code GPT-NeoX's ``code(dtype)`` returns for each dtype (float64 -> 7, see above).
-CODE_OF_DTYPE: dict[np.dtype, int] = {
-    np.dtype(np.uint8): 1,
-    np.dtype(np.int8): 2,
-    np.dtype(np.int16): 3,
-    np.dtype(np.int32): 4,
-    np.dtype(np.int64): 5,
-    np.dtype(np.float64): 7,
-    np.dtype(np.uint16): 8,
-}
+# The code GPT-NeoX's ``code(dtype)`` returns for each dtype: the inverse of DTYPE_CODES.
+CODE_OF_DTYPE: dict[np.dtype, int] = {dtype: code for code, dtype in DTYPE_CODES.items()}
 
 DEFAULT_REBUILD_HINT = "rebuild it with `pythia data build --suite <suite>`"
 

@@ -40,7 +40,13 @@ def _docs(seed: int = 0, n: int = 20, vocab: int = 4096) -> list[np.ndarray]:
     return [rng.integers(0, vocab, size=int(rng.integers(0, 50))) for _ in range(n)]
 
 
-@pytest.mark.parametrize("dtype,code", [(np.uint16, 8), (np.int32, 4), (np.int64, 5), (np.uint8, 1)])
+# GPT-NeoX v1.0's and Pythia's (utils/mmap_dataset.py) dtype table
+NEOX_DTYPES = {1: np.uint8, 2: np.int8, 3: np.int16, 4: np.int32, 5: np.int64, 6: np.float32, 7: np.float64,
+               8: np.uint16}
+
+
+@pytest.mark.parametrize("dtype,code", [(np.uint16, 8), (np.int32, 4), (np.int64, 5), (np.uint8, 1),
+                                        (np.float32, 6), (np.float64, 7)])
 def test_written_files_match_the_format(tmp_path: Path, dtype, code) -> None:
     docs = _docs(vocab=200)
     prefix = write_indexed(tmp_path / "corpus", docs, dtype)
@@ -56,6 +62,19 @@ def test_written_files_match_the_format(tmp_path: Path, dtype, code) -> None:
     assert idx["doc_idx"].tolist() == list(range(len(docs) + 1))
     raw = np.frombuffer(Path(f"{prefix}.bin").read_bytes(), dtype=np.dtype(dtype).newbyteorder("<"))
     assert raw.tolist() == np.concatenate(docs).tolist()
+
+
+@pytest.mark.parametrize("code", sorted(NEOX_DTYPES))
+def test_dtype_codes_are_gpt_neox_v1s(tmp_path: Path, code: int) -> None:
+    """Code 6 is float32 (not float64), 7 float64: a file written by GPT-NeoX with code 6 reads
+    back as the float32 values it holds."""
+    dtype = np.dtype(NEOX_DTYPES[code])
+    values = np.arange(1, 6).astype(dtype)
+    prefix = write_indexed(tmp_path / "c", [values], dtype)
+    assert read_idx_independently(Path(f"{prefix}.idx"))["code"] == code
+    assert Path(f"{prefix}.bin").stat().st_size == 5 * dtype.itemsize
+    ds = IndexedDataset(prefix)
+    assert ds.dtype == dtype and ds[0].tolist() == values.tolist()
 
 
 def test_multi_item_documents_doc_idx(tmp_path: Path) -> None:
