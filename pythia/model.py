@@ -37,9 +37,12 @@ The 6.9B and 12B runs used the GPT-NeoX defaults instead: normal(0, 0.02) and
 normal(0, 0.02 / sqrt(2 L)). Biases are zero, LayerNorms are (1, 0).
 
 Attention: Pythia trained with Flash Attention. Here ``flash_attention_2`` is used where the
-flash-attn package imports on a CUDA machine and training runs in fp16/bf16; otherwise ``sdpa``,
-whose CUDA dispatcher picks PyTorch's own flash kernel for fp16/bf16 causal attention without a
-mask (what transformers passes for unpadded batches).
+flash-attn package imports on a CUDA machine and training runs in fp16/bf16; otherwise ``sdpa``.
+PyTorch's SDPA carries its own FlashAttention-2 kernel, usable for fp16/bf16 causal attention
+without a mask (what transformers passes for unpadded batches), but on Hopper torch may take
+cuDNN's attention instead (seen for Pythia 160M and 14M on an H100 with torch 2.11, for the first
+SDPA call of a process even when asked to put flash first): the trainer runs its GPU steps inside
+:func:`sdpa_flash_first`, which leaves cuDNN's kernel out, so flash is first.
 """
 from __future__ import annotations
 
@@ -83,6 +86,15 @@ def attention_backend(dtype: torch.dtype | None = None) -> str:
     if dtype is not None and dtype not in (torch.float16, torch.bfloat16):
         return "sdpa"
     return "flash_attention_2" if flash_attn_usable() else "sdpa"
+
+
+def sdpa_flash_first():
+    """A context in which SDPA chooses among PyTorch's flash, memory-efficient and math kernels,
+    in that order (torch's own order once cuDNN's attention is left out): flash wherever it
+    applies, and shapes or dtypes it cannot take (fp32) still run."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
 def build_config(suite: Suite, spec: ModelSpec, max_positions: int | None = None) -> GPTNeoXConfig:

@@ -7,7 +7,16 @@ import torch
 from transformers import GPTNeoXForCausalLM
 
 from pythia.config import load_suite
-from pythia.model import HIDDEN_ACT, attention_backend, build_config, build_model, count_params, flash_attn_usable, init_stds
+from pythia.model import (
+    HIDDEN_ACT,
+    attention_backend,
+    build_config,
+    build_model,
+    count_params,
+    flash_attn_usable,
+    init_stds,
+    sdpa_flash_first,
+)
 
 # shared/BRIEF.md section 1: (total, non-embedding)
 PYTHIA_PARAMS = {
@@ -52,6 +61,18 @@ def test_attention_backend_falls_back_to_sdpa():
     assert attention_backend(torch.float32) == "sdpa"  # flash-attn has no fp32 kernels
     if not torch.cuda.is_available():
         assert not flash_attn_usable() and attention_backend(torch.bfloat16) == "sdpa"
+
+
+def test_sdpa_flash_first_computes_the_same_attention():
+    """The trainer's GPU attention context (flash, memory-efficient, math; no cuDNN) takes any input:
+    on CPU its result equals torch's default choice."""
+    model = build_model(load_suite("smoke"), "s2", seed=0, attn_implementation="sdpa").eval()
+    ids = torch.randint(0, 512, (2, 40), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = model(input_ids=ids).logits
+        with sdpa_flash_first():
+            got = model(input_ids=ids).logits
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
 def test_a_broken_flash_attn_install_means_sdpa(monkeypatch):
