@@ -22,6 +22,8 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from pythia.paths import DATASETS
+
 SUITES_DIR = Path(__file__).parent / "suites"
 
 
@@ -39,11 +41,14 @@ class InitScheme(str, enum.Enum):
 
 
 class Precision(str, enum.Enum):
-    """Numeric format of training."""
+    """Numeric format of training on GPUs."""
 
     fp32 = "fp32"
+    """Full precision (what CPU training always uses)."""
     fp16 = "fp16"
+    """Mixed precision with dynamic loss scaling (Pythia: every model but the standard 1B)."""
     bf16 = "bf16"
+    """Mixed precision in bfloat16, no loss scaling (Pythia: the standard 1B only)."""
 
 
 class TokenizerKind(str, enum.Enum):
@@ -78,7 +83,11 @@ class ModelSpec(_Strict):
     init: InitScheme = InitScheme.small_init
     """Weight initialisation scheme."""
     precision: Precision = Precision.fp16
-    """Training precision on GPUs (CPU training always runs in fp32)."""
+    """Training precision on GPUs for every dataset not named in ``precision_by_dataset``
+    (CPU training always runs in fp32)."""
+    precision_by_dataset: dict[str, Precision] = {}
+    """Precision for one dataset, overriding ``precision``: Pythia trained only the standard 1B in
+    bf16 (its fp16 run had an unrecoverable loss spike); 1B deduplicated was fp16 like the rest."""
     tensor_parallel: Annotated[int, Field(ge=1)] = 1
     """Tensor-parallel degree used by the original run."""
     padded_vocab_size: Annotated[int, Field(gt=0)] | None = None
@@ -89,6 +98,20 @@ class ModelSpec(_Strict):
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
         return self
+
+    @model_validator(mode="after")
+    def _precision_datasets_exist(self) -> ModelSpec:
+        unknown = sorted(set(self.precision_by_dataset) - set(DATASETS))
+        if unknown:
+            raise ValueError(f"precision_by_dataset names unknown datasets: {', '.join(unknown)}; "
+                             f"datasets: {', '.join(DATASETS)}")
+        return self
+
+    def precision_for(self, dataset: str) -> Precision:
+        """GPU training precision of this model on ``dataset`` (its own entry, else ``precision``)."""
+        if dataset not in DATASETS:
+            raise ConfigError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}")
+        return self.precision_by_dataset.get(dataset, self.precision)
 
     @property
     def head_dim(self) -> int:
@@ -207,7 +230,7 @@ class TrainingSpec(_Strict):
     train_iters: Annotated[int, Field(gt=0)]
     """Optimizer steps."""
     warmup_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.01
-    """Linear warmup over this fraction of train_iters."""
+    """Linear warmup over this fraction of train_iters (kept fractional: micro's 0.01 x 640 = 6.4 steps)."""
     adam_beta1: float = 0.9
     """Adam beta1."""
     adam_beta2: float = 0.95
@@ -228,8 +251,10 @@ class TrainingSpec(_Strict):
     """Held-out sequences scored at every checkpoint."""
 
     @property
-    def warmup_iters(self) -> int:
-        return int(self.warmup_fraction * self.train_iters)
+    def warmup_iters(self) -> float:
+        """Warmup length in steps, a float as GPT-NeoX v1.0 keeps it (``warmup * train_iters`` in
+        ``get_learning_rate_scheduler``, never rounded): Pythia's 1430.0, micro's 6.4."""
+        return self.warmup_fraction * self.train_iters
 
     @property
     def tokens_per_step(self) -> int:

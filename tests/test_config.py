@@ -36,7 +36,6 @@ def test_pythia_suite_matches_the_paper():
     assert t.tokens_per_step * t.train_iters == 299_892_736_000
     assert t.warmup_iters == 1430
     assert (t.adam_beta1, t.adam_beta2, t.adam_eps, t.weight_decay, t.grad_clip) == (0.9, 0.95, 1e-8, 0.1, 1.0)
-    assert s.models["1B"].precision.value == "bf16" and s.models["70M"].precision.value == "fp16"
     assert s.models["6.9B"].init.value == "neox_default" and s.models["12B"].init.value == "neox_default"
     assert s.models["2.8B"].init.value == "small_init"
     assert (s.models["6.9B"].tensor_parallel, s.models["12B"].tensor_parallel) == (2, 4)
@@ -44,6 +43,45 @@ def test_pythia_suite_matches_the_paper():
     assert (s.vocab_rows(s.models["6.9B"]), s.vocab_rows(s.models["12B"])) == (50432, 50688)
     for m in s.models.values():
         assert m.min_lr == pytest.approx(0.1 * m.peak_lr)
+
+
+# Pythia's configs (EleutherAI/pythia models/*/pythia-*.yml, all with an "fp16" block) and README:
+# every model trained in fp16 except the standard 1B, which trained in bf16; 1B deduplicated was
+# fp16 (pythia issue #171).
+PYTHIA_BF16 = {("1B", "standard")}
+
+
+@pytest.mark.parametrize("dataset", ["standard", "deduped"])
+@pytest.mark.parametrize("model", ["14M", "31M", "70M", "160M", "410M", "1B", "1.4B", "2.8B", "6.9B", "12B"])
+def test_precision_of_all_twenty_pythia_models(model, dataset):
+    from pythia.train.deepspeed_config import deepspeed_config
+    from pythia.train.precision import training_precision
+
+    spec = load_suite("pythia").model(model)
+    want = "bf16" if (model, dataset) in PYTHIA_BF16 else "fp16"
+    assert spec.precision_for(dataset).value == want
+    assert training_precision(spec, dataset, "cuda").value == want
+    assert training_precision(spec, dataset, "cpu").value == "fp32"  # CPU training is always fp32
+    cfg = deepspeed_config(load_suite("pythia"), model, world_size=64, dataset=dataset)
+    assert (cfg["bf16"]["enabled"], cfg["fp16"]["enabled"]) == (want == "bf16", want == "fp16")
+
+
+def test_precision_by_dataset_is_validated(tmp_path):
+    path = _write(tmp_path, lambda r: r["models"]["s1"].update(precision_by_dataset={"dedupd": "bf16"}))
+    with pytest.raises(ConfigError, match=r"models\.s1.*precision_by_dataset names unknown datasets: dedupd; datasets: standard, deduped"):
+        load_suite(path)
+    path = _write(tmp_path, lambda r: r["models"]["s1"].update(precision_by_dataset={"deduped": "fp8"}))
+    with pytest.raises(ConfigError, match=r"models\.s1\.precision_by_dataset\.deduped.*fp32.*fp16.*bf16"):
+        load_suite(path)
+    with pytest.raises(ConfigError, match="unknown dataset 'pile'"):
+        load_suite("pythia").model("1B").precision_for("pile")
+
+
+def test_warmup_is_kept_fractional_as_gpt_neox_does():
+    # GPT-NeoX v1.0: warmup_iter = neox_args.warmup * num_iters, a float
+    assert load_suite("pythia").training.warmup_iters == 0.01 * 143000 == 1430.0
+    assert load_suite("micro").training.warmup_iters == 0.01 * 640 == pytest.approx(6.4, abs=0)
+    assert load_suite("smoke").training.warmup_iters == 0.1 * 24
 
 
 def test_pythia_checkpoint_schedule_has_154_steps():

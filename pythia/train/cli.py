@@ -3,7 +3,7 @@
     pythia train --suite micro --model 1.8M --dataset standard [--resume] [--out DIR]
                  [--threads N] [--max-steps K] [--state-every K] [--deepspeed] [--device cpu|cuda]
     torchrun --nproc_per_node 2 -m pythia.cli train ...     data parallel (gloo on CPU, nccl on GPUs)
-    pythia deepspeed-config --suite pythia --model 410M --world-size 64
+    pythia deepspeed-config --suite pythia --model 410M --world-size 64 [--dataset deduped]
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _cmd_ds_config(args: argparse.Namespace) -> int:
     from pythia.train.deepspeed_config import deepspeed_config
 
     suite = load_suite(args.suite)
-    print(json.dumps(deepspeed_config(suite, args.model, args.world_size, args.device), indent=2))
+    print(json.dumps(deepspeed_config(suite, args.model, args.world_size, args.device, args.dataset), indent=2))
     return 0
 
 
@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (state is saved there)")
     p.add_argument("--state-every", type=int, help="also save training state every K steps (for resumption)")
     p.add_argument("--deepspeed", action="store_true", help="train through deepspeed.initialize (ZeRO)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (GPU: autocast in the model's precision)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (GPU: the model's precision on --dataset)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
@@ -59,5 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--suite", required=True)
     p.add_argument("--model", required=True)
     p.add_argument("--world-size", type=int, default=1)
+    p.add_argument("--dataset", default="standard", choices=paths.DATASETS,
+                   help="the dataset trained on (precision can differ: Pythia 1B standard bf16, deduped fp16)")
     p.add_argument("--device", default="cuda", help="cuda (bf16/fp16 as the model's precision) or cpu (fp32)")
     p.set_defaults(func=_cmd_ds_config)

@@ -6,19 +6,22 @@
         loss   = mean cross-entropy of tokens[:, 1:] given tokens[:, :-1]   (summed over
                  micro batches with weight 1/accum, averaged over ranks by DDP: the result
                  is the loss of the whole global batch)
-        clip the gradient norm to grad_clip; AdamW update at lr = lr_at(s)  (schedule.py)
+        clip the gradient norm to grad_clip; AdamW update at lr = lr_at(s - k)  (schedule.py;
+                 k = updates fp16's loss scaler skipped so far, 0 in bf16/fp32: precision.py)
         -> the weights are now checkpoint "step{s+1}" (Pythia: step N = after N updates)
 
 Every record of ``train_log.jsonl`` describes the weights after ``step`` updates:
 ``{"step": N, "batch": N - 1, "batch_hash": batch_hash(get_batch(..., N - 1)), "loss": the
 training loss of that batch (computed with the step N-1 weights), "lr", "grad_norm",
-"tokens_seen": N x tokens per step, "tokens_per_s", "val_loss" (checkpoint steps only)}``; the
-first record (step 0) holds the initial weights' validation loss.
+"skipped": whether fp16's loss scaler skipped this update, "skipped_steps": how many it skipped
+up to and including it, "tokens_seen": N x tokens per step, "tokens_per_s", "val_loss"
+(checkpoint steps only)}``; the first record (step 0) holds the initial weights' validation loss.
 
-Exact resume: the state of step K holds the weights, AdamW moments and step counts, the RNG
-states and the step; the data order is a pure function of the step, so a resumed run replays
-the same arithmetic. On CPU (deterministic algorithms, the same thread count) its final
-weights are bit-identical to an uninterrupted run.
+Exact resume: the state of step K holds the weights (fp32: DeepSpeed's master copy), AdamW
+moments and step counts, the loss scaler, the skipped-step count, the RNG states and the step;
+the data order is a pure function of the step, so a resumed run replays the same arithmetic. On
+CPU (deterministic algorithms, the same thread count) its final weights are bit-identical to an
+uninterrupted run.
 """
 
 from __future__ import annotations
@@ -42,11 +45,19 @@ import torch.nn.functional as F
 from pythia import paths
 from pythia.config import Precision, Suite, load_suite
 from pythia.io import sha256_file, write_json
-from pythia.model import attention_backend, build_model
+from pythia.model import attention_backend, build_model, sdpa_flash_first
 from pythia.train import checkpoint as ckpt
 from pythia.train.deepspeed_config import micro_and_accum
 from pythia.train.distributed import DistContext, all_mean, barrier, init_distributed, rank_batch, wrap_ddp
 from pythia.train.optim import build_optimizer, param_names
+from pythia.train.precision import (
+    autocast_dtype,
+    deepspeed_scaler_state,
+    grad_scaler,
+    load_deepspeed_scaler_state,
+    scaler_step,
+    training_precision,
+)
 from pythia.train.schedule import suite_lr
 
 log = logging.getLogger("pythia.train")
@@ -222,17 +233,19 @@ class Trainer:
             state_steps.update(range(opts.state_every, t.train_iters + 1, opts.state_every))
         self.state_steps = state_steps
 
-        # precision: CPU fp32; CUDA autocast in the model's precision (fp16 with loss scaling)
+        # precision: CPU fp32; CUDA the model's precision on this dataset (precision.py): autocast
+        # (fp16 with torch's loss scaler) in the plain loop, DeepSpeed's own bf16/fp16 with --deepspeed
         gpu = self.device.startswith("cuda")
-        self.amp_dtype = None
-        if gpu and self.spec.precision is not Precision.fp32 and not opts.deepspeed:  # DeepSpeed: its config
-            self.amp_dtype = torch.bfloat16 if self.spec.precision is Precision.bf16 else torch.float16
+        self.precision = training_precision(self.spec, self.dataset, self.device)
+        compute_dtype = autocast_dtype(self.precision)
+        self.amp_dtype = None if opts.deepspeed else compute_dtype
         self.model = build_model(suite, self.spec, seed=t.seed, device=self.device,
-                                 attn_implementation=attention_backend() if gpu else "sdpa")
+                                 attn_implementation=attention_backend(compute_dtype) if gpu else "sdpa")
         self.model.train()
         self.optimizer = build_optimizer(self.model, t)
         self.names = param_names(self.optimizer)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype is torch.float16 and not opts.deepspeed)
+        self.scaler = grad_scaler(self.precision if not opts.deepspeed else Precision.fp32, self.device)
+        self.skipped_steps = 0  # updates the fp16 loss scaler skipped; the LR schedule lags by this many
         self.engine = None
         self.loss_model = CausalLMLoss(self.model, fused=not gpu)
         self.net: torch.nn.Module = self.loss_model
@@ -253,11 +266,13 @@ class Trainer:
         if not self.device.startswith("cuda"):
             # DeepSpeed's CPU backend JIT-compiles a shared-memory all-reduce op (minutes of
             # C++ compilation) used only for inference all-reduce; ZeRO training goes through
-            # torch.distributed (gloo) either way, so skip the build.
-            import deepspeed.comm.torch as ds_comm_torch
+            # torch.distributed (gloo) either way, so skip the build. (The module is taken from
+            # importlib: ``import deepspeed.comm.torch as m`` binds the torch package itself,
+            # which ``deepspeed.comm`` re-exports under that name.)
+            import importlib
 
-            ds_comm_torch.build_shm_op = lambda: None
-        cfg = deepspeed_config(self.suite, self.spec, self.ctx.world_size, self.device)
+            importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
+        cfg = deepspeed_config(self.suite, self.spec, self.ctx.world_size, self.device, self.dataset)
         self.ds_config = cfg
         engine, optimizer, _, _ = deepspeed.initialize(model=self.loss_model, optimizer=self.optimizer, config=cfg)
         self.engine = engine
@@ -268,7 +283,12 @@ class Trainer:
     def autocast(self):
         if self.amp_dtype is None:
             return nullcontext()
-        return torch.autocast("cuda", dtype=self.amp_dtype)
+        return torch.autocast(self.device.split(":")[0], dtype=self.amp_dtype)
+
+    @property
+    def attention_kernels(self):
+        """On CUDA, SDPA's flash kernel first (Pythia trained with Flash Attention); CPU as torch picks."""
+        return sdpa_flash_first() if self.device.startswith("cuda") else nullcontext()
 
     def run_record(self) -> dict:
         return ckpt.run_record(self.suite.name, self.suite.digest, self.spec.name, self.dataset)
@@ -279,14 +299,28 @@ class Trainer:
         for g in groups:
             g["lr"] = lr
 
+    def lr(self, step: int) -> float:
+        """LR of the update on batch ``step``: the schedule held back by the skipped steps so far."""
+        return suite_lr(self.suite, self.spec, step - self.skipped_steps)
+
     def train_step(self, step: int, batch: np.ndarray | None = None) -> dict[str, Any]:
-        """One optimizer update on batch ``step``; returns loss, lr, grad norm (this rank's view)."""
-        lr = suite_lr(self.suite, self.spec, step)
+        """One optimizer update on batch ``step``; returns loss, lr, grad norm (this rank's view)
+        and whether the fp16 loss scaler skipped it (then the schedule does not advance)."""
+        lr = self.lr(step)
         self.set_lr(lr)
         if batch is None:
             batch = self.batches.get_batch(self.suite, self.dataset, step)
         rows = rank_batch(batch, self.ctx)
         tokens = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.int64)).to(self.device, non_blocking=True)
+        with self.attention_kernels:
+            loss_value, grad_norm, applied = self._update(tokens)
+        if not applied:
+            self.skipped_steps += 1
+        return {"loss": loss_value, "lr": lr, "grad_norm": grad_norm, "skipped": not applied,
+                "skipped_steps": self.skipped_steps}
+
+    def _update(self, tokens: torch.Tensor) -> tuple[float, float, bool]:
+        """Forward, backward and optimizer step on this rank's rows: (loss, grad norm, applied)."""
         total = torch.zeros((), dtype=torch.float32, device=self.device)
         if self.engine is not None:
             for i in range(self.accum):
@@ -297,6 +331,7 @@ class Trainer:
                 total += loss.detach()
             grad_norm = self.engine.get_global_grad_norm()
             grad_norm = float(grad_norm) if grad_norm is not None else float("nan")
+            applied = self.engine.was_step_applied()
         else:
             for i in range(self.accum):
                 last = i == self.accum - 1
@@ -309,11 +344,9 @@ class Trainer:
                 total += loss.detach()
             self.scaler.unscale_(self.optimizer)
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.training.grad_clip, foreach=True))
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+            applied = scaler_step(self.scaler, self.optimizer)
             self.optimizer.zero_grad(set_to_none=True)
-        loss_value = float(total) / self.accum
-        return {"loss": loss_value, "lr": lr, "grad_norm": grad_norm}
+        return float(total) / self.accum, grad_norm, applied
 
     @cached_property
     def validation_tokens(self) -> np.ndarray:
@@ -328,7 +361,7 @@ class Trainer:
         total, count = 0.0, 0
         for i in range(0, len(seqs), self.micro):
             chunk = torch.from_numpy(np.ascontiguousarray(seqs[i:i + self.micro], dtype=np.int64)).to(self.device)
-            with self.autocast:
+            with self.autocast, self.attention_kernels:
                 loss = lm_loss(model, chunk)
             n = chunk.shape[0] * (chunk.shape[1] - 1)
             total += float(loss) * n
@@ -337,7 +370,18 @@ class Trainer:
 
     # ------------------------------------------------------------------ saving
     def model_tensors(self) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in self.model.state_dict().items()}
+        """The weights a resumed run continues from: the model's, except under DeepSpeed bf16/fp16,
+        where the module holds 16-bit copies and ZeRO the fp32 master weights the update uses."""
+        tensors = dict(self.model.state_dict())
+        if self.engine is None or self.precision is Precision.fp32:
+            return tensors
+        from deepspeed.utils import safe_get_full_fp32_param
+
+        for name, param in self.model.named_parameters():
+            master = safe_get_full_fp32_param(param)
+            if master is not None:
+                tensors[name] = master.detach()
+        return tensors
 
     def optimizer_state(self) -> tuple[dict[str, torch.Tensor], list[dict]]:
         if self.engine is None:
@@ -367,7 +411,9 @@ class Trainer:
         ckpt.save_model_checkpoint(self.model, ckpt.model_dir(self.run_dir, step), self.tokenizer_dir, extra)
 
     def save_state(self, step: int) -> None:
+        # every rank takes part: gathering ZeRO-partitioned moments and master weights is collective
         optim_tensors, groups = self.optimizer_state()
+        model_tensors = self.model_tensors()
         if not self.ctx.is_main:
             return
         rng_tensors, rng_meta = ckpt.rng_state((self.device.split(":")[0],))
@@ -375,7 +421,9 @@ class Trainer:
             "step": step,
             "tokens_seen": step * self.training.tokens_per_step,
             "next_batch": step,
-            "lr_next": suite_lr(self.suite, self.spec, step),
+            "lr_next": self.lr(step),
+            "skipped_steps": self.skipped_steps,
+            "precision": self.precision.value,
             "suite": self.suite.name,
             "suite_digest": self.suite.digest,
             "model": self.spec.name,
@@ -384,11 +432,12 @@ class Trainer:
             "deepspeed": self.engine is not None,
             "optimizer_param_groups": groups,
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "deepspeed_loss_scaler": deepspeed_scaler_state(self.ds_optimizer) if self.engine is not None else None,
             "schedule": {"peak_lr": self.spec.peak_lr, "min_lr": self.spec.min_lr,
                          "warmup_iters": self.training.warmup_iters, "train_iters": self.training.train_iters},
             "rng": rng_meta,
         }
-        ckpt.save_state(ckpt.state_dir(self.run_dir, step), model_tensors=self.model_tensors(),
+        ckpt.save_state(ckpt.state_dir(self.run_dir, step), model_tensors=model_tensors,
                         optim_tensors=optim_tensors, rng_tensors=rng_tensors, meta=meta)
 
     def load_state(self, path: Path, previous: Path | None) -> int:
@@ -404,9 +453,11 @@ class Trainer:
         if self.engine is None:
             ckpt.load_optimizer_tensors(self.optimizer, self.names, st["optimizer"], meta["optimizer_param_groups"])
         else:
-            self._load_deepspeed_optimizer(st["optimizer"])
+            self._load_deepspeed_optimizer(st["optimizer"], st["model"])
+            load_deepspeed_scaler_state(self.ds_optimizer, meta.get("deepspeed_loss_scaler"))
         if meta.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(meta["scaler"])
+        self.skipped_steps = int(meta.get("skipped_steps", 0))
         ckpt.set_rng_state(st["rng"], meta["rng"])
         return int(meta["step"])
 
@@ -422,13 +473,13 @@ class Trainer:
             opt._hp_optimizer_states_linked = False
             opt._lazy_init_hp_params_optimizer_state()
 
-    def _load_deepspeed_optimizer(self, tensors: dict[str, torch.Tensor]) -> None:
+    def _load_deepspeed_optimizer(self, tensors: dict[str, torch.Tensor], weights: dict[str, torch.Tensor]) -> None:
         from deepspeed.utils import safe_set_full_fp32_param, safe_set_full_optimizer_state
 
         base = self.ds_optimizer.optimizer
         named = dict(self.model.named_parameters())
-        for name in self.names:  # the fp32 master copy follows the loaded weights
-            safe_set_full_fp32_param(named[name], named[name].detach().float())
+        for name in self.names:  # the fp32 master copy is the saved fp32 weights (not their 16-bit cast)
+            safe_set_full_fp32_param(named[name], weights[name].to(self.device, torch.float32))
         if not base.state:  # moments are created lazily: a no-op update (lr 0, zero grads) makes them
             saved = [(g["lr"], g["weight_decay"]) for g in base.param_groups]
             for g in base.param_groups:
@@ -521,7 +572,7 @@ class Trainer:
                 out = self.train_step(s, batch)
                 dt = time.perf_counter() - t0
                 n = s + 1
-                out["loss"] = all_mean(out["loss"], self.ctx)
+                out["loss"] = all_mean(out["loss"], self.ctx, self.device)  # nccl reduces CUDA tensors only
                 self.step = n
                 if main:
                     rec = {"step": n, "batch": s, "batch_hash": self.batches.batch_hash(batch),
@@ -538,6 +589,8 @@ class Trainer:
                         bar.set_postfix(loss=f"{out['loss']:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}")
                     if n % self._log_every() == 0 or n in self.ckpt_steps or n == self.end:
                         val = f" val_loss {rec['val_loss']:.4f}" if "val_loss" in rec else ""
+                        if out["skipped_steps"]:
+                            val += f" (fp16 overflow: {out['skipped_steps']} steps skipped so far)"
                         log.info("step %d/%d loss %.4f lr %.3g grad_norm %.3f %.0f tok/s%s",
                                  n, t.train_iters, out["loss"], out["lr"], out["grad_norm"], rec["tokens_per_s"], val)
                 if n in self.state_steps or (n == self.end and n < t.train_iters):

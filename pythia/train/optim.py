@@ -1,9 +1,11 @@
 """Pythia's optimizer: AdamW, betas (0.9, 0.95), eps 1e-8, decoupled weight decay 0.1.
 
-GPT-NeoX (``get_params_for_weight_decay_optimization``) puts every LayerNorm parameter and
-every bias into a group without weight decay; everything else (embeddings, qkv, dense, MLP,
-output layer) decays. Its default optimizer (apex/DeepSpeed FusedAdam, ``adam_w_mode=True``)
-is AdamW with decoupled decay ``p -= lr * wd * p``, which is what ``torch.optim.AdamW`` does.
+GPT-NeoX v1.0 (``megatron/model/utils.py``, ``get_params_for_weight_decay_optimization``) puts
+every LayerNorm parameter and every bias into a group without weight decay; everything else
+(embeddings, qkv, dense, MLP, output layer) decays. The optimizer Pythia's configs name
+(``"type": "Adam"``; ``megatron/training.py``, ``get_optimizer``: apex or DeepSpeed FusedAdam,
+``adam_w_mode=True`` by default) is AdamW with decoupled decay ``p -= lr * wd * p``, which is
+what ``torch.optim.AdamW`` does.
 """
 
 from __future__ import annotations

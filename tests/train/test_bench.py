@@ -40,38 +40,50 @@ def test_bench_cli_writes_json_comparing_with_the_trainer(tiny, tmp_path):
     assert "ours/Trainer" in proc.stdout
 
 
+# Issue 15's goal for 160M bf16 is 45% of the measured bf16 matmul peak. The eager trainer
+# (autocast over fp32 weights, SDPA flash attention, fp32 cross-entropy over the 50,304 logits)
+# measured 29-31% at micro batch 16 on an H100 (torch 2.11, transformers 5.17; 25% at micro
+# batch 8): a third of its CUDA time goes to dtype casts, the fp32 softmax over the logits and
+# rotary concatenations rather than matmuls. The floor guards that level against regressions;
+# it does not claim the goal.
+MFU_FLOOR = 0.25
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_gpu_160m_bf16_trains_at_a_useful_mfu(tmp_path, monkeypatch):
-    """160M with Pythia's shapes (seq 2048) in bf16 (flash-attn when installed): MFU >= 25 %
-    of the measured dense bf16 matmul peak, and the loss is finite."""
+    """160M with Pythia's shapes (seq 2048, micro batch 16 as in its configs) in bf16: the trainer's
+    step time (best of 5, after 2 warm-up steps) against the dense bf16 matmul peak measured in the
+    same process (best of 3 rounds of 10 products of 8192^3), and the loss is finite."""
     import time
 
     from pythia.model import attention_backend
     from pythia.train.loop import TrainOptions, Trainer
 
     monkeypatch.setenv("PYTHIA_WORK", str(tmp_path))
-    suite = load_suite("pythia", {"training": {"global_batch": 8, "micro_batch": 8, "train_iters": 10},
+    suite = load_suite("pythia", {"training": {"global_batch": 16, "micro_batch": 16, "train_iters": 10},
                                   "models": {"160M": {"precision": "bf16"}}})
     tr = Trainer(TrainOptions(suite=suite, model="160M", out=tmp_path / "run", device="cuda"))
-    assert attention_backend() in ("flash_attention_2", "sdpa")
-    g = torch.Generator().manual_seed(0)
-    batch = torch.randint(0, 50277, (8, 2049), generator=g).numpy()
+    assert attention_backend(torch.bfloat16) in ("flash_attention_2", "sdpa")
+    batch = torch.randint(0, 50277, (16, 2049), generator=torch.Generator().manual_seed(0)).numpy()
     for s in range(2):
         tr.train_step(s, batch)
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
+    times = []
     for s in range(2, 7):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
         out = tr.train_step(s, batch)
-    torch.cuda.synchronize()
-    dt = (time.perf_counter() - t0) / 5
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
     torch.mm(a, a)
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(5):
-        torch.mm(a, a)
-    torch.cuda.synchronize()
-    peak = 2 * 8192**3 / ((time.perf_counter() - t0) / 5)
-    mfu = flops_per_token(suite, suite.model("160M")) * 8 * 2048 / dt / peak
-    assert torch.isfinite(torch.tensor(out["loss"])) and mfu >= 0.25, mfu
+    peak = 0.0
+    for _ in range(3):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(10):
+            torch.mm(a, a)
+        torch.cuda.synchronize()
+        peak = max(peak, 10 * 2 * 8192**3 / (time.perf_counter() - t0))
+    mfu = flops_per_token(suite, suite.model("160M")) * 16 * 2048 / min(times) / peak
+    assert torch.isfinite(torch.tensor(out["loss"])) and mfu >= MFU_FLOOR, (mfu, min(times), peak)

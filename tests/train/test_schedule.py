@@ -60,3 +60,38 @@ def test_suite_lr_uses_the_model_and_suite():
     assert suite.training.warmup_iters == 1430
     assert suite_lr(suite, spec, 1430) == pytest.approx(6e-4)
     assert suite_lr(suite, spec, 143000) == pytest.approx(6e-5)
+
+
+def _neox_lr(t, peak, min_lr, warmup, total):
+    """GPT-NeoX v1.0 AnnealingLR (cosine), written out from the formula in schedule.py's docstring."""
+    t_capped = min(t, total - warmup)
+    if warmup > 0 and t <= warmup:
+        return peak * t_capped / warmup
+    return max(peak / 2 * (math.cos(math.pi * (t_capped - warmup) / total) + 1), min_lr)
+
+
+def test_fractional_warmup_is_exact_on_the_micro_suite():
+    suite = load_suite("micro")
+    spec = suite.model("1.8M")
+    peak, floor, total = spec.peak_lr, spec.min_lr, suite.training.train_iters
+    w = 0.01 * 640  # 6.4: GPT-NeoX never rounds warmup * train_iters
+    assert suite.training.warmup_iters == w
+    for s in (0, 1, 3, 6):  # warmup: t / 6.4 of the peak; step 6 is still below the peak
+        assert suite_lr(suite, spec, s) == pytest.approx(peak * s / w, rel=1e-15)
+    assert suite_lr(suite, spec, 6) == pytest.approx(0.9375 * peak, rel=1e-15)  # truncating W to 6 gave the peak
+    for s in (7, 8, 100, 320, 500, 633, 634, 640):  # cosine from t - 6.4, over the total 640 steps
+        want = max(peak / 2 * (math.cos(math.pi * (min(s, total - w) - w) / total) + 1), floor)
+        assert suite_lr(suite, spec, s) == pytest.approx(want, rel=1e-15), s
+        assert suite_lr(suite, spec, s) == _neox_lr(s, peak, floor, w, total)
+    assert suite_lr(suite, spec, 7) == pytest.approx(peak / 2 * (math.cos(math.pi * 0.6 / 640) + 1), rel=1e-15)
+
+
+@pytest.mark.parametrize("warmup,total", [(2.4000000000000004, 24), (6.4, 640), (0.5, 10), (1430.0, 143000)])
+def test_fractional_warmup_at_every_step_and_the_cap(warmup, total):
+    for s in range(0, total + 1, max(1, total // 500)):
+        assert lr_at(s, PEAK, 0.0, warmup, total) == _neox_lr(s, PEAK, 0.0, warmup, total)
+    # the cosine's argument stops at T - W (visible with no floor): the last steps share one lr
+    assert lr_at(total, PEAK, 0.0, warmup, total) == pytest.approx(
+        PEAK / 2 * (math.cos(math.pi * (total - 2 * warmup) / total) + 1), rel=1e-12)
+    s = floor_step(PEAK, MIN, warmup, total)
+    assert lr_at(s, PEAK, MIN, warmup, total) == MIN and (s == total or lr_at(s - 1, PEAK, MIN, warmup, total) > MIN)

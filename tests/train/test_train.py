@@ -217,3 +217,26 @@ def test_gradient_accumulation_equals_the_full_batch(tiny, tmp_path):
         assert ra["grad_norm"] == pytest.approx(rb["grad_norm"], rel=1e-4)
         for ga, gb in zip(grads["a"], grads["b"]):  # accumulated micro-batch gradients = full-batch gradient
             torch.testing.assert_close(ga, gb, rtol=1e-4, atol=1e-7)
+
+
+def test_checkpoints_run_the_training_activation(tiny, tmp_path):
+    """A trained checkpoint says tanh GELU in its config and, loaded with from_pretrained, gives
+    the very logits of the model in training (the erf GELU would not)."""
+    from transformers.activations import ACT2FN
+
+    from pythia.model import HIDDEN_ACT
+
+    suite, _, _ = tiny
+    trainer = Trainer(TrainOptions(suite=suite, model="t2", out=tmp_path / "run", threads=1, max_steps=4))
+    trainer.run()
+    step = tmp_path / "run" / "step4"
+    assert json.loads((step / "config.json").read_text())["hidden_act"] == HIDDEN_ACT == "gelu_pytorch_tanh"
+    loaded = GPTNeoXForCausalLM.from_pretrained(step).eval()
+    ids = torch.from_numpy(get_batch(suite, "standard", 5).astype(np.int64))[:, :-1]
+    trainer.model.eval()
+    with torch.no_grad():
+        want = trainer.model(input_ids=ids).logits
+        torch.testing.assert_close(loaded(input_ids=ids).logits, want, rtol=0, atol=0)
+        for layer in loaded.gpt_neox.layers:
+            layer.mlp.act = ACT2FN["gelu"]
+        assert not torch.allclose(loaded(input_ids=ids).logits, want, rtol=1e-5, atol=1e-6)
