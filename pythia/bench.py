@@ -203,6 +203,8 @@ def bench_train(suite: str | Suite, models: list[str], steps: int = 20, warmup: 
     threads = threads or torch.get_num_threads()
     if models == ["all"]:
         models = list(suite.models)
+    for m in models:
+        suite.model(m)  # an unknown name fails now, not after the peak measurement
     peak = matmul_peak(threads, matmul_n)
     log.info("fp32 matmul peak at %d threads: %.1f GFLOP/s", threads, peak["flops_per_s"] / 1e9)
     results = [bench_model(suite, m, steps, warmup, threads, dataset, peak, trainer, rounds) for m in models]

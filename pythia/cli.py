@@ -7,22 +7,45 @@
     pythia bench train ...                             throughput and MFU
 
 Each part of the package registers its own subcommands (``register(subparsers)``).
+
+Errors: a command stopped by a user error (:class:`pythia.errors.PythiaError` and the
+foreign errors :func:`pythia.errors.user_message` knows) prints one line,
+``pythia <command>: error: <what is wrong>; <what to do>``, and exits with status 2; bad
+arguments do the same through argparse. Anything else is a bug and keeps its traceback.
+Commands raise; they never catch to print (docs/errors.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
-from pythia.config import ConfigError
+from pythia.errors import EXIT_USER_ERROR, user_message
 
 # Modules that add subcommands; each has ``register(subparsers)``.
 SUBCOMMAND_MODULES = ("pythia.suite_table", "pythia.data.cli", "pythia.train.cli", "pythia.bench")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pythia", description=__doc__.split("\n\n")[0])
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors, and the command's name remembered for error messages.
+
+    Subcommand parsers are made by ``add_parser`` and so are of this class too.
+    """
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+    def parse_known_args(self, args=None, namespace=None):  # noqa: D102
+        ns, extras = super().parse_known_args(args, namespace)
+        if not hasattr(ns, "_prog"):  # the innermost subcommand parses first
+            ns._prog = self.prog
+        return ns, extras
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="pythia", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -31,12 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "passthrough", False):  # for commands that forward arguments
+        parser.exit(EXIT_USER_ERROR, f"{args._prog}: error: unrecognized arguments: {' '.join(extra)}; "
+                                     f"see `{args._prog} --help`\n")
+    args.extra = extra
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
-        print(f"pythia {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    except (Exception, KeyboardInterrupt) as e:
+        message = "interrupted" if isinstance(e, KeyboardInterrupt) else user_message(e)
+        if message is None or os.environ.get("PYTHIA_DEBUG"):
+            raise
+        print(f"{args._prog}: error: {message}", file=sys.stderr)
+        return 130 if isinstance(e, KeyboardInterrupt) else EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

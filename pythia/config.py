@@ -22,12 +22,13 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from pythia.errors import PythiaError
 from pythia.paths import DATASETS
 
 SUITES_DIR = Path(__file__).parent / "suites"
 
 
-class ConfigError(ValueError):
+class ConfigError(PythiaError, ValueError):
     """A configuration file or name is wrong; the message says which key and what to do."""
 
 
@@ -401,7 +402,7 @@ def load_suite(name_or_path: str | Path, overrides: dict[str, Any] | None = None
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+        raise ConfigError(f"{path} is not valid YAML ({e}); fix its syntax") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping of suite settings")
     if overrides:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pythia.errors import UsageError
+
 DATASETS = ("standard", "deduped")
 
 
@@ -50,5 +52,5 @@ def results_dir(suite: str) -> Path:
 
 def check_dataset(dataset: str) -> str:
     if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}")
+        raise UsageError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}")
     return dataset

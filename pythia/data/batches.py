@@ -20,13 +20,18 @@ import numpy as np
 from pythia import paths
 from pythia.config import Suite, load_suite
 from pythia.data.indexed import IndexedDataset
+from pythia.errors import DataError, MissingInputError, UsageError
 
 SEQUENCES = "sequences"
 SPLITS = ("validation", "test")
 
 
-class DataNotBuiltError(FileNotFoundError):
+class DataNotBuiltError(MissingInputError):
     """A data product a function needs has not been built; the message says how to build it."""
+
+
+class StepOutOfRangeError(UsageError, IndexError):
+    """A training step outside the steps the built data covers."""
 
 
 def build_hint(suite_name: str) -> str:
@@ -53,12 +58,12 @@ def _file_key(path: Path) -> tuple[str, int, int, int]:
 def _open_rows(bin_key: tuple[str, int, int, int], idx_key: tuple[str, int, int, int], prefix: str, hint: str) -> np.memmap:
     ds = IndexedDataset(prefix, rebuild_hint=hint)
     if len(ds) == 0:
-        raise ValueError(f"{ds.bin_path} holds no sequences; {hint}")
+        raise DataError(f"{ds.bin_path} holds no sequences; {hint}")
     width = int(ds.sizes[0])
     if not bool((ds.sizes == width).all()):
-        raise ValueError(f"{ds.idx_path}: sequences have different lengths, not a pre-shuffled file; {hint}")
+        raise DataError(f"{ds.idx_path}: sequences have different lengths, not a pre-shuffled file; {hint}")
     if width <= 1:
-        raise ValueError(f"{ds.idx_path}: sequences of {width} tokens; {hint}")
+        raise DataError(f"{ds.idx_path}: sequences of {width} tokens; {hint}")
     return np.memmap(ds.bin_path, mode="r", dtype=ds.dtype, shape=(len(ds), width))  # (N, seq_len+1)
 
 
@@ -86,7 +91,7 @@ def open_sequences(suite: str | Suite, dataset: str) -> np.memmap:
     rows = _open_rows(_file_key(bin_path), _file_key(idx_path), str(prefix), hint)
     expected = s.training.seq_len + 1
     if rows.shape[1] != expected:
-        raise ValueError(
+        raise DataError(
             f"{bin_path} holds sequences of {rows.shape[1]} tokens but suite {s.name!r} has seq_len "
             f"{s.training.seq_len} (rows of {expected}); {hint}"
         )
@@ -111,9 +116,9 @@ def get_batch(suite: str | Suite, dataset: str, step: int) -> np.ndarray:
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
         raise TypeError(f"step must be an integer, got {step!r}")
     if not 0 <= step < steps:
-        raise IndexError(
+        raise StepOutOfRangeError(
             f"step {step} out of range: suite {s.name!r} dataset {dataset!r} has steps 0..{steps - 1} "
-            f"({rows.shape[0]} sequences / global batch {b})"
+            f"({rows.shape[0]} sequences / global batch {b}); pick a step in that range"
         )
     return np.array(rows[b * step : b * (step + 1)], dtype=np.int64)  # (B, L+1)
 
@@ -131,9 +136,9 @@ def validation_sequences(suite: str | Suite, n: int, split: str = "validation") 
     """
     s = _as_suite(suite)
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+        raise UsageError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
     if n <= 0:
-        raise ValueError(f"n must be positive, got {n}")
+        raise UsageError(f"n must be positive, got {n}")
     prefix = paths.data_dir(s.name) / f"{split}_text_document"
     hint = build_hint(s.name)
     if not Path(f"{prefix}.bin").is_file() or not Path(f"{prefix}.idx").is_file():
@@ -144,7 +149,7 @@ def validation_sequences(suite: str | Suite, n: int, split: str = "validation") 
     frac = "val_fraction" if split == "validation" else "test_fraction"
     available = ds.total_tokens // width
     if available < n:
-        raise ValueError(
+        raise UsageError(
             f"the {split} split of suite {s.name!r} has {ds.total_tokens} tokens = {available} sequences of "
             f"{width}, fewer than the {n} asked for; ask for fewer or raise data.{frac}"
         )

@@ -46,8 +46,9 @@ from typing import Any
 
 import numpy as np
 
-from pythia import paths
-from pythia.config import Suite, config_digest, load_suite
+from pythia import locks, paths
+from pythia.config import ConfigError, Suite, config_digest, load_suite
+from pythia.errors import DataError, UsageError
 from pythia.io import atomic_path, sha256_file, write_json
 
 log = logging.getLogger("pythia.data")
@@ -108,7 +109,7 @@ def stage_outputs(suite: str, stage: str, dataset: str | None = None) -> list[Pa
         return [L.dataset(d) / f for d in ds for f in ("sequences.bin", "sequences.idx", "order.json")]
     if stage == "card":
         return [L.root / "card.md", L.root / "card.csv", L.root / "card.json"]
-    raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+    raise UsageError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
 
 
 # --------------------------------------------------------------------------------------
@@ -250,7 +251,7 @@ def source_names(suite: Suite) -> list[str]:
     names = list(suite.data.sources) + [s.name for s in suite.data.extra_sources]
     dup = [n for n, c in Counter(names).items() if c > 1]
     if dup:
-        raise ValueError(f"source names must be unique in suite {suite.name!r}; repeated: {', '.join(dup)}")
+        raise ConfigError(f"source names must be unique in suite {suite.name!r}; repeated: {', '.join(dup)}")
     return names
 
 
@@ -459,7 +460,7 @@ def stage_dedup(suite: Suite, progress: bool = True) -> dict:
     keep.sort()
     src = IndexedDataset(L.text_prefix("train"))
     if len(src) != len(docs):
-        raise ValueError(f"{src.idx_path} has {len(src)} documents but {L.split_file('train')} has {len(docs)}; "
+        raise DataError(f"{src.idx_path} has {len(src)} documents but {L.split_file('train')} has {len(docs)}; "
                          f"rerun the tokenize stage")
     with IndexedDatasetWriter(L.text_prefix("train", "deduped"), src.dtype) as w:
         for i in keep:
@@ -511,11 +512,18 @@ def stage_order(suite: Suite, dataset: str, progress: bool = True) -> dict:
 def run_stage(suite: Suite, stage: str, dataset: str | None = None, progress: bool = True) -> Any:
     """Run one stage now (whether or not it is done) and stamp it."""
     if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+        raise UsageError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
     if dataset is not None:
         paths.check_dataset(dataset)
         if stage != "order":
-            raise ValueError(f"--dataset only applies to the order stage, not {stage!r}")
+            raise UsageError(f"--dataset only applies to the order stage, not {stage!r}")
+    # One writer per directory: the directories of the stage's outputs are locked while it runs.
+    writes = {p.parent for p in stage_outputs(suite.name, stage, dataset)}
+    with locks.exclusive(writes, f"pythia data build --stage {stage}"):
+        return _run_stage(suite, stage, dataset, progress)
+
+
+def _run_stage(suite: Suite, stage: str, dataset: str | None, progress: bool) -> Any:
     t0 = time.perf_counter()
     log.info("stage %s%s of suite %s", stage, f" ({dataset})" if dataset else "", suite.name)
     if stage == "fetch":

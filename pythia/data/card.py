@@ -22,6 +22,7 @@ import numpy as np
 
 from pythia import paths
 from pythia.config import Suite
+from pythia.errors import DataError
 from pythia.io import atomic_path, sha256_file, write_json, write_provenance, write_text
 
 CSV_FIELDS = ("source", "domain", "dataset", "documents", "bytes", "tokens", "removed_duplicates",
@@ -33,7 +34,7 @@ def _tokens_per_source(prefix: Path, sources: list[str]) -> Counter:
 
     ds = IndexedDataset(prefix)
     if len(ds) != len(sources):
-        raise ValueError(f"{ds.idx_path} has {len(ds)} documents, the document list {len(sources)}; rebuild")
+        raise DataError(f"{ds.idx_path} has {len(ds)} documents, the document list {len(sources)}; rebuild the data (pythia data build --force)")
     c: Counter = Counter()
     sizes = np.asarray(ds.sizes, dtype=np.int64)
     for s, n in zip(sources, sizes.tolist()):

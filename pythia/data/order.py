@@ -51,6 +51,7 @@ from numpy.typing import ArrayLike
 
 from pythia import io
 from pythia.data.indexed import IndexedDataset, IndexedDatasetWriter
+from pythia.errors import DataError
 
 NUM_SAMPLES_MARGIN = 1.005
 """GPT-NeoX's 0.5 % extra samples (``get_normalized_weights_and_num_samples``)."""
@@ -72,7 +73,7 @@ def num_samples_needed(train_iters: int, global_batch: int) -> int:
 def num_epochs(tokens_per_epoch: int, seq_len: int, num_samples: int) -> int:
     """Smallest E with ``(E * tokens_per_epoch - 1) // seq_len >= num_samples`` (GPT-NeoX ``_num_epochs``)."""
     if tokens_per_epoch <= 1:
-        raise ValueError(f"the corpus has {tokens_per_epoch} tokens; at least 2 are needed to cut a sample")
+        raise DataError(f"the corpus has {tokens_per_epoch} tokens; at least 2 are needed to cut a sample: give the suite more text (data.sources, max_bytes_per_source)")
     if seq_len <= 0:
         raise ValueError(f"seq_len must be positive, got {seq_len}")
     epochs = 0

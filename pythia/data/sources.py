@@ -68,6 +68,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pythia.config import SourceSpec
+from pythia.errors import PythiaError
 from pythia.io import atomic_dir, atomic_path, sha256_file, write_json
 from pythia.paths import cache_dir
 
@@ -76,7 +77,7 @@ log = logging.getLogger(__name__)
 Document = tuple[str, str]  # (id, text)
 
 
-class SourceError(ValueError):
+class SourceError(PythiaError, ValueError):
     """A source cannot be used; the message says which and how to fix it."""
 
 

@@ -39,13 +39,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from pythia.io import atomic_dir, write_json
+from pythia.errors import PythiaError
 
 STEP_RE = re.compile(r"^step(\d+)$")
 STATE_FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(PythiaError, ValueError):
     """A checkpoint or state file is missing, truncated or belongs to another run (the CLI
     prints the message, which names the file and what to do, without a traceback)."""
 

@@ -21,6 +21,7 @@ does with its scheduler (``precision.py``).
 from __future__ import annotations
 
 from pythia.config import ModelSpec, Precision, Suite
+from pythia.errors import UsageError
 from pythia.train.precision import HYSTERESIS, INITIAL_SCALE_POWER, LOSS_SCALE_WINDOW, MIN_LOSS_SCALE, training_precision
 
 
@@ -28,7 +29,7 @@ def micro_and_accum(suite: Suite, world_size: int) -> tuple[int, int]:
     """(micro batch per rank, accumulation steps) with micro * accum * world = global batch."""
     t = suite.training
     if t.global_batch % world_size:
-        raise ValueError(f"global batch {t.global_batch} is not divisible by world size {world_size}")
+        raise UsageError(f"global batch {t.global_batch} is not divisible by world size {world_size}; use a world size that divides it")
     per_rank = t.global_batch // world_size
     micro = min(t.micro_batch or per_rank, per_rank)
     while per_rank % micro:

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from pythia.errors import UsageError
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -79,7 +81,7 @@ def init_distributed(device: str = "cpu", force: bool = False) -> DistContext:
 def rank_rows(global_batch: int, ctx: DistContext) -> slice:
     """This rank's contiguous share of a step's rows (the batch must divide evenly)."""
     if global_batch % ctx.world_size:
-        raise ValueError(f"global batch {global_batch} is not divisible by world size {ctx.world_size}")
+        raise UsageError(f"global batch {global_batch} is not divisible by world size {ctx.world_size}; start a number of ranks that divides it")
     per = global_batch // ctx.world_size
     return slice(ctx.rank * per, (ctx.rank + 1) * per)
 

@@ -42,8 +42,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pythia import paths
+from pythia import locks, paths
 from pythia.config import Precision, Suite, load_suite
+from pythia.errors import UsageError
 from pythia.io import sha256_file, write_json
 from pythia.model import attention_backend, build_model, sdpa_flash_first
 from pythia.train import checkpoint as ckpt
@@ -212,7 +213,7 @@ class Trainer:
         self.dataset = paths.check_dataset(opts.dataset)
         self.device = opts.device
         if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError("--device cuda asked for, but torch sees no CUDA device")
+            raise UsageError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
         t = suite.training
         self.training = t
         set_threads(opts.threads)
@@ -651,5 +652,12 @@ def _hash_list(items: list[str]) -> str:
 
 
 def train(opts: TrainOptions, ctx: DistContext | None = None) -> dict[str, Any]:
-    """Train one model (see :class:`Trainer`); returns a summary (done.json's content at the end)."""
-    return Trainer(opts, ctx).run()
+    """Train one model (see :class:`Trainer`); returns a summary (done.json's content at the end).
+
+    The main rank holds the run directory's write lock (:mod:`pythia.locks`) while it trains:
+    a second ``pythia train`` into the same directory stops, naming this process; the lock
+    dies with the process, so a killed run resumes at once.
+    """
+    trainer = Trainer(opts, ctx)
+    with locks.exclusive(trainer.run_dir, "pythia train") if trainer.ctx.is_main else nullcontext():
+        return trainer.run()

@@ -14,7 +14,7 @@ from pythia.data.indexed import IndexedDataset, IndexedDatasetError
 
 # Files whose bytes legitimately differ between two builds (logs, timings, timestamps, and
 # order.json, which records the absolute path of the corpus it was built from).
-VOLATILE = ("build.log", ".provenance.json", ".stamps/")
+VOLATILE = ("build.log", ".provenance.json", ".stamps/", ".lock")  # .lock: pythia.locks, beside each written dir
 
 
 def _files(root: Path) -> dict[str, bytes]:

