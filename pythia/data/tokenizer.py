@@ -92,7 +92,7 @@ def _gguf_strings(reader, name: str) -> list[str]:
 
 def neox_gguf_path(download: bool | None = None, progress: bool = True) -> Path:
     """The GGUF vocabulary, extracted once from the pinned llama-cpp-python sdist into the cache."""
-    from pythia.data.sources import ARCHIVES, fetch_archive
+    from pythia.data.archives import ARCHIVES, fetch_archive
 
     a = ARCHIVES["llama-cpp-python"]
     out = paths.cache_dir() / "extracted" / f"llama-cpp-python-{a.version}" / "ggml-vocab-gpt-neox.gguf"

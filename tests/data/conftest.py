@@ -60,7 +60,7 @@ def empty_cache(monkeypatch, tmp_path) -> Path:
     cache = tmp_path / "cache"
     monkeypatch.setenv("PYTHIA_CACHE", str(cache))
     monkeypatch.setenv("PYTHIA_OFFLINE", "1")
-    from pythia.data import sources
+    from pythia.data import archives
 
-    sources._verified.clear()
+    archives._verified.clear()
     return cache

@@ -80,9 +80,9 @@ def test_build_unknown_source_lists_sources(tmp_path, monkeypatch, capsys):
 
 
 def test_fetch_offline_missing_archive_says_how_to_fix(tmp_path, monkeypatch, capsys):
-    from pythia.data import sources
+    from pythia.data import archives
 
-    sources._verified.clear()
+    archives._verified.clear()
     monkeypatch.setenv("PYTHIA_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("PYTHIA_OFFLINE", "1")
     assert main(["data", "fetch", "--source", "wiki_offline", "--no-progress"]) == 2

