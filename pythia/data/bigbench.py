@@ -1,13 +1,14 @@
-"""BIG-bench from the ``bigbench==1.0.0`` sdist: training text and evaluation items.
+"""BIG-bench from the ``bigbench==1.0.0`` sdist: training text and evaluation examples.
 
 The sdist (358 MB) ships every task's ``task.json``. It is read in one pass into a prepared
-copy in ``$PYTHIA_CACHE/extracted/bigbench-<version>/``, made once per cache:
+copy in ``$PYTHIA_CACHE/extracted/bigbench-<version>-prep<N>/``, made once per cache
+(:func:`bigbench_dir`):
 
 * the four text-rich tasks used as training text (:data:`TRAINING_ONLY_BIGBENCH_TASKS`) are
   kept as they are, under ``train/``; they must never be evaluated;
-* the evaluation items of every multiple-choice task and of the named tasks
-  (:data:`BIGBENCH_EVAL_TASKS`) are written to one ``eval_items.jsonl`` for the
-  contamination guard.
+* every example of every evaluation task (the 122 tasks with multiple-choice examples and
+  the named :data:`BIGBENCH_EVAL_TASKS`) is kept as a structured record, one compressed
+  jsonl per task, for :mod:`pythia.data.evalsets` (and so for the contamination guard).
 
 The extractors here turn the training tasks into documents (conversations, contexts,
 paragraphs, dialogues) in the tasks' own order.
@@ -15,6 +16,7 @@ paragraphs, dialogues) in the tasks' own order.
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import re
@@ -35,81 +37,150 @@ TRAINING_ONLY_BIGBENCH_TASKS = ("topical_chat", "squad_shifts", "paragraph_segme
 """BIG-bench tasks used as training text: never evaluate them."""
 BIGBENCH_EVAL_TASKS = ("arithmetic", "qa_wikidata", "winowhy", "subject_verb_agreement", "hyperbaton")
 """BIG-bench tasks the compendium evaluates by name (besides the multiple-choice tasks)."""
-BIGBENCH_MC_MAX_EXAMPLES = 1000
-"""Multiple-choice tasks other than the named ones: the first this many multiple-choice
-examples of each task (its files in archive order) are guarded against; evaluation should use
-at most these. The named tasks are guarded in full."""
+FORMAT_KEYS = ("task_prefix", "example_input_prefix", "example_output_prefix", "choice_prefix",
+               "append_choices_to_input", "few_shot_example_separator", "stop_string", "output_regex",
+               "preferred_score", "metrics")
+"""Keys of a BIG-bench task file that say how its examples are shown and scored (kept per file)."""
 _SQUAD_FILES = ("nyt_v1.0.json", "new_wiki_v1.0.json", "reddit_v1.0.json", "amazon_reviews_v1.0.json")
-_BB_PREP_VERSION = 2
+_BB_PREP_VERSION = 3
 
 
 def prepared_dir() -> Path:
-    """Where the prepared copy lives (it may not exist yet; :func:`bigbench_dir` makes it)."""
-    return cache_dir() / "extracted" / f"bigbench-{ARCHIVES['bigbench'].version}"
+    """Where the prepared copy lives (it may not exist yet; :func:`bigbench_dir` makes it).
+
+    The preparation version is part of the name, so checkouts that prepare differently
+    never overwrite each other's copy in a shared cache."""
+    return cache_dir() / "extracted" / f"bigbench-{ARCHIVES['bigbench'].version}-prep{_BB_PREP_VERSION}"
 
 
 def bigbench_dir(download: bool | None = None, progress: bool = True) -> Path:
-    """The prepared BIG-bench copy (training tasks + evaluation items), made once per cache."""
+    """The prepared BIG-bench copy, made once per cache (one pass over the 358 MB sdist, ~2 min).
+
+    ``train/<task>/...``: the training-only tasks' files as they are.
+    ``eval/<task>.jsonl.gz``: every example of every evaluation task (a task with at least
+    one multiple-choice example, or one of :data:`BIGBENCH_EVAL_TASKS`), in archive order, as
+    ``{"id", "question", "choices", "gold", "targets", "meta"}`` (see :func:`example_record`).
+    ``eval/index.json``: per evaluation task its description, example counts, and the
+    display settings of each of its files (:data:`FORMAT_KEYS`).
+    """
     a = ARCHIVES["bigbench"]
     out = prepared_dir()
     stamp = out / "prepared.json"
-    if stamp.exists() and json.loads(stamp.read_text()).get("sha256") == a.sha256 \
-            and json.loads(stamp.read_text()).get("version") == _BB_PREP_VERSION:
-        return out
+    if stamp.exists():
+        info = json.loads(stamp.read_text())
+        if info.get("sha256") == a.sha256 and info.get("version") == _BB_PREP_VERSION:
+            return out
     path = fetch_archive(a, download=download, progress=progress)
-    log.info("preparing BIG-bench from %s (one pass over the archive, ~1 min)", path.name)
+    log.info("preparing BIG-bench from %s (one pass over the archive, ~2 min)", path.name)
     with atomic_dir(out) as tmp:
-        n_items = 0
-        per_task: dict[str, int] = {}
-        with tarfile.open(path, "r:gz") as tar, open(tmp / "eval_items.jsonl", "w") as ev:
-            for m in tar:
-                if not (m.isfile() and m.name.endswith(".json") and "/benchmark_tasks/" in m.name):
-                    continue
-                rel = m.name.split("/benchmark_tasks/", 1)[1]
-                task = rel.split("/", 1)[0]
-                raw = tar.extractfile(m).read()
-                if task in TRAINING_ONLY_BIGBENCH_TASKS:
-                    dst = tmp / "train" / rel
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    dst.write_bytes(raw)
-                    continue
-                try:
-                    d = json.loads(raw)
-                except ValueError:
-                    continue
-                if not isinstance(d, dict) or not isinstance(d.get("examples"), list):
-                    continue
-                named = task in BIGBENCH_EVAL_TASKS
-                exs = d["examples"]
-                if not named:
-                    exs = [e for e in exs if isinstance(e, dict) and "target_scores" in e]
-                    room = BIGBENCH_MC_MAX_EXAMPLES - per_task.get(task, 0)
-                    exs = exs[: max(room, 0)]
-                    per_task[task] = per_task.get(task, 0) + len(exs)
-                for e in exs:
-                    text = _bb_item_text(e)
-                    if text:
-                        ev.write(json.dumps({"set": f"bigbench/{task}", "file": rel, "text": text}) + "\n")
-                        n_items += 1
-        write_json(tmp / "prepared.json", {"sha256": a.sha256, "version": _BB_PREP_VERSION, "eval_items": n_items})
+        (tmp / "eval").mkdir()
+        index: dict[str, dict] = {}
+        writers: dict[str, gzip.GzipFile] = {}
+        try:
+            with tarfile.open(path, "r:gz") as tar:
+                for m in tar:
+                    if not (m.isfile() and m.name.endswith(".json") and "/benchmark_tasks/" in m.name):
+                        continue
+                    rel = m.name.split("/benchmark_tasks/", 1)[1]
+                    task = rel.split("/", 1)[0]
+                    raw = tar.extractfile(m).read()
+                    if task in TRAINING_ONLY_BIGBENCH_TASKS:
+                        dst = tmp / "train" / rel
+                        dst.parent.mkdir(parents=True, exist_ok=True)
+                        dst.write_bytes(raw)
+                        continue
+                    _add_task_file(task, rel, raw, index, writers, tmp / "eval")
+        finally:
+            for w in writers.values():
+                w.close()
+        for task in list(index):
+            entry = index[task]
+            if not entry["examples"] or not (entry["multiple_choice_examples"] or task in BIGBENCH_EVAL_TASKS):
+                (tmp / "eval" / f"{task}.jsonl.gz").unlink(missing_ok=True)
+                del index[task]
+        write_json(tmp / "eval" / "index.json", dict(sorted(index.items())))
+        write_json(tmp / "prepared.json", {"sha256": a.sha256, "version": _BB_PREP_VERSION,
+                                           "eval_tasks": len(index),
+                                           "eval_examples": sum(t["examples"] for t in index.values())})
     return out
 
 
-def _bb_item_text(e: dict) -> str:
-    if not isinstance(e, dict):
-        return ""
-    inp = e.get("input", "")
-    if not isinstance(inp, str):
-        return ""
-    answer = ""
+def _add_task_file(task: str, rel: str, raw: bytes, index: dict, writers: dict, eval_dir: Path) -> None:
+    """Append one task file's examples to ``eval/<task>.jsonl.gz`` and record it in ``index``."""
+    try:
+        d = json.loads(raw)
+    except ValueError:  # a few data files that are not task files (e.g. factuality_of_summary)
+        return
+    if not isinstance(d, dict):
+        return
+    entry = index.setdefault(task, {"description": "", "keywords": [], "examples": 0,
+                                    "multiple_choice_examples": 0, "files": {}})
+    if not entry["description"] and isinstance(d.get("description"), str):
+        entry["description"] = d["description"]
+        entry["keywords"] = [k for k in d.get("keywords", []) if isinstance(k, str)]
+    if not isinstance(d.get("examples"), list):
+        return  # a task's top-level task.json that only lists its subtasks
+    subtask = rel[len(task) + 1: -len(".json")]  # e.g. "task", "1_digit_addition/task"
+    if task not in writers:
+        writers[task] = gzip.GzipFile(eval_dir / f"{task}.jsonl.gz", "wb", compresslevel=5, mtime=0)
+    n = mc = 0
+    for i, e in enumerate(d["examples"]):
+        rec = example_record(e, f"{subtask}#{i}", subtask)
+        if rec is None:
+            continue
+        writers[task].write((json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8"))
+        n += 1
+        mc += bool(rec["choices"])
+    entry["examples"] += n
+    entry["multiple_choice_examples"] += mc
+    entry["files"][subtask] = {"examples": n, "multiple_choice_examples": mc,
+                               **{k: d[k] for k in FORMAT_KEYS if k in d}}
+
+
+def example_record(e: object, example_id: str, subtask: str) -> dict | None:
+    """A BIG-bench example as a structured record, or None if it has no string ``input``.
+
+    ``choices`` are the keys of ``target_scores`` in file order and ``gold`` the first with
+    the highest score (``meta.scores`` keeps all scores when more than one choice scores
+    highest or scores are not 0/1); ``targets`` are the generation targets (``target``, a
+    string or a list of accepted answers). The ``input`` is kept as it is: the task's
+    prefixes (``meta`` of the file in ``index.json``) say how it is shown to a model.
+    """
+    if not isinstance(e, dict) or not isinstance(e.get("input"), str):
+        return None
+    choices: list[str] = []
+    gold = None
+    meta: dict = {"subtask": subtask}
     ts = e.get("target_scores")
     if isinstance(ts, dict) and ts:
-        answer = max(ts, key=lambda k: (ts[k] if isinstance(ts[k], (int, float)) else 0))
-    elif isinstance(e.get("target"), list) and e["target"]:
-        answer = str(e["target"][0])
-    elif isinstance(e.get("target"), str):
-        answer = e["target"]
-    return f"{inp} {answer}".strip()
+        choices = [str(k) for k in ts]
+        scores = [v if isinstance(v, (int, float)) else 0 for v in ts.values()]
+        best = max(scores)
+        gold = scores.index(best)
+        if scores.count(best) > 1 or any(v not in (0, 1) for v in scores):
+            meta["scores"] = scores
+    target = e.get("target")
+    targets = [str(t) for t in target] if isinstance(target, list) else [target] if isinstance(target, str) else []
+    if isinstance(e.get("comment"), str):
+        meta["comment"] = e["comment"]
+    return {"id": example_id, "question": e["input"], "choices": choices, "gold": gold, "targets": targets,
+            "meta": meta}
+
+
+def eval_index(download: bool | None = None, progress: bool = True) -> dict[str, dict]:
+    """Per evaluation task: description, keywords, example counts and per-file settings."""
+    return json.loads((bigbench_dir(download, progress) / "eval" / "index.json").read_text())
+
+
+def eval_records(task: str, download: bool | None = None, progress: bool = True) -> Iterator[dict]:
+    """The structured examples of one evaluation task (see :func:`example_record`), in order."""
+    path = bigbench_dir(download, progress) / "eval" / f"{task}.jsonl.gz"
+    if not path.exists():
+        raise FileNotFoundError(f"BIG-bench task {task!r} is not an evaluation task here ({path} missing); "
+                                f"evaluation tasks are listed by `pythia data evalsets`")
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            yield json.loads(line)
 
 
 def _bb_task(rel: str) -> dict:

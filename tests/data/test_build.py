@@ -70,6 +70,18 @@ def test_smoke_outputs_exist(smoke_data):
     assert card["datasets"]["standard"]["tokens_per_epoch"] == std.total_tokens
 
 
+def test_card_reports_the_guard_per_evaluation_set(smoke_data):
+    d = smoke_data / "smoke" / "data"
+    c = json.loads((d / "card.json").read_text())["contamination"]
+    assert c["evaluation_groups"] == ["arithmetic"] and list(c["sets"]) == ["arithmetic_prompts"]
+    st = c["sets"]["arithmetic_prompts"]
+    assert st["examples"] == st["items"] == st["whole"] == 10_000  # 8 words each: matched as a whole
+    assert st["removed_documents"] == 0 and c["removed"] == {}
+    md = (d / "card.md").read_text()
+    assert "## Contamination guard" in md and "10,000 examples" in md
+    assert json.loads((d / "sources.json").read_text())["evaluation_sets"] == 1
+
+
 def test_heldout_is_hash_chosen_and_disjoint(smoke_data):
     L = B.Layout.__new__(B.Layout)
     docs = {}

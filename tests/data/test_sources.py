@@ -11,7 +11,6 @@ from pythia.config import SourceSpec
 from pythia.data import archives as A
 from pythia.data import mathematics as M
 from pythia.data import sources as S
-from pythia.data.evalsets import arithmetic_prompts, evaluation_items
 
 
 def test_registry_entries_are_pinned_and_labelled():
@@ -110,15 +109,6 @@ def test_hf_source_offline_is_a_clear_error(monkeypatch):
     spec = SourceSpec(name="pile", kind="hf", path="EleutherAI/pile")
     with pytest.raises(S.SourceError, match="Hugging Face .*PYTHIA_OFFLINE"):
         list(S.iter_extra_source(spec))
-
-
-def test_arithmetic_prompts_are_the_term_frequency_items():
-    p = arithmetic_prompts()
-    assert len(p) == 2 * 100 * 50
-    assert "Q:What is 12 plus 34? A:46" in p and "Q:What is 7 times 3? A:21" in p
-    assert "Q:What is 0 plus 0? A:0" not in p  # x2 starts at 1
-    items = evaluation_items(include=("arithmetic",))
-    assert list(items) == ["arithmetic_prompts"]
 
 
 def test_math_patch_lines_are_the_documented_three_fixes():

