@@ -25,6 +25,7 @@ download it while others wait.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -323,6 +324,25 @@ def fetch_archive(archive: Archive | str, download: bool | None = None, progress
             f"place the file there by hand (`curl -o {archive.path} {archive.url}`)."
         )
     return _download(archive, progress=progress)
+
+
+@contextlib.contextmanager
+def cache_lock(path: Path, what: str) -> Iterator[None]:
+    """Hold ``<path>.lock`` while preparing ``path`` in the (possibly shared) cache: a second
+    process waits, saying so, and then finds the prepared copy in place."""
+    from filelock import FileLock, Timeout
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path) + ".lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("waiting for another process preparing %s (%s)", what, path)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def member_text(data: bytes) -> str:

