@@ -169,6 +169,19 @@ class SourceSpec(_Strict):
     """Keep at most this many documents (in source order)."""
 
 
+class PretokenizedSpec(_Strict):
+    """Training sequences published ready to use, like Pythia's pre-shuffled Pile: a GPT-NeoX
+    ``MMapIndexedDataset`` in which row j is training sequence j (seq_len + 1 tokens), so step s
+    is rows [B*s, B*(s+1)). ``get_batch`` reads it as is instead of an order built from ``sources``."""
+
+    hub_dataset: str
+    """Hugging Face dataset repository publishing the files (what to download), e.g. ``EleutherAI/pile-deduped-pythia-preshuffled``."""
+    path: str = ""
+    """Path prefix of the unsharded ``.bin``/``.idx`` pair (``~`` and ``$VARIABLES`` expand); empty: ``<PYTHIA_WORK>/<suite>/data/<dataset>/released/document``."""
+    shards: Annotated[int, Field(gt=0)] = 21
+    """The repository splits the ``.bin`` into this many files ``document-00000-of-000NN.bin`` (joined by ``pythia data unshard``)."""
+
+
 class DataSpec(_Strict):
     """Which text the suite is trained on and how it is split."""
 
@@ -190,7 +203,10 @@ class DataSpec(_Strict):
     """Training documents sharing an n-gram of this many words with an evaluation item are dropped."""
     seed: int = 1234
     """Seed of the data order (GPT-NeoX: the training seed)."""
-
+    pretokenized: dict[str, PretokenizedSpec] = {}
+    """Datasets (``standard``, ``deduped``) trained on published pre-shuffled files instead of an order built
+    from ``sources`` (the ``pythia`` suite: Pythia's released Pile). The tokenizer and the validation and
+    test splits are still built from ``sources``."""
 
     def cap(self, source: str) -> int | None:
         """Byte cap of ``source``: its own entry in ``source_max_bytes`` or ``max_bytes_per_source``."""
@@ -202,6 +218,9 @@ class DataSpec(_Strict):
         unknown = sorted(set(self.source_max_bytes) - known)
         if unknown:
             raise ValueError(f"source_max_bytes names sources not in this suite: {', '.join(unknown)}; sources: {', '.join(sorted(known))}")
+        wrong = sorted(set(self.pretokenized) - set(DATASETS))
+        if wrong:
+            raise ValueError(f"pretokenized names unknown datasets: {', '.join(wrong)}; datasets: {', '.join(DATASETS)}")
         return self
 
 
@@ -262,6 +281,14 @@ class TrainingSpec(_Strict):
         return self.global_batch * self.seq_len
 
 
+class AnalysisSpec(_Strict):
+    """What the analysis sections read. It never changes a trained weight, so it is not part of the suite's digest."""
+
+    steps: list[Annotated[int, Field(ge=0)]] | None = None
+    """Checkpoint steps the sections analyse, each a checkpoint step of the suite; null: every checkpoint step.
+    The workflow's ``checkpoints.steps`` overrides it."""
+
+
 class Suite(_Strict):
     """A suite: sizes, tokenizer, data and training settings."""
 
@@ -277,6 +304,8 @@ class Suite(_Strict):
     """Shared optimisation settings."""
     models: dict[str, ModelSpec]
     """Model sizes by name, smallest first."""
+    analysis: AnalysisSpec = AnalysisSpec()
+    """Which checkpoints the analysis sections read."""
 
     @model_validator(mode="before")
     @classmethod
@@ -287,6 +316,12 @@ class Suite(_Strict):
                 k: ({**v, "name": k} if isinstance(v, dict) else v) for k, v in values["models"].items()
             }
         return values
+
+    @model_validator(mode="after")
+    def _analysis_steps_exist(self) -> Suite:
+        if self.analysis.steps is not None:
+            self.check_steps(self.analysis.steps, "analysis.steps")
+        return self
 
     def model(self, name: str) -> ModelSpec:
         """The model called ``name``; an unknown name lists the suite's models."""
@@ -313,6 +348,23 @@ class Suite(_Strict):
             self.training.checkpoints.every,
         )
 
+    def check_steps(self, steps: list[int], what: str = "steps") -> list[int]:
+        """``steps`` if each is a checkpoint step of the suite; otherwise a ValueError naming the first that
+        is not, with its nearest checkpoint steps."""
+        ckpts = self.checkpoint_steps()
+        have = set(ckpts)
+        for s in steps:
+            if s not in have:
+                near = sorted(ckpts, key=lambda c: (abs(c - s), c))[:2]
+                raise ValueError(f"{what}: {s} is not a checkpoint step of suite {self.name!r} "
+                                 f"(nearest: {', '.join(map(str, sorted(near)))}; {len(ckpts)} steps from 0 to {ckpts[-1]})")
+        return list(steps)
+
+    def analysis_steps(self) -> list[int]:
+        """Checkpoint steps the analysis sections read: ``analysis.steps`` or every checkpoint step."""
+        steps = self.analysis.steps
+        return sorted(set(steps)) if steps is not None else self.checkpoint_steps()
+
     def state_steps(self) -> list[int]:
         """Steps at which full training state is saved (always includes the final step)."""
         ckpts = self.checkpoint_steps()
@@ -328,8 +380,14 @@ class Suite(_Strict):
 
     @cached_property
     def digest(self) -> str:
-        """sha256 of the suite's canonical JSON: which config produced an output."""
-        return config_digest(self.model_dump(mode="json"))
+        """sha256 of the suite's canonical JSON: which config produced an output.
+
+        ``analysis`` is left out (it chooses what sections read, never what is trained), and so is an
+        empty ``data.pretokenized`` (suites that build their own order keep the digest they had)."""
+        dump = self.model_dump(mode="json", exclude={"analysis"})
+        if not dump["data"]["pretokenized"]:
+            del dump["data"]["pretokenized"]
+        return config_digest(dump)
 
 
 def checkpoint_steps(train_iters: int, log_spaced_until: int, every: int) -> list[int]:
@@ -381,6 +439,8 @@ def _format_errors(err: ValidationError, source: str) -> str:
             lines.append(f"  {path}: unknown key (misspelled?); see `pythia config-reference` for the allowed keys")
         elif e["type"] == "enum":
             lines.append(f"  {path}: {e['msg']}")
+        elif e["type"] == "value_error":  # our own checks: the message says it all (the input may be the whole suite)
+            lines.append(f"  {path}: {e['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"  {path}: {e['msg']} (got {e.get('input')!r})")
     return "\n".join(lines)
@@ -389,6 +449,7 @@ def _format_errors(err: ValidationError, source: str) -> str:
 def load_suite(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Suite:
     """Load a suite by name (``micro``) or from a YAML path, validating every key.
 
+    A suite file may start from another suite (``extends: pythia``) and give only what differs.
     ``overrides`` is a nested dict merged over the file (e.g. ``{"training": {"train_iters": 10}}``).
     """
     path = Path(name_or_path)
@@ -399,12 +460,7 @@ def load_suite(name_or_path: str | Path, overrides: dict[str, Any] | None = None
         path = found[0]
     elif not path.exists():
         raise ConfigError(f"suite file {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML ({e}); fix its syntax") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path} must hold a mapping of suite settings")
+    raw = _read_raw(path)
     if overrides:
         raw = _merge(raw, overrides)
     try:
@@ -413,10 +469,39 @@ def load_suite(name_or_path: str | Path, overrides: dict[str, Any] | None = None
         raise ConfigError(_format_errors(e, str(path))) from None
 
 
+def _read_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """A suite file's settings, with ``extends: BASE`` (a suite name or a path relative to the file)
+    resolved: the file's keys are merged over the base suite's (see :func:`_merge`)."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML ({e}); fix its syntax") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of suite settings")
+    base_name = raw.pop("extends", None)
+    if base_name is None:
+        return raw
+    base = Path(str(base_name))
+    if base.suffix in (".yaml", ".yml"):
+        base = base if base.is_absolute() else path.parent / base
+    else:
+        found = [d / f"{base_name}.yaml" for d in suite_dirs() if (d / f"{base_name}.yaml").exists()]
+        if not found:
+            raise ConfigError(f"{path}: extends unknown suite {str(base_name)!r}; suites: {', '.join(available_suites())}")
+        base = found[0]
+    if not base.exists():
+        raise ConfigError(f"{path}: extends {base}, which does not exist")
+    if base.resolve() in seen or base.resolve() == path.resolve():
+        raise ConfigError(f"{path}: circular extends through {base}")
+    return _merge(_read_raw(base, (*seen, path.resolve())), raw)
+
+
 def _merge(base: dict, over: dict) -> dict:
+    """``over`` merged into ``base``: mappings merge key by key; any other value, and an empty
+    mapping (``{}``: "none of these"), replaces the base's value."""
     out = dict(base)
     for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and v and isinstance(out.get(k), dict) else v
     return out
 
 
@@ -437,7 +522,8 @@ def _type_name(tp: Any) -> str:
 def reference_markdown() -> str:
     """A reference page of every configuration field, generated from the docstrings."""
     out = ["# Suite configuration reference", "", "Generated by `pythia config-reference`.", ""]
-    for cls in (Suite, TokenizerSpec, DataSpec, DedupSpec, SourceSpec, TrainingSpec, CheckpointSchedule, ModelSpec):
+    for cls in (Suite, TokenizerSpec, DataSpec, DedupSpec, SourceSpec, PretokenizedSpec, TrainingSpec,
+                CheckpointSchedule, ModelSpec, AnalysisSpec):
         out += [f"## {cls.__name__}", "", (cls.__doc__ or "").strip(), "", "| key | type | default | description |", "|---|---|---|---|"]
         for key, field in cls.model_fields.items():
             ann = _type_name(field.annotation)

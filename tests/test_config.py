@@ -180,3 +180,18 @@ def test_source_caps(tmp_path):
     path = _write(tmp_path, lambda r: r["data"].update(source_max_bytes={"shakespeer": 10}))
     with pytest.raises(ConfigError, match="shakespeer.*sources: arithmetic, stdlib"):
         load_suite(path)
+
+
+def test_analysis_steps(tmp_path):
+    micro = load_suite("micro")
+    assert micro.analysis_steps() == micro.checkpoint_steps()  # micro analyses every checkpoint
+    pythia = load_suite("pythia")
+    steps = pythia.analysis_steps()
+    assert 20 < len(steps) < 154 and set(steps) <= set(pythia.checkpoint_steps())
+    assert {0, 512, 13000, 39000, 65000, 91000, 113000, 117000, 133000, 143000} <= set(steps)
+    path = _write(tmp_path, lambda r: r.update(analysis={"steps": [0, 5]}))
+    with pytest.raises(ConfigError, match=r"analysis.steps: 5 is not a checkpoint step of suite 'smoke' \(nearest: 2, 4;"):
+        load_suite(path)
+    # which checkpoints are analysed never changes what is trained: same digest
+    path = _write(tmp_path, lambda r: r.update(analysis={"steps": [0, 24]}))
+    assert load_suite(path).analysis_steps() == [0, 24] and load_suite(path).digest == load_suite("smoke").digest
