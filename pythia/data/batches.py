@@ -5,6 +5,11 @@ pre-shuffled ``work/<suite>/data/<dataset>/sequences.bin`` (B = global batch), e
 Pythia's ``utils/batch_viewer.py`` slices its pre-shuffled files. Each row holds
 seq_len + 1 tokens: inputs ``row[:-1]``, labels ``row[1:]``.
 
+A dataset a suite lists under ``data.pretokenized`` (the ``pythia`` suite: Pythia's released
+pre-shuffled Pile, see :mod:`pythia.data.released`) is read from the released file instead,
+with the same slicing: the trainer, the batch viewer and every section see Pythia's real
+training order through this one function.
+
 The file is memory-mapped once per process and path (re-opened if it is rebuilt), so a
 batch at any step costs a slice and a copy.
 """
@@ -19,6 +24,7 @@ import numpy as np
 
 from pythia import paths
 from pythia.config import Suite, load_suite
+from pythia.data import released
 from pythia.data.indexed import IndexedDataset
 from pythia.errors import DataError, MissingInputError, UsageError
 
@@ -68,8 +74,10 @@ def _open_rows(bin_key: tuple[str, int, int, int], idx_key: tuple[str, int, int,
 
 
 def sequences_prefix(suite: str | Suite, dataset: str) -> Path:
-    """``work/<suite>/data/<dataset>/sequences`` (the .bin/.idx prefix)."""
+    """``work/<suite>/data/<dataset>/sequences`` (the .bin/.idx prefix), or the released file's prefix."""
     s = _as_suite(suite)
+    if released.is_released(s, dataset):
+        return released.released_prefix(s, dataset)
     return paths.dataset_dir(s.name, dataset) / SEQUENCES
 
 
@@ -81,10 +89,13 @@ def open_sequences(suite: str | Suite, dataset: str) -> np.memmap:
     s = _as_suite(suite)
     paths.check_dataset(dataset)
     prefix = sequences_prefix(s, dataset)
-    hint = build_hint(s.name)
+    is_released = released.is_released(s, dataset)
+    hint = released.download_hint(s, dataset) if is_released else build_hint(s.name)
     bin_path, idx_path = Path(f"{prefix}.bin"), Path(f"{prefix}.idx")
     for p in (bin_path, idx_path):
         if not p.is_file():
+            if is_released:
+                raise DataNotBuiltError(released.missing_message(s, dataset, p))
             raise DataNotBuiltError(
                 f"training sequences of suite {s.name!r}, dataset {dataset!r} are not built ({p} is missing); {hint}"
             )

@@ -69,9 +69,10 @@ _STAGE_VERSION = {"fetch": 2, "documents": 3, "tokenizer": 1, "tokenize": 1, "de
 # --------------------------------------------------------------------------------------
 
 
-def stage_outputs(suite: str, stage: str, dataset: str | None = None) -> list[Path]:
+def stage_outputs(suite: Suite | str, stage: str, dataset: str | None = None) -> list[Path]:
     """The files a stage writes (the last one is written last)."""
-    L = Layout(suite)
+    suite = suite if isinstance(suite, Suite) else load_suite(suite)
+    L = Layout(suite.name)
     if stage == "fetch":
         return [L.root / "sources.json"]
     if stage == "documents":
@@ -87,8 +88,12 @@ def stage_outputs(suite: str, stage: str, dataset: str | None = None) -> list[Pa
         p = L.text_prefix("train", "deduped")
         return [Path(f"{p}.bin"), Path(f"{p}.idx"), L.dataset("deduped") / "dedup.json"]
     if stage == "order":
+        from pythia.data.released import is_released
+
         ds = [dataset] if dataset else list(paths.DATASETS)
-        return [L.dataset(d) / f for d in ds for f in ("sequences.bin", "sequences.idx", "order.json")]
+        # a released dataset's sequences are the downloaded file: the stage only writes order.json
+        return [L.dataset(d) / f for d in ds
+                for f in (("order.json",) if is_released(suite, d) else ("sequences.bin", "sequences.idx", "order.json"))]
     if stage == "card":
         return [L.root / "card.md", L.root / "card.csv", L.root / "card.json"]
     raise UsageError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
@@ -142,6 +147,8 @@ def stage_digest(suite: Suite, stage: str) -> str:
         keys["dedup"] = d.dedup.model_dump(mode="json")
     if stage in ("order", "card"):
         keys["order"] = {"seq_len": t.seq_len, "batch": t.global_batch, "iters": t.train_iters, "seed": d.seed}
+        if d.pretokenized:
+            keys["pretokenized"] = {k: v.model_dump(mode="json") for k, v in sorted(d.pretokenized.items())}
     return config_digest(keys)
 
 
@@ -152,7 +159,7 @@ def _stamp_path(suite: Suite, stage: str, dataset: str | None) -> Path:
 def is_done(suite: Suite, stage: str, dataset: str | None = None) -> bool:
     """The stage's outputs exist and were made with the current settings."""
     stamp = _stamp_path(suite, stage, dataset)
-    if not stamp.exists() or not all(p.exists() for p in stage_outputs(suite.name, stage, dataset)):
+    if not stamp.exists() or not all(p.exists() for p in stage_outputs(suite, stage, dataset)):
         return False
     try:
         return json.loads(stamp.read_text()).get("digest") == stage_digest(suite, stage)
@@ -471,8 +478,12 @@ def stage_dedup(suite: Suite, progress: bool = True) -> dict:
 
 
 def stage_order(suite: Suite, dataset: str, progress: bool = True) -> dict:
+    """GPT-NeoX's order of the built corpus, or (for a released dataset) a check of the released file."""
     from pythia.data.order import write_order
+    from pythia.data.released import is_released, verify
 
+    if is_released(suite, dataset):
+        return verify(suite, dataset)
     L = Layout(suite.name)
     t = suite.training
     t0 = time.perf_counter()
@@ -497,7 +508,7 @@ def run_stage(suite: Suite, stage: str, dataset: str | None = None, progress: bo
         if stage != "order":
             raise UsageError(f"--dataset only applies to the order stage, not {stage!r}")
     # One writer per directory: the directories of the stage's outputs are locked while it runs.
-    writes = {p.parent for p in stage_outputs(suite.name, stage, dataset)}
+    writes = {p.parent for p in stage_outputs(suite, stage, dataset)}
     with locks.exclusive(writes, f"pythia data build --stage {stage}"):
         return _run_stage(suite, stage, dataset, progress)
 

@@ -6,7 +6,9 @@ guard, and the epochs the suite will see (from ``order.json``); plus the tokeniz
 held-out splits, what the contamination guard checked and removed per evaluation set (and
 why: the rule and the matching words of every removed document), and sha256 of every output.
 ``card.md`` renders it as Markdown tables and ``card.csv`` as one row per (source, dataset).
-The card is deterministic: no timestamps or timings (those are in ``card.json.provenance.json``
+A dataset trained on released pre-shuffled files (``data.pretokenized``) has no per-source
+rows (the released file does not say where its sequences came from): the card gives its
+repository, sequences and training tokens. The card is deterministic: no timestamps or timings (those are in ``card.json.provenance.json``
 and ``.stamps/``), and ``order.json`` (which records an absolute path) is represented by the
 hashes of the files it describes.
 """
@@ -58,9 +60,10 @@ def card_record(suite: Suite) -> dict:
     held = {split: _tokens_per_source(L.text_prefix(split), [d["source"] for d in read_jsonl(L.split_file(split))])
             for split in ("validation", "test")}
 
+    built = [d for d in paths.DATASETS if d not in suite.data.pretokenized]
     rows = []
     for name, st in manifest["sources"].items():
-        for dataset in paths.DATASETS:
+        for dataset in built:
             sel = [d for d, k in zip(train, kept_mask) if d["source"] == name and (dataset == "standard" or k)]
             rows.append({
                 "source": name,
@@ -76,8 +79,14 @@ def card_record(suite: Suite) -> dict:
                 "pinned": st["pinned"],
             })
     totals = {}
+    training_tokens = suite.training.train_iters * suite.training.tokens_per_step
     for dataset in paths.DATASETS:
         o = orders[dataset]
+        if dataset not in built:
+            totals[dataset] = {"released": o["hub_dataset"], "documents": None, "tokens_per_epoch": None,
+                               "training_tokens": training_tokens, "epochs_seen": None, "order_epochs": None,
+                               "sequences": o["sequences_rows"], "idx_sha256": o["idx_sha256"]}
+            continue
         totals[dataset] = {
             "documents": o["num_documents"],
             "tokens_per_epoch": o["tokens_per_epoch"],
@@ -92,8 +101,10 @@ def card_record(suite: Suite) -> dict:
     for split in ("validation", "test"):
         files += [Path(f"{L.text_prefix(split)}.bin"), Path(f"{L.text_prefix(split)}.idx")]
     for d in paths.DATASETS:
-        files += [Path(f"{L.text_prefix('train', d)}.bin"), Path(f"{L.text_prefix('train', d)}.idx"),
-                  L.dataset(d) / "sequences.bin", L.dataset(d) / "sequences.idx", L.dataset(d) / "doc_idx.npy",
+        files += [Path(f"{L.text_prefix('train', d)}.bin"), Path(f"{L.text_prefix('train', d)}.idx")]
+        if d not in built:
+            continue  # the released file (hundreds of GB) is identified by its index's sha256 above
+        files += [L.dataset(d) / "sequences.bin", L.dataset(d) / "sequences.idx", L.dataset(d) / "doc_idx.npy",
                   L.dataset(d) / "sample_idx.npy", L.dataset(d) / "shuffle_idx.npy"]
     return {
         "suite": suite.name,
@@ -126,6 +137,9 @@ def render_markdown(card: dict) -> str:
     out += ["", "| dataset | documents | tokens per epoch | training tokens | epochs seen | sequences |",
             "|---|---:|---:|---:|---:|---:|"]
     for d, t in card["datasets"].items():
+        if t.get("released"):
+            out.append(f"| {d} (released: {t['released']}) | | | {t['training_tokens']:,} | | {t['sequences']:,} |")
+            continue
         out.append(f"| {d} | {t['documents']:,} | {t['tokens_per_epoch']:,} | {t['training_tokens']:,} | "
                    f"{t['epochs_seen']} | {t['sequences']:,} |")
     tok = card["tokenizer"]

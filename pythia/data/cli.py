@@ -9,6 +9,8 @@
                                                               build (all stages, skipping finished ones)
     pythia data batch --suite S --dataset D --step N [--decode] [--rows R]
                                                               print the batch of a training step
+    pythia data unshard DIR (--out PREFIX | --suite S --dataset D)
+                                                              join downloaded pre-shuffled shards
 """
 
 from __future__ import annotations
@@ -148,6 +150,22 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_unshard(args: argparse.Namespace) -> int:
+    from pythia.data.released import released_prefix, unshard
+
+    if args.out is None:
+        if not (args.suite and args.dataset):
+            raise ValueError("say where to write: --out PREFIX, or --suite S --dataset D (the suite's released path)")
+        suite = load_suite(args.suite)
+        if args.dataset not in suite.data.pretokenized:
+            raise ValueError(f"dataset {args.dataset!r} of suite {suite.name!r} is not a released one "
+                             f"(data.pretokenized: {', '.join(suite.data.pretokenized) or 'none'})")
+        args.out = released_prefix(suite, args.dataset)
+    out = unshard(args.src, args.out, progress=not args.no_progress)
+    print(f"wrote {out}.bin and {out}.idx")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="text sources, data build, batch viewer")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
@@ -193,3 +211,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--decode", action="store_true", help="print decoded text instead of token ids")
     q.add_argument("--rows", type=_positive_int, help="print only the first ROWS rows")
     q.set_defaults(func=_cmd_batch)
+
+    q = dsub.add_parser("unshard", help="join downloaded pre-shuffled shards (document-000NN-of-000MM.bin + .idx)")
+    q.add_argument("src", help="folder holding the downloaded shards and document.idx")
+    q.add_argument("--out", help="output prefix (writes PREFIX.bin and PREFIX.idx)")
+    q.add_argument("--suite", help="with --dataset: write where the suite's data.pretokenized expects it")
+    q.add_argument("--dataset", help="standard or deduped")
+    q.add_argument("--no-progress", action="store_true", help="no progress bar")
+    q.set_defaults(func=_cmd_unshard)
