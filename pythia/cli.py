@@ -26,7 +26,8 @@ import sys
 from pythia.errors import EXIT_USER_ERROR, user_message
 
 # Modules that add subcommands; each has ``register(subparsers)``.
-SUBCOMMAND_MODULES = ("pythia.suite_table", "pythia.data.cli", "pythia.train.cli", "pythia.bench", "pythia.workflow")
+SUBCOMMAND_MODULES = ("pythia.suite_table", "pythia.data.cli", "pythia.train.cli", "pythia.runs", "pythia.bench",
+                      "pythia.workflow")
 
 
 class Parser(argparse.ArgumentParser):

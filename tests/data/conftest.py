@@ -1,8 +1,9 @@
 """Fixtures of the data tests.
 
-``smoke_data``: the smoke suite's data (standard library + generated arithmetic: no download)
-built once per test session into a temporary work directory, with an empty temporary cache
-and ``PYTHIA_OFFLINE=1`` so nothing is fetched. It returns the work directory; tests that read
+``smoke_data`` (defined in ``tests/conftest.py``, shared with the training and evaluation
+tests): the smoke suite's data (standard library + generated arithmetic: no download) built
+once per test session into a temporary work directory, with an empty temporary cache and
+``PYTHIA_OFFLINE=1`` so nothing is fetched. It returns the work directory; tests that read
 the data through ``pythia.paths`` use the ``smoke_env`` fixture, which points ``PYTHIA_WORK``
 (and the cache) at it for the duration of one test.
 
@@ -23,26 +24,6 @@ import os
 from pathlib import Path
 
 import pytest
-
-
-@pytest.fixture(scope="session")
-def smoke_data(tmp_path_factory) -> Path:
-    """Work directory holding ``smoke/data/...``, built once per session."""
-    work = tmp_path_factory.mktemp("smoke_work")
-    cache = tmp_path_factory.mktemp("smoke_cache")
-    saved = {k: os.environ.get(k) for k in ("PYTHIA_WORK", "PYTHIA_CACHE", "PYTHIA_OFFLINE")}
-    os.environ.update(PYTHIA_WORK=str(work), PYTHIA_CACHE=str(cache), PYTHIA_OFFLINE="1")
-    try:
-        from pythia.data.build import build
-
-        build("smoke", progress=False)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    return work
 
 
 @pytest.fixture

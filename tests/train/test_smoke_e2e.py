@@ -11,7 +11,6 @@ from transformers import AutoTokenizer, GPTNeoXForCausalLM
 
 from pythia.config import load_suite
 from pythia.data.batches import batch_hash, get_batch
-from tests.data.conftest import smoke_data  # noqa: F401  (session fixture of the data tests)
 
 from .helpers import read_log, run_cli
 
