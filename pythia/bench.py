@@ -1,4 +1,14 @@
-"""``pythia bench train``: training throughput and model-FLOPs utilisation (MFU).
+"""``pythia bench train`` and ``pythia bench score``: training and scoring throughput.
+
+``pythia bench score --suite micro --model 1.8M [--threads 2]`` times, in alternating rounds
+on the same batches and thread count, our training step (as below), the scoring engine
+(``pythia.evaluate.score``: per-token log-probabilities and greedy tokens of every position
+of the batch) and the plain way to get the same numbers (``model(x).logits``, then
+``log_softmax``, ``gather`` and ``argmax``), and reports tokens/s of each and the ratios
+scoring / training (goal >= 2.5) and scoring / plain forward. A scored token is a predicted
+position, so a batch scores as many tokens as a training step trains.
+
+``pythia bench train``: training throughput and model-FLOPs utilisation (MFU).
 
     pythia bench train --suite micro --model 1.8M [--steps 20] [--threads 2] [--out FILE]
 
@@ -226,6 +236,87 @@ def bench_train(suite: str | Suite, models: list[str], steps: int = 20, warmup: 
     }
 
 
+def _time_scoring(model, batches: list[np.ndarray], warmup: int, batch_size: int | None) -> list[float]:
+    from pythia.evaluate.scoring import score
+
+    times = []
+    for batch in batches:
+        t0 = time.perf_counter()
+        score(model, batch, batch_size=batch_size)
+        times.append(time.perf_counter() - t0)
+    return times[warmup:]
+
+
+@torch.inference_mode()
+def _time_plain_forward(model, batches: list[np.ndarray], warmup: int) -> list[float]:
+    """The same numbers as ``score`` the usual way: full logits, log_softmax, gather, argmax."""
+    times = []
+    for batch in batches:
+        t0 = time.perf_counter()
+        x = torch.from_numpy(batch)
+        logits = model(input_ids=x[:, :-1], use_cache=False).logits  # (B, L, V)
+        logprobs = torch.log_softmax(logits.float(), dim=-1).gather(2, x[:, 1:, None])  # (B, L, 1)
+        logits.argmax(-1), logprobs.numpy()
+        times.append(time.perf_counter() - t0)
+    return times[warmup:]
+
+
+def bench_score(suite: str | Suite, models: list[str], steps: int = 20, warmup: int = 3, threads: int | None = None,
+                dataset: str = "standard", rounds: int = 2, batch_size: int | None = None) -> dict[str, Any]:
+    """Scoring vs training tokens/s of each model (see the module docstring)."""
+    from pythia.model import build_model
+    from pythia.train.loop import set_threads
+
+    suite = suite if isinstance(suite, Suite) else load_suite(suite)
+    threads = threads or torch.get_num_threads()
+    if models == ["all"]:
+        models = list(suite.models)
+    t = suite.training
+    tokens = t.tokens_per_step
+    results = []
+    for name in models:
+        batches, source = bench_batches(suite, dataset, steps + warmup)
+        times: dict[str, list[float]] = {"train": [], "score": [], "plain_forward": []}
+        for _ in range(rounds):
+            times["train"] += bench_ours(suite, name, batches, warmup, threads)["times"]
+            # scoring runs as a section runs it: torch's default (non-deterministic) kernels
+            torch.use_deterministic_algorithms(False)
+            set_threads(threads)
+            model = build_model(suite, name, seed=t.seed, attn_implementation="sdpa").eval()
+            times["score"] += _time_scoring(model, batches, warmup, batch_size)
+            times["plain_forward"] += _time_plain_forward(model, batches, warmup)
+        res: dict[str, Any] = {"model": name, "total_params": suite.total_params(suite.model(name)),
+                               "tokens_per_batch": tokens, "data": source, "rounds": rounds}
+        for key, ts in times.items():
+            res[key] = {"step_seconds": float(np.min(ts)), "median_step_seconds": float(np.median(ts)),
+                        "tokens_per_s": tokens / float(np.min(ts)), "median_tokens_per_s": tokens / float(np.median(ts)),
+                        "timed_batches": len(ts)}
+        res["score_over_train"] = res["score"]["tokens_per_s"] / res["train"]["tokens_per_s"]
+        res["score_over_train_median"] = res["score"]["median_tokens_per_s"] / res["train"]["median_tokens_per_s"]
+        res["score_over_plain_forward"] = res["score"]["tokens_per_s"] / res["plain_forward"]["tokens_per_s"]
+        log.info("%s: train %.0f tok/s, score %.0f tok/s (%.2fx training), plain forward %.0f tok/s", name,
+                 res["train"]["tokens_per_s"], res["score"]["tokens_per_s"], res["score_over_train"],
+                 res["plain_forward"]["tokens_per_s"])
+        results.append(res)
+    return {"suite": suite.name, "suite_digest": suite.digest, "threads": threads, "steps": steps, "warmup": warmup,
+            "batch_size": batch_size, "device": "cpu", "torch": torch.__version__,
+            "machine": platform.processor() or platform.machine(), "models": results}
+
+
+def _cmd_bench_score(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    result = bench_score(args.suite, args.model, args.steps, args.warmup, args.threads, args.dataset, args.rounds,
+                         args.batch_size)
+    out = args.out or paths.suite_dir(result["suite"]) / "bench" / f"score_{'_'.join(args.model)}_t{result['threads']}.json"
+    write_json(out, result)
+    for m in result["models"]:
+        print(f"{m['model']:>6}: train {m['train']['tokens_per_s']:9.0f} tok/s | score {m['score']['tokens_per_s']:9.0f} "
+              f"tok/s = {m['score_over_train']:.2f}x training (median {m['score_over_train_median']:.2f}x) | plain "
+              f"forward {m['plain_forward']['tokens_per_s']:9.0f} tok/s (score / plain {m['score_over_plain_forward']:.2f}x)")
+    print(f"{result['threads']} threads, data: {result['models'][0]['data'] if result['models'] else '-'}; wrote {out}")
+    return 0
+
+
 def _cmd_bench_train(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     result = bench_train(args.suite, args.model, args.steps, args.warmup, args.threads, args.dataset,
@@ -247,7 +338,7 @@ def _cmd_bench_train(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="benchmarks (training throughput and MFU)")
+    p = sub.add_parser("bench", help="benchmarks (training and scoring throughput, MFU)")
     bsub = p.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
     b = bsub.add_parser("train", help="tokens/s and MFU of our loop vs transformers.Trainer")
     b.add_argument("--suite", required=True)
@@ -261,3 +352,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--no-trainer", action="store_true", help="skip the transformers.Trainer comparison")
     b.add_argument("--out", type=Path, help="result JSON (default work/<suite>/bench/train_<models>_t<threads>.json)")
     b.set_defaults(func=_cmd_bench_train)
+
+    b = bsub.add_parser("score", help="scoring tokens/s vs training tokens/s of the same model and threads")
+    b.add_argument("--suite", required=True)
+    b.add_argument("--model", nargs="+", required=True, help="model name(s), or 'all'")
+    b.add_argument("--steps", type=int, default=20, help="timed batches (after --warmup)")
+    b.add_argument("--warmup", type=int, default=3, help="untimed batches first")
+    b.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    b.add_argument("--dataset", default="standard", choices=paths.DATASETS)
+    b.add_argument("--rounds", type=int, default=2, help="alternating rounds of training and scoring")
+    b.add_argument("--batch-size", type=int, help="sequences per scoring forward pass (default: the engine's)")
+    b.add_argument("--out", type=Path, help="result JSON (default work/<suite>/bench/score_<models>_t<threads>.json)")
+    b.set_defaults(func=_cmd_bench_score)

@@ -87,3 +87,16 @@ def test_gpu_160m_bf16_trains_at_a_useful_mfu(tmp_path, monkeypatch):
         peak = max(peak, 10 * 2 * 8192**3 / (time.perf_counter() - t0))
     mfu = flops_per_token(suite, suite.model("160M")) * 16 * 2048 / min(times) / peak
     assert torch.isfinite(torch.tensor(out["loss"])) and mfu >= MFU_FLOOR, (mfu, min(times), peak)
+
+
+def test_bench_score_cli_compares_scoring_with_training(tiny, tmp_path):
+    _, path, env = tiny
+    out = tmp_path / "score.json"
+    proc = run_cli(["bench", "score", "--suite", str(path), "--model", "t1", "--steps", "2", "--warmup", "1",
+                    "--threads", "1", "--rounds", "1", "--out", str(out)], env)
+    m = json.loads(out.read_text())["models"][0]
+    assert m["data"] == "get_batch" and m["model"] == "t1" and m["tokens_per_batch"] == 8 * 32
+    for key in ("train", "score", "plain_forward"):
+        assert m[key]["tokens_per_s"] > 0 and m[key]["timed_batches"] == 2
+    assert m["score_over_train"] == pytest.approx(m["score"]["tokens_per_s"] / m["train"]["tokens_per_s"])
+    assert "x training" in proc.stdout
