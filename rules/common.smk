@@ -4,6 +4,8 @@ import json
 from pathlib import Path
 
 from pythia.config import load_suite, register_suite_file
+from pythia.data.released import is_released
+from pythia.runs import Source, open_catalogue
 
 REPO = Path(workflow.basedir)
 
@@ -25,6 +27,23 @@ RESULTS = f"results/{SUITE}"
 LOGS = f"logs/{SUITE}"
 WORK = f"work/{SUITE}"
 MODEL_PATTERN = "|".join(m.replace(".", r"\.") for m in MODELS)
+# Datasets the suite trains on released pre-shuffled files (data.pretokenized): no order to build.
+RELEASED_DATASETS = [d for d in ("standard", "deduped") if is_released(SUITE_CFG, d)]
+
+# Where the analysis sections get checkpoints (config `checkpoints`, or the checkpoints_source /
+# checkpoints_path shorthands); an unknown source, a missing local directory, a step that is not
+# a checkpoint step or a model Pythia never released (hub) fails here, before any job runs.
+CHECKPOINTS = {
+    "source": config["checkpoints_source"] or config["checkpoints"]["source"],
+    "path": config["checkpoints_path"] or config["checkpoints"]["path"],
+    "steps": [int(s) for s in config["checkpoints"]["steps"]],  # --config gives strings
+}
+CATALOGUE = open_catalogue(SUITE_CFG, CHECKPOINTS["source"], CHECKPOINTS["path"] or None, CHECKPOINTS["steps"] or None)
+for _m in MODELS:
+    CATALOGUE.check_model(_m)
+TRAINED_CHECKPOINTS = CATALOGUE.source is Source.trained
+# Checkpoint steps the sections analyse (trained runs write all of them).
+ANALYSIS_STEPS = CATALOGUE.selected
 
 
 
@@ -43,6 +62,23 @@ PAPERMILL = (
 )
 
 
+def checkpoint_inputs(dataset, model):
+    """Inputs that must exist before a section reads the checkpoints of ``model`` on ``dataset``:
+    the run's done.json when the checkpoints are trained here, nothing otherwise (local and hub
+    checkpoints exist already). Use it in ``input:``, e.g.
+    ``expand(...)`` over MODELS and DATASETS, or in an input function."""
+    if TRAINED_CHECKPOINTS:
+        return [f"{WORK}/models/{dataset}/{model}/done.json"]
+    return []
+
+
+def checkpoint_args():
+    """The catalogue options of a section's command (pythia.runs.add_arguments), from the config."""
+    path = f" --checkpoints-path {CHECKPOINTS['path']}" if CHECKPOINTS["path"] else ""
+    steps = " ".join(str(s) for s in ANALYSIS_STEPS)
+    return f"--checkpoints-source {CATALOGUE.source.value}{path} --steps {steps}"
+
+
 def nb_params(**values):
     """A notebook's extra papermill parameters as a JSON object (valid YAML for ``-y``)."""
     return json.dumps(values, sort_keys=True)
@@ -55,6 +91,6 @@ def all_targets():
         targets += [f"{RESULTS}/notebooks/00_suite.ipynb"]
     if "data" in SECTIONS:
         targets += DATA_TARGETS
-    if "training" in SECTIONS:
+    if "training" in SECTIONS and TRAINED_CHECKPOINTS:  # local / hub checkpoints: nothing to train
         targets += TRAIN_DONE + [f"{RESULTS}/notebooks/01_training.ipynb"]
     return targets

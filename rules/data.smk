@@ -2,7 +2,7 @@
 # -> tokenizer -> tokenized splits -> deduplicated twin -> training order per dataset -> card.
 # Each rule runs one stage of `pythia data build` (pythia/data/build.py documents the stages).
 # Final outputs the training rules consume:
-#   work/<suite>/data/<dataset>/sequences.bin, order.json
+#   work/<suite>/data/<dataset>/order.json (and sequences.bin, or a released file: rule data_released)
 #   work/<suite>/data/tokenizer/tokenizer.json
 #   work/<suite>/data/validation_text_document.bin
 #   work/<suite>/data/card.json
@@ -102,11 +102,16 @@ rule data_dedup:
         "pythia data build --suite {params.suite} --stage dedup --no-progress &> {log}"
 
 
+# Datasets whose order is built here; the others are released pre-shuffled files (rule data_released).
+BUILT_ORDER_PATTERN = "|".join(d for d in DATA_DATASETS if d not in RELEASED_DATASETS) or "(?!)"
+RELEASED_PATTERN = "|".join(RELEASED_DATASETS) or "(?!)"
+
+
 rule data_order:
     # Both datasets are always buildable: the data card describes both, even when the
     # config trains only one (the global constraint follows config["datasets"]).
     wildcard_constraints:
-        dataset="standard|deduped",
+        dataset=BUILT_ORDER_PATTERN,
     input:
         train_bin=f"{DATA}/{{dataset}}/train_text_document.bin",
         train_idx=f"{DATA}/{{dataset}}/train_text_document.idx",
@@ -116,6 +121,24 @@ rule data_order:
         doc_idx=f"{DATA}/{{dataset}}/doc_idx.npy",
         sample_idx=f"{DATA}/{{dataset}}/sample_idx.npy",
         shuffle_idx=f"{DATA}/{{dataset}}/shuffle_idx.npy",
+        order=f"{DATA}/{{dataset}}/order.json",
+    params:
+        suite=SUITE,
+    log:
+        f"{DATA_LOGS}/order_{{dataset}}.log",
+    conda:
+        "../envs/pythia.yaml"
+    shell:
+        "pythia data build --suite {params.suite} --stage order --dataset {wildcards.dataset} --no-progress &> {log}"
+
+
+rule data_released:
+    # A dataset trained on released pre-shuffled files (the pythia suite: Pythia's Pile): check the
+    # downloaded file against the suite (rows of seq_len + 1 tokens, every step covered) and record
+    # it in order.json. Missing, it fails naming what to download and where to put it.
+    wildcard_constraints:
+        dataset=RELEASED_PATTERN,
+    output:
         order=f"{DATA}/{{dataset}}/order.json",
     params:
         suite=SUITE,
@@ -154,4 +177,6 @@ DATA_TARGETS = [
     f"{DATA}/card.json",
     f"{DATA}/tokenizer/tokenizer.json",
     f"{DATA}/validation_text_document.bin",
-] + expand(f"{DATA}/{{dataset}}/{{name}}", dataset=DATASETS, name=["sequences.bin", "order.json"])
+] + expand(f"{DATA}/{{dataset}}/order.json", dataset=DATASETS) + [
+    f"{DATA}/{d}/sequences.bin" for d in DATASETS if d not in RELEASED_DATASETS
+]

@@ -20,7 +20,7 @@ rule train:
         dataset="standard|deduped",
         model=MODEL_PATTERN,
     input:
-        sequences="work/{suite}/data/{dataset}/sequences.bin",
+        order="work/{suite}/data/{dataset}/order.json",  # the built order, or the checked released file
         tokenizer="work/{suite}/data/tokenizer/tokenizer.json",
         validation="work/{suite}/data/validation_text_document.bin",
     output:

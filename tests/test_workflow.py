@@ -30,11 +30,72 @@ def test_dry_run_default_profile(tmp_path):
     assert "rule all" in out.stdout or "all" in out.stdout
 
 
+def _job_counts(text: str) -> dict[str, int]:
+    """Snakemake's "Job stats" table of a dry run: {rule: jobs}."""
+    counts, on = {}, False
+    for line in text.splitlines():
+        if line.startswith("Job stats"):
+            on = True
+        elif on and line.strip() and not line.startswith(("job", "---", "total")):
+            rule, n = line.split()
+            counts[rule] = int(n)
+        elif on and line.startswith("total"):
+            break
+    return counts
+
+
 def test_dry_run_slurm_profile_resolves_from_repo_root(tmp_path):
-    # exactly the README's cluster command, as a dry run on the real suite
+    # exactly the README's cluster command, as a dry run on the real suite: the ten sizes on both
+    # datasets train on the released pre-shuffled Pile (checked by data_released), never on an
+    # order built from the stand-in corpus
     out = _snakemake("--cores", "all", "--profile", "slurm", "-n", "--directory", str(tmp_path), "--config", "suite=pythia")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "slurm" in out.stdout + out.stderr
+    jobs = _job_counts(out.stdout)
+    assert jobs["train"] == 20 and jobs["data_released"] == 2 and "data_order" not in jobs
+    standin = _snakemake("-n", "--directory", str(tmp_path), "--config", "suite=pythia_standin")
+    assert standin.returncode == 0, standin.stderr
+    assert _job_counts(standin.stdout)["data_order"] == 2 and "data_released" not in _job_counts(standin.stdout)
+
+
+def test_hub_checkpoints_train_nothing(tmp_path):
+    out = _snakemake("-n", "--directory", str(tmp_path), "--config", "suite=pythia", "checkpoints_source=hub")
+    assert out.returncode == 0, out.stdout + out.stderr
+    jobs = _job_counts(out.stdout)
+    assert "train" not in jobs and "notebook_training" not in jobs and jobs["notebook_suite"] == 1
+
+
+def test_checkpoint_config_errors_are_clear(tmp_path):
+    out = _snakemake("-n", "--directory", str(tmp_path), "--config", "suite=pythia", "checkpoints_source=local")
+    assert out.returncode != 0 and "the checkpoints source 'local' needs a path" in out.stdout + out.stderr
+    out = _snakemake("-n", "--directory", str(tmp_path), "--config", "suite=micro", "checkpoints_source=hub")
+    assert out.returncode != 0 and "model '138K' of suite 'micro' has no released Pythia checkpoints" in out.stdout + out.stderr
+    out = _snakemake("-n", "--directory", str(tmp_path), "--config", "suite=micro", "checkpoints={steps: [5]}")
+    assert out.returncode != 0 and "checkpoints.steps: 5 is not a checkpoint step of suite 'micro'" in out.stdout + out.stderr
+
+
+def test_released_data_rule_checks_the_download(tmp_path):
+    """A suite trained on released pre-shuffled files: the rule fails naming what to download, then
+    passes once the file is there."""
+    import numpy as np
+    import yaml
+
+    from pythia.data.indexed import IndexedDatasetWriter
+
+    suite = tmp_path / "relwf.yaml"
+    suite.write_text(yaml.safe_dump({"extends": "smoke", "name": "relwf", "data": {"pretokenized": {
+        "standard": {"hub_dataset": "EleutherAI/pile-standard-pythia-preshuffled"}}}}))
+    target = "work/relwf/data/standard/order.json"
+    out = _snakemake(target, "--cores", "1", "--directory", str(tmp_path), "--config", f"suite={suite}")
+    assert out.returncode != 0
+    log = (tmp_path / "logs" / "relwf" / "data" / "order_standard.log").read_text()
+    assert "EleutherAI/pile-standard-pythia-preshuffled" in log and "pythia data unshard" in log
+    rows = np.random.default_rng(0).integers(0, 512, size=(24 * 4, 65)).astype(np.uint16)  # smoke: 24 steps of 4 x 65
+    with IndexedDatasetWriter(tmp_path / "work" / "relwf" / "data" / "standard" / "released" / "document", np.uint16) as w:
+        w.add_rows(rows)
+    out = _snakemake(target, "--cores", "1", "--directory", str(tmp_path), "--config", f"suite={suite}")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert json.loads((tmp_path / target).read_text())["sequences_rows"] == 96
 
 
 def test_lint_is_clean():
