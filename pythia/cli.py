@@ -4,7 +4,8 @@
     pythia config-reference                            every configuration key, documented
     pythia data ...                                    sources, build, tokenize, order, batch viewer
     pythia train ...                                   train one model of a suite
-    pythia bench train ...                             throughput and MFU
+    pythia checkpoints --suite S [--checkpoints-source trained|local|hub]   the checkpoint catalogue
+    pythia bench train ... / pythia bench score ...    training throughput and MFU / scoring vs training
     pythia workflow run|unlock ...                     the Snakemake workflow, recovering a killed run
 
 Each part of the package registers its own subcommands (``register(subparsers)``).
