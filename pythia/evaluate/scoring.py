@@ -201,6 +201,7 @@ def score(
     batch = batch_size or max(1, DEFAULT_BATCH_TOKENS // context)
     chunk = max(16, LOGIT_CHUNK_BYTES // (4 * vocab))
     pos_in = torch.from_numpy(pos - 1).to(device)  # hidden state t-1 predicts token t
+    contiguous = int(pos[-1] - pos[0]) + 1 == len(pos)
 
     was_training = model.training
     model.eval()
@@ -213,7 +214,11 @@ def score(
                 hi = min(n, lo + batch)
                 x = torch.from_numpy(rows[lo:hi, :context]).to(device)  # (b, context)
                 hidden = base(input_ids=x, use_cache=False).last_hidden_state  # (b, context, d)
-                hidden = hidden.index_select(1, pos_in).reshape(-1, hidden.shape[-1])  # (b * P, d)
+                if contiguous:  # a view (all positions: no copy at all)
+                    hidden = hidden[:, pos[0] - 1:pos[-1]]
+                else:
+                    hidden = hidden.index_select(1, pos_in)
+                hidden = hidden.reshape(-1, hidden.shape[-1])  # (b * P, d)
                 tgt = torch.from_numpy(np.where(valid[lo:hi], targets[lo:hi], 0).reshape(-1)).to(device)
                 lp, gr = _score_hidden(hidden, weight, bias, tgt, forbid_t, chunk)
                 logprobs[lo:hi] = lp.view(hi - lo, -1).cpu().numpy()

@@ -165,3 +165,27 @@ def test_unshard_cli_writes_where_the_suite_expects(rel_suite, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "pythia.cli", "data", "unshard", str(tmp_path / "dl"), "--suite",
                           str(path), "--dataset", "deduped"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "is not a released one" in bad.stderr
+
+
+def test_data_build_with_a_released_dataset(tmp_path, monkeypatch):
+    """The whole data build of a suite whose standard dataset is released: the deduplicated twin is
+    built as usual, the standard order is the released file, and the card says so."""
+    from pythia.data.build import build
+
+    monkeypatch.setenv("PYTHIA_WORK", str(tmp_path / "work"))
+    monkeypatch.setenv("PYTHIA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PYTHIA_OFFLINE", "1")
+    path = tmp_path / "relbuild.yaml"
+    path.write_text(yaml.safe_dump({"extends": "smoke", "name": "relbuild",
+                                    "data": {"pretokenized": {"standard": {"hub_dataset": HUB}}}}))
+    suite = load_suite(path)
+    write_released(released.released_prefix(suite, "standard"), 24 * 4, 65)
+    build(suite, progress=False)
+    data = paths.data_dir("relbuild")
+    card = json.loads((data / "card.json").read_text())
+    assert card["datasets"]["standard"]["released"] == HUB and card["datasets"]["standard"]["sequences"] == 96
+    assert card["datasets"]["deduped"]["sequences"] == 24 * 4 and "released" not in card["datasets"]["deduped"]
+    assert {r["dataset"] for r in card["rows"]} == {"deduped"}
+    assert "| standard (released: EleutherAI/pile-standard-pythia-preshuffled) |" in (data / "card.md").read_text()
+    assert not (data / "standard" / "sequences.bin").exists() and (data / "deduped" / "sequences.bin").is_file()
+    assert build(suite, progress=False) == {}  # everything up to date
