@@ -126,3 +126,20 @@ def test_cache_scores_only_what_is_new(ckpt, rows, tmp_path, monkeypatch):
     cached_score(other, rows[:8], positions=range(32, 64), forbid=[0], root=root, block_rows=4)
     assert scored == [8, 4, 8, 8]
     assert len(list(root.iterdir())) == 2 and all((d / "identity.txt").is_file() for d in root.iterdir())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_scoring_on_a_gpu_in_half_precision(ckpt, rows):
+    """On CUDA the model runs in its own dtype and the output layer in float32: bf16 scores stay
+    close to the fp32 ones, and fp32 greedy tokens equal generate's."""
+    fp32 = ckpt.load_model(device="cuda")
+    bf16 = ckpt.load_model(dtype="bf16", device="cuda")
+    ref = score(fp32, rows)
+    half = score(bf16, rows)
+    np.testing.assert_allclose(half.logprobs, ref.logprobs, atol=0.1)
+    x = torch.from_numpy(rows[:4, :24]).cuda()
+    with torch.no_grad():
+        out = fp32.generate(x, attention_mask=torch.ones_like(x), do_sample=False, max_new_tokens=16, min_length=40,
+                            eos_token_id=0, pad_token_id=0)
+    np.testing.assert_array_equal(score(fp32, out, positions=range(24, 40), forbid=[0]).greedy, out[:, 24:].cpu().numpy())
