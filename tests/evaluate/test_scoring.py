@@ -87,6 +87,19 @@ def test_greedy_tokens_equal_generate(ckpt, rows):
     np.testing.assert_array_equal(truth.correct.all(1), (out[:, k:].numpy() == rows[:6, k:k + n]).all(1))
 
 
+def test_forbidden_tokens_leave_the_argmax_only(ckpt, rows):
+    model = ckpt.load_model()
+    free = score(model, rows)
+    top = int(np.bincount(free.greedy.ravel()).argmax())  # the model's favourite prediction
+    banned = score(model, rows, forbid=[top])
+    np.testing.assert_array_equal(banned.logprobs, free.logprobs)  # the distribution is the model's
+    logits = plain(model, rows)[:, :-1]
+    logits[..., top] = float("-inf")
+    np.testing.assert_array_equal(banned.greedy, logits.argmax(-1).numpy())  # the best token that is allowed
+    hit = free.greedy == top
+    assert hit.any() and (banned.greedy[hit] != top).all() and (banned.greedy[~hit] == free.greedy[~hit]).all()
+
+
 def test_bad_requests_fail_clearly(ckpt, rows):
     model = ckpt.load_model()
     with pytest.raises(ValueError, match=r"positions must lie in \[1, 65\)"):
