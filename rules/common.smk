@@ -65,8 +65,8 @@ PAPERMILL = (
 def checkpoint_inputs(dataset, model):
     """Inputs that must exist before a section reads the checkpoints of ``model`` on ``dataset``:
     the run's done.json when the checkpoints are trained here, nothing otherwise (local and hub
-    checkpoints exist already). Use it in ``input:``, e.g.
-    ``expand(...)`` over MODELS and DATASETS, or in an input function."""
+    checkpoints exist already). In a section's ``input:``, e.g.
+    ``runs=[f for d in DATASETS for m in MODELS for f in checkpoint_inputs(d, m)]``."""
     if TRAINED_CHECKPOINTS:
         return [f"{WORK}/models/{dataset}/{model}/done.json"]
     return []
