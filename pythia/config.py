@@ -349,14 +349,14 @@ class Suite(_Strict):
         )
 
     def check_steps(self, steps: list[int], what: str = "steps") -> list[int]:
-        """``steps`` if each is a checkpoint step of the suite; otherwise a ValueError naming the first that
+        """``steps`` if each is a checkpoint step of the suite; otherwise a ConfigError naming the first that
         is not, with its nearest checkpoint steps."""
         ckpts = self.checkpoint_steps()
         have = set(ckpts)
         for s in steps:
             if s not in have:
                 near = sorted(ckpts, key=lambda c: (abs(c - s), c))[:2]
-                raise ValueError(f"{what}: {s} is not a checkpoint step of suite {self.name!r} "
+                raise ConfigError(f"{what}: {s} is not a checkpoint step of suite {self.name!r} "
                                  f"(nearest: {', '.join(map(str, sorted(near)))}; {len(ckpts)} steps from 0 to {ckpts[-1]})")
         return list(steps)
 

@@ -55,6 +55,7 @@ from typing import Any
 
 from pythia import paths
 from pythia.config import Suite, load_suite
+from pythia.errors import PythiaError
 
 HUB_ORG = "EleutherAI"
 RELEASED_SIZES = ("14M", "31M", "70M", "160M", "410M", "1B", "1.4B", "2.8B", "6.9B", "12B")
@@ -76,9 +77,9 @@ class Source(str, enum.Enum):
     """The released models on the Hugging Face hub (online)."""
 
 
-class CatalogueError(ValueError):
+class CatalogueError(PythiaError, ValueError):
     """A model, dataset or step that is not there, or a checkpoint that cannot be loaded; the
-    message names it and what to do (the CLI prints it without a traceback)."""
+    message names it and what to do (the CLI prints it as one line, without a traceback)."""
 
 
 def released_name(model: str, dataset: str = "standard") -> str:

@@ -155,10 +155,10 @@ def _cmd_unshard(args: argparse.Namespace) -> int:
 
     if args.out is None:
         if not (args.suite and args.dataset):
-            raise ValueError("say where to write: --out PREFIX, or --suite S --dataset D (the suite's released path)")
+            raise UsageError("say where to write: --out PREFIX, or --suite S --dataset D (the suite's released path)")
         suite = load_suite(args.suite)
         if args.dataset not in suite.data.pretokenized:
-            raise ValueError(f"dataset {args.dataset!r} of suite {suite.name!r} is not a released one "
+            raise UsageError(f"dataset {args.dataset!r} of suite {suite.name!r} is not a released one "
                              f"(data.pretokenized: {', '.join(suite.data.pretokenized) or 'none'})")
         args.out = released_prefix(suite, args.dataset)
     out = unshard(args.src, args.out, progress=not args.no_progress)

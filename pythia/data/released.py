@@ -31,6 +31,7 @@ from typing import Any
 
 from pythia import paths
 from pythia.config import Suite, available_suites
+from pythia.errors import DataError, MissingInputError, UsageError
 from pythia.io import atomic_path, sha256_file, write_json
 
 log = logging.getLogger(__name__)
@@ -87,17 +88,17 @@ def find_shards(src_dir: str | Path) -> tuple[str, list[Path]]:
             found.setdefault(m["base"], {})[int(m["index"])] = p
             lasts.setdefault(m["base"], set()).add(int(m["last"]))
     if not found:
-        raise FileNotFoundError(f"no shards <name>-00000-of-000NN.bin in {src_dir}; download them first")
+        raise MissingInputError(f"no shards <name>-00000-of-000NN.bin in {src_dir}; download them first")
     if len(found) > 1:
-        raise ValueError(f"{src_dir} holds shards of several files ({', '.join(sorted(found))}); keep one set per folder")
+        raise UsageError(f"{src_dir} holds shards of several files ({', '.join(sorted(found))}); keep one set per folder")
     (base, shards), = found.items()
     if len(lasts[base]) != 1:
-        raise ValueError(f"shards of {base} in {src_dir} disagree on their count ({sorted(lasts[base])})")
+        raise DataError(f"shards of {base} in {src_dir} disagree on their count ({sorted(lasts[base])})")
     last = lasts[base].pop()
     missing = [i for i in range(last + 1) if i not in shards]
     if missing:
         names = ", ".join(f"{base}-{i:05d}-of-{last:05d}.bin" for i in missing[:3])
-        raise FileNotFoundError(f"{len(missing)} of the {last + 1} shards are missing in {src_dir} ({names}"
+        raise MissingInputError(f"{len(missing)} of the {last + 1} shards are missing in {src_dir} ({names}"
                                 f"{', ...' if len(missing) > 3 else ''}); download them")
     return base, [shards[i] for i in range(last + 1)]
 
@@ -113,7 +114,7 @@ def unshard(src_dir: str | Path, out_prefix: str | Path, progress: bool = True) 
     base, shards = find_shards(src_dir)
     idx = src_dir / f"{base}.idx"
     if not idx.is_file():
-        raise FileNotFoundError(f"{idx} is missing: download it with the shards")
+        raise MissingInputError(f"{idx} is missing: download it with the shards")
     total = sum(p.stat().st_size for p in shards)
     out_bin, out_idx = Path(f"{out_prefix}.bin"), Path(f"{out_prefix}.idx")
     with atomic_path(out_bin) as tmp, open(tmp, "wb") as out, \
@@ -147,7 +148,7 @@ def verify(suite: Suite, dataset: str) -> dict[str, Any]:
     need = t.train_iters * t.global_batch
     prefix = released_prefix(suite, dataset)
     if rows.shape[0] < need:
-        raise ValueError(f"{prefix}.bin holds {rows.shape[0]:,} sequences = {rows.shape[0] // t.global_batch:,} steps, "
+        raise DataError(f"{prefix}.bin holds {rows.shape[0]:,} sequences = {rows.shape[0] // t.global_batch:,} steps, "
                          f"but suite {suite.name!r} trains {t.train_iters:,} steps of {t.global_batch} ({need:,} sequences); "
                          f"{download_hint(suite, dataset)}")
     spec = suite.data.pretokenized[dataset]

@@ -33,13 +33,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from pythia.errors import PythiaError
 from pythia.evaluate.cache import cache_root, checkpoint_dir
 from pythia.io import write_json
 
 log = logging.getLogger(__name__)
 
 
-class TaskError(ValueError):
+class TaskError(PythiaError, ValueError):
     """An unknown task or a task whose data file is missing; the message names it."""
 
 
