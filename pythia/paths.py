@@ -1,13 +1,30 @@
-"""Where the workflow keeps things. Data, checkpoints and caches live outside git.
+"""Where everything lives: the one place for paths, read by the package, the Snakemake rules
+(``rules/common.smk``) and the notebooks.
 
-    $PYTHIA_CACHE (default ~/.cache/pythia-compendium)   downloaded archives, by sha256
-    $PYTHIA_WORK  (default ./work)                        everything a suite builds:
-        <suite>/data/documents/                 extracted documents per source
-        <suite>/data/tokenizer/                 tokenizer.json (AutoTokenizer-loadable)
-        <suite>/data/{standard,deduped}/        .bin/.idx, order indices, pre-shuffled sequences
-        <suite>/data/card.json                  the data card
-        <suite>/models/<dataset>/<model>/       step0 ... stepN (HF model dirs), state/, train_log.jsonl
-    results/<suite>/                            figures and tables (committed for the default suite)
+    <project>/                     the repository root, or the workflow's working directory
+        work/<suite>/              everything a suite builds (never in git; ``$PYTHIA_WORK``)
+            data/documents/            extracted documents per source
+            data/tokenizer/            tokenizer.json (AutoTokenizer-loadable)
+            data/<dataset>/            .bin/.idx, order indices, pre-shuffled sequences
+            data/card.json             the data card
+            models/<run>/<model>/      step0 ... stepN (HF model dirs), state/, train_log.jsonl, done.json
+        results/<suite>/           figures and tables (``$PYTHIA_RESULTS``; committed for micro)
+            <stem>/                    one directory per section (see :mod:`pythia.sections`)
+            notebooks/NN_<stem>.ipynb  the executed notebooks
+        logs/<suite>/              the workflow's logs
+    ~/.cache/pythia-compendium/    downloaded archives, by sha256 (``$PYTHIA_CACHE``)
+
+The project is the current directory unless ``$PYTHIA_PROJECT`` says otherwise: a notebook
+opened in JupyterLab runs in ``notebooks/`` and calls :func:`set_project` with its
+``project_dir`` parameter (``..``), so it finds what the workflow wrote. Relative values of
+``$PYTHIA_WORK`` and ``$PYTHIA_RESULTS`` are taken relative to the project, so the workflow
+(which runs in the project) and a notebook (which does not) resolve them to the same place.
+
+Runs: a *run* is one training of every model of a suite on one dataset. The baseline run of
+a dataset is named after it (``standard``, ``deduped``); a *variant* of a run (a training
+that continues a baseline's saved state on changed data, like the gender intervention)
+is named ``<dataset>-<variant>``. :func:`run_name` names runs, :func:`list_runs` lists
+those that exist.
 """
 
 from __future__ import annotations
@@ -17,15 +34,61 @@ from pathlib import Path
 
 from pythia.errors import UsageError
 
-DATASETS = ("standard", "deduped")
+DATASETS: tuple[str, ...] = ("standard", "deduped")
+"""The training datasets: the standard data and its near-deduplicated twin (Pythia's two
+suites). The one list: config validation, rule wildcards, the CLI and the data build read it."""
+STANDARD, DEDUPED = DATASETS
+
+VARIANTS: dict[str, str] = {}
+"""Run variants: name -> what the variant is. A section that trains a variant of a baseline
+run registers it here (one entry); its runs are named ``run_name(dataset, variant)``."""
+
+VARIANT_SEP = "-"
+
+
+# ------------------------------------------------------------------------------ roots
+
+
+def project_dir() -> Path:
+    """The project root: ``$PYTHIA_PROJECT``, else the current directory (kept relative, so the
+    workflow's paths stay relative to its working directory)."""
+    return Path(os.environ.get("PYTHIA_PROJECT") or ".")
+
+
+def set_project(path: str | Path) -> Path:
+    """Make ``path`` the project root for this process and its children (notebooks call this
+    with their ``project_dir`` parameter). Returns the absolute root."""
+    root = Path(path).expanduser().resolve()
+    os.environ["PYTHIA_PROJECT"] = str(root)
+    return root
+
+
+def _root(var: str, default: str) -> Path:
+    value = os.environ.get(var)
+    return project_dir() / Path(value).expanduser() if value else project_dir() / default
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("PYTHIA_CACHE", Path.home() / ".cache" / "pythia-compendium"))
+    """Downloaded archives: ``$PYTHIA_CACHE`` (default ``~/.cache/pythia-compendium``)."""
+    return Path(os.environ.get("PYTHIA_CACHE") or Path.home() / ".cache" / "pythia-compendium").expanduser()
 
 
 def work_dir() -> Path:
-    return Path(os.environ.get("PYTHIA_WORK", "work"))
+    """Data, checkpoints, scores: ``$PYTHIA_WORK`` (default ``<project>/work``)."""
+    return _root("PYTHIA_WORK", "work")
+
+
+def results_root() -> Path:
+    """Figures and tables of every suite: ``$PYTHIA_RESULTS`` (default ``<project>/results``)."""
+    return _root("PYTHIA_RESULTS", "results")
+
+
+def logs_dir(suite: str) -> Path:
+    """The workflow's logs of a suite: ``<project>/logs/<suite>``."""
+    return project_dir() / "logs" / suite
+
+
+# ------------------------------------------------------------------------------ data
 
 
 def suite_dir(suite: str) -> Path:
@@ -37,20 +100,78 @@ def data_dir(suite: str) -> Path:
 
 
 def dataset_dir(suite: str, dataset: str) -> Path:
-    check_dataset(dataset)
-    return data_dir(suite) / dataset
-
-
-def run_dir(suite: str, dataset: str, model: str) -> Path:
-    check_dataset(dataset)
-    return suite_dir(suite) / "models" / dataset / model
-
-
-def results_dir(suite: str) -> Path:
-    return Path(os.environ.get("PYTHIA_RESULTS", "results")) / suite
+    return data_dir(suite) / check_dataset(dataset)
 
 
 def check_dataset(dataset: str) -> str:
     if dataset not in DATASETS:
         raise UsageError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}")
     return dataset
+
+
+# ------------------------------------------------------------------------------ runs
+
+
+def run_name(dataset: str, variant: str | None = None) -> str:
+    """The name of a run: the dataset for a baseline run, ``<dataset>-<variant>`` for a variant."""
+    check_dataset(dataset)
+    if variant is None:
+        return dataset
+    if variant not in VARIANTS:
+        known = ", ".join(VARIANTS) or "none registered"
+        raise UsageError(f"unknown run variant {variant!r}; variants: {known} (pythia.paths.VARIANTS)")
+    return f"{dataset}{VARIANT_SEP}{variant}"
+
+
+def parse_run(run: str) -> tuple[str, str | None]:
+    """``(dataset, variant)`` of a run name; the inverse of :func:`run_name`."""
+    dataset, sep, variant = run.partition(VARIANT_SEP)
+    if dataset not in DATASETS or (sep and variant not in VARIANTS) or (sep and not variant):
+        raise UsageError(
+            f"unknown run {run!r}: a run is a dataset ({', '.join(DATASETS)}) or <dataset>{VARIANT_SEP}<variant> "
+            f"(variants: {', '.join(VARIANTS) or 'none registered'})"
+        )
+    return dataset, (variant or None)
+
+
+def runs_dir(suite: str) -> Path:
+    return suite_dir(suite) / "models"
+
+
+def run_dir(suite: str, run: str, model: str) -> Path:
+    """``work/<suite>/models/<run>/<model>``; ``run`` is a dataset or a :func:`run_name`."""
+    parse_run(run)
+    return runs_dir(suite) / run / model
+
+
+def list_runs(suite: str) -> list[str]:
+    """The runs of a suite that exist on disk (a directory holding at least one model), in
+    :data:`DATASETS` order, each baseline before its variants."""
+    root = runs_dir(suite)
+    found = []
+    for d in sorted(root.iterdir()) if root.is_dir() else []:
+        try:
+            dataset, variant = parse_run(d.name)
+        except ValueError:
+            continue
+        if any(p.is_dir() for p in d.iterdir()):
+            found.append((DATASETS.index(dataset), variant or "", d.name))
+    return [name for _, _, name in sorted(found)]
+
+
+# ------------------------------------------------------------------------------ results
+
+
+def results_dir(suite: str) -> Path:
+    """``results/<suite>``."""
+    return results_root() / suite
+
+
+def section_dir(suite: str, stem: str) -> Path:
+    """A section's figures and tables: ``results/<suite>/<stem>``."""
+    return results_dir(suite) / stem
+
+
+def notebooks_dir(suite: str) -> Path:
+    """The executed notebooks: ``results/<suite>/notebooks``."""
+    return results_dir(suite) / "notebooks"
