@@ -126,8 +126,10 @@ def setup_logging(suite: str, verbose: bool = False) -> Path:
 # --------------------------------------------------------------------------------------
 
 
-def stage_digest(suite: Suite, stage: str) -> str:
-    """Digest of the settings ``stage`` depends on."""
+def stage_digest(suite: Suite, stage: str, dataset: str | None = None) -> str:
+    """Digest of the settings ``stage`` depends on (for ``order``, of one ``dataset``: the
+    standard order does not depend on the deduplication settings). The workflow's data rules
+    carry it in their ``params``, so a changed setting reruns exactly the stages that read it."""
     d = suite.data
     t = suite.training
     keys: dict[str, Any] = {"stage": stage, "version": _STAGE_VERSION[stage]}
@@ -143,7 +145,7 @@ def stage_digest(suite: Suite, stage: str) -> str:
         keys["docs"] = docs
     if stage in ("tokenizer", "tokenize", "dedup", "order", "card"):
         keys["tok"] = tok
-    if stage in ("dedup", "order", "card"):
+    if stage in ("dedup", "card") or (stage == "order" and dataset != paths.STANDARD):
         keys["dedup"] = d.dedup.model_dump(mode="json")
     if stage in ("order", "card"):
         keys["order"] = {"seq_len": t.seq_len, "batch": t.global_batch, "iters": t.train_iters, "seed": d.seed}
@@ -162,14 +164,14 @@ def is_done(suite: Suite, stage: str, dataset: str | None = None) -> bool:
     if not stamp.exists() or not all(p.exists() for p in stage_outputs(suite, stage, dataset)):
         return False
     try:
-        return json.loads(stamp.read_text()).get("digest") == stage_digest(suite, stage)
+        return json.loads(stamp.read_text()).get("digest") == stage_digest(suite, stage, dataset)
     except ValueError:
         return False
 
 
 def _mark_done(suite: Suite, stage: str, dataset: str | None, seconds: float, **extra: Any) -> None:
     write_json(_stamp_path(suite, stage, dataset),
-               {"digest": stage_digest(suite, stage), "seconds": round(seconds, 2), **extra})
+               {"digest": stage_digest(suite, stage, dataset), "seconds": round(seconds, 2), **extra})
 
 
 # --------------------------------------------------------------------------------------

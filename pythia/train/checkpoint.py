@@ -1,8 +1,8 @@
 """Checkpoints and training state of one run, all written atomically, no pickles.
 
-Run directory ``work/<suite>/models/<dataset>/<model>/``:
+Run directory ``work/<suite>/models/<run>/<model>/`` (``pythia.paths.run_dir``):
 
-    run.json               suite name and digest, model, dataset: which config the run belongs to
+    run.json               suite, run digest (:func:`run_digest`), model, dataset: which config the run belongs to
     step{N}/               Hugging Face model dir at each checkpoint step (config.json,
                            model.safetensors, tokenizer files); loads with
                            GPTNeoXForCausalLM.from_pretrained; named like Pythia's revisions
@@ -26,6 +26,7 @@ parse, raises :class:`CheckpointError` naming the file and what to do.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import re
@@ -38,8 +39,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from pythia.config import Suite, config_digest
 from pythia.io import atomic_dir, write_json
 from pythia.errors import PythiaError
+
+log = logging.getLogger("pythia.train")
 
 STEP_RE = re.compile(r"^step(\d+)$")
 STATE_FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors")
@@ -54,12 +58,27 @@ class CheckpointError(PythiaError, ValueError):
 # --------------------------------------------------------------------------- run.json
 
 
-def run_record(suite_name: str, suite_digest: str, model: str, dataset: str) -> dict:
-    return {"suite": suite_name, "suite_digest": suite_digest, "model": model, "dataset": dataset}
+def run_digest(suite: Suite, model: str, dataset: str) -> str:
+    """Digest of everything a run's weights depend on: the model's settings, the suite's training
+    settings, and the tokenizer and data order of its dataset (the order stage's digest). Other
+    models' settings and the suite's description are not in it, so editing them leaves this
+    run current. The workflow's ``train`` rule carries it in ``params``; ``run.json`` records it."""
+    from pythia.data.build import stage_digest
+
+    return config_digest({
+        "model": suite.model(model).model_dump(mode="json"),
+        "training": suite.training.model_dump(mode="json"),
+        "data": stage_digest(suite, "order", dataset),
+    })
 
 
-def check_run_dir(run_dir: Path, record: dict) -> None:
-    """Write ``run.json`` for a new run; refuse a directory that belongs to another config."""
+def run_record(suite_name: str, digest: str, model: str, dataset: str) -> dict:
+    return {"suite": suite_name, "run_digest": digest, "model": model, "dataset": dataset}
+
+
+def check_run_dir(run_dir: Path, record: dict, replace_stale: bool = False) -> None:
+    """Write ``run.json`` for a new run; refuse a directory that belongs to another config, or
+    with ``replace_stale`` delete it and start over (the workflow does, after a config edit)."""
     path = run_dir / "run.json"
     if path.exists():
         try:
@@ -67,13 +86,18 @@ def check_run_dir(run_dir: Path, record: dict) -> None:
         except json.JSONDecodeError as e:
             raise CheckpointError(f"{path} is not valid JSON ({e}); delete it if the directory is yours") from None
         diff = {k: (old.get(k), v) for k, v in record.items() if old.get(k) != v}
-        if diff:
-            what = ", ".join(f"{k}: {a!r} there vs {b!r} now" for k, (a, b) in diff.items())
+        if not diff:
+            return
+        what = ", ".join(f"{k}: {a!r} there vs {b!r} now" for k, (a, b) in diff.items())
+        if not replace_stale:
             raise CheckpointError(
                 f"{run_dir} belongs to a run with a different configuration ({what}); "
-                "train into another directory (--out) or delete this one"
+                "train into another directory (--out), delete this one, or pass --replace-stale"
             )
-        return
+        log.warning("%s belongs to a run with a different configuration (%s): deleting it and starting over",
+                    run_dir, what)
+        shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True)
     write_json(path, record)
 
 

@@ -1,6 +1,6 @@
 """``pythia train`` and ``pythia deepspeed-config``.
 
-    pythia train --suite micro --model 1.8M --dataset standard [--resume] [--out DIR]
+    pythia train --suite micro --model 1.8M --dataset standard [--resume] [--replace-stale] [--out DIR]
                  [--threads N] [--max-steps K] [--state-every K] [--deepspeed] [--device cpu|cuda]
     torchrun --nproc_per_node 2 -m pythia.cli train ...     data parallel (gloo on CPU, nccl on GPUs)
     pythia deepspeed-config --suite pythia --model 410M --world-size 64 [--dataset deduped]
@@ -23,6 +23,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     opts = TrainOptions(
         suite=args.suite, model=args.model, dataset=args.dataset, out=args.out, resume=args.resume,
+        replace_stale=args.replace_stale,
         max_steps=args.max_steps, threads=args.threads, device=args.device, deepspeed=args.deepspeed,
         state_every=args.state_every, progress=False if args.no_progress else None,
     )
@@ -47,6 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", default="standard", choices=paths.DATASETS)
     p.add_argument("--out", type=Path, help="run directory (default work/<suite>/models/<dataset>/<model>)")
     p.add_argument("--resume", action="store_true", help="continue from the run's latest saved training state")
+    p.add_argument("--replace-stale", action="store_true",
+                   help="if the run directory holds a run of another configuration, delete it and start over")
     p.add_argument("--threads", type=int, help="torch CPU threads (torch.set_num_threads)")
     p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (state is saved there)")
     p.add_argument("--state-every", type=int, help="also save training state every K steps (for resumption)")

@@ -80,6 +80,7 @@ class TrainOptions:
     dataset: str = "standard"
     out: Path | None = None
     resume: bool = False
+    replace_stale: bool = False
     max_steps: int | None = None
     threads: int | None = None
     device: str = "cpu"
@@ -224,7 +225,8 @@ class Trainer:
         self.ctx = ctx
         if self.device.startswith("cuda"):
             self.device = f"cuda:{ctx.local_rank}"
-        self.run_dir = Path(opts.out) if opts.out else paths.run_dir(suite.name, opts.dataset, opts.model)
+        self.run_dir = Path(opts.out) if opts.out else paths.run_dir(suite.name, paths.run_name(opts.dataset), opts.model)
+        self.run_digest = ckpt.run_digest(suite, self.spec.name, self.dataset)
         self.tokenizer_dir = paths.data_dir(suite.name) / "tokenizer"
         self.micro, self.accum = micro_and_accum(suite, ctx.world_size)
         self.end = t.train_iters if opts.max_steps is None else min(t.train_iters, opts.max_steps)
@@ -292,7 +294,7 @@ class Trainer:
         return sdpa_flash_first() if self.device.startswith("cuda") else nullcontext()
 
     def run_record(self) -> dict:
-        return ckpt.run_record(self.suite.name, self.suite.digest, self.spec.name, self.dataset)
+        return ckpt.run_record(self.suite.name, self.run_digest, self.spec.name, self.dataset)
 
     # ------------------------------------------------------------------ one step
     def set_lr(self, lr: float) -> None:
@@ -427,6 +429,7 @@ class Trainer:
             "precision": self.precision.value,
             "suite": self.suite.name,
             "suite_digest": self.suite.digest,
+            "run_digest": self.run_digest,
             "model": self.spec.name,
             "dataset": self.dataset,
             "world_size": self.ctx.world_size,
@@ -444,9 +447,9 @@ class Trainer:
     def load_state(self, path: Path, previous: Path | None) -> int:
         st = ckpt.load_state(path, previous)
         meta = st["meta"]
-        if meta.get("suite_digest") != self.suite.digest:
+        if meta.get("run_digest") != self.run_digest:
             raise ckpt.CheckpointError(f"{path} was saved by a run with another configuration "
-                                       f"(digest {meta.get('suite_digest')}, now {self.suite.digest})")
+                                       f"(run digest {meta.get('run_digest')}, now {self.run_digest})")
         try:
             self.model.load_state_dict(st["model"], strict=True)
         except RuntimeError as e:
@@ -530,7 +533,8 @@ class Trainer:
         start = 0
         if self.ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            ckpt.check_run_dir(self.run_dir, self.run_record())
+            ckpt.check_run_dir(self.run_dir, self.run_record(), replace_stale=self.opts.replace_stale)
+        barrier(self.ctx)  # every rank sees the run dir after a stale one was replaced
         latest, previous = ckpt.latest_state(self.run_dir)
         if not self.opts.resume:
             existing = ckpt.saved_steps(self.run_dir) or ckpt.saved_steps(self.run_dir / "state")
@@ -627,6 +631,7 @@ class Trainer:
         done = {
             "suite": self.suite.name,
             "suite_digest": self.suite.digest,
+            "run_digest": self.run_digest,
             "model": self.spec.name,
             "dataset": self.dataset,
             "steps": self.training.train_iters,

@@ -62,7 +62,7 @@ def test_checkpoints_load_with_from_pretrained_and_log_proves_the_data(full_run)
     assert records[-1]["val_loss"] < records[0]["val_loss"]  # it learns
     done = json.loads((out / "done.json").read_text())
     assert done["final_loss"] == records[-1]["loss"] and done["checkpoints"] == steps
-    assert json.loads((out / "run.json").read_text())["suite_digest"] == suite.digest
+    assert json.loads((out / "run.json").read_text())["run_digest"] == ckpt.run_digest(suite, "t1", "standard")
 
 
 def test_two_runs_with_the_same_seed_are_identical(full_run, tmp_path):
@@ -183,6 +183,43 @@ def test_refuses_a_run_dir_of_another_config(full_run, tiny_root):
         _train(other, out, resume=True)
     with pytest.raises(ckpt.CheckpointError, match="different configuration"):
         _train(suite, out, model="t2", resume=True)
+    # the workflow's rerun after a config edit: the stale run is replaced by a fresh one
+    t1 = suite.models["t1"].model_copy(update={"peak_lr": suite.models["t1"].peak_lr / 2})
+    edited = suite.model_copy(update={"models": {**suite.models, "t1": t1}})
+    edited.__dict__.pop("digest", None)
+    before = read_log(out)
+    _train(edited, out, resume=True, replace_stale=True)
+    after = read_log(out)
+    assert [r["step"] for r in after] == list(range(13))  # trained from step 0, not resumed
+    assert max(r["lr"] for r in after[1:]) == max(r["lr"] for r in before[1:]) / 2 and after[1]["batch_hash"] == before[1]["batch_hash"]
+    assert json.loads((out / "run.json").read_text())["run_digest"] == ckpt.run_digest(edited, "t1", "standard")
+
+
+def test_run_digest_covers_what_the_run_reads(tiny):
+    suite, _, _ = tiny
+
+    def edited(**parts):
+        dump = suite.model_dump(mode="json")
+        for path, value in parts.items():
+            node = dump
+            *head, last = path.split("__")
+            for key in head:
+                node = node[key]
+            node[last] = value
+        return type(suite).model_validate(dump)
+
+    base = {d: ckpt.run_digest(suite, "t1", d) for d in ("standard", "deduped")}
+    assert base["standard"] != base["deduped"]
+    # another model's learning rate and the description: not this run's business
+    for other in (edited(models__t2__peak_lr=9e-3), edited(description="changed")):
+        assert {d: ckpt.run_digest(other, "t1", d) for d in base} == base
+    # its own learning rate, the training settings, the tokenizer: both datasets
+    for mine in (edited(models__t1__peak_lr=9e-3), edited(training__train_iters=16), edited(tokenizer__vocab_size=400)):
+        assert all(ckpt.run_digest(mine, "t1", d) != base[d] for d in base)
+    # deduplication settings: only the deduplicated run
+    dedup = edited(data__dedup__threshold=0.5)
+    assert ckpt.run_digest(dedup, "t1", "standard") == base["standard"]
+    assert ckpt.run_digest(dedup, "t1", "deduped") != base["deduped"]
 
 
 def test_refuses_to_overwrite_without_resume(full_run):
