@@ -2,10 +2,14 @@
 #   make reproduce                                   the micro suite on this machine
 #   snakemake --cores all --profile slurm --config suite=pythia    the real sizes on a cluster
 # This file is an index: configuration, validation, rule files, and the final targets.
+# Sections (pythia/sections.py, in the paper's order) each have rules/<stem>.smk, which
+# registers its targets; docs/sections.md says how to add one.
 
 import os
 
 from snakemake.utils import min_version, validate
+
+from pythia import sections
 
 min_version("9.0")
 
@@ -16,18 +20,24 @@ configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 validate(config, "config/schema.yaml")
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 
 
 wildcard_constraints:
-    suite=SUITE,
-    dataset="|".join(DATASETS),
+    dataset=DATASET_PATTERN,
     model=MODEL_PATTERN,
 
 
-include: "rules/suite.smk"
+# Data of the suite, built for every section that trains or reads training data.
 include: "rules/data.smk"
-include: "rules/training.smk"
+
+
+for _section in sections.SECTIONS:
+
+    include: f"rules/{_section.stem}.smk"
 
 
 rule all:

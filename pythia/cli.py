@@ -1,6 +1,6 @@
 """The ``pythia`` command line.
 
-    pythia suite NAME [--csv PATH] [--markdown PATH]   the suite table (the paper's Table 1)
+    pythia suite NAME [--csv PATH]                     the suite table (the paper's Table 1)
     pythia config-reference                            every configuration key, documented
     pythia data ...                                    sources, build, tokenize, order, batch viewer
     pythia train ...                                   train one model of a suite
@@ -27,7 +27,7 @@ import sys
 from pythia.errors import EXIT_USER_ERROR, user_message
 
 # Modules that add subcommands; each has ``register(subparsers)``.
-SUBCOMMAND_MODULES = ("pythia.suite_table", "pythia.data.cli", "pythia.train.cli", "pythia.runs", "pythia.bench",
+SUBCOMMAND_MODULES = ("pythia.analysis.suite", "pythia.data.cli", "pythia.train.cli", "pythia.runs", "pythia.bench",
                       "pythia.workflow")
 
 

@@ -33,6 +33,7 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would keep results and data private to their writer
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -99,13 +100,15 @@ def code_version() -> str:
         return f"pythia-compendium {pythia.__version__}"
 
 
-def provenance(config_digest: str | None = None, inputs: dict[str, str | Path] | None = None, **extra: Any) -> dict:
-    """What produced an output: code version, config digest, and sha256 of each input file."""
-    record: dict[str, Any] = {
-        "code_version": code_version(),
-        "package_version": pythia.__version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+def provenance(config_digest: str | None = None, inputs: dict[str, str | Path] | None = None,
+               timestamp: bool = True, **extra: Any) -> dict:
+    """What produced an output: code version, config digest, and sha256 of each input file.
+
+    ``timestamp=False`` leaves out the creation time: results committed to git record only
+    what identifies them, so a rerun of the same code on the same inputs changes nothing."""
+    record: dict[str, Any] = {"code_version": code_version(), "package_version": pythia.__version__}
+    if timestamp:
+        record["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     if config_digest:
         record["config_digest"] = config_digest
     if inputs:

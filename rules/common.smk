@@ -1,13 +1,16 @@
 # Shared settings and helpers of the workflow. No lambdas in rules: functions live here.
+# Paths come from pythia.paths, section outputs from pythia.sections (the same code the
+# package and the notebooks use); docs/sections.md says how a section's rule file uses them.
 
 import json
 from pathlib import Path
 
+from pythia import paths, sections
 from pythia.config import load_suite, register_suite_file
+from pythia.data.build import stage_digest
 from pythia.data.released import is_released
 from pythia.runs import Source, open_catalogue
-
-REPO = Path(workflow.basedir)
+from pythia.train.checkpoint import run_digest
 
 # A suite given as a YAML path is found by name from then on (in this process and in jobs).
 if config["suite"].endswith((".yaml", ".yml")):
@@ -16,19 +19,26 @@ else:
     SUITE_CFG = load_suite(config["suite"])
 
 SUITE = SUITE_CFG.name
-DATASETS = list(config["datasets"])
+DATASETS = [paths.check_dataset(d) for d in config["datasets"]]
 MODELS = list(config["models"]) or list(SUITE_CFG.models)
 for _m in MODELS:
     SUITE_CFG.model(_m)  # an unknown model fails here with the suite's model list
 SECTIONS = list(config["sections"])
+for _s in SECTIONS:
+    sections.get(_s)  # an unknown section fails here with the list of sections
 TRAIN_THREADS = config["train_threads"]
 
-RESULTS = f"results/{SUITE}"
-LOGS = f"logs/{SUITE}"
-WORK = f"work/{SUITE}"
+REPO = Path(workflow.basedir)
+
+WORK = str(paths.suite_dir(SUITE))
+DATA = str(paths.data_dir(SUITE))
+RUNS = str(paths.runs_dir(SUITE))
+RESULTS = str(paths.results_dir(SUITE))
+LOGS = str(paths.logs_dir(SUITE))
 MODEL_PATTERN = "|".join(m.replace(".", r"\.") for m in MODELS)
+DATASET_PATTERN = "|".join(paths.DATASETS)
 # Datasets the suite trains on released pre-shuffled files (data.pretokenized): no order to build.
-RELEASED_DATASETS = [d for d in ("standard", "deduped") if is_released(SUITE_CFG, d)]
+RELEASED_DATASETS = [d for d in paths.DATASETS if is_released(SUITE_CFG, d)]
 
 # Where the analysis sections get checkpoints (config `checkpoints`, or the checkpoints_source /
 # checkpoints_path shorthands); an unknown source, a missing local directory, a step that is not
@@ -46,30 +56,49 @@ TRAINED_CHECKPOINTS = CATALOGUE.source is Source.trained
 ANALYSIS_STEPS = CATALOGUE.selected
 
 
-
-def notebook(stem):
-    """The source notebook ``notebooks/<stem>.ipynb`` of a section."""
-    return str(REPO / "notebooks" / f"{stem}.ipynb")
-
-
-# The one papermill pattern every section notebook uses: parameters from the config (each
-# notebook's rule sets params.suite and params.nb_params, a JSON object of the notebook's
-# other parameters), the executed notebook kept under results/<suite>/notebooks/,
-# everything it prints in the log.
-PAPERMILL = (
-    "papermill {input.nb} {output.nb} --kernel python3 --log-output"
-    " -p suite {params.suite} -p project_dir $PWD -y {params.nb_params:q} &> {log}"
-)
+# ------------------------------------------------------------------------------ digests
+# Each rule's params carry the digest of the configuration it reads, so that editing the suite
+# reruns exactly the jobs that depend on the edit (Snakemake's "params" rerun trigger).
 
 
-def checkpoint_inputs(dataset, model):
-    """Inputs that must exist before a section reads the checkpoints of ``model`` on ``dataset``:
-    the run's done.json when the checkpoints are trained here, nothing otherwise (local and hub
-    checkpoints exist already). In a section's ``input:``, e.g.
+def data_digest(stage):
+    """The digest of the settings a data stage reads (for params of rules without wildcards)."""
+    return stage_digest(SUITE_CFG, stage)
+
+
+def order_digest(wildcards):
+    """The data order of one dataset: documents, tokenizer, (dedup,) order settings."""
+    return stage_digest(SUITE_CFG, "order", wildcards.dataset)
+
+
+def job_digest(func):
+    """A params function calling ``func(SUITE_CFG, **wildcards)`` for each job of a section's
+    rules with wildcards: the digest of what one job reads (the function lives in
+    pythia/analysis/<stem>.py), e.g. ``digest=job_digest(memorization.scores_digest)``."""
+
+    def digest(wildcards):
+        return func(SUITE_CFG, **dict(wildcards.items()))
+
+    return digest
+
+
+# ------------------------------------------------------------------------------ runs
+
+
+def run_done(run, model):
+    """``done.json`` of a finished run (what a job reading trained checkpoints depends on);
+    ``run`` is a dataset, ``paths.run_name(dataset, variant)`` or a wildcard such as ``{dataset}``."""
+    if not run.startswith("{"):
+        paths.parse_run(run)  # an unknown run fails here, naming the datasets and variants
+    return f"{RUNS}/{run}/{model}/done.json"
+
+
+def checkpoint_inputs(run, model):
+    """What a job reading the checkpoints of ``model`` in ``run`` waits for: the run's done.json
+    when the checkpoints are trained here, nothing otherwise (local and hub checkpoints exist
+    already). A list, to splice into the inputs, e.g.
     ``runs=[f for d in DATASETS for m in MODELS for f in checkpoint_inputs(d, m)]``."""
-    if TRAINED_CHECKPOINTS:
-        return [f"{WORK}/models/{dataset}/{model}/done.json"]
-    return []
+    return [run_done(run, model)] if TRAINED_CHECKPOINTS else []
 
 
 def checkpoint_args():
@@ -79,18 +108,74 @@ def checkpoint_args():
     return f"--checkpoints-source {CATALOGUE.source.value}{path} --steps {steps}"
 
 
-def nb_params(**values):
-    """A notebook's extra papermill parameters as a JSON object (valid YAML for ``-y``)."""
-    return json.dumps(values, sort_keys=True)
+def runs_done(runs=None, models=None):
+    """``done.json`` of every (run, model): by default the configured datasets' baseline runs."""
+    return [run_done(r, m) for r in (runs or [paths.run_name(d) for d in DATASETS]) for m in (models or MODELS)]
+
+
+# ------------------------------------------------------------------------------ sections
+
+
+def notebook(stem):
+    """The source notebook ``notebooks/NN_<stem>.ipynb`` of a section."""
+    return str(REPO / "notebooks" / f"{sections.get(stem).notebook}.ipynb")
+
+
+def section_outputs(stem):
+    """Every file a section's notebook writes, as named outputs (``output: **section_outputs(stem)``):
+    ``nb`` the executed notebook; per figure ``<name>_png`` (in the report, caption
+    ``report/<stem>/<name>.rst``), ``<name>_pdf``, ``<name>_data``; per table ``<name>_csv``, ``<name>_md``."""
+    s = sections.get(stem)
+    out = {"nb": str(s.executed_notebook(SUITE))}
+    for f in s.figures:
+        files = s.figure_files(SUITE, f.name)
+        out[f"{f.name}_png"] = report(str(files["png"]), caption=f"../report/{stem}/{f.name}.rst",
+                                      category=s.category, labels={"section": s.title, "figure": f.name})
+        out[f"{f.name}_pdf"] = str(files["pdf"])
+        out[f"{f.name}_data"] = str(files["data"])
+    for t in s.tables:
+        files = s.table_files(SUITE, t.name)
+        out[f"{t.name}_csv"] = str(files["csv"])
+        out[f"{t.name}_md"] = str(files["md"])
+    return out
+
+
+def section_params(stem, **values):
+    """A notebook rule's params (``params: **section_params(stem, datasets=...)``): the suite, the
+    notebook's other papermill parameters as JSON, and the digest of the config parts it reads."""
+    return {
+        "suite": SUITE,
+        "nb_params": json.dumps(values, sort_keys=True),
+        "digest": sections.get(stem).digest(SUITE_CFG),
+    }
+
+
+def section_log(stem):
+    return f"{LOGS}/notebooks/{sections.get(stem).notebook}.log"
+
+
+# The one papermill pattern every section notebook uses: parameters from the config, the
+# executed notebook kept under results/<suite>/notebooks/, everything it prints in the log.
+PAPERMILL = (
+    "papermill {input.nb} {output.nb} --kernel python3 --log-output"
+    " -p suite {params.suite} -p project_dir $PWD -y {params.nb_params:q} &> {log}"
+)
+
+
+# ------------------------------------------------------------------------------ targets
+# Each section file (rules/<stem>.smk) calls register_targets(stem, [...]) with its final outputs.
+
+SECTION_TARGETS = {}
+
+
+def register_targets(stem, targets):
+    sections.get(stem)
+    SECTION_TARGETS.setdefault(stem, []).extend(targets)
 
 
 def all_targets():
     """Every final output of the sections named in the config."""
-    targets = []
-    if "suite" in SECTIONS:
-        targets += [f"{RESULTS}/notebooks/00_suite.ipynb"]
-    if "data" in SECTIONS:
-        targets += DATA_TARGETS
-    if "training" in SECTIONS and TRAINED_CHECKPOINTS:  # local / hub checkpoints: nothing to train
-        targets += TRAIN_DONE + [f"{RESULTS}/notebooks/01_training.ipynb"]
-    return targets
+    missing = [s for s in SECTIONS if s not in SECTION_TARGETS]
+    if missing:
+        raise ValueError(f"sections {missing} registered no targets: their rules/<stem>.smk must call register_targets")
+    return [t for s in SECTIONS for t in SECTION_TARGETS[s]]

@@ -1,16 +1,17 @@
 # The data of the configured suite: pinned archives -> documents (split, contamination guard)
 # -> tokenizer -> tokenized splits -> deduplicated twin -> training order per dataset -> card.
 # Each rule runs one stage of `pythia data build` (pythia/data/build.py documents the stages).
+# Each rule's params.digest is the digest of the settings its stage reads (pythia.data.build.
+# stage_digest), so editing those settings in the suite YAML reruns the stage and what follows.
 # Final outputs the training rules consume:
 #   work/<suite>/data/<dataset>/order.json (and sequences.bin, or a released file: rule data_released)
 #   work/<suite>/data/tokenizer/tokenizer.json
 #   work/<suite>/data/validation_text_document.bin
 #   work/<suite>/data/card.json
 
-DATA = f"{WORK}/data"
 DATA_LOGS = f"{LOGS}/data"
-# The card describes both datasets, whatever the config trains.
-DATA_DATASETS = ["standard", "deduped"]
+STANDARD_DATA = str(paths.dataset_dir(SUITE, paths.STANDARD))
+DEDUPED_DATA = str(paths.dataset_dir(SUITE, paths.DEDUPED))
 
 
 rule data_fetch:
@@ -18,6 +19,7 @@ rule data_fetch:
         sources=f"{DATA}/sources.json",
     params:
         suite=SUITE,
+        digest=data_digest("fetch"),
     log:
         f"{DATA_LOGS}/fetch.log",
     conda:
@@ -36,6 +38,7 @@ rule data_documents:
         manifest=f"{DATA}/documents/manifest.json",
     params:
         suite=SUITE,
+        digest=data_digest("documents"),
     log:
         f"{DATA_LOGS}/documents.log",
     conda:
@@ -52,6 +55,7 @@ rule data_tokenizer:
         config=f"{DATA}/tokenizer/tokenizer_config.json",
     params:
         suite=SUITE,
+        digest=data_digest("tokenizer"),
     log:
         f"{DATA_LOGS}/tokenizer.log",
     conda:
@@ -67,14 +71,15 @@ rule data_tokenize:
         test=rules.data_documents.output.test,
         tokenizer=rules.data_tokenizer.output.tokenizer,
     output:
-        train_bin=f"{DATA}/standard/train_text_document.bin",
-        train_idx=f"{DATA}/standard/train_text_document.idx",
+        train_bin=f"{STANDARD_DATA}/train_text_document.bin",
+        train_idx=f"{STANDARD_DATA}/train_text_document.idx",
         validation_bin=f"{DATA}/validation_text_document.bin",
         validation_idx=f"{DATA}/validation_text_document.idx",
         test_bin=f"{DATA}/test_text_document.bin",
         test_idx=f"{DATA}/test_text_document.idx",
     params:
         suite=SUITE,
+        digest=data_digest("tokenize"),
     log:
         f"{DATA_LOGS}/tokenize.log",
     conda:
@@ -89,11 +94,12 @@ rule data_dedup:
         train_bin=rules.data_tokenize.output.train_bin,
         train_idx=rules.data_tokenize.output.train_idx,
     output:
-        train_bin=f"{DATA}/deduped/train_text_document.bin",
-        train_idx=f"{DATA}/deduped/train_text_document.idx",
-        report=f"{DATA}/deduped/dedup.json",
+        train_bin=f"{DEDUPED_DATA}/train_text_document.bin",
+        train_idx=f"{DEDUPED_DATA}/train_text_document.idx",
+        report=f"{DEDUPED_DATA}/dedup.json",
     params:
         suite=SUITE,
+        digest=data_digest("dedup"),
     log:
         f"{DATA_LOGS}/dedup.log",
     conda:
@@ -103,13 +109,13 @@ rule data_dedup:
 
 
 # Datasets whose order is built here; the others are released pre-shuffled files (rule data_released).
-BUILT_ORDER_PATTERN = "|".join(d for d in DATA_DATASETS if d not in RELEASED_DATASETS) or "(?!)"
+BUILT_ORDER_PATTERN = "|".join(d for d in paths.DATASETS if d not in RELEASED_DATASETS) or "(?!)"
 RELEASED_PATTERN = "|".join(RELEASED_DATASETS) or "(?!)"
 
 
 rule data_order:
     # Both datasets are always buildable: the data card describes both, even when the
-    # config trains only one (the global constraint follows config["datasets"]).
+    # config trains only one.
     wildcard_constraints:
         dataset=BUILT_ORDER_PATTERN,
     input:
@@ -124,6 +130,7 @@ rule data_order:
         order=f"{DATA}/{{dataset}}/order.json",
     params:
         suite=SUITE,
+        digest=order_digest,
     log:
         f"{DATA_LOGS}/order_{{dataset}}.log",
     conda:
@@ -142,6 +149,7 @@ rule data_released:
         order=f"{DATA}/{{dataset}}/order.json",
     params:
         suite=SUITE,
+        digest=order_digest,
     log:
         f"{DATA_LOGS}/order_{{dataset}}.log",
     conda:
@@ -157,13 +165,14 @@ rule data_card:
         validation=rules.data_tokenize.output.validation_bin,
         test=rules.data_tokenize.output.test_bin,
         dedup=rules.data_dedup.output.report,
-        orders=expand(f"{DATA}/{{dataset}}/order.json", dataset=DATA_DATASETS),
+        orders=expand(f"{DATA}/{{dataset}}/order.json", dataset=paths.DATASETS),
     output:
         markdown=f"{DATA}/card.md",
         table=f"{DATA}/card.csv",
         card=f"{DATA}/card.json",
     params:
         suite=SUITE,
+        digest=data_digest("card"),
     log:
         f"{DATA_LOGS}/card.log",
     conda:
@@ -171,12 +180,3 @@ rule data_card:
     shell:
         "pythia data build --suite {params.suite} --stage card --no-progress &> {log}"
 
-
-# What the data section contributes to `rule all` (common.smk's all_targets may add these).
-DATA_TARGETS = [
-    f"{DATA}/card.json",
-    f"{DATA}/tokenizer/tokenizer.json",
-    f"{DATA}/validation_text_document.bin",
-] + expand(f"{DATA}/{{dataset}}/order.json", dataset=DATASETS) + [
-    f"{DATA}/{d}/sequences.bin" for d in DATASETS if d not in RELEASED_DATASETS
-]

@@ -1,41 +1,20 @@
-# The suite table: the Pythia paper's Table 1 for the configured suite.
+# Section 00, the suite: the Pythia paper's Table 1 for the configured suite, computed from the
+# suite's configuration by notebooks/00_suite.ipynb (pythia/analysis/suite.py).
 
 
-rule suite_table:
-    output:
-        table=f"{RESULTS}/suite/suite_table.csv",
-    params:
-        suite=SUITE,
-    log:
-        f"{LOGS}/suite/suite_table.log",
-    conda:
-        "../envs/pythia.yaml"
-    shell:
-        "pythia suite {params.suite} --csv {output.table} &> {log}"
-
-
-rule notebook_suite:
+rule suite_notebook:
     input:
-        nb=notebook("00_suite"),
-        table=rules.suite_table.output.table,
+        nb=notebook("suite"),
     output:
-        nb=f"{RESULTS}/notebooks/00_suite.ipynb",
-        figure=report(
-            f"{RESULTS}/suite/suite_table.png",
-            caption="../report/suite_table.rst",
-            category="Suite",
-        ),
-        params_figure=report(
-            f"{RESULTS}/suite/parameters.png",
-            caption="../report/parameters.rst",
-            category="Suite",
-        ),
+        **section_outputs("suite"),
     params:
-        suite=SUITE,
-        nb_params=nb_params(),
+        **section_params("suite"),
     log:
-        f"{LOGS}/notebooks/00_suite.log",
+        section_log("suite"),
     conda:
         "../envs/pythia.yaml"
     shell:
         PAPERMILL
+
+
+register_targets("suite", [rules.suite_notebook.output.nb])

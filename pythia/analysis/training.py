@@ -1,8 +1,10 @@
-"""The training section: loss curves, validation loss, LR schedule and throughput of a suite.
+"""Section 01, training: data card, data order, loss curves, validation loss, LR schedule,
+throughput and the proof of data of a suite.
 
-Everything here reads what the trainer wrote (``work/<suite>/models/<dataset>/<model>/
-train_log.jsonl`` and ``done.json``); the notebook ``notebooks/01_training.ipynb`` calls these
-functions and plots.
+Everything here reads what the data build and the trainer wrote (``work/<suite>/data/`` and
+``work/<suite>/models/<run>/<model>/train_log.jsonl``); ``notebooks/01_training.ipynb`` calls
+these functions. Each figure is drawn from one tidy frame (``*_data`` -> ``plot_*``), which is
+saved beside it as the figure's data.
 """
 
 from __future__ import annotations
@@ -22,10 +24,16 @@ from pythia.train.schedule import suite_lr
 LOG_COLUMNS = ["step", "tokens_seen", "loss", "lr", "grad_norm", "tokens_per_s", "val_loss", "batch_hash"]
 
 
-def run_files(suite: Suite, datasets: list[str], models: list[str] | None = None) -> dict[str, Path]:
-    """The ``train_log.jsonl`` of every (dataset, model) run, keyed ``dataset/model``."""
+def run_files(suite: Suite, runs: list[str], models: list[str] | None = None) -> dict[str, Path]:
+    """The ``train_log.jsonl`` of every (run, model), keyed ``run/model``; a run is a dataset
+    or a variant's :func:`pythia.paths.run_name`."""
     models = models or list(suite.models)
-    return {f"{d}/{m}": paths.run_dir(suite.name, d, m) / "train_log.jsonl" for d in datasets for m in models}
+    return {f"{r}/{m}": paths.run_dir(suite.name, r, m) / "train_log.jsonl" for r in runs for m in models}
+
+
+def order_files(suite: Suite, datasets: list[str]) -> dict[str, Path]:
+    """The ``order.json`` of each dataset, keyed ``data/<dataset>/order.json``."""
+    return {f"data/{d}/order.json": paths.dataset_dir(suite.name, d) / "order.json" for d in datasets}
 
 
 def read_log(path: str | Path) -> pd.DataFrame:
@@ -41,10 +49,10 @@ def read_log(path: str | Path) -> pd.DataFrame:
     return df.sort_values("step").drop_duplicates("step", keep="last").reset_index(drop=True)
 
 
-def load_logs(suite: Suite, datasets: list[str], models: list[str] | None = None) -> pd.DataFrame:
-    """All runs' logs in one long frame with model, dataset and non-embedding parameters."""
+def load_logs(suite: Suite, runs: list[str], models: list[str] | None = None) -> pd.DataFrame:
+    """All runs' logs in one long frame with model, dataset (the run) and non-embedding parameters."""
     frames = []
-    for key, path in run_files(suite, datasets, models).items():
+    for key, path in run_files(suite, runs, models).items():
         dataset, model = key.split("/", 1)
         df = read_log(path)
         df.insert(0, "model", model)
@@ -69,6 +77,21 @@ def card_frame(card: dict) -> pd.DataFrame:
     df = pd.DataFrame.from_records(card["rows"])
     cols = ["source", "domain", "dataset", "documents", "bytes", "tokens", "removed_duplicates", "removed_contamination", "epochs"]
     return df[[c for c in cols if c in df]]
+
+
+def order_table(suite: Suite, datasets: list[str]) -> pd.DataFrame:
+    """The training order of each dataset: documents, epochs, sequences, and the sha256 of every
+    order file (doc_idx, sample_idx, shuffle_idx, sequences): equal hashes, equal order."""
+    rows = []
+    for key, path in order_files(suite, datasets).items():
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: build the data first (`pythia data build` or `make reproduce`)")
+        o = json.loads(path.read_text())
+        row = {"dataset": key.split("/")[1], "documents": o["num_documents"], "tokens_per_epoch": o["tokens_per_epoch"],
+               "epochs": o["num_epochs"], "sequences": o["sequences_rows"], "seed": o["seed"]}
+        row.update({f"sha256_{name.replace('.', '_')}": digest for name, digest in sorted(o["sha256"].items())})
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def lr_schedule(suite: Suite, points: int = 400) -> pd.DataFrame:
@@ -112,12 +135,16 @@ def smooth(series: pd.Series, window: int) -> pd.Series:
     return series.rolling(window, min_periods=1, center=True).mean()
 
 
-def plot_loss_curves(logs: pd.DataFrame, window: int = 9) -> plt.Figure:
+def loss_curves(logs: pd.DataFrame, window: int = 9) -> pd.DataFrame:
+    """Per-step training loss, smoothed over ``window`` steps within each run (steps > 0)."""
+    df = logs[["model", "dataset", "step", "tokens_seen", "loss"]].copy()
+    df["train_loss"] = df.groupby(["model", "dataset"], observed=True)["loss"].transform(lambda s: smooth(s, window))
+    return df[df["step"] > 0].drop(columns="loss").reset_index(drop=True)
+
+
+def plot_loss_curves(curves: pd.DataFrame, window: int = 9) -> plt.Figure:
     """Training loss (smoothed) against tokens, one line per size, one panel per dataset."""
-    df = logs.copy()
-    df["train loss"] = df.groupby(["model", "dataset"], observed=True)["loss"].transform(lambda s: smooth(s, window))
-    df = df[df["step"] > 0]
-    g = sns.relplot(data=df, x="tokens_seen", y="train loss", hue="model", col="dataset", kind="line",
+    g = sns.relplot(data=curves, x="tokens_seen", y="train_loss", hue="model", col="dataset", kind="line",
                     palette="viridis", height=3.6, aspect=1.25, facet_kws={"sharey": True})
     g.set(xscale="log")
     g.set_axis_labels("tokens seen", f"training loss (rolling mean of {window} steps)")
@@ -125,10 +152,14 @@ def plot_loss_curves(logs: pd.DataFrame, window: int = 9) -> plt.Figure:
     return g.figure
 
 
-def plot_val_loss(logs: pd.DataFrame) -> plt.Figure:
-    """Validation loss on held-out documents at every checkpoint; standard solid, deduped dashed."""
+def val_losses(logs: pd.DataFrame) -> pd.DataFrame:
+    """Validation loss at every checkpoint after step 0."""
     df = logs.dropna(subset=["val_loss"])
-    df = df[df["step"] > 0]
+    return df.loc[df["step"] > 0, ["model", "dataset", "step", "tokens_seen", "val_loss"]].reset_index(drop=True)
+
+
+def plot_val_loss(df: pd.DataFrame) -> plt.Figure:
+    """Validation loss on held-out documents at every checkpoint; standard solid, deduped dashed."""
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     sns.lineplot(data=df, x="tokens_seen", y="val_loss", hue="model", style="dataset", markers=True, dashes=True,
                  palette="viridis", ax=ax)
@@ -150,14 +181,28 @@ def plot_scaling(final: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def plot_lr_schedule(schedule: pd.DataFrame, logged: pd.DataFrame | None = None) -> plt.Figure:
-    """The configured LR schedule per model; dots: the LR the trainer logged."""
+def lr_data(schedule: pd.DataFrame, logs: pd.DataFrame | None = None, marks: int = 40) -> pd.DataFrame:
+    """The configured schedule (``source`` = configured) and about ``marks`` logged rates per
+    model of the first run (``source`` = logged): columns source, model, step, lr."""
+    frames = [schedule.assign(source="configured")]
+    if logs is not None and len(logs):
+        sub = logs[logs["dataset"] == logs["dataset"].iloc[0]]
+        sub = sub[sub["step"] % max(1, int(sub["step"].max()) // marks) == 0]
+        frames.append(sub[["model", "step", "lr"]].assign(source="logged", model=sub["model"].astype(str)))
+    out = pd.concat(frames, ignore_index=True)[["source", "model", "step", "lr"]]
+    return out.astype({"model": str, "step": "int64"})
+
+
+def plot_lr_schedule(lr: pd.DataFrame) -> plt.Figure:
+    """The configured LR schedule per model (lines); dots: the LR the trainer logged."""
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    sns.lineplot(data=schedule, x="step", y="lr", hue="model", palette="viridis", ax=ax)
-    if logged is not None:
-        sub = logged[logged["dataset"] == logged["dataset"].iloc[0]]
-        sub = sub[sub["step"] % max(1, int(sub["step"].max()) // 40) == 0]
-        sns.scatterplot(data=sub, x="step", y="lr", hue="model", palette="viridis", ax=ax, s=12, legend=False)
+    order = list(dict.fromkeys(lr["model"]))
+    sns.lineplot(data=lr[lr["source"] == "configured"], x="step", y="lr", hue="model", hue_order=order,
+                 palette="viridis", ax=ax)
+    logged = lr[lr["source"] == "logged"]
+    if len(logged):
+        sns.scatterplot(data=logged, x="step", y="lr", hue="model", hue_order=order, palette="viridis", ax=ax,
+                        s=12, legend=False)
     ax.set_ylabel("learning rate")
     ax.set_title("Warmup, then cosine to 10% of peak (GPT-NeoX denominator)")
     return fig

@@ -55,10 +55,40 @@ def test_lr_schedule_matches_trainer_formula(fake_runs):
     assert sched.lr.max() <= max(m.peak_lr for m in fake_runs.models.values())
 
 
+def test_figure_data_is_what_is_plotted(fake_runs):
+    logs = tr.load_logs(fake_runs, ["standard", "deduped"])
+    curves = tr.loss_curves(logs, window=3)
+    assert list(curves.columns) == ["model", "dataset", "step", "tokens_seen", "train_loss"]
+    assert len(curves) == 4 * fake_runs.training.train_iters and curves.step.min() == 1
+    s1 = curves[(curves.model == "s1") & (curves.dataset == "standard")].set_index("step").train_loss
+    assert s1.loc[10] == pytest.approx(6.0 - 0.1 * 10)  # a centred mean of a straight line
+    val = tr.val_losses(logs)
+    assert set(val.step) == set(fake_runs.checkpoint_steps()) - {0}
+    lr = tr.lr_data(tr.lr_schedule(fake_runs, points=25), logs)
+    assert set(lr.source) == {"configured", "logged"}
+    logged = lr[lr.source == "logged"].iloc[-1]
+    assert logged.lr == pytest.approx(suite_lr(fake_runs, fake_runs.model(logged.model), int(logged.step) - 1))
+
+
+def test_order_table_holds_the_order_hashes(fake_runs, tmp_path):
+    for i, d in enumerate(("standard", "deduped")):
+        (tmp_path / "smoke" / "data" / d).mkdir(parents=True)
+        (tmp_path / "smoke" / "data" / d / "order.json").write_text(json.dumps({
+            "num_documents": 10 + i, "tokens_per_epoch": 1000, "num_epochs": 2, "sequences_rows": 96, "seed": 1234,
+            "sha256": {"doc_idx.npy": f"d{i}", "sample_idx.npy": "s", "shuffle_idx.npy": "h", "sequences.bin": "b",
+                       "sequences.idx": "i"}}))
+    order = tr.order_table(fake_runs, ["standard", "deduped"])
+    assert order.dataset.tolist() == ["standard", "deduped"] and order.documents.tolist() == [10, 11]
+    assert order.sha256_doc_idx_npy.tolist() == ["d0", "d1"] and "sha256_sequences_bin" in order
+    with pytest.raises(FileNotFoundError, match="build the data first"):
+        tr.order_table(load_suite("micro"), ["standard"])
+
+
 def test_figures_render(fake_runs):
     logs = tr.load_logs(fake_runs, ["standard", "deduped"])
-    for fig in (tr.plot_loss_curves(logs), tr.plot_val_loss(logs), tr.plot_scaling(tr.final_losses(logs)),
-                tr.plot_lr_schedule(tr.lr_schedule(fake_runs), logs), tr.plot_throughput(tr.throughput(logs))):
+    for fig in (tr.plot_loss_curves(tr.loss_curves(logs)), tr.plot_val_loss(tr.val_losses(logs)),
+                tr.plot_scaling(tr.final_losses(logs)), tr.plot_lr_schedule(tr.lr_data(tr.lr_schedule(fake_runs), logs)),
+                tr.plot_throughput(tr.throughput(logs))):
         assert fig.axes and any(ax.lines or ax.patches or ax.collections for ax in fig.axes)
 
 
