@@ -10,7 +10,8 @@ from pythia import paths
 @pytest.fixture
 def clean_env(monkeypatch):
     for var in ("PYTHIA_PROJECT", "PYTHIA_WORK", "PYTHIA_RESULTS", "PYTHIA_CACHE"):
-        monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv(var, "")  # recorded, so set_project's change is undone after the test
+        monkeypatch.delenv(var)
     return monkeypatch
 
 

@@ -17,13 +17,21 @@ import pytest
 from pythia import sections
 
 ROOT = Path(__file__).resolve().parents[1]
+PATH_VARS = ("PYTHIA_PROJECT", "PYTHIA_WORK", "PYTHIA_RESULTS", "PYTHIA_SUITE_PATH")
+
+
+@pytest.fixture(autouse=True)
+def _relative_paths(monkeypatch):
+    """pythia.paths gives paths relative to the workflow's directory here, as in its jobs."""
+    for var in PATH_VARS:
+        monkeypatch.delenv(var, raising=False)
 SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
 
 
 def _env(**extra):
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    for var in ("PYTHIA_PROJECT", "PYTHIA_WORK", "PYTHIA_RESULTS", "PYTHIA_SUITE_PATH"):
+    for var in PATH_VARS:
         env.pop(var, None)
     env.update(extra)
     return env
