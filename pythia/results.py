@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from pythia import paths, sections
+from pythia.errors import MissingInputError
 from pythia.sections import Compare
 
 SNAPSHOT = "reference"
@@ -103,7 +104,8 @@ def reference_tree(suite: str, reference: str | Path | None = None, rev: str = "
     if reference is not None:
         root = Path(reference)
         if not root.is_dir():
-            raise FileNotFoundError(f"reference directory {root} does not exist")
+            raise MissingInputError(f"reference directory {root} does not exist; pass the directory holding "
+                                    f"the reference results (its <stem>/ folders, or <suite>/ with them)")
         return DirTree(root / suite if (root / suite).is_dir() else root)
     tree = _git_reference(paths.results_dir(suite), rev)
     if tree is not None:

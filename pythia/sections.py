@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from pythia import paths
 from pythia.config import Suite, config_digest, load_suite
+from pythia.errors import UsageError
 
 if TYPE_CHECKING:
     import matplotlib.pyplot as plt
@@ -120,14 +121,14 @@ class Section:
         for f in self.figures:
             if f.name == name:
                 return f
-        raise KeyError(f"section {self.stem!r} declares no figure {name!r}; figures: "
+        raise UsageError(f"section {self.stem!r} declares no figure {name!r}; figures: "
                        f"{', '.join(f.name for f in self.figures) or 'none'} (add it in pythia/sections.py)")
 
     def table(self, name: str) -> Table:
         for t in self.tables:
             if t.name == name:
                 return t
-        raise KeyError(f"section {self.stem!r} declares no table {name!r}; tables: "
+        raise UsageError(f"section {self.stem!r} declares no table {name!r}; tables: "
                        f"{', '.join(t.name for t in self.tables) or 'none'} (add it in pythia/sections.py)")
 
     # ---------------------------------------------------------------- files
@@ -197,7 +198,7 @@ def get(stem: str) -> Section:
     for s in SECTIONS:
         if s.stem == stem:
             return s
-    raise KeyError(f"unknown section {stem!r}; sections: {', '.join(s.stem for s in SECTIONS)}")
+    raise UsageError(f"unknown section {stem!r}; sections: {', '.join(s.stem for s in SECTIONS)}")
 
 
 def stems() -> list[str]:

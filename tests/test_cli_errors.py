@@ -132,6 +132,12 @@ CASES = [
     case("workflow-unlock-live-snakemake", "workflow", "unlock", "--directory", "{busy_workflow}",
          expect="is in use by a running Snakemake (pid {snakemake_pid})"),
     case("workflow-unknown-subcommand", "workflow", "go", expect="invalid choice: 'go'"),
+    # pythia results
+    case("results-unknown-suite", "results", "compare", "--suite", "nosuch", expect="unknown suite 'nosuch'"),
+    case("results-missing-reference", "results", "compare", "--suite", "smoke", "--reference", "{missing}",
+         expect="does not exist; pass the directory holding the reference results"),
+    case("results-unknown-section", "results", "compare", "--suite", "smoke", "--section", "nosuch",
+         expect="invalid choice: 'nosuch'"),
 ]
 
 
@@ -157,12 +163,12 @@ def setting(tmp_path_factory):
     (root / "unknown_key").mkdir()
     (root / "unknown_key" / "tiny.yaml").write_text(yaml.safe_dump({**TINY, "trainig": {}}))
     (root / "a_dir").mkdir()
-    record = ckpt.run_record(tiny.name, tiny.digest, "t1", "standard")
+    record = ckpt.run_record(tiny.name, ckpt.run_digest(tiny, "t1", "standard"), "t1", "standard")
     runs = root / "runs"
     for name in ("foreign_run", "started_run", "broken_state_run", "locked_run"):
         (runs / name).mkdir(parents=True)
         (runs / name / "run.json").write_text(json.dumps(record))
-    (runs / "foreign_run" / "run.json").write_text(json.dumps({**record, "suite_digest": "0123456789abcdef"}))
+    (runs / "foreign_run" / "run.json").write_text(json.dumps({**record, "run_digest": "0123456789abcdef"}))
     (runs / "started_run" / "step0").mkdir()
     (runs / "broken_state_run" / "state" / "step4").mkdir(parents=True)
     busy = root / "busy_workflow"

@@ -8,6 +8,7 @@ import yaml
 
 from pythia import sections
 from pythia.config import load_suite
+from pythia.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_ORDER = ["suite", "training", "benchmarks", "gender_intervention", "memorization", "term_frequencies",
@@ -50,16 +51,16 @@ def test_config_schema_lists_the_sections_that_exist():
 
 
 def test_unknown_names_fail_with_the_list():
-    with pytest.raises(KeyError, match="unknown section 'nosuch'; sections: suite, training"):
+    with pytest.raises(UsageError, match="unknown section 'nosuch'; sections: suite, training"):
         sections.get("nosuch")
-    with pytest.raises(KeyError, match="declares no figure 'nosuch'"):
+    with pytest.raises(UsageError, match="declares no figure 'nosuch'"):
         sections.get("training").figure_files("micro", "nosuch")
 
 
 def test_notebook_outputs_write_only_declared_names(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHIA_RESULTS", str(tmp_path))
     out = sections.outputs("suite", "smoke")
-    with pytest.raises(KeyError, match="declares no table 'other'"):
+    with pytest.raises(UsageError, match="declares no table 'other'"):
         out.table("other", pd.DataFrame({"a": [1]}))
     out.table("suite_table", pd.DataFrame({"model": ["s1"]}))
     assert (tmp_path / "smoke" / "suite" / "suite_table.csv").exists()
