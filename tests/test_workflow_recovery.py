@@ -143,7 +143,7 @@ def _reproduce(workdir: Path) -> list[str]:
     """`make reproduce` on the smoke suite in ``workdir``, with this test's environment."""
     stamp = Path(sys.prefix) / ".installed"
     return ["make", "--no-print-directory", "-C", str(ROOT), "-o", str(stamp), "reproduce", f"VENV={sys.prefix}",
-            "CORES=2", f"SNAKEMAKE_ARGS=--config suite=smoke --directory {workdir}"]
+            "CORES=2", "SUITE=smoke", f"WORKDIR={workdir}"]
 
 
 def _training_now(workdir: Path) -> Path | None:
@@ -191,7 +191,7 @@ def test_killed_reproduce_reruns_by_itself(tmp_path):
     assert workflow.stale_lock_files(wd), "the kill left Snakemake's lock behind"
     assert not (killed / "done.json").exists()
     finished_before = _finished(log1.read_text())
-    killed_job = ("train", f"suite=smoke, dataset={killed.parent.name}, model={killed.name}")
+    killed_job = ("train", f"dataset={killed.parent.name}, model={killed.name}")
     assert killed_job not in finished_before
 
     # 3. the same command again: no manual step
@@ -204,6 +204,10 @@ def test_killed_reproduce_reruns_by_itself(tmp_path):
     assert killed_job in rerun_jobs
     assert not (rerun_jobs & finished_before), f"finished jobs redone: {rerun_jobs & finished_before}"
     assert (wd / "results" / "smoke" / "notebooks" / "01_training.ipynb").exists()
+    # make reproduce ends with results compare: against the snapshot of what the killed run had
+    # written (the suite section, if it finished before the kill), else there is no reference
+    assert ("vs snapshot" in rerun.stdout and "verdict: reproduced" in rerun.stdout) or \
+        "results/smoke: no reference to compare with" in rerun.stdout
     train_log = (wd / "logs" / "smoke" / "train" / killed.parent.name / f"{killed.name}.log").read_text()
     resumed = re.search(r"resumed .* \(step (\d+)\)", train_log)
 
