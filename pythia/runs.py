@@ -3,7 +3,7 @@
 Every analysis asks the same questions whatever produced the checkpoints, through one
 interface over three sources:
 
-    trained  the workflow's own runs: ``work/<suite>/models/<dataset>/<model>/step<N>/``
+    trained  the workflow's own runs: ``work/<suite>/models/<run>/<model>/step<N>/`` (pythia.paths)
              (Hugging Face dirs with their tokenizer, written by ``pythia train``)
     local    a directory laid out like the released suite, one folder per model and step:
              ``<path>/pythia-160m-deduped/step143000/``, each an HF model dir, or the
@@ -294,7 +294,7 @@ class Catalogue:
     def model_dir(self, model: str, dataset: str) -> Path:
         """The folder holding ``step<N>`` of a model (trained, local)."""
         if self.source is Source.trained:
-            return paths.suite_dir(self.suite.name) / "models" / dataset / model
+            return paths.run_dir(self.suite.name, dataset, model)
         if self.source is Source.local:
             return self.path / released_name(model, dataset)
         raise CatalogueError("hub checkpoints have no local folder; use checkpoint(...).location")
@@ -306,11 +306,8 @@ class Catalogue:
         if self.source is Source.hub:
             return list(paths.DATASETS)
         if self.source is Source.trained:
-            root = paths.suite_dir(self.suite.name) / "models"
-            found = [p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")] if root.is_dir() else []
-        else:
-            found = [d for d in paths.DATASETS if any((self.path / released_name(m, d)).is_dir() for m in self.suite.models)]
-        return sorted(found, key=lambda d: (paths.DATASETS.index(d) if d in paths.DATASETS else len(paths.DATASETS), d))
+            return paths.list_runs(self.suite.name)  # baselines, each followed by its variants
+        return [d for d in paths.DATASETS if any((self.path / released_name(m, d)).is_dir() for m in self.suite.models)]
 
     def models(self, dataset: str | None = None) -> list[str]:
         """Suite models (in the suite's order) with at least one checkpoint (of ``dataset``, if given)."""

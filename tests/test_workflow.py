@@ -80,7 +80,7 @@ def test_hub_checkpoints_train_nothing(tmp_path):
     out = _snakemake("-n", "--directory", str(tmp_path), "--config", "suite=pythia", "checkpoints_source=hub")
     assert out.returncode == 0, out.stdout + out.stderr
     jobs = _job_counts(out.stdout)
-    assert "train" not in jobs and "notebook_training" not in jobs and jobs["notebook_suite"] == 1
+    assert "train" not in jobs and "training_notebook" not in jobs and jobs["suite_notebook"] == 1
 
 
 def test_checkpoint_config_errors_are_clear(tmp_path):

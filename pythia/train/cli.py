@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--suite", required=True, help="suite name (pythia, micro, smoke) or a YAML path")
     p.add_argument("--model", required=True, help="model name within the suite, e.g. 1.8M")
     p.add_argument("--dataset", default="standard", choices=paths.DATASETS)
-    p.add_argument("--out", type=Path, help="run directory (default work/<suite>/models/<dataset>/<model>)")
+    p.add_argument("--out", type=Path, help="run directory (default work/<suite>/models/<dataset>/<model>, pythia.paths.run_dir)")
     p.add_argument("--resume", action="store_true", help="continue from the run's latest saved training state")
     p.add_argument("--replace-stale", action="store_true",
                    help="if the run directory holds a run of another configuration, delete it and start over")
