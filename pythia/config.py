@@ -281,12 +281,38 @@ class TrainingSpec(_Strict):
         return self.global_batch * self.seq_len
 
 
+class TrajectoriesSpec(_Strict):
+    """Section 06, training trajectories (Xia et al.): how much each of its analyses evaluates.
+    The defaults follow the paper's setup at Pythia's scale; small suites set smaller values."""
+
+    val_sequences: Annotated[int, Field(gt=0)] = 256
+    """Held-out (validation) sequences whose every token's loss is kept at every checkpoint."""
+    start_fractions: list[Annotated[float, Field(ge=0, lt=1)]] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+    """Token classes are fitted on the checkpoints from these fractions of training on (the paper's t)."""
+    prompts: Annotated[int, Field(gt=0)] = 256
+    """Held-out prompts (test split) for the hallucination-like sequences."""
+    prompt_tokens: Annotated[int, Field(gt=0)] = 32
+    """Tokens of each prompt."""
+    new_tokens: Annotated[int, Field(gt=0)] = 32
+    """Tokens generated from each prompt (compared with its true continuation of the same length)."""
+    contrast_epsilon: Annotated[float, Field(gt=0)] = 1e-5
+    """The small constant added to max(p_small - p_large, 0) before renormalising."""
+    icl_tasks: list[str] = []
+    """BIG-bench multiple-choice tasks evaluated in context; empty: every one the project has."""
+    icl_shots: Annotated[int, Field(ge=0)] = 2
+    """Examples shown before each question (the paper: 2)."""
+    icl_limit: Annotated[int, Field(gt=0)] | None = None
+    """Questions per task (null: all)."""
+
+
 class AnalysisSpec(_Strict):
     """What the analysis sections read. It never changes a trained weight, so it is not part of the suite's digest."""
 
     steps: list[Annotated[int, Field(ge=0)]] | None = None
     """Checkpoint steps the sections analyse, each a checkpoint step of the suite; null: every checkpoint step.
     The workflow's ``checkpoints.steps`` overrides it."""
+    training_trajectories: TrajectoriesSpec = TrajectoriesSpec()
+    """Sizes of section 06's evaluations (pythia.analysis.training_trajectories)."""
 
 
 class Suite(_Strict):

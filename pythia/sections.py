@@ -190,6 +190,29 @@ SECTIONS: tuple[Section, ...] = (
         ),
         reads=("tokenizer", "data", "training", "models"),
     ),
+    Section(
+        6, "training_trajectories", "Training trajectories",
+        figures=(
+            Figure("validation", trained("dataset", "model", "step")),
+            Figure("token_classes", Compare(keys=("dataset", "model", "start_fraction", "class"), atol=0.01,
+                                            why="a token whose p-value or flatness sits at its threshold flips "
+                                                "class when trained losses differ in the last digits")),
+            Figure("same_perplexity", trained("dataset", "subset", "model", "step")),
+            Figure("hallucination", trained("dataset", "model", "step", "kind")),
+            Figure("icl", Compare(keys=("dataset", "model", "step"), rtol=1e-3, atol=1e-3,
+                                  why="lm-eval log-likelihoods of trained weights; an option at a tie flips")),
+        ),
+        tables=(
+            Table("class_shares", Compare(keys=("dataset", "model", "start_fraction", "class"), atol=0.01,
+                                          why="a token at a threshold flips class when trained losses differ")),
+            Table("overlap", Compare(keys=("dataset", "subset"), rtol=1e-3, atol=1e-4,
+                                     why="spreads of trained losses, subsets defined by thresholds")),
+            Table("hallucination", trained("dataset", "model")),
+            Table("icl", Compare(keys=("dataset",), rtol=1e-3, atol=1e-3,
+                                 why="rank correlations of lm-eval scores of trained weights")),
+        ),
+        reads=("tokenizer", "data", "training", "models", "analysis"),
+    ),
 )
 
 

@@ -138,6 +138,22 @@ CASES = [
          expect="does not exist; pass the directory holding the reference results"),
     case("results-unknown-section", "results", "compare", "--suite", "smoke", "--section", "nosuch",
          expect="invalid choice: 'nosuch'"),
+    # pythia training_trajectories
+    case("trajectories-no-subcommand", "training_trajectories", expect="required: COMMAND"),
+    case("trajectories-unknown-suite", "training_trajectories", "tasks", "--suite", "nosuch", "--out", "{scratch}",
+         expect="unknown suite 'nosuch'"),
+    case("trajectories-unknown-model", "training_trajectories", "evaluate", "--suite", "smoke", "--dataset",
+         "standard", "--model", "nosuch", "--hallucination", "{missing}", "--tasks", "{a_dir}", "--out-dir",
+         "{scratch}", expect="unknown model 'nosuch'"),
+    case("trajectories-no-checkpoints", "training_trajectories", "evaluate", "--suite", "smoke", "--dataset",
+         "standard", "--model", "s1", "--hallucination", "{missing}", "--tasks", "{a_dir}", "--out-dir", "{scratch}",
+         expect="no checkpoints of model 's1' on dataset 'standard'"),
+    case("trajectories-cuda-missing", "training_trajectories", "generate", "--suite", "smoke", "--dataset",
+         "standard", "--out", "{scratch}/h.npz", "--device", "cuda", expect="no CUDA device is visible"),
+    case("trajectories-fp16-on-cpu", "training_trajectories", "generate", "--suite", "smoke", "--dataset",
+         "standard", "--out", "{scratch}/h.npz", "--dtype", "fp16", expect="--dtype fp16 is for CUDA"),
+    case("trajectories-bad-threads", "training_trajectories", "generate", "--suite", "smoke", "--dataset",
+         "standard", "--out", "{scratch}/h.npz", "--threads", "0", expect="--threads must be at least 1"),
 ]
 
 
