@@ -201,6 +201,7 @@ SECTIONS: tuple[Section, ...] = (
             Figure("hallucination", trained("dataset", "model", "step", "kind")),
             Figure("icl", Compare(keys=("dataset", "model", "step"), rtol=1e-3, atol=1e-3,
                                   why="lm-eval log-likelihoods of trained weights; an option at a tie flips")),
+            Figure("published_icl", Compare(keys=("model", "dataset", "step"))),
         ),
         tables=(
             Table("class_shares", Compare(keys=("dataset", "model", "start_fraction", "class"), atol=0.01,
@@ -210,6 +211,7 @@ SECTIONS: tuple[Section, ...] = (
             Table("hallucination", trained("dataset", "model")),
             Table("icl", Compare(keys=("dataset",), rtol=1e-3, atol=1e-3,
                                  why="rank correlations of lm-eval scores of trained weights")),
+            Table("published", Compare(keys=("dataset",), rtol=1e-9, why="rank correlations in floating point")),
         ),
         reads=("tokenizer", "data", "training", "models", "analysis"),
     ),

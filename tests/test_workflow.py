@@ -81,6 +81,9 @@ def test_hub_checkpoints_train_nothing(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     jobs = _job_counts(out.stdout)
     assert "train" not in jobs and "training_notebook" not in jobs and jobs["suite_notebook"] == 1
+    # section 06: a contrastive decoding per dataset, every model of both datasets evaluated
+    assert jobs["training_trajectories_generate"] == 2 and jobs["training_trajectories_evaluate"] == 20
+    assert jobs["training_trajectories_tasks"] == 1 and jobs["training_trajectories_notebook"] == 1
 
 
 def test_checkpoint_config_errors_are_clear(tmp_path):
@@ -247,12 +250,17 @@ def test_a_suite_edit_reruns_exactly_the_jobs_that_depend_on_it(smoke_workflow, 
         return _planned(out)
 
     # one model's learning rate: that model's two runs and the notebooks that show it
+    # (and section 06: its hallucination-like sequences contrast s1 with s2, so every evaluation after them)
+    trajectories = {"training_trajectories_generate", "training_trajectories_evaluate", "training_trajectories_notebook"}
     jobs, trains = dry("peak_lr: 2.0e-3", "peak_lr: 2.5e-3")
     assert trains == {("standard", "s2"), ("deduped", "s2")}
-    assert set(jobs) == {"train", "training_notebook", "suite_notebook", "all"}
+    assert set(jobs) == {"train", "training_notebook", "suite_notebook", "all"} | trajectories
     # the other model's learning rate: not s2's runs
     jobs, trains = dry("peak_lr: 3.0e-3", "peak_lr: 3.5e-3")
     assert trains == {("standard", "s1"), ("deduped", "s1")}
+    # section 06's sizes: its jobs only, and not the task files unless the tasks change
+    jobs, trains = dry("    prompts: 4\n", "    prompts: 3\n")
+    assert set(jobs) == {"all"} | trajectories and not trains
     # deduplication: the deduplicated data, its order and runs, the card; not the standard ones
     jobs, trains = dry("threshold: 0.87", "threshold: 0.8")
     assert trains == {("deduped", "s1"), ("deduped", "s2")}

@@ -375,6 +375,83 @@ def icl_summary(curves: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# ------------------------------------------------------------------------------ published Pythia
+
+PUBLISHED_FILE = Path(__file__).with_name("published") / "pythia_zero_shot_trajectories.csv"
+"""Published Pythia zero-shot results over training, one row per (model, dataset, step):
+LAMBADA (OpenAI) perplexity and accuracy, and the mean accuracy of the other zero-shot tasks.
+Converted by :func:`convert_published` from EleutherAI/pythia ``evals/pythia-v1/<model>/zero-shot/``
+(Apache-2.0)."""
+PUBLISHED_TASKS = ("arc_challenge", "arc_easy", "piqa", "sciq", "winogrande", "logiqa", "wsc")
+PUBLISHED_SOURCE = "EleutherAI/pythia evals/pythia-v1/<model>/zero-shot/*_step<N>.json (Apache-2.0)"
+
+
+def convert_published(reference: str | Path) -> pd.DataFrame:
+    """The compact table of :data:`PUBLISHED_FILE` from the published ``pythia-v1`` folder (the
+    standard and deduplicated models of the released sizes; batch-size and bf16 variants left out)."""
+    import json
+    import re
+
+    from pythia.runs import RELEASED_SIZES
+
+    rows = []
+    names = {f"pythia-{m.lower()}" + s: (m, d) for m in RELEASED_SIZES for s, d in (("", "standard"), ("-deduped", "deduped"))}
+    for folder in sorted(Path(reference).iterdir()):
+        if folder.name not in names:
+            continue
+        model, dataset = names[folder.name]
+        for f in sorted((folder / "zero-shot").glob("*_step*.json")):
+            step = int(re.search(r"_step(\d+)\.json$", f.name).group(1))
+            res = json.loads(f.read_text())["results"]
+            accs = [res[t]["acc"] for t in PUBLISHED_TASKS if t in res]
+            lam = res.get("lambada_openai", {})
+            rows.append({"model": model, "dataset": dataset, "step": step, "lambada_ppl": lam.get("ppl"),
+                         "lambada_acc": lam.get("acc"), "mean_acc": float(np.mean(accs)) if accs else None,
+                         "tasks": len(accs)})
+    if not rows:
+        raise MissingInputError(f"no pythia-<size>[-deduped]/zero-shot/*_step<N>.json under {reference}; pass the "
+                                f"evals/pythia-v1 folder of EleutherAI/pythia")
+    order = {m: i for i, m in enumerate(RELEASED_SIZES)}
+    df = pd.DataFrame(rows)
+    return df.sort_values(["dataset", "model", "step"], key=lambda c: c.map(order) if c.name == "model" else c,
+                          ignore_index=True)
+
+
+def load_published() -> pd.DataFrame:
+    """The committed published table (:data:`PUBLISHED_FILE`)."""
+    return pd.read_csv(PUBLISHED_FILE, comment="#")
+
+
+def published_summary(pub: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset: Spearman correlation of mean zero-shot accuracy with log LAMBADA perplexity
+    over every size and checkpoint (the published analogue of Xia et al.'s third finding), and
+    of accuracy with log step for comparison."""
+    rows = []
+    for d, g in pub.dropna(subset=["lambada_ppl", "mean_acc"]).groupby("dataset", sort=False):
+        g = g[g["step"] > 0]
+        rows.append({"dataset": d, "points": int(len(g)), "models": int(g["model"].nunique()),
+                     "spearman_acc_vs_log_lambada_ppl": float(stats.spearmanr(np.log(g["lambada_ppl"]), g["mean_acc"]).statistic),
+                     "spearman_acc_vs_log_step": float(stats.spearmanr(np.log(g["step"]), g["mean_acc"]).statistic)})
+    return pd.DataFrame(rows)
+
+
+def plot_published(pub: pd.DataFrame, dataset: str = "standard"):
+    """Published Pythia: mean zero-shot accuracy against LAMBADA perplexity, one colour per size."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    g = pub[(pub["dataset"] == dataset) & (pub["step"] > 0)].dropna(subset=["lambada_ppl", "mean_acc"])
+    fig, ax = plt.subplots(figsize=(6, 4))
+    sns.lineplot(data=g, x="lambada_ppl", y="mean_acc", hue="model", marker="o", markersize=3, sort=False, ax=ax)
+    ax.set_xscale("log")
+    ax.invert_xaxis()
+    ax.set_xlabel("LAMBADA perplexity (published)")
+    ax.set_ylabel(f"mean zero-shot accuracy ({len(PUBLISHED_TASKS)} tasks)")
+    ax.set_title(f"published Pythia ({dataset}): perplexity predicts accuracy across sizes")
+    fig.tight_layout()
+    return fig
+
+
 # ------------------------------------------------------------------------------ plots
 
 

@@ -24,12 +24,19 @@ matplotlib.use("Agg")
 
 
 def test_per_token_losses_equal_cross_entropy_of_a_plain_forward(smoke_run, monkeypatch, tmp_path):
+    """``evaluate`` on checkpoints in the released suite's layout (source local; the workflow
+    test runs the trained source): its float16 losses are F.cross_entropy's."""
+    import shutil
+
     from pythia.data.batches import validation_sequences
     from pythia.runs import open_catalogue
 
     monkeypatch.setenv("PYTHIA_WORK", str(smoke_run))
+    for step in (0, 16, 24):
+        shutil.copytree(smoke_run / "smoke" / "models" / "standard" / "s1" / f"step{step}",
+                        tmp_path / "released" / "pythia-s1" / f"step{step}")
     suite = load_suite("smoke")
-    cat = open_catalogue(suite, steps=[0, 16, 24])
+    cat = open_catalogue(suite, "local", tmp_path / "released", steps=[0, 16, 24])
     prompts, true = heavy.hallucination_prompts(suite)
     gen = np.ones_like(true)
     np.savez(tmp_path / "h.npz", prompts=prompts, generated=gen, true=true)
@@ -232,3 +239,23 @@ def test_task_files_are_lm_eval_multiple_choice(tmp_path, monkeypatch):
     from pythia.evaluate.harness import task_digest
 
     assert len(task_digest("tt_bb_toy", tmp_path)) == 16  # lm-eval finds and parses it
+
+
+def test_published_table_converts_and_is_committed(tmp_path):
+    import matplotlib.pyplot as plt
+
+    for name, step, ppl, acc in (("pythia-70m", 1000, 80.0, 0.4), ("pythia-70m", 143000, 40.0, 0.45),
+                                 ("pythia-70m-deduped", 143000, 30.0, 0.5), ("pythia-70m-0.25MtokBS", 1, 9.0, 0.9)):
+        f = tmp_path / name / "zero-shot" / f"70m_step{step}.json"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(json.dumps({"results": {"lambada_openai": {"ppl": ppl, "acc": 0.1}, "piqa": {"acc": acc},
+                                             "sciq": {"acc": acc + 0.1}}}))
+    df = tt.convert_published(tmp_path)
+    assert df[["model", "dataset", "step"]].values.tolist() == [["70M", "deduped", 143000], ["70M", "standard", 1000],
+                                                                ["70M", "standard", 143000]]
+    assert df["mean_acc"].tolist() == pytest.approx([0.55, 0.45, 0.5]) and df["tasks"].tolist() == [2, 2, 2]
+    pub = tt.load_published()  # the committed conversion: every released size with both datasets' curves
+    assert {"70M", "160M", "410M", "1.4B", "2.8B", "6.9B", "12B"} <= set(pub["model"]) and len(pub) > 300
+    summary = tt.published_summary(pub)
+    assert (summary["spearman_acc_vs_log_lambada_ppl"] < -0.9).all()
+    plt.close(tt.plot_published(pub))
