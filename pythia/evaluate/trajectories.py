@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 STEM = "training_trajectories"
 TASK_PREFIX = "tt_bb_"
 """lm-eval task names: ``tt_bb_<BIG-bench task>``."""
+SHOT_POOL = 32
+"""Examples of each task set aside as the pool its shots are drawn from."""
 DTYPES = {"float32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -160,34 +162,50 @@ def icl_task_names(suite: Suite) -> list[str]:
     return chosen
 
 
-def task_yaml(name: str, data_file: Path) -> str:
+def task_yaml(name: str, data_file: Path, shots_file: Path) -> str:
     """An lm-eval multiple-choice task over our JSONL (question, choices, gold): the question as
-    ``Q: ...\\nA:``, each option as a continuation after a space, shots separated by a blank line."""
+    ``Q: ...\\nA:``, each option as a continuation after a space, shots separated by a blank line,
+    drawn from ``shots_file`` (lm-eval's seeded sampler)."""
     return (f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data_file.resolve()}\n"
-            "test_split: test\noutput_type: multiple_choice\n"
+            f"    train: {shots_file.resolve()}\n"
+            "test_split: test\nfewshot_split: train\noutput_type: multiple_choice\n"
             "doc_to_text: \"Q: {{question}}\\nA:\"\ndoc_to_choice: \"{{choices}}\"\ndoc_to_target: \"{{gold}}\"\n"
-            "target_delimiter: \" \"\nfewshot_delimiter: \"\\n\\n\"\nfewshot_config:\n  sampler: default\n"
+            "target_delimiter: \" \"\nfewshot_delimiter: \"\\n\\n\"\n"
             "metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n"
             "  - metric: acc_norm\n    aggregation: mean\n    higher_is_better: true\n")
 
 
+def _write_jsonl(path: Path, examples) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for ex in examples:
+            f.write(json.dumps({"id": ex.id, "question": ex.question, "choices": list(ex.choices), "gold": ex.gold},
+                               ensure_ascii=False) + "\n")
+
+
 def write_tasks(suite: Suite, out: str | Path) -> list[str]:
-    """Write one lm-eval task per chosen BIG-bench task into ``out`` (its multiple-choice examples
-    with one best option, as JSONL, and the YAML); returns the lm-eval task names."""
+    """Write one lm-eval task per chosen BIG-bench task into ``out``; returns the lm-eval task names.
+
+    Of a task's multiple-choice examples with one best option, the first :data:`SHOT_POOL` are
+    the pool the shots are drawn from (``<task>.shots.jsonl``, never asked), the next
+    ``icl_limit`` (all, when null) the questions (``<task>.jsonl``): the shots never include the
+    question, and lm-eval loads only what it evaluates (a whole 50,000-question task takes
+    seconds per checkpoint to load)."""
     from pythia.data.evalsets import get_evalset
 
     out = Path(out)
+    limit = settings(suite).icl_limit
     names = []
     for task in icl_task_names(suite):
         rows = [ex for ex in get_evalset(f"bigbench/{task}").iter_examples()
                 if len(ex.choices) >= 2 and ex.gold is not None and "scores" not in ex.meta]
-        data = out / f"{task}.jsonl"
-        with atomic_path(data) as tmp, open(tmp, "w", encoding="utf-8") as f:
-            for ex in rows:
-                f.write(json.dumps({"id": ex.id, "question": ex.question, "choices": list(ex.choices),
-                                    "gold": ex.gold}, ensure_ascii=False) + "\n")
+        if len(rows) <= SHOT_POOL:
+            raise UsageError(f"BIG-bench task {task!r} has {len(rows)} usable multiple-choice examples, too few for "
+                             f"{SHOT_POOL} shot examples and questions; choose another in icl_tasks")
+        data, shots = out / f"{task}.jsonl", out / f"{task}.shots.jsonl"
+        _write_jsonl(shots, rows[:SHOT_POOL])
+        _write_jsonl(data, rows[SHOT_POOL:][:limit])
         name = TASK_PREFIX + task
-        write_text(out / f"{name}.yaml", task_yaml(name, data))
+        write_text(out / f"{name}.yaml", task_yaml(name, data, shots))
         names.append(name)
     write_text(out / "tasks.json", json.dumps(names) + "\n")
     return names

@@ -228,14 +228,16 @@ def test_every_figure_renders_from_its_frame():
 def test_task_files_are_lm_eval_multiple_choice(tmp_path, monkeypatch):
     from pythia.data import evalsets
 
-    ex = [evalsets.Example("1", "Which?", choices=("yes", "no"), gold=1),
-          evalsets.Example("2", "Tied?", choices=("a", "b"), gold=0, meta={"scores": [1, 1]})]
+    ex = [evalsets.Example(str(i), f"Which {i}?", choices=("yes", "no"), gold=i % 2) for i in range(40)]
+    ex.insert(3, evalsets.Example("tie", "Tied?", choices=("a", "b"), gold=0, meta={"scores": [1, 1]}))
     monkeypatch.setattr(heavy, "icl_task_names", lambda suite: ["toy"])
     monkeypatch.setattr(evalsets, "get_evalset", lambda name: SimpleNamespace(iter_examples=lambda: iter(ex)))
-    names = heavy.write_tasks(load_suite("smoke"), tmp_path)
+    names = heavy.write_tasks(load_suite("smoke"), tmp_path)  # smoke: icl_limit 4
     assert names == ["tt_bb_toy"] and json.loads((tmp_path / "tasks.json").read_text()) == names
+    shots = [json.loads(line)["id"] for line in (tmp_path / "toy.shots.jsonl").read_text().splitlines()]
     rows = [json.loads(line) for line in (tmp_path / "toy.jsonl").read_text().splitlines()]
-    assert rows == [{"id": "1", "question": "Which?", "choices": ["yes", "no"], "gold": 1}]
+    assert shots == [str(i) for i in range(32)] and [r["id"] for r in rows] == ["32", "33", "34", "35"]
+    assert rows[0] == {"id": "32", "question": "Which 32?", "choices": ["yes", "no"], "gold": 0}
     from pythia.evaluate.harness import task_digest
 
     assert len(task_digest("tt_bb_toy", tmp_path)) == 16  # lm-eval finds and parses it
