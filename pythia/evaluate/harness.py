@@ -74,6 +74,29 @@ def task_manager(include_path: str | Path | None = None, tasks: list[str] | None
     return _task_manager(path, True)
 
 
+def _env_info_once() -> None:
+    """Make lm-eval collect its environment record once per process.
+
+    ``simple_evaluate`` adds the environment to every result (``add_env_info``: torch's
+    ``collect_env``, which runs ``pip list`` and other subprocesses): 2-9 s per call on a busy
+    2-core machine, several times the evaluation of a small model, and paid again for every
+    checkpoint a section evaluates. It cannot change within a process, so the first call's
+    record is kept and copied into later results."""
+    from lm_eval import evaluator
+
+    if getattr(evaluator.add_env_info, "once", False):
+        return
+    collect, kept = evaluator.add_env_info, {}
+
+    def add_env_info(storage: dict) -> None:
+        if not kept:
+            collect(kept)
+        storage.update(json.loads(json.dumps(kept, default=str)))
+
+    add_env_info.once = True
+    evaluator.add_env_info = add_env_info
+
+
 def _data_files(cfg: dict) -> list[Path]:
     files = (cfg.get("dataset_kwargs") or {}).get("data_files")
     if isinstance(files, dict):
@@ -174,6 +197,7 @@ def evaluate_tasks(
     if tokenizer is None:
         tokenizer = checkpoint.load_tokenizer()
     log.info("lm-eval %s on %s (%d-shot)", ", ".join(todo), checkpoint.name, num_fewshot)
+    _env_info_once()
     out = lm_eval.simple_evaluate(
         model=lm_eval_model(model, tokenizer, batch_size=batch_size), tasks=todo, num_fewshot=num_fewshot,
         task_manager=task_manager(include_path, todo), limit=limit, log_samples=log_samples,

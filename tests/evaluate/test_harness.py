@@ -112,3 +112,24 @@ def test_unknown_task_and_missing_data_fail_clearly(ckpt, tmp_path):
     (tasks / "cloze.jsonl").unlink()
     with pytest.raises(TaskError, match=r"data file .*cloze.jsonl of task 'tiny_cloze' .* is missing"):
         evaluate_tasks(ckpt, ["tiny_cloze"], include_path=tasks, root=tmp_path / "cache")
+
+
+def test_lm_eval_environment_is_collected_once_per_process(monkeypatch):
+    from lm_eval import evaluator
+
+    from pythia.evaluate.harness import _env_info_once
+
+    calls = []
+
+    def collect(storage):
+        calls.append(1)
+        storage.update({"pretty_env_info": "slow", "lm_eval_version": "0.4"})
+
+    monkeypatch.setattr(evaluator, "add_env_info", collect)
+    _env_info_once()
+    _env_info_once()  # already wrapped: stays one wrapper
+    first, second = {}, {"results": 1}
+    evaluator.add_env_info(first)
+    evaluator.add_env_info(second)
+    assert len(calls) == 1 and first == {"pretty_env_info": "slow", "lm_eval_version": "0.4"}
+    assert second == {"results": 1, **first}
