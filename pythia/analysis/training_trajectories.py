@@ -264,7 +264,7 @@ def subset_curves(runs: dict, suite: Suite, reference: str, start_fraction: floa
     """Per dataset, subset (defined on ``reference``'s run of that dataset), model and step: the
     subset's perplexity exp(mean loss) and the validation perplexity."""
     rows = []
-    for d in sorted({d for d, _ in runs}):
+    for d in dict.fromkeys(d for d, _ in runs):  # the runs' order: standard first
         if (d, reference) not in runs:
             raise UsageError(f"reference model {reference!r} has no run on {d!r}; models: "
                              f"{', '.join(m for dd, m in runs if dd == d)}")
@@ -361,6 +361,14 @@ def icl_curves(icl: pd.DataFrame, val: pd.DataFrame) -> pd.DataFrame:
     return g.merge(val[["dataset", "model", "step", "val_ppl", "tokens", "flops"]], on=["dataset", "model", "step"])
 
 
+def _spearman(x, y) -> float:
+    """Spearman's rho; NaN (without a warning) when either side is constant (e.g. accuracy at chance)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(stats.spearmanr(x, y).statistic)
+
+
 def icl_summary(curves: pd.DataFrame) -> pd.DataFrame:
     """Per dataset: how well log validation perplexity predicts accuracy and the option gap
     across every size and checkpoint (Spearman correlations; the paper: perplexity predicts
@@ -368,8 +376,8 @@ def icl_summary(curves: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for d, g in curves.groupby("dataset", sort=False):
         rows.append({"dataset": d, "points": int(len(g)),
-                     "spearman_acc_vs_log_ppl": float(stats.spearmanr(np.log(g["val_ppl"]), g["acc"]).statistic),
-                     "spearman_gap_vs_log_ppl": float(stats.spearmanr(np.log(g["val_ppl"]), g["gap"]).statistic),
+                     "spearman_acc_vs_log_ppl": _spearman(np.log(g["val_ppl"]), g["acc"]),
+                     "spearman_gap_vs_log_ppl": _spearman(np.log(g["val_ppl"]), g["gap"]),
                      "acc_min": float(g["acc"].min()), "acc_max": float(g["acc"].max()),
                      "chance": float(g["chance"].mean())})
     return pd.DataFrame(rows)
