@@ -87,7 +87,7 @@ def generate_digest(suite: Suite, dataset: str, models: list[str] | None = None)
 def tasks_digest(suite: Suite) -> str:
     """What the task files depend on: the chosen tasks and how many questions of each."""
     s = suite.analysis.training_trajectories
-    return config_digest({"icl_tasks": s.icl_tasks, "icl_limit": s.icl_limit})
+    return config_digest({"icl_tasks": s.icl_tasks, "icl_limit": s.icl_limit, "format": 2})
 
 
 def load_run(suite: str, dataset: str, model: str) -> dict[str, np.ndarray]:

@@ -163,13 +163,15 @@ def icl_task_names(suite: Suite) -> list[str]:
 
 
 def task_yaml(name: str, data_file: Path, shots_file: Path) -> str:
-    """An lm-eval multiple-choice task over our JSONL (question, choices, gold): the question as
-    ``Q: ...\\nA:``, each option as a continuation after a space, shots separated by a blank line,
-    drawn from ``shots_file`` (lm-eval's seeded sampler)."""
+    """An lm-eval multiple-choice task over our JSONL: the ``prompt`` (``Q: <question>\\nA:``), each
+    of the ``choices`` as a continuation after a space, ``gold`` the right one; shots separated by
+    a blank line, drawn from ``shots_file`` (lm-eval's seeded sampler). Fields are named, not
+    Jinja templates: lm-eval compiles a template for every document and shot, which took longer
+    than scoring them on small models."""
     return (f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data_file.resolve()}\n"
             f"    train: {shots_file.resolve()}\n"
             "test_split: test\nfewshot_split: train\noutput_type: multiple_choice\n"
-            "doc_to_text: \"Q: {{question}}\\nA:\"\ndoc_to_choice: \"{{choices}}\"\ndoc_to_target: \"{{gold}}\"\n"
+            "doc_to_text: prompt\ndoc_to_choice: choices\ndoc_to_target: gold\n"
             "target_delimiter: \" \"\nfewshot_delimiter: \"\\n\\n\"\n"
             "metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n"
             "  - metric: acc_norm\n    aggregation: mean\n    higher_is_better: true\n")
@@ -178,8 +180,8 @@ def task_yaml(name: str, data_file: Path, shots_file: Path) -> str:
 def _write_jsonl(path: Path, examples) -> None:
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for ex in examples:
-            f.write(json.dumps({"id": ex.id, "question": ex.question, "choices": list(ex.choices), "gold": ex.gold},
-                               ensure_ascii=False) + "\n")
+            f.write(json.dumps({"id": ex.id, "prompt": f"Q: {ex.question}\nA:", "choices": list(ex.choices),
+                                "gold": ex.gold}, ensure_ascii=False) + "\n")
 
 
 def write_tasks(suite: Suite, out: str | Path) -> list[str]:
@@ -296,7 +298,7 @@ def evaluate(suite: Suite, catalogue, dataset: str, model: str, hallucination: s
         true_losses.append(cached_score(ckpt, true_rows, range(p, true_rows.shape[1]), **kw).losses.astype(np.float16))
         if names:
             records = evaluate_tasks(ckpt, names, num_fewshot=s.icl_shots, include_path=tasks, limit=s.icl_limit,
-                                     log_samples=True, model=load(), tokenizer=tok, device=device)
+                                     log_samples=True, model=load(), tokenizer=tok, device=device, batch_size=64)
             icl += [{"dataset": dataset, "model": model, **r} for r in icl_rows(records, tok, step)]
     out_dir = Path(out_dir)
     with atomic_path(out_dir / "losses.npz", suffix=".npz") as tmp, open(tmp, "wb") as f:

@@ -237,7 +237,7 @@ def test_task_files_are_lm_eval_multiple_choice(tmp_path, monkeypatch):
     shots = [json.loads(line)["id"] for line in (tmp_path / "toy.shots.jsonl").read_text().splitlines()]
     rows = [json.loads(line) for line in (tmp_path / "toy.jsonl").read_text().splitlines()]
     assert shots == [str(i) for i in range(32)] and [r["id"] for r in rows] == ["32", "33", "34", "35"]
-    assert rows[0] == {"id": "32", "question": "Which 32?", "choices": ["yes", "no"], "gold": 0}
+    assert rows[0] == {"id": "32", "prompt": "Q: Which 32?\nA:", "choices": ["yes", "no"], "gold": 0}
     from pythia.evaluate.harness import task_digest
 
     assert len(task_digest("tt_bb_toy", tmp_path)) == 16  # lm-eval finds and parses it
