@@ -282,8 +282,7 @@ class TrainingSpec(_Strict):
 
 
 class TrajectoriesSpec(_Strict):
-    """Section 06, training trajectories (Xia et al.): how much each of its analyses evaluates.
-    The defaults follow the paper's setup at Pythia's scale; small suites set smaller values."""
+    """Section 06, training trajectories (Xia et al.): how much each analysis evaluates (defaults: the paper's setup; small suites set less)."""
 
     val_sequences: Annotated[int, Field(gt=0)] = 256
     """Held-out (validation) sequences whose every token's loss is kept at every checkpoint."""
