@@ -1,0 +1,1 @@
+"""Published Pythia numbers converted into the project's compact tables (see each module)."""
