@@ -8,6 +8,7 @@
     pythia bench train ... / pythia bench score ...    training throughput and MFU / scoring vs training
     pythia workflow run|unlock ...                     the Snakemake workflow, recovering a killed run
     pythia results compare [--suite S] [--reference DIR]   did the rerun reproduce the committed results?
+    pythia benchmarks tasks|evaluate|bench|published   section 02: lm-eval over checkpoints, published numbers
     pythia training_trajectories tasks|generate|evaluate ...   section 06: per-token losses, hallucination, ICL
 
 Each part of the package registers its own subcommands (``register(subparsers)``).
@@ -30,7 +31,7 @@ from pythia.errors import EXIT_USER_ERROR, user_message
 
 # Modules that add subcommands; each has ``register(subparsers)``.
 SUBCOMMAND_MODULES = ("pythia.analysis.suite", "pythia.data.cli", "pythia.train.cli", "pythia.runs", "pythia.bench",
-                      "pythia.workflow", "pythia.results", "pythia.evaluate.trajectories")
+                      "pythia.workflow", "pythia.results", "pythia.evaluate.benchmarks", "pythia.evaluate.trajectories")
 
 
 class Parser(argparse.ArgumentParser):

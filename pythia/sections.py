@@ -62,6 +62,10 @@ machine is bit-identical). 1e-4 leaves three orders of margin for that noise and
 any change in data, order, model or optimiser (which moves losses by 1e-3 or more)."""
 
 
+BENCH_WHY = ("scores of trained weights: CPU kernel noise moves log-likelihoods by ~1e-6 and can flip a near-tie "
+             "choice (1 of 200 examples = 0.005)")
+
+
 def trained(*keys: str) -> Compare:
     """The comparison of values that come out of training: losses within :data:`LOSS_RTOL`."""
     return Compare(keys=keys, rtol=LOSS_RTOL, why="trained losses: CPU kernels differ across machines")
@@ -189,6 +193,24 @@ SECTIONS: tuple[Section, ...] = (
             Table("batch_proof", Compare(keys=("model", "dataset"))),
         ),
         reads=("tokenizer", "data", "training", "models"),
+    ),
+    Section(
+        2, "benchmarks", "Benchmarks",
+        figures=(
+            Figure("accuracy_curves", Compare(keys=("task", "dataset", "model", "step"), rtol=1e-3, atol=0.011,
+                                              why=BENCH_WHY)),
+            Figure("cloze_quality", Compare(keys=("dataset", "model", "step"), rtol=1e-3, atol=0.011, why=BENCH_WHY)),
+            Figure("final_vs_params", Compare(keys=("task", "metric", "dataset", "model"), rtol=1e-3, atol=0.011,
+                                              why=BENCH_WHY)),
+            Figure("published_curves", Compare(keys=("paper_task", "dataset", "model", "step"))),
+        ),
+        tables=(
+            Table("evals", Compare(keys=("source", "dataset", "model", "step", "task", "num_fewshot", "metric"),
+                                   rtol=1e-3, atol=0.011, why=BENCH_WHY)),
+            Table("final_checkpoints", Compare(keys=("model", "dataset"), rtol=1e-3, atol=0.011, why=BENCH_WHY)),
+            Table("micro_reach", Compare(keys=("paper_task",))),
+        ),
+        reads=("training", "models"),
     ),
     Section(
         6, "training_trajectories", "Training trajectories",

@@ -166,6 +166,7 @@ def evaluate_tasks(
     tokenizer=None,
     dtype=None,
     device: str = "cpu",
+    cache_requests: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Evaluate lm-eval ``tasks`` on ``checkpoint`` (a :class:`pythia.runs.Checkpoint`), cached.
 
@@ -175,6 +176,10 @@ def evaluate_tasks(
     ``log_samples``, ``samples`` (lm-eval's per-document records). Only missing tasks run; the
     model is ``model``/``tokenizer`` if given, else loaded from the checkpoint (``dtype``,
     ``device``) when needed. ``bootstrap_iters`` as lm-eval (its CLI default: 100000).
+    ``cache_requests``: lm-eval's cache of built requests (prompts, few-shot contexts), which
+    saves rebuilding them for every checkpoint; lm-eval keys it by task name and shot count
+    only, so point ``$LM_HARNESS_CACHE_PATH`` at a folder named after the tasks' digests
+    before lm-eval is imported (:func:`pythia.evaluate.benchmarks.request_cache`).
     """
     folder = checkpoint_dir(Path(root) if root else cache_root(checkpoint.suite) / "lm_eval", checkpoint)
     files = {t: _record_file(folder, t, num_fewshot, task_digest(t, include_path), limit) for t in tasks}
@@ -201,7 +206,7 @@ def evaluate_tasks(
     out = lm_eval.simple_evaluate(
         model=lm_eval_model(model, tokenizer, batch_size=batch_size), tasks=todo, num_fewshot=num_fewshot,
         task_manager=task_manager(include_path, todo), limit=limit, log_samples=log_samples,
-        bootstrap_iters=bootstrap_iters, verbosity="WARNING",
+        bootstrap_iters=bootstrap_iters, verbosity="WARNING", cache_requests=cache_requests,
     )
     for t in todo:
         names = [n for n in _subtasks(out, t) if n in out["results"]]

