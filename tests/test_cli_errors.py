@@ -132,6 +132,16 @@ CASES = [
     case("workflow-unlock-live-snakemake", "workflow", "unlock", "--directory", "{busy_workflow}",
          expect="is in use by a running Snakemake (pid {snakemake_pid})"),
     case("workflow-unknown-subcommand", "workflow", "go", expect="invalid choice: 'go'"),
+    # pythia benchmarks
+    case("benchmarks-task-yaml-missing", "benchmarks", "tasks", "--suite", "smoke", "--tasks", "{missing}/t.yaml",
+         "--out", "{scratch}/tasks", expect="task YAML {missing}/t.yaml does not exist"),
+    case("benchmarks-no-tasks-json", "benchmarks", "evaluate", "--suite", "smoke", "--model", "s1", "--dataset",
+         "standard", "--tasks-json", "{missing}/tasks.json", "--out", "{scratch}/e.csv",
+         expect="tasks.json is missing; write the tasks first"),
+    case("benchmarks-unknown-model", "benchmarks", "evaluate", "--suite", "smoke", "--model", "nosuch", "--dataset",
+         "standard", "--tasks-json", "{missing}/tasks.json", "--out", "{scratch}/e.csv", expect="nosuch"),
+    case("benchmarks-published-missing-source", "benchmarks", "published", "--source", "{missing}", "--out",
+         "{scratch}/p.csv", expect="no published results"),
     # pythia results
     case("results-unknown-suite", "results", "compare", "--suite", "nosuch", expect="unknown suite 'nosuch'"),
     case("results-missing-reference", "results", "compare", "--suite", "smoke", "--reference", "{missing}",

@@ -84,6 +84,7 @@ def test_hub_checkpoints_train_nothing(tmp_path):
     # section 06: a contrastive decoding per dataset, every model of both datasets evaluated
     assert jobs["training_trajectories_generate"] == 2 and jobs["training_trajectories_evaluate"] == 20
     assert jobs["training_trajectories_tasks"] == 1 and jobs["training_trajectories_notebook"] == 1
+    assert jobs["benchmarks_evaluate"] == 20 and jobs["benchmarks_notebook"] == 1  # 10 released sizes x 2
 
 
 def test_checkpoint_config_errors_are_clear(tmp_path):
@@ -254,7 +255,9 @@ def test_a_suite_edit_reruns_exactly_the_jobs_that_depend_on_it(smoke_workflow, 
     trajectories = {"training_trajectories_generate", "training_trajectories_evaluate", "training_trajectories_notebook"}
     jobs, trains = dry("peak_lr: 2.0e-3", "peak_lr: 2.5e-3")
     assert trains == {("standard", "s2"), ("deduped", "s2")}
-    assert set(jobs) == {"train", "training_notebook", "suite_notebook", "all"} | trajectories
+    assert set(jobs) == {"train", "training_notebook", "suite_notebook", "benchmarks_evaluate", "benchmarks_notebook",
+                         "all"} | trajectories
+    assert jobs["benchmarks_evaluate"] == 2  # s2's two runs; the tasks are not rebuilt
     # the other model's learning rate: not s2's runs
     jobs, trains = dry("peak_lr: 3.0e-3", "peak_lr: 3.5e-3")
     assert trains == {("standard", "s1"), ("deduped", "s1")}
@@ -266,6 +269,7 @@ def test_a_suite_edit_reruns_exactly_the_jobs_that_depend_on_it(smoke_workflow, 
     assert trains == {("deduped", "s1"), ("deduped", "s2")}
     assert jobs["data_dedup"] == 1 and jobs["data_order"] == 1 and jobs["data_card"] == 1
     assert "data_tokenize" not in jobs and "suite_notebook" not in jobs
+    assert jobs["benchmarks_evaluate"] == 2 and "benchmarks_tasks" not in jobs  # the deduplicated runs only
     # the description: only the suite table (its figure's title)
     jobs, trains = dry("description: Two tiny sizes", "description: Two small sizes")
     assert set(jobs) == {"suite_notebook", "all"} and not trains

@@ -35,9 +35,13 @@ CHANCE = {"piqa": 0.5, "winogrande": 0.5, "wsc": 0.5, "arc_easy": 0.25, "arc_cha
 
 
 def tasks_digest(suite: Suite, cfg: dict) -> str:
-    """What the task folder depends on: the workflow's ``benchmarks`` config and the suite's data."""
-    return config_digest({"benchmarks": {k: cfg[k] for k in ("tasks", "examples")},
-                          "data": suite.data.model_dump(mode="json"), "version": TASK_VERSION})
+    """What the task folder depends on: the workflow's ``benchmarks`` config, the suite's documents
+    (the cloze's test and training documents) and tokenizer (which choices fit), not deduplication."""
+    from pythia.data.build import stage_digest
+
+    return config_digest({"benchmarks": {k: cfg[k] for k in ("tasks", "examples")}, "version": TASK_VERSION,
+                          "documents": stage_digest(suite, "documents"), "tokenizer": stage_digest(suite, "tokenizer"),
+                          "seq_len": suite.training.seq_len})
 
 
 def evaluate_digest(suite: Suite, dataset: str, model: str) -> str:
@@ -84,7 +88,7 @@ def evals_table(ours: pd.DataFrame, pub: pd.DataFrame) -> pd.DataFrame:
     out = pd.concat([ours, pub], ignore_index=True)
     out["stderr"] = out["stderr"].astype(float)
     return out.sort_values(["source", "dataset", "params", "task", "num_fewshot", "metric", "step"],
-                           kind="stable", ascending=[False, True, True, True, True, True, True]).reset_index(drop=True)
+                           kind="stable").reset_index(drop=True)  # "ours" sorts before "published"
 
 
 # ------------------------------------------------------------------------------ frames per figure

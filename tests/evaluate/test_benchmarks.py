@@ -1,0 +1,85 @@
+"""Section 02's evaluation: the offline task YAMLs load in lm-eval and give the same numbers
+through our adapter and lm-eval's command line; a rerun with one more checkpoint evaluates only
+that one; a missing task YAML or data file fails naming it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pythia.evaluate import benchmarks as bm
+from pythia.evaluate.harness import TaskError, evaluate_tasks
+from pythia.runs import open_catalogue
+from tests.evaluate.test_harness import LM_EVAL
+
+
+@pytest.fixture
+def smoke(smoke_run, monkeypatch):
+    monkeypatch.setenv("PYTHIA_WORK", str(smoke_run))
+    return smoke_run
+
+
+def test_offline_tasks_load_and_equal_the_lm_eval_cli(smoke, tmp_path):
+    m = bm.write_tasks("smoke", ["lambada_incorpus", "piqa_offline"], tmp_path / "tasks", examples=5)
+    assert m["tasks"] == ["lambada_incorpus", "piqa_offline"]
+    assert m["offline"]["piqa_offline"]["examples"] == 5 and 0 < m["offline"]["lambada_incorpus"]["examples"] <= 10
+    cloze = [json.loads(x) for x in (tmp_path / "tasks" / "lambada_incorpus.jsonl").read_text().splitlines()]
+    assert all(c["target"].startswith(" ") and c["target"].strip() in c["context"] for c in cloze)
+    ckpt = open_catalogue("smoke").checkpoint("s1", "standard", 24)
+    ours = evaluate_tasks(ckpt, m["tasks"], include_path=m["include_path"], batch_size=4, root=tmp_path / "cache",
+                          bootstrap_iters=bm.BOOTSTRAP_ITERS)
+    out = subprocess.run([LM_EVAL, "--model", "hf", "--model_args", f"pretrained={ckpt.location}", "--tasks",
+                          ",".join(m["tasks"]), "--include_path", m["include_path"], "--device", "cpu", "--batch_size",
+                          "4", "--bootstrap_iters", str(bm.BOOTSTRAP_ITERS), "--output_path", str(tmp_path / "cli")],
+                         capture_output=True, text=True, timeout=900, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    cli = json.loads(next((tmp_path / "cli").rglob("results_*.json")).read_text())["results"]
+    for task in m["tasks"]:
+        keys = [k for k in cli[task] if "," in k and "stderr" not in k]
+        assert keys and all(ours[task]["results"][task][k] == pytest.approx(cli[task][k], rel=1e-9) for k in keys)
+    assert {"perplexity,none", "acc,none"} <= set(cli["lambada_incorpus"])
+    assert {"acc,none", "acc_norm,none"} <= set(cli["piqa_offline"])
+
+
+def test_rerun_with_one_more_checkpoint_evaluates_only_it(smoke, tmp_path, monkeypatch):
+    m = bm.write_tasks("smoke", ["lambada_incorpus"], tmp_path / "tasks", examples=2)
+    import lm_eval
+
+    real, evaluated = lm_eval.simple_evaluate, []
+
+    def counting(*args, **kwargs):
+        evaluated.append(kwargs["model"].model.config._name_or_path)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lm_eval, "simple_evaluate", counting)
+    first = bm.evaluate_run(open_catalogue("smoke", steps=[0, 24]), "standard", "s1", m, num_fewshot=[0],
+                            batch_size=4, samples_dir=tmp_path / "samples", progress=False)
+    assert len(evaluated) == 2 and sorted(first["step"].unique()) == [0, 24]
+    assert set(first["metric"]) == {"acc", "perplexity"} and set(first["source"]) == {"ours"}
+    assert (first["tokens"] == first["step"] * 4 * 64).all() and (tmp_path / "samples" / "lambada_incorpus-0shot.jsonl").is_file()
+    again = bm.evaluate_run(open_catalogue("smoke", steps=[0, 8, 24]), "standard", "s1", m, num_fewshot=[0],
+                            batch_size=4, progress=False)
+    assert len(evaluated) == 3 and evaluated[-1].endswith("step8")
+    assert again[again.step != 8].reset_index(drop=True).equals(first)
+
+
+def test_task_yaml_or_data_file_missing_is_named(smoke, tmp_path):
+    with pytest.raises(TaskError, match="nosuch.yaml does not exist"):
+        bm.write_tasks("smoke", [str(tmp_path / "nosuch.yaml")], tmp_path / "tasks")
+    yaml = tmp_path / "mine.yaml"
+    yaml.write_text(f"task: mine\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {tmp_path / 'gone.jsonl'}\n"
+                    "output_type: loglikelihood\ndoc_to_text: context\ndoc_to_target: target\n")
+    with pytest.raises(TaskError, match=r"data file .*gone.jsonl of task 'mine'"):
+        bm.write_tasks("smoke", [str(yaml)], tmp_path / "tasks")
+    with pytest.raises(TaskError, match="tasks.json is missing"):
+        bm.read_manifest(tmp_path / "tasks.json")
+
+
+def test_aliases_and_spread():
+    assert bm.expand(["offline", "piqa_offline", "paper"])[:5] == list(bm.OFFLINE_TASKS)
+    assert bm.expand(["paper"]) == list(bm.PAPER_TASKS) and bm.paper_task("winowhy_offline") == "wsc"
+    assert bm.spread(list(range(10)), 3) == [0, 3, 6] and bm.spread([1, 2], 5) == [1, 2]
