@@ -313,13 +313,14 @@ def evaluate_run(cat: runs.Catalogue, dataset: str, model: str, manifest: dict, 
         raise runs.CatalogueError(f"no checkpoints of {model}/{dataset} to evaluate in the {cat.source.value} "
                                   f"checkpoints of suite {cat.suite.name!r} (steps asked: {cat.selected})")
     cached = request_cache(cat.suite.name, manifest) is not None
+    tokenizer = cat.checkpoint(model, dataset, steps[0]).load_tokenizer()  # one per run: tokenizations reused
     rows: list[dict] = []
     for step in tqdm(steps, desc=f"benchmarks {model}/{dataset}", unit="ckpt", disable=not progress):
         ckpt = cat.checkpoint(model, dataset, step)
         final = step == steps[-1]
         for n in num_fewshot:
             recs = evaluate_tasks(ckpt, manifest["tasks"], num_fewshot=n, include_path=manifest["include_path"],
-                                  log_samples=final, batch_size=batch_size, device=device, dtype=dtype,
+                                  log_samples=final, batch_size=batch_size, device=device, dtype=dtype, tokenizer=tokenizer,
                                   cache_requests=cached, bootstrap_iters=BOOTSTRAP_ITERS)
             rows += _rows(recs, suite=cat.suite, model=model, dataset=dataset, tokens=cat.tokens_seen(step))
             if final and samples_dir is not None:

@@ -44,14 +44,36 @@ class TaskError(PythiaError, ValueError):
     """An unknown task or a task whose data file is missing; the message names it."""
 
 
-def lm_eval_model(model, tokenizer, batch_size: int = 16, max_length: int | None = None):
-    """An lm-eval ``HFLM`` wrapping a loaded causal LM and its tokenizer (no reload, no copy)."""
+@functools.lru_cache(maxsize=1)
+def _hflm_class():
+    """lm-eval's ``HFLM`` with its ``tok_encode`` remembered per tokenizer object.
+
+    lm-eval tokenizes every request again for every model it evaluates; evaluating the same
+    tasks on many checkpoints with one tokenizer (pass the same ``tokenizer`` object) then
+    tokenizes each string once. The tokens are those ``HFLM.tok_encode`` returns, so the
+    numbers do not change."""
     from lm_eval.models.huggingface import HFLM
 
+    class RememberingHFLM(HFLM):
+        def tok_encode(self, string, add_special_tokens=None, left_truncate_len=None, **kwargs):
+            if kwargs:
+                return super().tok_encode(string, add_special_tokens, left_truncate_len, **kwargs)
+            memo = self.tokenizer.__dict__.setdefault("_pythia_tok_encode", {})
+            key = (string, add_special_tokens, left_truncate_len, self.add_bos_token)
+            if key not in memo:
+                memo[key] = super().tok_encode(string, add_special_tokens, left_truncate_len)
+            return list(memo[key])
+
+    return RememberingHFLM
+
+
+def lm_eval_model(model, tokenizer, batch_size: int = 16, max_length: int | None = None):
+    """An lm-eval ``HFLM`` wrapping a loaded causal LM and its tokenizer (no reload, no copy;
+    tokenizations remembered on the tokenizer object, see :func:`_hflm_class`)."""
     kwargs: dict[str, Any] = {"backend": "causal", "batch_size": batch_size}
     if max_length is not None:
         kwargs["max_length"] = max_length
-    return HFLM(pretrained=model, tokenizer=tokenizer, **kwargs)
+    return _hflm_class()(pretrained=model, tokenizer=tokenizer, **kwargs)
 
 
 @functools.lru_cache(maxsize=8)
