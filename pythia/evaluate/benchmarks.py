@@ -320,7 +320,8 @@ def evaluate_run(cat: runs.Catalogue, dataset: str, model: str, manifest: dict, 
         final = step == steps[-1]
         for n in num_fewshot:
             recs = evaluate_tasks(ckpt, manifest["tasks"], num_fewshot=n, include_path=manifest["include_path"],
-                                  log_samples=final, batch_size=batch_size, device=device, dtype=dtype, tokenizer=tokenizer,
+                                  log_samples=final, batch_size=batch_size, device=device, dtype=dtype,
+                                  tokenizer=tokenizer,
                                   cache_requests=cached, bootstrap_iters=BOOTSTRAP_ITERS)
             rows += _rows(recs, suite=cat.suite, model=model, dataset=dataset, tokens=cat.tokens_seen(step))
             if final and samples_dir is not None:
