@@ -312,6 +312,9 @@ class AnalysisSpec(_Strict):
     The workflow's ``checkpoints.steps`` overrides it."""
     training_trajectories: TrajectoriesSpec = TrajectoriesSpec()
     """Sizes of section 06's evaluations (pythia.analysis.training_trajectories)."""
+    benchmarks_examples: Annotated[int, Field(ge=1)] = 100
+    """Examples kept per offline benchmark task (section 02; the cloze keeps twice as many), unless the
+    workflow's ``benchmarks.examples`` sets them."""
 
 
 class Suite(_Strict):

@@ -16,6 +16,7 @@ from pythia.analysis import benchmarks as bm
 
 BENCHMARKS_WORK = f"{WORK}/benchmarks"
 BENCHMARKS_TASKS = list(config["benchmarks"]["tasks"])
+BENCHMARKS_EXAMPLES = config["benchmarks"]["examples"] or SUITE_CFG.analysis.benchmarks_examples
 BENCHMARKS_SHOTS = " ".join(str(n) for n in config["benchmarks"]["num_fewshot"])
 
 
@@ -29,8 +30,8 @@ rule benchmarks_tasks:
     params:
         suite=SUITE,
         tasks=" ".join(BENCHMARKS_TASKS),
-        examples=config["benchmarks"]["examples"],
-        digest=bm.tasks_digest(SUITE_CFG, config["benchmarks"]),
+        examples=BENCHMARKS_EXAMPLES,
+        digest=bm.tasks_digest(SUITE_CFG, {**config["benchmarks"], "examples": BENCHMARKS_EXAMPLES}),
     log:
         f"{LOGS}/benchmarks/tasks.log",
     conda:
