@@ -1,4 +1,10 @@
-"""``pythia bench train`` and ``pythia bench score``: training and scoring throughput.
+"""``pythia bench train``, ``pythia bench score`` and ``pythia bench memorization``: throughput.
+
+``pythia bench memorization --suite micro --model 1.8M [--rows 1024] [--threads 2]`` times the
+memorization scan (:mod:`pythia.evaluate.memorization`: flags and match runs from one teacher-forced
+pass; and with every fractional score) against ``model.generate`` (greedy, ``min_length``) on the
+same training sequences of one checkpoint, batch by batch interleaved, checks that flags, match
+runs and scores are identical, and reports tokens/s and the ratios (goal: scan >= 20x generate).
 
 ``pythia bench score --suite micro --model 1.8M [--threads 2]`` times, in alternating rounds
 on the same batches and thread count, our training step (as below), the scoring engine
@@ -350,6 +356,26 @@ def _cmd_bench_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_memorization(args: argparse.Namespace) -> int:
+    from pythia import runs
+    from pythia.evaluate.memorization import ScanOptions, bench_memorization
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    cat = runs.from_arguments(args.suite, args)
+    r = bench_memorization(args.suite, args.model, args.dataset, args.step, args.rows, args.batch, args.rounds,
+                           args.threads, args.device, cat, ScanOptions(args.prompt, args.continuation))
+    out = args.out or paths.suite_dir(r["suite"]) / "bench" / f"memorization_{args.model}_{args.dataset}_t{r['threads']}.json"
+    write_json(out, r)
+    t = r["timings"]
+    print(f"{r['checkpoint']}, {r['rows']} sequences (k={r['options']['prompt']}, l={r['options']['continuation']}), "
+          f"{r['threads']} threads: scan {t['scan']['tokens_per_s']:.0f} tok/s | scan + every score "
+          f"{t['scan_scores']['tokens_per_s']:.0f} tok/s | model.generate {t['generate']['tokens_per_s']:.0f} tok/s")
+    print(f"scan = {r['scan_over_generate']:.1f}x generate, scan + scores = {r['scan_scores_over_generate']:.2f}x "
+          f"(median per-batch ratios); flags identical: {r['flags_identical']}, match runs identical: "
+          f"{r['match_runs_identical']}, scores identical: {r['scores_identical']}; memorized {r['memorized']}; wrote {out}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks (training and scoring throughput, MFU)")
     bsub = p.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
@@ -377,3 +403,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--batch-size", type=int, help="sequences per scoring forward pass (default: the engine's)")
     b.add_argument("--out", type=Path, help="result JSON (default work/<suite>/bench/score_<models>_t<threads>.json)")
     b.set_defaults(func=_cmd_bench_score)
+
+    b = bsub.add_parser("memorization", help="memorization scan tokens/s vs model.generate on the same sequences")
+    b.add_argument("--suite", required=True)
+    b.add_argument("--model", required=True, help="a model of the suite")
+    b.add_argument("--dataset", default="standard", choices=paths.DATASETS)
+    b.add_argument("--step", type=int, default=None, help="checkpoint step (default: the last)")
+    b.add_argument("--rows", type=int, default=1024, help="training sequences (the first ones of the order)")
+    b.add_argument("--batch", type=int, default=256, help="sequences per batch, for both")
+    b.add_argument("--rounds", type=int, default=2, help="timed rounds over the sequences")
+    b.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    b.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    b.add_argument("--prompt", type=int, default=32, help="k")
+    b.add_argument("--continuation", type=int, default=32, help="l")
+    from pythia import runs
+
+    runs.add_arguments(b)
+    b.add_argument("--out", type=Path, help="result JSON (default work/<suite>/bench/memorization_<model>_<dataset>_t<threads>.json)")
+    b.set_defaults(func=_cmd_bench_memorization)

@@ -6,6 +6,7 @@
     pythia train ...                                   train one model of a suite
     pythia checkpoints --suite S [--checkpoints-source trained|local|hub]   the checkpoint catalogue
     pythia bench train ... / pythia bench score ...    training throughput and MFU / scoring vs training
+    pythia memorization scan ...                       (k, l)-memorization of every training sequence seen
     pythia workflow run|unlock ...                     the Snakemake workflow, recovering a killed run
     pythia results compare [--suite S] [--reference DIR]   did the rerun reproduce the committed results?
     pythia benchmarks tasks|evaluate|bench|published   section 02: lm-eval over checkpoints, published numbers
@@ -31,7 +32,8 @@ from pythia.errors import EXIT_USER_ERROR, user_message
 
 # Modules that add subcommands; each has ``register(subparsers)``.
 SUBCOMMAND_MODULES = ("pythia.analysis.suite", "pythia.data.cli", "pythia.train.cli", "pythia.runs", "pythia.bench",
-                      "pythia.workflow", "pythia.results", "pythia.evaluate.benchmarks", "pythia.evaluate.trajectories")
+                      "pythia.workflow", "pythia.results", "pythia.evaluate.benchmarks", "pythia.evaluate.memorization",
+                      "pythia.evaluate.trajectories")
 
 
 class Parser(argparse.ArgumentParser):

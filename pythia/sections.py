@@ -213,6 +213,32 @@ SECTIONS: tuple[Section, ...] = (
         reads=("training", "models"),
     ),
     Section(
+        4, "memorization", "Memorization",
+        figures=(
+            Figure("qq_plot", Compare(keys=("model", "dataset", "window", "threshold", "sample", "theoretical"),
+                                      rtol=1e-9, why="Poisson quantiles in floating point")),
+            Figure("qq_partial", Compare(keys=("model", "dataset", "window", "threshold", "sample", "theoretical"),
+                                         rtol=1e-9, why="Poisson quantiles in floating point")),
+            Figure("match_runs", Compare(keys=("model", "dataset", "step"), rtol=1e-9, why="means in floating point")),
+            Figure("position", Compare(keys=("model", "dataset", "position"), rtol=1e-9, why="means in floating point")),
+            Figure("size", Compare(keys=("model", "dataset"), rtol=1e-9, why="means in floating point")),
+        ),
+        tables=(
+            Table("memorized_counts", Compare(keys=("model", "dataset", "step"), rtol=1e-9, why="means in floating point")),
+            Table("poisson_tests", Compare(keys=("model", "dataset", "threshold", "window"), rtol=1e-6,
+                                           why="test statistics in floating point")),
+            Table("persistence", Compare(keys=("model", "dataset", "threshold", "earlier", "later"), rtol=1e-9,
+                                         why="fractions in floating point")),
+            Table("memorized_sequences", Compare(keys=("model", "dataset", "seq"))),
+            Table("partial_sequences", Compare(keys=("model", "dataset", "seq"))),
+            Table("bench", timing("model", "dataset", ignore=(
+                "threads", "scan_tokens_per_s", "scan_scores_tokens_per_s", "generate_tokens_per_s",
+                "scan_over_generate", "scan_scores_over_generate"))),
+            Table("scan_speed", timing("model", "dataset", ignore=("scored", "seconds", "sequences_per_s"))),
+        ),
+        reads=("tokenizer", "data", "training", "models"),
+    ),
+    Section(
         6, "training_trajectories", "Training trajectories",
         figures=(
             Figure("validation", trained("dataset", "model", "step")),

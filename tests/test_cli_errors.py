@@ -164,6 +164,19 @@ CASES = [
          "standard", "--out", "{scratch}/h.npz", "--dtype", "fp16", expect="--dtype fp16 is for CUDA"),
     case("trajectories-bad-threads", "training_trajectories", "generate", "--suite", "smoke", "--dataset",
          "standard", "--out", "{scratch}/h.npz", "--threads", "0", expect="--threads must be at least 1"),
+    # pythia memorization, pythia bench memorization
+    case("memorization-unknown-model", "memorization", "scan", "--suite", "smoke", "--dataset", "standard",
+         "--model", "nosuch", expect="unknown model 'nosuch'"),
+    case("memorization-no-checkpoints", "memorization", "scan", "--suite", "{tiny}", "--dataset", "standard",
+         "--model", "t1", expect="no checkpoints of model 't1' on dataset 'standard'"),
+    case("memorization-step-not-a-checkpoint", "memorization", "scan", "--suite", "{tiny}", "--dataset", "standard",
+         "--model", "t1", "--steps", "5", expect="5 is not a checkpoint step of suite 'tiny'"),
+    case("memorization-no-gpu", "memorization", "scan", "--suite", "{tiny}", "--dataset", "standard", "--model", "t1",
+         "--device", "cuda", expect="--device cuda but no CUDA GPU is visible"),
+    case("memorization-bad-lengths", "memorization", "scan", "--suite", "{tiny}", "--dataset", "standard",
+         "--model", "t1", "--prompt", "0", expect="prompt and continuation lengths must be >= 1"),
+    case("bench-memorization-unknown-model", "bench", "memorization", "--suite", "smoke", "--model", "nosuch",
+         expect="unknown model 'nosuch'"),
 ]
 
 

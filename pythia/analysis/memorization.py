@@ -1,0 +1,480 @@
+"""Section 04, memorization: are sequences seen later more likely memorized, and do memorized
+sequences arrive like a Poisson process along the training order? (Pythia, section 4.2, Figure 3)
+
+Reads the scans the workflow wrote (``pythia memorization scan``, :mod:`pythia.evaluate.memorization`:
+one ``step<N>.parquet`` per checkpoint under ``work/<suite>/memorization/<dataset>/<model>/``, one
+row per training sequence the checkpoint has seen: memorized flag, leading match run, matched
+tokens of the greedy continuation) and summarises them; ``notebooks/04_memorization.ipynb`` calls
+these functions, each figure drawn from one tidy frame.
+
+The Poisson test (the paper's claim, made there with a Q-Q plot only): count memorized sequences
+in each window of ``w`` consecutive training sequences (Pythia used w = 512); if memorization
+events are independent of the position in training, the counts follow Poisson(lambda = their mean).
+We draw the Q-Q plot as Pythia did (``statsmodels.graphics.gofplots.ProbPlot`` with
+``scipy.stats.poisson``, points sized by how many windows share a quantile pair, the y = x line)
+and add two numbers it did not compute: the dispersion index variance / mean (1 for a Poisson;
+above 1 for clustered events), with its test ((n - 1) * D ~ chi2(n - 1)), and a chi-square
+goodness-of-fit test of the counts' histogram against the fitted Poisson (bins merged until each
+expects at least 5 windows; one degree of freedom spent on lambda).
+
+"Memorized" can be relaxed to "greedy decoding reproduces at least r of the l tokens before its
+first miss" (``threshold`` = r, the leading match run; r = l is the paper's definition): on models
+too small or too briefly trained to memorize 32 tokens the same tests run at smaller r.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from scipy import stats
+
+from pythia import paths
+from pythia.config import Suite, config_digest
+from pythia.evaluate.memorization import read_scan, summary_file
+
+MIN_EXPECTED = 5.0
+"""Chi-square bins are merged until each expects at least this many windows (Cochran's rule)."""
+
+
+# ------------------------------------------------------------------------------ digests (the workflow's rules)
+
+
+def scan_digest(suite: Suite, dataset: str, model: str) -> str:
+    """What one scan job reads: the trained run (model, training, data order) and the tokenizer."""
+    from pythia.train.checkpoint import run_digest
+
+    return config_digest({"run": run_digest(suite, model, dataset), "tokenizer": suite.tokenizer.model_dump(mode="json")})
+
+
+# ------------------------------------------------------------------------------ loading
+
+
+def scan_files(suite: Suite, datasets: list[str], models: list[str]) -> dict[str, Path]:
+    """The ``scan.json`` of every (dataset, model), keyed ``dataset/model``."""
+    return {f"{d}/{m}": summary_file(suite.name, d, m) for d in datasets for m in models}
+
+
+def load_summaries(suite: Suite, datasets: list[str], models: list[str]) -> list[dict]:
+    out = []
+    for key, path in scan_files(suite, datasets, models).items():
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: run `pythia memorization scan` for {key} (or the workflow)")
+        out.append(json.loads(path.read_text()))
+    return out
+
+
+def load_scans(suite: Suite, datasets: list[str], models: list[str]) -> pd.DataFrame:
+    """Every checkpoint's scan in one long frame: model, dataset, step, seq, memorized, match_run,
+    matches (-1: not computed), score (matches / l, NaN: not computed), position (fraction of training)."""
+    frames = []
+    total = suite.training.train_iters * suite.training.global_batch
+    for rec in load_summaries(suite, datasets, models):
+        l = rec["options"]["continuation"]
+        for c in rec["checkpoints"]:
+            df = read_scan(summary_file(suite.name, rec["dataset"], rec["model"]).parent / f"step{c['step']}.parquet")
+            df.insert(0, "model", rec["model"])
+            df.insert(1, "dataset", rec["dataset"])
+            df.insert(2, "step", c["step"])
+            df["score"] = np.where(df["matches"] >= 0, df["matches"] / l, np.nan)
+            df["position"] = df["seq"] / total
+            frames.append(df)
+    scans = pd.concat(frames, ignore_index=True)
+    scans["model"] = pd.Categorical(scans["model"], categories=[m for m in suite.models if m in models], ordered=True)
+    return scans
+
+
+def continuation_length(suite: Suite, datasets: list[str], models: list[str]) -> int:
+    """l of the scans (all of them use the same options)."""
+    ls = {rec["options"]["continuation"] for rec in load_summaries(suite, datasets, models)}
+    if len(ls) != 1:
+        raise ValueError(f"scans with different continuation lengths {sorted(ls)}; rescan with one setting")
+    return ls.pop()
+
+
+def final_scans(scans: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each (model, dataset)'s last scanned checkpoint."""
+    last = scans.groupby(["model", "dataset"], observed=True)["step"].transform("max")
+    return scans[scans["step"] == last]
+
+
+# ------------------------------------------------------------------------------ counts and rates
+
+
+def memorized_counts(scans: pd.DataFrame, l: int) -> pd.DataFrame:
+    """Per (model, dataset, checkpoint step): sequences scanned, memorized (and their rate), the mean
+    leading match run, sequences reproducing at least l/4 and l/2 leading tokens, and the mean
+    fractional score over the sequences where it was computed."""
+    g = scans.assign(run_quarter=scans["match_run"] >= max(1, l // 4), run_half=scans["match_run"] >= max(1, l // 2))
+    out = g.groupby(["model", "dataset", "step"], observed=True).agg(
+        sequences=("seq", "size"), memorized=("memorized", "sum"), mean_match_run=("match_run", "mean"),
+        **{f"run_ge_{max(1, l // 4)}": ("run_quarter", "sum"), f"run_ge_{max(1, l // 2)}": ("run_half", "sum")},
+        scored=("score", "count"), mean_score=("score", "mean")).reset_index()
+    out["memorized"] = out["memorized"].astype(int)
+    out["rate"] = out["memorized"] / out["sequences"].where(out["sequences"] > 0)
+    return out
+
+
+def window_counts(flags: np.ndarray, window: int) -> np.ndarray:
+    """(n_windows,) events per window of ``window`` consecutive flags (an incomplete last window is dropped)."""
+    flags = np.asarray(flags)
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    n = len(flags) // window
+    return flags[: n * window].reshape(n, window).sum(axis=1).astype(np.int64)
+
+
+def _chi2_bins(counts: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """Observed and expected windows per bin 0, 1, ..., K-1, >= K, adjacent bins merged until each
+    expects at least :data:`MIN_EXPECTED` (the tail bin takes the rest of the Poisson's mass)."""
+    n = len(counts)
+    top = int(max(counts.max(), stats.poisson.ppf(0.999, lam))) + 1
+    ks = np.arange(top + 1)
+    exp = n * stats.poisson.pmf(ks, lam)
+    exp[-1] = n * stats.poisson.sf(top - 1, lam)  # the last bin is ">= top"
+    obs = np.bincount(np.minimum(counts, top), minlength=top + 1).astype(float)
+    bins_o, bins_e, acc_o, acc_e = [], [], 0.0, 0.0
+    for o, e in zip(obs, exp):
+        acc_o, acc_e = acc_o + o, acc_e + e
+        if acc_e >= MIN_EXPECTED:
+            bins_o.append(acc_o)
+            bins_e.append(acc_e)
+            acc_o = acc_e = 0.0
+    if acc_e > 0 or acc_o > 0:  # what is left joins the last bin
+        if bins_e:
+            bins_o[-1] += acc_o
+            bins_e[-1] += acc_e
+        else:
+            bins_o, bins_e = [acc_o], [acc_e]
+    return np.array(bins_o), np.array(bins_e)
+
+
+def poisson_test(counts: np.ndarray) -> dict[str, float]:
+    """Windows, mean, variance, dispersion index (variance / mean) with its over-dispersion p-value,
+    and the chi-square goodness-of-fit statistic, degrees of freedom and p-value of Poisson(mean).
+    Values that cannot be computed (no events, too few bins) are NaN."""
+    counts = np.asarray(counts, dtype=np.int64)
+    n = len(counts)
+    mean = float(counts.mean()) if n else float("nan")
+    var = float(counts.var(ddof=1)) if n > 1 else float("nan")
+    res = {"windows": n, "mean": mean, "variance": var, "dispersion": float("nan"), "dispersion_p": float("nan"),
+           "chi2": float("nan"), "dof": 0, "p_value": float("nan")}
+    if n < 2 or mean <= 0:
+        return res
+    res["dispersion"] = var / mean
+    res["dispersion_p"] = float(stats.chi2.sf((n - 1) * var / mean, n - 1))  # one-sided: over-dispersion
+    obs, exp = _chi2_bins(counts, mean)
+    if len(obs) >= 3:  # >= 1 degree of freedom after estimating lambda
+        chi2, p = stats.chisquare(obs, exp * obs.sum() / exp.sum(), ddof=1)
+        res.update(chi2=float(chi2), dof=len(obs) - 2, p_value=float(p))
+    return res
+
+
+def default_windows(suite: Suite) -> list[int]:
+    """One batch, 8 batches, and Pythia's 512 sequences (sorted, unique)."""
+    b = suite.training.global_batch
+    return sorted({b, 8 * b, 512})
+
+
+def auto_threshold(final: pd.DataFrame, l: int, window: int) -> int:
+    """The largest leading-run threshold r in l, l/2, l/4, ..., 1 at which every (model, dataset) has
+    on average at least one event per ``window`` sequences (so the Q-Q plot does not degenerate); 1
+    if none."""
+    r = l
+    while r > 1:
+        rates = final.groupby(["model", "dataset"], observed=True)["match_run"].apply(lambda s: (s >= r).mean())
+        if (rates * window >= 1).all():
+            return r
+        r //= 2
+    return 1
+
+
+def poisson_table(final: pd.DataFrame, windows: list[int], thresholds: list[int]) -> pd.DataFrame:
+    """:func:`poisson_test` of every (model, dataset, window, threshold) at the final checkpoint;
+    the events are sequences whose leading match run is >= threshold (threshold = l: memorized)."""
+    rows = []
+    for (model, dataset), g in final.groupby(["model", "dataset"], observed=True):
+        runs = g.sort_values("seq")["match_run"].to_numpy()
+        for r in thresholds:
+            for w in windows:
+                rows.append({"model": model, "dataset": dataset, "step": int(g["step"].iloc[0]), "threshold": r,
+                             "window": w, **poisson_test(window_counts(runs >= r, w))})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------ the Q-Q plot
+
+
+def qq_points(counts: np.ndarray) -> pd.DataFrame:
+    """Sample vs theoretical Poisson(mean) quantiles of window counts (``statsmodels`` ``ProbPlot``),
+    one row per distinct pair with ``n`` = how many windows share it."""
+    from statsmodels.graphics.gofplots import ProbPlot
+
+    counts = np.asarray(counts, dtype=float)
+    lam = float(counts.mean()) if len(counts) else 0.0
+    if lam <= 0:  # no events: every window is 0 and so is every quantile of Poisson(0)
+        return pd.DataFrame({"sample": [0.0], "theoretical": [0.0], "n": [len(counts)]})
+    pp = ProbPlot(counts, dist=stats.poisson, distargs=(lam,), fit=False)
+    df = pd.DataFrame({"sample": pp.sample_quantiles, "theoretical": pp.theoretical_quantiles})
+    return df.groupby(["sample", "theoretical"]).size().rename("n").reset_index()
+
+
+def qq_data(final: pd.DataFrame, model: str, windows: list[int], threshold: int) -> pd.DataFrame:
+    """Q-Q points of ``model``'s final checkpoint, standard vs deduplicated, per window size."""
+    frames = []
+    for dataset, g in final[final["model"] == model].groupby("dataset", observed=True):
+        runs = g.sort_values("seq")["match_run"].to_numpy()
+        for w in windows:
+            counts = window_counts(runs >= threshold, w)
+            q = qq_points(counts)
+            q.insert(0, "dataset", dataset)
+            q.insert(1, "window", w)
+            q["mean"] = counts.mean() if len(counts) else np.nan
+            frames.append(q)
+    out = pd.concat(frames, ignore_index=True)
+    out.insert(0, "model", model)
+    out.insert(3, "threshold", threshold)
+    return out
+
+
+def plot_qq(qq: pd.DataFrame) -> plt.Figure:
+    """Sample vs theoretical quantiles, points sized and coloured by how many windows share them,
+    the y = x line; columns: dataset, rows: window size."""
+    datasets = list(dict.fromkeys(qq["dataset"]))
+    windows = sorted(qq["window"].unique())
+    fig, axes = plt.subplots(len(windows), len(datasets), figsize=(4.2 * len(datasets), 3.4 * len(windows)),
+                             squeeze=False)
+    norm = plt.Normalize(1, max(2, qq["n"].max()))
+    for i, w in enumerate(windows):
+        for j, d in enumerate(datasets):
+            ax = axes[i][j]
+            q = qq[(qq["window"] == w) & (qq["dataset"] == d)]
+            hi = max(1.0, q["sample"].max(), q["theoretical"].max())
+            ax.plot([0, hi], [0, hi], color="0.5", lw=1, ls="--", zorder=0)
+            sc = ax.scatter(q["theoretical"], q["sample"], s=20 + 180 * q["n"] / qq["n"].max(), c=q["n"],
+                            cmap="viridis", norm=norm, edgecolor="k", linewidth=0.3)
+            lam = q["mean"].iloc[0] if len(q) else np.nan
+            ax.set_title(f"{d}, windows of {w} (λ = {lam:.3g})", fontsize=9)
+            ax.set_xlabel("Poisson(λ) quantile")
+            ax.set_ylabel("observed count")
+    fig.colorbar(sc, ax=axes, shrink=0.6, label="windows at this point")
+    r = int(qq["threshold"].iloc[0])
+    fig.suptitle(f"{qq['model'].iloc[0]}: memorized sequences per window (leading run >= {r}) vs Poisson")
+    return fig
+
+
+# ------------------------------------------------------------------------------ over training, position and size
+
+
+def match_runs(scans: pd.DataFrame, l: int) -> pd.DataFrame:
+    """Per (model, dataset, step): mean leading match run, mean fractional score, and the fraction of
+    sequences reproducing >= 1, >= l/4 leading tokens: what moves when nothing is memorized."""
+    g = scans.groupby(["model", "dataset", "step"], observed=True)
+    out = g.agg(mean_match_run=("match_run", "mean"), mean_score=("score", "mean")).reset_index()
+    for r in sorted({1, max(1, l // 4)}):
+        out[f"frac_run_ge_{r}"] = g["match_run"].apply(lambda s, r=r: float((s >= r).mean())).to_numpy()
+    return out
+
+
+def plot_match_runs(df: pd.DataFrame) -> plt.Figure:
+    """Mean leading match run and mean fractional score against checkpoint step, per size."""
+    d = df[df["step"] > 0].melt(id_vars=["model", "dataset", "step"], value_vars=["mean_match_run", "mean_score"],
+                               var_name="measure", value_name="value")
+    g = sns.relplot(data=d, x="step", y="value", hue="model", style="dataset", col="measure", kind="line",
+                    marker="o", facet_kws={"sharey": False}, height=3.2, aspect=1.3)
+    g.set(xscale="log")
+    g.set_titles("{col_name}")
+    g.figure.suptitle("Greedy continuation of training sequences over training", y=1.03)
+    return g.figure
+
+
+def rate_by_position(final: pd.DataFrame, thresholds: list[int], bins: int = 10) -> pd.DataFrame:
+    """At the final checkpoint: the rate of sequences with leading run >= each threshold, and the mean
+    run, per tenth of the training order (position 0 = first sequence trained on)."""
+    f = final.assign(bin=np.minimum((final["position"] * bins).astype(int), bins - 1))
+    rows = []
+    for (model, dataset, b), g in f.groupby(["model", "dataset", "bin"], observed=True):
+        rec = {"model": model, "dataset": dataset, "position": (b + 0.5) / bins, "sequences": len(g),
+               "mean_match_run": float(g["match_run"].mean())}
+        for r in thresholds:
+            rec[f"rate_run_ge_{r}"] = float((g["match_run"] >= r).mean())
+        rows.append(rec)
+    return pd.DataFrame(rows)
+
+
+def plot_position(df: pd.DataFrame) -> plt.Figure:
+    rate_cols = [c for c in df.columns if c.startswith("rate_run_ge_")]
+    d = df.melt(id_vars=["model", "dataset", "position"], value_vars=rate_cols + ["mean_match_run"],
+                var_name="measure", value_name="value")
+    g = sns.relplot(data=d, x="position", y="value", hue="model", style="dataset", col="measure", kind="line",
+                    marker="o", facet_kws={"sharey": False}, height=3.0, aspect=1.1)
+    g.set_titles("{col_name}")
+    g.set_xlabels("position in training (fraction)")
+    g.figure.suptitle("Final checkpoints: memorization against when the sequence was seen", y=1.03)
+    return g.figure
+
+
+def by_size(counts: pd.DataFrame, suite: Suite) -> pd.DataFrame:
+    """The final checkpoint's counts per (model, dataset) with non-embedding parameters."""
+    last = counts.groupby(["model", "dataset"], observed=True)["step"].transform("max")
+    out = counts[counts["step"] == last].copy()
+    out["non_embedding_params"] = [suite.model(str(m)).non_embedding_params() for m in out["model"]]
+    return out.reset_index(drop=True)
+
+
+def plot_size(df: pd.DataFrame) -> plt.Figure:
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    sns.lineplot(data=df, x="non_embedding_params", y="memorized", hue="dataset", marker="o", ax=axes[0])
+    sns.lineplot(data=df, x="non_embedding_params", y="mean_match_run", hue="dataset", marker="o", ax=axes[1])
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("non-embedding parameters")
+    axes[0].set_ylabel("memorized sequences (final checkpoint)")
+    axes[1].set_ylabel("mean leading match run")
+    fig.suptitle("Memorization against model size")
+    fig.tight_layout()
+    return fig
+
+
+def persistence(scans: pd.DataFrame, threshold: int) -> pd.DataFrame:
+    """Of the sequences with leading run >= threshold at one checkpoint, how many still have it at
+    each later checkpoint (both scans cover them), per (model, dataset, earlier step, later step)."""
+    rows = []
+    for (model, dataset), g in scans.groupby(["model", "dataset"], observed=True):
+        steps = sorted(g["step"].unique())
+        hit = {s: g[g["step"] == s].set_index("seq")["match_run"] >= threshold for s in steps}
+        for i, a in enumerate(steps):
+            before = hit[a][hit[a]].index
+            if len(before) == 0:
+                continue
+            for b in steps[i + 1:]:
+                later = hit[b].reindex(before)
+                rows.append({"model": model, "dataset": dataset, "threshold": threshold, "earlier": a, "later": b,
+                             "events_earlier": len(before), "still_later": int(later.fillna(False).sum()),
+                             "fraction_kept": float(later.fillna(False).mean())})
+    return pd.DataFrame(rows, columns=["model", "dataset", "threshold", "earlier", "later", "events_earlier",
+                                       "still_later", "fraction_kept"])
+
+
+# ------------------------------------------------------------------------------ the memorized sequences
+
+
+def sequence_sources(suite: Suite, dataset: str, seqs: np.ndarray) -> list[str]:
+    """The source (as on the data card) of the document each training sequence starts in: through
+    GPT-NeoX's order (shuffle_idx -> sample_idx -> doc_idx) to the document list. Pythia's released
+    pre-shuffled files do not record sources: ``"released (unknown)"``."""
+    from pythia.data import released
+    from pythia.data.layout import Layout, read_jsonl
+
+    if released.is_released(suite, dataset):
+        return ["released (unknown)"] * len(seqs)
+    L = Layout(suite.name)
+    folder = L.dataset(dataset)
+    shuffle_idx = np.load(folder / "shuffle_idx.npy", mmap_mode="r")
+    sample_idx = np.load(folder / "sample_idx.npy", mmap_mode="r")
+    doc_idx = np.load(folder / "doc_idx.npy", mmap_mode="r")
+    train = read_jsonl(L.split_file("train"))
+    if dataset != "standard":  # the deduplicated corpus keeps the documents dedup did not remove
+        removed = set(json.loads((L.dataset("deduped") / "dedup.json").read_text())["removed"])
+        train = [d for d in train if d["id"].split("#", 1)[0] not in removed]
+    docs = doc_idx[sample_idx[shuffle_idx[np.asarray(seqs, dtype=np.int64)].astype(np.int64), 0]]
+    return [train[int(d)]["source"] for d in docs]
+
+
+def memorized_sequences(final: pd.DataFrame, suite: Suite, threshold: int, prompt: int, limit: int = 200) -> pd.DataFrame:
+    """The sequences with leading run >= threshold at the final checkpoints, decoded (prompt and the
+    reproduced continuation) with their source, most models first; at most ``limit`` rows."""
+    from pythia.data.batches import open_sequences
+    from pythia.data.tokenizer import load_tokenizer
+
+    hits = final[final["match_run"] >= threshold].sort_values(["dataset", "seq", "model"])
+    cols = ["model", "dataset", "step", "seq", "match_run", "source", "prompt", "continuation"]
+    if hits.empty:
+        return pd.DataFrame(columns=cols)
+    tok = load_tokenizer(suite)
+    rows = []
+    for dataset, g in hits.groupby("dataset", observed=True):
+        seqs = g["seq"].to_numpy()
+        tokens = np.asarray(open_sequences(suite, dataset)[seqs])
+        sources = sequence_sources(suite, dataset, seqs)
+        for (_, r), t, src in zip(g.iterrows(), tokens, sources):
+            rows.append({"model": r["model"], "dataset": dataset, "step": int(r["step"]), "seq": int(r["seq"]),
+                         "match_run": int(r["match_run"]), "source": src,
+                         "prompt": tok.decode(t[:prompt].tolist()),
+                         "continuation": tok.decode(t[prompt:prompt + int(r["match_run"])].tolist())})
+    out = pd.DataFrame(rows, columns=cols)
+    models = out.groupby("seq")["model"].transform("size")
+    return out.assign(models=models).sort_values(["models", "dataset", "seq"], ascending=[False, True, True]) \
+        .drop(columns="models").head(limit).reset_index(drop=True)
+
+
+def sources_of_memorized(table: pd.DataFrame) -> pd.DataFrame:
+    """Memorized sequences per source, model and dataset."""
+    if table.empty:
+        return pd.DataFrame(columns=["dataset", "source", "model", "sequences"])
+    return table.groupby(["dataset", "source", "model"], observed=True).size().rename("sequences").reset_index()
+
+
+# ------------------------------------------------------------------------------ scan speed
+
+
+def scan_speed(suite: Suite, datasets: list[str], models: list[str]) -> pd.DataFrame:
+    """Per (model, dataset): sequences scanned over all checkpoints, scan seconds, sequences/s (what
+    the scan jobs measured; a cached rerun scores nothing and reports no rate)."""
+    rows = []
+    for rec in load_summaries(suite, datasets, models):
+        seqs = sum(c["sequences"] for c in rec["checkpoints"])
+        scored = sum(c["scored_now"] for c in rec["checkpoints"])
+        secs = rec["seconds"]
+        rows.append({"model": rec["model"], "dataset": rec["dataset"], "checkpoints": len(rec["checkpoints"]),
+                     "sequences": seqs, "scored": scored, "seconds": secs,
+                     "sequences_per_s": scored / secs if scored and secs else np.nan})
+    return pd.DataFrame(rows)
+
+
+def bench_table(path: str | Path) -> pd.DataFrame:
+    """``pythia bench memorization``'s result as one row: tokens/s of the scan (flags and match runs),
+    of the scan with every fractional score, of ``model.generate``; their ratios and the parity checks."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run `pythia bench memorization` (or the workflow's memorization_bench)")
+    r = json.loads(path.read_text())
+    t = r["timings"]
+    return pd.DataFrame([{
+        "model": r["model"], "dataset": r["dataset"], "checkpoint": r["checkpoint"], "sequences": r["rows"],
+        "threads": r["threads"], "device": r["device"],
+        "scan_tokens_per_s": t["scan"]["tokens_per_s"], "scan_scores_tokens_per_s": t["scan_scores"]["tokens_per_s"],
+        "generate_tokens_per_s": t["generate"]["tokens_per_s"], "scan_over_generate": r["scan_over_generate"],
+        "scan_scores_over_generate": r["scan_scores_over_generate"], "flags_identical": r["flags_identical"],
+        "match_runs_identical": r["match_runs_identical"], "scores_identical": r["scores_identical"],
+        "memorized": r["memorized"]}])
+
+
+def closing_note(counts: pd.DataFrame, tests: pd.DataFrame, speed: pd.DataFrame, l: int) -> str:
+    """The section's numbers in words: memorized sequences per model and dataset at the final
+    checkpoint, the Poisson tests at the largest window, and the scan-vs-generate speed."""
+    last = counts[counts["step"] == counts.groupby(["model", "dataset"], observed=True)["step"].transform("max")]
+    lines = ["Memorized sequences (all l tokens) at the final checkpoint, of the sequences seen:"]
+    for dataset, g in last.groupby("dataset", observed=True):
+        lines.append(f"  {dataset}: " + ", ".join(f"{m} {int(n)}/{int(s)}" for m, n, s in
+                                                 zip(g["model"], g["memorized"], g["sequences"])))
+    w = tests["window"].max()
+    for r, g in tests[tests["window"] == w].groupby("threshold"):
+        what = "memorized" if r == l else f"leading run >= {r}"
+        lines.append(f"Poisson test, {what}, windows of {w}:")
+        for _, t in g.iterrows():
+            if not t["mean"] > 0:
+                lines.append(f"  {t['model']}/{t['dataset']}: no events (mean 0): nothing to test")
+                continue
+            lines.append(f"  {t['model']}/{t['dataset']}: mean {t['mean']:.3g}, dispersion index {t['dispersion']:.3g} "
+                         f"(p {t['dispersion_p']:.3g}), chi-square {t['chi2']:.3g} on {int(t['dof'])} dof (p {t['p_value']:.3g})")
+    for _, s in speed.iterrows():
+        lines.append(f"Scan vs model.generate ({s['model']}/{s['dataset']}, {s['sequences']} sequences, {s['threads']} "
+                     f"thread(s), {s['device']}): {s['scan_over_generate']:.1f}x (flags and match runs), "
+                     f"{s['scan_scores_over_generate']:.2f}x with every fractional score; identical flags "
+                     f"{s['flags_identical']}, identical scores {s['scores_identical']}.")
+    return "\n".join(lines)

@@ -1,0 +1,495 @@
+"""Exact, fast (k, l)-memorization scans of training sequences (Pythia, section 4.2).
+
+A training sequence is (k, l)-memorized by a checkpoint when greedy decoding from its first
+k tokens reproduces its next l tokens exactly (k = l = 32 in the paper); its memorization
+score is the fraction of those l tokens the greedy continuation gets right. Pythia computed
+both with ``model.generate(context, min_length=64, max_length=64)`` on every sequence.
+
+The scan gets the same answers from one teacher-forced forward pass:
+
+* greedy decoding reproduces x[k:k+l] iff the argmax of the teacher-forced logits equals
+  x[t] at every t in [k, k+l) (by induction over t: while every earlier token matched,
+  decoding reads exactly the teacher-forced prefix). So :func:`pythia.evaluate.score` at
+  positions k..k+l-1 gives the memorized flag of every row, and the leading run of matches
+  (how many tokens greedy decoding reproduces before its first miss) is exact too.
+* the fractional score needs the free-running continuation only after the first miss, and
+  only for rows that have one: those rows continue greedily with a KV cache
+  (:func:`greedy_continue`), batched, starting from their prompt plus the matched run.
+
+Parity with ``generate(min_length=k+l)``: the end-of-document token (id 0) can never be
+generated (its logit is -inf, as ``MinLengthLogitsProcessor`` sets it), so a row whose
+continuation holds a document boundary is never memorized; the padded vocabulary rows of the
+output layer (GPT-NeoX pads 50,277 tokens to 50,304) are masked (``vocab_size``), as
+``generate(suppress_tokens=...)`` would.
+
+Scans: :func:`scan_checkpoint` scores every training sequence a checkpoint has seen (steps
+[0, step) of the data order, read through :func:`pythia.data.batches.get_batch`, so Pythia's
+released pre-shuffled files work unchanged), or a configured range and stride of steps, in
+blocks of whole steps; each block's result is cached on disk per checkpoint identity
+(``work/<suite>/cache/memorization/``), so a rerun or a crash resumes where it stopped, and
+results stream into one Parquet file per checkpoint (bounded memory whatever the data size).
+
+Columns of a scan (one row per training sequence)::
+
+    seq          int64   index of the sequence in the training order (step = seq // global_batch)
+    memorized    bool    greedy decoding reproduces all l tokens
+    match_run    int16   tokens greedy decoding reproduces before its first miss (l if memorized)
+    matches      int16   tokens of the l-token greedy continuation equal to the true ones
+                         (-1 where the fractional score was not computed)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pythia import paths
+from pythia.config import Suite, config_digest, load_suite
+from pythia.errors import UsageError
+
+log = logging.getLogger("pythia.memorization")
+
+EOD = 0
+"""The end-of-document token of Pythia's tokenizers (and the suites' BPE)."""
+COLUMNS = ("seq", "memorized", "match_run", "matches")
+BLOCK_ROWS = 4096
+"""Sequences per cached block (rounded to whole steps)."""
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """What one scan computes; its digest names the cache entries and the scan files."""
+
+    prompt: int = 32
+    """k: tokens of the prompt (the sequence's first k tokens)."""
+    continuation: int = 32
+    """l: tokens greedy decoding must reproduce."""
+    score_stride: int = 1
+    """The fractional score of every n-th sequence (seq % n == 0); 0: none (flags and match runs only)."""
+    forbid_eod: bool = True
+    """The end-of-document token cannot be generated (``generate(min_length=k+l)``)."""
+
+    def __post_init__(self) -> None:
+        if self.prompt < 1 or self.continuation < 1:
+            raise UsageError(f"prompt and continuation lengths must be >= 1, got {self.prompt} and {self.continuation}")
+        if self.score_stride < 0:
+            raise UsageError(f"score stride must be >= 0 (0: no fractional scores), got {self.score_stride}")
+
+    @property
+    def width(self) -> int:
+        return self.prompt + self.continuation
+
+    @property
+    def digest(self) -> str:
+        return config_digest(asdict(self))
+
+
+# ------------------------------------------------------------------------------ the kernels
+
+
+def leading_run(correct: np.ndarray) -> np.ndarray:
+    """(N,) length of the leading run of True in each row of ``correct`` (N, l)."""
+    miss = ~correct
+    first = miss.argmax(axis=1)  # (N,) first miss, 0 when there is none
+    return np.where(miss.any(axis=1), first, correct.shape[1]).astype(np.int16)
+
+
+def _pick(logits: torch.Tensor, vocab_size: int | None, forbid: torch.Tensor | None) -> torch.Tensor:
+    """Greedy tokens (b,) from logits (b, V_padded): padded rows and forbidden tokens masked."""
+    logits = logits.float()
+    if vocab_size is not None:
+        logits = logits[:, :vocab_size]
+    if forbid is not None:
+        logits = logits.index_fill(1, forbid, float("-inf"))
+    return logits.argmax(dim=-1)
+
+
+@torch.inference_mode()
+def greedy_continue(model: torch.nn.Module, prefix: np.ndarray, steps: int, *, vocab_size: int | None = None,
+                    forbid: Sequence[int] = (EOD,)) -> np.ndarray:
+    """(b, steps) tokens greedy decoding appends to ``prefix`` (b, p) (equal lengths, no padding),
+    with a KV cache: one forward over the prefix, then one token per step. The output layer runs
+    on the last position only."""
+    device = next(model.parameters()).device
+    head = model.get_output_embeddings()
+    forbid_t = torch.tensor(sorted(set(forbid)), dtype=torch.int64, device=device) if forbid else None
+    x = torch.from_numpy(np.ascontiguousarray(prefix, dtype=np.int64)).to(device)  # (b, p)
+    out = model.base_model(input_ids=x, use_cache=True)
+    cache = out.past_key_values
+    tokens = torch.empty(x.shape[0], steps, dtype=torch.int64, device=device)  # (b, steps)
+    hidden = out.last_hidden_state[:, -1]  # (b, d)
+    for i in range(steps):
+        tokens[:, i] = _pick(head(hidden), vocab_size, forbid_t)
+        if i + 1 < steps:
+            out = model.base_model(input_ids=tokens[:, i:i + 1], past_key_values=cache, use_cache=True)
+            cache, hidden = out.past_key_values, out.last_hidden_state[:, -1]
+    return tokens.cpu().numpy()
+
+
+def memorization(model: torch.nn.Module, rows: np.ndarray, options: ScanOptions = ScanOptions(), *,
+                 vocab_size: int | None = None, score_mask: np.ndarray | None = None, batch_size: int | None = None,
+                 decode_batch: int = 256) -> dict[str, np.ndarray]:
+    """Memorized flags, leading match runs and (where ``score_mask``) fractional matches of ``rows``
+    (N, >= k + l), see the module docstring. Returns arrays ``memorized`` (N,) bool, ``match_run``
+    (N,) int16, ``matches`` (N,) int16 (-1 where not computed)."""
+    from pythia.evaluate.scoring import score
+
+    k, l = options.prompt, options.continuation
+    rows = np.asarray(rows)
+    if rows.ndim != 2 or rows.shape[1] < k + l:
+        raise UsageError(f"memorization needs rows of at least k + l = {k + l} tokens, got shape {rows.shape}")
+    rows = rows[:, :k + l].astype(np.int64)
+    forbid = [EOD] if options.forbid_eod else []
+    s = score(model, rows, positions=range(k, k + l), vocab_size=vocab_size, forbid=forbid, batch_size=batch_size)
+    correct = s.correct  # (N, l)
+    run = leading_run(correct)
+    memorized = run == l
+    matches = np.full(len(rows), -1, dtype=np.int16)
+    want = np.ones(len(rows), bool) if score_mask is None else np.asarray(score_mask, bool)
+    matches[want & memorized] = l
+    todo = np.flatnonzero(want & ~memorized)
+    # rows sorted by their run share longer prefixes in a batch: each batch starts decoding after
+    # the shortest run in it (prompt + matched tokens + the first miss, all known from teacher forcing)
+    todo = todo[np.argsort(run[todo], kind="stable")]
+    for lo in range(0, len(todo), decode_batch):
+        idx = todo[lo:lo + decode_batch]
+        r = int(run[idx].min())
+        known = np.concatenate([rows[idx, :k + r], s.greedy[idx, r:r + 1]], axis=1)  # (b, k + r + 1)
+        generated = s.greedy[idx, :r + 1]  # the first r + 1 greedy tokens: r matches, then a miss (b, r + 1)
+        if r + 1 < l:
+            more = greedy_continue(model, known, l - r - 1, vocab_size=vocab_size, forbid=forbid)
+            generated = np.concatenate([generated, more], axis=1)  # (b, l)
+        matches[idx] = (generated == rows[idx, k:k + l]).sum(axis=1)
+    return {"memorized": memorized, "match_run": run, "matches": matches}
+
+
+# ------------------------------------------------------------------------------ scans over training data
+
+
+def seen_steps(checkpoint_step: int) -> range:
+    """Data steps a checkpoint has trained on: step s's batch is consumed by update s + 1, so the
+    checkpoint at step N has seen steps [0, N)."""
+    return range(0, checkpoint_step)
+
+
+def step_range(suite: Suite, dataset: str, checkpoint_step: int, start: int | None = None, stop: int | None = None,
+               stride: int = 1) -> range:
+    """The data steps to scan: ``[start, stop)`` every ``stride`` (default: all seen by the checkpoint);
+    a range past the training data fails with the steps there are."""
+    from pythia.data.batches import num_steps
+
+    have = num_steps(suite, dataset)
+    seen = seen_steps(checkpoint_step)
+    start = seen.start if start is None else start
+    stop = min(seen.stop, have) if stop is None else stop
+    if stride < 1:
+        raise UsageError(f"step stride must be >= 1, got {stride}")
+    if start < 0 or stop < start:
+        raise UsageError(f"bad data step range [{start}, {stop}); give 0 <= start <= stop")
+    if stop > have:
+        raise UsageError(f"data steps [{start}, {stop}) run past the training data of suite {suite.name!r} "
+                         f"dataset {dataset!r}, which has steps 0..{have - 1}; ask for a stop of at most {have}")
+    return range(start, stop, stride)
+
+
+def _blocks(steps: range, per_block: int) -> Iterator[range]:
+    for i in range(0, len(steps), per_block):
+        yield steps[i:i + per_block]
+
+
+def _block_rows(suite: Suite, dataset: str, steps: range, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(seq (n,), rows (n, width)) of the training sequences of ``steps`` via get_batch."""
+    from pythia.data.batches import get_batch
+
+    b = suite.training.global_batch
+    rows = np.concatenate([get_batch(suite, dataset, s)[:, :width] for s in steps])  # (n, width)
+    seq = np.concatenate([np.arange(s * b, (s + 1) * b, dtype=np.int64) for s in steps])  # (n,)
+    return seq, rows
+
+
+def _cache_file(folder: Path, steps: range, rows: np.ndarray, options: ScanOptions) -> Path:
+    h = hashlib.sha256(options.digest.encode())
+    h.update(np.ascontiguousarray(rows, dtype="<i8").tobytes())
+    return folder / f"steps{steps.start}-{steps.stop}-{steps.step}-{h.hexdigest()[:20]}.npz"
+
+
+def scan_file(suite: str, dataset: str, model: str, step: int) -> Path:
+    """``work/<suite>/memorization/<dataset>/<model>/step<N>.parquet``: one checkpoint's scan."""
+    return paths.suite_dir(suite) / "memorization" / dataset / model / f"step{step}.parquet"
+
+
+def scan_checkpoint(checkpoint, suite: Suite, steps: range, options: ScanOptions = ScanOptions(), *,
+                    out: Path | None = None, device: str = "cpu", dtype: Any = None, batch_size: int | None = None,
+                    progress: bool = True, cache_root: Path | None = None) -> dict[str, Any]:
+    """Scan the training sequences of data ``steps`` with ``checkpoint`` (a :class:`pythia.runs.Checkpoint`)
+    into ``out`` (Parquet, :data:`COLUMNS`); blocks already in the cache are not scored again.
+    Returns a summary (sequences, memorized, seconds, sequences/s)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from tqdm.auto import tqdm
+
+    from pythia.evaluate.cache import cache_root as default_cache_root
+    from pythia.evaluate.cache import checkpoint_dir
+    from pythia.io import atomic_path
+
+    if suite.training.seq_len + 1 < options.width:
+        raise UsageError(f"suite {suite.name!r} has sequences of {suite.training.seq_len + 1} tokens, fewer than "
+                         f"k + l = {options.width}; use shorter prompt/continuation lengths")
+    out = out or scan_file(suite.name, checkpoint.dataset, checkpoint.model, checkpoint.step)
+    folder = checkpoint_dir((cache_root or default_cache_root(suite.name)) / "memorization", checkpoint)
+    per_block = max(1, BLOCK_ROWS // suite.training.global_batch)
+    model = None
+    vocab = suite.tokenizer.vocab_size
+    schema = pa.schema([("seq", pa.int64()), ("memorized", pa.bool_()), ("match_run", pa.int16()),
+                        ("matches", pa.int16())],
+                       metadata={"checkpoint": checkpoint.identity, "options": json.dumps(asdict(options)),
+                                 "steps": json.dumps([steps.start, steps.stop, steps.step])})
+    n_rows = memorized = scored = 0
+    t0 = time.perf_counter()
+    with atomic_path(out, suffix=".parquet") as tmp, pq.ParquetWriter(tmp, schema) as writer, \
+            tqdm(total=len(steps) * suite.training.global_batch, unit="seq", desc=checkpoint.name,
+                 disable=not progress, dynamic_ncols=True) as bar:
+        for block in _blocks(steps, per_block):
+            seq, rows = _block_rows(suite, checkpoint.dataset, block, options.width)
+            cached = _cache_file(folder, block, rows, options)
+            res = None
+            if cached.is_file():
+                try:
+                    with np.load(cached) as f:
+                        res = {k: f[k] for k in ("memorized", "match_run", "matches")}
+                except (OSError, ValueError, KeyError):
+                    res = None  # damaged: score again
+            if res is None:
+                if model is None:
+                    model = checkpoint.load_model(dtype=dtype, device=device)
+                mask = (seq % options.score_stride == 0) if options.score_stride else np.zeros(len(seq), bool)
+                t1 = time.perf_counter()
+                res = memorization(model, rows, options, vocab_size=vocab, score_mask=mask, batch_size=batch_size)
+                scored += len(seq)
+                log.debug("%s steps %s: %.0f seq/s", checkpoint.name, block, len(seq) / (time.perf_counter() - t1))
+                with atomic_path(cached, suffix=".npz") as ctmp, open(ctmp, "wb") as f:
+                    np.savez(f, **res)
+            writer.write_table(pa.table({"seq": seq, **res}, schema=schema))
+            n_rows += len(seq)
+            memorized += int(res["memorized"].sum())
+            bar.update(len(seq))
+            bar.set_postfix(memorized=memorized)
+    seconds = time.perf_counter() - t0
+    return {"checkpoint": checkpoint.name, "identity": checkpoint.identity, "file": str(out), "sequences": n_rows,
+            "memorized": memorized, "scored_now": scored, "seconds": seconds,
+            "sequences_per_s": scored / seconds if scored and seconds > 0 else None}
+
+
+def read_scan(path: str | Path):
+    """One checkpoint's scan as a frame (:data:`COLUMNS`)."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run `pythia memorization scan` (or the workflow's memorization rules)")
+    return pd.read_parquet(path)
+
+
+# ------------------------------------------------------------------------------ the command
+
+
+def summary_file(suite: str, dataset: str, model: str) -> Path:
+    """``work/<suite>/memorization/<dataset>/<model>/scan.json``: what a model's scans wrote (the rule's output)."""
+    return paths.suite_dir(suite) / "memorization" / dataset / model / "scan.json"
+
+
+def bench_file(suite: str) -> Path:
+    """``work/<suite>/memorization/bench.json``: the workflow's scan-vs-generate measurement."""
+    return paths.suite_dir(suite) / "memorization" / "bench.json"
+
+
+def scan_model(suite: str | Suite, dataset: str, model: str, catalogue, options: ScanOptions = ScanOptions(), *,
+               data_start: int | None = None, data_stop: int | None = None, data_stride: int = 1,
+               device: str = "cpu", dtype: Any = None, batch_size: int | None = None, out: Path | None = None,
+               progress: bool = True, cache_root: Path | None = None) -> dict[str, Any]:
+    """Scan every selected checkpoint of ``model`` on ``dataset`` (the catalogue's steps), each over
+    the sequences it has seen (or the given data step range); writes ``step<N>.parquet`` per
+    checkpoint and the summary ``scan.json`` (last, so its presence means the set is complete)."""
+    from pythia.io import write_json
+
+    suite = suite if isinstance(suite, Suite) else load_suite(suite)
+    paths.check_dataset(dataset)
+    steps = catalogue.steps(model, dataset)
+    if not steps:
+        have = catalogue.available_steps(model, dataset)
+        if not have:  # the catalogue says what to do (train, download)
+            catalogue.checkpoint(model, dataset, catalogue.selected[-1] if catalogue.selected else 0)
+        raise UsageError(f"no checkpoint of {model}/{dataset} to scan among the selected steps "
+                         f"{catalogue.selected[:8]}{'...' if len(catalogue.selected) > 8 else ''} "
+                         f"(steps there: {have[:8]}{'...' if len(have) > 8 else ''}); pick existing steps with --steps")
+    out = out or summary_file(suite.name, dataset, model)
+    checkpoints = []
+    for step in steps:
+        ckpt = catalogue.checkpoint(model, dataset, step)  # a missing step fails here with the steps there are
+        rng = step_range(suite, dataset, step, data_start, data_stop, data_stride)
+        res = scan_checkpoint(ckpt, suite, rng, options, out=out.parent / f"step{step}.parquet", device=device,
+                              dtype=dtype, batch_size=batch_size, progress=progress, cache_root=cache_root)
+        res.update(step=step, data_steps=[rng.start, rng.stop, rng.step])
+        log.info("%s: %d sequences, %d memorized (%.1f s)", ckpt.name, res["sequences"], res["memorized"], res["seconds"])
+        checkpoints.append(res)
+    record = {"suite": suite.name, "dataset": dataset, "model": model, "options": asdict(options),
+              "device": device, "dtype": str(dtype), "checkpoints": checkpoints,
+              "seconds": sum(c["seconds"] for c in checkpoints)}
+    write_json(out, record)
+    return record
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from pythia import runs
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    options = ScanOptions(args.prompt, args.continuation, args.score_stride)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda but no CUDA GPU is visible; use --device cpu")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    suite = load_suite(args.suite)
+    cat = runs.from_arguments(suite, args)
+    rec = scan_model(suite, args.dataset, args.model, cat, options, data_start=args.data_start,
+                     data_stop=args.data_stop, data_stride=args.data_stride, device=args.device, dtype=args.dtype,
+                     batch_size=args.batch_size, out=args.out, progress=not args.no_progress)
+    for c in rec["checkpoints"]:
+        print(f"{c['checkpoint']}: {c['sequences']} sequences, {c['memorized']} memorized")
+    print(f"wrote {args.out or summary_file(suite.name, args.dataset, args.model)}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from pythia import runs
+
+    p = sub.add_parser("memorization", help="(k, l)-memorization scans of the training sequences (section 04)")
+    msub = p.add_subparsers(dest="memorization_command", required=True, metavar="SUBCOMMAND")
+    s = msub.add_parser("scan", help="memorized flags, match runs and scores of every sequence each checkpoint has seen")
+    s.add_argument("--suite", required=True, help="suite name or YAML path")
+    s.add_argument("--dataset", required=True, choices=paths.DATASETS)
+    s.add_argument("--model", required=True, help="a model of the suite")
+    runs.add_arguments(s)
+    s.add_argument("--prompt", type=int, default=32, help="k: prompt tokens (default 32)")
+    s.add_argument("--continuation", type=int, default=32, help="l: tokens to reproduce (default 32)")
+    s.add_argument("--score-stride", type=int, default=1,
+                   help="fractional score of every n-th sequence (default 1: all; 0: flags and match runs only)")
+    s.add_argument("--data-start", type=int, default=None, help="first data step to scan (default 0)")
+    s.add_argument("--data-stop", type=int, default=None,
+                   help="data step to stop before (default: the checkpoint's step, i.e. every sequence it has seen)")
+    s.add_argument("--data-stride", type=int, default=1, help="scan every n-th data step (default 1)")
+    s.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    s.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                   help="model weights' dtype (default float32; bf16/fp16 on CUDA, as Pythia's fp16 scan)")
+    s.add_argument("--batch-size", type=int, default=None, help="sequences per forward pass (default: the engine's)")
+    s.add_argument("--threads", type=int, default=None, help="torch threads on CPU")
+    s.add_argument("--out", type=Path, default=None,
+                   help="summary JSON (default work/<suite>/memorization/<dataset>/<model>/scan.json; "
+                        "step<N>.parquet files go beside it)")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=_cmd_scan)
+
+
+# ------------------------------------------------------------------------------ the reference and the benchmark
+
+
+@torch.inference_mode()
+def generate_reference(model: torch.nn.Module, rows: np.ndarray, options: ScanOptions = ScanOptions(), *,
+                       vocab_size: int | None = None, batch_size: int = 256) -> dict[str, np.ndarray]:
+    """What Pythia's scan computes, with ``transformers``' ``model.generate``: greedy, ``min_length =
+    max_length = k + l`` (end-of-document never generated), padded vocabulary suppressed. Returns
+    ``memorized``, ``match_run``, ``matches`` like :func:`memorization` (matches for every row)."""
+    k, l = options.prompt, options.continuation
+    device = next(model.parameters()).device
+    rows = np.asarray(rows, dtype=np.int64)[:, :k + l]
+    padded = model.get_output_embeddings().weight.shape[0]
+    suppress = list(range(vocab_size, padded)) if vocab_size is not None and vocab_size < padded else None
+    out = np.empty((len(rows), l), dtype=np.int64)
+    for lo in range(0, len(rows), batch_size):
+        x = torch.from_numpy(rows[lo:lo + batch_size, :k]).to(device)  # (b, k)
+        kwargs: dict[str, Any] = dict(max_length=k + l, do_sample=False, num_beams=1, pad_token_id=EOD,
+                                      eos_token_id=EOD, attention_mask=torch.ones_like(x))
+        if options.forbid_eod:
+            kwargs["min_length"] = k + l
+        if suppress:
+            kwargs["suppress_tokens"] = suppress
+        gen = model.generate(x, **kwargs)  # (b, k + l)
+        out[lo:lo + len(x)] = gen[:, k:].cpu().numpy()
+    correct = out == rows[:, k:]  # (N, l)
+    run = leading_run(correct)
+    return {"memorized": run == l, "match_run": run, "matches": correct.sum(axis=1).astype(np.int16), "tokens": out}
+
+
+def bench_memorization(suite: str | Suite, model: str, dataset: str = "standard", step: int | None = None,
+                       rows: int = 1024, batch: int = 256, rounds: int = 2, threads: int | None = None,
+                       device: str = "cpu", catalogue=None, options: ScanOptions = ScanOptions()) -> dict[str, Any]:
+    """Tokens/s of the scan (flags and match runs; and with every fractional score) against
+    ``model.generate`` on the same ``rows`` training sequences of checkpoint ``step`` (default: the
+    last), batch by batch interleaved (so load from other processes falls on all alike), in
+    ``rounds`` rounds; checks that the flags, match runs and scores are identical. The headline
+    ratio is the median over batches of generate seconds / scan seconds."""
+    from pythia.runs import open_catalogue
+
+    suite = suite if isinstance(suite, Suite) else load_suite(suite)
+    if threads:
+        torch.set_num_threads(threads)
+    cat = catalogue or open_catalogue(suite)
+    have = cat.available_steps(model, dataset)
+    step = have[-1] if step is None and have else step
+    ckpt = cat.checkpoint(model, dataset, step if step is not None else 0)
+    net = ckpt.load_model(device=device)
+    vocab = suite.tokenizer.vocab_size
+    b = suite.training.global_batch
+    need_steps = -(-rows // b)
+    seq, tokens = _block_rows(suite, dataset, step_range(suite, dataset, max(step, need_steps), 0, need_steps),
+                              options.width)
+    tokens = tokens[:rows]
+    flags_only = ScanOptions(options.prompt, options.continuation, 0, options.forbid_eod)
+    times: dict[str, list[float]] = {"scan": [], "scan_scores": [], "generate": []}
+    results: dict[str, list] = {k: [] for k in times}
+    for rnd in range(rounds):
+        for lo in range(0, len(tokens), batch):
+            x = tokens[lo:lo + batch]
+            for name, fn in (("scan", lambda: memorization(net, x, flags_only, vocab_size=vocab)),
+                             ("scan_scores", lambda: memorization(net, x, options, vocab_size=vocab,
+                                                                  decode_batch=batch)),
+                             ("generate", lambda: generate_reference(net, x, options, vocab_size=vocab,
+                                                                     batch_size=batch))):
+                t0 = time.perf_counter()
+                r = fn()
+                times[name].append(time.perf_counter() - t0)
+                if rnd == 0:
+                    results[name].append(r)
+    got = {name: {k: np.concatenate([r[k] for r in rs]) for k in ("memorized", "match_run", "matches")}
+           for name, rs in results.items()}
+    ref = got["generate"]
+    parity = {
+        "flags_identical": bool(np.array_equal(got["scan"]["memorized"], ref["memorized"])
+                                and np.array_equal(got["scan_scores"]["memorized"], ref["memorized"])),
+        "match_runs_identical": bool(np.array_equal(got["scan"]["match_run"], ref["match_run"])),
+        "scores_identical": bool(np.array_equal(got["scan_scores"]["matches"], ref["matches"])),
+        "rows_differing_scores": int((got["scan_scores"]["matches"] != ref["matches"]).sum()),
+    }
+    tok_per_row = options.width
+    per_batch = {k: np.array(v) for k, v in times.items()}
+    summary = {k: {"seconds": float(v.sum() / rounds), "tokens_per_s": rounds * len(tokens) * tok_per_row / float(v.sum()),
+                   "sequences_per_s": rounds * len(tokens) / float(v.sum())} for k, v in per_batch.items()}
+    return {
+        "suite": suite.name, "model": model, "dataset": dataset, "checkpoint": ckpt.name, "identity": ckpt.identity,
+        "rows": len(tokens), "batch": batch, "rounds": rounds, "threads": torch.get_num_threads(), "device": device,
+        "options": asdict(options), "memorized": int(ref["memorized"].sum()),
+        "mean_match_run": float(ref["match_run"].mean()), "mean_score": float(ref["matches"].mean() / options.continuation),
+        "timings": summary, **parity,
+        "scan_over_generate": float(np.median(per_batch["generate"] / per_batch["scan"])),
+        "scan_scores_over_generate": float(np.median(per_batch["generate"] / per_batch["scan_scores"])),
+        "torch": torch.__version__,
+    }

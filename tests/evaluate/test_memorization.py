@@ -1,0 +1,172 @@
+"""The memorization scan against ``model.generate`` on a trained smoke checkpoint (training rows,
+rows the model reproduces, rows crossing a document boundary, a padded vocabulary); a tiny model
+trained on a planted sequence flags it; scans through the catalogue and get_batch, their cache,
+and their errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pythia.config import load_suite
+from pythia.data.batches import get_batch
+from pythia.errors import UsageError
+from pythia.evaluate import memorization as M
+from pythia.runs import open_catalogue
+
+
+@pytest.fixture
+def ckpt(smoke_run, monkeypatch):
+    monkeypatch.setenv("PYTHIA_WORK", str(smoke_run))
+    return open_catalogue("smoke").checkpoint("s1", "standard", 24)
+
+
+@pytest.fixture(scope="module")
+def model_and_rows(smoke_run):
+    """The trained s1 and 208 rows of 64 tokens: every training sequence, the model's own greedy
+    continuations of 56 prompts (memorized by construction) and the same with an
+    end-of-document token planted in the continuation (a document boundary: never memorized)."""
+    import os
+
+    old = os.environ.get("PYTHIA_WORK")
+    os.environ["PYTHIA_WORK"] = str(smoke_run)
+    try:
+        suite = load_suite("smoke")
+        ckpt = open_catalogue("smoke").checkpoint("s1", "standard", 24)
+        model = ckpt.load_model()
+        train = np.concatenate([get_batch(suite, "standard", s) for s in range(24)])  # (96, 65)
+    finally:
+        if old is None:
+            os.environ.pop("PYTHIA_WORK")
+        else:
+            os.environ["PYTHIA_WORK"] = old
+    x = torch.from_numpy(train[:56, :32])
+    with torch.no_grad():
+        own = model.generate(x, attention_mask=torch.ones_like(x), do_sample=False, max_length=64, min_length=64,
+                             eos_token_id=0, pad_token_id=0).numpy()  # (48, 64)
+    boundary = own.copy()
+    boundary[:, 40] = 0  # EOD inside the continuation
+    rows = np.concatenate([train[:, :64], own, boundary])  # (208, 64)
+    return model, rows
+
+
+def test_scan_equals_generate(model_and_rows):
+    model, rows = model_and_rows
+    opt = M.ScanOptions(32, 32)
+    ref = M.generate_reference(model, rows, opt, batch_size=64)
+    got = M.memorization(model, rows, opt, batch_size=37, decode_batch=50)
+    for key in ("memorized", "match_run", "matches"):
+        np.testing.assert_array_equal(got[key], ref[key], err_msg=key)
+    assert got["memorized"][96:152].all() and not got["memorized"][152:].any()  # own continuations; + EOD
+    assert (got["match_run"][152:] == 8).all()  # the planted EOD at position 40 is the first miss
+    assert 0 < got["matches"][:96].mean() < 32  # training rows: partly right, never whole
+    # the training rows that do hold an end-of-document token in their continuation are never memorized
+    eod = (rows[:, 32:64] == 0).any(axis=1)
+    assert eod[:96].any() and not got["memorized"][eod].any()
+    # fractional scores only where asked: the flags and runs are those of every row
+    mask = np.arange(len(rows)) % 3 == 0
+    part = M.memorization(model, rows, opt, score_mask=mask)
+    np.testing.assert_array_equal(part["memorized"], ref["memorized"])
+    np.testing.assert_array_equal(part["matches"][mask], ref["matches"][mask])
+    assert (part["matches"][~mask] == -1).all()
+
+
+def test_scan_masks_the_padded_vocabulary(model_and_rows):
+    """Output rows past the tokenizer's vocabulary never win (GPT-NeoX pads 50,277 to 50,304)."""
+    model, rows = model_and_rows
+    small = rows[:32] % 200
+    opt = M.ScanOptions(24, 24)
+    ref = M.generate_reference(model, small, opt, vocab_size=200)
+    got = M.memorization(model, small, opt, vocab_size=200)
+    for key in ("memorized", "match_run", "matches"):
+        np.testing.assert_array_equal(got[key], ref[key], err_msg=key)
+    assert (ref["tokens"] < 200).all()
+    free = M.generate_reference(model, small, opt)
+    assert (free["tokens"] >= 200).any()  # the mask changes what generate would do
+
+
+def test_leading_run():
+    c = np.array([[1, 1, 0, 1], [1, 1, 1, 1], [0, 1, 1, 1]], bool)
+    np.testing.assert_array_equal(M.leading_run(c), [2, 4, 0])
+
+
+def test_a_tiny_model_memorizes_a_planted_sequence():
+    """A one-layer model trained for a few seconds on batches that repeat one random sequence
+    (among fresh random ones) flags that sequence and nothing else."""
+    from pythia.model import build_model
+
+    suite = load_suite("smoke")
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    spec = suite.model("s2")
+    model = build_model(suite, spec, seed=0, attn_implementation="sdpa")
+    planted = rng.integers(1, 512, 33)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(25):
+        batch = rng.integers(1, 512, (8, 33))
+        batch[0] = planted
+        x = torch.from_numpy(batch)
+        loss = model(input_ids=x, labels=x).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    probe = np.concatenate([planted[None], rng.integers(1, 512, (15, 33))])
+    got = M.memorization(model, probe, M.ScanOptions(16, 16))
+    assert got["memorized"][0] and not got["memorized"][1:].any(), got["match_run"]
+
+
+def test_options_and_ranges_fail_clearly(smoke_data, monkeypatch):
+    monkeypatch.setenv("PYTHIA_WORK", str(smoke_data))
+    suite = load_suite("smoke")
+    with pytest.raises(UsageError, match="prompt and continuation lengths must be >= 1"):
+        M.ScanOptions(0, 32)
+    assert M.step_range(suite, "standard", 16) == range(0, 16)
+    assert M.step_range(suite, "standard", 24, 4, 12, 2) == range(4, 12, 2)
+    with pytest.raises(UsageError, match=r"data steps \[0, 30\) run past the training data .* steps 0..23; ask for a stop of at most 24"):
+        M.step_range(suite, "standard", 24, 0, 30)
+    with pytest.raises(UsageError, match="at least k \\+ l = 64 tokens"):
+        M.memorization(torch.nn.Linear(1, 1), np.zeros((2, 40), dtype=np.int64))
+
+
+def test_scan_model_writes_cached_scans(ckpt, smoke_run, tmp_path, monkeypatch):
+    suite = load_suite("smoke")
+    cat = open_catalogue("smoke", steps=[0, 8, 24])
+    opt = M.ScanOptions(32, 32, score_stride=5)
+    rec = M.scan_model(suite, "standard", "s1", cat, opt, progress=False, cache_root=tmp_path / "cache")
+    assert [c["step"] for c in rec["checkpoints"]] == [0, 8, 24]
+    assert [c["sequences"] for c in rec["checkpoints"]] == [0, 32, 96]
+    out = M.summary_file("smoke", "standard", "s1")
+    assert json.loads(out.read_text())["options"]["score_stride"] == 5
+    scan = M.read_scan(out.parent / "step24.parquet")
+    assert list(scan.columns) == list(M.COLUMNS) and scan["seq"].tolist() == list(range(96))
+    assert ((scan["matches"] >= 0) == (scan["seq"] % 5 == 0)).all()
+    # the same as scanning the rows directly
+    rows = np.concatenate([get_batch(suite, "standard", s) for s in range(24)])
+    direct = M.memorization(ckpt.load_model(), rows, opt, score_mask=np.arange(96) % 5 == 0)
+    np.testing.assert_array_equal(scan["match_run"].to_numpy(), direct["match_run"])
+    np.testing.assert_array_equal(scan["matches"].to_numpy(), direct["matches"])
+    # a rerun reads every block from the cache, loading no model
+    monkeypatch.setattr(type(ckpt), "load_model", lambda *a, **k: pytest.fail("scored again"))
+    again = M.scan_model(suite, "standard", "s1", cat, opt, progress=False, cache_root=tmp_path / "cache")
+    assert all(c["scored_now"] == 0 for c in again["checkpoints"])
+    pd.testing.assert_frame_equal(M.read_scan(out.parent / "step24.parquet"), scan)
+
+
+def test_scan_on_a_local_released_layout(smoke_run, tmp_path, monkeypatch):
+    """The same scan through the catalogue's `local` source (a released-layout directory)."""
+    monkeypatch.setenv("PYTHIA_WORK", str(smoke_run))
+    run = smoke_run / "smoke" / "models" / "standard" / "s1"
+    root = tmp_path / "released"
+    shutil.copytree(run / "step24", root / "pythia-s1" / "step24")
+    cat = open_catalogue("smoke", "local", root)  # released_name("s1") = pythia-s1
+    rec = M.scan_model("smoke", "standard", "s1", cat, M.ScanOptions(32, 32, 0), out=tmp_path / "scan.json",
+                       progress=False)
+    assert rec["checkpoints"][0]["sequences"] == 96
+    assert rec["checkpoints"][0]["identity"].startswith("local:")
