@@ -218,7 +218,7 @@ def qq_points(counts: np.ndarray) -> pd.DataFrame:
     lam = float(counts.mean()) if len(counts) else 0.0
     if lam <= 0:  # no events: every window is 0 and so is every quantile of Poisson(0)
         return pd.DataFrame({"sample": [0.0], "theoretical": [0.0], "n": [len(counts)]})
-    pp = ProbPlot(counts, dist=stats.poisson, distargs=(lam,), fit=False)
+    pp = ProbPlot(counts, dist=stats.poisson(lam))  # a frozen Poisson (it takes no loc/scale arguments)
     df = pd.DataFrame({"sample": pp.sample_quantiles, "theoretical": pp.theoretical_quantiles})
     return df.groupby(["sample", "theoretical"]).size().rename("n").reset_index()
 

@@ -5,13 +5,17 @@ k tokens reproduces its next l tokens exactly (k = l = 32 in the paper); its mem
 score is the fraction of those l tokens the greedy continuation gets right. Pythia computed
 both with ``model.generate(context, min_length=64, max_length=64)`` on every sequence.
 
-The scan gets the same answers from one teacher-forced forward pass:
+The scan gets the same answers from teacher forcing:
 
 * greedy decoding reproduces x[k:k+l] iff the argmax of the teacher-forced logits equals
   x[t] at every t in [k, k+l) (by induction over t: while every earlier token matched,
-  decoding reads exactly the teacher-forced prefix). So :func:`pythia.evaluate.score` at
-  positions k..k+l-1 gives the memorized flag of every row, and the leading run of matches
-  (how many tokens greedy decoding reproduces before its first miss) is exact too.
+  decoding reads exactly the teacher-forced prefix). So the scoring engine's argmax at
+  positions k..k+l-1 (:func:`pythia.evaluate.score`) gives the memorized flag of every row,
+  and the leading run of matches (how many tokens greedy decoding reproduces before its first
+  miss) is exact too. :func:`leading_matches` computes the same argmaxes but stops feeding a
+  row at its first miss (the prompt in one batched pass with a KV cache, then the true
+  continuation in growing chunks for the rows still matching): most training sequences miss
+  early, so most of the continuation and most of the output layer are never computed.
 * the fractional score needs the free-running continuation only after the first miss, and
   only for rows that have one: those rows continue greedily with a KV cache
   (:func:`greedy_continue`), batched, starting from their prompt plus the matched run.
@@ -136,40 +140,102 @@ def greedy_continue(model: torch.nn.Module, prefix: np.ndarray, steps: int, *, v
     return tokens.cpu().numpy()
 
 
+@torch.inference_mode()
+def leading_matches(model: torch.nn.Module, rows: np.ndarray, prompt: int, continuation: int, *,
+                    vocab_size: int | None = None, forbid: Sequence[int] = (EOD,),
+                    batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Leading match runs (N,) int16 and the greedy token at each row's first miss (N,) int64 (-1
+    where there is none) of ``rows`` (N, >= k + l): teacher forcing, cut at each row's first miss.
+
+    The prompt runs once for every row (one batched forward with a KV cache); then the true
+    continuation is fed in chunks of 1, 2, 4, ... tokens to the rows that have matched so far
+    only, the cache cut down to them (``DynamicCache.batch_select_indices``). A row's argmax at
+    continuation position t reads exactly x[:t] as in one full teacher-forced pass, so runs and
+    flags are those of the single pass (and of greedy decoding), for a fraction of its cost when
+    most rows miss early. The output layer, the masking of padded rows (``vocab_size``) and of
+    ``forbid`` are the scoring engine's (:func:`pythia.evaluate.scoring._score_hidden`)."""
+    from pythia.evaluate.scoring import DEFAULT_BATCH_TOKENS, LOGIT_CHUNK_BYTES, _output_layer, _score_hidden
+
+    k, l = prompt, continuation
+    device = next(model.parameters()).device
+    weight, bias = _output_layer(model, vocab_size)
+    forbid_t = torch.tensor(sorted(set(forbid)), dtype=torch.int64, device=device) if forbid else None
+    chunk = max(32, (LOGIT_CHUNK_BYTES if device.type == "cpu" else 32 * LOGIT_CHUNK_BYTES) // (4 * weight.shape[0]))
+    batch = batch_size or max(1, 2 * DEFAULT_BATCH_TOKENS // k)
+    runs = np.zeros(len(rows), dtype=np.int16)
+    misses = np.full(len(rows), -1, dtype=np.int64)
+    for lo in range(0, len(rows), batch):
+        x = torch.from_numpy(np.ascontiguousarray(rows[lo:lo + batch, :k + l], dtype=np.int64)).to(device)  # (b, k+l)
+        out = model.base_model(input_ids=x[:, :k], use_cache=True)
+        cache, hidden = out.past_key_values, out.last_hidden_state[:, -1:]  # hidden (b, 1, d) predicts x[:, k]
+        alive = torch.arange(len(x), device=device)  # rows that matched every target so far
+        run = torch.zeros(len(x), dtype=torch.int64, device=device)
+        miss = torch.full((len(x),), -1, dtype=torch.int64, device=device)
+        pos, width = k, 1  # hidden predicts x[alive, pos:pos + width]
+        while True:
+            target = x[alive, pos:pos + width]  # (a, w)
+            _, greedy = _score_hidden(hidden.reshape(-1, hidden.shape[-1]), weight, bias, target.reshape(-1),
+                                      forbid_t, chunk)
+            greedy = greedy.view(len(alive), width)  # (a, w)
+            wrong = greedy != target
+            missed = wrong.any(dim=1)  # (a,)
+            first = torch.where(missed, wrong.int().argmax(dim=1), width)  # (a,)
+            run[alive] += first
+            miss[alive[missed]] = greedy[missed, first[missed]]
+            pos += width
+            if pos >= k + l or bool(missed.all()):
+                break
+            keep = (~missed).nonzero()[:, 0]
+            alive = alive[keep]
+            if len(keep) < len(missed):
+                cache.batch_select_indices(keep)
+            width = min(2 * width, k + l - pos)
+            out = model.base_model(input_ids=x[alive, pos - 1:pos - 1 + width], past_key_values=cache, use_cache=True)
+            cache, hidden = out.past_key_values, out.last_hidden_state  # (a, w, d) predicts x[alive, pos:pos + w]
+        runs[lo:lo + len(x)] = run.cpu().numpy()
+        misses[lo:lo + len(x)] = miss.cpu().numpy()
+    return runs, misses
+
+
 def memorization(model: torch.nn.Module, rows: np.ndarray, options: ScanOptions = ScanOptions(), *,
                  vocab_size: int | None = None, score_mask: np.ndarray | None = None, batch_size: int | None = None,
                  decode_batch: int = 256) -> dict[str, np.ndarray]:
     """Memorized flags, leading match runs and (where ``score_mask``) fractional matches of ``rows``
     (N, >= k + l), see the module docstring. Returns arrays ``memorized`` (N,) bool, ``match_run``
     (N,) int16, ``matches`` (N,) int16 (-1 where not computed)."""
-    from pythia.evaluate.scoring import score
-
     k, l = options.prompt, options.continuation
     rows = np.asarray(rows)
     if rows.ndim != 2 or rows.shape[1] < k + l:
         raise UsageError(f"memorization needs rows of at least k + l = {k + l} tokens, got shape {rows.shape}")
     rows = rows[:, :k + l].astype(np.int64)
     forbid = [EOD] if options.forbid_eod else []
-    s = score(model, rows, positions=range(k, k + l), vocab_size=vocab_size, forbid=forbid, batch_size=batch_size)
-    correct = s.correct  # (N, l)
-    run = leading_run(correct)
-    memorized = run == l
-    matches = np.full(len(rows), -1, dtype=np.int16)
-    want = np.ones(len(rows), bool) if score_mask is None else np.asarray(score_mask, bool)
-    matches[want & memorized] = l
-    todo = np.flatnonzero(want & ~memorized)
-    # rows sorted by their run share longer prefixes in a batch: each batch starts decoding after
-    # the shortest run in it (prompt + matched tokens + the first miss, all known from teacher forcing)
-    todo = todo[np.argsort(run[todo], kind="stable")]
-    for lo in range(0, len(todo), decode_batch):
-        idx = todo[lo:lo + decode_batch]
-        r = int(run[idx].min())
-        known = np.concatenate([rows[idx, :k + r], s.greedy[idx, r:r + 1]], axis=1)  # (b, k + r + 1)
-        generated = s.greedy[idx, :r + 1]  # the first r + 1 greedy tokens: r matches, then a miss (b, r + 1)
-        if r + 1 < l:
-            more = greedy_continue(model, known, l - r - 1, vocab_size=vocab_size, forbid=forbid)
-            generated = np.concatenate([generated, more], axis=1)  # (b, l)
-        matches[idx] = (generated == rows[idx, k:k + l]).sum(axis=1)
+    was_training = model.training
+    model.eval()
+    try:
+        run, miss = leading_matches(model, rows, k, l, vocab_size=vocab_size, forbid=forbid, batch_size=batch_size)
+        memorized = run == l
+        matches = np.full(len(rows), -1, dtype=np.int16)
+        want = np.ones(len(rows), bool) if score_mask is None else np.asarray(score_mask, bool)
+        matches[want & memorized] = l
+        todo = np.flatnonzero(want & ~memorized)
+        # rows sorted by their run share longer prefixes in a batch: each batch decodes on from the
+        # shortest run in it (prompt + matched tokens + the first miss, all known from teacher forcing)
+        todo = todo[np.argsort(run[todo], kind="stable")]
+        for lo in range(0, len(todo), decode_batch):
+            idx = todo[lo:lo + decode_batch]
+            r = int(run[idx].min())
+            # the first r + 1 greedy tokens: the true ones up to each row's run, then its miss
+            first = rows[idx, k:k + r + 1].copy()  # (b, r + 1)
+            at_miss = run[idx] == r
+            first[at_miss, r] = miss[idx][at_miss]
+            generated = first
+            if r + 1 < l:
+                known = np.concatenate([rows[idx, :k], first], axis=1)  # (b, k + r + 1)
+                more = greedy_continue(model, known, l - r - 1, vocab_size=vocab_size, forbid=forbid)
+                generated = np.concatenate([first, more], axis=1)  # (b, l)
+            matches[idx] = (generated == rows[idx, k:k + l]).sum(axis=1)
+    finally:
+        model.train(was_training)
     return {"memorized": memorized, "match_run": run, "matches": matches}
 
 

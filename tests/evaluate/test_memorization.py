@@ -20,6 +20,16 @@ from pythia.evaluate import memorization as M
 from pythia.runs import open_catalogue
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small decoding steps run fastest on one thread (and do not slow to a crawl when other
+    processes hold the cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def ckpt(smoke_run, monkeypatch):
     monkeypatch.setenv("PYTHIA_WORK", str(smoke_run))
@@ -27,7 +37,7 @@ def ckpt(smoke_run, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def model_and_rows(smoke_run):
+def model_and_rows(smoke_run, _one_thread):
     """The trained s1 and 208 rows of 64 tokens: every training sequence, the model's own greedy
     continuations of 56 prompts (memorized by construction) and the same with an
     end-of-document token planted in the continuation (a document boundary: never memorized)."""
