@@ -26,7 +26,8 @@ rule memorization_scan:
         checkpoints=checkpoint_args(),
         options=(
             f"--prompt {MEMORIZATION['prompt']} --continuation {MEMORIZATION['continuation']}"
-            f" --score-stride {MEMORIZATION['score_stride']} --device {MEMORIZATION['device']}{MEMORIZATION_DTYPE}"
+            f" --score-stride {MEMORIZATION['score_stride']} --data-stride {MEMORIZATION['data_stride']}"
+            f" --device {MEMORIZATION['device']}{MEMORIZATION_DTYPE}"
         ),
         digest=job_digest(memorization.scan_digest),
     log:

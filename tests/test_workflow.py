@@ -85,6 +85,7 @@ def test_hub_checkpoints_train_nothing(tmp_path):
     assert jobs["training_trajectories_generate"] == 2 and jobs["training_trajectories_evaluate"] == 20
     assert jobs["training_trajectories_tasks"] == 1 and jobs["training_trajectories_notebook"] == 1
     assert jobs["benchmarks_evaluate"] == 20 and jobs["benchmarks_notebook"] == 1  # 10 released sizes x 2
+    assert jobs["memorization_scan"] == 2 * 10 and jobs["memorization_bench"] == 1  # both datasets, ten sizes
 
 
 def test_checkpoint_config_errors_are_clear(tmp_path):
@@ -255,18 +256,22 @@ def test_a_suite_edit_reruns_exactly_the_jobs_that_depend_on_it(smoke_workflow, 
     trajectories = {"training_trajectories_generate", "training_trajectories_evaluate", "training_trajectories_notebook"}
     jobs, trains = dry("peak_lr: 2.0e-3", "peak_lr: 2.5e-3")
     assert trains == {("standard", "s2"), ("deduped", "s2")}
+    memorization = {"memorization_scan", "memorization_bench", "memorization_notebook"}
     assert set(jobs) == {"train", "training_notebook", "suite_notebook", "benchmarks_evaluate", "benchmarks_notebook",
-                         "all"} | trajectories
+                         "all"} | trajectories | memorization
     assert jobs["benchmarks_evaluate"] == 2  # s2's two runs; the tasks are not rebuilt
+    assert jobs["memorization_scan"] == 2  # s2's scans; the bench times the largest model, s2
     # the other model's learning rate: not s2's runs
     jobs, trains = dry("peak_lr: 3.0e-3", "peak_lr: 3.5e-3")
     assert trains == {("standard", "s1"), ("deduped", "s1")}
+    assert jobs["memorization_scan"] == 2 and "memorization_bench" not in jobs
     # section 06's sizes: its jobs only, and not the task files unless the tasks change
     jobs, trains = dry("    prompts: 4\n", "    prompts: 3\n")
     assert set(jobs) == {"all"} | trajectories and not trains
     # deduplication: the deduplicated data, its order and runs, the card; not the standard ones
     jobs, trains = dry("threshold: 0.87", "threshold: 0.8")
     assert trains == {("deduped", "s1"), ("deduped", "s2")}
+    assert jobs["memorization_scan"] == 2 and "memorization_bench" not in jobs
     assert jobs["data_dedup"] == 1 and jobs["data_order"] == 1 and jobs["data_card"] == 1
     assert "data_tokenize" not in jobs and "suite_notebook" not in jobs
     assert jobs["benchmarks_evaluate"] == 2 and "benchmarks_tasks" not in jobs  # the deduplicated runs only

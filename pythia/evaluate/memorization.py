@@ -499,7 +499,7 @@ def bench_memorization(suite: str | Suite, model: str, dataset: str = "standard"
                        rows: int = 1024, batch: int = 256, rounds: int = 2, threads: int | None = None,
                        device: str = "cpu", catalogue=None, options: ScanOptions = ScanOptions()) -> dict[str, Any]:
     """Tokens/s of the scan (flags and match runs; and with every fractional score) against
-    ``model.generate`` on the same ``rows`` training sequences of checkpoint ``step`` (default: the
+    ``model.generate`` on the same ``rows`` first training sequences (all of them if there are fewer) of checkpoint ``step`` (default: the
     last), batch by batch interleaved (so load from other processes falls on all alike), in
     ``rounds`` rounds; checks that the flags, match runs and scores are identical. The headline
     ratio is the median over batches of generate seconds / scan seconds."""
@@ -515,9 +515,10 @@ def bench_memorization(suite: str | Suite, model: str, dataset: str = "standard"
     net = ckpt.load_model(device=device)
     vocab = suite.tokenizer.vocab_size
     b = suite.training.global_batch
-    need_steps = -(-rows // b)
-    seq, tokens = _block_rows(suite, dataset, step_range(suite, dataset, max(step, need_steps), 0, need_steps),
-                              options.width)
+    from pythia.data.batches import num_steps
+
+    need_steps = min(-(-rows // b), num_steps(suite, dataset))  # the first rows of the order (all, if fewer)
+    seq, tokens = _block_rows(suite, dataset, range(need_steps), options.width)
     tokens = tokens[:rows]
     flags_only = ScanOptions(options.prompt, options.continuation, 0, options.forbid_eod)
     times: dict[str, list[float]] = {"scan": [], "scan_scores": [], "generate": []}
