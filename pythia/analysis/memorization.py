@@ -387,29 +387,34 @@ def sequence_sources(suite: Suite, dataset: str, seqs: np.ndarray) -> list[str]:
 
 def memorized_sequences(final: pd.DataFrame, suite: Suite, threshold: int, prompt: int, limit: int = 200) -> pd.DataFrame:
     """The sequences with leading run >= threshold at the final checkpoints, decoded (prompt and the
-    reproduced continuation) with their source, most models first; at most ``limit`` rows."""
+    reproduced continuation) with their source: those reproduced by the most models first, then the
+    longest runs; at most ``limit`` rows (only those are decoded)."""
     from pythia.data.batches import open_sequences
     from pythia.data.tokenizer import load_tokenizer
 
-    hits = final[final["match_run"] >= threshold].sort_values(["dataset", "seq", "model"])
-    cols = ["model", "dataset", "step", "seq", "match_run", "source", "prompt", "continuation"]
+    cols = ["model", "dataset", "step", "seq", "match_run", "models", "source", "prompt", "continuation"]
+    hits = final[final["match_run"] >= threshold].copy()
     if hits.empty:
         return pd.DataFrame(columns=cols)
+    hits["models"] = hits.groupby(["dataset", "seq"], observed=True)["model"].transform("size")
+    hits = hits.sort_values(["models", "match_run", "dataset", "seq", "model"],
+                            ascending=[False, False, True, True, True]).head(limit)
     tok = load_tokenizer(suite)
-    rows = []
-    for dataset, g in hits.groupby("dataset", observed=True):
+    parts = []
+    for dataset, g in hits.groupby("dataset", observed=True, sort=False):
         seqs = g["seq"].to_numpy()
-        tokens = np.asarray(open_sequences(suite, dataset)[seqs])
-        sources = sequence_sources(suite, dataset, seqs)
-        for (_, r), t, src in zip(g.iterrows(), tokens, sources):
-            rows.append({"model": r["model"], "dataset": dataset, "step": int(r["step"]), "seq": int(r["seq"]),
-                         "match_run": int(r["match_run"]), "source": src,
-                         "prompt": tok.decode(t[:prompt].tolist()),
-                         "continuation": tok.decode(t[prompt:prompt + int(r["match_run"])].tolist())})
-    out = pd.DataFrame(rows, columns=cols)
-    models = out.groupby("seq")["model"].transform("size")
-    return out.assign(models=models).sort_values(["models", "dataset", "seq"], ascending=[False, True, True]) \
-        .drop(columns="models").head(limit).reset_index(drop=True)
+        tokens = np.asarray(open_sequences(suite, dataset)[np.sort(np.unique(seqs))])
+        where = {s: i for i, s in enumerate(np.sort(np.unique(seqs)))}
+        src = dict(zip(np.sort(np.unique(seqs)), sequence_sources(suite, dataset, np.sort(np.unique(seqs)))))
+        g = g.assign(source=[src[s] for s in seqs],
+                     prompt=[tok.decode(tokens[where[s], :prompt].tolist()) for s in seqs],
+                     continuation=[tok.decode(tokens[where[s], prompt:prompt + int(r)].tolist())
+                                   for s, r in zip(seqs, g["match_run"])])
+        parts.append(g)
+    out = pd.concat(parts).sort_values(["models", "match_run", "dataset", "seq", "model"],
+                                       ascending=[False, False, True, True, True])
+    out["model"] = out["model"].astype(str)
+    return out[cols].reset_index(drop=True)
 
 
 def sources_of_memorized(table: pd.DataFrame) -> pd.DataFrame:

@@ -200,8 +200,8 @@ def leading_matches(model: torch.nn.Module, rows: np.ndarray, prompt: int, conti
 def memorization(model: torch.nn.Module, rows: np.ndarray, options: ScanOptions = ScanOptions(), *,
                  vocab_size: int | None = None, score_mask: np.ndarray | None = None, batch_size: int | None = None,
                  decode_batch: int = 256) -> dict[str, np.ndarray]:
-    """Memorized flags, leading match runs and (where ``score_mask``) fractional matches of ``rows``
-    (N, >= k + l), see the module docstring. Returns arrays ``memorized`` (N,) bool, ``match_run``
+    """Memorized flags, leading match runs and (where ``score_mask``; by default every
+    ``options.score_stride``-th row) fractional matches of ``rows`` (N, >= k + l), see the module docstring. Returns arrays ``memorized`` (N,) bool, ``match_run``
     (N,) int16, ``matches`` (N,) int16 (-1 where not computed)."""
     k, l = options.prompt, options.continuation
     rows = np.asarray(rows)
@@ -215,7 +215,11 @@ def memorization(model: torch.nn.Module, rows: np.ndarray, options: ScanOptions 
         run, miss = leading_matches(model, rows, k, l, vocab_size=vocab_size, forbid=forbid, batch_size=batch_size)
         memorized = run == l
         matches = np.full(len(rows), -1, dtype=np.int16)
-        want = np.ones(len(rows), bool) if score_mask is None else np.asarray(score_mask, bool)
+        if score_mask is None:  # every score_stride-th row (none for 0)
+            stride = options.score_stride
+            want = (np.arange(len(rows)) % stride == 0) if stride else np.zeros(len(rows), bool)
+        else:
+            want = np.asarray(score_mask, bool)
         matches[want & memorized] = l
         todo = np.flatnonzero(want & ~memorized)
         # rows sorted by their run share longer prefixes in a batch: each batch decodes on from the

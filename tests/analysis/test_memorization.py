@@ -152,3 +152,14 @@ def test_sources_of_training_sequences(smoke_data, monkeypatch):
             np.testing.assert_array_equal(rows[j][: len(head)], head)  # the document the sequence starts in
     removed = set(json.loads((L.dataset("deduped") / "dedup.json").read_text())["removed"])
     assert len([d for d in train if d["id"].split("#", 1)[0] not in removed]) == len(IndexedDataset(L.text_prefix("train", "deduped")))
+    # the decoded table: sequences reached by more models first, then longer runs; only those decoded
+    from pythia.data.tokenizer import load_tokenizer
+
+    final = pd.DataFrame({"model": pd.Categorical(["s1", "s2", "s1", "s2"]), "dataset": "standard", "step": 24,
+                          "seq": [5, 5, 9, 11], "match_run": [4, 6, 1, 3]})
+    table = mem.memorized_sequences(final, suite, 2, 32, limit=2)
+    assert table[["model", "seq", "match_run", "models"]].values.tolist() == [["s2", 5, 6, 2], ["s1", 5, 4, 2]]
+    row = open_sequences(suite, "standard")[5]
+    tok = load_tokenizer(suite)
+    assert table.continuation[0] == tok.decode(row[32:38].tolist()) and table.prompt[0] == tok.decode(row[:32].tolist())
+    assert table.source[0] == mem.sequence_sources(suite, "standard", np.array([5]))[0]
