@@ -201,6 +201,8 @@ def poisson_table(final: pd.DataFrame, windows: list[int], thresholds: list[int]
         runs = g.sort_values("seq")["match_run"].to_numpy()
         for r in thresholds:
             for w in windows:
+                if len(runs) // w < 2:  # fewer than two windows: nothing to compare
+                    continue
                 rows.append({"model": model, "dataset": dataset, "step": int(g["step"].iloc[0]), "threshold": r,
                              "window": w, **poisson_test(window_counts(runs >= r, w))})
     return pd.DataFrame(rows)
@@ -230,6 +232,8 @@ def qq_data(final: pd.DataFrame, model: str, windows: list[int], threshold: int)
         runs = g.sort_values("seq")["match_run"].to_numpy()
         for w in windows:
             counts = window_counts(runs >= threshold, w)
+            if len(counts) < 2:  # fewer than two windows of this size
+                continue
             q = qq_points(counts)
             q.insert(0, "dataset", dataset)
             q.insert(1, "window", w)
@@ -247,7 +251,7 @@ def plot_qq(qq: pd.DataFrame) -> plt.Figure:
     datasets = list(dict.fromkeys(qq["dataset"]))
     windows = sorted(qq["window"].unique())
     fig, axes = plt.subplots(len(windows), len(datasets), figsize=(4.2 * len(datasets), 3.4 * len(windows)),
-                             squeeze=False)
+                             squeeze=False, layout="constrained")
     norm = plt.Normalize(1, max(2, qq["n"].max()))
     for i, w in enumerate(windows):
         for j, d in enumerate(datasets):
