@@ -11,6 +11,7 @@
     pythia results compare [--suite S] [--reference DIR]   did the rerun reproduce the committed results?
     pythia benchmarks tasks|evaluate|bench|published   section 02: lm-eval over checkpoints, published numbers
     pythia training_trajectories tasks|generate|evaluate ...   section 06: per-token losses, hallucination, ICL
+    pythia term_frequencies count|evaluate ...         section 05: operand counts, few-shot arithmetic
 
 Each part of the package registers its own subcommands (``register(subparsers)``).
 
@@ -33,7 +34,7 @@ from pythia.errors import EXIT_USER_ERROR, user_message
 # Modules that add subcommands; each has ``register(subparsers)``.
 SUBCOMMAND_MODULES = ("pythia.analysis.suite", "pythia.data.cli", "pythia.train.cli", "pythia.runs", "pythia.bench",
                       "pythia.workflow", "pythia.results", "pythia.evaluate.benchmarks", "pythia.evaluate.memorization",
-                      "pythia.evaluate.trajectories")
+                      "pythia.analysis.term_frequencies", "pythia.evaluate.trajectories")
 
 
 class Parser(argparse.ArgumentParser):

@@ -17,7 +17,7 @@ import math
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -304,6 +304,39 @@ class TrajectoriesSpec(_Strict):
     """Questions per task (null: all)."""
 
 
+class OperandSet(_Strict):
+    """Operands of one arithmetic prompt set of the term-frequency section (``Q:What is {x1} plus {x2}? A:``)."""
+
+    x1: list[Annotated[int, Field(ge=0, le=99)]] = Field(default_factory=lambda: [0, 99], min_length=2, max_length=2)
+    """First operand, an inclusive range [lo, hi] within 0..99 (the paper: [0, 99])."""
+    x2: list[Annotated[int, Field(ge=1, le=50)]] = Field(default_factory=lambda: [1, 50], min_length=2, max_length=2)
+    """Second operand, an inclusive range [lo, hi] within 1..50 (the paper: [1, 50]); shots are drawn from x1 x x2."""
+    x2_values: list[Annotated[int, Field(ge=1, le=50)]] | None = None
+    """The x2 values evaluated (a subset of the range, to make a small suite's evaluation cheap); null: every x2."""
+
+
+class TermFrequencySpec(_Strict):
+    """Section 05, term frequencies: operand counts in the training data and few-shot arithmetic (Razeghi et al.
+    2022, as the Pythia paper ran it). Defaults are the paper's."""
+
+    steps: list[Annotated[int, Field(ge=0)]] | None = None
+    """Checkpoints evaluated (each a checkpoint step; the paper: 13k, 39k, 65k, 91k, 117k, 143k); null: the analysis steps."""
+    shard_steps: Annotated[int, Field(gt=0)] = 13000
+    """Training steps per counting range (the paper's 13,000-step shards); ranges also end at every evaluated step."""
+    shots: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0, 2, 4, 8, 16], min_length=1)
+    """Few-shot sizes k."""
+    operations: list[Literal["plus", "times"]] = Field(default_factory=lambda: ["plus", "times"], min_length=1)
+    """Operations: plus, times."""
+    operands: OperandSet = OperandSet()
+    """The paper's prompt set."""
+    simple: OperandSet | None = None
+    """A simpler prompt set small models can partly solve (e.g. single-digit operands); null: none."""
+    seed: int = 42
+    """Seed of the shots drawn for each prompt (the paper: Random(42))."""
+    max_new_tokens: Annotated[int, Field(gt=0)] = 16
+    """Greedy generation stops at a newline or after this many tokens."""
+
+
 class AnalysisSpec(_Strict):
     """What the analysis sections read. It never changes a trained weight, so it is not part of the suite's digest."""
 
@@ -315,6 +348,8 @@ class AnalysisSpec(_Strict):
     benchmarks_examples: Annotated[int, Field(ge=1)] = 100
     """Examples kept per offline benchmark task (section 02; the cloze keeps twice as many), unless the
     workflow's ``benchmarks.examples`` sets them."""
+    term_frequencies: TermFrequencySpec = TermFrequencySpec()
+    """Settings of the term-frequency section."""
 
 
 class Suite(_Strict):
@@ -349,6 +384,8 @@ class Suite(_Strict):
     def _analysis_steps_exist(self) -> Suite:
         if self.analysis.steps is not None:
             self.check_steps(self.analysis.steps, "analysis.steps")
+        if self.analysis.term_frequencies.steps is not None:
+            self.check_steps(self.analysis.term_frequencies.steps, "analysis.term_frequencies.steps")
         return self
 
     def model(self, name: str) -> ModelSpec:

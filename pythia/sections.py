@@ -239,6 +239,21 @@ SECTIONS: tuple[Section, ...] = (
         reads=("tokenizer", "data", "training", "models"),
     ),
     Section(
+        5, "term_frequencies", "Term frequencies",
+        figures=(
+            Figure("count_distribution", Compare(keys=("dataset", "step", "rank"))),
+            Figure("accuracy_vs_frequency", trained("model", "dataset", "op", "k", "step", "bin")),
+            Figure("accuracy_by_k", trained("model", "dataset", "op", "k", "step", "bin")),
+            Figure("simple_accuracy", trained("model", "dataset", "op", "k", "step", "bin")),
+        ),
+        tables=(
+            Table("frequency_gap", trained("model", "dataset", "set", "op", "k", "step")),
+            Table("count_skew", Compare(keys=("dataset", "step"))),
+            Table("timings", timing("job", "dataset", "model", ignore=("seconds", "tokens_per_s", "projected_hours"))),
+        ),
+        reads=("tokenizer", "data", "training", "models", "analysis"),
+    ),
+    Section(
         6, "training_trajectories", "Training trajectories",
         figures=(
             Figure("validation", trained("dataset", "model", "step")),
