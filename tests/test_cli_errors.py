@@ -177,6 +177,23 @@ CASES = [
          "--model", "t1", "--prompt", "0", expect="prompt and continuation lengths must be >= 1"),
     case("bench-memorization-unknown-model", "bench", "memorization", "--suite", "smoke", "--model", "nosuch",
          expect="unknown model 'nosuch'"),
+    # pythia term_frequencies
+    case("tf-no-subcommand", "term_frequencies", expect="required: COMMAND"),
+    case("tf-count-unknown-dataset", "term_frequencies", "count", "--suite", "smoke", "--dataset", "nosuch",
+         "--out", "{scratch}/c.npz", expect="unknown dataset 'nosuch'"),
+    case("tf-count-data-not-built", "term_frequencies", "count", "--suite", "smoke", "--dataset", "standard",
+         "--out", "{scratch}/c.npz", expect="run `pythia data build --suite smoke`"),
+    case("tf-count-released-pile-missing", "term_frequencies", "count", "--suite", "pythia", "--dataset", "deduped",
+         "--out", "{scratch}/c.npz", expect="pythia"),
+    case("tf-evaluate-half-precision-on-cpu", "term_frequencies", "evaluate", "--suite", "smoke", "--dataset",
+         "standard", "--model", "s1", "--out", "{scratch}/e.parquet", "--dtype", "bf16", expect="needs --device cuda"),
+    case("tf-evaluate-unknown-model", "term_frequencies", "evaluate", "--suite", "smoke", "--dataset", "standard",
+         "--model", "nosuch", "--out", "{scratch}/e.parquet", expect="unknown model 'nosuch'"),
+    case("tf-evaluate-not-trained", "term_frequencies", "evaluate", "--suite", "smoke", "--dataset", "standard",
+         "--model", "s1", "--out", "{scratch}/e.parquet", expect="no checkpoints of model 's1'"),
+    case("tf-evaluate-step-not-a-checkpoint", "term_frequencies", "evaluate", "--suite", "smoke", "--dataset",
+         "standard", "--model", "s1", "--out", "{scratch}/e.parquet", "--steps", "5",
+         expect="5 is not a checkpoint step of suite 'smoke'"),
 ]
 
 

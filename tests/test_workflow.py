@@ -86,6 +86,8 @@ def test_hub_checkpoints_train_nothing(tmp_path):
     assert jobs["training_trajectories_tasks"] == 1 and jobs["training_trajectories_notebook"] == 1
     assert jobs["benchmarks_evaluate"] == 20 and jobs["benchmarks_notebook"] == 1  # 10 released sizes x 2
     assert jobs["memorization_scan"] == 2 * 10 and jobs["memorization_bench"] == 1  # both datasets, ten sizes
+    # term frequencies: counts over the released order, every released size and dataset evaluated
+    assert jobs["term_frequencies_counts"] == 2 and jobs["term_frequencies_evaluate"] == 20
 
 
 def test_checkpoint_config_errors_are_clear(tmp_path):
@@ -258,9 +260,11 @@ def test_a_suite_edit_reruns_exactly_the_jobs_that_depend_on_it(smoke_workflow, 
     assert trains == {("standard", "s2"), ("deduped", "s2")}
     memorization = {"memorization_scan", "memorization_bench", "memorization_notebook"}
     assert set(jobs) == {"train", "training_notebook", "suite_notebook", "benchmarks_evaluate", "benchmarks_notebook",
-                         "all"} | trajectories | memorization
+                         "all", "term_frequencies_evaluate",
+                         "term_frequencies_notebook"} | trajectories | memorization
     assert jobs["benchmarks_evaluate"] == 2  # s2's two runs; the tasks are not rebuilt
     assert jobs["memorization_scan"] == 2  # s2's scans; the bench times the largest model, s2
+    assert jobs["term_frequencies_evaluate"] == 2
     # the other model's learning rate: not s2's runs
     jobs, trains = dry("peak_lr: 3.0e-3", "peak_lr: 3.5e-3")
     assert trains == {("standard", "s1"), ("deduped", "s1")}
@@ -275,6 +279,10 @@ def test_a_suite_edit_reruns_exactly_the_jobs_that_depend_on_it(smoke_workflow, 
     assert jobs["data_dedup"] == 1 and jobs["data_order"] == 1 and jobs["data_card"] == 1
     assert "data_tokenize" not in jobs and "suite_notebook" not in jobs
     assert jobs["benchmarks_evaluate"] == 2 and "benchmarks_tasks" not in jobs  # the deduplicated runs only
+    assert jobs["term_frequencies_counts"] == 1 and jobs["term_frequencies_evaluate"] == 2
+    # the term-frequency section's shots: its evaluations and notebook only, no count, no training
+    jobs, trains = dry("shots: [0, 2]", "shots: [0, 1]")
+    assert set(jobs) == {"term_frequencies_evaluate", "term_frequencies_notebook", "all"} and not trains
     # the description: only the suite table (its figure's title)
     jobs, trains = dry("description: Two tiny sizes", "description: Two small sizes")
     assert set(jobs) == {"suite_notebook", "all"} and not trains

@@ -194,7 +194,9 @@ def count_dataset(suite: Suite, dataset: str, out: str | Path, *, steps: Sequenc
     if workers > 1 and todo:
         import multiprocessing as mp
 
-        pool = mp.get_context("spawn").Pool(workers, _init_worker, (suite.name, dataset, suite_file))
+        # fork: workers start at once (spawn re-imports transformers in each); they use no torch
+        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        pool = mp.get_context(method).Pool(workers, _init_worker, (suite.name, dataset, suite_file))
     else:
         _init_worker(suite.name, dataset, suite_file)
     bar = tqdm(total=sum(hi - lo for lo, hi in todo) * tokens_per_step, unit="tok", unit_scale=True,
@@ -448,7 +450,14 @@ def evaluate(catalogue, model: str, dataset: str, out: str | Path, *, device: st
     spec = suite.analysis.term_frequencies
     folder = paths.suite_dir(suite.name) / STEM / "tasks"
     tasks = write_tasks(spec, folder)
-    steps = evaluation_steps(suite, catalogue.steps(model, dataset))
+    wanted = evaluation_steps(suite, catalogue.selected)
+    have = set(catalogue.steps(model, dataset))
+    steps = [s for s in wanted if s in have]
+    if not steps:
+        catalogue.checkpoint(model, dataset, wanted[-1])  # fails naming what is missing and what to do
+    if len(steps) < len(wanted):
+        log.warning("%s/%s: no checkpoints at steps %s; evaluating %s", model, dataset,
+                    sorted(set(wanted) - have), steps)
     frames, t0 = [], time.perf_counter()
     for step in tqdm(steps, desc=f"{model}/{dataset}", disable=not progress):
         ckpt = catalogue.checkpoint(model, dataset, step)
