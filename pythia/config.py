@@ -331,6 +331,10 @@ class TermFrequencySpec(_Strict):
     """The paper's prompt set."""
     simple: OperandSet | None = None
     """A simpler prompt set small models can partly solve (e.g. single-digit operands); null: none."""
+    heldout: bool = False
+    """Also evaluate, zero-shot, the true arithmetic statements of the suite's held-out (validation, test)
+    documents cut before the answer (``12 plus 34 equals`` -> 46): the training text's own format, never
+    trained on."""
     seed: int = 42
     """Seed of the shots drawn for each prompt (the paper: Random(42))."""
     max_new_tokens: Annotated[int, Field(gt=0)] = 16

@@ -19,7 +19,7 @@ Evaluation: the registry's ``arithmetic_prompts`` (``Q:What is {x1} plus {x2}? A
 answer, no leading space; the contamination guard knows every one). A k-shot prompt is k
 answered prompts of the same operation with another x1, drawn with ``Random(seed/op/x1/x2/k)``
 (so a prompt does not depend on which subset is evaluated), joined with a blank line, then the
-question. Each (set, operation, k) is one lm-eval ``generate_until`` task (x1, x2 in the
+question. Each prompt set is one lm-eval ``generate_until`` task (operation, k, x1, x2 in the
 documents) run through :mod:`pythia.evaluate.harness` (cached per checkpoint): greedy until a
 newline, at most ``max_new_tokens``; lm-eval's regex filter takes the first integer of the
 generation and ``exact_match`` compares it with the answer.
@@ -315,11 +315,12 @@ def main_dataset(datasets: Sequence[str]) -> str:
     return "deduped" if "deduped" in datasets else list(datasets)[0]
 
 
-def figure_data(bins: pd.DataFrame, *, dataset: str, set_name: str = "paper", k: int | None = None,
+def figure_data(bins: pd.DataFrame, *, dataset: str, set_name: str | Sequence[str] = "paper", k: int | None = None,
                 step: int | None = None) -> pd.DataFrame:
-    """The rows of :func:`binned` one figure plots: one dataset and prompt set, at ``k`` (default:
-    the largest) and/or ``step``."""
-    df = bins[(bins["dataset"] == dataset) & (bins["set"] == set_name)]
+    """The rows of :func:`binned` one figure plots: one dataset, the prompt set(s), at ``k``
+    (default: the largest) and/or ``step``."""
+    names = [set_name] if isinstance(set_name, str) else list(set_name)
+    df = bins[(bins["dataset"] == dataset) & (bins["set"].isin(names))]
     if k is None and step is None:
         k = int(df["k"].max())
     if k is not None:
@@ -359,22 +360,74 @@ def prompt(op: str, x1: int, x2: int, k: int, operands: OperandSet, seed: int = 
     return "\n\n".join(parts + [question(op, x1, x2)])
 
 
-def prompt_sets(spec: TermFrequencySpec) -> dict[str, OperandSet]:
-    """The prompt sets to evaluate: ``paper`` and, when configured, ``simple``."""
-    return {"paper": spec.operands, **({"simple": spec.simple} if spec.simple is not None else {})}
+def prompt_sets(spec: TermFrequencySpec) -> dict[str, OperandSet | None]:
+    """The prompt sets to evaluate: ``paper`` and, when configured, ``simple`` and ``heldout``."""
+    return {"paper": spec.operands, **({"simple": spec.simple} if spec.simple is not None else {}),
+            **({"heldout": None} if spec.heldout else {})}
 
 
-def documents(spec: TermFrequencySpec, name: str, op: str, k: int) -> list[dict[str, Any]]:
-    """The lm-eval documents of one task: context (the prompt), target, x1, x2, op, k, set."""
+HELDOUT_STATEMENTS = [
+    (re.compile(r"(?<![\w.])((\d{1,2}) (plus|times) (\d{1,2}) equals) (\d+)\b"), None),
+    (re.compile(r"\b(The (sum|product) of (\d{1,2}) and (\d{1,2}) is) (\d+)\b"), {"sum": "plus", "product": "times"}),
+    (re.compile(r"\b(Adding (\d{1,2}) and (\d{1,2}) gives) (\d+)\b"), "plus"),
+    (re.compile(r"\b(Multiplying (\d{1,2}) by (\d{1,2}) gives) (\d+)\b"), "times"),
+]
+"""Arithmetic statements of the micro data's generator (pythia.data.sources), cut before the answer."""
+
+
+def heldout_statements(suite: Suite) -> list[dict[str, Any]]:
+    """True statements ``x1 op x2 = y`` (x1, x2 < 100) in the suite's validation and test
+    documents (decoded from their token files: never trained on), as documents of the
+    ``heldout`` set: context = the statement up to the answer, k = 0; each distinct context once."""
+    from pythia.data.indexed import IndexedDataset
+    from pythia.data.layout import Layout
+    from pythia.data.tokenizer import load_tokenizer
+
+    tok, layout, seen, out = load_tokenizer(suite), Layout(suite.name), set(), []
+    for split in ("validation", "test"):
+        prefix = layout.text_prefix(split)
+        if not Path(f"{prefix}.bin").is_file():
+            raise MissingInputError(f"the held-out {split} tokens of suite {suite.name!r} ({prefix}.bin) are "
+                                    f"missing; build the data (`pythia data build --suite {suite.name}`) or set "
+                                    f"analysis.term_frequencies.heldout: false")
+        ds = IndexedDataset(str(prefix))
+        for text in tok.batch_decode([ds[i].tolist() for i in range(len(ds))]):
+            for rx, kind in HELDOUT_STATEMENTS:
+                for m in rx.finditer(text):
+                    g = m.groups()
+                    if kind is None:
+                        ctx, x1, op, x2, y = g
+                    elif isinstance(kind, dict):
+                        ctx, word, x1, x2, y = g
+                        op = kind[word]
+                    else:
+                        ctx, x1, x2, y = g
+                        op = kind
+                    x1, x2 = int(x1), int(x2)
+                    if ctx in seen or answer(op, x1, x2) != y:
+                        continue
+                    seen.add(ctx)
+                    out.append({"context": ctx, "target": y, "x1": x1, "x2": x2, "op": op, "k": 0, "set": "heldout"})
+    return out
+
+
+def documents(spec: TermFrequencySpec, name: str, suite: Suite | None = None) -> list[dict[str, Any]]:
+    """The lm-eval documents of one prompt set, every operation and k: context (the prompt),
+    target, x1, x2, op, k, set (``heldout``: read from ``suite``'s held-out documents)."""
+    if name == "heldout":
+        return heldout_statements(suite)
     operands = prompt_sets(spec)[name]
     x2s = operands.x2_values or list(range(operands.x2[0], operands.x2[1] + 1))
     return [{"context": prompt(op, x1, x2, k, operands, spec.seed), "target": answer(op, x1, x2),
              "x1": x1, "x2": x2, "op": op, "k": k, "set": name}
+            for op in spec.operations for k in spec.shots
             for x1 in range(operands.x1[0], operands.x1[1] + 1) for x2 in x2s]
 
 
-def task_name(name: str, op: str, k: int) -> str:
-    return f"tf_{name}_{op}_{k}shot"
+def task_name(name: str) -> str:
+    """One lm-eval task per prompt set (operation, k, x1 and x2 are in each document): lm-eval
+    builds each task once per call, so few tasks cost less than one per (op, k)."""
+    return f"tf_{name}"
 
 
 def _task_yaml(task: str, data: Path, max_new_tokens: int) -> str:
@@ -391,23 +444,21 @@ def _task_yaml(task: str, data: Path, max_new_tokens: int) -> str:
     }, indent=1)
 
 
-def write_tasks(spec: TermFrequencySpec, folder: str | Path) -> list[str]:
+def write_tasks(spec: TermFrequencySpec, folder: str | Path, suite: Suite | None = None) -> list[str]:
     """Write every task's documents (jsonl) and YAML into ``folder`` (unchanged files are left
     alone, so lm-eval's cache digests stay); returns the task names."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     names = []
     for name in prompt_sets(spec):
-        for op in spec.operations:
-            for k in spec.shots:
-                task = task_name(name, op, k)
-                data = folder / f"{task}.jsonl"
-                text = "".join(json.dumps(d) + "\n" for d in documents(spec, name, op, k))
-                for path, content in ((data, text), (folder / f"{task}.yaml", _task_yaml(task, data, spec.max_new_tokens))):
-                    if not path.is_file() or path.read_text() != content:
-                        with atomic_path(path) as tmp:
-                            tmp.write_text(content)
-                names.append(task)
+        task = task_name(name)
+        data = folder / f"{task}.jsonl"
+        text = "".join(json.dumps(d) + "\n" for d in documents(spec, name, suite))
+        for path, content in ((data, text), (folder / f"{task}.yaml", _task_yaml(task, data, spec.max_new_tokens))):
+            if not path.is_file() or path.read_text() != content:
+                with atomic_path(path) as tmp:
+                    tmp.write_text(content)
+        names.append(task)
     return names
 
 
@@ -449,7 +500,7 @@ def evaluate(catalogue, model: str, dataset: str, out: str | Path, *, device: st
     suite = catalogue.suite
     spec = suite.analysis.term_frequencies
     folder = paths.suite_dir(suite.name) / STEM / "tasks"
-    tasks = write_tasks(spec, folder)
+    tasks = write_tasks(spec, folder, suite)
     wanted = evaluation_steps(suite, catalogue.selected)
     have = set(catalogue.steps(model, dataset))
     steps = [s for s in wanted if s in have]
@@ -597,11 +648,12 @@ def plot_count_distribution(dist: pd.DataFrame) -> plt.Figure:
     return g.figure
 
 
-def plot_accuracy_vs_frequency(data: pd.DataFrame, hue: str = "step", title: str = "") -> plt.Figure:
-    """Accuracy against binned operand frequency: one line per ``hue``, one panel per model (columns)
-    and operation (rows)."""
-    g = sns.relplot(data, x="count", y="accuracy", hue=hue, col="model", row="op", kind="line", marker="o",
-                    palette="viridis", height=2.6, aspect=1.0)
+def plot_accuracy_vs_frequency(data: pd.DataFrame, hue: str = "step", row: str = "op", style: str | None = None,
+                               title: str = "") -> plt.Figure:
+    """Accuracy against binned operand frequency: one line per ``hue`` (and ``style``), one panel
+    per model (columns) and ``row``."""
+    g = sns.relplot(data, x="count", y="accuracy", hue=hue, style=style, col="model", row=row, kind="line",
+                    marker="o", palette="viridis", height=2.6, aspect=1.0, errorbar=None)
     g.set(xscale="symlog", ylim=(-0.02, 1.02), xlabel="count of x1 (binned)", ylabel="accuracy")
     if title:
         g.figure.suptitle(title, y=1.02)

@@ -118,7 +118,11 @@ def test_evaluation_takes_the_first_integer(smoke_run, monkeypatch, tmp_path):
     df = pd.read_parquet(out)
     spec = cat.suite.analysis.term_frequencies
     assert sorted(df["step"].unique()) == [24] and set(df["k"]) == set(spec.shots)
-    assert set(df["set"]) == {"paper", "simple"} and len(df) == (10 * 1 + 5 * 1) * len(spec.shots)
+    assert len(tf.documents(spec, "paper")) == 10 * 1 * len(spec.shots) and len(tf.documents(spec, "simple")) == 5 * 2
+    heldout = tf.documents(spec, "heldout", cat.suite)
+    assert heldout and all(re.search(r"(plus|times|sum|product|Adding|Multiplying)", d["context"]) for d in heldout)
+    assert all(tf.answer(d["op"], d["x1"], d["x2"]) == d["target"] and d["k"] == 0 for d in heldout)
+    assert set(df["set"]) == {"paper", "simple", "heldout"} and len(df) == 10 * 2 + 5 * 2 + len(heldout)
 
     def first_integer(text):
         m = re.search(r"-?\d+", text)
