@@ -155,3 +155,26 @@ def test_summaries_and_figures_from_synthetic_results():
     assert len(tf.plot_count_distribution(dist).axes) == 2
     assert (tf.skew(counts)["max_over_min"] == 20).all()
     del rng
+
+
+def test_evaluation_on_a_local_released_layout(smoke_run, monkeypatch, tmp_path):
+    """Unchanged on released checkpoints: a suite extending ``pythia`` (the paper's steps), read from a
+    directory laid out as Pythia's download (the smoke model saved as pythia-70m-deduped/step143000)."""
+    import shutil
+
+    from pythia.config import register_suite_file
+    from pythia.runs import open_catalogue
+
+    root = tmp_path / "released"
+    shutil.copytree(smoke_run / "smoke" / "models" / "standard" / "s1" / "step24", root / "pythia-70m-deduped" / "step143000")
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "pythia_tf.yaml").write_text(
+        "extends: pythia\nname: pythia_tf\nanalysis:\n  term_frequencies:\n    shots: [0]\n    operations: [plus]\n"
+        "    operands: {x1: [0, 3], x2: [1, 50], x2_values: [1]}\n")
+    monkeypatch.setenv("PYTHIA_SUITE_PATH", "")
+    monkeypatch.setenv("PYTHIA_WORK", str(tmp_path / "work"))
+    suite = register_suite_file(tmp_path / "suites" / "pythia_tf.yaml")
+    assert suite.analysis.term_frequencies.steps == [13000, 39000, 65000, 91000, 117000, 143000]
+    cat = open_catalogue(suite, "local", root)
+    df = pd.read_parquet(tf.evaluate(cat, "70M", "deduped", tmp_path / "e.parquet", progress=False))
+    assert set(df["step"]) == {143000} and sorted(df["x1"]) == [0, 1, 2, 3] and set(df["model"]) == {"70M"}
