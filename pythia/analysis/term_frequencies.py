@@ -643,7 +643,7 @@ def plot_count_distribution(dist: pd.DataFrame) -> plt.Figure:
     """Operand counts by rank (log scale), one line per checkpoint, one panel per dataset."""
     g = sns.relplot(dist, x="rank", y="count", hue="step", col="dataset", kind="line", palette="viridis",
                     height=3.2, aspect=1.2, facet_kws={"sharey": False})
-    g.set(yscale="symlog", xlabel="operand rank (1 = most frequent)", ylabel="cumulative count")
+    g.set(yscale="symlog", ylim=(0, None), xlabel="operand rank (1 = most frequent)", ylabel="cumulative count")
     g.figure.suptitle("How often each number 0-99 occurs in the numeric windows of the training data", y=1.03)
     return g.figure
 
@@ -654,7 +654,8 @@ def plot_accuracy_vs_frequency(data: pd.DataFrame, hue: str = "step", row: str =
     per model (columns) and ``row``."""
     g = sns.relplot(data, x="count", y="accuracy", hue=hue, style=style, col="model", row=row, kind="line",
                     marker="o", palette="viridis", height=2.6, aspect=1.0, errorbar=None)
-    g.set(xscale="symlog", ylim=(-0.02, 1.02), xlabel="count of x1 (binned)", ylabel="accuracy")
+    g.set(xscale="symlog", xlim=(0, None), ylim=(-0.02, 1.02), xlabel="count of x1 (binned, log above 1)",
+          ylabel="accuracy")
     if title:
         g.figure.suptitle(title, y=1.02)
     return g.figure
