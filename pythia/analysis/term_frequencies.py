@@ -191,32 +191,42 @@ def count_dataset(suite: Suite, dataset: str, out: str | Path, *, steps: Sequenc
     todo = [(lo, hi) for lo, hi in ranges if not done(lo, hi)]
     log.info("counting %d of %d step ranges of %s/%s (%d workers)", len(todo), len(ranges), suite.name, dataset, workers)
     pool = None
+    _init_worker(suite.name, dataset, suite_file)  # the tokenizer, loaded once (forked workers inherit it)
     if workers > 1 and todo:
         import multiprocessing as mp
 
-        # fork: workers start at once (spawn re-imports transformers in each); they use no torch
-        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-        pool = mp.get_context(method).Pool(workers, _init_worker, (suite.name, dataset, suite_file))
-    else:
-        _init_worker(suite.name, dataset, suite_file)
+        # fork: workers start at once with the tokenizer loaded (spawn re-imports transformers in each)
+        if "fork" in mp.get_all_start_methods():
+            pool = mp.get_context("fork").Pool(workers)
+        else:
+            pool = mp.get_context("spawn").Pool(workers, _init_worker, (suite.name, dataset, suite_file))
     bar = tqdm(total=sum(hi - lo for lo, hi in todo) * tokens_per_step, unit="tok", unit_scale=True,
                disable=not progress, desc=f"count {dataset}")
+    # every range cut into pieces of at most `chunk` steps (and at least `workers` pieces), all
+    # pieces in one ordered stream over the pool: ranges finish, and are written, in order
+    pieces = []
+    for r, (lo, hi) in enumerate(todo):
+        step = max(1, min(chunk, -(-(hi - lo) // max(workers, 1))))
+        pieces += [(r, s, min(s + step, hi)) for s in range(lo, hi, step)]
+    left = {r: sum(1 for p in pieces if p[0] == r) for r in range(len(todo))}
+    acc = {r: [np.zeros(NUMBERS, np.int64), np.zeros((NUMBERS, NUMBERS), np.int64), 0] for r in range(len(todo))}
     t0, counted = time.perf_counter(), 0
     try:
-        for lo, hi in todo:
-            tasks = [(s, min(s + chunk, hi)) for s in range(lo, hi, chunk)]
-            numbers = np.zeros(NUMBERS, np.int64)
-            pairs = np.zeros((NUMBERS, NUMBERS), np.int64)
-            tokens = 0
-            results = pool.imap(_count_steps, tasks) if pool else map(_count_steps, tasks)
-            for n, p, t in results:
-                numbers += n
-                pairs += p
-                tokens += t
-                bar.update(t)
-            counted += tokens
-            with atomic_path(range_file(lo, hi), ".npz") as tmp:
-                np.savez(tmp, numbers=numbers, pairs=pairs, tokens=tokens, start=lo, end=hi, key=key)
+        spans = [(lo, hi) for _, lo, hi in pieces]
+        results = pool.imap(_count_steps, spans) if pool else map(_count_steps, spans)
+        for (r, _, _), (n, p, t) in zip(pieces, results):
+            a = acc[r]
+            a[0] += n
+            a[1] += p
+            a[2] += t
+            bar.update(t)
+            left[r] -= 1
+            if left[r] == 0:
+                lo, hi = todo[r]
+                numbers, pairs, tokens = acc.pop(r)
+                counted += tokens
+                with atomic_path(range_file(lo, hi), ".npz") as tmp:
+                    np.savez(tmp, numbers=numbers, pairs=pairs, tokens=tokens, start=lo, end=hi, key=key)
     finally:
         if pool:
             pool.close()
