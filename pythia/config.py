@@ -320,7 +320,8 @@ class TermFrequencySpec(_Strict):
     2022, as the Pythia paper ran it). Defaults are the paper's."""
 
     steps: list[Annotated[int, Field(ge=0)]] | None = None
-    """Checkpoints evaluated (each a checkpoint step; the paper: 13k, 39k, 65k, 91k, 117k, 143k); null: the analysis steps."""
+    """Checkpoints evaluated (each a checkpoint step, checked when the section runs: a suite extending this one may
+    train fewer steps; the paper: 13k, 39k, 65k, 91k, 117k, 143k); null: the analysis steps."""
     shard_steps: Annotated[int, Field(gt=0)] = 13000
     """Training steps per counting range (the paper's 13,000-step shards); ranges also end at every evaluated step."""
     shots: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0, 2, 4, 8, 16], min_length=1)
@@ -388,8 +389,6 @@ class Suite(_Strict):
     def _analysis_steps_exist(self) -> Suite:
         if self.analysis.steps is not None:
             self.check_steps(self.analysis.steps, "analysis.steps")
-        if self.analysis.term_frequencies.steps is not None:
-            self.check_steps(self.analysis.term_frequencies.steps, "analysis.term_frequencies.steps")
         return self
 
     def model(self, name: str) -> ModelSpec:

@@ -476,6 +476,8 @@ def evaluation_steps(suite: Suite, selected: Sequence[int]) -> list[int]:
     """The checkpoints this section evaluates: its ``steps`` among the catalogue's selection
     (all of the selection when the section names none)."""
     spec = suite.analysis.term_frequencies
+    if spec.steps is not None:
+        suite.check_steps(spec.steps, "analysis.term_frequencies.steps")
     steps = [s for s in (spec.steps if spec.steps is not None else selected) if s in set(selected)]
     if not steps:
         raise UsageError(f"none of the term-frequency steps {spec.steps} is among the selected checkpoint steps "

@@ -178,3 +178,12 @@ def test_evaluation_on_a_local_released_layout(smoke_run, monkeypatch, tmp_path)
     cat = open_catalogue(suite, "local", root)
     df = pd.read_parquet(tf.evaluate(cat, "70M", "deduped", tmp_path / "e.parquet", progress=False))
     assert set(df["step"]) == {143000} and sorted(df["x1"]) == [0, 1, 2, 3] and set(df["model"]) == {"70M"}
+
+
+def test_a_step_that_is_no_checkpoint_fails_when_the_section_runs(tmp_path):
+    from pythia.config import ConfigError
+
+    (tmp_path / "tfbad.yaml").write_text("extends: smoke\nname: tfbad\nanalysis:\n  term_frequencies:\n    steps: [5]\n")
+    suite = load_suite(tmp_path / "tfbad.yaml")  # loads: a suite may extend one that trains longer
+    with pytest.raises(ConfigError, match="analysis.term_frequencies.steps: 5 is not a checkpoint step of suite 'tfbad'"):
+        tf.evaluation_steps(suite, suite.analysis_steps())
