@@ -464,7 +464,11 @@ def plot_published(pub: pd.DataFrame, dataset: str = "standard"):
 
 
 def _xscale(ax, axis: str) -> None:
+    """A log x-axis labelled at its decades only (minor labels of a short range overlap)."""
+    from matplotlib.ticker import NullFormatter
+
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(AXIS_LABELS[axis])
 
 
