@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from matplotlib.ticker import NullFormatter
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -452,6 +453,7 @@ def plot_published(pub: pd.DataFrame, dataset: str = "standard"):
     fig, ax = plt.subplots(figsize=(6, 4))
     sns.lineplot(data=g, x="lambada_ppl", y="mean_acc", hue="model", marker="o", markersize=3, sort=False, ax=ax)
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a short range overlap
     ax.invert_xaxis()
     ax.set_xlabel("LAMBADA perplexity (published)")
     ax.set_ylabel(f"mean zero-shot accuracy ({len(PUBLISHED_TASKS)} tasks)")
@@ -465,10 +467,8 @@ def plot_published(pub: pd.DataFrame, dataset: str = "standard"):
 
 def _xscale(ax, axis: str) -> None:
     """A log x-axis labelled at its decades only (minor labels of a short range overlap)."""
-    from matplotlib.ticker import NullFormatter
-
     ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a short range overlap
     ax.set_xlabel(AXIS_LABELS[axis])
 
 
@@ -537,6 +537,7 @@ def plot_same_perplexity(curves: pd.DataFrame, dataset: str | None = None):
         sns.lineplot(data=g, x="val_ppl", y="subset_ppl", hue="model", marker="o", markersize=3, sort=False,
                      ax=ax, legend=(name == names[-1]))
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a short range overlap
         ax.set_yscale("log")
         ax.invert_xaxis()  # training runs left to right
         ax.set_title(f"{name} ({int(g['subset_tokens'].iloc[0])} tokens)")
@@ -587,6 +588,7 @@ def plot_icl(curves: pd.DataFrame, dataset: str | None = None):
     b.set_ylabel("log ppl(incorrect) - log ppl(correct)")
     for ax in (a, b):
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a short range overlap
         ax.invert_xaxis()
         ax.set_xlabel("validation perplexity")
     fig.suptitle(f"in-context (2-shot BIG-bench multiple choice), {dataset}")
