@@ -23,14 +23,13 @@ rule training_trajectories_tasks:
         tasks=f"{TRAJECTORIES_WORK}/tasks/tasks.json",
     params:
         suite=SUITE,
-        out=f"{TRAJECTORIES_WORK}/tasks",
         digest=trajectories_analysis.tasks_digest(SUITE_CFG),
     log:
         f"{LOGS}/training_trajectories/tasks.log",
     conda:
         "../envs/pythia.yaml"
     shell:
-        "pythia training_trajectories tasks --suite {params.suite} --out {params.out} &> {log}"
+        "pythia training_trajectories tasks --suite {params.suite} --out $(dirname {output.tasks}) &> {log}"
 
 
 rule training_trajectories_generate:
@@ -67,8 +66,6 @@ rule training_trajectories_evaluate:
         icl=f"{TRAJECTORIES_WORK}/{{dataset}}/{{model}}/icl.csv",
     params:
         suite=SUITE,
-        tasks=f"{TRAJECTORIES_WORK}/tasks",
-        out=f"{TRAJECTORIES_WORK}/{{dataset}}/{{model}}",
         ckpt=checkpoint_args(),
         digest=job_digest(trajectories_analysis.evaluate_digest),
     log:
@@ -78,8 +75,8 @@ rule training_trajectories_evaluate:
         "../envs/pythia.yaml"
     shell:
         "pythia training_trajectories evaluate --suite {params.suite} --dataset {wildcards.dataset}"
-        " --model {wildcards.model} --hallucination {input.hallucination} --tasks {params.tasks}"
-        " --out-dir {params.out} {params.ckpt} --threads {threads} --no-progress &> {log}"
+        " --model {wildcards.model} --hallucination {input.hallucination} --tasks $(dirname {input.tasks})"
+        " --out-dir $(dirname {output.losses}) {params.ckpt} --threads {threads} --no-progress &> {log}"
 
 
 rule training_trajectories_notebook:
