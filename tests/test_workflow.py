@@ -163,7 +163,7 @@ def smoke_workflow(tmp_path_factory):
     work = tmp_path_factory.mktemp("workflow")
     pythia = str(Path(sys.executable).parent / "pythia")
     out = subprocess.run([pythia, "workflow", "run", "--cores", "2", "--directory", str(work), "--config", "suite=smoke"],
-                         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900)
+                         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=1800)
     assert out.returncode == 0, out.stdout[-5000:] + out.stderr[-5000:]
     return work
 

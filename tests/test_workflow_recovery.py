@@ -195,7 +195,7 @@ def test_killed_reproduce_reruns_by_itself(tmp_path):
     assert killed_job not in finished_before
 
     # 3. the same command again: no manual step
-    rerun = subprocess.run(_reproduce(wd), cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    rerun = subprocess.run(_reproduce(wd), cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     out = rerun.stdout + rerun.stderr
     assert rerun.returncode == 0, out[-5000:]
     cleared = [line for line in out.splitlines() if "cleared a stale Snakemake lock" in line]
