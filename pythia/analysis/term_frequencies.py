@@ -660,14 +660,27 @@ def plot_count_distribution(dist: pd.DataFrame) -> plt.Figure:
     return g.figure
 
 
+def _by_size(models) -> list[str]:
+    """Model names ("138K", "1.8M", "70M", "1.4B") smallest first (panels in size order, not alphabetical)."""
+    scale = {"K": 1e3, "M": 1e6, "B": 1e9}
+
+    def size(name: str) -> float:
+        try:
+            return float(name[:-1]) * scale[name[-1].upper()]
+        except (KeyError, ValueError, IndexError):
+            return float("inf")
+
+    return sorted(models, key=lambda m: (size(str(m)), str(m)))
+
+
 def plot_accuracy_vs_frequency(data: pd.DataFrame, hue: str = "step", row: str = "op", style: str | None = None,
                                title: str = "") -> plt.Figure:
     """Accuracy against binned operand frequency: one line per ``hue`` (and ``style``), one panel
     per model (columns) and ``row``."""
     g = sns.relplot(data, x="count", y="accuracy", hue=hue, style=style, col="model", row=row, kind="line",
-                    marker="o", palette="viridis", height=2.6, aspect=1.0, errorbar=None)
-    g.set(xscale="symlog", xlim=(0, None), ylim=(-0.02, 1.02), xlabel="count of x1 (binned, log above 1)",
-          ylabel="accuracy")
+                    col_order=_by_size(data["model"].unique()), marker="o", palette="viridis", height=2.6,
+                    aspect=1.1, errorbar=None)
+    g.set(xscale="symlog", xlim=(0, None), ylim=(-0.02, 1.02), xlabel="count of x1 (log bins)", ylabel="accuracy")
     if title:
         g.figure.suptitle(title, y=1.02)
     return g.figure
