@@ -522,10 +522,9 @@ def load_suite(name_or_path: str | Path, overrides: dict[str, Any] | None = None
     """
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
-        found = [d / f"{name_or_path}.yaml" for d in suite_dirs() if (d / f"{name_or_path}.yaml").exists()]
-        if not found:
+        path = _named_suite_file(str(name_or_path))
+        if path is None:
             raise ConfigError(f"unknown suite {str(name_or_path)!r}; suites: {', '.join(available_suites())}")
-        path = found[0]
     elif not path.exists():
         raise ConfigError(f"suite file {path} does not exist")
     raw = _read_raw(path)
@@ -535,6 +534,11 @@ def load_suite(name_or_path: str | Path, overrides: dict[str, Any] | None = None
         return Suite.model_validate_json(json.dumps(raw), strict=True)
     except ValidationError as e:
         raise ConfigError(_format_errors(e, str(path))) from None
+
+
+def _named_suite_file(name: str) -> Path | None:
+    """The file of the suite called ``name``: the first ``<name>.yaml`` in :func:`suite_dirs`, or None."""
+    return next((d / f"{name}.yaml" for d in suite_dirs() if (d / f"{name}.yaml").exists()), None)
 
 
 def _read_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict:
@@ -553,10 +557,9 @@ def _read_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     if base.suffix in (".yaml", ".yml"):
         base = base if base.is_absolute() else path.parent / base
     else:
-        found = [d / f"{base_name}.yaml" for d in suite_dirs() if (d / f"{base_name}.yaml").exists()]
-        if not found:
+        base = _named_suite_file(str(base_name))
+        if base is None:
             raise ConfigError(f"{path}: extends unknown suite {str(base_name)!r}; suites: {', '.join(available_suites())}")
-        base = found[0]
     if not base.exists():
         raise ConfigError(f"{path}: extends {base}, which does not exist")
     if base.resolve() in seen or base.resolve() == path.resolve():
