@@ -511,8 +511,6 @@ def evaluate(catalogue, model: str, dataset: str, out: str | Path, *, device: st
 
     suite = catalogue.suite
     spec = suite.analysis.term_frequencies
-    folder = paths.suite_dir(suite.name) / STEM / "tasks"
-    tasks = write_tasks(spec, folder, suite)
     wanted = evaluation_steps(suite, catalogue.selected)
     have = set(catalogue.steps(model, dataset))
     steps = [s for s in wanted if s in have]
@@ -521,6 +519,9 @@ def evaluate(catalogue, model: str, dataset: str, out: str | Path, *, device: st
     if len(steps) < len(wanted):
         log.warning("%s/%s: no checkpoints at steps %s; evaluating %s", model, dataset,
                     sorted(set(wanted) - have), steps)
+    # the tasks after the checks: an unknown model or missing checkpoints fail before any file is read
+    folder = paths.suite_dir(suite.name) / STEM / "tasks"
+    tasks = write_tasks(spec, folder, suite)
     frames, t0 = [], time.perf_counter()
     for step in tqdm(steps, desc=f"{model}/{dataset}", disable=not progress):
         ckpt = catalogue.checkpoint(model, dataset, step)
