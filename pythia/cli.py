@@ -12,6 +12,7 @@
     pythia benchmarks tasks|evaluate|bench|published   section 02: lm-eval over checkpoints, published numbers
     pythia training_trajectories tasks|generate|evaluate ...   section 06: per-token losses, hallucination, ICL
     pythia term_frequencies count|evaluate ...         section 05: operand counts, few-shot arithmetic
+    pythia gender_intervention train|evaluate|tasks|map|view|published   the gender intervention (section 03)
 
 Each part of the package registers its own subcommands (``register(subparsers)``).
 
@@ -34,7 +35,8 @@ from pythia.errors import EXIT_USER_ERROR, user_message
 # Modules that add subcommands; each has ``register(subparsers)``.
 SUBCOMMAND_MODULES = ("pythia.analysis.suite", "pythia.data.cli", "pythia.train.cli", "pythia.runs", "pythia.bench",
                       "pythia.workflow", "pythia.results", "pythia.evaluate.benchmarks", "pythia.evaluate.memorization",
-                      "pythia.analysis.term_frequencies", "pythia.evaluate.trajectories")
+                      "pythia.analysis.term_frequencies", "pythia.evaluate.trajectories",
+                      "pythia.intervene")
 
 
 class Parser(argparse.ArgumentParser):

@@ -357,6 +357,33 @@ class AnalysisSpec(_Strict):
     """Settings of the term-frequency section."""
 
 
+class InterventionRun(_Strict):
+    """One intervened run variant: which models continue from which point with pronouns swapped."""
+
+    fraction: Annotated[float, Field(gt=0, lt=1)]
+    """Fraction of training before the end where the swap starts, at the nearest checkpoint step
+    (:meth:`Suite.step_before_end`; Pythia: 0.07 -> step 133,000, 0.21 -> step 113,000)."""
+    models: list[str]
+    """Models of the suite that get this run (Pythia's paper: 70M, 410M, 1.4B, 6.9B for 7%; 1.4B for 21%)."""
+
+
+class InterventionSpec(_Strict):
+    """The gender intervention (section 03): continue trained runs from their saved state with
+    masculine pronoun tokens replaced by feminine ones (:mod:`pythia.intervene`). It never changes
+    a baseline run, so it is not part of the suite's digest."""
+
+    dataset: str = "deduped"
+    """The baseline runs the intervention continues (Pythia: the deduplicated models)."""
+    runs: dict[str, InterventionRun] = {}
+    """Run variant (a key of ``pythia.paths.VARIANTS``: ``intervention``, ``intervention_long``) -> its window."""
+    pronoun_context: Annotated[int, Field(gt=0)] = 32
+    """Tokens of held-out text before each pronoun the she/he log-odds measure reads."""
+    pronoun_positions: Annotated[int, Field(gt=0)] = 1000
+    """At most this many pronoun positions of the held-out text are scored per checkpoint."""
+    eval_limit: Annotated[int, Field(gt=0)] | None = None
+    """lm-eval ``limit`` per bias task (None: every example)."""
+
+
 class Suite(_Strict):
     """A suite: sizes, tokenizer, data and training settings."""
 
@@ -374,6 +401,8 @@ class Suite(_Strict):
     """Model sizes by name, smallest first."""
     analysis: AnalysisSpec = AnalysisSpec()
     """Which checkpoints the analysis sections read."""
+    intervention: InterventionSpec = InterventionSpec()
+    """The gender intervention's runs (section 03)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -389,6 +418,25 @@ class Suite(_Strict):
     def _analysis_steps_exist(self) -> Suite:
         if self.analysis.steps is not None:
             self.check_steps(self.analysis.steps, "analysis.steps")
+        return self
+
+    @model_validator(mode="after")
+    def _intervention_runs_valid(self) -> Suite:
+        from pythia.paths import DATASETS, VARIANTS
+
+        iv = self.intervention
+        if iv.dataset not in DATASETS:
+            raise ValueError(f"intervention.dataset {iv.dataset!r} is not a dataset ({', '.join(DATASETS)})")
+        for variant, run in iv.runs.items():
+            if variant not in VARIANTS:
+                raise ValueError(f"intervention.runs: {variant!r} is not a run variant ({', '.join(VARIANTS)})")
+            for m in run.models:
+                if m not in self.models:
+                    raise ValueError(f"intervention.runs.{variant}: unknown model {m!r}; models: {', '.join(self.models)}")
+            start = self.step_before_end(run.fraction)
+            if start >= self.training.train_iters:
+                raise ValueError(f"intervention.runs.{variant}: fraction {run.fraction} starts at step {start}, "
+                                 f"the last step (no window); use a larger fraction")
         return self
 
     def model(self, name: str) -> ModelSpec:
@@ -433,14 +481,19 @@ class Suite(_Strict):
         steps = self.analysis.steps
         return sorted(set(steps)) if steps is not None else self.checkpoint_steps()
 
+    def step_before_end(self, fraction: float) -> int:
+        """The checkpoint step nearest ``fraction`` of training before the end (ties: the earlier):
+        where state is saved for it and where an intervention over that fraction starts."""
+        total = self.training.train_iters
+        target = round(total * (1 - fraction))
+        return min(self.checkpoint_steps(), key=lambda s: (abs(s - target), s))
+
     def state_steps(self) -> list[int]:
         """Steps at which full training state is saved (always includes the final step)."""
-        ckpts = self.checkpoint_steps()
         total = self.training.train_iters
         steps = {total}
         for frac in self.training.checkpoints.state_at_fractions_before_end:
-            target = round(total * (1 - frac))
-            steps.add(min(ckpts, key=lambda s: (abs(s - target), s)))
+            steps.add(self.step_before_end(frac))
         every = self.training.checkpoints.state_every
         if every:
             steps.update(range(every, total + 1, every))
@@ -450,9 +503,10 @@ class Suite(_Strict):
     def digest(self) -> str:
         """sha256 of the suite's canonical JSON: which config produced an output.
 
-        ``analysis`` is left out (it chooses what sections read, never what is trained), and so is an
+        ``analysis`` and ``intervention`` are left out (they choose what sections read and which
+        variants continue a run, never what a baseline trains), and so is an
         empty ``data.pretokenized`` (suites that build their own order keep the digest they had)."""
-        dump = self.model_dump(mode="json", exclude={"analysis"})
+        dump = self.model_dump(mode="json", exclude={"analysis", "intervention"})
         if not dump["data"]["pretokenized"]:
             del dump["data"]["pretokenized"]
         return config_digest(dump)

@@ -39,7 +39,11 @@ DATASETS: tuple[str, ...] = ("standard", "deduped")
 suites). The one list: config validation, rule wildcards, the CLI and the data build read it."""
 STANDARD, DEDUPED = DATASETS
 
-VARIANTS: dict[str, str] = {}
+VARIANTS: dict[str, str] = {
+    "intervention": "gender intervention: the run continued from its saved state over the last window "
+                    "(suite intervention.runs; Pythia 7%) with masculine pronoun tokens swapped for feminine ones",
+    "intervention_long": "gender intervention over a longer window (suite intervention.runs; Pythia 21%)",
+}
 """Run variants: name -> what the variant is. A section that trains a variant of a baseline
 run registers it here (one entry); its runs are named ``run_name(dataset, variant)``."""
 

@@ -306,6 +306,11 @@ class Trainer:
         """LR of the update on batch ``step``: the schedule held back by the skipped steps so far."""
         return suite_lr(self.suite, self.spec, step - self.skipped_steps)
 
+    def load_batch(self, step: int) -> tuple[np.ndarray, dict[str, Any]]:
+        """The batch trained on at ``step`` and extra fields for its log record: ``get_batch``'s
+        batch and nothing here; a run variant changes the batch (pythia.intervene) and says how."""
+        return self.batches.get_batch(self.suite, self.dataset, step), {}
+
     def train_step(self, step: int, batch: np.ndarray | None = None) -> dict[str, Any]:
         """One optimizer update on batch ``step``; returns loss, lr, grad norm (this rank's view)
         and whether the fp16 loss scaler skipped it (then the schedule does not advance)."""
@@ -573,7 +578,7 @@ class Trainer:
             bar = self._progress(start)
             for s in range(start, self.end):
                 t0 = time.perf_counter()
-                batch = self.batches.get_batch(self.suite, self.dataset, s)
+                batch, extra = self.load_batch(s)
                 out = self.train_step(s, batch)
                 dt = time.perf_counter() - t0
                 n = s + 1
@@ -581,7 +586,8 @@ class Trainer:
                 self.step = n
                 if main:
                     rec = {"step": n, "batch": s, "batch_hash": self.batches.batch_hash(batch),
-                           "tokens_seen": n * t.tokens_per_step, "tokens_per_s": t.tokens_per_step / dt, **out}
+                           "tokens_seen": n * t.tokens_per_step, "tokens_per_s": t.tokens_per_step / dt, **out,
+                           **extra}
                     if n in self.ckpt_steps:
                         rec["val_loss"] = self.validate()
                     logf.write(json.dumps(rec, sort_keys=True) + "\n")
