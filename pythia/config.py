@@ -382,6 +382,9 @@ class InterventionSpec(_Strict):
     """At most this many pronoun positions of the held-out text are scored per checkpoint."""
     eval_limit: Annotated[int, Field(gt=0)] | None = None
     """lm-eval ``limit`` per bias task (None: every example)."""
+    pairs: list[Annotated[list[str], Field(min_length=2, max_length=2)]] | None = None
+    """Masculine -> feminine strings to swap (None: GPT-NeoX's ten pairs, ``pythia.intervene.PRONOUN_PAIRS``);
+    only pairs that are single tokens on both sides are used."""
 
 
 class Suite(_Strict):

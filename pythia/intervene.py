@@ -99,32 +99,36 @@ class PronounMap:
         return config_digest(self.to_json())
 
 
-def pronoun_map(tokenizer) -> PronounMap:
-    """The swap for ``tokenizer``: each pair of :data:`PRONOUN_PAIRS` whose two strings are single
-    tokens (encoding without special tokens gives one id that decodes back to the string)."""
-    pairs, skipped = [], []
+def pronoun_map(tokenizer, pairs=None) -> PronounMap:
+    """The swap for ``tokenizer``: each pair of ``pairs`` (default :data:`PRONOUN_PAIRS`) whose two
+    strings are single tokens (encoding without special tokens gives one id that decodes back to
+    the string)."""
+    strings = [tuple(p) for p in (pairs or PRONOUN_PAIRS)]
+    found, skipped = [], []
 
     def single(text: str) -> int | None:
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         return ids[0] if len(ids) == 1 and tokenizer.decode(ids) == text else None
 
-    for m, f in PRONOUN_PAIRS:
+    for m, f in strings:
         mi, fi = single(m), single(f)
         if mi is None or fi is None:
             skipped.append((m, f))
         else:
-            pairs.append((m, f, mi, fi))
-    if not pairs:
-        raise UsageError("the tokenizer has no masculine/feminine pronoun pair that is one token on both sides; "
-                         "the intervention would change nothing")
-    return PronounMap(tuple(pairs), tuple(skipped), len(tokenizer))
+            found.append((m, f, mi, fi))
+    if not found:
+        raise UsageError(f"no pair of {strings} is one token on both sides in "
+                         f"this tokenizer, so the intervention would change nothing; give single-token pairs in the "
+                         f"suite's intervention.pairs")
+    return PronounMap(tuple(found), tuple(skipped), len(tokenizer))
 
 
 def suite_map(suite: Suite | str) -> PronounMap:
     """The pronoun map of a suite's built tokenizer."""
     from pythia.data.tokenizer import load_tokenizer
 
-    return pronoun_map(load_tokenizer(suite))
+    suite = suite if isinstance(suite, Suite) else load_suite(suite)
+    return pronoun_map(load_tokenizer(suite), suite.intervention.pairs)
 
 
 def swap(batch: np.ndarray, lut: np.ndarray) -> tuple[np.ndarray, int]:
@@ -163,7 +167,8 @@ def intervention_digest(suite: Suite, model: str, variant: str) -> str:
 
     dataset = suite.intervention.dataset
     return config_digest({"baseline": run_digest(suite, model, dataset), "variant": variant,
-                          "start": window(suite, variant)[0], "pairs": PRONOUN_PAIRS})
+                          "start": window(suite, variant)[0],
+                          "pairs": suite.intervention.pairs or PRONOUN_PAIRS})
 
 
 def _trainer_class():
@@ -184,7 +189,7 @@ def _trainer_class():
             self.run_dir = Path(opts.out) if opts.out else paths.run_dir(
                 self.suite.name, paths.run_name(self.dataset, variant), self.spec.name)
             self.run_digest = intervention_digest(self.suite, self.spec.name, variant)
-            self.map = pronoun_map(_load_tokenizer(self.tokenizer_dir))
+            self.map = pronoun_map(_load_tokenizer(self.tokenizer_dir), self.suite.intervention.pairs)
             self.lut = self.map.lut(self.suite.vocab_rows(self.spec))
             self.replay: dict[str, Any] = {}
 
@@ -255,7 +260,11 @@ def _trainer_class():
                 return {"start_matches_baseline": None}
             saved = load_file(str(path))
             mine = self.model.state_dict()
-            same = all(k in mine and mine[k].cpu().equal(v) for k, v in saved.items())
+            # the same output layer is "embed_out" in GPT-NeoX checkpoints and "lm_head" in transformers 5's module
+            norm = {"embed_out.weight": "lm_head.weight"}
+            saved = {norm.get(k, k): v for k, v in saved.items()}
+            mine = {norm.get(k, k): v for k, v in mine.items()}
+            same = saved.keys() == mine.keys() and all(mine[k].cpu().equal(v) for k, v in saved.items())
             if not same:
                 log.warning("the weights at step %d differ from the baseline's checkpoint %s", self.start, path)
             return {"start_matches_baseline": bool(same)}
@@ -319,7 +328,7 @@ def view_batch(suite: Suite | str, step: int, row: int = 0, dataset: str | None 
 
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
     tok = load_tokenizer(suite)
-    pmap = pronoun_map(tok)
+    pmap = pronoun_map(tok, suite.intervention.pairs)
     batch = get_batch(suite, dataset or suite.intervention.dataset, step)
     if not 0 <= row < len(batch):
         raise UsageError(f"row {row} out of range: a batch has rows 0..{len(batch) - 1}")

@@ -222,6 +222,20 @@ SECTIONS: tuple[Section, ...] = (
         reads=("training", "models"),
     ),
     Section(
+        3, "gender_intervention", "Gender intervention",
+        figures=(
+            Figure("trajectories", trained("window", "model", "metric", "step")),
+            Figure("published", Compare(keys=("model", "variant", "metric", "step"))),
+        ),
+        tables=(
+            Table("final_measures", trained("model", "variant", "metric")),
+            Table("intervention_cost", timing("run", "model", ignore=("median_step_s", "median_swap_s",
+                                                                     "swap_pct_of_step"))),
+            Table("published_final", Compare(keys=("model", "variant", "metric"))),
+        ),
+        reads=("tokenizer", "training", "models", "intervention"),
+    ),
+    Section(
         4, "memorization", "Memorization",
         figures=(
             Figure("qq_plot", Compare(keys=("model", "dataset", "window", "threshold", "sample", "theoretical"),

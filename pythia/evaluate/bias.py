@@ -48,6 +48,9 @@ WINOBIAS_TASKS = {"fem": "winobias_pro_fem_local", "masc": "winobias_pro_masc_lo
 LOCAL_TASKS = (CROWS_TASK, *WINOBIAS_TASKS.values())
 ONLINE_TASKS = ("crows_pairs_english_gender",)
 FEMININE = {"she", "her", "hers", "herself"}
+MIN_CONTEXT = 512
+"""lm-eval's window is at least this many tokens: a CrowS-Pairs sentence is longer than the smoke
+suite's 64-token sequences in its 512-token vocabulary (rotary positions extend past training)."""
 
 
 def _crows_yaml() -> Path:
@@ -188,7 +191,8 @@ def evaluate_checkpoint(ckpt, suite, pmap, tasks_dir: str | Path | None, *, devi
     if online:
         tasks_dir = None
     records = evaluate_tasks(ckpt, tasks, include_path=tasks_dir, limit=iv.eval_limit, batch_size=batch_size,
-                             bootstrap_iters=1000, device=device, dtype=dtype)
+                             bootstrap_iters=1000, device=device, dtype=dtype,
+                             max_length=max(suite.training.seq_len, MIN_CONTEXT))
     rows += bias_rows(records)
 
     tokens = heldout_tokens(suite)

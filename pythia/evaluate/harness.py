@@ -189,6 +189,7 @@ def evaluate_tasks(
     dtype=None,
     device: str = "cpu",
     cache_requests: bool = False,
+    max_length: int | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Evaluate lm-eval ``tasks`` on ``checkpoint`` (a :class:`pythia.runs.Checkpoint`), cached.
 
@@ -202,6 +203,7 @@ def evaluate_tasks(
     saves rebuilding them for every checkpoint; lm-eval keys it by task name and shot count
     only, so point ``$LM_HARNESS_CACHE_PATH`` at a folder named after the tasks' digests
     before lm-eval is imported (:func:`pythia.evaluate.benchmarks.request_cache`).
+    ``max_length``: lm-eval's context window (default: the model's ``max_position_embeddings``).
     """
     folder = checkpoint_dir(Path(root) if root else cache_root(checkpoint.suite) / "lm_eval", checkpoint)
     files = {t: _record_file(folder, t, num_fewshot, task_digest(t, include_path), limit) for t in tasks}
@@ -226,7 +228,7 @@ def evaluate_tasks(
     log.info("lm-eval %s on %s (%d-shot)", ", ".join(todo), checkpoint.name, num_fewshot)
     _env_info_once()
     out = lm_eval.simple_evaluate(
-        model=lm_eval_model(model, tokenizer, batch_size=batch_size), tasks=todo, num_fewshot=num_fewshot,
+        model=lm_eval_model(model, tokenizer, batch_size=batch_size, max_length=max_length), tasks=todo, num_fewshot=num_fewshot,
         task_manager=task_manager(include_path, todo), limit=limit, log_samples=log_samples,
         bootstrap_iters=bootstrap_iters, verbosity="WARNING", cache_requests=cache_requests,
     )

@@ -1,0 +1,98 @@
+# Section 03, the gender intervention (pythia/intervene.py, pythia/evaluate/bias.py,
+# pythia/analysis/gender_intervention.py). The suite's intervention.runs say which models
+# continue from which point: one `gender_intervention_train` job per (variant, model) resumes the
+# baseline's saved state and trains to the end on pronoun-swapped batches, into the run variant
+# work/<suite>/models/<dataset>-<variant>/<model>/ (not a new data build). One
+# `gender_intervention_evaluate` job per (run, model) scores every window checkpoint: CrowS-Pairs
+# gender and WinoBias through lm-eval (offline YAMLs written by `gender_intervention_tasks`), the
+# she/he log-odds on held-out text and the validation loss. With local or hub checkpoints nothing
+# is trained: the baselines' windows are evaluated and the published intervention numbers shown.
+
+
+from pythia.analysis import gender_intervention as gender_iv
+
+GENDER_IV_DATASET = SUITE_CFG.intervention.dataset
+GENDER_IV_JOBS = gender_iv.jobs(SUITE_CFG, MODELS, TRAINED_CHECKPOINTS)
+GENDER_IV_RUNS = [r for r, _ in GENDER_IV_JOBS]
+GENDER_IV_MODELS = [m for _, m in GENDER_IV_JOBS]
+GENDER_IV_TRAINED = [(r, m) for r, m in GENDER_IV_JOBS if r != GENDER_IV_DATASET]
+GENDER_IV_WORK = f"{WORK}/gender_intervention"
+
+
+rule gender_intervention_train:
+    input:
+        baseline=run_done(GENDER_IV_DATASET, "{model}"),
+    output:
+        done=f"{RUNS}/{GENDER_IV_DATASET}-{{variant}}/{{model}}/done.json",
+    wildcard_constraints:
+        variant="|".join(paths.VARIANTS),
+    params:
+        suite=SUITE,
+        digest=job_digest(gender_iv.train_digest),
+    log:
+        f"{LOGS}/gender_intervention/train/{{variant}}/{{model}}.log",
+    threads: TRAIN_THREADS
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    conda:
+        "../envs/pythia.yaml"
+    shell:
+        "pythia gender_intervention train --suite {params.suite} --model {wildcards.model}"
+        " --variant {wildcards.variant} --resume --replace-stale --threads {threads} --no-progress &> {log}"
+
+
+rule gender_intervention_tasks:
+    output:
+        tasks=directory(f"{GENDER_IV_WORK}/tasks"),
+    log:
+        f"{LOGS}/gender_intervention/tasks.log",
+    conda:
+        "../envs/pythia.yaml"
+    shell:
+        "pythia gender_intervention tasks --out {output.tasks} &> {log}"
+
+
+rule gender_intervention_evaluate:
+    input:
+        ckpt=checkpoint_inputs("{run}", "{model}"),
+        tasks=rules.gender_intervention_tasks.output.tasks,
+        validation=rules.data_tokenize.output.validation_bin,
+        heldout=rules.data_tokenize.output.test_bin,
+    output:
+        measures=f"{GENDER_IV_WORK}/measures/{{run}}/{{model}}.csv",
+    wildcard_constraints:
+        run="|".join(sorted(set(GENDER_IV_RUNS), key=len, reverse=True)) or "none",
+    params:
+        suite=SUITE,
+        catalogue=checkpoint_args(),
+        digest=job_digest(gender_iv.eval_digest),
+    log:
+        f"{LOGS}/gender_intervention/evaluate/{{run}}/{{model}}.log",
+    threads: TRAIN_THREADS
+    conda:
+        "../envs/pythia.yaml"
+    shell:
+        "pythia gender_intervention evaluate --suite {params.suite} --run {wildcards.run} --model {wildcards.model}"
+        " --tasks {input.tasks} --out {output.measures} --threads {threads} {params.catalogue} --no-progress &> {log}"
+
+
+rule gender_intervention_notebook:
+    input:
+        nb=notebook("gender_intervention"),
+        measures=expand(f"{GENDER_IV_WORK}/measures/{{run}}/{{model}}.csv", zip, run=GENDER_IV_RUNS,
+                        model=GENDER_IV_MODELS),
+        runs=[run_done(r, m) for r, m in GENDER_IV_TRAINED],
+    output:
+        **section_outputs("gender_intervention"),
+    params:
+        **section_params("gender_intervention", runs=GENDER_IV_RUNS, models=GENDER_IV_MODELS),
+    log:
+        section_log("gender_intervention"),
+    conda:
+        "../envs/pythia.yaml"
+    shell:
+        PAPERMILL
+
+
+register_targets("gender_intervention", [rules.gender_intervention_notebook.output.nb])
