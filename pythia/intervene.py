@@ -311,7 +311,10 @@ def train_intervention(opts, variant: str, ctx=None) -> dict[str, Any]:
     suite = opts.suite if isinstance(opts.suite, Suite) else load_suite(opts.suite, opts.overrides or None)
     opts.suite = suite
     opts.dataset = suite.intervention.dataset
-    run_spec(suite, variant)
+    spec = run_spec(suite, variant)
+    if opts.model not in spec.models:
+        raise UsageError(f"suite {suite.name!r} has no intervened run {variant!r} of model {opts.model!r}; its "
+                         f"models: {', '.join(spec.models)} (intervention.runs.{variant}.models)")
     trainer = _trainer_class()(opts, variant, ctx)
     with locks.exclusive(trainer.run_dir, "pythia gender_intervention train") if trainer.ctx.is_main else nullcontext():
         return trainer.run()

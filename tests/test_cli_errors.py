@@ -194,6 +194,16 @@ CASES = [
     case("tf-evaluate-step-not-a-checkpoint", "term_frequencies", "evaluate", "--suite", "smoke", "--dataset",
          "standard", "--model", "s1", "--out", "{scratch}/e.parquet", "--steps", "5",
          expect="5 is not a checkpoint step of suite 'smoke'"),
+    case("gender-unknown-variant", "gender_intervention", "train", "--suite", "smoke", "--model", "s1", "--variant",
+         "other", expect="invalid choice: 'other'"),
+    case("gender-model-without-run", "gender_intervention", "train", "--suite", "micro", "--model", "288K",
+         "--variant", "intervention_long", "--out", "{scratch}/iv", expect="no intervened run 'intervention_long' of model"),
+    case("gender-unknown-run", "gender_intervention", "evaluate", "--suite", "smoke", "--run", "deduped-other",
+         "--model", "s1", "--out", "{scratch}/m.csv", expect="unknown run 'deduped-other'"),
+    case("gender-published-missing", "gender_intervention", "published", "--reference", "{missing}",
+         "--out", "{scratch}/pub", expect="bias-evals does not exist"),
+    case("gender-view-data-not-built", "gender_intervention", "view", "--suite", "micro", "--step", "0",
+         expect="not built"),
 ]
 
 
