@@ -94,6 +94,11 @@ def _yaml(path: Path, cfg: dict) -> None:
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
+def _num(x) -> float | None:
+    """lm-eval's stderr, or None where it gives none (``"N/A"`` for a single example)."""
+    return float(x) if isinstance(x, (int, float)) else None
+
+
 def bias_rows(records: dict[str, dict]) -> list[dict[str, Any]]:
     """lm-eval records of the bias tasks as metric rows (crows_*, winobias_pro_fem/masc and pooled)."""
     out = []
@@ -102,10 +107,11 @@ def bias_rows(records: dict[str, dict]) -> list[dict[str, Any]]:
         n = int(rec["n_samples"].get(task, {}).get("effective", 0)) if rec.get("n_samples") else 0
         if task in (CROWS_TASK, "crows_pairs_english_gender"):
             for m in ("pct_stereotype", "likelihood_diff"):
-                out.append({"metric": f"crows_{m}", "value": res[f"{m},none"], "stderr": res.get(f"{m}_stderr,none"), "n": n})
+                out.append({"metric": f"crows_{m}", "value": res[f"{m},none"], "stderr": _num(res.get(f"{m}_stderr,none")),
+                            "n": n})
         else:
             gender = next(g for g, t in WINOBIAS_TASKS.items() if t == task)
-            out.append({"metric": f"winobias_pro_{gender}", "value": res["acc,none"], "stderr": res.get("acc_stderr,none"),
+            out.append({"metric": f"winobias_pro_{gender}", "value": res["acc,none"], "stderr": _num(res.get("acc_stderr,none")),
                         "n": n})
     parts = [r for r in out if r["metric"] in ("winobias_pro_fem", "winobias_pro_masc")]
     if len(parts) == 2:
