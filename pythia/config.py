@@ -433,13 +433,6 @@ class Suite(_Strict):
         for variant, run in iv.runs.items():
             if variant not in VARIANTS:
                 raise ValueError(f"intervention.runs: {variant!r} is not a run variant ({', '.join(VARIANTS)})")
-            for m in run.models:
-                if m not in self.models:
-                    raise ValueError(f"intervention.runs.{variant}: unknown model {m!r}; models: {', '.join(self.models)}")
-            start = self.step_before_end(run.fraction)
-            if start >= self.training.train_iters:
-                raise ValueError(f"intervention.runs.{variant}: fraction {run.fraction} starts at step {start}, "
-                                 f"the last step (no window); use a larger fraction")
         return self
 
     def model(self, name: str) -> ModelSpec:

@@ -141,9 +141,14 @@ def swap(batch: np.ndarray, lut: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def window(suite: Suite, variant: str) -> tuple[int, int]:
-    """(start step, end step) of an intervened run variant of ``suite``."""
+    """(start step, end step) of an intervened run variant of ``suite``; an empty window (a suite
+    too short for the fraction) is a one-line error."""
     run = run_spec(suite, variant)
-    return suite.step_before_end(run.fraction), suite.training.train_iters
+    start, end = suite.step_before_end(run.fraction), suite.training.train_iters
+    if start >= end:
+        raise UsageError(f"intervention.runs.{variant}: fraction {run.fraction} of suite {suite.name!r} starts at step "
+                         f"{start}, the last step (no window); use a larger fraction")
+    return start, end
 
 
 def run_spec(suite: Suite, variant: str):
@@ -157,7 +162,8 @@ def run_spec(suite: Suite, variant: str):
 def intervened_runs(suite: Suite) -> list[tuple[str, str]]:
     """(run name, model) of every intervened run the suite configures."""
     ds = suite.intervention.dataset
-    return [(paths.run_name(ds, v), m) for v, r in suite.intervention.runs.items() for m in r.models]
+    return [(paths.run_name(ds, v), m) for v, r in suite.intervention.runs.items() for m in r.models
+            if m in suite.models]
 
 
 def intervention_digest(suite: Suite, model: str, variant: str) -> str:
@@ -312,6 +318,7 @@ def train_intervention(opts, variant: str, ctx=None) -> dict[str, Any]:
     opts.suite = suite
     opts.dataset = suite.intervention.dataset
     spec = run_spec(suite, variant)
+    window(suite, variant)
     if opts.model not in spec.models:
         raise UsageError(f"suite {suite.name!r} has no intervened run {variant!r} of model {opts.model!r}; its "
                          f"models: {', '.join(spec.models)} (intervention.runs.{variant}.models)")
