@@ -382,7 +382,8 @@ def _cmd_view(args) -> int:
 def _cmd_tasks(args) -> int:
     from pythia.evaluate.bias import write_tasks
 
-    print(write_tasks(args.out))
+    suite = load_suite(args.suite)
+    print(write_tasks(args.out, suite, args.examples or suite.analysis.benchmarks_examples))
     return 0
 
 
@@ -448,7 +449,10 @@ def register(sub) -> None:
     q.add_argument("--dataset", choices=paths.DATASETS, help="default: the suite's intervention.dataset")
     q.set_defaults(func=_cmd_view)
 
-    q = s.add_parser("tasks", help="write the offline lm-eval tasks (CrowS-Pairs gender, WinoBias) into a folder")
+    q = s.add_parser("tasks", help="write the offline lm-eval tasks (CrowS-Pairs gender, WinoBias, the suite's "
+                                   "in-corpus cloze) into a folder")
+    q.add_argument("--suite", required=True, help="suite name or YAML path (its held-out documents give the cloze)")
+    q.add_argument("--examples", type=int, help="cloze passages / 2 (default: the suite's analysis.benchmarks_examples)")
     q.add_argument("--out", type=Path, required=True)
     q.set_defaults(func=_cmd_tasks)
 
@@ -457,7 +461,8 @@ def register(sub) -> None:
     q.add_argument("--run", required=True, help="a dataset or <dataset>-<variant>")
     q.add_argument("--model", required=True)
     q.add_argument("--tasks", type=Path, help="the folder of `pythia gender_intervention tasks` (offline tasks)")
-    q.add_argument("--online", action="store_true", help="lm-eval's hub task crows_pairs_english_gender instead")
+    q.add_argument("--online", action="store_true", help="lm-eval's hub tasks crows_pairs_english_gender and lambada_openai "
+                   "instead of the offline CrowS-Pairs and cloze")
     q.add_argument("--out", type=Path, required=True, help="CSV of the measures")
     q.add_argument("--device", default="cpu")
     q.add_argument("--dtype", default=None, help="model dtype (default float32; bf16/fp16 on CUDA)")

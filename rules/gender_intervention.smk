@@ -5,7 +5,7 @@
 # work/<suite>/models/<dataset>-<variant>/<model>/ (not a new data build). One
 # `gender_intervention_evaluate` job per (run, model) scores every window checkpoint: CrowS-Pairs
 # gender and WinoBias through lm-eval (offline YAMLs written by `gender_intervention_tasks`), the
-# she/he log-odds on held-out text and the validation loss. With local or hub checkpoints nothing
+# she/he log-odds on held-out text, the validation loss and the in-corpus cloze (LM quality). With local or hub checkpoints nothing
 # is trained: the baselines' windows are evaluated and the published intervention numbers shown.
 
 
@@ -43,14 +43,21 @@ rule gender_intervention_train:
 
 
 rule gender_intervention_tasks:
+    input:
+        test=rules.data_documents.output.test,
+        train=rules.data_documents.output.train,
+        tokenizer=rules.data_tokenizer.output.tokenizer,
     output:
         tasks=directory(f"{GENDER_IV_WORK}/tasks"),
+    params:
+        suite=SUITE,
+        examples=SUITE_CFG.analysis.benchmarks_examples,
     log:
         f"{LOGS}/gender_intervention/tasks.log",
     conda:
         "../envs/pythia.yaml"
     shell:
-        "pythia gender_intervention tasks --out {output.tasks} &> {log}"
+        "pythia gender_intervention tasks --suite {params.suite} --examples {params.examples} --out {output.tasks} &> {log}"
 
 
 rule gender_intervention_evaluate:

@@ -31,6 +31,7 @@ METRICS = {
     "winobias_pro_masc": "WinoBias: pro-stereotype share, pro = he",
     "crows_likelihood_diff": "CrowS-Pairs gender: likelihood difference",
     "val_loss": "validation loss",
+    "cloze_acc": "in-corpus cloze accuracy (LAMBADA-style)",
 }
 """The measures, in the order the figures show them."""
 

@@ -196,9 +196,12 @@ def _fits(suite: str) -> Callable[[Any], bool]:
     return fits
 
 
-def write_offline_task(suite: str, task: OfflineTask, folder: Path, examples: int) -> dict:
-    """Write one offline task's JSONL and YAML into ``folder``; returns what it holds."""
+def write_offline_task(suite: str, task: OfflineTask, folder: Path, examples: int, final: Path | None = None) -> dict:
+    """Write one offline task's JSONL and YAML into ``folder``; returns what it holds. The YAML names
+    its data by absolute path in ``final`` (default ``folder``: pass the final folder when writing
+    into a temporary one that replaces it)."""
     data = (folder / f"{task.name}.jsonl").resolve()
+    named = (Path(final) / data.name).resolve() if final is not None else data
     if task.evalset is None:
         from pythia.data.cloze import cloze_examples
 
@@ -207,7 +210,7 @@ def write_offline_task(suite: str, task: OfflineTask, folder: Path, examples: in
             raise TaskError(f"no cloze passages in the test documents of suite {suite!r} (too few or too short "
                             f"documents); leave {task.name} out of benchmarks.tasks")
         _write_lines(data, [e.to_json() for e in items])
-        _write_text(folder / f"{task.name}.yaml", _cloze_yaml(task.name, data))
+        _write_text(folder / f"{task.name}.yaml", _cloze_yaml(task.name, named))
         source = f"pythia.data.cloze on work/{suite}/data/documents/test.jsonl"
     else:
         from pythia.data.evalsets import get_evalset
@@ -218,7 +221,7 @@ def write_offline_task(suite: str, task: OfflineTask, folder: Path, examples: in
         items = spread([e for e in labelled if fits(e)], examples)
         _write_lines(data, [{"id": e.id, "query": task.prompt(e), "choices": list(e.choices), "label": e.gold}
                             for e in items])
-        _write_text(folder / f"{task.name}.yaml", _mc_yaml(task.name, data))
+        _write_text(folder / f"{task.name}.yaml", _mc_yaml(task.name, named))
         source = f"{es.name}: {es.source} ({es.license})"
     return {"paper_task": task.paper, "examples": len(items), "source": source}
 

@@ -23,6 +23,9 @@ Four measures, each a row ``(metric, value, stderr, n)`` per checkpoint:
   error over positions. It needs no benchmark and moves at every scale.
 * ``val_loss``: mean per-token loss on the suite's ``val_sequences`` validation sequences (the
   trainer's validation loss, recomputed so every checkpoint source has it).
+* ``cloze_acc`` and ``cloze_perplexity``: the paper's LM-quality check (LAMBADA) as the benchmarks
+  section's in-corpus cloze (``lambada_incorpus``, :mod:`pythia.data.cloze` on the suite's
+  held-out test documents, scored like ``lambada_openai``); online: ``lambada_openai`` itself.
 
 Scores go through :func:`pythia.evaluate.cached_score` and lm-eval results through
 :func:`pythia.evaluate.evaluate_tasks`, both cached per checkpoint.
@@ -45,8 +48,9 @@ log = logging.getLogger(__name__)
 
 CROWS_TASK = "crows_pairs_gender_local"
 WINOBIAS_TASKS = {"fem": "winobias_pro_fem_local", "masc": "winobias_pro_masc_local"}
-LOCAL_TASKS = (CROWS_TASK, *WINOBIAS_TASKS.values())
-ONLINE_TASKS = ("crows_pairs_english_gender",)
+CLOZE_TASK = "lambada_incorpus"
+LOCAL_TASKS = (CROWS_TASK, *WINOBIAS_TASKS.values(), CLOZE_TASK)
+ONLINE_TASKS = ("crows_pairs_english_gender", "lambada_openai")
 FEMININE = {"she", "her", "hers", "herself"}
 MIN_CONTEXT = 512
 """lm-eval's window is at least this many tokens: a CrowS-Pairs sentence is longer than the smoke
@@ -59,12 +63,16 @@ def _crows_yaml() -> Path:
     return Path(lm_eval.__file__).parent / "tasks" / "crows_pairs" / "crows_pairs_english_gender.yaml"
 
 
-def write_tasks(folder: str | Path) -> Path:
-    """Write the offline lm-eval tasks (YAML + JSONL with absolute paths) into ``folder``, atomically."""
+def write_tasks(folder: str | Path, suite, examples: int) -> Path:
+    """Write the offline lm-eval tasks (YAML + JSONL with absolute paths) into ``folder``, atomically:
+    CrowS-Pairs gender, the two WinoBias halves, and ``suite``'s in-corpus cloze (``2 * examples``
+    passages, as in the benchmarks section)."""
     from pythia.data.evalsets import load_examples
+    from pythia.evaluate.benchmarks import OFFLINE_TASKS, write_offline_task
 
     folder = Path(folder).resolve()
     with atomic_dir(folder) as tmp:
+        write_offline_task(suite, OFFLINE_TASKS[CLOZE_TASK], tmp, examples, final=folder)
         crows = [e for e in load_examples("crows_pairs") if e.meta["bias_type"].startswith("gender")]
         _jsonl(tmp / "crows_pairs_gender.jsonl",
                [{"sent_more": e.choices[0], "sent_less": e.choices[1], "bias_type": e.meta["bias_type"], "id": e.id}
@@ -105,7 +113,11 @@ def bias_rows(records: dict[str, dict]) -> list[dict[str, Any]]:
     for task, rec in records.items():
         res = rec["results"][task]
         n = int(rec["n_samples"].get(task, {}).get("effective", 0)) if rec.get("n_samples") else 0
-        if task in (CROWS_TASK, "crows_pairs_english_gender"):
+        if task in (CLOZE_TASK, "lambada_openai"):
+            for m in ("acc", "perplexity"):
+                out.append({"metric": f"cloze_{m}", "value": res[f"{m},none"], "stderr": _num(res.get(f"{m}_stderr,none")),
+                            "n": n})
+        elif task in (CROWS_TASK, "crows_pairs_english_gender"):
             for m in ("pct_stereotype", "likelihood_diff"):
                 out.append({"metric": f"crows_{m}", "value": res[f"{m},none"], "stderr": _num(res.get(f"{m}_stderr,none")),
                             "n": n})

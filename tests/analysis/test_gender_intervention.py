@@ -14,14 +14,14 @@ from pythia.intervene import PronounMap
 
 
 class FakeLM:
-    """An lm-eval model whose log-likelihoods are given: ``ll[text]``."""
+    """An lm-eval model whose log-likelihoods are given: ``ll[text]``; greedy for the texts in ``greedy``."""
 
-    def __init__(self, ll):
+    def __init__(self, ll, greedy=()):
         from lm_eval.api.model import LM
 
         class _LM(LM):
             def loglikelihood(self, requests, disable_tqdm=False):
-                return [(ll[r.args[1]], False) for r in requests]
+                return [(ll[r.args[1]], r.args[1] in greedy) for r in requests]
 
             def loglikelihood_rolling(self, requests, disable_tqdm=False):
                 raise NotImplementedError
@@ -33,8 +33,9 @@ class FakeLM:
 
 
 def test_bias_metrics_of_a_model_with_known_likelihoods(tmp_path):
-    """Two CrowS pairs (stereotype preferred in one, by 3 and 1 nats) and two WinoBias sentences
-    through lm-eval's own task definitions, with the offline YAMLs the workflow writes."""
+    """Two CrowS pairs (stereotype preferred in one, by 3 and 1 nats), two WinoBias sentences and two
+    cloze passages (one target greedy) through lm-eval's own task definitions, with the offline YAMLs
+    the workflow writes."""
     import lm_eval
 
     from pythia.evaluate import bias
@@ -59,8 +60,14 @@ def test_bias_metrics_of_a_model_with_known_likelihoods(tmp_path):
                                              "output_type": "multiple_choice", "doc_to_text": "", "doc_to_choice": "choices",
                                              "doc_to_target": "label", "target_delimiter": "",
                                              "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": False}]})
+    from pythia.evaluate.benchmarks import _cloze_yaml
+
+    bias._jsonl(folder / "cloze.jsonl", [{"context": "The cat sat by the", "target": " cat"},
+                                         {"context": "A dog ran to the", "target": " dog"}])
+    (folder / f"{bias.CLOZE_TASK}.yaml").write_text(_cloze_yaml(bias.CLOZE_TASK, folder / "cloze.jsonl"))
+    ll |= {" cat": -1.0, " dog": -3.0}
     tasks = list(bias.LOCAL_TASKS)
-    out = lm_eval.simple_evaluate(model=FakeLM(ll).lm, tasks=tasks, task_manager=task_manager(folder, tasks),
+    out = lm_eval.simple_evaluate(model=FakeLM(ll, greedy={" cat"}).lm, tasks=tasks, task_manager=task_manager(folder, tasks),
                                   bootstrap_iters=10, verbosity="ERROR")
     records = {t: {"results": {t: out["results"][t]}, "n_samples": out["n-samples"]} for t in tasks}
     got = {r["metric"]: r["value"] for r in bias_rows(records)}
@@ -68,6 +75,7 @@ def test_bias_metrics_of_a_model_with_known_likelihoods(tmp_path):
     assert got["crows_likelihood_diff"] == pytest.approx((3.0 + 1.0) / 2)
     assert got["winobias_pro_fem"] == 1.0 and got["winobias_pro_masc"] == 0.0
     assert got["winobias_pro"] == pytest.approx(0.5)
+    assert got["cloze_acc"] == pytest.approx(0.5) and got["cloze_perplexity"] == pytest.approx(np.exp(2.0))
 
 
 def test_pronoun_logodds_of_known_probabilities():
