@@ -24,14 +24,14 @@ from pythia import paths
 from pythia.config import Suite, config_digest
 
 METRICS = {
-    "pronoun_logodds": "she/he log-odds (held-out text)",
-    "crows_pct_stereotype": "CrowS-Pairs gender: % stereotype",
-    "winobias_pro": "WinoBias: pro-stereotype share",
-    "winobias_pro_fem": "WinoBias: pro-stereotype share, pro = she",
-    "winobias_pro_masc": "WinoBias: pro-stereotype share, pro = he",
-    "crows_likelihood_diff": "CrowS-Pairs gender: likelihood difference",
+    "pronoun_logodds": "she/he log-odds (held-out)",
+    "crows_pct_stereotype": "CrowS gender: % stereotype",
+    "winobias_pro": "WinoBias: pro share",
+    "winobias_pro_fem": "WinoBias: pro share (she)",
+    "winobias_pro_masc": "WinoBias: pro share (he)",
+    "crows_likelihood_diff": "CrowS gender: likelihood diff.",
     "val_loss": "validation loss",
-    "cloze_acc": "in-corpus cloze accuracy (LAMBADA-style)",
+    "cloze_acc": "in-corpus cloze accuracy",
 }
 """The measures, in the order the figures show them."""
 
@@ -109,11 +109,18 @@ def trajectories(df: pd.DataFrame, suite: Suite) -> pd.DataFrame:
 
 def final_table(df: pd.DataFrame) -> pd.DataFrame:
     """The final checkpoint of each run like the paper's table: per (model, variant, metric) the
-    baseline's and the intervened value with standard errors and the shift."""
+    baseline's and the intervened value with standard errors and the shift; models in the order
+    ``df`` lists them (the suite's), metrics in :data:`METRICS`' order."""
     last = df[df["step"] == df["step"].max()]
     base = last[last["variant"] == "baseline"].set_index(["model", "metric"])
     rows = []
-    for (variant, model, metric), g in last[last["variant"] != "baseline"].groupby(["variant", "model", "metric"]):
+    model_order = {m: i for i, m in enumerate(dict.fromkeys(df["model"]))}
+    metric_order = {m: i for i, m in enumerate(METRICS)}
+    iv = last[last["variant"] != "baseline"]
+    keys = sorted(iv.groupby(["variant", "model", "metric"]).groups,
+                  key=lambda k: (k[0], model_order[k[1]], metric_order.get(k[2], len(metric_order))))
+    for variant, model, metric in keys:
+        g = iv[(iv["variant"] == variant) & (iv["model"] == model) & (iv["metric"] == metric)]
         if (model, metric) not in base.index or metric not in METRICS:
             continue
         b = base.loc[(model, metric)]
@@ -168,7 +175,9 @@ def published_trajectories(metrics=("crows_pct_stereotype", "winobias_pro_em", "
 
     pub = load()
     pub = pub[pub["metric"].isin(metrics) & pub["variant"].isin(["baseline", "intervention", "intervention_long"])]
-    first = pub["model"].map(pub[pub["variant"] != "baseline"].groupby("model")["step"].min())
+    # per size and measure (the v0 WinoBias evaluations number their steps apart from the rest)
+    starts = pub[pub["variant"] != "baseline"].groupby(["model", "metric"])["step"].min()
+    first = pd.Series([starts.get((m, k), np.nan) for m, k in zip(pub["model"], pub["metric"])], index=pub.index)
     out = pub[first.notna() & (pub["step"] >= first - 10000)]  # the window and the 10k steps before it
     return out.sort_values(["metric", "model", "variant", "step"]).reset_index(drop=True)
 
@@ -221,7 +230,12 @@ def plot_published(pub: pd.DataFrame):
     for i, metric in enumerate(metrics):
         for j, model in enumerate(models):
             ax = axes[i, j]
-            for v, g in pub[(pub["metric"] == metric) & (pub["model"] == model)].groupby("variant"):
+            panel = pub[(pub["metric"] == metric) & (pub["model"] == model)]
+            if panel.empty:
+                ax.text(0.5, 0.5, "not published", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+                ax.set_xticks([])
+                ax.set_yticks([])
+            for v, g in panel.groupby("variant"):
                 g = g.sort_values("step")
                 ax.errorbar(g["step"], g["value"], yerr=g["stderr"].fillna(0), marker="o", ms=3, capsize=2,
                             color=colours[v], label=v)
@@ -230,8 +244,12 @@ def plot_published(pub: pd.DataFrame):
             if j == 0:
                 ax.set_ylabel(metric, fontsize=8)
             ax.tick_params(labelsize=7)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=3, fontsize=8)
+    legend = {}
+    for ax in axes.flat:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, h)
+    order = [v for v in colours if v in legend]
+    fig.legend([legend[v] for v in order], order, loc="upper center", ncol=3, fontsize=8)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
     return fig
 
