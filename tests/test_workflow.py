@@ -88,6 +88,9 @@ def test_hub_checkpoints_train_nothing(tmp_path):
     assert jobs["memorization_scan"] == 2 * 10 and jobs["memorization_bench"] == 1  # both datasets, ten sizes
     # term frequencies: counts over the released order, every released size and dataset evaluated
     assert jobs["term_frequencies_counts"] == 2 and jobs["term_frequencies_evaluate"] == 20
+    # section 03: nothing trained; the deduplicated baselines of the four intervened sizes evaluated
+    assert "gender_intervention_train" not in jobs and jobs["gender_intervention_evaluate"] == 4
+    assert jobs["gender_intervention_tasks"] == 1 and jobs["gender_intervention_notebook"] == 1
 
 
 def test_checkpoint_config_errors_are_clear(tmp_path):
