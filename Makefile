@@ -15,7 +15,10 @@ PYTEST_ARGS ?=
 # repository); passed to snakemake and to results snapshot/compare.
 SUITE    ?=
 WORKDIR  ?=
-SUITE_CONFIG := $(if $(SUITE),--config suite=$(SUITE))
+# Sections to produce, by stem, comma-separated (empty: config/config.yaml's, all seven), e.g.
+# `make reproduce SECTIONS=suite,training,memorization`.
+SECTIONS ?=
+SUITE_CONFIG := $(if $(SUITE)$(SECTIONS),--config $(if $(SUITE),suite=$(SUITE)) $(if $(SECTIONS),sections=[$(SECTIONS)]))
 SUITE_ARG    := $(if $(SUITE),--suite $(SUITE))
 DIR_ARG      := $(if $(WORKDIR),--directory $(abspath $(WORKDIR)))
 PROJECT_ENV  := $(if $(WORKDIR),PYTHIA_PROJECT=$(abspath $(WORKDIR)))
