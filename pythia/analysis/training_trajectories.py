@@ -386,7 +386,7 @@ def icl_summary(curves: pd.DataFrame) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------ published Pythia
 
-PUBLISHED_FILE = Path(__file__).with_name("published") / "pythia_zero_shot_trajectories.csv"
+PUBLISHED_FILE = Path(__file__).parents[1] / "published" / "tables" / "pythia_zero_shot_trajectories.csv"
 """Published Pythia zero-shot results over training, one row per (model, dataset, step):
 LAMBADA (OpenAI) perplexity and accuracy, and the mean accuracy of the other zero-shot tasks.
 Converted by :func:`convert_published` from EleutherAI/pythia ``evals/pythia-v1/<model>/zero-shot/``
