@@ -262,9 +262,11 @@ def test_a_suite_edit_reruns_exactly_the_jobs_that_depend_on_it(smoke_workflow, 
     jobs, trains = dry("peak_lr: 2.0e-3", "peak_lr: 2.5e-3")
     assert trains == {("standard", "s2"), ("deduped", "s2")}
     memorization = {"memorization_scan", "memorization_bench", "memorization_notebook"}
+    # (section 03 intervenes on s1 only: nothing of it is retrained or re-evaluated; its notebook,
+    # which reads the suite's models, is rendered again)
     assert set(jobs) == {"train", "training_notebook", "suite_notebook", "benchmarks_evaluate", "benchmarks_notebook",
-                         "all", "term_frequencies_evaluate",
-                         "term_frequencies_notebook"} | trajectories | memorization
+                         "all", "term_frequencies_evaluate", "term_frequencies_notebook",
+                         "gender_intervention_notebook"} | trajectories | memorization
     assert jobs["benchmarks_evaluate"] == 2  # s2's two runs; the tasks are not rebuilt
     assert jobs["memorization_scan"] == 2  # s2's scans; the bench times the largest model, s2
     assert jobs["term_frequencies_evaluate"] == 2
@@ -272,6 +274,8 @@ def test_a_suite_edit_reruns_exactly_the_jobs_that_depend_on_it(smoke_workflow, 
     jobs, trains = dry("peak_lr: 3.0e-3", "peak_lr: 3.5e-3")
     assert trains == {("standard", "s1"), ("deduped", "s1")}
     assert jobs["memorization_scan"] == 2 and "memorization_bench" not in jobs
+    # s1's intervened run continues the retrained baseline: retrained, and both runs re-evaluated
+    assert jobs["gender_intervention_train"] == 1 and jobs["gender_intervention_evaluate"] == 2
     # section 06's sizes: its jobs only, and not the task files unless the tasks change
     jobs, trains = dry("    prompts: 4\n", "    prompts: 3\n")
     assert set(jobs) == {"all"} | trajectories and not trains
@@ -283,6 +287,7 @@ def test_a_suite_edit_reruns_exactly_the_jobs_that_depend_on_it(smoke_workflow, 
     assert "data_tokenize" not in jobs and "suite_notebook" not in jobs
     assert jobs["benchmarks_evaluate"] == 2 and "benchmarks_tasks" not in jobs  # the deduplicated runs only
     assert jobs["term_frequencies_counts"] == 1 and jobs["term_frequencies_evaluate"] == 2
+    assert jobs["gender_intervention_train"] == 1 and jobs["gender_intervention_evaluate"] == 2  # deduplicated
     # the term-frequency section's shots: its evaluations and notebook only, no count, no training
     jobs, trains = dry("shots: [0, 2]", "shots: [0, 1]")
     assert set(jobs) == {"term_frequencies_evaluate", "term_frequencies_notebook", "all"} and not trains
