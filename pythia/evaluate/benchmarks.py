@@ -363,6 +363,7 @@ def bench_adapter_vs_cli(ckpt: runs.Checkpoint, tasks: list[str], include_path: 
     if ckpt.source is runs.Source.hub:
         raise UsageError("bench compares on a checkpoint directory; use trained or local checkpoints")
     exe = shutil.which("lm_eval", path=str(Path(sys.executable).parent)) or "lm_eval"
+    include_path = Path(include_path).resolve()  # the CLI runs in a scratch directory
     tok = ckpt.load_tokenizer()
     env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
     ours_s, cli_s, cli_eval_s, tokens, values = [], [], [], None, {}

@@ -133,3 +133,14 @@ def test_lm_eval_environment_is_collected_once_per_process(monkeypatch):
     evaluator.add_env_info(second)
     assert len(calls) == 1 and first == {"pretty_env_info": "slow", "lm_eval_version": "0.4"}
     assert second == {"results": 1, **first}
+
+
+def test_bench_compares_with_the_cli_on_a_relative_task_folder(ckpt, tmp_path, monkeypatch):
+    """`pythia benchmarks bench` names the suite's task folder relative to the project; the CLI it
+    times runs in a scratch directory, so the folder must reach it as an absolute path."""
+    from pythia.evaluate.benchmarks import bench_adapter_vs_cli
+
+    write_tasks(tmp_path / "tasks")
+    monkeypatch.chdir(tmp_path)
+    res = bench_adapter_vs_cli(ckpt, ["tiny_mc"], "tasks", batch_size=8, rounds=1)
+    assert res["identical_values"] and res["tokens"] > 0 and res["ratio_adapter_over_cli"] > 0
