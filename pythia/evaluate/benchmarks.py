@@ -363,7 +363,7 @@ def bench_adapter_vs_cli(ckpt: runs.Checkpoint, tasks: list[str], include_path: 
     if ckpt.source is runs.Source.hub:
         raise UsageError("bench compares on a checkpoint directory; use trained or local checkpoints")
     exe = shutil.which("lm_eval", path=str(Path(sys.executable).parent)) or "lm_eval"
-    include_path = Path(include_path).resolve()  # the CLI runs in a scratch directory
+    include_path = Path(include_path).resolve()  # the CLI runs in a scratch directory: absolute paths
     tok = ckpt.load_tokenizer()
     env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
     ours_s, cli_s, cli_eval_s, tokens, values = [], [], [], None, {}
@@ -376,7 +376,7 @@ def bench_adapter_vs_cli(ckpt: runs.Checkpoint, tasks: list[str], include_path: 
             tokens = tokens or _request_tokens(recs, tok)
             values["ours"] = {t: recs[t]["results"][t] for t in tasks}
             t0 = time.perf_counter()
-            out = subprocess.run([exe, "--model", "hf", "--model_args", f"pretrained={ckpt.location}", "--tasks",
+            out = subprocess.run([exe, "--model", "hf", "--model_args", f"pretrained={Path(ckpt.location).resolve()}", "--tasks",
                                   ",".join(tasks), "--include_path", str(include_path), "--device", "cpu",
                                   "--batch_size", str(batch_size), "--output_path", str(Path(tmp) / "cli")],
                                  capture_output=True, text=True, env=env, cwd=tmp)

@@ -136,11 +136,15 @@ def test_lm_eval_environment_is_collected_once_per_process(monkeypatch):
 
 
 def test_bench_compares_with_the_cli_on_a_relative_task_folder(ckpt, tmp_path, monkeypatch):
-    """`pythia benchmarks bench` names the suite's task folder relative to the project; the CLI it
-    times runs in a scratch directory, so the folder must reach it as an absolute path."""
+    """`pythia benchmarks bench` names the suite's task folder and a trained checkpoint relative to
+    the project; the CLI it times runs in a scratch directory, so both must reach it as absolute
+    paths."""
+    import dataclasses
+
     from pythia.evaluate.benchmarks import bench_adapter_vs_cli
 
     write_tasks(tmp_path / "tasks")
     monkeypatch.chdir(tmp_path)
+    ckpt = dataclasses.replace(ckpt, location=os.path.relpath(ckpt.location, tmp_path))
     res = bench_adapter_vs_cli(ckpt, ["tiny_mc"], "tasks", batch_size=8, rounds=1)
     assert res["identical_values"] and res["tokens"] > 0 and res["ratio_adapter_over_cli"] > 0
