@@ -179,7 +179,7 @@ def intervention_digest(suite: Suite, model: str, variant: str) -> str:
 
 def _trainer_class():
     from pythia.train import checkpoint as ckpt
-    from pythia.train.loop import Trainer
+    from pythia.train.loop import Trainer, _hash_list
 
     class InterventionTrainer(Trainer):
         """The trainer of an intervened run: starts from the baseline's state at the window's
@@ -291,12 +291,6 @@ def _trainer_class():
             return done
 
     return InterventionTrainer
-
-
-def _hash_list(items: list[str]) -> str:
-    import hashlib
-
-    return hashlib.sha256("\n".join(items).encode()).hexdigest()[:16]
 
 
 def _load_tokenizer(folder: Path):
