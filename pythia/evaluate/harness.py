@@ -44,17 +44,59 @@ class TaskError(PythiaError, ValueError):
     """An unknown task or a task whose data file is missing; the message names it."""
 
 
+def _batches(requests, max_length: int, batch_size: int, group: bool) -> tuple[list[list[tuple]], int]:
+    """The forward passes lm-eval's ``HFLM`` makes for loglikelihood ``requests``, in its order.
+
+    A request ``(key, context tokens, continuation tokens)`` is scored on the last
+    ``max_length + 1`` tokens of context + continuation without the final one (the context is
+    cut from the left when too long); the continuation's log-probabilities are the logits at the
+    input's last ``len(continuation)`` positions. With ``group`` (``HFLM``'s ``logits_cache``),
+    requests with the same context + continuation[:-1] (the choices of a one-token
+    multiple-choice question) share the input of the one with the longest continuation.
+    Inputs are ordered by descending length (then tokens) of their context + continuation and
+    cut into batches of ``batch_size``, as lm-eval does: the same batches give bit-identical
+    numbers. Returns the batches, each a list of ``(input, [(request index, continuation), ...])``,
+    and how many requests were cut."""
+    groups: dict[tuple, list[int]] = {}
+    cut = 0
+    for i, (_, ctx, cont) in enumerate(requests):
+        if not ctx or not cont or len(cont) > max_length:
+            raise ValueError(f"lm-eval request with {len(ctx)} context and {len(cont)} continuation tokens: "
+                             f"both must be non-empty and the continuation at most {max_length} tokens")
+        cut += len(ctx) + len(cont) > max_length + 1
+        groups.setdefault(tuple(ctx + cont[:-1]) if group else (i,), []).append(i)
+    heads = [max(members, key=lambda i: len(requests[i][2])) for members in groups.values()]
+    passes = []
+    for head, members in zip(heads, groups.values()):
+        full = requests[head][1] + requests[head][2]
+        passes.append(((-len(full), tuple(full)), full[-(max_length + 1):][:-1],
+                       [(i, requests[i][2]) for i in members]))
+    passes.sort(key=lambda p: p[0])
+    batches = [[p[1:] for p in passes[k:k + batch_size]] for k in range(0, len(passes), batch_size)]
+    return batches, cut
+
+
 @functools.lru_cache(maxsize=1)
 def _hflm_class():
-    """lm-eval's ``HFLM`` with its ``tok_encode`` remembered per tokenizer object.
+    """lm-eval's ``HFLM`` with tokenizations remembered and only continuations scored.
 
-    lm-eval tokenizes every request again for every model it evaluates; evaluating the same
-    tasks on many checkpoints with one tokenizer (pass the same ``tokenizer`` object) then
-    tokenizes each string once. The tokens are those ``HFLM.tok_encode`` returns, so the
-    numbers do not change."""
+    - ``tok_encode`` is remembered per tokenizer object: lm-eval tokenizes every request again
+      for every model it evaluates; evaluating the same tasks on many checkpoints with one
+      tokenizer (pass the same ``tokenizer`` object) then tokenizes each string once. The tokens
+      are those ``HFLM.tok_encode`` returns.
+    - ``_loglikelihood_tokens`` (causal models, a fixed batch size): ``HFLM`` projects every
+      input position onto the vocabulary and takes the log-softmax of all of them, then keeps
+      the continuation's positions. Here the model computes logits only at those positions
+      (transformers' ``logits_to_keep`` with a per-row mask), and requests with the same input
+      (the choices of a one-token multiple-choice question) share one forward pass. Inputs,
+      truncation and the answers ``(sum of log-probs, continuation is greedy)`` are lm-eval's;
+      with a small model (micro: hidden 16-128, vocabulary 4,096) the vocabulary projection
+      and its log-softmax are most of lm-eval's time. Otherwise lm-eval's own method runs."""
+    import inspect
+
     from lm_eval.models.huggingface import HFLM
 
-    class RememberingHFLM(HFLM):
+    class AdapterHFLM(HFLM):
         def tok_encode(self, string, add_special_tokens=None, left_truncate_len=None, **kwargs):
             if kwargs:
                 return super().tok_encode(string, add_special_tokens, left_truncate_len, **kwargs)
@@ -64,7 +106,55 @@ def _hflm_class():
                 memo[key] = super().tok_encode(string, add_special_tokens, left_truncate_len)
             return list(memo[key])
 
-    return RememberingHFLM
+        def _scores_continuations_only(self, override_bs) -> bool:
+            forward = getattr(self.model, "forward", None)
+            return (self.backend == "causal" and isinstance(override_bs or self.batch_size, int)
+                    and forward is not None and "logits_to_keep" in inspect.signature(forward).parameters
+                    and not hasattr(self.model, "peft_config"))
+
+        def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
+            if not self._scores_continuations_only(override_bs):
+                return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
+            import torch
+            import torch.nn.functional as F
+            from tqdm.auto import tqdm
+
+            bs = max(1, int(override_bs or self.batch_size))
+            batches, cut = _batches(requests, self.max_length, bs, group=bool(getattr(self, "logits_cache", True)))
+            if cut:
+                log.warning("%d of %d lm-eval requests are longer than the model's %d tokens: their contexts "
+                            "are cut from the left", cut, len(requests), self.max_length)
+            answers: list[tuple[float, bool] | None] = [None] * len(requests)
+            bar = tqdm(total=len(requests), disable=disable_tqdm or self.rank != 0,
+                       desc="Running loglikelihood requests")
+            for batch in batches:
+                width = max(len(inp) for inp, _ in batch)
+                ids = torch.zeros(len(batch), width, dtype=torch.long)
+                keep = torch.zeros(len(batch), width, dtype=torch.bool)
+                for row, (inp, reads) in enumerate(batch):
+                    ids[row, :len(inp)] = torch.tensor(inp)
+                    keep[row, len(inp) - max(len(c) for _, c in reads):len(inp)] = True
+                with torch.no_grad(), torch.autocast(device_type=self.device.type, dtype=self.mixed_precision_dtype,
+                                                     enabled=self.mixed_precision_dtype is not None):
+                    logits = self.model(ids.to(self.device), logits_to_keep=keep.to(self.device)).logits
+                logp = F.log_softmax(logits.reshape(-1, logits.shape[-1]), dim=-1, dtype=self.softmax_dtype)
+                if logp.shape[0] != int(keep.sum()):
+                    raise RuntimeError(f"{type(self.model).__name__} returned {logp.shape[0]} logits for "
+                                       f"{int(keep.sum())} kept positions")
+                end = keep.sum(1).cumsum(0).tolist()  # a row's kept positions end here in logp
+                for row, (inp, reads) in enumerate(batch):
+                    for r, cont in reads:
+                        sel = logp[end[row] - len(cont):end[row]]
+                        target = torch.tensor(cont, dtype=torch.long, device=logp.device)
+                        answer = (float(sel.gather(1, target[:, None]).sum()), bool((sel.argmax(-1) == target).all()))
+                        answers[r] = answer
+                        if requests[r][0] is not None:
+                            self.cache_hook.add_partial("loglikelihood", requests[r][0], answer)
+                        bar.update(1)
+            bar.close()
+            return answers
+
+    return AdapterHFLM
 
 
 def lm_eval_model(model, tokenizer, batch_size: int = 16, max_length: int | None = None):
