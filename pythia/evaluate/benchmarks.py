@@ -191,6 +191,7 @@ def _fits(suite: str, prompt: Callable[[Any], str]) -> Callable[[Any], bool]:
         raise TaskError(f"{folder} has no tokenizer.json; build the suite's data first "
                         f"(`pythia data build --suite {cfg.name}`)")
     tok, window = AutoTokenizer.from_pretrained(str(folder)), cfg.training.seq_len
+    tok.model_max_length = 10**9  # lengths are measured here, not fed to a model: no "too long" warning
 
     def fits(ex) -> bool:
         choices = [len(tok(" " + c)["input_ids"]) for c in ex.choices]
@@ -222,6 +223,10 @@ def write_offline_task(suite: str, task: OfflineTask, folder: Path, examples: in
         fits = _fits(suite, task.prompt)
         labelled = [e for e in es.examples() if e.gold is not None]
         items = spread([e for e in labelled if fits(e)], examples)
+        if not items:
+            return {"paper_task": task.paper, "examples": 0, "source": f"{es.name}: {es.source} ({es.license})",
+                    "skipped": f"none of its {len(labelled)} examples fits suite {suite!r}'s "
+                               f"{load_suite(suite).training.seq_len}-token context whole"}
         _write_lines(data, [{"id": e.id, "query": task.prompt(e), "choices": list(e.choices), "label": e.gold}
                             for e in items])
         _write_text(folder / f"{task.name}.yaml", _mc_yaml(task.name, named))
@@ -252,9 +257,16 @@ def write_tasks(suite: str, tasks: list[str], folder: str | Path | None = None,
             names.append(name)
         elif t in OFFLINE_TASKS:
             offline[t] = write_offline_task(suite, OFFLINE_TASKS[t], folder, examples)
+            if offline[t].get("skipped"):
+                log.warning("benchmark task %s left out: %s", t, offline[t]["skipped"])
+                continue
             names.append(t)
         else:
             names.append(t)
+    if not names:
+        raise TaskError(f"no benchmark task can run on suite {suite!r}: "
+                        + "; ".join(f"{t}: {i['skipped']}" for t, i in offline.items() if i.get("skipped"))
+                        + ". Name tasks with shorter examples in benchmarks.tasks")
     digests = {n: task_digest(n, folder) for n in names}  # unknown task / missing data: TaskError
     manifest = {"tasks": names, "offline": offline, "include_path": str(folder), "digests": digests}
     write_json(folder / "tasks.json", manifest)

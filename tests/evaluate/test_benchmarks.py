@@ -56,6 +56,18 @@ def test_offline_examples_fit_the_context_whole(smoke):
     assert fits(short) and not fits(long_prompt) and not fits(long_choice)
 
 
+def test_task_with_no_example_in_the_window_is_left_out_and_named(smoke, tmp_path, caplog):
+    """LogiQA's passages are all longer than smoke's 64 tokens: the task is left out, with the reason
+    in tasks.json and the log; the others still run. Only such tasks: an error naming each."""
+    with caplog.at_level("WARNING"):
+        m = bm.write_tasks("smoke", ["piqa_offline", "logiqa_offline"], tmp_path / "tasks", examples=3)
+    assert m["tasks"] == ["piqa_offline"] and m["offline"]["piqa_offline"]["examples"] == 3
+    assert "64-token context" in m["offline"]["logiqa_offline"]["skipped"]
+    assert "logiqa_offline left out" in caplog.text and not (tmp_path / "tasks" / "logiqa_offline.yaml").exists()
+    with pytest.raises(TaskError, match="no benchmark task can run on suite 'smoke': logiqa_offline: none of its 1000"):
+        bm.write_tasks("smoke", ["logiqa_offline"], tmp_path / "only")
+
+
 def test_rerun_with_one_more_checkpoint_evaluates_only_it(smoke, tmp_path, monkeypatch):
     m = bm.write_tasks("smoke", ["lambada_incorpus"], tmp_path / "tasks", examples=2)
     import lm_eval
