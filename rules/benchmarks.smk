@@ -56,6 +56,7 @@ rule benchmarks_evaluate:
     log:
         f"{LOGS}/benchmarks/{{dataset}}/{{model}}.log",
     threads: 1
+    priority: larger_first
     resources:
         gpu=0,
     conda:

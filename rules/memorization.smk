@@ -33,6 +33,7 @@ rule memorization_scan:
     log:
         f"{LOGS}/memorization/{{dataset}}/{{model}}.log",
     threads: 1
+    priority: larger_first
     resources:
         gpu=1 if MEMORIZATION["device"] == "cuda" else 0,
     conda:

@@ -52,6 +52,7 @@ rule term_frequencies_evaluate:
     log:
         f"{LOGS}/term_frequencies/eval/{{dataset}}/{{model}}.log",
     threads: 1
+    priority: larger_first
     resources:
         gpu=0,
         mem_mb=4000,

@@ -71,6 +71,7 @@ rule training_trajectories_evaluate:
     log:
         f"{LOGS}/training_trajectories/{{dataset}}/{{model}}.log",
     threads: 1
+    priority: larger_first
     conda:
         "../envs/pythia.yaml"
     shell:

@@ -76,6 +76,17 @@ def test_dry_run_slurm_profile_resolves_from_repo_root(tmp_path):
     assert _job_counts(standin.stdout)["data_order"] == 2 and "data_released" not in _job_counts(standin.stdout)
 
 
+def _priorities(text: str, rule: str) -> dict[tuple[str, str], int]:
+    """{(dataset, model): priority} of a dry run's jobs of ``rule`` (Snakemake omits priority 0)."""
+    out = {}
+    for block in re.split(r"\n\s*\n", text):
+        if re.search(rf"^rule {rule}:", block, re.M):
+            wc = dict(kv.split("=") for kv in re.search(r"wildcards: (.*)", block).group(1).split(", "))
+            prio = re.search(r"priority: (\d+)", block)
+            out[(wc["dataset"], wc["model"])] = int(prio.group(1)) if prio else 0
+    return out
+
+
 def test_hub_checkpoints_train_nothing(tmp_path):
     out = _snakemake("-n", "--directory", str(tmp_path), "--config", "suite=pythia", "checkpoints_source=hub")
     assert out.returncode == 0, out.stdout + out.stderr
@@ -88,6 +99,14 @@ def test_hub_checkpoints_train_nothing(tmp_path):
     assert jobs["memorization_scan"] == 2 * 10 and jobs["memorization_bench"] == 1  # both datasets, ten sizes
     # term frequencies: counts over the released order, every released size and dataset evaluated
     assert jobs["term_frequencies_counts"] == 2 and jobs["term_frequencies_evaluate"] == 20
+    # one-thread per-model jobs start largest first, so the largest never runs alone at the end
+    from pythia.config import load_suite
+
+    suite = load_suite("pythia")
+    by_size = sorted(suite.models, key=lambda m: suite.total_params(suite.model(m)))
+    for rule in ("benchmarks_evaluate", "memorization_scan", "term_frequencies_evaluate", "training_trajectories_evaluate"):
+        prio = _priorities(out.stdout, rule)
+        assert len(prio) == 20 and all(prio[(d, m)] == by_size.index(m) for d, m in prio), (rule, prio)
     # section 03: nothing trained; the deduplicated baselines of the four intervened sizes evaluated
     assert "gender_intervention_train" not in jobs and jobs["gender_intervention_evaluate"] == 4
     assert jobs["gender_intervention_tasks"] == 1 and jobs["gender_intervention_notebook"] == 1
