@@ -223,14 +223,14 @@ def write_offline_task(suite: str, task: OfflineTask, folder: Path, examples: in
         fits = _fits(suite, task.prompt)
         labelled = [e for e in es.examples() if e.gold is not None]
         items = spread([e for e in labelled if fits(e)], examples)
+        source = f"{es.name}: {es.source} ({es.license})"
         if not items:
-            return {"paper_task": task.paper, "examples": 0, "source": f"{es.name}: {es.source} ({es.license})",
+            return {"paper_task": task.paper, "examples": 0, "source": source,
                     "skipped": f"none of its {len(labelled)} examples fits suite {suite!r}'s "
                                f"{load_suite(suite).training.seq_len}-token context whole"}
         _write_lines(data, [{"id": e.id, "query": task.prompt(e), "choices": list(e.choices), "label": e.gold}
                             for e in items])
         _write_text(folder / f"{task.name}.yaml", _mc_yaml(task.name, named))
-        source = f"{es.name}: {es.source} ({es.license})"
     return {"paper_task": task.paper, "examples": len(items), "source": source}
 
 
