@@ -63,7 +63,7 @@ import pandas as pd
 from pythia import paths, runs
 from pythia.config import Suite, config_digest, load_suite
 from pythia.errors import UsageError
-from pythia.evaluate.harness import TaskError, evaluate_tasks, task_digest, tidy
+from pythia.evaluate.harness import TaskError, evaluate_tasks, request_cache, task_digest, tidy
 from pythia.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -305,19 +305,6 @@ def _write_samples(records: dict, folder: Path, num_fewshot: int) -> None:
             _write_lines(folder / f"{sub}-{num_fewshot}shot.jsonl", samples)
 
 
-def request_cache(suite: str, manifest: dict) -> Path | None:
-    """Point lm-eval's request cache (``$LM_HARNESS_CACHE_PATH``, read when lm-eval is imported) at
-    ``work/<suite>/cache/lm_eval_requests/<digest of the tasks>``, so that requests built for one
-    checkpoint serve every other and an edited task never reuses stale ones. Returns the folder,
-    or None when lm-eval was imported already (then requests are rebuilt per checkpoint)."""
-    if "lm_eval" in sys.modules:
-        return None
-    folder = paths.suite_dir(suite) / "cache" / "lm_eval_requests" / config_digest(manifest["digests"])
-    folder.mkdir(parents=True, exist_ok=True)
-    os.environ["LM_HARNESS_CACHE_PATH"] = str(folder)
-    return folder
-
-
 def evaluate_run(cat: runs.Catalogue, dataset: str, model: str, manifest: dict, *, num_fewshot: list[int],
                  device: str = "cpu", dtype: str | None = None, batch_size: int = 32,
                  samples_dir: str | Path | None = None, progress: bool = True) -> pd.DataFrame:
@@ -330,7 +317,7 @@ def evaluate_run(cat: runs.Catalogue, dataset: str, model: str, manifest: dict, 
     if not steps:
         raise runs.CatalogueError(f"no checkpoints of {model}/{dataset} to evaluate in the {cat.source.value} "
                                   f"checkpoints of suite {cat.suite.name!r} (steps asked: {cat.selected})")
-    cached = request_cache(cat.suite.name, manifest) is not None
+    cached = request_cache(cat.suite.name, manifest["digests"]) is not None
     tokenizer = cat.checkpoint(model, dataset, steps[0]).load_tokenizer()  # one per run: tokenizations reused
     rows: list[dict] = []
     for step in tqdm(steps, desc=f"benchmarks {model}/{dataset}", unit="ckpt", disable=not progress):

@@ -30,9 +30,13 @@ import functools
 import hashlib
 import json
 import logging
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
+from pythia import paths
+from pythia.config import config_digest
 from pythia.errors import PythiaError
 from pythia.evaluate.cache import cache_root, checkpoint_dir
 from pythia.io import write_json
@@ -209,6 +213,21 @@ def _env_info_once() -> None:
     evaluator.add_env_info = add_env_info
 
 
+def request_cache(suite: str, key: Any) -> Path | None:
+    """Point lm-eval's request cache (``$LM_HARNESS_CACHE_PATH``, read when lm-eval is imported) at
+    ``work/<suite>/cache/lm_eval_requests/<digest of key>``, so that the requests (prompts, few-shot
+    contexts) built for one checkpoint serve every other. lm-eval names its cache entries by task
+    name and shot count only: ``key`` (JSON) must name everything else they depend on (the tasks'
+    digests, their data), so an edited task never reuses stale requests. Returns the folder, or
+    None when lm-eval was imported already (then requests are rebuilt per checkpoint)."""
+    if "lm_eval" in sys.modules:
+        return None
+    folder = paths.suite_dir(suite) / "cache" / "lm_eval_requests" / config_digest(key)
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["LM_HARNESS_CACHE_PATH"] = str(folder)
+    return folder
+
+
 def _data_files(cfg: dict) -> list[Path]:
     files = (cfg.get("dataset_kwargs") or {}).get("data_files")
     if isinstance(files, dict):
@@ -292,7 +311,7 @@ def evaluate_tasks(
     ``cache_requests``: lm-eval's cache of built requests (prompts, few-shot contexts), which
     saves rebuilding them for every checkpoint; lm-eval keys it by task name and shot count
     only, so point ``$LM_HARNESS_CACHE_PATH`` at a folder named after the tasks' digests
-    before lm-eval is imported (:func:`pythia.evaluate.benchmarks.request_cache`).
+    before lm-eval is imported (:func:`request_cache`).
     ``max_length``: lm-eval's context window (default: the model's ``max_position_embeddings``).
     """
     folder = checkpoint_dir(Path(root) if root else cache_root(checkpoint.suite) / "lm_eval", checkpoint)

@@ -42,7 +42,14 @@ def test_per_token_losses_equal_cross_entropy_of_a_plain_forward(smoke_run, monk
     np.savez(tmp_path / "h.npz", prompts=prompts, generated=gen, true=true)
     (tmp_path / "tasks").mkdir()
     (tmp_path / "tasks" / "tasks.json").write_text("[]")
+    from pythia import runs
+
+    loads = []
+    real = runs.Checkpoint.load_tokenizer
+    monkeypatch.setattr(runs.Checkpoint, "load_tokenizer", lambda self: loads.append(self.step) or real(self))
     out = heavy.evaluate(suite, cat, "standard", "s1", tmp_path / "h.npz", tmp_path / "tasks", tmp_path / "out")
+    assert loads == [0]  # one tokenizer per run: lm-eval's tokenizations are remembered on it
+    monkeypatch.setattr(runs.Checkpoint, "load_tokenizer", real)
     with np.load(out / "losses.npz") as z:
         steps, val, gl, tl = z["steps"], z["val_losses"], z["gen_losses"], z["true_losses"]
     assert steps.tolist() == [0, 16, 24] and val.dtype == np.float16 and gl.dtype == np.float16
@@ -64,6 +71,17 @@ def test_per_token_losses_equal_cross_entropy_of_a_plain_forward(smoke_run, monk
     monkeypatch.setattr(tt, "run_dir", lambda *a: out)
     run = tt.load_run("smoke", "standard", "s1")
     assert tt.validation_curves({("standard", "s1"): run}, suite)["val_ppl"].gt(1).all()
+
+
+def test_request_cache_key_changes_with_any_task_file(tmp_path):
+    """lm-eval names its cached requests by task and shot count only; the folder digest that keys
+    them covers every written task file, so an edited task or question set is built again."""
+    for name in ("tt_bb_x.yaml", "x.jsonl"):
+        (tmp_path / name).write_text("a\n")
+    before = heavy._folder_digest(tmp_path)
+    assert heavy._folder_digest(tmp_path) == before
+    (tmp_path / "x.jsonl").write_text("b\n")
+    assert heavy._folder_digest(tmp_path) != before
 
 
 # ------------------------------------------------------------------------------ token classes

@@ -136,6 +136,23 @@ def test_lm_eval_environment_is_collected_once_per_process(monkeypatch):
     assert second == {"results": 1, **first}
 
 
+def test_request_cache_is_pointed_before_lm_eval_is_imported(tmp_path):
+    """``request_cache`` names lm-eval's request-cache folder after its key and must run before
+    lm-eval is imported (lm-eval reads the path once); afterwards it says so with None."""
+    code = ("import json, sys\n"
+            "from pythia.evaluate.harness import request_cache\n"
+            "assert 'lm_eval' not in sys.modules\n"
+            "a = request_cache('smoke', {'tasks': 'x', 'shots': 2})\n"
+            "b = request_cache('smoke', {'tasks': 'y', 'shots': 2})\n"
+            "import lm_eval.caching.cache as c\n"
+            "print(json.dumps([str(a), str(b), c.PATH, request_cache('smoke', {'tasks': 'x'})]))\n")
+    env = {**os.environ, "PYTHIA_WORK": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    a, b, path, after = json.loads(out.stdout.strip().splitlines()[-1])
+    assert a != b and path == b and after is None
+    assert Path(a).is_dir() and Path(a).parent == tmp_path / "smoke" / "cache" / "lm_eval_requests"
+
+
 def test_bench_compares_with_the_cli_on_a_relative_task_folder(ckpt, tmp_path, monkeypatch):
     """`pythia benchmarks bench` names the suite's task folder and a trained checkpoint relative to
     the project; the CLI it times runs in a scratch directory, so both must reach it as absolute
