@@ -63,6 +63,8 @@ rule memorization_bench:
     log:
         f"{LOGS}/memorization/bench.log",
     threads: 1
+    # with the largest model's scans, not alone on one core after every scan has finished
+    priority: len(MODELS) - 1
     resources:
         gpu=1 if MEMORIZATION["device"] == "cuda" else 0,
     conda:

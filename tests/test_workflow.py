@@ -107,6 +107,8 @@ def test_hub_checkpoints_train_nothing(tmp_path):
     for rule in ("benchmarks_evaluate", "memorization_scan", "term_frequencies_evaluate", "training_trajectories_evaluate"):
         prio = _priorities(out.stdout, rule)
         assert len(prio) == 20 and all(prio[(d, m)] == by_size.index(m) for d, m in prio), (rule, prio)
+    bench = next(b for b in re.split(r"\n\s*\n", out.stdout) if re.search(r"^rule memorization_bench:", b, re.M))
+    assert f"priority: {len(by_size) - 1}" in bench  # beside the largest scans, not alone at the end
     # section 03: nothing trained; the deduplicated baselines of the four intervened sizes evaluated
     assert "gender_intervention_train" not in jobs and jobs["gender_intervention_evaluate"] == 4
     assert jobs["gender_intervention_tasks"] == 1 and jobs["gender_intervention_notebook"] == 1

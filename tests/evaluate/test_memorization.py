@@ -100,6 +100,16 @@ def test_scan_masks_the_padded_vocabulary(model_and_rows):
     assert (free["tokens"] >= 200).any()  # the mask changes what generate would do
 
 
+def test_prompt_batch_keeps_cpu_activations_in_cache():
+    """On CPU the prompt batch shrinks with the width so the MLP activation stays ~4 MB (the scan's
+    flags do not depend on it: test_scan_equals_generate uses another batch); GPUs take 16k tokens."""
+    cpu = torch.device("cpu")
+    got = {d: M._prompt_batch(32, d, cpu) for d in (16, 64, 128, 768, 8192)}
+    assert got[16] == 512 and got[64] == 128 and got[128] == 64 and got[8192] == 16  # floor: 16 rows
+    assert all(b * 32 * 4 * d <= M.CPU_ACTIVATION_FLOATS for d, b in got.items() if b > 16)
+    assert M._prompt_batch(32, 768, torch.device("cuda")) == 512
+
+
 def test_leading_run():
     c = np.array([[1, 1, 0, 1], [1, 1, 1, 1], [0, 1, 1, 1]], bool)
     np.testing.assert_array_equal(M.leading_run(c), [2, 4, 0])
