@@ -32,11 +32,27 @@ import sys
 
 from pythia.errors import EXIT_USER_ERROR, user_message
 
-# Modules that add subcommands; each has ``register(subparsers)``.
-SUBCOMMAND_MODULES = ("pythia.analysis.suite", "pythia.data.cli", "pythia.train.cli", "pythia.runs", "pythia.bench",
-                      "pythia.workflow", "pythia.results", "pythia.evaluate.benchmarks", "pythia.evaluate.memorization",
-                      "pythia.analysis.term_frequencies", "pythia.evaluate.trajectories",
-                      "pythia.intervene")
+# The module that adds each command (its ``register(subparsers)``). A command imports only its own
+# module: importing all of them (torch, seaborn, pandas, scipy, lm-eval's helpers) took ~4.5 s, paid
+# by every workflow job; ``pythia --help`` and an unknown command still import all.
+COMMANDS = {
+    "suite": "pythia.analysis.suite",
+    "config-reference": "pythia.analysis.suite",
+    "data": "pythia.data.cli",
+    "train": "pythia.train.cli",
+    "deepspeed-config": "pythia.train.cli",
+    "checkpoints": "pythia.runs",
+    "bench": "pythia.bench",
+    "workflow": "pythia.workflow",
+    "results": "pythia.results",
+    "benchmarks": "pythia.evaluate.benchmarks",
+    "memorization": "pythia.evaluate.memorization",
+    "term_frequencies": "pythia.analysis.term_frequencies",
+    "training_trajectories": "pythia.evaluate.trajectories",
+    "gender_intervention": "pythia.intervene",
+}
+SUBCOMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
+"""Modules that add subcommands, in the order ``pythia --help`` lists them."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -55,16 +71,19 @@ class Parser(argparse.ArgumentParser):
         return ns, extras
 
 
-def build_parser() -> Parser:
+def build_parser(command: str | None = None) -> Parser:
+    """The parser of ``command`` only (its module's subcommands), or of every command when
+    ``command`` is None or unknown (the top-level help, argparse's list of choices)."""
     parser = Parser(prog="pythia", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in SUBCOMMAND_MODULES:
+    for name in [COMMANDS[command]] if command in COMMANDS else SUBCOMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv[0] if argv else None)
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "passthrough", False):  # only `workflow run` forwards arguments
         parser.exit(EXIT_USER_ERROR, f"{args._prog}: error: unrecognized arguments: {' '.join(extra)}; "

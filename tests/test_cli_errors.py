@@ -324,3 +324,24 @@ def test_debug_shows_the_traceback_of_a_user_error(monkeypatch):
 
     with pytest.raises(ConfigError):
         main(["suite", "nosuch"])
+
+
+def test_each_command_imports_only_its_own_module():
+    """``COMMANDS`` names the module that registers each command (a command added to a module but
+    not to the table would be unknown when called); calling one command imports only its module,
+    so a workflow job does not pay for torch, seaborn and pandas it does not use."""
+    import argparse
+    import importlib
+
+    from pythia import cli
+
+    for module in cli.SUBCOMMAND_MODULES:
+        sub = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(module).register(sub)
+        assert set(sub.choices) == {c for c, m in cli.COMMANDS.items() if m == module}, module
+    code = ("import sys\nfrom pythia import cli\n"
+            "p = cli.build_parser('workflow')\n"
+            "print(sorted(next(a for a in p._actions if a.dest == 'command').choices),"
+            " [m for m in ('torch', 'seaborn', 'pandas') if m in sys.modules])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['workflow'] []"
