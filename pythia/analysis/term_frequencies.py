@@ -507,7 +507,7 @@ def evaluate(catalogue, model: str, dataset: str, out: str | Path, *, device: st
     checkpoint (a rerun evaluates only new checkpoints or changed tasks)."""
     from tqdm.auto import tqdm
 
-    from pythia.evaluate.harness import evaluate_tasks
+    from pythia.evaluate.harness import evaluate_tasks, folder_digest, request_cache
 
     suite = catalogue.suite
     spec = suite.analysis.term_frequencies
@@ -522,11 +522,16 @@ def evaluate(catalogue, model: str, dataset: str, out: str | Path, *, device: st
     # the tasks after the checks: an unknown model or missing checkpoints fail before any file is read
     folder = paths.suite_dir(suite.name) / STEM / "tasks"
     tasks = write_tasks(spec, folder, suite)
+    # prompts built once (lm-eval's request cache, keyed by the written tasks) and tokenized once
+    # (the adapter remembers tokenizations on the tokenizer object: one per run)
+    cached = request_cache(suite.name, {"tasks": folder_digest(folder)}) is not None
+    tokenizer = catalogue.checkpoint(model, dataset, steps[0]).load_tokenizer()
     frames, t0 = [], time.perf_counter()
     for step in tqdm(steps, desc=f"{model}/{dataset}", disable=not progress):
         ckpt = catalogue.checkpoint(model, dataset, step)
         records = evaluate_tasks(ckpt, tasks, include_path=folder, log_samples=True, batch_size=batch_size,
-                                 bootstrap_iters=0, dtype=dtype, device=device)
+                                 bootstrap_iters=0, dtype=dtype, device=device, tokenizer=tokenizer,
+                                 cache_requests=cached)
         frames.append(samples_frame(records, ckpt))
     df = pd.concat(frames, ignore_index=True)
     with atomic_path(Path(out), ".parquet") as tmp:

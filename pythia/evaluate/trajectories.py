@@ -249,16 +249,6 @@ def icl_rows(records: dict[str, dict], tokenizer, step: int) -> list[dict[str, A
 # ------------------------------------------------------------------------------ evaluation
 
 
-def _folder_digest(folder: Path) -> str:
-    """Digest of every file in ``folder`` (names and bytes): the written tasks and their data."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for f in sorted(p for p in Path(folder).iterdir() if p.is_file()):
-        h.update(f.name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
-    return h.hexdigest()[:16]
-
-
 def evaluate(suite: Suite, catalogue, dataset: str, model: str, hallucination: str | Path, tasks: str | Path,
              out_dir: str | Path, device: str = "cpu", dtype: str = "float32", batch_size: int | None = None,
              progress: bool = False) -> Path:
@@ -273,7 +263,7 @@ def evaluate(suite: Suite, catalogue, dataset: str, model: str, hallucination: s
     t0 = time.perf_counter()
     from pythia.data.batches import validation_sequences
     from pythia.evaluate import cached_score, evaluate_tasks
-    from pythia.evaluate.harness import request_cache
+    from pythia.evaluate.harness import folder_digest, request_cache
 
     s = settings(suite)
     steps = catalogue.steps(model, dataset)
@@ -296,7 +286,7 @@ def evaluate(suite: Suite, catalogue, dataset: str, model: str, hallucination: s
 
     # lm-eval's prompts are built once (its request cache, where lm-eval is not imported yet) and
     # tokenized once (the adapter remembers tokenizations on the tokenizer object: one per run)
-    cached = bool(names) and request_cache(suite.name, {"tasks": _folder_digest(tasks), "shots": s.icl_shots,
+    cached = bool(names) and request_cache(suite.name, {"tasks": folder_digest(tasks), "shots": s.icl_shots,
                                                         "limit": s.icl_limit}) is not None
     tok = catalogue.checkpoint(model, dataset, steps[0]).load_tokenizer()
     vocab = len(tok)

@@ -153,6 +153,41 @@ def test_request_cache_is_pointed_before_lm_eval_is_imported(tmp_path):
     assert Path(a).is_dir() and Path(a).parent == tmp_path / "smoke" / "cache" / "lm_eval_requests"
 
 
+def test_request_cache_key_changes_with_any_task_file(tmp_path):
+    """lm-eval names its cached requests by task and shot count only; the folder digest that keys
+    them (sections 05 and 06) covers every written task file, not a write in progress."""
+    for name in ("tt_bb_x.yaml", "x.jsonl"):
+        (tmp_path / name).write_text("a\n")
+    before = harness.folder_digest(tmp_path)
+    (tmp_path / ".x.jsonl.abc.tmp").write_text("partial")
+    assert harness.folder_digest(tmp_path) == before
+    (tmp_path / "x.jsonl").write_text("b\n")
+    assert harness.folder_digest(tmp_path) != before
+
+
+def test_templates_compile_once_and_render_as_lm_eval(monkeypatch):
+    """lm-eval recompiles a task's Jinja template for every document; the adapter keeps each
+    compiled template, and renders exactly what lm-eval's own function does."""
+    from lm_eval import utils
+
+    original = getattr(utils.apply_template, "original", utils.apply_template)  # lm-eval's own
+    monkeypatch.setattr(utils, "apply_template", original)
+    docs = [{"q": "2 + 3", "a": 5, "choices": ["x", "y"]}, {"q": "what?\n", "a": 0, "choices": ["z"]},
+            {"q": "", "a": -1, "choices": []}]
+    templates = ["Q: {{q}}\nA:", "{{a}}", "{{choices}}", "{{q | regex_replace('[0-9]', '#')}}"]
+    want = [original(t, d) for t in templates for d in docs]
+    harness._compiled_templates_once()
+    assert utils.apply_template is not original and utils.apply_template.original is original
+    info = utils.apply_template.compiled.cache_info
+    before = info()
+    assert [utils.apply_template(t, d) for t in templates for d in docs] == want
+    after = info()
+    assert after.misses - before.misses <= len(templates)  # one compilation per template at most
+    assert after.hits - before.hits >= len(templates) * (len(docs) - 1)
+    with pytest.raises(Exception, match="undefined"):
+        utils.apply_template("{{missing}}", docs[0])  # lm-eval's StrictUndefined still applies
+
+
 def test_bench_compares_with_the_cli_on_a_relative_task_folder(ckpt, tmp_path, monkeypatch):
     """`pythia benchmarks bench` names the suite's task folder and a trained checkpoint relative to
     the project; the CLI it times runs in a scratch directory, so both must reach it as absolute

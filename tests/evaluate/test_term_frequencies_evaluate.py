@@ -15,7 +15,18 @@ from pythia.analysis import term_frequencies as tf
 def test_evaluation_takes_the_first_integer(smoke_run, monkeypatch, tmp_path):
     from pythia.runs import open_catalogue
 
+    from pythia import runs
+
     monkeypatch.setenv("PYTHIA_WORK", str(smoke_run))
+    # two checkpoints, one tokenizer: lm-eval's tokenizations are remembered on it
+    loads = []
+    with monkeypatch.context() as m:
+        real = runs.Checkpoint.load_tokenizer
+        m.setattr(runs.Checkpoint, "load_tokenizer", lambda self: loads.append(self.step) or real(self))
+        m.setattr(tf, "evaluation_steps", lambda suite, selected: [16, 24])
+        two = tf.evaluate(open_catalogue("smoke", steps=[16, 24]), "s1", "standard", tmp_path / "two.parquet",
+                          batch_size=32, progress=False)
+    assert loads == [16] and sorted(pd.read_parquet(two)["step"].unique()) == [16, 24]
     cat = open_catalogue("smoke", steps=[24])
     out = tf.evaluate(cat, "s1", "standard", tmp_path / "s1.parquet", batch_size=32, progress=False)
     df = pd.read_parquet(out)
