@@ -190,3 +190,27 @@ def test_scan_on_a_local_released_layout(smoke_run, tmp_path, monkeypatch):
                        progress=False)
     assert rec["checkpoints"][0]["sequences"] == 96
     assert rec["checkpoints"][0]["identity"].startswith("local:")
+
+
+def test_prompt_forward_prunes_the_last_layer_and_keeps_the_cache(model_and_rows):
+    """Inside ``last_position_only`` the last layer's MLP sees one position per row, the last
+    hidden state matches a full forward's and the KV cache is the full forward's, bit for bit;
+    after the block the model is whole again."""
+    model, rows = model_and_rows
+    x = torch.from_numpy(rows[:40, :32])
+    seen = []
+    hook = model.base_model.layers[-1].mlp.register_forward_pre_hook(lambda m, a: seen.append(tuple(a[0].shape)))
+    try:
+        with torch.inference_mode():
+            full = model.base_model(input_ids=x, use_cache=True)
+            with M.last_position_only(model) as pruned:
+                cut = model.base_model(input_ids=x, use_cache=True)
+            again = model.base_model(input_ids=x, use_cache=True)
+    finally:
+        hook.remove()
+    assert pruned and seen == [(40, 32, full.last_hidden_state.shape[-1]), (40, 1, full.last_hidden_state.shape[-1]),
+                               (40, 32, full.last_hidden_state.shape[-1])]
+    torch.testing.assert_close(cut.last_hidden_state[:, -1], full.last_hidden_state[:, -1], rtol=1e-5, atol=1e-5)
+    for a, b in zip(full.past_key_values.layers, cut.past_key_values.layers):
+        assert torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values)
+    assert torch.equal(again.last_hidden_state, full.last_hidden_state)
