@@ -48,6 +48,7 @@ import hashlib
 import json
 import os
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -228,7 +229,8 @@ class Checkpoint:
 
     def load_tokenizer(self):
         """The checkpoint's tokenizer (trained checkpoints and the released ones carry it), else the
-        suite's built tokenizer."""
+        suite's built tokenizer. From local files, one object per distinct tokenizer in a process
+        (:func:`_local_tokenizer`): treat it as read-only."""
         from transformers import AutoTokenizer
 
         if self.source is Source.hub:
@@ -238,12 +240,44 @@ class Checkpoint:
                 raise self._hub_failure("tokenizer", e) from None
         here = Path(self.location)
         if (here / "tokenizer.json").is_file():
-            return AutoTokenizer.from_pretrained(str(here))
+            return _local_tokenizer(here)
         fallback = Path(self.tokenizer_fallback) if self.tokenizer_fallback else None
         if fallback is not None and (fallback / "tokenizer.json").is_file():
-            return AutoTokenizer.from_pretrained(str(fallback))
+            return _local_tokenizer(fallback)
         raise CatalogueError(f"{here} has no tokenizer.json and suite {self.suite!r} has no built tokenizer "
                              f"({fallback}); run `pythia data build --suite {self.suite}` or copy the tokenizer files there")
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "vocab.json", "merges.txt")
+"""The files ``AutoTokenizer`` reads from a folder (a GPT-NeoX tokenizer); their bytes key :func:`_local_tokenizer`."""
+_TOKENIZERS: OrderedDict[str, Any] = OrderedDict()
+TOKENIZER_MEMO = 4
+"""Distinct tokenizers :func:`_local_tokenizer` keeps (least recently used dropped)."""
+
+
+def _local_tokenizer(folder: Path):
+    """``AutoTokenizer.from_pretrained(folder)``, once per distinct content in a process.
+
+    Every checkpoint of a run (and of a suite) carries the same tokenizer files; loading them
+    again for each checkpoint costs time and, worse, a new object, which loses what callers keep
+    on it (the lm-eval adapter remembers tokenizations on the tokenizer). The key is the bytes
+    of the files the tokenizer is built from, so a changed tokenizer is a new object."""
+    from transformers import AutoTokenizer
+
+    h = hashlib.sha256()
+    for name in TOKENIZER_FILES:
+        f = folder / name
+        if f.is_file():
+            h.update(name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
+    key = h.hexdigest()
+    tok = _TOKENIZERS.get(key)
+    if tok is None:
+        tok = _TOKENIZERS[key] = AutoTokenizer.from_pretrained(str(folder))
+        while len(_TOKENIZERS) > TOKENIZER_MEMO:
+            _TOKENIZERS.popitem(last=False)
+    _TOKENIZERS.move_to_end(key)
+    return tok
 
 
 class Catalogue:

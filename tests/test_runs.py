@@ -61,6 +61,8 @@ def test_trained_runs(work):
     assert ckpt.load_model(dtype="bf16").dtype.__str__() == "torch.bfloat16"
     tok = ckpt.load_tokenizer()
     assert tok("def main():")["input_ids"]
+    # every checkpoint of the run carries the same tokenizer files: one object serves them all
+    assert cat.checkpoint("s1", "standard", 16).load_tokenizer() is tok
     # the identity is stable across catalogues, and differs between steps
     again = Catalogue("smoke", "trained").checkpoint("s1", "standard", 24)
     assert again.identity == ckpt.identity and ckpt.identity.startswith("trained:smoke/standard/s1/step24@")
@@ -97,6 +99,23 @@ def test_local_released_layout(released_dir):
     assert open_catalogue("pythia", "local", released_dir).checkpoint("70M", "standard", 143000).identity != b.identity
     info = describe(cat)
     assert info["datasets"]["standard"]["70M"] == {"available": [0, 512, 143000], "selected": [0, 512, 143000]}
+
+
+def test_one_tokenizer_object_per_tokenizer_content(released_dir):
+    """Checkpoints whose tokenizer files are equal share one tokenizer object (what callers keep on
+    it, such as the lm-eval adapter's tokenizations, serves every checkpoint); another tokenizer,
+    even in a folder seen before, is another object."""
+    cat = open_catalogue("pythia", "local", released_dir)
+    a, b = cat.checkpoint("70M", "standard", 512), cat.checkpoint("70M", "standard", 143000)
+    tok = a.load_tokenizer()
+    assert b.load_tokenizer() is tok
+    cfg = Path(b.location) / "tokenizer_config.json"
+    data = json.loads(cfg.read_text())
+    data["model_max_length"] = 12345
+    cfg.write_text(json.dumps(data))
+    other = b.load_tokenizer()
+    assert other is not tok and other.model_max_length == 12345
+    assert a.load_tokenizer() is tok
 
 
 def test_clear_errors(released_dir):

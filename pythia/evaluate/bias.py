@@ -189,13 +189,26 @@ def heldout_tokens(suite) -> np.ndarray:
 # ------------------------------------------------------------------------------ one checkpoint
 
 
-def evaluate_checkpoint(ckpt, suite, pmap, tasks_dir: str | Path | None, *, device: str = "cpu", dtype=None,
-                        batch_size: int = 16, online: bool = False) -> list[dict[str, Any]]:
-    """Every measure of one checkpoint as rows ``{metric, value, stderr, n}`` (cached per checkpoint)."""
+def run_inputs(suite, pmap) -> dict[str, Any]:
+    """What every checkpoint is scored on, read once per run: the held-out pronoun rows and their
+    index (:func:`logodds_rows`), and the validation sequences."""
     from pythia.data.batches import validation_sequences
+
+    iv = suite.intervention
+    seqs, index = logodds_rows(heldout_tokens(suite), pmap, iv.pronoun_context, iv.pronoun_positions)
+    return {"pronoun_rows": seqs, "pronoun_index": index, "val": validation_sequences(suite, suite.training.val_sequences)}
+
+
+def evaluate_checkpoint(ckpt, suite, pmap, tasks_dir: str | Path | None, *, device: str = "cpu", dtype=None,
+                        batch_size: int = 16, online: bool = False, inputs: dict[str, Any] | None = None,
+                        cache_requests: bool = False) -> list[dict[str, Any]]:
+    """Every measure of one checkpoint as rows ``{metric, value, stderr, n}`` (cached per checkpoint).
+    ``inputs``: :func:`run_inputs` (read here when not given); ``cache_requests``: lm-eval's
+    request cache, pointed by the caller (:func:`pythia.evaluate.harness.request_cache`)."""
     from pythia.evaluate import cached_score, evaluate_tasks
 
     iv = suite.intervention
+    inputs = inputs if inputs is not None else run_inputs(suite, pmap)
     model = None
 
     def loaded():
@@ -209,19 +222,17 @@ def evaluate_checkpoint(ckpt, suite, pmap, tasks_dir: str | Path | None, *, devi
     if online:
         tasks_dir = None
     records = evaluate_tasks(ckpt, tasks, include_path=tasks_dir, limit=iv.eval_limit, batch_size=batch_size,
-                             bootstrap_iters=1000, device=device, dtype=dtype,
+                             bootstrap_iters=1000, device=device, dtype=dtype, cache_requests=cache_requests,
                              max_length=max(suite.training.seq_len, MIN_CONTEXT))
     rows += bias_rows(records)
 
-    tokens = heldout_tokens(suite)
-    seqs, index = logodds_rows(tokens, pmap, iv.pronoun_context, iv.pronoun_positions)
+    seqs, index = inputs["pronoun_rows"], inputs["pronoun_index"]
     if len(seqs):
         s = cached_score(ckpt, seqs, positions=[iv.pronoun_context], load_model=loaded)
         lo = logodds(s.logprobs[:, 0], index)
         rows.append({"metric": "pronoun_logodds", "value": float(lo.mean()),
                      "stderr": float(lo.std(ddof=1) / np.sqrt(len(lo))) if len(lo) > 1 else None, "n": len(lo)})
-    val = validation_sequences(suite, suite.training.val_sequences)
-    s = cached_score(ckpt, val, load_model=loaded)
+    s = cached_score(ckpt, inputs["val"], load_model=loaded)
     losses = s.losses.mean(axis=1)
     rows.append({"metric": "val_loss", "value": float(s.losses.mean()),
                  "stderr": float(losses.std(ddof=1) / np.sqrt(len(losses))) if len(losses) > 1 else None,
@@ -229,8 +240,17 @@ def evaluate_checkpoint(ckpt, suite, pmap, tasks_dir: str | Path | None, *, devi
     return rows
 
 
-
 # ------------------------------------------------------------------------------ one run
+
+
+def _lm_eval_version() -> str:
+    """lm-eval's installed version, without importing it (the included CrowS-Pairs YAML is its)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lm_eval")
+    except PackageNotFoundError:
+        return "none"
 
 
 def window_steps(suite, run: str, model: str, available: list[int]) -> list[int]:
@@ -258,15 +278,25 @@ def evaluate_run(suite, catalogue, run: str, model: str, tasks_dir: str | Path |
     import pandas as pd
     from tqdm.auto import tqdm
 
+    from pythia.evaluate.harness import folder_digest, request_cache
     from pythia.intervene import suite_map
     from pythia.io import atomic_path
 
     pmap = suite_map(suite)
     steps = window_steps(suite, run, model, catalogue.steps(model, run) if run in catalogue.datasets() else [])
+    inputs = run_inputs(suite, pmap) if steps else None
+    # lm-eval's requests are built once per run where lm-eval is not imported yet (the local tasks'
+    # files and the limit name them; online tasks are rebuilt: their data is lm-eval's to change);
+    # the tokenizer is one object for every checkpoint (Checkpoint.load_tokenizer), so the
+    # adapter's tokenizations carry over too
+    cached = (not online and tasks_dir is not None and bool(steps)
+              and request_cache(suite.name, {"tasks": folder_digest(tasks_dir), "limit": suite.intervention.eval_limit,
+                                             "lm_eval": _lm_eval_version()}) is not None)
     rows = []
     for step in tqdm(steps, desc=f"{run}/{model}", disable=not progress):
         ckpt = catalogue.checkpoint(model, run, step)
-        for r in evaluate_checkpoint(ckpt, suite, pmap, tasks_dir, device=device, dtype=dtype, online=online):
+        for r in evaluate_checkpoint(ckpt, suite, pmap, tasks_dir, device=device, dtype=dtype, online=online,
+                                     inputs=inputs, cache_requests=cached):
             rows.append({"run": run, "model": model, "step": step, "tokens_seen": catalogue.tokens_seen(step), **r})
         log.info("%s/%s step %d: %s", run, model, step,
                  ", ".join(f"{r['metric']} {r['value']:.4f}" for r in rows if r["step"] == step))

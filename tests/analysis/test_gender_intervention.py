@@ -115,3 +115,33 @@ def test_trajectories_final_table_and_figures():
     assert {"baseline", "intervention"} <= set(pub["variant"]) and (pub["metric"] == "crows_pct_stereotype").any()
     plt.close(gi.plot_published(pub))
     assert not gi.published_final().empty
+
+
+def test_evaluate_run_reads_its_inputs_and_tokenizer_once(smoke_run, tmp_path, monkeypatch):
+    """A run's checkpoints share what does not depend on them: the held-out pronoun rows and the
+    validation sequences are read once, the tokenizer built once; each checkpoint's rows are
+    those it gets on its own."""
+    import transformers
+
+    from pythia import runs
+    from pythia.evaluate import bias
+    from pythia.intervene import suite_map
+
+    monkeypatch.setenv("PYTHIA_WORK", str(smoke_run))
+    suite = load_suite("smoke")
+    cat = runs.open_catalogue(suite)
+    tasks = bias.write_tasks(tmp_path / "tasks", suite, 4)
+    reads, builds = [], []
+    real_heldout, real_auto = bias.heldout_tokens, transformers.AutoTokenizer.from_pretrained
+    monkeypatch.setattr(bias, "heldout_tokens", lambda s: reads.append(s.name) or real_heldout(s))
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: builds.append(a) or real_auto(*a, **k))
+    monkeypatch.setattr(runs, "_TOKENIZERS", type(runs._TOKENIZERS)())
+    out = bias.evaluate_run(suite, cat, "standard", "s1", tasks, tmp_path / "standard.csv")
+    df = pd.read_csv(out)
+    from_checkpoints = [a for a in builds if "/models/" in str(a[0])]  # (the pronoun map reads the suite's own)
+    assert sorted(df.step.unique()) == [16, 24] and len(reads) == 1 and len(from_checkpoints) == 1
+    assert {"crows_pct_stereotype", "winobias_pro", "pronoun_logodds", "val_loss"} <= set(df.metric)
+    alone = bias.evaluate_checkpoint(cat.checkpoint("s1", "standard", 16), suite, suite_map(suite), tasks)
+    got = df[df.step == 16].set_index("metric").value
+    for r in alone:
+        assert got[r["metric"]] == pytest.approx(r["value"], nan_ok=True), r["metric"]
