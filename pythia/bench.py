@@ -62,6 +62,7 @@ import torch
 
 from pythia import paths
 from pythia.config import ModelSpec, Suite, load_suite
+from pythia.errors import require_device
 from pythia.io import write_json
 
 log = logging.getLogger("pythia.bench")
@@ -361,6 +362,7 @@ def _cmd_bench_memorization(args: argparse.Namespace) -> int:
     from pythia.evaluate.memorization import ScanOptions, bench_memorization
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    require_device(args.device)
     cat = runs.from_arguments(args.suite, args)
     r = bench_memorization(args.suite, args.model, args.dataset, args.step, args.rows, args.batch, args.rounds,
                            args.threads, args.device, cat, ScanOptions(args.prompt, args.continuation))

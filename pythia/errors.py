@@ -42,6 +42,17 @@ class DataError(PythiaError, ValueError):
     file and how to rebuild it."""
 
 
+def require_device(device: str) -> str:
+    """``device`` as given, or a :class:`UsageError` where it names CUDA and torch sees none
+    (every command with ``--device`` checks this before loading anything)."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {device} asked for, but torch sees no CUDA device; use --device cpu")
+    return device
+
+
 def one_line(message: str) -> str:
     """``message`` on one line: the lines of a multi-line message joined with '; '."""
     parts = [line.strip() for line in str(message).splitlines() if line.strip()]

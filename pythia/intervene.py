@@ -40,7 +40,7 @@ import numpy as np
 
 from pythia import paths
 from pythia.config import Suite, config_digest, load_suite
-from pythia.errors import MissingInputError, UsageError
+from pythia.errors import MissingInputError, UsageError, require_device
 
 log = logging.getLogger("pythia.intervene")
 
@@ -394,11 +394,7 @@ def _cmd_evaluate(args) -> int:
 
         torch.set_num_threads(args.threads)
     cat = runs.from_arguments(suite, args)
-    if args.device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UsageError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
+    require_device(args.device)
     evaluate_run(suite, cat, args.run, args.model, args.tasks, args.out, device=args.device,
                  dtype=args.dtype, online=args.online, progress=not args.no_progress)
     return 0

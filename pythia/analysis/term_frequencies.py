@@ -48,7 +48,7 @@ import seaborn as sns
 
 from pythia import paths
 from pythia.config import OperandSet, Suite, TermFrequencySpec, config_digest
-from pythia.errors import MissingInputError, UsageError
+from pythia.errors import MissingInputError, UsageError, require_device
 from pythia.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -717,6 +717,7 @@ def _cmd_evaluate(args) -> int:
 
     cat = runs.from_arguments(args.suite, args)
     dtype = {"fp32": None, "bf16": "bf16", "fp16": "fp16"}[args.dtype]
+    require_device(args.device)
     if args.device == "cpu" and dtype is not None:
         raise UsageError(f"--dtype {args.dtype} needs --device cuda (CPU evaluation is fp32)")
     out = evaluate(cat, args.model, args.dataset, args.out, device=args.device, dtype=dtype,

@@ -62,7 +62,7 @@ import pandas as pd
 
 from pythia import paths, runs
 from pythia.config import Suite, config_digest, load_suite
-from pythia.errors import UsageError
+from pythia.errors import UsageError, require_device
 from pythia.evaluate.harness import TaskError, evaluate_tasks, request_cache, task_digest, tidy
 from pythia.io import atomic_path, write_json
 
@@ -422,6 +422,7 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     _threads(args.threads)
+    require_device(args.device)
     cat = runs.from_arguments(args.suite, args)
     cat.check_model(args.model)
     manifest = read_manifest(args.tasks_json)

@@ -60,7 +60,7 @@ import torch
 
 from pythia import paths
 from pythia.config import Suite, config_digest, load_suite
-from pythia.errors import UsageError
+from pythia.errors import UsageError, require_device
 
 log = logging.getLogger("pythia.memorization")
 
@@ -474,8 +474,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     options = ScanOptions(args.prompt, args.continuation, args.score_stride)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda but no CUDA GPU is visible; use --device cpu")
+    require_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     suite = load_suite(args.suite)

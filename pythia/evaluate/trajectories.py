@@ -47,7 +47,7 @@ import torch
 
 from pythia import paths
 from pythia.config import Suite, TrajectoriesSpec, load_suite
-from pythia.errors import MissingInputError, UsageError
+from pythia.errors import MissingInputError, UsageError, require_device
 from pythia.io import atomic_path, write_text
 
 log = logging.getLogger(__name__)
@@ -333,8 +333,7 @@ def _check_device(args) -> None:
         if args.threads < 1:
             raise UsageError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda but no CUDA device is visible; use --device cpu")
+    require_device(device)
     if device == "cpu" and dtype == "fp16":
         raise UsageError("--dtype fp16 is for CUDA; on CPU use float32 or bf16")
 

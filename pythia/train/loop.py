@@ -44,7 +44,7 @@ import torch.nn.functional as F
 
 from pythia import locks, paths
 from pythia.config import Precision, Suite, load_suite
-from pythia.errors import UsageError
+from pythia.errors import require_device
 from pythia.io import sha256_file, write_json
 from pythia.model import attention_backend, build_model, sdpa_flash_first
 from pythia.train import checkpoint as ckpt
@@ -213,8 +213,7 @@ class Trainer:
         self.spec = suite.model(opts.model)
         self.dataset = paths.check_dataset(opts.dataset)
         self.device = opts.device
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise UsageError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
+        require_device(self.device)
         t = suite.training
         self.training = t
         set_threads(opts.threads)
