@@ -211,6 +211,7 @@ def count_dataset(suite: Suite, dataset: str, out: str | Path, *, steps: Sequenc
     left = {r: sum(1 for p in pieces if p[0] == r) for r in range(len(todo))}
     acc = {r: [np.zeros(NUMBERS, np.int64), np.zeros((NUMBERS, NUMBERS), np.int64), 0] for r in range(len(todo))}
     t0, counted = time.perf_counter(), 0
+    t_last = t0  # ranges finish in order: each one's wall time is the time since the one before it
     try:
         spans = [(lo, hi) for _, lo, hi in pieces]
         results = pool.imap(_count_steps, spans) if pool else map(_count_steps, spans)
@@ -225,8 +226,11 @@ def count_dataset(suite: Suite, dataset: str, out: str | Path, *, steps: Sequenc
                 lo, hi = todo[r]
                 numbers, pairs, tokens = acc.pop(r)
                 counted += tokens
+                now = time.perf_counter()
                 with atomic_path(range_file(lo, hi), ".npz") as tmp:
-                    np.savez(tmp, numbers=numbers, pairs=pairs, tokens=tokens, start=lo, end=hi, key=key)
+                    np.savez(tmp, numbers=numbers, pairs=pairs, tokens=tokens, start=lo, end=hi, key=key,
+                             seconds=now - t_last, workers=workers)
+                t_last = now
     finally:
         if pool:
             pool.close()
@@ -238,10 +242,22 @@ def count_dataset(suite: Suite, dataset: str, out: str | Path, *, steps: Sequenc
         np.savez(tmp, start=np.array([lo for lo, _ in ranges]), end=np.array([hi for _, hi in ranges]),
                  numbers=np.stack([a["numbers"] for a in arrays]), pairs=np.stack([a["pairs"] for a in arrays]),
                  tokens=np.array([int(a["tokens"]) for a in arrays]), key=key)
+    # the counting speed as measured when each range was counted, now or by an earlier run (a
+    # resumed count measures nothing itself); unknown for ranges cached without their time
+    range_seconds = [float(a["seconds"]) if "seconds" in a.files else None for a in arrays]
+    measured_tokens = sum(int(a["tokens"]) for a in arrays)
+    measured_seconds = None if None in range_seconds else sum(range_seconds)
     write_json(out.with_suffix(".json"), {
         "suite": suite.name, "dataset": dataset, "ranges": len(ranges), "counted_ranges": len(todo),
         "counted_tokens": counted, "seconds": round(seconds, 3), "workers": workers,
-        "tokens_per_s": round(counted / seconds, 1) if counted and seconds > 0 else None, "key": key})
+        "tokens_per_s": round(counted / seconds, 1) if counted and seconds > 0 else None,
+        "measured_tokens": measured_tokens,
+        "measured_seconds": round(measured_seconds, 3) if measured_seconds is not None else None,
+        "measured_workers": max((int(a["workers"]) for a in arrays if "workers" in a.files), default=workers),
+        "measured_tokens_per_s": round(measured_tokens / measured_seconds, 1) if measured_seconds else None,
+        "key": key})
+    for a in arrays:
+        a.close()
     return out
 
 
@@ -285,14 +301,19 @@ def timings(counts_files: dict[str, str | Path], results_files: dict[str, str | 
     """What the jobs measured: per counting job the tokens, seconds, tokens/s on its workers and the
     projected hours for Pythia's 300B tokens on ``cores`` cores (tokens/s per worker x cores: the
     count is embarrassingly parallel over step ranges); per evaluation job the prompts and seconds.
-    A count resumed from finished ranges reports what it counted itself."""
+    A count resumed from finished ranges reports every range's tokens and the seconds measured when
+    it was counted (missing, not zero, for ranges cached before their time was kept)."""
     rows = []
     for dataset, f in counts_files.items():
         info = json.loads(Path(f).with_suffix(".json").read_text())
-        tps = info["tokens_per_s"]
-        rows.append({"job": "count", "dataset": dataset, "model": "", "items": info["counted_tokens"],
-                     "seconds": info["seconds"], "tokens_per_s": tps, "workers": info["workers"],
-                     "projected_hours": round(PYTHIA_TOKENS / (tps / info["workers"] * cores) / 3600, 1) if tps else None})
+        if "measured_tokens" in info:
+            items, secs, tps, workers = (info["measured_tokens"], info["measured_seconds"],
+                                         info["measured_tokens_per_s"], info["measured_workers"])
+        else:
+            items, secs, tps, workers = info["counted_tokens"], info["seconds"], info["tokens_per_s"], info["workers"]
+        rows.append({"job": "count", "dataset": dataset, "model": "", "items": items, "seconds": secs,
+                     "tokens_per_s": tps, "workers": workers,
+                     "projected_hours": round(PYTHIA_TOKENS / (tps / workers * cores) / 3600, 1) if tps else None})
     for key, f in results_files.items():
         info = json.loads(Path(f).with_suffix(".json").read_text())
         rows.append({"job": "evaluate", "dataset": info["dataset"], "model": info["model"], "items": info["prompts"],

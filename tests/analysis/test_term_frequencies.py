@@ -90,6 +90,16 @@ def test_cumulative_counts_equal_a_direct_count_and_resume(smoke, tmp_path):
     assert all((again[k] == counts[k]).all() for k in ("start", "end", "numbers", "pairs", "tokens"))
     info = __import__("json").loads(out.with_suffix(".json").read_text())
     assert info["counted_ranges"] == 1 and info["counted_tokens"] == int(counts["tokens"][1])
+    # a rerun with every range cached counts nothing, yet its timings keep what was measured
+    out.unlink()
+    tf.count_dataset(smoke, "standard", out, steps=[8, 12], progress=False)
+    info = __import__("json").loads(out.with_suffix(".json").read_text())
+    assert info["counted_ranges"] == 0 and info["counted_tokens"] == 0
+    assert info["measured_tokens"] == int(counts["tokens"].sum()) and info["measured_seconds"] > 0
+    row = tf.timings({"standard": out}, {}).iloc[0]
+    assert row["items"] == int(counts["tokens"].sum()) and row["seconds"] > 0 and row["tokens_per_s"] > 0
+    assert f"counting standard: {int(counts['tokens'].sum()):,} tokens in" in tf.summary(tf.timings({"standard": out}, {}),
+                                                                                         pd.DataFrame())
 
 
 def test_prompts_follow_the_template_and_never_share_x1():
