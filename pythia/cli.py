@@ -21,6 +21,11 @@ foreign errors :func:`pythia.errors.user_message` knows) prints one line,
 ``pythia <command>: error: <what is wrong>; <what to do>``, and exits with status 2; bad
 arguments do the same through argparse. Anything else is a bug and keeps its traceback.
 Commands raise; they never catch to print (docs/errors.md).
+
+Progress bars: where standard error is not a terminal (a workflow job's log), every tqdm bar,
+lm-eval's and datasets' included, redraws at most every :data:`LOG_PROGRESS_SECONDS` seconds
+(``$TQDM_MININTERVAL``, unless set): a log keeps a line of progress per half minute instead of
+hundreds of carriage-return redraws.
 """
 
 from __future__ import annotations
@@ -81,7 +86,21 @@ def build_parser(command: str | None = None) -> Parser:
     return parser
 
 
+LOG_PROGRESS_SECONDS = 30
+"""Seconds between redraws of a progress bar written to a log (not a terminal)."""
+
+
+def quiet_progress_in_logs() -> None:
+    """Slow every tqdm bar to one redraw per :data:`LOG_PROGRESS_SECONDS` when standard error is
+    not a terminal (tqdm reads ``$TQDM_MININTERVAL`` for every bar; a value already set wins)."""
+    isatty = getattr(sys.stderr, "isatty", None)
+    if not (isatty and isatty()):
+        os.environ.setdefault("TQDM_MININTERVAL", str(LOG_PROGRESS_SECONDS))
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # run as a program (a caller passing argv keeps its own environment)
+        quiet_progress_in_logs()
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv[0] if argv else None)
     args, extra = parser.parse_known_args(argv)

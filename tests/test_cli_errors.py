@@ -354,3 +354,29 @@ def test_each_command_imports_only_its_own_module():
             " [m for m in ('torch', 'seaborn', 'pandas') if m in sys.modules])\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "['workflow'] []"
+
+
+def test_progress_bars_redraw_slowly_in_logs(monkeypatch):
+    """Run as a program with standard error in a file (a workflow job's log), every tqdm bar imported
+    afterwards (lm-eval's too) redraws at most every 30 s; at a terminal, or with $TQDM_MININTERVAL
+    set, nothing changes."""
+    import io
+
+    from pythia import cli
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.delenv("TQDM_MININTERVAL", raising=False)
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    cli.quiet_progress_in_logs()
+    assert "TQDM_MININTERVAL" not in os.environ
+    probe = ("import sys; sys.argv = ['pythia', 'suite', 'smoke']; from pythia import cli; cli.main(); "
+             "from tqdm.auto import tqdm; print('mininterval', tqdm(total=1).mininterval)")
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_MININTERVAL"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    assert f"mininterval {float(cli.LOG_PROGRESS_SECONDS)}" in out.stdout, out.stderr[-2000:]
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                         env={**env, "TQDM_MININTERVAL": "5"})
+    assert "mininterval 5.0" in out.stdout, out.stderr[-2000:]
