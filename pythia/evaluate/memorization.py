@@ -69,6 +69,9 @@ EOD = 0
 COLUMNS = ("seq", "memorized", "match_run", "matches")
 BLOCK_ROWS = 4096
 """Sequences per cached block (rounded to whole steps)."""
+ROWS_MEMO_BYTES = 256 << 20
+"""Training rows a scan keeps in memory for its later checkpoints (the first steps of the order:
+all of a micro run's 5 MB; Pythia's first ~500 steps)."""
 CPU_ACTIVATION_FLOATS = 1 << 20
 """CPU: floats (4 MB) of the widest activation of one prompt forward (see :func:`_prompt_batch`)."""
 
@@ -327,12 +330,22 @@ def _blocks(steps: range, per_block: int) -> Iterator[range]:
         yield steps[i:i + per_block]
 
 
-def _block_rows(suite: Suite, dataset: str, steps: range, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """(seq (n,), rows (n, width)) of the training sequences of ``steps`` via get_batch."""
+def _block_rows(suite: Suite, dataset: str, steps: range, width: int,
+                memo: dict[int, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(seq (n,), rows (n, width)) of the training sequences of ``steps`` via get_batch; ``memo``
+    keeps each step's rows for the next checkpoint (every checkpoint re-reads the steps before it)."""
     from pythia.data.batches import get_batch
 
+    def batch(s: int) -> np.ndarray:
+        if memo is not None and s in memo:
+            return memo[s]
+        rows = np.ascontiguousarray(get_batch(suite, dataset, s)[:, :width])
+        if memo is not None and (len(memo) + 1) * rows.nbytes <= ROWS_MEMO_BYTES:  # every step's rows: one shape
+            memo[s] = rows  # the earliest steps, which every later checkpoint reads again
+        return rows
+
     b = suite.training.global_batch
-    rows = np.concatenate([get_batch(suite, dataset, s)[:, :width] for s in steps])  # (n, width)
+    rows = np.concatenate([batch(s) for s in steps])  # (n, width)
     seq = np.concatenate([np.arange(s * b, (s + 1) * b, dtype=np.int64) for s in steps])  # (n,)
     return seq, rows
 
@@ -350,10 +363,12 @@ def scan_file(suite: str, dataset: str, model: str, step: int) -> Path:
 
 def scan_checkpoint(checkpoint, suite: Suite, steps: range, options: ScanOptions = ScanOptions(), *,
                     out: Path | None = None, device: str = "cpu", dtype: Any = None, batch_size: int | None = None,
-                    progress: bool = True, cache_root: Path | None = None) -> dict[str, Any]:
+                    progress: bool = True, cache_root: Path | None = None,
+                    rows_memo: dict[int, np.ndarray] | None = None) -> dict[str, Any]:
     """Scan the training sequences of data ``steps`` with ``checkpoint`` (a :class:`pythia.runs.Checkpoint`)
     into ``out`` (Parquet, :data:`COLUMNS`); blocks already in the cache are not scored again.
-    Returns a summary (sequences, memorized, seconds, sequences/s)."""
+    ``rows_memo``: the training rows read so far, step by step (one dict shared by the checkpoints of
+    one model and dataset). Returns a summary (sequences, memorized, seconds, sequences/s)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from tqdm.auto import tqdm
@@ -380,7 +395,7 @@ def scan_checkpoint(checkpoint, suite: Suite, steps: range, options: ScanOptions
             tqdm(total=len(steps) * suite.training.global_batch, unit="seq", desc=checkpoint.name,
                  disable=not progress, dynamic_ncols=True) as bar:
         for block in _blocks(steps, per_block):
-            seq, rows = _block_rows(suite, checkpoint.dataset, block, options.width)
+            seq, rows = _block_rows(suite, checkpoint.dataset, block, options.width, rows_memo)
             cached = _cache_file(folder, block, rows, options)
             res = None
             if cached.is_file():
@@ -454,11 +469,13 @@ def scan_model(suite: str | Suite, dataset: str, model: str, catalogue, options:
                          f"(steps there: {have[:8]}{'...' if len(have) > 8 else ''}); pick existing steps with --steps")
     out = out or summary_file(suite.name, dataset, model)
     checkpoints = []
+    rows_memo: dict[int, np.ndarray] = {}  # each checkpoint reads every step before it: read each once
     for step in steps:
         ckpt = catalogue.checkpoint(model, dataset, step)  # a missing step fails here with the steps there are
         rng = step_range(suite, dataset, step, data_start, data_stop, data_stride)
         res = scan_checkpoint(ckpt, suite, rng, options, out=out.parent / f"step{step}.parquet", device=device,
-                              dtype=dtype, batch_size=batch_size, progress=progress, cache_root=cache_root)
+                              dtype=dtype, batch_size=batch_size, progress=progress, cache_root=cache_root,
+                              rows_memo=rows_memo)
         res.update(step=step, data_steps=[rng.start, rng.stop, rng.step])
         log.info("%s: %d sequences, %d memorized (%.1f s)", ckpt.name, res["sequences"], res["memorized"], res["seconds"])
         checkpoints.append(res)

@@ -159,7 +159,14 @@ def test_scan_model_writes_cached_scans(ckpt, smoke_run, tmp_path, monkeypatch):
     suite = load_suite("smoke")
     cat = open_catalogue("smoke", steps=[0, 8, 24])
     opt = M.ScanOptions(32, 32, score_stride=5)
+    import pythia.data.batches as batches
+
+    reads = []
+    real_get_batch = batches.get_batch
+    monkeypatch.setattr(batches, "get_batch", lambda s, d, step: reads.append(step) or real_get_batch(s, d, step))
     rec = M.scan_model(suite, "standard", "s1", cat, opt, progress=False, cache_root=tmp_path / "cache")
+    monkeypatch.setattr(batches, "get_batch", real_get_batch)
+    assert sorted(reads) == list(range(24))  # checkpoints 8 and 24 both read steps 0-7: once
     assert [c["step"] for c in rec["checkpoints"]] == [0, 8, 24]
     assert [c["sequences"] for c in rec["checkpoints"]] == [0, 32, 96]
     out = M.summary_file("smoke", "standard", "s1")
