@@ -16,9 +16,10 @@ The scan gets the same answers from teacher forcing:
   row at its first miss (the prompt in one batched pass with a KV cache, then the true
   continuation in growing chunks for the rows still matching): most training sequences miss
   early, so most of the continuation and most of the output layer are never computed.
-* the fractional score needs the free-running continuation only after the first miss, and
-  only for rows that have one: those rows continue greedily with a KV cache
-  (:func:`greedy_continue`), batched, starting from their prompt plus the matched run.
+* the fractional score needs the free-running continuation: the rows that get one (every
+  ``score_stride``-th) decode greedily from their prompt with a KV cache
+  (:func:`greedy_continue`), batched, which gives their run and flag as well; the other rows
+  go through teacher forcing only.
 
 Parity with ``generate(min_length=k+l)``: the end-of-document token (id 0) can never be
 generated (its logit is -inf, as ``MinLengthLogitsProcessor`` sets it), so a row whose
@@ -194,9 +195,9 @@ def _prompt_batch(prompt: int, hidden: int, device: torch.device) -> int:
 @torch.inference_mode()
 def leading_matches(model: torch.nn.Module, rows: np.ndarray, prompt: int, continuation: int, *,
                     vocab_size: int | None = None, forbid: Sequence[int] = (EOD,),
-                    batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Leading match runs (N,) int16 and the greedy token at each row's first miss (N,) int64 (-1
-    where there is none) of ``rows`` (N, >= k + l): teacher forcing, cut at each row's first miss.
+                    batch_size: int | None = None) -> np.ndarray:
+    """Leading match runs (N,) int16 of ``rows`` (N, >= k + l): teacher forcing, cut at each row's
+    first miss.
 
     The prompt runs once for every row (one batched forward with a KV cache, its last layer
     on the last position only: :func:`last_position_only`); then the true
@@ -215,7 +216,6 @@ def leading_matches(model: torch.nn.Module, rows: np.ndarray, prompt: int, conti
     chunk = max(32, (LOGIT_CHUNK_BYTES if device.type == "cpu" else 32 * LOGIT_CHUNK_BYTES) // (4 * weight.shape[0]))
     batch = batch_size or _prompt_batch(k, weight.shape[1], device)
     runs = np.zeros(len(rows), dtype=np.int16)
-    misses = np.full(len(rows), -1, dtype=np.int64)
     for lo in range(0, len(rows), batch):
         x = torch.from_numpy(np.ascontiguousarray(rows[lo:lo + batch, :k + l], dtype=np.int64)).to(device)  # (b, k+l)
         with last_position_only(model):
@@ -223,7 +223,6 @@ def leading_matches(model: torch.nn.Module, rows: np.ndarray, prompt: int, conti
         cache, hidden = out.past_key_values, out.last_hidden_state[:, -1:]  # hidden (b, 1, d) predicts x[:, k]
         alive = torch.arange(len(x), device=device)  # rows that matched every target so far
         run = torch.zeros(len(x), dtype=torch.int64, device=device)
-        miss = torch.full((len(x),), -1, dtype=torch.int64, device=device)
         pos, width = k, 1  # hidden predicts x[alive, pos:pos + width]
         while True:
             target = x[alive, pos:pos + width]  # (a, w)
@@ -234,7 +233,6 @@ def leading_matches(model: torch.nn.Module, rows: np.ndarray, prompt: int, conti
             missed = wrong.any(dim=1)  # (a,)
             first = torch.where(missed, wrong.int().argmax(dim=1), width)  # (a,)
             run[alive] += first
-            miss[alive[missed]] = greedy[missed, first[missed]]
             pos += width
             if pos >= k + l or bool(missed.all()):
                 break
@@ -246,8 +244,7 @@ def leading_matches(model: torch.nn.Module, rows: np.ndarray, prompt: int, conti
             out = model.base_model(input_ids=x[alive, pos - 1:pos - 1 + width], past_key_values=cache, use_cache=True)
             cache, hidden = out.past_key_values, out.last_hidden_state  # (a, w, d) predicts x[alive, pos:pos + w]
         runs[lo:lo + len(x)] = run.cpu().numpy()
-        misses[lo:lo + len(x)] = miss.cpu().numpy()
-    return runs, misses
+    return runs
 
 
 def memorization(model: torch.nn.Module, rows: np.ndarray, options: ScanOptions = ScanOptions(), *,
@@ -265,32 +262,26 @@ def memorization(model: torch.nn.Module, rows: np.ndarray, options: ScanOptions 
     was_training = model.training
     model.eval()
     try:
-        run, miss = leading_matches(model, rows, k, l, vocab_size=vocab_size, forbid=forbid, batch_size=batch_size)
-        memorized = run == l
-        matches = np.full(len(rows), -1, dtype=np.int16)
         if score_mask is None:  # every score_stride-th row (none for 0)
             stride = options.score_stride
             want = (np.arange(len(rows)) % stride == 0) if stride else np.zeros(len(rows), bool)
         else:
             want = np.asarray(score_mask, bool)
-        matches[want & memorized] = l
-        todo = np.flatnonzero(want & ~memorized)
-        # rows sorted by their run share longer prefixes in a batch: each batch decodes on from the
-        # shortest run in it (prompt + matched tokens + the first miss, all known from teacher forcing)
-        todo = todo[np.argsort(run[todo], kind="stable")]
-        for lo in range(0, len(todo), decode_batch):
-            idx = todo[lo:lo + decode_batch]
-            r = int(run[idx].min())
-            # the first r + 1 greedy tokens: the true ones up to each row's run, then its miss
-            first = rows[idx, k:k + r + 1].copy()  # (b, r + 1)
-            at_miss = run[idx] == r
-            first[at_miss, r] = miss[idx][at_miss]
-            generated = first
-            if r + 1 < l:
-                known = np.concatenate([rows[idx, :k], first], axis=1)  # (b, k + r + 1)
-                more = greedy_continue(model, known, l - r - 1, vocab_size=vocab_size, forbid=forbid)
-                generated = np.concatenate([first, more], axis=1)  # (b, l)
-            matches[idx] = (generated == rows[idx, k:k + l]).sum(axis=1)
+        run = np.zeros(len(rows), dtype=np.int16)
+        matches = np.full(len(rows), -1, dtype=np.int16)
+        rest, scored = np.flatnonzero(~want), np.flatnonzero(want)
+        if len(rest):
+            run[rest] = leading_matches(model, rows[rest], k, l, vocab_size=vocab_size, forbid=forbid,
+                                        batch_size=batch_size)
+        # rows with a score decode greedily from their prompt: the l tokens give the run too, so
+        # their prompt runs once (a teacher-forced pass first would run it twice)
+        for lo in range(0, len(scored), decode_batch):
+            idx = scored[lo:lo + decode_batch]
+            generated = greedy_continue(model, rows[idx, :k], l, vocab_size=vocab_size, forbid=forbid)  # (b, l)
+            correct = generated == rows[idx, k:k + l]
+            run[idx] = leading_run(correct)
+            matches[idx] = correct.sum(axis=1)
+        memorized = run == l
     finally:
         model.train(was_training)
     return {"memorized": memorized, "match_run": run, "matches": matches}
