@@ -243,16 +243,6 @@ def evaluate_checkpoint(ckpt, suite, pmap, tasks_dir: str | Path | None, *, devi
 # ------------------------------------------------------------------------------ one run
 
 
-def _lm_eval_version() -> str:
-    """lm-eval's installed version, without importing it (the included CrowS-Pairs YAML is its)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("lm_eval")
-    except PackageNotFoundError:
-        return "none"
-
-
 def window_steps(suite, run: str, model: str, available: list[int]) -> list[int]:
     """The steps of ``run``/``model`` to evaluate: from the earliest start of the model's intervened
     runs to the end for the baseline, after the start for an intervened run (its start checkpoint
@@ -290,8 +280,8 @@ def evaluate_run(suite, catalogue, run: str, model: str, tasks_dir: str | Path |
     # the tokenizer is one object for every checkpoint (Checkpoint.load_tokenizer), so the
     # adapter's tokenizations carry over too
     cached = (not online and tasks_dir is not None and bool(steps)
-              and request_cache(suite.name, {"tasks": folder_digest(tasks_dir), "limit": suite.intervention.eval_limit,
-                                             "lm_eval": _lm_eval_version()}) is not None)
+              and request_cache(suite.name, {"tasks": folder_digest(tasks_dir),
+                                             "limit": suite.intervention.eval_limit}) is not None)
     rows = []
     for step in tqdm(steps, desc=f"{run}/{model}", disable=not progress):
         ckpt = catalogue.checkpoint(model, run, step)

@@ -248,11 +248,19 @@ def request_cache(suite: str, key: Any) -> Path | None:
     ``work/<suite>/cache/lm_eval_requests/<digest of key>``, so that the requests (prompts, few-shot
     contexts) built for one checkpoint serve every other. lm-eval names its cache entries by task
     name and shot count only: ``key`` (JSON) must name everything else they depend on (the tasks'
-    digests, their data), so an edited task never reuses stale requests. Returns the folder, or
-    None when lm-eval was imported already (then requests are rebuilt per checkpoint)."""
+    digests, their data), so an edited task never reuses stale requests; lm-eval's installed
+    version is added here (the requests are its objects, built by its task code). Returns the
+    folder, or None when lm-eval was imported already (then requests are rebuilt per checkpoint)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     if "lm_eval" in sys.modules:
         return None
-    folder = paths.suite_dir(suite) / "cache" / "lm_eval_requests" / config_digest(key)
+    try:
+        lm_eval_version = version("lm_eval")  # read without importing lm-eval
+    except PackageNotFoundError:
+        lm_eval_version = None
+    folder = (paths.suite_dir(suite) / "cache" / "lm_eval_requests"
+              / config_digest({"key": key, "lm_eval": lm_eval_version}))
     folder.mkdir(parents=True, exist_ok=True)
     os.environ["LM_HARNESS_CACHE_PATH"] = str(folder)
     return folder

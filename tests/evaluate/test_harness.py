@@ -151,6 +151,12 @@ def test_request_cache_is_pointed_before_lm_eval_is_imported(tmp_path):
     a, b, path, after = json.loads(out.stdout.strip().splitlines()[-1])
     assert a != b and path == b and after is None
     assert Path(a).is_dir() and Path(a).parent == tmp_path / "smoke" / "cache" / "lm_eval_requests"
+    # lm-eval's version keys the folder too: another lm-eval never reads these requests
+    from importlib.metadata import version
+
+    from pythia.config import config_digest
+
+    assert Path(a).name == config_digest({"key": {"tasks": "x", "shots": 2}, "lm_eval": version("lm_eval")})
 
 
 def test_request_cache_key_changes_with_any_task_file(tmp_path):
