@@ -21,6 +21,12 @@ The scan gets the same answers from teacher forcing:
   (:func:`greedy_continue`), batched, which gives their run and flag as well; the other rows
   go through teacher forcing only.
 
+On CPU (float32) both run two cheaper equivalents of what the model does: GELU's tanh form as
+``x * sigmoid(2u)`` (:func:`cpu_kernels`; the same function, rounded differently: this torch's
+``tanh`` is slow), and a KV cache written in place instead of re-concatenated at every step
+(:func:`_kv_cache`). Like a change of batch size, they move activations by ~1e-7; the flags,
+runs and scores stay those of ``generate`` (the tests and ``pythia bench memorization`` check).
+
 Parity with ``generate(min_length=k+l)``: the end-of-document token (id 0) can never be
 generated (its logit is -inf, as ``MinLengthLogitsProcessor`` sets it), so a row whose
 continuation holds a document boundary is never memorized; the padded vocabulary rows of the
@@ -46,9 +52,11 @@ Columns of a scan (one row per training sequence)::
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -68,11 +76,16 @@ log = logging.getLogger("pythia.memorization")
 EOD = 0
 """The end-of-document token of Pythia's tokenizers (and the suites' BPE)."""
 COLUMNS = ("seq", "memorized", "match_run", "matches")
-BLOCK_ROWS = 4096
-"""Sequences per cached block (rounded to whole steps)."""
+BLOCK_ROWS = 16384
+"""Sequences per cached block (rounded to whole steps): with a score every 16th sequence, a block
+decodes 1024 rows at once (:data:`CPU_DECODE_BATCH`)."""
 ROWS_MEMO_BYTES = 256 << 20
 """Training rows a scan keeps in memory for its later checkpoints (the first steps of the order:
 all of a micro run's 5 MB; Pythia's first ~500 steps)."""
+CPU_DECODE_BATCH = 1024
+"""CPU: rows decoded together for their scores (micro: 138K decodes ~1.6x faster per row at 1024
+than at 256, 1.8M ~1.03x); 256 elsewhere (a GPU holds the KV cache of 256 rows of Pythia-12B in
+~12 GB)."""
 CPU_ACTIVATION_FLOATS = 1 << 20
 """CPU: floats (4 MB) of the widest activation of one prompt forward (see :func:`_prompt_batch`)."""
 
@@ -156,6 +169,105 @@ def last_position_only(model: torch.nn.Module) -> Iterator[bool]:
             h.remove()
 
 
+class _SigmoidGELU(torch.nn.Module):
+    """GELU's tanh approximation written as ``x * sigmoid(2u)``, u = sqrt(2/pi) (x + 0.044715 x^3):
+    0.5 (1 + tanh u) = sigmoid(2u), the same function, rounded differently (at most ~5e-7 apart for
+    |x| < 15). In place, for inference only: this torch build's CPU ``tanh`` takes ~3.2 ns per float
+    against ``sigmoid``'s ~0.9, which makes ``F.gelu(x, approximate="tanh")`` ~1.8x slower than this."""
+
+    C = math.sqrt(2.0 / math.pi)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = torch.addcmul(x.new_tensor(2 * self.C), x, x, value=2 * self.C * 0.044715)  # 2u / x
+        return u.mul_(x).sigmoid_().mul_(x)
+
+
+@contextmanager
+def cpu_kernels(model: torch.nn.Module) -> Iterator[bool]:
+    """Within this block a float32 CPU forward of ``model`` (GPT-NeoX) runs its tanh-approximated GELU
+    as :class:`_SigmoidGELU` (the same function; ~10% of a micro scan). Yields whether it did
+    (other devices, dtypes and activations run unchanged)."""
+    from transformers.activations import GELUTanh
+
+    p = next(model.parameters())
+    mlps = [m for m in model.modules() if isinstance(getattr(m, "act", None), GELUTanh)]
+    if p.device.type != "cpu" or p.dtype != torch.float32 or not mlps:
+        yield False
+        return
+    acts = [m.act for m in mlps]
+    for m in mlps:
+        m.act = _SigmoidGELU()
+    try:
+        yield True
+    finally:
+        for m, a in zip(mlps, acts):
+            m.act = a
+
+
+def _kv_cache(capacity: int, device: torch.device):
+    """An empty KV cache for a forward whose rows grow to at most ``capacity`` positions. On CPU a
+    ``transformers`` ``Cache`` of :func:`_buffer_layer` layers: ``DynamicCache``'s layers copy the
+    whole cache at every step (~20% of a micro decode step). Elsewhere None: the model's own
+    ``DynamicCache``."""
+    if device.type != "cpu":
+        return None
+    from transformers.cache_utils import Cache
+
+    return Cache(layer_class_to_replicate=functools.partial(_buffer_layer(), capacity))
+
+
+@functools.cache
+def _buffer_layer() -> type:
+    """The class of a KV cache layer that writes new keys and values into a buffer of ``capacity``
+    positions and returns views of its filled part: no copy of the cache per step. Its first update
+    keeps the prompt's tensors as they are (most rows of a scan never come back); the second
+    allocates the buffer. (A function, so that importing this module does not import ``transformers``.)"""
+    from transformers.cache_utils import DynamicLayer
+
+    class _BufferLayer(DynamicLayer):
+
+        def __init__(self, capacity: int) -> None:
+            super().__init__()
+            self.capacity = capacity
+            self.length = 0
+            self._k = self._v = None
+
+        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+            n = key_states.shape[-2]
+            if not self.is_initialized:
+                self.dtype, self.device, self.is_initialized = key_states.dtype, key_states.device, True
+                self.keys, self.values, self.length = key_states, value_states, n
+                return self.keys, self.values
+            end = self.length + n
+            if end > self.capacity:
+                raise ValueError(f"KV cache of {self.capacity} positions cannot take {end}")
+            if self._k is None:  # second update: the buffer, holding the first update's tensors
+                b, h, _, d = self.keys.shape
+                self._k = self.keys.new_empty(b, h, self.capacity, d)
+                self._v = self.values.new_empty(b, h, self.capacity, self.values.shape[-1])
+                self._k[:, :, :self.length] = self.keys
+                self._v[:, :, :self.length] = self.values
+            self._k[:, :, self.length:end] = key_states
+            self._v[:, :, self.length:end] = value_states
+            self.length = end
+            self.keys, self.values = self._k[:, :, :end], self._v[:, :, :end]
+            return self.keys, self.values
+
+        def get_seq_length(self) -> int:
+            return self.length if self.is_initialized else 0
+
+        def batch_select_indices(self, indices: torch.Tensor) -> None:
+            if not self.is_initialized:
+                return
+            if self._k is None:
+                self.keys, self.values = self.keys[indices], self.values[indices]
+            else:
+                self._k, self._v = self._k[indices], self._v[indices]
+                self.keys, self.values = self._k[:, :, :self.length], self._v[:, :, :self.length]
+
+    return _BufferLayer
+
+
 @torch.inference_mode()
 def greedy_continue(model: torch.nn.Module, prefix: np.ndarray, steps: int, *, vocab_size: int | None = None,
                     forbid: Sequence[int] = (EOD,)) -> np.ndarray:
@@ -169,7 +281,8 @@ def greedy_continue(model: torch.nn.Module, prefix: np.ndarray, steps: int, *, v
     forbid_t = torch.tensor(sorted(set(forbid)), dtype=torch.int64, device=device) if forbid else None
     x = torch.from_numpy(np.ascontiguousarray(prefix, dtype=np.int64)).to(device)  # (b, p)
     with last_position_only(model):
-        out = model.base_model(input_ids=x, use_cache=True)
+        out = model.base_model(input_ids=x, past_key_values=_kv_cache(x.shape[1] + steps, device),
+                                 use_cache=True)
     cache = out.past_key_values
     tokens = torch.empty(x.shape[0], steps, dtype=torch.int64, device=device)  # (b, steps)
     hidden = out.last_hidden_state[:, -1]  # (b, d)
@@ -219,7 +332,8 @@ def leading_matches(model: torch.nn.Module, rows: np.ndarray, prompt: int, conti
     for lo in range(0, len(rows), batch):
         x = torch.from_numpy(np.ascontiguousarray(rows[lo:lo + batch, :k + l], dtype=np.int64)).to(device)  # (b, k+l)
         with last_position_only(model):
-            out = model.base_model(input_ids=x[:, :k], use_cache=True)
+            out = model.base_model(input_ids=x[:, :k], past_key_values=_kv_cache(k + l, device),
+                                     use_cache=True)
         cache, hidden = out.past_key_values, out.last_hidden_state[:, -1:]  # hidden (b, 1, d) predicts x[:, k]
         alive = torch.arange(len(x), device=device)  # rows that matched every target so far
         run = torch.zeros(len(x), dtype=torch.int64, device=device)
@@ -249,10 +363,12 @@ def leading_matches(model: torch.nn.Module, rows: np.ndarray, prompt: int, conti
 
 def memorization(model: torch.nn.Module, rows: np.ndarray, options: ScanOptions = ScanOptions(), *,
                  vocab_size: int | None = None, score_mask: np.ndarray | None = None, batch_size: int | None = None,
-                 decode_batch: int = 256) -> dict[str, np.ndarray]:
+                 decode_batch: int | None = None) -> dict[str, np.ndarray]:
     """Memorized flags, leading match runs and (where ``score_mask``; by default every
-    ``options.score_stride``-th row) fractional matches of ``rows`` (N, >= k + l), see the module docstring. Returns arrays ``memorized`` (N,) bool, ``match_run``
-    (N,) int16, ``matches`` (N,) int16 (-1 where not computed)."""
+    ``options.score_stride``-th row) fractional matches of ``rows`` (N, >= k + l), see the module
+    docstring; ``decode_batch``: rows decoded together for their scores (default
+    :data:`CPU_DECODE_BATCH` on CPU, 256 elsewhere). Returns arrays ``memorized`` (N,) bool,
+    ``match_run`` (N,) int16, ``matches`` (N,) int16 (-1 where not computed)."""
     k, l = options.prompt, options.continuation
     rows = np.asarray(rows)
     if rows.ndim != 2 or rows.shape[1] < k + l:
@@ -262,26 +378,29 @@ def memorization(model: torch.nn.Module, rows: np.ndarray, options: ScanOptions 
     was_training = model.training
     model.eval()
     try:
-        if score_mask is None:  # every score_stride-th row (none for 0)
-            stride = options.score_stride
-            want = (np.arange(len(rows)) % stride == 0) if stride else np.zeros(len(rows), bool)
-        else:
-            want = np.asarray(score_mask, bool)
-        run = np.zeros(len(rows), dtype=np.int16)
-        matches = np.full(len(rows), -1, dtype=np.int16)
-        rest, scored = np.flatnonzero(~want), np.flatnonzero(want)
-        if len(rest):
-            run[rest] = leading_matches(model, rows[rest], k, l, vocab_size=vocab_size, forbid=forbid,
-                                        batch_size=batch_size)
-        # rows with a score decode greedily from their prompt: the l tokens give the run too, so
-        # their prompt runs once (a teacher-forced pass first would run it twice)
-        for lo in range(0, len(scored), decode_batch):
-            idx = scored[lo:lo + decode_batch]
-            generated = greedy_continue(model, rows[idx, :k], l, vocab_size=vocab_size, forbid=forbid)  # (b, l)
-            correct = generated == rows[idx, k:k + l]
-            run[idx] = leading_run(correct)
-            matches[idx] = correct.sum(axis=1)
-        memorized = run == l
+        with cpu_kernels(model):
+            if score_mask is None:  # every score_stride-th row (none for 0)
+                stride = options.score_stride
+                want = (np.arange(len(rows)) % stride == 0) if stride else np.zeros(len(rows), bool)
+            else:
+                want = np.asarray(score_mask, bool)
+            run = np.zeros(len(rows), dtype=np.int16)
+            matches = np.full(len(rows), -1, dtype=np.int16)
+            rest, scored = np.flatnonzero(~want), np.flatnonzero(want)
+            if len(rest):
+                run[rest] = leading_matches(model, rows[rest], k, l, vocab_size=vocab_size, forbid=forbid,
+                                            batch_size=batch_size)
+            # rows with a score decode greedily from their prompt: the l tokens give the run too, so
+            # their prompt runs once (a teacher-forced pass first would run it twice)
+            if decode_batch is None:
+                decode_batch = CPU_DECODE_BATCH if next(model.parameters()).device.type == "cpu" else 256
+            for lo in range(0, len(scored), decode_batch):
+                idx = scored[lo:lo + decode_batch]
+                generated = greedy_continue(model, rows[idx, :k], l, vocab_size=vocab_size, forbid=forbid)  # (b, l)
+                correct = generated == rows[idx, k:k + l]
+                run[idx] = leading_run(correct)
+                matches[idx] = correct.sum(axis=1)
+            memorized = run == l
     finally:
         model.train(was_training)
     return {"memorized": memorized, "match_run": run, "matches": matches}

@@ -221,3 +221,63 @@ def test_prompt_forward_prunes_the_last_layer_and_keeps_the_cache(model_and_rows
     for a, b in zip(full.past_key_values.layers, cut.past_key_values.layers):
         assert torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values)
     assert torch.equal(again.last_hidden_state, full.last_hidden_state)
+
+
+def test_cpu_kernels_run_the_same_gelu_and_restore_the_model(model_and_rows):
+    """Inside ``cpu_kernels`` every tanh-approximated GELU is ``x * sigmoid(2u)``: within 5e-7 of
+    ``F.gelu(x, approximate="tanh")`` over [-30, 30], a forward within 1e-5; after the block the
+    model holds its own modules again. Other activations are left alone."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+    from transformers.activations import GELUTanh
+
+    x = torch.linspace(-30, 30, 200_001)
+    with torch.inference_mode():
+        fast = M._SigmoidGELU()(x.clone())
+    assert (fast - torch.nn.functional.gelu(x, approximate="tanh")).abs().max() <= 5e-7
+
+    model, rows = model_and_rows
+    acts = [layer.mlp.act for layer in model.base_model.layers]
+    assert all(isinstance(a, GELUTanh) for a in acts)
+    ids = torch.from_numpy(rows[:24, :48])
+    with torch.inference_mode():
+        ref = model(input_ids=ids).logits
+        with M.cpu_kernels(model) as swapped:
+            assert all(isinstance(layer.mlp.act, M._SigmoidGELU) for layer in model.base_model.layers)
+            got = model(input_ids=ids).logits
+    assert swapped
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+    assert [layer.mlp.act for layer in model.base_model.layers] == acts
+
+    erf = GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                           intermediate_size=64, hidden_act="gelu"))
+    with M.cpu_kernels(erf) as swapped:
+        assert not swapped and not isinstance(erf.gpt_neox.layers[0].mlp.act, M._SigmoidGELU)
+
+
+def test_buffer_cache_equals_the_dynamic_cache(model_and_rows):
+    """The scan's KV cache (a buffer written in place) gives the same keys, values and hidden states
+    as ``DynamicCache`` through a prompt, a row selection and growing chunks, and refuses to grow
+    past its capacity."""
+    model, rows = model_and_rows
+    x = torch.from_numpy(rows[:16, :40])
+    keep = torch.tensor([1, 4, 5, 11])
+    with torch.inference_mode():
+        outs = []
+        for cache in (None, M._kv_cache(40, torch.device("cpu"))):
+            out = model.base_model(input_ids=x[:, :32], past_key_values=cache, use_cache=True)
+            cache, hidden = out.past_key_values, [out.last_hidden_state]
+            cache.batch_select_indices(keep)
+            for lo, hi in ((32, 33), (33, 35), (35, 40)):
+                out = model.base_model(input_ids=x[keep, lo:hi], past_key_values=cache, use_cache=True)
+                cache = out.past_key_values
+                hidden.append(out.last_hidden_state)
+            outs.append((cache, hidden))
+        (ref, ref_h), (buf, buf_h) = outs
+        assert type(buf.layers[0]).__name__ == "_BufferLayer" and buf.get_seq_length() == 40
+        for a, b in zip(ref_h, buf_h):
+            torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-6)
+        for a, b in zip(ref.layers, buf.layers):
+            assert torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values)
+        with pytest.raises(ValueError, match="cannot take 41"):
+            model.base_model(input_ids=x[keep, :1], past_key_values=buf, use_cache=True)
+    assert M._kv_cache(40, torch.device("meta")) is None  # not CPU: the model's DynamicCache
