@@ -6,8 +6,14 @@
 # registers its targets; docs/sections.md says how to add one.
 
 import os
+import sys
 
 from snakemake.utils import min_version, validate
+
+# jsonschema imports rfc3987_syntax when it is installed (the Jupyter stack pulls it in), which
+# compiles 38 grammars at import: 4 s of every workflow start, for the "iri" format check that
+# validate() never runs (it checks no formats). Without it jsonschema only lacks that check.
+sys.modules.setdefault("rfc3987_syntax", None)
 
 from pythia import sections
 
