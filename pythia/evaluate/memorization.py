@@ -318,9 +318,10 @@ def leading_matches(model: torch.nn.Module, rows: np.ndarray, prompt: int, conti
     only, the cache cut down to them (``DynamicCache.batch_select_indices``). A row's argmax at
     continuation position t reads exactly x[:t] as in one full teacher-forced pass, so runs and
     flags are those of the single pass (and of greedy decoding), for a fraction of its cost when
-    most rows miss early. The output layer, the masking of padded rows (``vocab_size``) and of
-    ``forbid`` are the scoring engine's (:func:`pythia.evaluate.scoring._score_hidden`)."""
-    from pythia.evaluate.scoring import LOGIT_CHUNK_BYTES, _output_layer, _score_hidden
+    most rows miss early. The greedy picks are :func:`greedy_continue`'s (:func:`_pick`: the
+    output layer cut to the real vocabulary, ``forbid`` at -inf, ``argmax`` as ``generate``
+    takes it; no log-probabilities), in chunks of about ``LOGIT_CHUNK_BYTES`` of logits."""
+    from pythia.evaluate.scoring import LOGIT_CHUNK_BYTES, _output_layer
 
     k, l = prompt, continuation
     device = next(model.parameters()).device
@@ -340,9 +341,9 @@ def leading_matches(model: torch.nn.Module, rows: np.ndarray, prompt: int, conti
         pos, width = k, 1  # hidden predicts x[alive, pos:pos + width]
         while True:
             target = x[alive, pos:pos + width]  # (a, w)
-            _, greedy = _score_hidden(hidden.reshape(-1, hidden.shape[-1]), weight, bias, target.reshape(-1),
-                                      forbid_t, chunk)
-            greedy = greedy.view(len(alive), width)  # (a, w)
+            flat = hidden.reshape(-1, hidden.shape[-1])  # (a w, d)
+            greedy = torch.cat([_pick(flat[i:i + chunk], weight, bias, forbid_t)
+                                for i in range(0, len(flat), chunk)]).view(len(alive), width)  # (a, w)
             wrong = greedy != target
             missed = wrong.any(dim=1)  # (a,)
             first = torch.where(missed, wrong.int().argmax(dim=1), width)  # (a,)
