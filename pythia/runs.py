@@ -229,13 +229,16 @@ class Checkpoint:
 
     def load_tokenizer(self):
         """The checkpoint's tokenizer (trained checkpoints and the released ones carry it), else the
-        suite's built tokenizer. From local files, one object per distinct tokenizer in a process
-        (:func:`_local_tokenizer`): treat it as read-only."""
-        from transformers import AutoTokenizer
-
+        suite's built tokenizer. One object per distinct tokenizer in a process
+        (:func:`_local_tokenizer`), from the hub too (its revision's tokenizer files, fetched into
+        the hub cache, key it): treat it as read-only."""
         if self.source is Source.hub:
+            from huggingface_hub import snapshot_download
+
             try:
-                return AutoTokenizer.from_pretrained(self.location, revision=self.revision, cache_dir=self.cache_dir)
+                folder = snapshot_download(self.location, revision=self.revision, cache_dir=self.cache_dir,
+                                           allow_patterns=[*TOKENIZER_FILES, "config.json"])
+                return _local_tokenizer(Path(folder))
             except (OSError, ValueError) as e:
                 raise self._hub_failure("tokenizer", e) from None
         here = Path(self.location)

@@ -118,6 +118,41 @@ def test_one_tokenizer_object_per_tokenizer_content(released_dir):
     assert a.load_tokenizer() is tok
 
 
+def test_hub_tokenizer_is_one_object_per_content(released_dir, tmp_path, monkeypatch):
+    """On the hub source every revision's tokenizer files are fetched into the hub cache (only
+    those files) and key the same memo as local ones: the checkpoints of a model share one
+    tokenizer object, and a revision with other tokenizer files gets another."""
+    import shutil
+
+    import huggingface_hub
+
+    from pythia.runs import TOKENIZER_FILES
+
+    source = Path(open_catalogue("pythia", "local", released_dir).checkpoint("70M", "standard", 512).location)
+    calls = []
+
+    def fake_snapshot(repo_id, *, revision, cache_dir, allow_patterns):
+        calls.append((repo_id, revision, sorted(allow_patterns)))
+        folder = tmp_path / "hub" / repo_id / revision
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in allow_patterns:
+            if (source / name).is_file() and not (folder / name).exists():
+                shutil.copy(source / name, folder / name)
+        return str(folder)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
+    cat = open_catalogue("pythia", "hub", tmp_path / "hf-cache")
+    a, b, c = (cat.checkpoint("70M", "deduped", s) for s in (1000, 2000, 3000))
+    tok = a.load_tokenizer()
+    assert b.load_tokenizer() is tok and a.load_tokenizer() is tok
+    assert calls[0] == ("EleutherAI/pythia-70m-deduped", "step1000", sorted([*TOKENIZER_FILES, "config.json"]))
+    cfg = tmp_path / "hub" / "EleutherAI/pythia-70m-deduped" / "step3000" / "tokenizer_config.json"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text(json.dumps({**json.loads((source / "tokenizer_config.json").read_text()), "model_max_length": 777}))
+    other = c.load_tokenizer()
+    assert other is not tok and other.model_max_length == 777
+
+
 def test_clear_errors(released_dir):
     cat = open_catalogue("pythia", "local", released_dir)
     with pytest.raises(ConfigError, match=r"unknown model '99B' in suite 'pythia'; models: 14M, 31M"):
