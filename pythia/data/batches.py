@@ -139,40 +139,49 @@ def batch_hash(batch: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(batch, dtype="<i8").tobytes()).hexdigest()[:16]
 
 
-def validation_sequences(suite: str | Suite, n: int, split: str = "validation") -> np.ndarray:
-    """The first ``n`` held-out sequences: int64, shape (n, seq_len + 1).
-
-    The documents of ``work/<suite>/data/<split>_text_document`` (EOD-terminated) are
-    concatenated in order and cut into consecutive, non-overlapping rows of seq_len + 1.
-    """
+def split_tokens(suite: str | Suite, split: str, limit: int | None = None) -> np.ndarray:
+    """The documents of ``work/<suite>/data/<split>_text_document`` (EOD-terminated) back to back,
+    in order, as one int64 token stream (its first ``limit`` tokens, when given)."""
     s = _as_suite(suite)
     if split not in SPLITS:
         raise UsageError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
-    if n <= 0:
-        raise UsageError(f"n must be positive, got {n}")
     prefix = paths.data_dir(s.name) / f"{split}_text_document"
     hint = build_hint(s.name)
     if not Path(f"{prefix}.bin").is_file() or not Path(f"{prefix}.idx").is_file():
         raise DataNotBuiltError(f"the {split} split of suite {s.name!r} is not built ({prefix}.bin/.idx missing); {hint}")
     ds = IndexedDataset(prefix, rebuild_hint=hint)
-    width = s.training.seq_len + 1
-    need = n * width
-    frac = "val_fraction" if split == "validation" else "test_fraction"
-    available = ds.total_tokens // width
-    if available < n:
-        raise UsageError(
-            f"the {split} split of suite {s.name!r} has {ds.total_tokens} tokens = {available} sequences of "
-            f"{width}, fewer than the {n} asked for; ask for fewer or raise data.{frac}"
-        )
+    need = ds.total_tokens if limit is None else min(limit, ds.total_tokens)
     expected_offsets = np.concatenate([[0], np.cumsum(ds.sizes[:-1], dtype=np.int64)]) if len(ds) else np.zeros(0)
     if np.array_equal(ds.token_offsets, expected_offsets):
         flat = ds.tokens[:need]  # items are stored back to back: the .bin is the concatenation
     else:
         parts, got = [], 0
         for i in range(len(ds)):
-            parts.append(ds[i])
-            got += len(parts[-1])
             if got >= need:
                 break
-        flat = np.concatenate(parts)[:need]
-    return np.array(flat, dtype=np.int64).reshape(n, width)  # (n, L+1)
+            parts.append(ds[i])
+            got += len(parts[-1])
+        flat = np.concatenate(parts)[:need] if parts else np.zeros(0, dtype=np.int64)
+    return np.array(flat, dtype=np.int64)
+
+
+def validation_sequences(suite: str | Suite, n: int, split: str = "validation") -> np.ndarray:
+    """The first ``n`` held-out sequences: int64, shape (n, seq_len + 1).
+
+    The documents of ``work/<suite>/data/<split>_text_document`` (EOD-terminated) are
+    concatenated in order (:func:`split_tokens`) and cut into consecutive, non-overlapping rows
+    of seq_len + 1.
+    """
+    s = _as_suite(suite)
+    if n <= 0:
+        raise UsageError(f"n must be positive, got {n}")
+    width = s.training.seq_len + 1
+    flat = split_tokens(s, split, limit=n * width)
+    if len(flat) < n * width:
+        frac = "val_fraction" if split == "validation" else "test_fraction"
+        total = len(split_tokens(s, split))
+        raise UsageError(
+            f"the {split} split of suite {s.name!r} has {total} tokens = {total // width} sequences of "
+            f"{width}, fewer than the {n} asked for; ask for fewer or raise data.{frac}"
+        )
+    return flat.reshape(n, width)  # (n, L+1)

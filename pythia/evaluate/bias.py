@@ -41,7 +41,6 @@ from typing import Any
 import numpy as np
 import yaml
 
-from pythia.errors import MissingInputError
 from pythia.io import atomic_dir
 
 log = logging.getLogger(__name__)
@@ -175,15 +174,9 @@ def logodds(logprobs: np.ndarray, index: list[tuple[int, int, int]]) -> np.ndarr
 
 def heldout_tokens(suite) -> np.ndarray:
     """The suite's test split as one token stream (documents back to back, EOD-separated)."""
-    from pythia import paths
-    from pythia.data.indexed import IndexedDataset
+    from pythia.data.batches import split_tokens
 
-    prefix = paths.data_dir(suite.name) / "test_text_document"
-    if not Path(f"{prefix}.bin").is_file():
-        raise MissingInputError(f"the test split of suite {suite.name!r} is not built ({prefix}.bin missing); "
-                                f"run `pythia data build --suite {suite.name}`")
-    ds = IndexedDataset(prefix)
-    return np.asarray(ds.tokens[: ds.total_tokens], dtype=np.int64)
+    return split_tokens(suite, "test")
 
 
 # ------------------------------------------------------------------------------ one checkpoint

@@ -11,7 +11,8 @@ import pytest
 from pythia import paths
 from pythia.config import load_suite
 from pythia.data import batches
-from pythia.data.batches import DataNotBuiltError, batch_hash, get_batch, open_sequences, validation_sequences
+from pythia.data.batches import (DataNotBuiltError, batch_hash, get_batch, open_sequences, split_tokens,
+                                 validation_sequences)
 from pythia.data.indexed import IndexedDatasetWriter, write_indexed
 
 
@@ -112,6 +113,12 @@ def test_validation_sequences(work: Path) -> None:
         validation_sequences(suite, most + 1)
     with pytest.raises(ValueError, match="validation, test"):
         validation_sequences(suite, 1, split="train")
+    # the whole split as one stream (section 03's held-out pronoun text reads it so)
+    from pythia.evaluate.bias import heldout_tokens
+
+    np.testing.assert_array_equal(split_tokens(suite, "validation"), flat)
+    np.testing.assert_array_equal(split_tokens(suite, "validation", limit=20), flat[:20])
+    np.testing.assert_array_equal(heldout_tokens(suite), np.concatenate(docs[::-1]))
 
 
 def test_validation_not_built(work: Path) -> None:
