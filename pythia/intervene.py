@@ -195,7 +195,7 @@ def _trainer_class():
             self.run_dir = Path(opts.out) if opts.out else paths.run_dir(
                 self.suite.name, paths.run_name(self.dataset, variant), self.spec.name)
             self.run_digest = intervention_digest(self.suite, self.spec.name, variant)
-            self.map = pronoun_map(_load_tokenizer(self.tokenizer_dir), self.suite.intervention.pairs)
+            self.map = suite_map(self.suite)
             self.lut = self.map.lut(self.suite.vocab_rows(self.spec))
             self.replay: dict[str, Any] = {}
 
@@ -291,14 +291,6 @@ def _trainer_class():
             return done
 
     return InterventionTrainer
-
-
-def _load_tokenizer(folder: Path):
-    from transformers import AutoTokenizer
-
-    if not (Path(folder) / "tokenizer.json").is_file():
-        raise MissingInputError(f"no tokenizer in {folder}; build the suite's data first (`pythia data build`)")
-    return AutoTokenizer.from_pretrained(str(folder))
 
 
 def train_intervention(opts, variant: str, ctx=None) -> dict[str, Any]:

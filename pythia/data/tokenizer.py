@@ -27,6 +27,7 @@ from pathlib import Path
 
 from pythia import paths
 from pythia.config import Suite, TokenizerKind
+from pythia.errors import MissingInputError
 from pythia.io import atomic_dir, write_json
 
 log = logging.getLogger(__name__)
@@ -168,7 +169,7 @@ def load_tokenizer(suite: str | Suite):
     name = suite if isinstance(suite, str) else suite.name
     d = tokenizer_dir(name)
     if not (d / "tokenizer.json").is_file():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"the tokenizer of suite {name!r} is not built ({d}/tokenizer.json missing); "
             f"run `pythia data build --suite {name}`"
         )
