@@ -177,9 +177,9 @@ def validation_sequences(suite: str | Suite, n: int, split: str = "validation") 
         raise UsageError(f"n must be positive, got {n}")
     width = s.training.seq_len + 1
     flat = split_tokens(s, split, limit=n * width)
-    if len(flat) < n * width:
+    if len(flat) < n * width:  # split_tokens stops at the split's end: flat is all of it
         frac = "val_fraction" if split == "validation" else "test_fraction"
-        total = len(split_tokens(s, split))
+        total = len(flat)
         raise UsageError(
             f"the {split} split of suite {s.name!r} has {total} tokens = {total // width} sequences of "
             f"{width}, fewer than the {n} asked for; ask for fewer or raise data.{frac}"
