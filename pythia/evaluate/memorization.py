@@ -314,7 +314,7 @@ def leading_matches(model: torch.nn.Module, rows: np.ndarray, prompt: int, conti
     The prompt runs once for every row (one batched forward with a KV cache, its last layer
     on the last position only: :func:`last_position_only`); then the true
     continuation is fed in chunks of 1, 2, 4, ... tokens to the rows that have matched so far
-    only, the cache cut down to them (``DynamicCache.batch_select_indices``). A row's argmax at
+    only, the cache cut down to them (the cache's ``batch_select_indices``: :func:`_kv_cache`). A row's argmax at
     continuation position t reads exactly x[:t] as in one full teacher-forced pass, so runs and
     flags are those of the single pass (and of greedy decoding), for a fraction of its cost when
     most rows miss early. The greedy picks are :func:`greedy_continue`'s (:func:`_pick`: the
