@@ -86,6 +86,22 @@ def test_scan_equals_generate(model_and_rows):
     assert (part["matches"][~mask] == -1).all()
 
 
+def test_leading_matches_runs_groups_of_prompt_batches_together(model_and_rows, monkeypatch):
+    """The continuations of a group of prompt batches run together, their prompt caches merged:
+    the runs are generate's for any grouping, with groups where several batches, one batch or no
+    row at all survive the first continuation token."""
+    model, rows = model_and_rows
+    dead = rows[96:152].copy()
+    dead[:, 32] = 0  # an end-of-document token first: no row survives the prompt
+    x = np.concatenate([rows, dead])  # (264, 64)
+    ref = M.generate_reference(model, x, M.ScanOptions(32, 32), batch_size=64)["match_run"]
+    assert (ref[208:] == 0).all() and (ref[96:152] == 32).all()
+    for group, batch in [(48, 16), (16, 16), (1024, 7)]:  # 240:264 all dead; one batch per group; one group
+        monkeypatch.setattr(M, "CPU_DECODE_BATCH", group)
+        assert M._group_rows(batch, model, 32, torch.device("cpu")) == group // batch * batch
+        np.testing.assert_array_equal(M.leading_matches(model, x, 32, 32, batch_size=batch), ref, err_msg=str(group))
+
+
 def test_scan_masks_the_padded_vocabulary(model_and_rows):
     """Output rows past the tokenizer's vocabulary never win (GPT-NeoX pads 50,277 to 50,304)."""
     model, rows = model_and_rows
