@@ -5,6 +5,7 @@ and their errors."""
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 
@@ -213,6 +214,26 @@ def test_scan_on_a_local_released_layout(smoke_run, tmp_path, monkeypatch):
                        progress=False)
     assert rec["checkpoints"][0]["sequences"] == 96
     assert rec["checkpoints"][0]["identity"].startswith("local:")
+
+
+@pytest.mark.gpu
+def test_scan_equals_generate_on_a_gpu(model_and_rows, smoke_run, monkeypatch):
+    """On CUDA (the model's own GELU and DynamicCache, one prompt batch per group) the flags, runs
+    and scores equal generate's on the same GPU, and ``pythia bench memorization --device cuda``
+    finds them identical on the training rows."""
+    model, rows = model_and_rows
+    gpu = copy.deepcopy(model).cuda()
+    opt = M.ScanOptions(32, 32)
+    ref = M.generate_reference(gpu, rows, opt, batch_size=64)
+    got = M.memorization(gpu, rows, opt, batch_size=37, decode_batch=50)
+    for key in ("memorized", "match_run", "matches"):
+        np.testing.assert_array_equal(got[key], ref[key], err_msg=key)
+    flags = M.memorization(gpu, rows, M.ScanOptions(32, 32, 0), batch_size=37)
+    np.testing.assert_array_equal(flags["match_run"], ref["match_run"])
+    monkeypatch.setenv("PYTHIA_WORK", str(smoke_run))
+    bench = M.bench_memorization("smoke", "s1", rows=96, batch=32, rounds=1, device="cuda")
+    assert bench["device"] == "cuda" and bench["flags_identical"] and bench["match_runs_identical"]
+    assert bench["scores_identical"]
 
 
 def test_prompt_forward_prunes_the_last_layer_and_keeps_the_cache(model_and_rows):
