@@ -101,6 +101,10 @@ def test_leading_matches_runs_groups_of_prompt_batches_together(model_and_rows, 
         monkeypatch.setattr(M, "CPU_DECODE_BATCH", group)
         assert M._group_rows(batch, model, 32, torch.device("cpu")) == group // batch * batch
         np.testing.assert_array_equal(M.leading_matches(model, x, 32, 32, batch_size=batch), ref, err_msg=str(group))
+    monkeypatch.setattr(M, "_kv_cache", lambda capacity, device: None)  # the model's DynamicCache, as off CPU
+    np.testing.assert_array_equal(M.leading_matches(model, x, 32, 32, batch_size=16), ref)  # merged: group 1024
+    monkeypatch.setattr(M, "CPU_DECODE_BATCH", 16)
+    np.testing.assert_array_equal(M.leading_matches(model, x, 32, 32, batch_size=16), ref)  # one batch a group
 
 
 def test_scan_masks_the_padded_vocabulary(model_and_rows):
