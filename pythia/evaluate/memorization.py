@@ -349,9 +349,10 @@ def leading_matches(model: torch.nn.Module, rows: np.ndarray, prompt: int, conti
     x[:t] as in one full teacher-forced pass, so runs and flags are those of the single pass (and
     of greedy decoding), for a fraction of its cost when most rows miss early. Grouping spares the
     few surviving rows of each prompt batch their own tiny forwards (on CPU, run per 64-row batch,
-    those took a sixth of micro 1.8M's teacher forcing). The greedy picks are :func:`greedy_continue`'s (:func:`_pick`: the output
-    layer cut to the real vocabulary, ``forbid`` at -inf, ``argmax`` as ``generate`` takes it; no
-    log-probabilities), in chunks of about ``LOGIT_CHUNK_BYTES`` of logits."""
+    those took a sixth of micro 1.8M's teacher forcing). The greedy picks are
+    :func:`greedy_continue`'s (:func:`_pick`: the output layer cut to the real vocabulary,
+    ``forbid`` at -inf, ``argmax`` as ``generate`` takes it; no log-probabilities), in chunks of
+    about ``LOGIT_CHUNK_BYTES`` of logits."""
     from pythia.evaluate.scoring import LOGIT_CHUNK_BYTES, _output_layer
 
     k, l = prompt, continuation
