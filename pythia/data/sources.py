@@ -135,7 +135,7 @@ GITHUB_MAX_FILE_BYTES = 20_000
 def _extract_github(budget: int | None) -> Iterator[Document]:
     """The ``.py`` files of the pinned transformers wheel up to :data:`GITHUB_MAX_FILE_BYTES`,
     in a seeded random order (so a byte budget samples the whole package, not its first
-    folders). About 95% of them open with the same Apache-2.0 licence header and many are
+    folders). 97% of them open with the same Apache-2.0 licence header and many are
     generated near-copies of each other (``__init__.py`` files, "Copied from" modules): the
     boilerplate that dominates the Pile's memorized sequences and that its deduplication
     removes."""
