@@ -65,7 +65,7 @@ def test_notebook_outputs_write_only_declared_names(tmp_path, monkeypatch):
         out.table("other", pd.DataFrame({"a": [1]}))
     out.table("suite_table", pd.DataFrame({"model": ["s1"]}))
     assert (tmp_path / "smoke" / "suite" / "suite_table.csv").exists()
-    assert out.missing() == ["figure suite_table", "figure parameters"]
+    assert out.missing() == ["figure suite_table", "figure parameters", "table duplication"]
 
 
 def test_section_digest_follows_what_the_notebook_reads():

@@ -1,19 +1,24 @@
 """Section 00, the suite: the Pythia paper's Table 1 for any suite, as a table, a figure and a
-bar plot of where the parameters are, and the ``pythia suite`` command.
+bar plot of where the parameters are, and the ``pythia suite`` command; beside it, how repeated
+the suite's training data is (the data card's duplication profile).
 
-Everything here is computed from the suite's configuration; ``notebooks/00_suite.ipynb`` calls
-these functions and saves the table and both figures.
+Table 1 is computed from the suite's configuration; the duplication table is read from the data
+card (``work/<suite>/data/card.json``, :mod:`pythia.data.card`), for suites that build their data
+(a suite trained on released files, ``pythia``, has no card without the downloaded Pile).
+``notebooks/00_suite.ipynb`` calls these functions and saves the tables and both figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from pythia import paths
 from pythia.config import Suite, load_suite, reference_markdown
 from pythia.io import atomic_path, write_provenance
 
@@ -105,6 +110,101 @@ def plot_parameters(counts: pd.DataFrame, suite: Suite) -> plt.Figure:
     ax.set_yscale("log")
     ax.set_title(f"Parameters per model, suite {suite.name}")
     return fig
+
+
+# ------------------------------------------------------------------------------ duplication (the data card)
+
+DUPLICATION_COLUMNS = ("dataset", "window", "at_least", "distinct_windows", "occurrences", "tokens", "token_share",
+                       "distinct_windows_places", "tokens_places", "token_share_places")
+
+
+def builds_data(suite: Suite) -> bool:
+    """Whether the suite builds all its training data (no dataset is a released pre-shuffled file),
+    so that its data card profiles every dataset and section 00 reads it."""
+    from pythia.data.released import is_released
+
+    return not any(is_released(suite, d) for d in paths.DATASETS)
+
+
+def card_file(suite: Suite) -> Path:
+    """``work/<suite>/data/card.json``."""
+    return paths.data_dir(suite.name) / "card.json"
+
+
+def suite_card(suite: Suite) -> dict | None:
+    """The suite's data card (:func:`load_card`), or None for a suite trained on released files
+    (:func:`builds_data`)."""
+    return load_card(card_file(suite)) if builds_data(suite) else None
+
+
+def card_inputs(suite: Suite) -> dict[str, Path] | None:
+    """The provenance inputs of the duplication table: the card, where the suite has one."""
+    return {"card.json": card_file(suite)} if builds_data(suite) else None
+
+
+def load_card(path: str | Path) -> dict:
+    """The data card written by ``pythia data build`` (its ``card`` stage)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: build the data first (`pythia data build` or `make reproduce`)")
+    card = json.loads(path.read_text())
+    if "duplication" not in card:
+        raise ValueError(f"{path} has no duplication profile (a card from before it): rerun `pythia data build "
+                         f"--stage card`")
+    return card
+
+
+def duplication_table(card: dict | None) -> pd.DataFrame:
+    """One row per (dataset, at_least) of the card's duplication profile: at least 1 (every window)
+    and each threshold k; distinct windows occurring >= k times in the training rows, their
+    occurrences, the tokens they cover and their share of the rows' tokens; the same counted by
+    places in the corpus (``*_places``: a document seen in two epochs is one place). Datasets the
+    card did not profile are left out (all of them without a card)."""
+    rows = []
+    profiled = card["duplication"]["datasets"] if card else {}
+    for d in [d for d in paths.DATASETS if d in profiled]:  # card.json's keys are sorted: the paper's order here
+        p = profiled[d]
+        if "skipped" in p:
+            continue
+        rows.append({"dataset": d, "window": p["window"], "at_least": 1, "distinct_windows": p["distinct"],
+                     "occurrences": p["windows"], "tokens": p["row_tokens"], "token_share": 1.0,
+                     "distinct_windows_places": p["distinct"], "tokens_places": p["row_tokens"],
+                     "token_share_places": 1.0})
+        for k, a in sorted(p["at_least"].items(), key=lambda kv: int(kv[0])):
+            rows.append({"dataset": d, "window": p["window"], "at_least": int(k), "distinct_windows": a["distinct"],
+                         "occurrences": a["windows"], "tokens": a["tokens"], "token_share": a["token_fraction"],
+                         "distinct_windows_places": a["distinct_copies"], "tokens_places": a["tokens_copies"],
+                         "token_share_places": a["token_fraction_copies"]})
+    return pd.DataFrame(rows, columns=list(DUPLICATION_COLUMNS))
+
+
+def deduplication_note(card: dict | None) -> str:
+    """Deduplication's token reduction in the suite beside the Pile's (300B -> 207B tokens, -31%),
+    and the datasets the card did not profile."""
+    if card is None:
+        return "This suite trains on released pre-shuffled files: no data card, no duplication profile."
+    red = card["duplication"]["deduplication"]
+    pile = red["pile"]
+    lines = [f"The Pile: {pile['standard_tokens'] / 1e9:.0f}B -> {pile['deduped_tokens'] / 1e9:.0f}B tokens "
+             f"({100 * pile['change']:+.0f}%) by deduplication (the Pythia paper)."]
+    for name, r in red.items():
+        if name != "pile":
+            lines.append(f"Suite {name}: {r['standard_tokens']:,} -> {r['deduped_tokens']:,} tokens per epoch "
+                         f"({100 * r['change']:+.1f}%).")
+    for d, p in card["duplication"]["datasets"].items():
+        if "skipped" in p:
+            lines.append(f"{d}: not profiled ({p['skipped']}).")
+    return "\n".join(lines)
+
+
+def top_windows_table(card: dict | None) -> pd.DataFrame:
+    """The card's most repeated windows (one per passage): dataset, occurrences in the training rows,
+    places in the corpus, the sources of the occurrences, and the decoded text."""
+    rows = [{"dataset": d, "occurrences": t["count"], "places": t["copies"],
+             "sources": ", ".join(f"{s} {n}" for s, n in t["sources"].items()), "text": t["text"]}
+            for d, p in sorted((card["duplication"]["datasets"] if card else {}).items(),
+                               key=lambda kv: paths.DATASETS.index(kv[0])) for t in p.get("top", [])]
+    return pd.DataFrame(rows, columns=["dataset", "occurrences", "places", "sources", "text"])
 
 
 # ------------------------------------------------------------------------------ CLI

@@ -25,7 +25,9 @@ Stages (each separately callable, ``pythia data build --suite S --stage NAME``; 
                all its training chunks with it. Writes ``deduped/train_text_document`` (the
                kept items, in order) and ``deduped/dedup.json``.
 ``order``      GPT-NeoX's doc_idx / sample_idx / shuffle_idx and ``sequences.bin`` per dataset.
-``card``       ``card.json`` (+ ``card.md``, ``card.csv``, ``card.json.provenance.json``).
+``card``       ``card.json`` (+ ``card.md``, ``card.csv``, ``card.json.provenance.json``): what each
+               dataset holds per source, and its duplication profile (every 64-token window of the
+               training rows counted exactly, :mod:`pythia.data.duplication`).
 
 Every output is written atomically; a stage records a stamp (``.stamps/<stage>.json``)
 holding the digest of the settings it depends on, so a changed setting reruns it.
@@ -61,7 +63,7 @@ STAGES = ("fetch", "documents", "tokenizer", "tokenize", "dedup", "order", "card
 MAX_DOC_BYTES = 20_000
 """Documents longer than this (UTF-8 bytes) are split into chunks of at most this size."""
 SPLIT_BUCKETS = 1_000_000
-_STAGE_VERSION = {"fetch": 2, "documents": 3, "tokenizer": 1, "tokenize": 1, "dedup": 1, "order": 1, "card": 1}
+_STAGE_VERSION = {"fetch": 2, "documents": 3, "tokenizer": 1, "tokenize": 1, "dedup": 1, "order": 1, "card": 2}
 
 
 # --------------------------------------------------------------------------------------
