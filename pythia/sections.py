@@ -181,7 +181,8 @@ SECTIONS: tuple[Section, ...] = (
     Section(
         0, "suite", "The suite (Table 1)",
         figures=(Figure("suite_table"), Figure("parameters")),
-        tables=(Table("suite_table", Compare(keys=("model",))),),
+        tables=(Table("suite_table", Compare(keys=("model",))),
+                Table("duplication", Compare(keys=("dataset", "at_least")))),
         reads=("description", "tokenizer", "training", "models"),
     ),
     Section(
@@ -245,6 +246,8 @@ SECTIONS: tuple[Section, ...] = (
             Figure("match_runs", Compare(keys=("model", "dataset", "step"), rtol=1e-9, why="means in floating point")),
             Figure("position", Compare(keys=("model", "dataset", "position"), rtol=1e-9, why="means in floating point")),
             Figure("size", Compare(keys=("model", "dataset"), rtol=1e-9, why="means in floating point")),
+            Figure("duplicates", Compare(keys=("model", "dataset", "step", "bin"), rtol=1e-9,
+                                         why="means in floating point")),
         ),
         tables=(
             Table("memorized_counts", Compare(keys=("model", "dataset", "step"), rtol=1e-9, why="means in floating point")),
@@ -258,6 +261,8 @@ SECTIONS: tuple[Section, ...] = (
                 "threads", "scan_tokens_per_s", "scan_scores_tokens_per_s", "generate_tokens_per_s",
                 "scan_over_generate", "scan_scores_over_generate"))),
             Table("scan_speed", timing("model", "dataset", ignore=("scored", "seconds", "sequences_per_s"))),
+            Table("duplicates", Compare(keys=("model", "dataset", "step", "bin"), rtol=1e-9,
+                                        why="means in floating point")),
         ),
         reads=("tokenizer", "data", "training", "models"),
     ),

@@ -4,6 +4,10 @@
 # teacher-forced pass; fractional scores of every score_stride-th sequence); it writes
 # work/<suite>/memorization/<dataset>/<model>/step<N>.parquet and, last, scan.json (the output).
 # Blocks of scanned sequences are cached per checkpoint under work/<suite>/cache/memorization/.
+# The same job then writes duplicates.parquet (--duplicates): each scanned sequence's duplicate
+# count (its first k + l tokens as a window of the training rows, counted exactly), the final
+# checkpoint's leading run and, for up to 1,000 rows per duplicate-count bin, its teacher-forced
+# accuracy (one forward pass per row; micro: about 20 s more over the ten jobs).
 # The notebook counts memorized sequences per window, tests them against a Poisson and shows
 # memorization over training, position and size (pythia/analysis/memorization.py).
 
@@ -12,6 +16,7 @@ from pythia.analysis import memorization
 
 MEMORIZATION = config["memorization"]
 MEMORIZATION_SCAN = f"{WORK}/memorization/{{dataset}}/{{model}}/scan.json"
+MEMORIZATION_DUPLICATES = f"{WORK}/memorization/{{dataset}}/{{model}}/duplicates.parquet"
 MEMORIZATION_DTYPE = " --dtype bfloat16" if MEMORIZATION["device"] == "cuda" else ""
 
 
@@ -21,6 +26,7 @@ rule memorization_scan:
         order=f"{DATA}/{{dataset}}/order.json",
     output:
         scan=MEMORIZATION_SCAN,
+        duplicates=MEMORIZATION_DUPLICATES,
     params:
         suite=SUITE,
         checkpoints=checkpoint_args(),
@@ -40,7 +46,8 @@ rule memorization_scan:
         "../envs/pythia.yaml"
     shell:
         "pythia memorization scan --suite {params.suite} --dataset {wildcards.dataset} --model {wildcards.model}"
-        " {params.checkpoints} {params.options} --threads {threads} --out {output.scan} --no-progress &> {log}"
+        " {params.checkpoints} {params.options} --threads {threads} --out {output.scan}"
+        " --duplicates {output.duplicates} --no-progress &> {log}"
 
 
 # The scan against model.generate on the same training sequences of the largest model's last
@@ -79,6 +86,7 @@ rule memorization_notebook:
     input:
         nb=notebook("memorization"),
         scans=expand(MEMORIZATION_SCAN, dataset=DATASETS, model=MODELS),
+        duplicates=expand(MEMORIZATION_DUPLICATES, dataset=DATASETS, model=MODELS),
         bench=rules.memorization_bench.output.bench,
     output:
         **section_outputs("memorization"),

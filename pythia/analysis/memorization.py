@@ -20,6 +20,17 @@ expects at least 5 windows; one degree of freedom spent on lambda).
 "Memorized" can be relaxed to "greedy decoding reproduces at least r of the l tokens before its
 first miss" (``threshold`` = r, the leading match run; r = l is the paper's definition): on models
 too small or too briefly trained to memorize 32 tokens the same tests run at smaller r.
+
+Closeness to memorization against duplication (:func:`duplicates_table`): each scanned sequence's
+memorization window (its first k + l tokens) has a duplicate count, its occurrences as a window of
+the dataset's training rows (``duplicates.parquet``, written by the scan job:
+:func:`pythia.evaluate.memorization.duplicates_model`). Per duplicate-count bin (1, 2-9, 10-99,
+>= 100) at the final checkpoint: the mean leading run and the share of sequences reproducing at
+least l/4 tokens (every scanned sequence), and the mean teacher-forced accuracy (the share of the
+l continuation tokens that are the argmax given the true prefix) with its standard error, over the
+rows the job sampled (all rows of a bin up to 1,000, a uniform sample beyond, so each bin's mean is
+unbiased). In micro's data a count of 2 is mostly a document seen in both of its epochs; the
+higher bins are repeated text (the GitHub licence header, generated code).
 """
 
 from __future__ import annotations
@@ -35,7 +46,8 @@ from scipy import stats
 
 from pythia import paths
 from pythia.config import Suite, config_digest
-from pythia.evaluate.memorization import read_scan, summary_file
+from pythia.evaluate.memorization import (duplicate_bin_labels, duplicates_file, read_duplicates, read_scan,
+                                          summary_file)
 
 MIN_EXPECTED = 5.0
 """Chi-square bins are merged until each expects at least this many windows (Cochran's rule)."""
@@ -426,6 +438,109 @@ def sources_of_memorized(table: pd.DataFrame) -> pd.DataFrame:
     if table.empty:
         return pd.DataFrame(columns=["dataset", "source", "model", "sequences"])
     return table.groupby(["dataset", "source", "model"], observed=True).size().rename("sequences").reset_index()
+
+
+# ------------------------------------------------------------------------------ duplication
+
+
+def duplicates_files(suite: Suite, datasets: list[str], models: list[str]) -> dict[str, Path]:
+    """The ``duplicates.parquet`` of every (dataset, model), keyed ``dataset/model/duplicates``."""
+    return {f"{d}/{m}/duplicates": duplicates_file(suite.name, d, m) for d in datasets for m in models}
+
+
+def load_duplicates(suite: Suite, datasets: list[str], models: list[str]) -> pd.DataFrame:
+    """Every (dataset, model)'s duplicates in one frame: model, dataset, step, seq, duplicates, bin
+    (its label), match_run, tf_matches, tf_run, tf_accuracy (tf_matches / l; NaN where not computed).
+    ``.attrs["skipped"]``: {dataset/model: why} of those the job could not count (released data)."""
+    frames, skipped = [], {}
+    for d in datasets:
+        for m in models:
+            df = read_duplicates(duplicates_file(suite.name, d, m))
+            meta = df.attrs
+            if meta.get("skipped"):
+                skipped[f"{d}/{m}"] = meta["skipped"]
+            l = meta["options"]["continuation"]
+            df.insert(0, "model", m)
+            df.insert(1, "dataset", d)
+            df.insert(2, "step", int(meta["step"]))
+            df["tf_accuracy"] = np.where(df["tf_matches"] >= 0, df["tf_matches"] / l, np.nan)
+            frames.append(df)
+    out = pd.concat(frames, ignore_index=True)
+    out["model"] = pd.Categorical(out["model"], categories=[m for m in suite.models if m in models], ordered=True)
+    out["dataset"] = pd.Categorical(out["dataset"], categories=[d for d in paths.DATASETS if d in datasets], ordered=True)
+    out["bin"] = pd.Categorical(np.asarray(duplicate_bin_labels())[out["bin"].to_numpy(dtype=int)],
+                                categories=duplicate_bin_labels(), ordered=True)
+    out.attrs = {"skipped": skipped}
+    return out
+
+
+def duplicates_table(dups: pd.DataFrame, l: int) -> pd.DataFrame:
+    """Per (model, dataset, final step, duplicate-count bin): sequences, their smallest and largest
+    count, mean leading run, sequences with a leading run >= l/4 and memorized (run = l), and over
+    the teacher-forced sample: rows, mean accuracy and its standard error (NaN below two rows)."""
+    quarter = max(1, l // 4)
+    cols = ["model", "dataset", "step", "bin", "sequences", "min_count", "max_count", "mean_match_run",
+            f"run_ge_{quarter}", "memorized", "teacher_forced", "mean_tf_accuracy", "sem_tf_accuracy"]
+    if dups.empty:
+        return pd.DataFrame(columns=cols)
+    g = dups.assign(quarter=dups["match_run"] >= quarter, full=dups["match_run"] >= l).groupby(
+        ["model", "dataset", "step", "bin"], observed=True)
+    out = g.agg(sequences=("seq", "size"), min_count=("duplicates", "min"), max_count=("duplicates", "max"),
+                mean_match_run=("match_run", "mean"), **{f"run_ge_{quarter}": ("quarter", "sum")},
+                memorized=("full", "sum"), teacher_forced=("tf_accuracy", "count"),
+                mean_tf_accuracy=("tf_accuracy", "mean"), sem_tf_accuracy=("tf_accuracy", "sem")).reset_index()
+    for c in (f"run_ge_{quarter}", "memorized"):
+        out[c] = out[c].astype(int)
+    for c in ("model", "dataset", "bin"):
+        out[c] = out[c].astype(str)
+    return out[cols]
+
+
+def plot_duplicates(table: pd.DataFrame, l: int, skipped: dict[str, str] | None = None) -> plt.Figure:
+    """Mean teacher-forced accuracy (with +-1.96 standard errors) and mean leading run against the
+    duplicate-count bin; columns: dataset, one line per model."""
+    datasets = list(dict.fromkeys(table["dataset"])) or ["(none)"]
+    fig, axes = plt.subplots(2, len(datasets), figsize=(max(6.5, 4.8 * len(datasets)), 6.4), squeeze=False,
+                             layout="constrained", sharey="row")
+    labels = duplicate_bin_labels()
+    models = list(dict.fromkeys(table["model"]))
+    colours = dict(zip(models, sns.color_palette("viridis", max(1, len(models)))))
+    for j, d in enumerate(datasets):
+        t = table[table["dataset"] == d]
+        for m, g in t.groupby("model", sort=False):
+            x = [labels.index(b) for b in g["bin"]]
+            axes[0][j].errorbar(x, g["mean_tf_accuracy"], yerr=1.96 * g["sem_tf_accuracy"].fillna(0), marker="o",
+                                capsize=3, color=colours[m], label=m)
+            axes[1][j].plot(x, g["mean_match_run"], marker="o", color=colours[m], label=m)
+        axes[0][j].set_title(d)
+        for ax in axes[:, j]:
+            ax.set_xticks(range(len(labels)), labels)
+            ax.set_xlim(-0.3, len(labels) - 0.7)
+        if t.empty:
+            why = "; ".join(f"{k}: {v}" for k, v in (skipped or {}).items()) or "no sequences"
+            axes[0][j].text(0.5, 0.5, f"not computed\n{why}"[:200], ha="center", va="center", wrap=True,
+                            transform=axes[0][j].transAxes, fontsize=8)
+    axes[0][0].set_ylabel(f"teacher-forced accuracy (of {l} tokens)")
+    axes[1][0].set_ylabel("mean leading match run")
+    if models:
+        axes[0][-1].legend(title="model", fontsize=8)
+    fig.supxlabel("duplicate count: occurrences of the sequence's first k + l tokens in the training rows", fontsize=10)
+    fig.suptitle("Closeness to memorization against duplication (final checkpoints)")
+    return fig
+
+
+def duplicates_note(table: pd.DataFrame, l: int) -> str:
+    """The trend in words: per (model, dataset) the teacher-forced accuracy and mean run of the
+    lowest and highest bins with sequences."""
+    if table.empty:
+        return "Duplicate counts were not computed (see the figure)."
+    lines = [f"Teacher-forced accuracy (of {l} tokens) and mean leading run, seen once vs the most repeated bin:"]
+    for (m, d), g in table.groupby(["model", "dataset"], sort=False):
+        lo, hi = g.iloc[0], g.iloc[-1]
+        lines.append(f"  {m}/{d}: bin {lo['bin']} ({lo['sequences']} seq.) accuracy {lo['mean_tf_accuracy']:.3f}, "
+                     f"run {lo['mean_match_run']:.2f}; bin {hi['bin']} ({hi['sequences']} seq.) accuracy "
+                     f"{hi['mean_tf_accuracy']:.3f}, run {hi['mean_match_run']:.2f}; memorized {int(g['memorized'].sum())}")
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------ scan speed

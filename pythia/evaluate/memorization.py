@@ -40,6 +40,16 @@ blocks of whole steps; each block's result is cached on disk per checkpoint iden
 (``work/<suite>/cache/memorization/``), so a rerun or a crash resumes where it stopped, and
 results stream into one Parquet file per checkpoint (bounded memory whatever the data size).
 
+Duplicates (:func:`duplicates_model`, ``pythia memorization duplicates``): at the final scanned
+checkpoint, each scanned sequence's memorization window (its first k + l tokens) gets its
+duplicate count, the occurrences of those k + l tokens as a window anywhere in the dataset's
+training rows (:mod:`pythia.data.duplication`, exact), and, for a sample stratified by
+:data:`DUPLICATE_BINS` (every row of a bin up to ``per_bin``, a seeded sample beyond), the
+teacher-forced accuracy: how many of the l continuation tokens are the argmax given the true
+prefix (:func:`teacher_forced_correct`: one forward pass per row, the scan's conventions: real
+vocabulary, end-of-document never predicted). The leading run of those matches is the scan's
+match run (the same argmaxes); the job checks that.
+
 Columns of a scan (one row per training sequence)::
 
     seq          int64   index of the sequence in the training order (step = seq // global_batch)
@@ -594,6 +604,186 @@ def read_scan(path: str | Path):
     return pd.read_parquet(path)
 
 
+# ------------------------------------------------------------------------------ duplicates
+
+
+DUPLICATE_BINS: tuple[tuple[int, int | None], ...] = ((1, 1), (2, 9), (10, 99), (100, None))
+"""Duplicate-count bins [lo, hi] (hi None: no upper end): seen once, 2-9, 10-99, >= 100 times."""
+TF_PER_BIN = 1000
+"""Rows per duplicate-count bin whose teacher-forced accuracy is computed (all rows of a smaller bin):
+micro's bins 1 and 2-9 hold ~5,000 rows each; 1,000 keep the 1.8M model's forwards to a few seconds of one core."""
+DUPLICATE_COLUMNS = ("seq", "duplicates", "bin", "match_run", "tf_matches", "tf_run")
+
+
+def duplicate_bin_labels() -> list[str]:
+    """The bins' labels, in order: ``1``, ``2-9``, ``10-99``, ``>=100``."""
+    return [f"{lo}" if hi == lo else f"{lo}-{hi}" if hi is not None else f">={lo}" for lo, hi in DUPLICATE_BINS]
+
+
+def duplicate_bins(counts: np.ndarray) -> np.ndarray:
+    """(N,) int8: the :data:`DUPLICATE_BINS` index of each duplicate count (counts are >= 1)."""
+    counts = np.asarray(counts)
+    if counts.size and counts.min() < 1:
+        raise ValueError(f"duplicate counts are >= 1 (a window occurs at least where it is), got {counts.min()}")
+    edges = np.array([lo for lo, _ in DUPLICATE_BINS[1:]])
+    return np.searchsorted(edges, counts, side="right").astype(np.int8)
+
+
+def stratified_sample(bins: np.ndarray, per_bin: int, seed: int = 0) -> np.ndarray:
+    """(N,) bool: every row of a bin holding at most ``per_bin`` rows, else ``per_bin`` rows of it drawn
+    without replacement by ``numpy.random.default_rng(seed)`` (one draw per bin, in bin order)."""
+    bins = np.asarray(bins)
+    take = np.zeros(len(bins), dtype=bool)
+    rng = np.random.default_rng(seed)
+    for b in range(len(DUPLICATE_BINS)):
+        idx = np.flatnonzero(bins == b)
+        take[idx if len(idx) <= per_bin else rng.choice(idx, per_bin, replace=False)] = True
+    return take
+
+
+@torch.inference_mode()
+def teacher_forced_correct(model: torch.nn.Module, rows: np.ndarray, options: ScanOptions = ScanOptions(), *,
+                           vocab_size: int | None = None, batch_size: int | None = None) -> np.ndarray:
+    """(N, l) bool: whether each continuation token x[t], t in [k, k + l), is the argmax of the logits
+    given the true prefix x[:t], with the scan's conventions (output layer cut to ``vocab_size``,
+    end-of-document never the argmax when ``options.forbid_eod``). One forward pass over
+    ``rows[:, :k + l - 1]`` per batch; the output layer runs on the l predicting positions only,
+    in chunks of about ``LOGIT_CHUNK_BYTES`` of logits (argmax only: no softmax)."""
+    from pythia.evaluate.scoring import DEFAULT_BATCH_TOKENS, LOGIT_CHUNK_BYTES, _output_layer
+
+    k, l = options.prompt, options.continuation
+    rows = np.asarray(rows)
+    if rows.ndim != 2 or rows.shape[1] < k + l:
+        raise UsageError(f"teacher forcing needs rows of at least k + l = {k + l} tokens, got shape {rows.shape}")
+    device = next(model.parameters()).device
+    weight, bias = _output_layer(model, vocab_size)
+    forbid_t = torch.tensor([EOD], dtype=torch.int64, device=device) if options.forbid_eod else None
+    chunk = max(32, (LOGIT_CHUNK_BYTES if device.type == "cpu" else 32 * LOGIT_CHUNK_BYTES) // (4 * weight.shape[0]))
+    batch = batch_size or max(1, DEFAULT_BATCH_TOKENS // (k + l))
+    out = np.zeros((len(rows), l), dtype=bool)
+    was_training = model.training
+    model.eval()
+    try:
+        with cpu_kernels(model):
+            for lo in range(0, len(rows), batch):
+                x = torch.from_numpy(np.ascontiguousarray(rows[lo:lo + batch, :k + l], dtype=np.int64)).to(device)
+                hidden = model.base_model(input_ids=x[:, :-1], use_cache=False).last_hidden_state  # (b, k+l-1, d)
+                flat = hidden[:, k - 1:].reshape(-1, hidden.shape[-1])  # (b * l, d): position t-1 predicts x[t]
+                picks = torch.cat([_pick(flat[i:i + chunk], weight, bias, forbid_t) for i in range(0, len(flat), chunk)])
+                out[lo:lo + len(x)] = (picks.view(len(x), l) == x[:, k:]).cpu().numpy()
+    finally:
+        model.train(was_training)
+    return out
+
+
+def duplicates_file(suite: str, dataset: str, model: str) -> Path:
+    """``work/<suite>/memorization/<dataset>/<model>/duplicates.parquet`` (:data:`DUPLICATE_COLUMNS`)."""
+    return paths.suite_dir(suite) / "memorization" / dataset / model / "duplicates.parquet"
+
+
+def _write_duplicates(out: Path, columns: dict[str, np.ndarray], metadata: dict[str, Any]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pythia.io import atomic_path
+
+    types = {"seq": pa.int64(), "duplicates": pa.int64(), "bin": pa.int8(), "match_run": pa.int16(),
+             "tf_matches": pa.int16(), "tf_run": pa.int16()}
+    schema = pa.schema([(c, types[c]) for c in DUPLICATE_COLUMNS],
+                       metadata={k: json.dumps(v) for k, v in metadata.items()})
+    table = pa.table({c: pa.array(np.asarray(columns.get(c, []), dtype=types[c].to_pandas_dtype()), type=types[c])
+                      for c in DUPLICATE_COLUMNS}, schema=schema)
+    with atomic_path(out, suffix=".parquet") as tmp:
+        pq.write_table(table, tmp)
+
+
+def duplicates_model(suite: str | Suite, dataset: str, model: str, catalogue, options: ScanOptions = ScanOptions(), *,
+                     per_bin: int = TF_PER_BIN, seed: int = 0, device: str = "cpu", dtype: Any = None,
+                     batch_size: int | None = None, scan: Path | None = None, out: Path | None = None) -> dict[str, Any]:
+    """Duplicate counts, the scan's leading runs and (for a :func:`stratified_sample` of ``per_bin``
+    rows per bin) teacher-forced matches of every sequence the last checkpoint of ``scan`` (default
+    :func:`summary_file`; scanned with ``options``' k and l) scanned; writes ``out`` (default
+    :func:`duplicates_file`; ``tf_matches``/``tf_run`` -1 where not computed). A dataset too large
+    for an exact in-memory count (:data:`pythia.data.duplication.MAX_WINDOWS`: the released Pile)
+    gets an empty file whose metadata says why. Returns a summary (rows, bins, agreement of the
+    teacher-forced runs with the scan's, seconds)."""
+    import pyarrow.parquet as pq
+
+    from pythia.data.duplication import MAX_WINDOWS, count_windows, training_rows
+
+    t0 = time.perf_counter()
+    suite = suite if isinstance(suite, Suite) else load_suite(suite)
+    paths.check_dataset(dataset)
+    scan = scan or summary_file(suite.name, dataset, model)
+    out = out or duplicates_file(suite.name, dataset, model)
+    if not scan.is_file():
+        raise UsageError(f"{scan} is missing: run `pythia memorization scan` for {dataset}/{model} first")
+    record = json.loads(scan.read_text())
+    want = {k: v for k, v in asdict(options).items() if k != "score_stride"}  # the stride changes no run
+    if {k: record["options"].get(k) for k in want} != want:
+        raise UsageError(f"{scan} was scanned with {record['options']}, not {want}; rescan or pass its options")
+    last = record["checkpoints"][-1]
+    step = int(last["step"])
+    parquet = scan.parent / f"step{step}.parquet"
+    ckpt = catalogue.checkpoint(model, dataset, step)
+    identity = pq.read_schema(parquet).metadata[b"checkpoint"].decode()
+    if identity != ckpt.identity:
+        raise UsageError(f"{parquet} scanned {identity}, not the checkpoint there now ({ckpt.identity}); rescan")
+    meta: dict[str, Any] = {"suite": suite.name, "dataset": dataset, "model": model, "step": step,
+                            "checkpoint": ckpt.identity, "options": asdict(options), "window": options.width,
+                            "bins": duplicate_bin_labels(), "per_bin": per_bin, "seed": seed}
+    rows = training_rows(suite, dataset)
+    windows = rows.shape[0] * (rows.shape[1] - options.width + 1)
+    if windows > MAX_WINDOWS:
+        meta["skipped"] = (f"{windows:,} windows of {options.width} tokens in the training rows: more than an exact "
+                           f"in-memory count takes ({MAX_WINDOWS:,})")
+        _write_duplicates(out, {}, meta)
+        log.info("%s/%s: duplicates skipped: %s", dataset, model, meta["skipped"])
+        return {**meta, "rows": 0, "seconds": time.perf_counter() - t0}
+    counts = count_windows(np.asarray(rows), options.width).first()  # (R,) every training row's first window
+    scanned = read_scan(parquet)
+    seq = scanned["seq"].to_numpy()
+    dups = counts[seq]
+    bins = duplicate_bins(dups)
+    take = stratified_sample(bins, per_bin, seed)
+    tf_matches = np.full(len(seq), -1, dtype=np.int16)
+    tf_run = np.full(len(seq), -1, dtype=np.int16)
+    if take.any():
+        net = ckpt.load_model(dtype=dtype, device=device)
+        correct = teacher_forced_correct(net, np.asarray(rows[seq[take], :options.width]), options,
+                                         vocab_size=suite.tokenizer.vocab_size, batch_size=batch_size)
+        tf_matches[take] = correct.sum(axis=1)
+        tf_run[take] = leading_run(correct)
+    match_run = scanned["match_run"].to_numpy()
+    differ = int((tf_run[take] != match_run[take]).sum())
+    _write_duplicates(out, {"seq": seq, "duplicates": dups, "bin": bins, "match_run": match_run,
+                            "tf_matches": tf_matches, "tf_run": tf_run}, {**meta, "runs_differing": differ})
+    seconds = time.perf_counter() - t0
+    per = {lab: int((bins == i).sum()) for i, lab in enumerate(duplicate_bin_labels())}
+    log.info("%s: %d sequences by duplicate count %s, %d teacher-forced; %d teacher-forced runs differ from the "
+             "scan's (%.1f s)", ckpt.name, len(seq), per, int(take.sum()), differ, seconds)
+    if differ:  # a near-tie argmax, rounded differently by the scan's cached and this full forward
+        log.warning("%s: %d of %d teacher-forced leading runs differ from the scan's", ckpt.name, differ, int(take.sum()))
+    return {**meta, "rows": len(seq), "per_bin_rows": per, "teacher_forced": int(take.sum()),
+            "runs_differing": differ, "seconds": seconds}
+
+
+def read_duplicates(path: str | Path):
+    """One model's duplicates as a frame (:data:`DUPLICATE_COLUMNS`) with its metadata in ``.attrs``."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run `pythia memorization duplicates` (or the workflow's "
+                                f"memorization_scan rule)")
+    table = pq.read_table(path)
+    df: pd.DataFrame = table.to_pandas()
+    df.attrs = {k.decode(): json.loads(v) for k, v in (table.schema.metadata or {}).items()
+                if not k.startswith(b"pandas")}
+    return df
+
+
 # ------------------------------------------------------------------------------ the command
 
 
@@ -661,6 +851,33 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     for c in rec["checkpoints"]:
         print(f"{c['checkpoint']}: {c['sequences']} sequences, {c['memorized']} memorized")
     print(f"wrote {args.out or summary_file(suite.name, args.dataset, args.model)}")
+    if args.duplicates:  # in this process: the model classes are imported already (seconds per job)
+        dup = duplicates_model(suite, args.dataset, args.model, cat, options, device=args.device, dtype=args.dtype,
+                               batch_size=args.batch_size, scan=args.out, out=args.duplicates)
+        print(f"wrote {args.duplicates} ({dup.get('skipped') or str(dup['teacher_forced']) + ' teacher-forced'})")
+    return 0
+
+
+def _cmd_duplicates(args: argparse.Namespace) -> int:
+    from pythia import runs
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    options = ScanOptions(args.prompt, args.continuation)
+    require_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    suite = load_suite(args.suite)
+    cat = runs.from_arguments(suite, args)
+    rec = duplicates_model(suite, args.dataset, args.model, cat, options, per_bin=args.per_bin, seed=args.seed,
+                           device=args.device, dtype=args.dtype, batch_size=args.batch_size, scan=args.scan,
+                           out=args.out)
+    if rec.get("skipped"):
+        print(f"{args.dataset}/{args.model}: skipped ({rec['skipped']})")
+    else:
+        print(f"{args.dataset}/{args.model} step {rec['step']}: {rec['rows']} sequences by duplicate count "
+              f"{rec['per_bin_rows']}, {rec['teacher_forced']} teacher-forced, {rec['runs_differing']} runs differing "
+              f"from the scan's")
+    print(f"wrote {args.out or duplicates_file(suite.name, args.dataset, args.model)}")
     return 0
 
 
@@ -690,8 +907,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", type=Path, default=None,
                    help="summary JSON (default work/<suite>/memorization/<dataset>/<model>/scan.json; "
                         "step<N>.parquet files go beside it)")
+    s.add_argument("--duplicates", type=Path, default=None,
+                   help="then also write the final checkpoint's duplicate counts and teacher-forced accuracies "
+                        "here (what `pythia memorization duplicates` writes, with its defaults)")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=_cmd_scan)
+
+    d = msub.add_parser("duplicates", help="duplicate count, leading run and teacher-forced accuracy of each "
+                                           "scanned sequence's memorization window at the final checkpoint")
+    d.add_argument("--suite", required=True, help="suite name or YAML path")
+    d.add_argument("--dataset", required=True, choices=paths.DATASETS)
+    d.add_argument("--model", required=True, help="a model of the suite")
+    runs.add_arguments(d)
+    d.add_argument("--prompt", type=int, default=32, help="k of the scan (default 32)")
+    d.add_argument("--continuation", type=int, default=32, help="l of the scan (default 32)")
+    d.add_argument("--per-bin", type=int, default=TF_PER_BIN,
+                   help=f"teacher-forced rows per duplicate-count bin, a seeded sample beyond (default {TF_PER_BIN})")
+    d.add_argument("--seed", type=int, default=0, help="seed of that sample (default 0)")
+    d.add_argument("--scan", type=Path, default=None,
+                   help="the scan's summary JSON (default work/<suite>/memorization/<dataset>/<model>/scan.json)")
+    d.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    d.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
+    d.add_argument("--batch-size", type=int, default=None, help="sequences per forward pass")
+    d.add_argument("--threads", type=int, default=None, help="torch threads on CPU")
+    d.add_argument("--out", type=Path, default=None,
+                   help="Parquet file (default work/<suite>/memorization/<dataset>/<model>/duplicates.parquet)")
+    d.set_defaults(func=_cmd_duplicates)
 
 
 # ------------------------------------------------------------------------------ the reference and the benchmark

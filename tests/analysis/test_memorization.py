@@ -1,10 +1,13 @@
 """Section 04's analysis on synthetic inputs: window counts, the Poisson tests (accept a Poisson,
 reject an over-dispersed process), the Q-Q data, persistence, every figure; and the sources of
-training sequences on the smoke data."""
+training sequences on the smoke data; closeness to memorization against the duplicate count (bins,
+the stratified sample, teacher-forced accuracy against a loop over positions, the scan job's
+duplicates on a trained smoke model, the table and its figure)."""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import matplotlib
 
@@ -163,3 +166,169 @@ def test_sources_of_training_sequences(smoke_data, monkeypatch):
     tok = load_tokenizer(suite)
     assert table.continuation[0] == tok.decode(row[32:38].tolist()) and table.prompt[0] == tok.decode(row[:32].tolist())
     assert table.source[0] == mem.sequence_sources(suite, "standard", np.array([5]))[0]
+
+
+# ------------------------------------------------------------------------------ duplication
+
+
+def test_duplicate_bins_and_the_stratified_sample():
+    from pythia.evaluate import memorization as M
+
+    counts = np.array([1, 2, 9, 10, 99, 100, 5000, 1])
+    np.testing.assert_array_equal(M.duplicate_bins(counts), [0, 1, 1, 2, 2, 3, 3, 0])
+    assert M.duplicate_bin_labels() == ["1", "2-9", "10-99", ">=100"]
+    with pytest.raises(ValueError):
+        M.duplicate_bins(np.array([0, 1]))
+    bins = np.array([0] * 50 + [1] * 7 + [3] * 20)
+    take = M.stratified_sample(bins, 10, seed=4)
+    assert take[bins == 0].sum() == 10 and take[bins == 1].all() and take[bins == 3].sum() == 10
+    np.testing.assert_array_equal(take, M.stratified_sample(bins, 10, seed=4))  # seeded
+    assert not np.array_equal(take, M.stratified_sample(bins, 10, seed=5))
+    assert M.stratified_sample(bins, 100).all()
+
+
+def manual_teacher_forcing(model, rows: np.ndarray, k: int, l: int, vocab: int) -> np.ndarray:
+    """(N, l) bool by a loop over positions: the model's full logits for rows[:, :t], the padded
+    vocabulary cut, end-of-document at -inf, argmax == rows[:, t]."""
+    import torch
+
+    out = np.zeros((len(rows), l), bool)
+    with torch.no_grad():
+        for t in range(k, k + l):
+            logits = model(input_ids=torch.from_numpy(rows[:, :t].astype(np.int64))).logits[:, -1, :vocab].clone()
+            logits[:, 0] = float("-inf")
+            out[:, t - k] = logits.argmax(-1).numpy() == rows[:, t]
+    return out
+
+
+def test_teacher_forced_accuracy_equals_a_loop_over_positions():
+    """On a random one-layer model (the padded vocabulary cut to 500 of 512 rows): rows of random
+    tokens, rows whose continuation is the model's own greedy one (all correct) with a few tokens
+    changed, and one with an end-of-document token where the model would predict it."""
+    import torch
+
+    from pythia.evaluate import memorization as M
+    from pythia.model import build_model
+
+    torch.manual_seed(0)
+    suite = load_suite("smoke")
+    model = build_model(suite, "s1", seed=3, attn_implementation="sdpa").eval()
+    k, l, vocab = 8, 12, 500
+    rng = np.random.default_rng(0)
+    prompts = rng.integers(1, vocab, (24, k))
+    own = np.concatenate([prompts, M.greedy_continue(model, prompts, l, vocab_size=vocab)], axis=1)  # (24, k+l)
+    changed = own.copy()
+    changed[np.arange(12), k + rng.integers(0, l, 12)] = rng.integers(1, vocab, 12)  # one wrong token each
+    rows = np.concatenate([rng.integers(1, vocab, (16, k + l)), own, changed[:12]])
+    rows[0, k + 3] = 0  # end-of-document: never the argmax
+    got = M.teacher_forced_correct(model, rows, M.ScanOptions(k, l), vocab_size=vocab, batch_size=7)
+    want = manual_teacher_forcing(model, rows, k, l, vocab)
+    np.testing.assert_array_equal(got, want)
+    assert got[16:40].all() and not got[40:].all(axis=1).any() and not got[0, 3]
+    assert 0 < got.sum() < got.size
+    # its leading run is the scan's match run (the same argmaxes)
+    np.testing.assert_array_equal(M.leading_run(got), M.leading_matches(model, rows, k, l, vocab_size=vocab))
+    with pytest.raises(Exception, match="at least k \\+ l"):
+        M.teacher_forced_correct(model, rows[:, :10], M.ScanOptions(k, l))
+
+
+def synthetic_duplicates() -> pd.DataFrame:
+    rng = np.random.default_rng(2)
+    frames = []
+    for model, boost in (("m1", 0.0), ("m2", 0.2)):
+        for dataset in ("standard", "deduped"):
+            n = 300
+            dups = np.concatenate([np.ones(150, int), rng.integers(2, 10, 100), rng.integers(10, 100, 40),
+                                   rng.integers(100, 400, 10)])
+            acc = np.clip(0.1 + boost + 0.1 * np.log10(dups) + rng.normal(0, 0.02, n), 0, 1)
+            tf = np.round(acc * 32).astype(int)
+            tf[rng.random(n) < 0.3] = -1  # not sampled
+            frames.append(pd.DataFrame({"model": model, "dataset": dataset, "step": 640, "seq": np.arange(n),
+                                        "duplicates": dups, "match_run": rng.integers(0, 33, n),
+                                        "tf_matches": tf}))
+    df = pd.concat(frames, ignore_index=True)
+    from pythia.evaluate.memorization import duplicate_bin_labels, duplicate_bins
+
+    df["bin"] = pd.Categorical(np.asarray(duplicate_bin_labels())[duplicate_bins(df["duplicates"].to_numpy())],
+                               categories=duplicate_bin_labels(), ordered=True)
+    df["model"] = pd.Categorical(df["model"], categories=["m1", "m2"], ordered=True)
+    df["tf_accuracy"] = np.where(df["tf_matches"] >= 0, df["tf_matches"] / 32, np.nan)
+    return df
+
+
+def test_duplicates_table_and_figure():
+    dups = synthetic_duplicates()
+    table = mem.duplicates_table(dups, 32)
+    assert len(table) == 2 * 2 * 4 and list(table["bin"][:4]) == ["1", "2-9", "10-99", ">=100"]
+    for _, row in table.iterrows():
+        g = dups[(dups["model"] == row["model"]) & (dups["dataset"] == row["dataset"]) & (dups["bin"] == row["bin"])]
+        sampled = g["tf_matches"][g["tf_matches"] >= 0] / 32
+        assert row["sequences"] == len(g) and row["teacher_forced"] == len(sampled)
+        assert row["min_count"] == g["duplicates"].min() and row["max_count"] == g["duplicates"].max()
+        assert row["mean_tf_accuracy"] == pytest.approx(sampled.mean())
+        assert row["sem_tf_accuracy"] == pytest.approx(sampled.std(ddof=1) / np.sqrt(len(sampled)))
+        assert row["mean_match_run"] == pytest.approx(g["match_run"].mean())
+        assert row["run_ge_8"] == (g["match_run"] >= 8).sum() and row["memorized"] == (g["match_run"] >= 32).sum()
+    m2 = table[(table.model == "m2") & (table.dataset == "standard")]["mean_tf_accuracy"].to_numpy()
+    assert (np.diff(m2) > 0).all()  # grows with the count, as planted
+    fig = mem.plot_duplicates(table, 32)
+    assert len(fig.axes) == 4 and len(fig.axes[0].lines) >= 2
+    assert "m2" in mem.duplicates_note(table, 32)
+    plt.close(fig)
+    empty = mem.duplicates_table(dups.iloc[:0], 32)
+    assert empty.empty and list(empty.columns) == list(table.columns)
+    fig = mem.plot_duplicates(empty, 32, {"standard/m1": "too many windows"})
+    assert "too many windows" in fig.axes[0].texts[0].get_text()
+    plt.close(fig)
+
+
+def test_scan_job_writes_duplicates_of_a_trained_model(smoke_run, tmp_path, monkeypatch):
+    """The scan's `--duplicates` on the trained smoke s1: every scanned sequence with its duplicate
+    count (a Counter of all training windows), the scan's leading run, and teacher-forced matches
+    (equal to the loop over positions) for the sampled ones; the notebook's loader and table read it;
+    a dataset too large to count gets an empty file that says why."""
+    from pythia import cli
+    from pythia.data import duplication
+    from pythia.data.batches import open_sequences
+    from pythia.evaluate import memorization as M
+    from pythia.runs import open_catalogue
+
+    monkeypatch.setenv("PYTHIA_WORK", str(smoke_run))
+    suite = load_suite("smoke")
+    scan, out = tmp_path / "scan.json", tmp_path / "duplicates.parquet"
+    code = cli.main(["memorization", "scan", "--suite", "smoke", "--dataset", "standard", "--model", "s1",
+                     "--steps", "8", "24", "--score-stride", "0", "--threads", "1", "--out", str(scan),
+                     "--duplicates", str(out), "--no-progress"])
+    assert code == 0
+    dups = M.read_duplicates(out)
+    assert list(dups.columns) == list(M.DUPLICATE_COLUMNS) and dups.attrs["step"] == 24
+    rows = np.asarray(open_sequences(suite, "standard"))  # (96, 65)
+    windows = Counter(tuple(r[s:s + 64]) for r in rows for s in range(rows.shape[1] - 63))
+    assert dups["seq"].tolist() == list(range(96))
+    assert dups["duplicates"].tolist() == [windows[tuple(rows[j, :64])] for j in range(96)]
+    scanned = M.read_scan(tmp_path / "step24.parquet")
+    np.testing.assert_array_equal(dups["match_run"], scanned["match_run"])
+    done = dups[dups["tf_matches"] >= 0]
+    assert len(done) == 96  # the smoke data's 96 sequences are all in bin 1, under the per-bin sample
+    np.testing.assert_array_equal(done["tf_run"], done["match_run"])
+    model = open_catalogue("smoke").checkpoint("s1", "standard", 24).load_model()
+    want = manual_teacher_forcing(model, rows[done["seq"].to_numpy(), :64], 32, 32, suite.tokenizer.vocab_size)
+    np.testing.assert_array_equal(done["tf_matches"], want.sum(1))
+    # the per-bin sample: 40 of the 96, seeded
+    again = M.duplicates_model(suite, "standard", "s1", open_catalogue("smoke"), M.ScanOptions(32, 32), per_bin=40,
+                               scan=scan, out=tmp_path / "sample.parquet")
+    assert again["teacher_forced"] == 40 and (M.read_duplicates(tmp_path / "sample.parquet")["tf_matches"] >= 0).sum() == 40
+    # what the notebook loads
+    monkeypatch.setattr(mem, "duplicates_file", lambda s, d, m: out)
+    loaded = mem.load_duplicates(suite, ["standard"], ["s1"])
+    table = mem.duplicates_table(loaded, 32)
+    assert table[["model", "dataset", "bin", "sequences", "teacher_forced"]].values.tolist() == [["s1", "standard", "1", 96, 96]]
+    assert table["mean_tf_accuracy"].item() == pytest.approx(want.mean())
+    # too many windows to count: an empty file that says why
+    monkeypatch.setattr(duplication, "MAX_WINDOWS", 10)
+    rec = M.duplicates_model(suite, "standard", "s1", open_catalogue("smoke"), M.ScanOptions(32, 32), scan=scan,
+                             out=tmp_path / "skipped.parquet")
+    skipped = M.read_duplicates(tmp_path / "skipped.parquet")
+    assert skipped.empty and "more than an exact in-memory count" in skipped.attrs["skipped"] == rec["skipped"]
+    with pytest.raises(Exception, match="scanned with"):
+        M.duplicates_model(suite, "standard", "s1", open_catalogue("smoke"), M.ScanOptions(16, 16), scan=scan)
