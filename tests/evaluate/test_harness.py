@@ -162,7 +162,7 @@ def test_request_cache_is_pointed_before_lm_eval_is_imported(tmp_path):
 def test_request_cache_key_changes_with_any_task_file(tmp_path):
     """lm-eval names its cached requests by task and shot count only; the folder digest that keys
     them (sections 05 and 06) covers every written task file, not a write in progress."""
-    for name in ("tt_bb_x.yaml", "x.jsonl"):
+    for name in ("tt_x.yaml", "x.jsonl"):
         (tmp_path / name).write_text("a\n")
     before = harness.folder_digest(tmp_path)
     (tmp_path / ".x.jsonl.abc.tmp").write_text("partial")
