@@ -1,6 +1,6 @@
 # The Pythia compendium workflow: raw text -> data -> models -> every figure.
 #   make reproduce                                   the micro suite on this machine
-#   snakemake --cores all --profile slurm --config suite=pythia    the real sizes on a cluster
+#   pythia workflow run --profile slurm --config suite=pythia    the real sizes on a cluster
 # This file is an index: configuration, validation, rule files, and the final targets.
 # Sections (pythia/sections.py, in the paper's order) each have rules/<stem>.smk, which
 # registers its targets; docs/sections.md says how to add one.
@@ -44,6 +44,26 @@ include: "rules/data.smk"
 for _section in sections.SECTIONS:
 
     include: f"rules/{_section.stem}.smk"
+
+
+# Jobs of seconds run where Snakemake runs (the login node under --profile slurm), never as
+# cluster jobs, which pay 10-15 s each of start-up and status polling: the section notebooks,
+# the evaluation task writers and the archive fetch (both may download: login nodes have the
+# network that compute nodes often lack). tests/test_slurm.py checks that every *_notebook and
+# *_tasks rule is listed.
+localrules:
+    all,
+    data_fetch,
+    benchmarks_tasks,
+    gender_intervention_tasks,
+    training_trajectories_tasks,
+    suite_notebook,
+    training_notebook,
+    benchmarks_notebook,
+    gender_intervention_notebook,
+    memorization_notebook,
+    term_frequencies_notebook,
+    training_trajectories_notebook,
 
 
 rule all:
