@@ -40,11 +40,11 @@ from pathlib import Path
 import pytest
 
 from pythia import workflow
+from tests.test_workflow import _env  # the workflow tests' job environment: this venv first, no path overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SCRIPT = ROOT / "scripts" / "slurm-local"
-PATH_VARS = ("PYTHIA_PROJECT", "PYTHIA_WORK", "PYTHIA_RESULTS", "PYTHIA_SUITE_PATH")
 STATE_PREFIX = "pythia-slurm-test-"
 CONFIG = ["--config", "suite=smoke", "train_threads=1", "sections=[training]", "datasets=[standard,deduped]",
           "models=[s1]"]
@@ -66,15 +66,6 @@ set-threads:
 jobs: 4
 slurm-init-seconds-before-status-checks: 2
 """
-
-
-def _env(**extra) -> dict:
-    env = dict(os.environ)
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    for var in PATH_VARS:
-        env.pop(var, None)
-    env.update(extra)
-    return env
 
 
 def _pythia_workflow(*args, cwd=ROOT, timeout=600, **env) -> subprocess.CompletedProcess:

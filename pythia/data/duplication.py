@@ -40,7 +40,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pythia.errors import DataError
 
 WINDOW = 64
 """Tokens per counted window: Pythia's memorization window (32 prompt + 32 continuation tokens)."""
@@ -285,18 +284,6 @@ def training_rows(suite, dataset: str) -> np.ndarray:
     from pythia.data.batches import open_sequences
 
     return open_sequences(suite, dataset)
-
-
-def first_window_counts(suite, dataset: str, window: int = WINDOW) -> np.ndarray:
-    """(R,) int64: for each training row, how many times its first ``window`` tokens occur as a
-    window of the training rows (1: nowhere else). Refuses datasets of more than
-    :data:`MAX_WINDOWS` windows (the released Pile)."""
-    rows = training_rows(suite, dataset)
-    n = rows.shape[0] * (rows.shape[1] - window + 1)
-    if n > MAX_WINDOWS:
-        raise DataError(f"{dataset!r} of suite {suite.name!r} has {n:,} windows of {window} tokens, more than the "
-                        f"{MAX_WINDOWS:,} an in-memory count takes")
-    return count_windows(np.asarray(rows), window).first()
 
 
 def dataset_profile(order_dir: Path, rows: np.ndarray, sizes: np.ndarray, sources: list[str], decode,

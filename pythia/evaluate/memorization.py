@@ -881,18 +881,23 @@ def _cmd_duplicates(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def _add_scan_target(p: argparse.ArgumentParser) -> None:
+    """The options ``scan`` and ``duplicates`` share: which run, which checkpoints, k and l."""
     from pythia import runs
 
+    p.add_argument("--suite", required=True, help="suite name or YAML path")
+    p.add_argument("--dataset", required=True, choices=paths.DATASETS)
+    p.add_argument("--model", required=True, help="a model of the suite")
+    runs.add_arguments(p)
+    p.add_argument("--prompt", type=int, default=32, help="k: prompt tokens (default 32)")
+    p.add_argument("--continuation", type=int, default=32, help="l: tokens to reproduce (default 32)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("memorization", help="(k, l)-memorization scans of the training sequences (section 04)")
     msub = p.add_subparsers(dest="memorization_command", required=True, metavar="SUBCOMMAND")
     s = msub.add_parser("scan", help="memorized flags, match runs and scores of every sequence each checkpoint has seen")
-    s.add_argument("--suite", required=True, help="suite name or YAML path")
-    s.add_argument("--dataset", required=True, choices=paths.DATASETS)
-    s.add_argument("--model", required=True, help="a model of the suite")
-    runs.add_arguments(s)
-    s.add_argument("--prompt", type=int, default=32, help="k: prompt tokens (default 32)")
-    s.add_argument("--continuation", type=int, default=32, help="l: tokens to reproduce (default 32)")
+    _add_scan_target(s)
     s.add_argument("--score-stride", type=int, default=1,
                    help="fractional score of every n-th sequence (default 1: all; 0: flags and match runs only)")
     s.add_argument("--data-start", type=int, default=None, help="first data step to scan (default 0)")
@@ -915,12 +920,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     d = msub.add_parser("duplicates", help="duplicate count, leading run and teacher-forced accuracy of each "
                                            "scanned sequence's memorization window at the final checkpoint")
-    d.add_argument("--suite", required=True, help="suite name or YAML path")
-    d.add_argument("--dataset", required=True, choices=paths.DATASETS)
-    d.add_argument("--model", required=True, help="a model of the suite")
-    runs.add_arguments(d)
-    d.add_argument("--prompt", type=int, default=32, help="k of the scan (default 32)")
-    d.add_argument("--continuation", type=int, default=32, help="l of the scan (default 32)")
+    _add_scan_target(d)
     d.add_argument("--per-bin", type=int, default=TF_PER_BIN,
                    help=f"teacher-forced rows per duplicate-count bin, a seeded sample beyond (default {TF_PER_BIN})")
     d.add_argument("--seed", type=int, default=0, help="seed of that sample (default 0)")
