@@ -49,7 +49,6 @@ The batch comes from ``get_batch`` when the suite's data is built, else uniforml
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import platform
 import tempfile
@@ -103,24 +102,36 @@ def bench_batches(suite: Suite, dataset: str, steps: int) -> tuple[list[np.ndarr
         rng = np.random.default_rng(suite.training.seed)
         t = suite.training
         shape = (t.global_batch, t.seq_len + 1)
-        return [rng.integers(0, suite.tokenizer.vocab_size, shape, dtype=np.int64) for _ in range(steps)], "synthetic"
+        return [
+            rng.integers(0, suite.tokenizer.vocab_size, shape, dtype=np.int64) for _ in range(steps)
+        ], "synthetic"
 
 
-def bench_ours(suite: Suite, model: str, batches: list[np.ndarray], warmup: int, threads: int) -> dict[str, Any]:
-    from pythia.train.loop import TrainOptions, Trainer
+def bench_ours(
+    suite: Suite, model: str, batches: list[np.ndarray], warmup: int, threads: int
+) -> dict[str, Any]:
+    from pythia.train.loop import Trainer, TrainOptions
 
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(TrainOptions(suite=suite, model=model, out=Path(tmp) / "run", threads=threads))
+        trainer = Trainer(
+            TrainOptions(suite=suite, model=model, out=Path(tmp) / "run", threads=threads)
+        )
         times = []
         for s, batch in enumerate(batches):
             t0 = time.perf_counter()
             out = trainer.train_step(s, batch)
             times.append(time.perf_counter() - t0)
-    return {"times": times[warmup:], "final_loss": out["loss"], "micro_batch": trainer.micro,
-            "accumulation": trainer.accum}
+    return {
+        "times": times[warmup:],
+        "final_loss": out["loss"],
+        "micro_batch": trainer.micro,
+        "accumulation": trainer.accum,
+    }
 
 
-def bench_hf_trainer(suite: Suite, model: str, batches: list[np.ndarray], warmup: int, threads: int) -> dict[str, Any]:
+def bench_hf_trainer(
+    suite: Suite, model: str, batches: list[np.ndarray], warmup: int, threads: int
+) -> dict[str, Any]:
     """The same model/batches through ``transformers.Trainer`` (same AdamW settings, no eval).
 
     It runs with torch's default (non-deterministic) settings, as a Trainer user gets them:
@@ -159,22 +170,46 @@ def bench_hf_trainer(suite: Suite, model: str, batches: list[np.ndarray], warmup
 
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(
-            output_dir=tmp, per_device_train_batch_size=micro, gradient_accumulation_steps=accum,
-            max_steps=len(batches), learning_rate=spec.peak_lr, lr_scheduler_type="constant", warmup_steps=0,
-            weight_decay=t.weight_decay, adam_beta1=t.adam_beta1, adam_beta2=t.adam_beta2, adam_epsilon=t.adam_eps,
-            max_grad_norm=t.grad_clip, logging_strategy="no", save_strategy="no", eval_strategy="no",
-            report_to="none", use_cpu=True, dataloader_num_workers=0, seed=t.seed, disable_tqdm=True,
+            output_dir=tmp,
+            per_device_train_batch_size=micro,
+            gradient_accumulation_steps=accum,
+            max_steps=len(batches),
+            learning_rate=spec.peak_lr,
+            lr_scheduler_type="constant",
+            warmup_steps=0,
+            weight_decay=t.weight_decay,
+            adam_beta1=t.adam_beta1,
+            adam_beta2=t.adam_beta2,
+            adam_epsilon=t.adam_eps,
+            max_grad_norm=t.grad_clip,
+            logging_strategy="no",
+            save_strategy="no",
+            eval_strategy="no",
+            report_to="none",
+            use_cpu=True,
+            dataloader_num_workers=0,
+            seed=t.seed,
+            disable_tqdm=True,
             dataloader_drop_last=True,
         )
         trainer = Trainer(model=net, args=args, train_dataset=Rows(), callbacks=[Clock()])
         trainer.train()
         optim = str(args.optim)
-    gaps = np.diff(stamps)[max(warmup - 1, 0):]
+    gaps = np.diff(stamps)[max(warmup - 1, 0) :]
     return {"times": [float(g) for g in gaps], "optim": optim}
 
 
-def bench_model(suite: Suite, model: str, steps: int, warmup: int, threads: int, dataset: str,
-                peak: dict, trainer: bool = True, rounds: int = 2) -> dict[str, Any]:
+def bench_model(
+    suite: Suite,
+    model: str,
+    steps: int,
+    warmup: int,
+    threads: int,
+    dataset: str,
+    peak: dict,
+    trainer: bool = True,
+    rounds: int = 2,
+) -> dict[str, Any]:
     """Ours and Trainer in alternating rounds; the step time is the best (min) over all timed
     steps, which other processes on a shared machine can only make worse; medians are kept."""
     spec = suite.model(model)
@@ -182,9 +217,15 @@ def bench_model(suite: Suite, model: str, steps: int, warmup: int, threads: int,
     batches, source = bench_batches(suite, dataset, steps + warmup)
     fpt = flops_per_token(suite, spec)
     tokens = t.tokens_per_step
-    res: dict[str, Any] = {"model": model, "total_params": suite.total_params(spec),
-                           "non_embedding_params": spec.non_embedding_params(), "flops_per_token": fpt,
-                           "tokens_per_step": tokens, "data": source, "rounds": rounds}
+    res: dict[str, Any] = {
+        "model": model,
+        "total_params": suite.total_params(spec),
+        "non_embedding_params": spec.non_embedding_params(),
+        "flops_per_token": fpt,
+        "tokens_per_step": tokens,
+        "data": source,
+        "rounds": rounds,
+    }
     runs: dict[str, list[dict]] = {"ours": [], "hf_trainer": []}
     for _ in range(rounds):
         runs["ours"].append(bench_ours(suite, model, batches, warmup, threads))
@@ -193,7 +234,7 @@ def bench_model(suite: Suite, model: str, steps: int, warmup: int, threads: int,
 
     def summarise(rs: list[dict]) -> dict:
         times = [x for r in rs for x in r.pop("times")]
-        out = {k: v for k, v in rs[-1].items()}
+        out = dict(rs[-1].items())
         out["step_seconds"] = float(np.min(times))
         out["median_step_seconds"] = float(np.median(times))
         out["tokens_per_s"] = tokens / out["step_seconds"]
@@ -205,19 +246,40 @@ def bench_model(suite: Suite, model: str, steps: int, warmup: int, threads: int,
         return out
 
     res["ours"] = summarise(runs["ours"])
-    log.info("%s ours: %.3f s/step, %.0f tok/s, MFU %.1f%%", model, res["ours"]["step_seconds"],
-             res["ours"]["tokens_per_s"], 100 * res["ours"]["mfu"])
+    log.info(
+        "%s ours: %.3f s/step, %.0f tok/s, MFU %.1f%%",
+        model,
+        res["ours"]["step_seconds"],
+        res["ours"]["tokens_per_s"],
+        100 * res["ours"]["mfu"],
+    )
     if trainer:
         res["hf_trainer"] = summarise(runs["hf_trainer"])
         res["ours_over_trainer"] = res["ours"]["tokens_per_s"] / res["hf_trainer"]["tokens_per_s"]
-        res["ours_over_trainer_median"] = res["ours"]["median_tokens_per_s"] / res["hf_trainer"]["median_tokens_per_s"]
-        log.info("%s transformers.Trainer: %.3f s/step, %.0f tok/s; ours/Trainer %.2fx", model,
-                 res["hf_trainer"]["step_seconds"], res["hf_trainer"]["tokens_per_s"], res["ours_over_trainer"])
+        res["ours_over_trainer_median"] = (
+            res["ours"]["median_tokens_per_s"] / res["hf_trainer"]["median_tokens_per_s"]
+        )
+        log.info(
+            "%s transformers.Trainer: %.3f s/step, %.0f tok/s; ours/Trainer %.2fx",
+            model,
+            res["hf_trainer"]["step_seconds"],
+            res["hf_trainer"]["tokens_per_s"],
+            res["ours_over_trainer"],
+        )
     return res
 
 
-def bench_train(suite: str | Suite, models: list[str], steps: int = 20, warmup: int = 3, threads: int | None = None,
-                dataset: str = "standard", trainer: bool = True, matmul_n: int = 2048, rounds: int = 2) -> dict[str, Any]:
+def bench_train(
+    suite: str | Suite,
+    models: list[str],
+    steps: int = 20,
+    warmup: int = 3,
+    threads: int | None = None,
+    dataset: str = "standard",
+    trainer: bool = True,
+    matmul_n: int = 2048,
+    rounds: int = 2,
+) -> dict[str, Any]:
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
     threads = threads or torch.get_num_threads()
     if models == ["all"]:
@@ -226,7 +288,10 @@ def bench_train(suite: str | Suite, models: list[str], steps: int = 20, warmup: 
         suite.model(m)  # an unknown name fails now, not after the peak measurement
     peak = matmul_peak(threads, matmul_n)
     log.info("fp32 matmul peak at %d threads: %.1f GFLOP/s", threads, peak["flops_per_s"] / 1e9)
-    results = [bench_model(suite, m, steps, warmup, threads, dataset, peak, trainer, rounds) for m in models]
+    results = [
+        bench_model(suite, m, steps, warmup, threads, dataset, peak, trainer, rounds)
+        for m in models
+    ]
     # measured again afterwards; MFU uses the better of the two (like the step times, the
     # best case is what other processes on a shared machine cannot inflate)
     after = matmul_peak(threads, matmul_n)
@@ -237,9 +302,17 @@ def bench_train(suite: str | Suite, models: list[str], steps: int = 20, warmup: 
                 r[key]["mfu"] = r[key]["model_flops_per_s"] / best
                 r[key]["median_mfu"] = r["flops_per_token"] * r[key]["median_tokens_per_s"] / best
     return {
-        "suite": suite.name, "suite_digest": suite.digest, "threads": threads, "steps": steps, "warmup": warmup,
-        "device": "cpu", "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
-        "matmul_peak": peak, "matmul_peak_after": after, "peak_flops_per_s": best,
+        "suite": suite.name,
+        "suite_digest": suite.digest,
+        "threads": threads,
+        "steps": steps,
+        "warmup": warmup,
+        "device": "cpu",
+        "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
+        "matmul_peak": peak,
+        "matmul_peak_after": after,
+        "peak_flops_per_s": best,
         "flops_formula": "6*(N_nonembedding + V*d) + 12*L*d*T per token (fwd+bwd; input embedding excluded)",
         "models": results,
     }
@@ -255,24 +328,38 @@ def _plain_forward(model, batch: np.ndarray) -> None:
 
 
 def _timings(seconds: list[float], tokens: int) -> dict[str, Any]:
-    return {"step_seconds": float(np.min(seconds)), "median_step_seconds": float(np.median(seconds)),
-            "tokens_per_s": tokens / float(np.min(seconds)), "median_tokens_per_s": tokens / float(np.median(seconds)),
-            "timed_batches": len(seconds)}
+    return {
+        "step_seconds": float(np.min(seconds)),
+        "median_step_seconds": float(np.median(seconds)),
+        "tokens_per_s": tokens / float(np.min(seconds)),
+        "median_tokens_per_s": tokens / float(np.median(seconds)),
+        "timed_batches": len(seconds),
+    }
 
 
-def bench_score_model(suite: Suite, name: str, batches: list[np.ndarray], warmup: int, threads: int,
-                      batch_size: int | None = None) -> dict[str, list[float]]:
+def bench_score_model(
+    suite: Suite,
+    name: str,
+    batches: list[np.ndarray],
+    warmup: int,
+    threads: int,
+    batch_size: int | None = None,
+) -> dict[str, list[float]]:
     """Seconds per batch of a training step, of scoring and of a plain forward, interleaved batch by
     batch (train, score, plain on batch i, then batch i+1), so that load from other processes on a
     shared machine falls on all three alike and the per-batch ratios stay fair."""
     from pythia.evaluate.scoring import score
     from pythia.model import build_model
-    from pythia.train.loop import TrainOptions, Trainer
+    from pythia.train.loop import Trainer, TrainOptions
 
     times: dict[str, list[float]] = {"train": [], "score": [], "plain_forward": []}
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(TrainOptions(suite=suite, model=name, out=Path(tmp) / "run", threads=threads))
-        model = build_model(suite, name, seed=suite.training.seed, attn_implementation="sdpa").eval()
+        trainer = Trainer(
+            TrainOptions(suite=suite, model=name, out=Path(tmp) / "run", threads=threads)
+        )
+        model = build_model(
+            suite, name, seed=suite.training.seed, attn_implementation="sdpa"
+        ).eval()
         for step, batch in enumerate(batches):
             torch.use_deterministic_algorithms(True, warn_only=True)  # as `pythia train` runs
             t0 = time.perf_counter()
@@ -290,8 +377,16 @@ def bench_score_model(suite: Suite, name: str, batches: list[np.ndarray], warmup
     return times
 
 
-def bench_score(suite: str | Suite, models: list[str], steps: int = 20, warmup: int = 3, threads: int | None = None,
-                dataset: str = "standard", rounds: int = 2, batch_size: int | None = None) -> dict[str, Any]:
+def bench_score(
+    suite: str | Suite,
+    models: list[str],
+    steps: int = 20,
+    warmup: int = 3,
+    threads: int | None = None,
+    dataset: str = "standard",
+    rounds: int = 2,
+    batch_size: int | None = None,
+) -> dict[str, Any]:
     """Scoring vs training tokens/s of each model (see the module docstring). The headline ratio is the
     median over batches of (training seconds / scoring seconds) of the same batch."""
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
@@ -304,56 +399,115 @@ def bench_score(suite: str | Suite, models: list[str], steps: int = 20, warmup: 
         batches, source = bench_batches(suite, dataset, steps + warmup)
         times: dict[str, list[float]] = {"train": [], "score": [], "plain_forward": []}
         for _ in range(rounds):
-            for key, ts in bench_score_model(suite, name, batches, warmup, threads, batch_size).items():
+            for key, ts in bench_score_model(
+                suite, name, batches, warmup, threads, batch_size
+            ).items():
                 times[key] += ts
         train, scored, plain = (np.array(times[k]) for k in ("train", "score", "plain_forward"))
-        res: dict[str, Any] = {"model": name, "total_params": suite.total_params(suite.model(name)),
-                               "tokens_per_batch": tokens, "data": source, "rounds": rounds}
+        res: dict[str, Any] = {
+            "model": name,
+            "total_params": suite.total_params(suite.model(name)),
+            "tokens_per_batch": tokens,
+            "data": source,
+            "rounds": rounds,
+        }
         res.update({key: _timings(ts, tokens) for key, ts in times.items()})
         res["score_over_train"] = float(np.median(train / scored))
         res["score_over_train_best"] = res["score"]["tokens_per_s"] / res["train"]["tokens_per_s"]
         res["score_over_plain_forward"] = float(np.median(plain / scored))
-        log.info("%s: train %.0f tok/s, score %.0f tok/s, plain forward %.0f tok/s (best); score/train %.2fx "
-                 "(median of per-batch ratios)", name, res["train"]["tokens_per_s"], res["score"]["tokens_per_s"],
-                 res["plain_forward"]["tokens_per_s"], res["score_over_train"])
+        log.info(
+            "%s: train %.0f tok/s, score %.0f tok/s, plain forward %.0f tok/s (best); score/train %.2fx "
+            "(median of per-batch ratios)",
+            name,
+            res["train"]["tokens_per_s"],
+            res["score"]["tokens_per_s"],
+            res["plain_forward"]["tokens_per_s"],
+            res["score_over_train"],
+        )
         results.append(res)
-    return {"suite": suite.name, "suite_digest": suite.digest, "threads": threads, "steps": steps, "warmup": warmup,
-            "batch_size": batch_size, "device": "cpu", "torch": torch.__version__,
-            "machine": platform.processor() or platform.machine(), "models": results}
+    return {
+        "suite": suite.name,
+        "suite_digest": suite.digest,
+        "threads": threads,
+        "steps": steps,
+        "warmup": warmup,
+        "batch_size": batch_size,
+        "device": "cpu",
+        "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
+        "models": results,
+    }
 
 
 def _cmd_bench_score(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    result = bench_score(args.suite, args.model, args.steps, args.warmup, args.threads, args.dataset, args.rounds,
-                         args.batch_size)
-    out = args.out or paths.suite_dir(result["suite"]) / "bench" / f"score_{'_'.join(args.model)}_t{result['threads']}.json"
+    result = bench_score(
+        args.suite,
+        args.model,
+        args.steps,
+        args.warmup,
+        args.threads,
+        args.dataset,
+        args.rounds,
+        args.batch_size,
+    )
+    out = (
+        args.out
+        or paths.suite_dir(result["suite"])
+        / "bench"
+        / f"score_{'_'.join(args.model)}_t{result['threads']}.json"
+    )
     write_json(out, result)
     for m in result["models"]:
-        print(f"{m['model']:>6}: train {m['train']['tokens_per_s']:9.0f} tok/s | score {m['score']['tokens_per_s']:9.0f} "
-              f"tok/s | plain forward {m['plain_forward']['tokens_per_s']:9.0f} tok/s (best of each) | score = "
-              f"{m['score_over_train']:.2f}x training, {m['score_over_plain_forward']:.2f}x plain forward "
-              f"(median per-batch ratios; ratio of bests {m['score_over_train_best']:.2f}x)")
-    print(f"{result['threads']} threads, data: {result['models'][0]['data'] if result['models'] else '-'}; wrote {out}")
+        print(
+            f"{m['model']:>6}: train {m['train']['tokens_per_s']:9.0f} tok/s | score {m['score']['tokens_per_s']:9.0f} "
+            f"tok/s | plain forward {m['plain_forward']['tokens_per_s']:9.0f} tok/s (best of each) | score = "
+            f"{m['score_over_train']:.2f}x training, {m['score_over_plain_forward']:.2f}x plain forward "
+            f"(median per-batch ratios; ratio of bests {m['score_over_train_best']:.2f}x)"
+        )
+    print(
+        f"{result['threads']} threads, data: {result['models'][0]['data'] if result['models'] else '-'}; wrote {out}"
+    )
     return 0
 
 
 def _cmd_bench_train(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    result = bench_train(args.suite, args.model, args.steps, args.warmup, args.threads, args.dataset,
-                         trainer=not args.no_trainer, matmul_n=args.matmul_n, rounds=args.rounds)
+    result = bench_train(
+        args.suite,
+        args.model,
+        args.steps,
+        args.warmup,
+        args.threads,
+        args.dataset,
+        trainer=not args.no_trainer,
+        matmul_n=args.matmul_n,
+        rounds=args.rounds,
+    )
     suite_name = result["suite"]
-    out = args.out or paths.suite_dir(suite_name) / "bench" / f"train_{'_'.join(args.model)}_t{result['threads']}.json"
+    out = (
+        args.out
+        or paths.suite_dir(suite_name)
+        / "bench"
+        / f"train_{'_'.join(args.model)}_t{result['threads']}.json"
+    )
     write_json(out, result)
     for m in result["models"]:
-        line = (f"{m['model']:>6}: ours {m['ours']['step_seconds'] * 1e3:7.1f} ms/step (median "
-                f"{m['ours']['median_step_seconds'] * 1e3:.1f}) {m['ours']['tokens_per_s']:9.0f} tok/s "
-                f"MFU {100 * m['ours']['mfu']:5.1f}%")
+        line = (
+            f"{m['model']:>6}: ours {m['ours']['step_seconds'] * 1e3:7.1f} ms/step (median "
+            f"{m['ours']['median_step_seconds'] * 1e3:.1f}) {m['ours']['tokens_per_s']:9.0f} tok/s "
+            f"MFU {100 * m['ours']['mfu']:5.1f}%"
+        )
         if "hf_trainer" in m:
-            line += (f" | Trainer {m['hf_trainer']['tokens_per_s']:9.0f} tok/s MFU {100 * m['hf_trainer']['mfu']:5.1f}%"
-                     f" | ours/Trainer {m['ours_over_trainer']:.2f}x")
+            line += (
+                f" | Trainer {m['hf_trainer']['tokens_per_s']:9.0f} tok/s MFU {100 * m['hf_trainer']['mfu']:5.1f}%"
+                f" | ours/Trainer {m['ours_over_trainer']:.2f}x"
+            )
         print(line)
-    print(f"matmul peak {result['peak_flops_per_s'] / 1e9:.1f} GFLOP/s at {result['threads']} threads (before: {result['matmul_peak']['flops_per_s'] / 1e9:.1f}"
-          f", after: {result['matmul_peak_after']['flops_per_s'] / 1e9:.1f}); wrote {out}")
+    print(
+        f"matmul peak {result['peak_flops_per_s'] / 1e9:.1f} GFLOP/s at {result['threads']} threads (before: {result['matmul_peak']['flops_per_s'] / 1e9:.1f}"
+        f", after: {result['matmul_peak_after']['flops_per_s'] / 1e9:.1f}); wrote {out}"
+    )
     return 0
 
 
@@ -364,17 +518,37 @@ def _cmd_bench_memorization(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     require_device(args.device)
     cat = runs.from_arguments(args.suite, args)
-    r = bench_memorization(args.suite, args.model, args.dataset, args.step, args.rows, args.batch, args.rounds,
-                           args.threads, args.device, cat, ScanOptions(args.prompt, args.continuation))
-    out = args.out or paths.suite_dir(r["suite"]) / "bench" / f"memorization_{args.model}_{args.dataset}_t{r['threads']}.json"
+    r = bench_memorization(
+        args.suite,
+        args.model,
+        args.dataset,
+        args.step,
+        args.rows,
+        args.batch,
+        args.rounds,
+        args.threads,
+        args.device,
+        cat,
+        ScanOptions(args.prompt, args.continuation),
+    )
+    out = (
+        args.out
+        or paths.suite_dir(r["suite"])
+        / "bench"
+        / f"memorization_{args.model}_{args.dataset}_t{r['threads']}.json"
+    )
     write_json(out, r)
     t = r["timings"]
-    print(f"{r['checkpoint']}, {r['rows']} sequences (k={r['options']['prompt']}, l={r['options']['continuation']}), "
-          f"{r['threads']} threads: scan {t['scan']['tokens_per_s']:.0f} tok/s | scan + every score "
-          f"{t['scan_scores']['tokens_per_s']:.0f} tok/s | model.generate {t['generate']['tokens_per_s']:.0f} tok/s")
-    print(f"scan = {r['scan_over_generate']:.1f}x generate, scan + scores = {r['scan_scores_over_generate']:.2f}x "
-          f"(median per-batch ratios); flags identical: {r['flags_identical']}, match runs identical: "
-          f"{r['match_runs_identical']}, scores identical: {r['scores_identical']}; memorized {r['memorized']}; wrote {out}")
+    print(
+        f"{r['checkpoint']}, {r['rows']} sequences (k={r['options']['prompt']}, l={r['options']['continuation']}), "
+        f"{r['threads']} threads: scan {t['scan']['tokens_per_s']:.0f} tok/s | scan + every score "
+        f"{t['scan_scores']['tokens_per_s']:.0f} tok/s | model.generate {t['generate']['tokens_per_s']:.0f} tok/s"
+    )
+    print(
+        f"scan = {r['scan_over_generate']:.1f}x generate, scan + scores = {r['scan_scores_over_generate']:.2f}x "
+        f"(median per-batch ratios); flags identical: {r['flags_identical']}, match runs identical: "
+        f"{r['match_runs_identical']}, scores identical: {r['scores_identical']}; memorized {r['memorized']}; wrote {out}"
+    )
     return 0
 
 
@@ -390,28 +564,48 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--dataset", default="standard", choices=paths.DATASETS)
     b.add_argument("--matmul-n", type=int, default=2048, help="size of the peak-measuring matmul")
     b.add_argument("--rounds", type=int, default=2, help="alternating rounds of ours and Trainer")
-    b.add_argument("--no-trainer", action="store_true", help="skip the transformers.Trainer comparison")
-    b.add_argument("--out", type=Path, help="result JSON (default work/<suite>/bench/train_<models>_t<threads>.json)")
+    b.add_argument(
+        "--no-trainer", action="store_true", help="skip the transformers.Trainer comparison"
+    )
+    b.add_argument(
+        "--out",
+        type=Path,
+        help="result JSON (default work/<suite>/bench/train_<models>_t<threads>.json)",
+    )
     b.set_defaults(func=_cmd_bench_train)
 
-    b = bsub.add_parser("score", help="scoring tokens/s vs training tokens/s of the same model and threads")
+    b = bsub.add_parser(
+        "score", help="scoring tokens/s vs training tokens/s of the same model and threads"
+    )
     b.add_argument("--suite", required=True)
     b.add_argument("--model", nargs="+", required=True, help="model name(s), or 'all'")
     b.add_argument("--steps", type=int, default=20, help="timed batches (after --warmup)")
     b.add_argument("--warmup", type=int, default=3, help="untimed batches first")
     b.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     b.add_argument("--dataset", default="standard", choices=paths.DATASETS)
-    b.add_argument("--rounds", type=int, default=2, help="alternating rounds of training and scoring")
-    b.add_argument("--batch-size", type=int, help="sequences per scoring forward pass (default: the engine's)")
-    b.add_argument("--out", type=Path, help="result JSON (default work/<suite>/bench/score_<models>_t<threads>.json)")
+    b.add_argument(
+        "--rounds", type=int, default=2, help="alternating rounds of training and scoring"
+    )
+    b.add_argument(
+        "--batch-size", type=int, help="sequences per scoring forward pass (default: the engine's)"
+    )
+    b.add_argument(
+        "--out",
+        type=Path,
+        help="result JSON (default work/<suite>/bench/score_<models>_t<threads>.json)",
+    )
     b.set_defaults(func=_cmd_bench_score)
 
-    b = bsub.add_parser("memorization", help="memorization scan tokens/s vs model.generate on the same sequences")
+    b = bsub.add_parser(
+        "memorization", help="memorization scan tokens/s vs model.generate on the same sequences"
+    )
     b.add_argument("--suite", required=True)
     b.add_argument("--model", required=True, help="a model of the suite")
     b.add_argument("--dataset", default="standard", choices=paths.DATASETS)
     b.add_argument("--step", type=int, default=None, help="checkpoint step (default: the last)")
-    b.add_argument("--rows", type=int, default=1024, help="training sequences (the first ones of the order)")
+    b.add_argument(
+        "--rows", type=int, default=1024, help="training sequences (the first ones of the order)"
+    )
     b.add_argument("--batch", type=int, default=256, help="sequences per batch, for both")
     b.add_argument("--rounds", type=int, default=2, help="timed rounds over the sequences")
     b.add_argument("--threads", type=int, help="torch threads (default: torch's)")
@@ -421,5 +615,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     from pythia import runs
 
     runs.add_arguments(b)
-    b.add_argument("--out", type=Path, help="result JSON (default work/<suite>/bench/memorization_<model>_<dataset>_t<threads>.json)")
+    b.add_argument(
+        "--out",
+        type=Path,
+        help="result JSON (default work/<suite>/bench/memorization_<model>_<dataset>_t<threads>.json)",
+    )
     b.set_defaults(func=_cmd_bench_memorization)

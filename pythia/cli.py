@@ -66,10 +66,10 @@ class Parser(argparse.ArgumentParser):
     Subcommand parsers are made by ``add_parser`` and so are of this class too.
     """
 
-    def error(self, message: str):  # noqa: D102 - argparse's hook
+    def error(self, message: str):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
 
-    def parse_known_args(self, args=None, namespace=None):  # noqa: D102
+    def parse_known_args(self, args=None, namespace=None):
         ns, extras = super().parse_known_args(args, namespace)
         if not hasattr(ns, "_prog"):  # the innermost subcommand parses first
             ns._prog = self.prog
@@ -105,8 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(argv[0] if argv else None)
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "passthrough", False):  # only `workflow run` forwards arguments
-        parser.exit(EXIT_USER_ERROR, f"{args._prog}: error: unrecognized arguments: {' '.join(extra)}; "
-                                     f"see `{args._prog} --help`\n")
+        parser.exit(
+            EXIT_USER_ERROR,
+            f"{args._prog}: error: unrecognized arguments: {' '.join(extra)}; "
+            f"see `{args._prog} --help`\n",
+        )
     args.extra = extra
     try:
         return int(args.func(args) or 0)

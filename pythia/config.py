@@ -97,15 +97,19 @@ class ModelSpec(_Strict):
     @model_validator(mode="after")
     def _heads_divide(self) -> ModelSpec:
         if self.hidden_size % self.num_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+            raise ValueError(
+                f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}"
+            )
         return self
 
     @model_validator(mode="after")
     def _precision_datasets_exist(self) -> ModelSpec:
         unknown = sorted(set(self.precision_by_dataset) - set(DATASETS))
         if unknown:
-            raise ValueError(f"precision_by_dataset names unknown datasets: {', '.join(unknown)}; "
-                             f"datasets: {', '.join(DATASETS)}")
+            raise ValueError(
+                f"precision_by_dataset names unknown datasets: {', '.join(unknown)}; "
+                f"datasets: {', '.join(DATASETS)}"
+            )
         return self
 
     def precision_for(self, dataset: str) -> Precision:
@@ -217,10 +221,14 @@ class DataSpec(_Strict):
         known = set(self.sources) | {s.name for s in self.extra_sources}
         unknown = sorted(set(self.source_max_bytes) - known)
         if unknown:
-            raise ValueError(f"source_max_bytes names sources not in this suite: {', '.join(unknown)}; sources: {', '.join(sorted(known))}")
+            raise ValueError(
+                f"source_max_bytes names sources not in this suite: {', '.join(unknown)}; sources: {', '.join(sorted(known))}"
+            )
         wrong = sorted(set(self.pretokenized) - set(DATASETS))
         if wrong:
-            raise ValueError(f"pretokenized names unknown datasets: {', '.join(wrong)}; datasets: {', '.join(DATASETS)}")
+            raise ValueError(
+                f"pretokenized names unknown datasets: {', '.join(wrong)}; datasets: {', '.join(DATASETS)}"
+            )
         return self
 
 
@@ -308,9 +316,13 @@ class TrajectoriesSpec(_Strict):
 class OperandSet(_Strict):
     """Operands of one arithmetic prompt set of the term-frequency section (``Q:What is {x1} plus {x2}? A:``)."""
 
-    x1: list[Annotated[int, Field(ge=0, le=99)]] = Field(default_factory=lambda: [0, 99], min_length=2, max_length=2)
+    x1: list[Annotated[int, Field(ge=0, le=99)]] = Field(
+        default_factory=lambda: [0, 99], min_length=2, max_length=2
+    )
     """First operand, an inclusive range [lo, hi] within 0..99 (the paper: [0, 99])."""
-    x2: list[Annotated[int, Field(ge=1, le=50)]] = Field(default_factory=lambda: [1, 50], min_length=2, max_length=2)
+    x2: list[Annotated[int, Field(ge=1, le=50)]] = Field(
+        default_factory=lambda: [1, 50], min_length=2, max_length=2
+    )
     """Second operand, an inclusive range [lo, hi] within 1..50 (the paper: [1, 50]); shots are drawn from x1 x x2."""
     x2_values: list[Annotated[int, Field(ge=1, le=50)]] | None = None
     """The x2 values evaluated (a subset of the range, to make a small suite's evaluation cheap); null: every x2."""
@@ -325,9 +337,13 @@ class TermFrequencySpec(_Strict):
     train fewer steps; the paper: 13k, 39k, 65k, 91k, 117k, 143k); null: the analysis steps."""
     shard_steps: Annotated[int, Field(gt=0)] = 13000
     """Training steps per counting range (the paper's 13,000-step shards); ranges also end at every evaluated step."""
-    shots: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0, 2, 4, 8, 16], min_length=1)
+    shots: list[Annotated[int, Field(ge=0)]] = Field(
+        default_factory=lambda: [0, 2, 4, 8, 16], min_length=1
+    )
     """Few-shot sizes k."""
-    operations: list[Literal["plus", "times"]] = Field(default_factory=lambda: ["plus", "times"], min_length=1)
+    operations: list[Literal["plus", "times"]] = Field(
+        default_factory=lambda: ["plus", "times"], min_length=1
+    )
     """Operations: plus, times."""
     operands: OperandSet = OperandSet()
     """The paper's prompt set."""
@@ -414,7 +430,8 @@ class Suite(_Strict):
         if isinstance(values, dict) and isinstance(values.get("models"), dict):
             values = dict(values)
             values["models"] = {
-                k: ({**v, "name": k} if isinstance(v, dict) else v) for k, v in values["models"].items()
+                k: ({**v, "name": k} if isinstance(v, dict) else v)
+                for k, v in values["models"].items()
             }
         return values
 
@@ -430,10 +447,14 @@ class Suite(_Strict):
 
         iv = self.intervention
         if iv.dataset not in DATASETS:
-            raise ValueError(f"intervention.dataset {iv.dataset!r} is not a dataset ({', '.join(DATASETS)})")
-        for variant, run in iv.runs.items():
+            raise ValueError(
+                f"intervention.dataset {iv.dataset!r} is not a dataset ({', '.join(DATASETS)})"
+            )
+        for variant in iv.runs:
             if variant not in VARIANTS:
-                raise ValueError(f"intervention.runs: {variant!r} is not a run variant ({', '.join(VARIANTS)})")
+                raise ValueError(
+                    f"intervention.runs: {variant!r} is not a run variant ({', '.join(VARIANTS)})"
+                )
         return self
 
     def model(self, name: str) -> ModelSpec:
@@ -469,8 +490,10 @@ class Suite(_Strict):
         for s in steps:
             if s not in have:
                 near = sorted(ckpts, key=lambda c: (abs(c - s), c))[:2]
-                raise ConfigError(f"{what}: {s} is not a checkpoint step of suite {self.name!r} "
-                                 f"(nearest: {', '.join(map(str, sorted(near)))}; {len(ckpts)} steps from 0 to {ckpts[-1]})")
+                raise ConfigError(
+                    f"{what}: {s} is not a checkpoint step of suite {self.name!r} "
+                    f"(nearest: {', '.join(map(str, sorted(near)))}; {len(ckpts)} steps from 0 to {ckpts[-1]})"
+                )
         return list(steps)
 
     def analysis_steps(self) -> list[int]:
@@ -540,7 +563,10 @@ def register_suite_file(path: str | Path) -> Suite:
     suite = load_suite(path)
     if suite.name != path.stem:
         raise ConfigError(f"suite file {path} must be named after its suite: {suite.name}.yaml")
-    dirs = [str(path.parent), *(p for p in os.environ.get("PYTHIA_SUITE_PATH", "").split(os.pathsep) if p)]
+    dirs = [
+        str(path.parent),
+        *(p for p in os.environ.get("PYTHIA_SUITE_PATH", "").split(os.pathsep) if p),
+    ]
     os.environ["PYTHIA_SUITE_PATH"] = os.pathsep.join(dict.fromkeys(dirs))
     return suite
 
@@ -555,10 +581,14 @@ def _format_errors(err: ValidationError, source: str) -> str:
     for e in err.errors():
         path = ".".join(str(p) for p in e["loc"]) or "(top level)"
         if e["type"] == "extra_forbidden":
-            lines.append(f"  {path}: unknown key (misspelled?); see `pythia config-reference` for the allowed keys")
+            lines.append(
+                f"  {path}: unknown key (misspelled?); see `pythia config-reference` for the allowed keys"
+            )
         elif e["type"] == "enum":
             lines.append(f"  {path}: {e['msg']}")
-        elif e["type"] == "value_error":  # our own checks: the message says it all (the input may be the whole suite)
+        elif (
+            e["type"] == "value_error"
+        ):  # our own checks: the message says it all (the input may be the whole suite)
             lines.append(f"  {path}: {e['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"  {path}: {e['msg']} (got {e.get('input')!r})")
@@ -575,7 +605,9 @@ def load_suite(name_or_path: str | Path, overrides: dict[str, Any] | None = None
     if path.suffix not in (".yaml", ".yml"):
         path = _named_suite_file(str(name_or_path))
         if path is None:
-            raise ConfigError(f"unknown suite {str(name_or_path)!r}; suites: {', '.join(available_suites())}")
+            raise ConfigError(
+                f"unknown suite {str(name_or_path)!r}; suites: {', '.join(available_suites())}"
+            )
     elif not path.exists():
         raise ConfigError(f"suite file {path} does not exist")
     raw = _read_raw(path)
@@ -610,7 +642,9 @@ def _read_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     else:
         base = _named_suite_file(str(base_name))
         if base is None:
-            raise ConfigError(f"{path}: extends unknown suite {str(base_name)!r}; suites: {', '.join(available_suites())}")
+            raise ConfigError(
+                f"{path}: extends unknown suite {str(base_name)!r}; suites: {', '.join(available_suites())}"
+            )
     if not base.exists():
         raise ConfigError(f"{path}: extends {base}, which does not exist")
     if base.resolve() in seen or base.resolve() == path.resolve():
@@ -623,7 +657,9 @@ def _merge(base: dict, over: dict) -> dict:
     mapping (``{}``: "none of these"), replaces the base's value."""
     out = dict(base)
     for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and v and isinstance(out.get(k), dict) else v
+        out[k] = (
+            _merge(out[k], v) if isinstance(v, dict) and v and isinstance(out.get(k), dict) else v
+        )
     return out
 
 
@@ -644,13 +680,36 @@ def _type_name(tp: Any) -> str:
 def reference_markdown() -> str:
     """A reference page of every configuration field, generated from the docstrings."""
     out = ["# Suite configuration reference", "", "Generated by `pythia config-reference`.", ""]
-    for cls in (Suite, TokenizerSpec, DataSpec, DedupSpec, SourceSpec, PretokenizedSpec, TrainingSpec,
-                CheckpointSchedule, ModelSpec, AnalysisSpec, TermFrequencySpec, OperandSet,
-                TrajectoriesSpec):
-        out += [f"## {cls.__name__}", "", (cls.__doc__ or "").strip(), "", "| key | type | default | description |", "|---|---|---|---|"]
+    for cls in (
+        Suite,
+        TokenizerSpec,
+        DataSpec,
+        DedupSpec,
+        SourceSpec,
+        PretokenizedSpec,
+        TrainingSpec,
+        CheckpointSchedule,
+        ModelSpec,
+        AnalysisSpec,
+        TermFrequencySpec,
+        OperandSet,
+        TrajectoriesSpec,
+    ):
+        out += [
+            f"## {cls.__name__}",
+            "",
+            (cls.__doc__ or "").strip(),
+            "",
+            "| key | type | default | description |",
+            "|---|---|---|---|",
+        ]
         for key, field in cls.model_fields.items():
             ann = _type_name(field.annotation)
-            default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
+            default = (
+                "required"
+                if field.is_required()
+                else repr(field.get_default(call_default_factory=True))
+            )
             if isinstance(field.default, BaseModel):
                 default = "(see section)"
             desc = (field.description or "").replace("\n", " ")

@@ -49,7 +49,9 @@ def require_device(device: str) -> str:
         import torch
 
         if not torch.cuda.is_available():
-            raise UsageError(f"--device {device} asked for, but torch sees no CUDA device; use --device cpu")
+            raise UsageError(
+                f"--device {device} asked for, but torch sees no CUDA device; use --device cpu"
+            )
     return device
 
 
@@ -64,6 +66,7 @@ def _os_error(what: str, advice: str) -> Callable[[OSError], str]:
         target = e.filename2 or e.filename  # a rename names its destination second: the user's path
         where = f": {target}" if target else ""
         return f"{what}{where}; {advice}"
+
     return fmt
 
 
@@ -76,7 +79,9 @@ def _yaml_error(e: Exception) -> str:
 # its own message (DataNotBuiltError, MissingInputError) keeps that message.
 KNOWN_ERRORS: dict[type[BaseException], Callable] = {
     FileNotFoundError: _os_error("no such file or directory", "check the path"),
-    PermissionError: _os_error("permission denied", "check the file's permissions or choose another path"),
+    PermissionError: _os_error(
+        "permission denied", "check the file's permissions or choose another path"
+    ),
     IsADirectoryError: _os_error("is a directory, a file was expected", "give the path of a file"),
     NotADirectoryError: _os_error("not a directory", "give the path of a directory"),
 }
@@ -95,7 +100,9 @@ def user_message(exc: BaseException) -> str | None:
     if isinstance(exc, PythiaError):
         return one_line(str(exc))
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return _os_error("no space left on the device", "free some space or point $PYTHIA_WORK elsewhere")(exc)
+        return _os_error(
+            "no space left on the device", "free some space or point $PYTHIA_WORK elsewhere"
+        )(exc)
     for cls, fmt in {**KNOWN_ERRORS, **_known_yaml_errors()}.items():
         if isinstance(exc, cls):
             if isinstance(exc, OSError) and exc.errno is None and exc.args:

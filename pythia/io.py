@@ -89,30 +89,55 @@ def code_version() -> str:
     root = Path(pythia.__file__).resolve().parent.parent
     try:
         commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--", "pythia", "rules", "Snakefile", "notebooks"],
-            capture_output=True, text=True, timeout=10,
+            [
+                "git",
+                "-C",
+                str(root),
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                "pythia",
+                "rules",
+                "Snakefile",
+                "notebooks",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         ).stdout.strip()
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return f"pythia-compendium {pythia.__version__}"
 
 
-def provenance(config_digest: str | None = None, inputs: dict[str, str | Path] | None = None,
-               timestamp: bool = True, **extra: Any) -> dict:
+def provenance(
+    config_digest: str | None = None,
+    inputs: dict[str, str | Path] | None = None,
+    timestamp: bool = True,
+    **extra: Any,
+) -> dict:
     """What produced an output: code version, config digest, and sha256 of each input file.
 
     ``timestamp=False`` leaves out the creation time: results committed to git record only
     what identifies them, so a rerun of the same code on the same inputs changes nothing."""
     record: dict[str, Any] = {"code_version": code_version(), "package_version": pythia.__version__}
     if timestamp:
-        record["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        record["created"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     if config_digest:
         record["config_digest"] = config_digest
     if inputs:
-        record["inputs"] = {k: sha256_file(v) if Path(v).is_file() else str(v) for k, v in inputs.items()}
+        record["inputs"] = {
+            k: sha256_file(v) if Path(v).is_file() else str(v) for k, v in inputs.items()
+        }
     record.update(extra)
     return record
 

@@ -95,8 +95,10 @@ def in_use_message(directory: str | Path, lock_file: Path) -> str:
     """One line: who holds ``directory`` and what to do."""
     rec = holder(lock_file)
     stop = f"stop it (kill {rec['pid']})" if rec else "stop it"
-    return (f"{directory} is in use by {describe(rec)}; wait for it to finish or {stop}, then rerun "
-            f"(its lock, {lock_file}, is released when that process exits)")
+    return (
+        f"{directory} is in use by {describe(rec)}; wait for it to finish or {stop}, then rerun "
+        f"(its lock, {lock_file}, is released when that process exits)"
+    )
 
 
 def acquire_fd(path: Path, command: str) -> int | None:

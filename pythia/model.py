@@ -44,6 +44,7 @@ cuDNN's attention instead (seen for Pythia 160M and 14M on an H100 with torch 2.
 SDPA call of a process even when asked to put flash first): the trainer runs its GPU steps inside
 :func:`sdpa_flash_first`, which leaves cuDNN's kernel out, so flash is first.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -75,7 +76,7 @@ def flash_attn_usable() -> bool:
         return False
     try:
         importlib.import_module("flash_attn")
-    except Exception:  # noqa: BLE001 -- any import failure (ABI mismatch, missing CUDA lib) means: not usable
+    except Exception:
         return False
     return True
 
@@ -94,7 +95,9 @@ def sdpa_flash_first():
     applies, and shapes or dtypes it cannot take (fp32) still run."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+    return sdpa_kernel(
+        [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+    )
 
 
 def build_config(suite: Suite, spec: ModelSpec, max_positions: int | None = None) -> GPTNeoXConfig:
@@ -106,7 +109,11 @@ def build_config(suite: Suite, spec: ModelSpec, max_positions: int | None = None
         num_attention_heads=spec.num_heads,
         intermediate_size=4 * spec.hidden_size,
         hidden_act=HIDDEN_ACT,
-        rope_parameters={"rope_type": "default", "rope_theta": ROTARY_BASE, "partial_rotary_factor": ROTARY_PCT},
+        rope_parameters={
+            "rope_type": "default",
+            "rope_theta": ROTARY_BASE,
+            "partial_rotary_factor": ROTARY_PCT,
+        },
         max_position_embeddings=max_positions or suite.training.seq_len,
         layer_norm_eps=LAYER_NORM_EPS,
         use_parallel_residual=True,
@@ -129,7 +136,9 @@ def init_stds(spec: ModelSpec) -> tuple[float, float]:
 
 
 @torch.no_grad()
-def init_weights(model: GPTNeoXForCausalLM, spec: ModelSpec, generator: torch.Generator | None = None) -> None:
+def init_weights(
+    model: GPTNeoXForCausalLM, spec: ModelSpec, generator: torch.Generator | None = None
+) -> None:
     """Initialise every parameter of ``model`` in place with Pythia's scheme."""
     std, out_std = init_stds(spec)
     for name, param in model.named_parameters():
@@ -165,7 +174,9 @@ def build_model(
         model = GPTNeoXForCausalLM(config)
     generator = None
     if torch.device(device).type != "meta":
-        generator = torch.Generator(device=device).manual_seed(suite.training.seed if seed is None else seed)
+        generator = torch.Generator(device=device).manual_seed(
+            suite.training.seed if seed is None else seed
+        )
     init_weights(model, spec, generator)
     return model
 
@@ -173,5 +184,7 @@ def build_model(
 def count_params(model: torch.nn.Module) -> tuple[int, int]:
     """(total, non-embedding) parameters; embeddings are the input and output matrices."""
     total = sum(p.numel() for p in model.parameters())
-    embedding = model.get_input_embeddings().weight.numel() + model.get_output_embeddings().weight.numel()
+    embedding = (
+        model.get_input_embeddings().weight.numel() + model.get_output_embeddings().weight.numel()
+    )
     return total, total - embedding

@@ -41,7 +41,7 @@ STANDARD, DEDUPED = DATASETS
 
 VARIANTS: dict[str, str] = {
     "intervention": "gender intervention: the run continued from its saved state over the last window "
-                    "(suite intervention.runs; Pythia 7%) with masculine pronoun tokens swapped for feminine ones",
+    "(suite intervention.runs; Pythia 7%) with masculine pronoun tokens swapped for feminine ones",
     "intervention_long": "gender intervention over a longer window (suite intervention.runs; Pythia 21%)",
 }
 """Run variants: name -> what the variant is. A section that trains a variant of a baseline
@@ -74,7 +74,9 @@ def _root(var: str, default: str) -> Path:
 
 def cache_dir() -> Path:
     """Downloaded archives: ``$PYTHIA_CACHE`` (default ``~/.cache/pythia-compendium``)."""
-    return Path(os.environ.get("PYTHIA_CACHE") or Path.home() / ".cache" / "pythia-compendium").expanduser()
+    return Path(
+        os.environ.get("PYTHIA_CACHE") or Path.home() / ".cache" / "pythia-compendium"
+    ).expanduser()
 
 
 def work_dir() -> Path:
@@ -123,7 +125,9 @@ def run_name(dataset: str, variant: str | None = None) -> str:
         return dataset
     if variant not in VARIANTS:
         known = ", ".join(VARIANTS) or "none registered"
-        raise UsageError(f"unknown run variant {variant!r}; variants: {known} (pythia.paths.VARIANTS)")
+        raise UsageError(
+            f"unknown run variant {variant!r}; variants: {known} (pythia.paths.VARIANTS)"
+        )
     return f"{dataset}{VARIANT_SEP}{variant}"
 
 

@@ -36,7 +36,9 @@ def set_style() -> None:
 
 def record(suite: Suite, inputs: dict[str, str | Path] | None = None, **extra: Any) -> dict:
     """The provenance record of a result: code version, config digest, sha256 of each input."""
-    return provenance(config_digest=suite.digest, inputs=inputs, suite=suite.name, timestamp=False, **extra)
+    return provenance(
+        config_digest=suite.digest, inputs=inputs, suite=suite.name, timestamp=False, **extra
+    )
 
 
 def in_notebook() -> bool:
@@ -59,8 +61,16 @@ def display_figure(fig: plt.Figure) -> None:
         plt.close(fig)
 
 
-def save_figure(fig: plt.Figure, path: str | Path, *, suite: Suite, data: pd.DataFrame | None = None,
-                inputs: dict[str, str | Path] | None = None, show: bool = True, **extra: Any) -> Path:
+def save_figure(
+    fig: plt.Figure,
+    path: str | Path,
+    *,
+    suite: Suite,
+    data: pd.DataFrame | None = None,
+    inputs: dict[str, str | Path] | None = None,
+    show: bool = True,
+    **extra: Any,
+) -> Path:
     """Write ``fig`` as ``<stem>.png`` and ``<stem>.pdf`` (atomically, provenance in both) and
     ``data``, the frame it plots, as ``<stem>.data.csv``; display it in a notebook.
 
@@ -78,15 +88,23 @@ def save_figure(fig: plt.Figure, path: str | Path, *, suite: Suite, data: pd.Dat
         fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight", metadata={"Provenance": blob})
     with atomic_path(path.with_suffix(".pdf"), suffix=".pdf") as tmp:
         # no CreationDate: the same figure gives the same bytes
-        fig.savefig(tmp, format="pdf", bbox_inches="tight", metadata={"Subject": blob, "CreationDate": None})
+        fig.savefig(
+            tmp, format="pdf", bbox_inches="tight", metadata={"Subject": blob, "CreationDate": None}
+        )
     write_json(path.with_name(path.name + ".provenance.json"), rec)
     if show:
         display_figure(fig)
     return path
 
 
-def save_table(df: pd.DataFrame, path: str | Path, *, suite: Suite, inputs: dict[str, str | Path] | None = None,
-               **extra: Any) -> Path:
+def save_table(
+    df: pd.DataFrame,
+    path: str | Path,
+    *,
+    suite: Suite,
+    inputs: dict[str, str | Path] | None = None,
+    **extra: Any,
+) -> Path:
     """Write ``df`` as CSV and Markdown (atomically) with a provenance sidecar."""
     path = Path(path)
     with atomic_path(path, suffix=".csv") as tmp:

@@ -68,18 +68,29 @@ class GitTree:
         self.label = f"git {rev}:{self.prefix}"
 
     def read(self, rel: str) -> bytes | None:
-        out = subprocess.run(["git", "-C", str(self.repo), "show", f"{self.rev}:{self.prefix}/{rel}"],
-                             capture_output=True, timeout=60)
+        out = subprocess.run(
+            ["git", "-C", str(self.repo), "show", f"{self.rev}:{self.prefix}/{rel}"],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
         return out.stdout if out.returncode == 0 else None
 
 
 def _git_reference(results: Path, rev: str) -> GitTree | None:
     """The committed copy of ``results`` at ``rev``, if ``results`` is inside a git checkout
     and the revision holds it."""
-    probe = results if results.is_dir() else next((p for p in results.parents if p.is_dir()), Path("."))
+    probe = (
+        results if results.is_dir() else next((p for p in results.parents if p.is_dir()), Path("."))
+    )
     try:
-        top = subprocess.run(["git", "-C", str(probe), "rev-parse", "--show-toplevel"],
-                             capture_output=True, text=True, timeout=30)
+        top = subprocess.run(
+            ["git", "-C", str(probe), "rev-parse", "--show-toplevel"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if top.returncode != 0:
@@ -89,7 +100,12 @@ def _git_reference(results: Path, rev: str) -> GitTree | None:
         prefix = results.resolve().relative_to(repo.resolve()).as_posix()
     except ValueError:
         return None
-    ok = subprocess.run(["git", "-C", str(repo), "cat-file", "-e", f"{rev}:{prefix}"], capture_output=True, timeout=30)
+    ok = subprocess.run(
+        ["git", "-C", str(repo), "cat-file", "-e", f"{rev}:{prefix}"],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
     return GitTree(repo, rev, prefix) if ok.returncode == 0 else None
 
 
@@ -97,15 +113,19 @@ def snapshot_dir(suite: str) -> Path:
     return paths.suite_dir(suite) / SNAPSHOT
 
 
-def reference_tree(suite: str, reference: str | Path | None = None, rev: str = "HEAD") -> DirTree | GitTree | None:
+def reference_tree(
+    suite: str, reference: str | Path | None = None, rev: str = "HEAD"
+) -> DirTree | GitTree | None:
     """Where the reference results of ``suite`` are: ``reference`` if given (a directory holding
     the section directories, or ``<suite>/`` with them), else the committed copy at ``rev``,
     else the snapshot in ``work/<suite>/reference``; None if there is none."""
     if reference is not None:
         root = Path(reference)
         if not root.is_dir():
-            raise MissingInputError(f"reference directory {root} does not exist; pass the directory holding "
-                                    f"the reference results (its <stem>/ folders, or <suite>/ with them)")
+            raise MissingInputError(
+                f"reference directory {root} does not exist; pass the directory holding "
+                f"the reference results (its <stem>/ folders, or <suite>/ with them)"
+            )
         return DirTree(root / suite if (root / suite).is_dir() else root)
     tree = _git_reference(paths.results_dir(suite), rev)
     if tree is not None:
@@ -161,7 +181,9 @@ class Verdict:
         return self.status in ("DIFFERS", "missing")
 
     def line(self) -> str:
-        return f"  {self.kind:<6} {self.name:<16} {self.status}" + (f": {self.detail}" if self.detail else "")
+        return f"  {self.kind:<6} {self.name:<16} {self.status}" + (
+            f": {self.detail}" if self.detail else ""
+        )
 
 
 def _plain(value: object) -> str:
@@ -180,7 +202,10 @@ def _fmt_key(row: pd.Series, keys: tuple[str, ...]) -> str:
 def compare_frames(new: pd.DataFrame, ref: pd.DataFrame, spec: Compare) -> tuple[str, str]:
     """``(status, detail)`` of ``new`` against ``ref`` under ``spec`` (see the module docstring)."""
     if set(new.columns) != set(ref.columns):
-        added, gone = sorted(set(new.columns) - set(ref.columns)), sorted(set(ref.columns) - set(new.columns))
+        added, gone = (
+            sorted(set(new.columns) - set(ref.columns)),
+            sorted(set(ref.columns) - set(new.columns)),
+        )
         return "DIFFERS", f"columns differ (new: {added or '-'}; only in reference: {gone or '-'})"
     keys = tuple(k for k in spec.keys if k in new.columns)
     if keys:
@@ -188,13 +213,15 @@ def compare_frames(new: pd.DataFrame, ref: pd.DataFrame, spec: Compare) -> tuple
             dup = df.duplicated(list(keys))
             if dup.any():
                 return "DIFFERS", f"{name} has repeated rows for {_fmt_key(df[dup].iloc[0], keys)}"
-        a = new.astype({k: str for k in keys}).set_index(list(keys)).sort_index()
-        b = ref.astype({k: str for k in keys}).set_index(list(keys)).sort_index()
+        a = new.astype(dict.fromkeys(keys, str)).set_index(list(keys)).sort_index()
+        b = ref.astype(dict.fromkeys(keys, str)).set_index(list(keys)).sort_index()
         extra, missing = a.index.difference(b.index), b.index.difference(a.index)
         if len(extra) or len(missing):
             show = lambda idx: ", ".join(map(str, list(idx[:3]))) + (" ..." if len(idx) > 3 else "")  # noqa: E731
-            return "DIFFERS", (f"rows differ: {len(extra)} new ({show(extra) or '-'}), "
-                               f"{len(missing)} missing ({show(missing) or '-'})")
+            return "DIFFERS", (
+                f"rows differ: {len(extra)} new ({show(extra) or '-'}), "
+                f"{len(missing)} missing ({show(missing) or '-'})"
+            )
         b = b.loc[a.index]
     else:
         if len(new) != len(ref):
@@ -216,17 +243,32 @@ def compare_frames(new: pd.DataFrame, ref: pd.DataFrame, spec: Compare) -> tuple
                 rel = diff[close] / np.maximum(np.abs(yv[close]), np.finfo(float).tiny)
                 worst = max(worst, float(rel.max()))
         else:
-            bad = (x.astype(str).to_numpy() != y.astype(str).to_numpy())
+            bad = x.astype(str).to_numpy() != y.astype(str).to_numpy()
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            where = ", ".join(f"{k}={v}" for k, v in zip(keys, a.index[i] if len(keys) > 1 else (a.index[i],))) if keys else f"row {i}"
-            problems.append(f"{col}: {int(bad.sum())} of {len(bad)} values, e.g. {where}: {_plain(x.iloc[i])} vs {_plain(y.iloc[i])}")
+            where = (
+                ", ".join(
+                    f"{k}={v}" for k, v in zip(keys, a.index[i] if len(keys) > 1 else (a.index[i],))
+                )
+                if keys
+                else f"row {i}"
+            )
+            problems.append(
+                f"{col}: {int(bad.sum())} of {len(bad)} values, e.g. {where}: {_plain(x.iloc[i])} vs {_plain(y.iloc[i])}"
+            )
     if problems:
         tol = f" beyond rtol {spec.rtol:g}" if not spec.exact else ""
         return "DIFFERS", "; ".join(problems[:3]) + tol + (" ..." if len(problems) > 3 else "")
-    ignored = f"; not compared: {', '.join(c for c in spec.ignore if c in a.columns)} ({spec.why})" if spec.ignore else ""
+    ignored = (
+        f"; not compared: {', '.join(c for c in spec.ignore if c in a.columns)} ({spec.why})"
+        if spec.ignore
+        else ""
+    )
     if inexact:
-        return "within tolerance", f"max rel. diff {worst:.1e} <= {spec.rtol:g} ({spec.why}){ignored}"
+        return (
+            "within tolerance",
+            f"max rel. diff {worst:.1e} <= {spec.rtol:g} ({spec.why}){ignored}",
+        )
     return "equal", ("exact" if not spec.ignore else "rows equal") + ignored
 
 
@@ -244,7 +286,9 @@ def _code_version(blob: bytes | None) -> str | None:
         return None
 
 
-def compare(suite: str, reference: DirTree | GitTree, only: list[str] | None = None) -> tuple[list[Verdict], dict]:
+def compare(
+    suite: str, reference: DirTree | GitTree, only: list[str] | None = None
+) -> tuple[list[Verdict], dict]:
     """Compare ``results/<suite>`` with ``reference``. Returns the verdicts and the run metadata
     of both sides (``code_version`` of each, for the header)."""
     new = DirTree(paths.results_dir(suite))
@@ -268,24 +312,34 @@ def compare(suite: str, reference: DirTree | GitTree, only: list[str] | None = N
             if want is None:
                 v.status, v.detail = "no reference", f"{reference.label} has no {data}"
             elif got is None:
-                v.status, v.detail = "missing", f"{new.label}/{data} was not written: rerun the workflow"
+                v.status, v.detail = (
+                    "missing",
+                    f"{new.label}/{data} was not written: rerun the workflow",
+                )
             elif got == want:
-                v.status, v.detail = "equal", "identical file" + (f" ({spec.why})" if spec.ignore else "")
+                v.status, v.detail = (
+                    "equal",
+                    "identical file" + (f" ({spec.why})" if spec.ignore else ""),
+                )
             else:
                 v.status, v.detail = compare_frames(_read_csv(got), _read_csv(want), spec)
                 cn, cr = _config_digest(pn), _config_digest(pr)
                 if v.failed and cn and cr and cn != cr:
                     v.status = "other config"
-                    v.detail = f"made with config {cn}, reference with {cr}: not comparable ({v.detail})"
+                    v.detail = (
+                        f"made with config {cn}, reference with {cr}: not comparable ({v.detail})"
+                    )
             verdicts.append(v)
     return verdicts, {k: sorted(x) for k, x in meta.items()}
 
 
 def report(suite: str, verdicts: list[Verdict], meta: dict, label: str) -> str:
     """The printed verdict: a header, one line per output by section, a summary line."""
-    lines = [f"results/{suite} (this run) vs {label}",
-             f"run metadata, not compared: code {', '.join(meta['new']) or '?'} "
-             f"(reference: {', '.join(meta['reference']) or '?'}); executed notebooks and provenance files differ by design"]
+    lines = [
+        f"results/{suite} (this run) vs {label}",
+        f"run metadata, not compared: code {', '.join(meta['new']) or '?'} "
+        f"(reference: {', '.join(meta['reference']) or '?'}); executed notebooks and provenance files differ by design",
+    ]
     by_section: dict[str, list[Verdict]] = {}
     for v in verdicts:
         by_section.setdefault(v.section, []).append(v)
@@ -295,14 +349,21 @@ def report(suite: str, verdicts: list[Verdict], meta: dict, label: str) -> str:
             lines += [v.line() for v in by_section[s.stem]]
     failed = [v for v in verdicts if v.failed]
     other = [v for v in verdicts if v.status == "other config"]
-    counts = {st: sum(v.status == st for v in verdicts) for st in ("equal", "within tolerance", "other config", "no reference")}
+    counts = {
+        st: sum(v.status == st for v in verdicts)
+        for st in ("equal", "within tolerance", "other config", "no reference")
+    }
     tally = ", ".join(f"{n} {st}" for st, n in counts.items() if n)
     if failed:
-        lines.append(f"verdict: NOT reproduced: {len(failed)} of {len(verdicts)} outputs differ "
-                     f"({', '.join(f'{v.section}/{v.kind} {v.name}' for v in failed)}); {tally}")
+        lines.append(
+            f"verdict: NOT reproduced: {len(failed)} of {len(verdicts)} outputs differ "
+            f"({', '.join(f'{v.section}/{v.kind} {v.name}' for v in failed)}); {tally}"
+        )
     elif other:
-        lines.append(f"verdict: not comparable: {len(other)} of {len(verdicts)} outputs were made with another "
-                     f"configuration than the reference's; {tally}")
+        lines.append(
+            f"verdict: not comparable: {len(other)} of {len(verdicts)} outputs were made with another "
+            f"configuration than the reference's; {tally}"
+        )
     elif not counts["equal"] + counts["within tolerance"]:
         lines.append("verdict: nothing compared: the reference holds none of these outputs")
     else:
@@ -328,15 +389,19 @@ def _suite_name(name: str | None) -> str:
     from pythia.config import load_suite, register_suite_file
 
     name = name or default_suite()
-    return (register_suite_file(name) if name.endswith((".yaml", ".yml")) else load_suite(name)).name
+    return (
+        register_suite_file(name) if name.endswith((".yaml", ".yml")) else load_suite(name)
+    ).name
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     suite = _suite_name(args.suite)
     ref = reference_tree(suite, args.reference, args.rev)
     if ref is None:
-        print(f"results/{suite}: no reference to compare with (nothing committed at {args.rev}:"
-              f"{paths.results_dir(suite)}, no snapshot in {snapshot_dir(suite)}); pass --reference DIR")
+        print(
+            f"results/{suite}: no reference to compare with (nothing committed at {args.rev}:"
+            f"{paths.results_dir(suite)}, no snapshot in {snapshot_dir(suite)}); pass --reference DIR"
+        )
         return 0
     verdicts, meta = compare(suite, ref, args.section)
     print(report(suite, verdicts, meta, ref.label))
@@ -358,14 +423,29 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("results", help="compare regenerated results with the committed reference")
     rsub = p.add_subparsers(dest="results_command", required=True, metavar="ACTION")
-    q = rsub.add_parser("compare", help="compare results/<suite> with the reference: a verdict per table and figure")
+    q = rsub.add_parser(
+        "compare", help="compare results/<suite> with the reference: a verdict per table and figure"
+    )
     q.add_argument("--suite", help="suite name or YAML path (default: config/config.yaml's suite)")
-    q.add_argument("--reference", type=Path, help="a directory holding the reference results (default: git HEAD, "
-                                                   "else the snapshot in work/<suite>/reference)")
-    q.add_argument("--rev", default="HEAD", help="git revision holding the reference (default HEAD)")
-    q.add_argument("--section", action="append", choices=sections.stems(), help="only this section (repeatable)")
+    q.add_argument(
+        "--reference",
+        type=Path,
+        help="a directory holding the reference results (default: git HEAD, "
+        "else the snapshot in work/<suite>/reference)",
+    )
+    q.add_argument(
+        "--rev", default="HEAD", help="git revision holding the reference (default HEAD)"
+    )
+    q.add_argument(
+        "--section",
+        action="append",
+        choices=sections.stems(),
+        help="only this section (repeatable)",
+    )
     q.set_defaults(func=_cmd_compare)
-    q = rsub.add_parser("snapshot", help="copy results/<suite> to work/<suite>/reference before a rerun (if absent)")
+    q = rsub.add_parser(
+        "snapshot", help="copy results/<suite> to work/<suite>/reference before a rerun (if absent)"
+    )
     q.add_argument("--suite", help="suite name or YAML path (default: config/config.yaml's suite)")
     q.add_argument("--force", action="store_true", help="replace an existing snapshot")
     q.set_defaults(func=_cmd_snapshot)

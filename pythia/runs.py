@@ -105,7 +105,9 @@ def _hf_model_dir(step_dir: Path) -> Path | None:
     snaps = sorted(step_dir.glob("models--*/snapshots/*/config.json"))
     if len(snaps) == 1:
         return snaps[0].parent
-    if len(snaps) > 1:  # several revisions cached in one folder: take the one the folder is named after
+    if (
+        len(snaps) > 1
+    ):  # several revisions cached in one folder: take the one the folder is named after
         ref = next(iter(step_dir.glob(f"models--*/refs/{step_dir.name}")), None)
         if ref is not None:
             snap = ref.parent.parent / "snapshots" / ref.read_text().strip()
@@ -137,8 +139,10 @@ def fingerprint(model_dir: str | Path) -> str:
     """16 hex digits identifying a model dir's ``config.json`` and weights (cached per process by
     path, size and modification time)."""
     model_dir = Path(model_dir)
-    files = [model_dir / "config.json"] + sorted(p for p in model_dir.iterdir()
-                                                 if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+    files = [
+        model_dir / "config.json",
+        *sorted(p for p in model_dir.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES)),
+    ]
     key = tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
     if key not in _FINGERPRINTS:
         h = hashlib.sha256()
@@ -153,8 +157,14 @@ def _torch_dtype(dtype: Any):
 
     if dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype):
         return dtype
-    names = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-             "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+    names = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+    }
     if dtype not in names:
         raise CatalogueError(f"unknown dtype {dtype!r}; choose one of: auto, {', '.join(names)}")
     return names[dtype]
@@ -199,7 +209,8 @@ class Checkpoint:
         return CatalogueError(
             f"cannot load the {what} of {self.location} at revision {self.revision} from the Hugging Face hub "
             f"({first}); with network access download it (`hf download {self.location} --revision {self.revision} "
-            f"--local-dir {target}`) and use the checkpoints source 'local' with path <dir>")
+            f"--local-dir {target}`) and use the checkpoints source 'local' with path <dir>"
+        )
 
     def load_model(self, dtype: Any = None, device: str = "cpu", attn_implementation: str = "sdpa"):
         """The ``GPTNeoXForCausalLM`` in eval mode on ``device``.
@@ -211,20 +222,25 @@ class Checkpoint:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        kwargs: dict[str, Any] = {"dtype": _torch_dtype(dtype) or _torch_dtype("float32"),
-                                  "attn_implementation": attn_implementation}
+        kwargs: dict[str, Any] = {
+            "dtype": _torch_dtype(dtype) or _torch_dtype("float32"),
+            "attn_implementation": attn_implementation,
+        }
         if self.source is Source.hub:
             try:
-                model = GPTNeoXForCausalLM.from_pretrained(self.location, revision=self.revision,
-                                                           cache_dir=self.cache_dir, **kwargs)
+                model = GPTNeoXForCausalLM.from_pretrained(
+                    self.location, revision=self.revision, cache_dir=self.cache_dir, **kwargs
+                )
             except (OSError, ValueError) as e:
                 raise self._hub_failure("model", e) from None
         else:
             try:
                 model = GPTNeoXForCausalLM.from_pretrained(self.location, **kwargs)
             except (OSError, ValueError) as e:
-                raise CatalogueError(f"cannot load the checkpoint {self.location} ({e}); delete it and retrain "
-                                     f"or download it again") from None
+                raise CatalogueError(
+                    f"cannot load the checkpoint {self.location} ({e}); delete it and retrain "
+                    f"or download it again"
+                ) from None
         return model.to(device).eval()
 
     def load_tokenizer(self):
@@ -236,8 +252,12 @@ class Checkpoint:
             from huggingface_hub import snapshot_download
 
             try:
-                folder = snapshot_download(self.location, revision=self.revision, cache_dir=self.cache_dir,
-                                           allow_patterns=[*TOKENIZER_FILES, "config.json"])
+                folder = snapshot_download(
+                    self.location,
+                    revision=self.revision,
+                    cache_dir=self.cache_dir,
+                    allow_patterns=[*TOKENIZER_FILES, "config.json"],
+                )
                 return _local_tokenizer(Path(folder))
             except (OSError, ValueError) as e:
                 raise self._hub_failure("tokenizer", e) from None
@@ -247,12 +267,20 @@ class Checkpoint:
         fallback = Path(self.tokenizer_fallback) if self.tokenizer_fallback else None
         if fallback is not None and (fallback / "tokenizer.json").is_file():
             return _local_tokenizer(fallback)
-        raise CatalogueError(f"{here} has no tokenizer.json and suite {self.suite!r} has no built tokenizer "
-                             f"({fallback}); run `pythia data build --suite {self.suite}` or copy the tokenizer files there")
+        raise CatalogueError(
+            f"{here} has no tokenizer.json and suite {self.suite!r} has no built tokenizer "
+            f"({fallback}); run `pythia data build --suite {self.suite}` or copy the tokenizer files there"
+        )
 
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                   "vocab.json", "merges.txt")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+)
 """The files ``AutoTokenizer`` reads from a folder (a GPT-NeoX tokenizer); their bytes key :func:`_local_tokenizer`."""
 _TOKENIZERS: OrderedDict[str, Any] = OrderedDict()
 TOKENIZER_MEMO = 4
@@ -291,23 +319,38 @@ class Catalogue:
     :meth:`available_steps` all that exist.
     """
 
-    def __init__(self, suite: str | Suite, source: str | Source = Source.trained, path: str | Path | None = None,
-                 steps: list[int] | None = None):
+    def __init__(
+        self,
+        suite: str | Suite,
+        source: str | Source = Source.trained,
+        path: str | Path | None = None,
+        steps: list[int] | None = None,
+    ):
         self.suite = suite if isinstance(suite, Suite) else load_suite(suite)
         try:
             self.source = Source(source)
         except ValueError:
-            raise CatalogueError(f"unknown checkpoints source {source!r}; choose one of: "
-                                 f"{', '.join(s.value for s in Source)}") from None
+            raise CatalogueError(
+                f"unknown checkpoints source {source!r}; choose one of: "
+                f"{', '.join(s.value for s in Source)}"
+            ) from None
         self.path = Path(os.path.expanduser(str(path))) if path else None
         if self.source is Source.local:
             if self.path is None:
-                raise CatalogueError("the checkpoints source 'local' needs a path: the directory holding "
-                                     "pythia-<size>[-deduped]/step<N>/ folders")
+                raise CatalogueError(
+                    "the checkpoints source 'local' needs a path: the directory holding "
+                    "pythia-<size>[-deduped]/step<N>/ folders"
+                )
             if not self.path.is_dir():
-                raise CatalogueError(f"checkpoints directory {self.path} does not exist; download the checkpoints "
-                                     f"there (pythia-<size>[-deduped]/step<N>/) or fix checkpoints.path")
-        self.selected = self.suite.check_steps(steps, "checkpoints.steps") if steps else self.suite.analysis_steps()
+                raise CatalogueError(
+                    f"checkpoints directory {self.path} does not exist; download the checkpoints "
+                    f"there (pythia-<size>[-deduped]/step<N>/) or fix checkpoints.path"
+                )
+        self.selected = (
+            self.suite.check_steps(steps, "checkpoints.steps")
+            if steps
+            else self.suite.analysis_steps()
+        )
 
     def __repr__(self) -> str:
         where = f", path={str(self.path)!r}" if self.path else ""
@@ -318,14 +361,18 @@ class Catalogue:
         """``model`` if the suite has it (and, for the hub, Pythia released it); else a one-line error."""
         self.suite.model(model)  # unknown: ConfigError listing the suite's models
         if self.source is Source.hub and model not in RELEASED_SIZES:
-            raise CatalogueError(f"model {model!r} of suite {self.suite.name!r} has no released Pythia checkpoints; "
-                                 f"released sizes: {', '.join(RELEASED_SIZES)}")
+            raise CatalogueError(
+                f"model {model!r} of suite {self.suite.name!r} has no released Pythia checkpoints; "
+                f"released sizes: {', '.join(RELEASED_SIZES)}"
+            )
         return model
 
     def _check_dataset(self, dataset: str) -> str:
         if dataset not in self.datasets():
-            raise CatalogueError(f"no dataset {dataset!r} in the {self.source.value} checkpoints of suite "
-                                 f"{self.suite.name!r}; datasets: {', '.join(self.datasets()) or 'none'}")
+            raise CatalogueError(
+                f"no dataset {dataset!r} in the {self.source.value} checkpoints of suite "
+                f"{self.suite.name!r}; datasets: {', '.join(self.datasets()) or 'none'}"
+            )
         return dataset
 
     def model_dir(self, model: str, dataset: str) -> Path:
@@ -344,14 +391,22 @@ class Catalogue:
             return list(paths.DATASETS)
         if self.source is Source.trained:
             return paths.list_runs(self.suite.name)  # baselines, each followed by its variants
-        return [d for d in paths.DATASETS if any((self.path / released_name(m, d)).is_dir() for m in self.suite.models)]
+        return [
+            d
+            for d in paths.DATASETS
+            if any((self.path / released_name(m, d)).is_dir() for m in self.suite.models)
+        ]
 
     def models(self, dataset: str | None = None) -> list[str]:
         """Suite models (in the suite's order) with at least one checkpoint (of ``dataset``, if given)."""
         datasets = [dataset] if dataset else self.datasets()
         if self.source is Source.hub:
             return [m for m in self.suite.models if m in RELEASED_SIZES] if self.datasets() else []
-        return [m for m in self.suite.models if any(self.available_steps(m, d) for d in datasets if d in self.datasets())]
+        return [
+            m
+            for m in self.suite.models
+            if any(self.available_steps(m, d) for d in datasets if d in self.datasets())
+        ]
 
     def available_steps(self, model: str, dataset: str) -> list[int]:
         """Every step with a checkpoint of ``model`` on ``dataset`` (hub: Pythia's 154 steps)."""
@@ -362,8 +417,11 @@ class Catalogue:
         parent = self.model_dir(model, dataset)
         if not parent.is_dir():
             return []
-        return sorted(int(m.group(1)) for p in parent.iterdir()
-                      if p.is_dir() and (m := STEP_RE.match(p.name)) and _hf_model_dir(p) is not None)
+        return sorted(
+            int(m.group(1))
+            for p in parent.iterdir()
+            if p.is_dir() and (m := STEP_RE.match(p.name)) and _hf_model_dir(p) is not None
+        )
 
     def steps(self, model: str, dataset: str) -> list[int]:
         """The steps to analyse (the catalogue's selection) that exist for ``model`` on ``dataset``."""
@@ -378,25 +436,55 @@ class Catalogue:
             self._check_dataset(dataset)
             steps = self.available_steps(model, dataset)
             if step not in steps:
-                raise CatalogueError(f"{hub_repo(model, dataset)} has no step {step}; its checkpoints are steps "
-                                     f"0, 1, 2, 4, ..., 512, 1000, 2000, ..., 143000 (nearest: {_nearest(steps, step)})")
-            return Checkpoint(Source.hub, self.suite.name, model, dataset, step, hub_repo(model, dataset),
-                              revision=f"step{step}", cache_dir=str(self.path) if self.path else None,
-                              tokenizer_fallback=tok_dir)
+                raise CatalogueError(
+                    f"{hub_repo(model, dataset)} has no step {step}; its checkpoints are steps "
+                    f"0, 1, 2, 4, ..., 512, 1000, 2000, ..., 143000 (nearest: {_nearest(steps, step)})"
+                )
+            return Checkpoint(
+                Source.hub,
+                self.suite.name,
+                model,
+                dataset,
+                step,
+                hub_repo(model, dataset),
+                revision=f"step{step}",
+                cache_dir=str(self.path) if self.path else None,
+                tokenizer_fallback=tok_dir,
+            )
         folder = self.model_dir(model, dataset)
         steps = self.available_steps(model, dataset)
         if not steps:
-            what = (f"train it (`pythia train --suite {self.suite.name} --model {model} --dataset {dataset}`)"
-                    if self.source is Source.trained else f"download them into {folder}/step<N>/")
-            raise CatalogueError(f"no checkpoints of model {model!r} on dataset {dataset!r} in {folder}; {what}")
+            what = (
+                f"train it (`pythia train --suite {self.suite.name} --model {model} --dataset {dataset}`)"
+                if self.source is Source.trained
+                else f"download them into {folder}/step<N>/"
+            )
+            raise CatalogueError(
+                f"no checkpoints of model {model!r} on dataset {dataset!r} in {folder}; {what}"
+            )
         if step not in steps:
-            shown = ", ".join(map(str, steps)) if len(steps) <= 12 else f"{len(steps)} steps from {steps[0]} to {steps[-1]}"
-            raise CatalogueError(f"no step {step} of {model}/{dataset} in {folder} (steps there: {shown}; "
-                                 f"nearest: {_nearest(steps, step)})")
-        return Checkpoint(self.source, self.suite.name, model, dataset, step,
-                          str(_hf_model_dir(folder / f"step{step}")), tokenizer_fallback=tok_dir)
+            shown = (
+                ", ".join(map(str, steps))
+                if len(steps) <= 12
+                else f"{len(steps)} steps from {steps[0]} to {steps[-1]}"
+            )
+            raise CatalogueError(
+                f"no step {step} of {model}/{dataset} in {folder} (steps there: {shown}; "
+                f"nearest: {_nearest(steps, step)})"
+            )
+        return Checkpoint(
+            self.source,
+            self.suite.name,
+            model,
+            dataset,
+            step,
+            str(_hf_model_dir(folder / f"step{step}")),
+            tokenizer_fallback=tok_dir,
+        )
 
-    def checkpoints(self, models: list[str] | None = None, datasets: list[str] | None = None) -> list[Checkpoint]:
+    def checkpoints(
+        self, models: list[str] | None = None, datasets: list[str] | None = None
+    ) -> list[Checkpoint]:
         """Every checkpoint to analyse: ``models`` x ``datasets`` (default: all there are) x :meth:`steps`."""
         out = []
         for dataset in datasets or self.datasets():
@@ -409,8 +497,12 @@ class Catalogue:
         return step * self.suite.training.tokens_per_step
 
 
-def open_catalogue(suite: str | Suite, source: str | Source = Source.trained, path: str | Path | None = None,
-                   steps: list[int] | None = None) -> Catalogue:
+def open_catalogue(
+    suite: str | Suite,
+    source: str | Source = Source.trained,
+    path: str | Path | None = None,
+    steps: list[int] | None = None,
+) -> Catalogue:
     """The :class:`Catalogue` of ``suite`` from ``source`` (``trained``, ``local`` with ``path``, ``hub``)."""
     return Catalogue(suite, source, path, steps)
 
@@ -421,12 +513,24 @@ def open_catalogue(suite: str | Suite, source: str | Source = Source.trained, pa
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``--checkpoints-source``, ``--checkpoints-path`` and ``--steps`` for a section's command
     (the workflow passes its ``checkpoints`` config through them)."""
-    parser.add_argument("--checkpoints-source", default="trained", choices=[s.value for s in Source],
-                        help="where checkpoints come from (default: the workflow's own runs)")
-    parser.add_argument("--checkpoints-path", default=None,
-                        help="local: the directory of pythia-<size>[-deduped]/step<N>/ folders; hub: download cache")
-    parser.add_argument("--steps", type=int, nargs="+", default=None,
-                        help="checkpoint steps to analyse (default: the suite's analysis.steps)")
+    parser.add_argument(
+        "--checkpoints-source",
+        default="trained",
+        choices=[s.value for s in Source],
+        help="where checkpoints come from (default: the workflow's own runs)",
+    )
+    parser.add_argument(
+        "--checkpoints-path",
+        default=None,
+        help="local: the directory of pythia-<size>[-deduped]/step<N>/ folders; hub: download cache",
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        nargs="+",
+        default=None,
+        help="checkpoint steps to analyse (default: the suite's analysis.steps)",
+    )
 
 
 def from_arguments(suite: str | Suite, args: argparse.Namespace) -> Catalogue:
@@ -436,11 +540,17 @@ def from_arguments(suite: str | Suite, args: argparse.Namespace) -> Catalogue:
 
 def describe(cat: Catalogue) -> dict[str, Any]:
     """Models, datasets and steps of a catalogue, as JSON-ready data (``pythia checkpoints``)."""
-    out: dict[str, Any] = {"suite": cat.suite.name, "source": cat.source.value,
-                           "path": str(cat.path) if cat.path else None, "datasets": {}}
+    out: dict[str, Any] = {
+        "suite": cat.suite.name,
+        "source": cat.source.value,
+        "path": str(cat.path) if cat.path else None,
+        "datasets": {},
+    }
     for d in cat.datasets():
-        out["datasets"][d] = {m: {"available": cat.available_steps(m, d), "selected": cat.steps(m, d)}
-                              for m in cat.models(d)}
+        out["datasets"][d] = {
+            m: {"available": cat.available_steps(m, d), "selected": cat.steps(m, d)}
+            for m in cat.models(d)
+        }
     return out
 
 
@@ -450,19 +560,26 @@ def _cmd_checkpoints(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    print(f"suite {info['suite']}, source {info['source']}" + (f" ({info['path']})" if info["path"] else ""))
+    print(
+        f"suite {info['suite']}, source {info['source']}"
+        + (f" ({info['path']})" if info["path"] else "")
+    )
     if not info["datasets"] or not any(info["datasets"].values()):
         print("  no checkpoints")
     for d, models in info["datasets"].items():
         for m, st in models.items():
             sel = st["selected"]
-            print(f"  {d:>8} {m:>6}: {len(st['available'])} checkpoints, {len(sel)} selected"
-                  + (f" (steps {sel[0]} ... {sel[-1]})" if sel else ""))
+            print(
+                f"  {d:>8} {m:>6}: {len(st['available'])} checkpoints, {len(sel)} selected"
+                + (f" (steps {sel[0]} ... {sel[-1]})" if sel else "")
+            )
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("checkpoints", help="list the checkpoints of a suite (trained, local or hub)")
+    p = sub.add_parser(
+        "checkpoints", help="list the checkpoints of a suite (trained, local or hub)"
+    )
     p.add_argument("--suite", required=True, help="suite name or YAML path")
     add_arguments(p)
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -62,13 +62,17 @@ machine is bit-identical). 1e-4 leaves three orders of margin for that noise and
 any change in data, order, model or optimiser (which moves losses by 1e-3 or more)."""
 
 
-BENCH_WHY = ("scores of trained weights: CPU kernel noise moves log-likelihoods by ~1e-6 and can flip a near-tie "
-             "choice (1 of 200 examples = 0.005)")
+BENCH_WHY = (
+    "scores of trained weights: CPU kernel noise moves log-likelihoods by ~1e-6 and can flip a near-tie "
+    "choice (1 of 200 examples = 0.005)"
+)
 
 
 def trained(*keys: str) -> Compare:
     """The comparison of values that come out of training: losses within :data:`LOSS_RTOL`."""
-    return Compare(keys=keys, rtol=LOSS_RTOL, why="trained losses: CPU kernels differ across machines")
+    return Compare(
+        keys=keys, rtol=LOSS_RTOL, why="trained losses: CPU kernels differ across machines"
+    )
 
 
 def timing(*keys: str, ignore: tuple[str, ...]) -> Compare:
@@ -107,7 +111,10 @@ class Section:
 
     def __post_init__(self) -> None:
         # a figure and a table may share a name (their files differ: .png vs .csv), two figures not
-        for kind, names in (("figure", [f.name for f in self.figures]), ("table", [t.name for t in self.tables])):
+        for kind, names in (
+            ("figure", [f.name for f in self.figures]),
+            ("table", [t.name for t in self.tables]),
+        ):
             if len(set(names)) != len(names):
                 raise ValueError(f"section {self.stem!r}: a {kind} name repeats in {names}")
 
@@ -125,15 +132,19 @@ class Section:
         for f in self.figures:
             if f.name == name:
                 return f
-        raise UsageError(f"section {self.stem!r} declares no figure {name!r}; figures: "
-                       f"{', '.join(f.name for f in self.figures) or 'none'} (add it in pythia/sections.py)")
+        raise UsageError(
+            f"section {self.stem!r} declares no figure {name!r}; figures: "
+            f"{', '.join(f.name for f in self.figures) or 'none'} (add it in pythia/sections.py)"
+        )
 
     def table(self, name: str) -> Table:
         for t in self.tables:
             if t.name == name:
                 return t
-        raise UsageError(f"section {self.stem!r} declares no table {name!r}; tables: "
-                       f"{', '.join(t.name for t in self.tables) or 'none'} (add it in pythia/sections.py)")
+        raise UsageError(
+            f"section {self.stem!r} declares no table {name!r}; tables: "
+            f"{', '.join(t.name for t in self.tables) or 'none'} (add it in pythia/sections.py)"
+        )
 
     # ---------------------------------------------------------------- files
     def results_dir(self, suite: str) -> Path:
@@ -143,21 +154,31 @@ class Section:
         """``png``, ``pdf``, ``data`` (the plotted data) and ``provenance`` of a figure."""
         self.figure(name)
         d = self.results_dir(suite)
-        return {"png": d / f"{name}.png", "pdf": d / f"{name}.pdf", "data": d / f"{name}.data.csv",
-                "provenance": d / f"{name}.png.provenance.json"}
+        return {
+            "png": d / f"{name}.png",
+            "pdf": d / f"{name}.pdf",
+            "data": d / f"{name}.data.csv",
+            "provenance": d / f"{name}.png.provenance.json",
+        }
 
     def table_files(self, suite: str, name: str) -> dict[str, Path]:
         """``csv``, ``md`` and ``provenance`` of a table."""
         self.table(name)
         d = self.results_dir(suite)
-        return {"csv": d / f"{name}.csv", "md": d / f"{name}.md", "provenance": d / f"{name}.csv.provenance.json"}
+        return {
+            "csv": d / f"{name}.csv",
+            "md": d / f"{name}.md",
+            "provenance": d / f"{name}.csv.provenance.json",
+        }
 
     def executed_notebook(self, suite: str) -> Path:
         return paths.notebooks_dir(suite) / f"{self.notebook}.ipynb"
 
     def compared(self) -> list[tuple[str, str, Compare]]:
         """``(kind, name, compare)`` of everything ``results compare`` checks, tables first."""
-        return [("table", t.name, t.compare) for t in self.tables] + [("figure", f.name, f.compare) for f in self.figures]
+        return [("table", t.name, t.compare) for t in self.tables] + [
+            ("figure", f.name, f.compare) for f in self.figures
+        ]
 
     def digest(self, suite: Suite) -> str:
         """Digest of the parts of ``suite`` the notebook reads (:attr:`reads`; a dotted name such as
@@ -179,95 +200,217 @@ class Section:
 #   06 training_trajectories.
 SECTIONS: tuple[Section, ...] = (
     Section(
-        0, "suite", "The suite (Table 1)",
+        0,
+        "suite",
+        "The suite (Table 1)",
         figures=(Figure("suite_table"), Figure("parameters")),
-        tables=(Table("suite_table", Compare(keys=("model",))),
-                Table("duplication", Compare(keys=("dataset", "at_least")))),
+        tables=(
+            Table("suite_table", Compare(keys=("model",))),
+            Table("duplication", Compare(keys=("dataset", "at_least"))),
+        ),
         reads=("description", "tokenizer", "training", "models"),
     ),
     Section(
-        1, "training", "Training",
+        1,
+        "training",
+        "Training",
         figures=(
             Figure("loss_curves", trained("model", "dataset", "step")),
             Figure("val_loss", trained("model", "dataset", "step")),
             Figure("loss_vs_size", trained("model", "dataset")),
-            Figure("lr_schedule", Compare(keys=("source", "model", "step"), rtol=1e-9,
-                                          why="the schedule's formula in floating point")),
-            Figure("throughput", timing("model", "dataset", ignore=("median_tokens_per_s", "train_seconds"))),
+            Figure(
+                "lr_schedule",
+                Compare(
+                    keys=("source", "model", "step"),
+                    rtol=1e-9,
+                    why="the schedule's formula in floating point",
+                ),
+            ),
+            Figure(
+                "throughput",
+                timing("model", "dataset", ignore=("median_tokens_per_s", "train_seconds")),
+            ),
         ),
         tables=(
             Table("data_card", Compare(keys=("source", "dataset"))),
             Table("data_order", Compare(keys=("dataset",))),
             Table("final_losses", trained("model", "dataset")),
-            Table("throughput", timing("model", "dataset", ignore=("median_tokens_per_s", "train_seconds"))),
+            Table(
+                "throughput",
+                timing("model", "dataset", ignore=("median_tokens_per_s", "train_seconds")),
+            ),
             Table("batch_proof", Compare(keys=("model", "dataset"))),
         ),
         reads=("tokenizer", "data", "training", "models"),
     ),
     Section(
-        2, "benchmarks", "Benchmarks",
+        2,
+        "benchmarks",
+        "Benchmarks",
         figures=(
-            Figure("accuracy_curves", Compare(keys=("task", "dataset", "model", "step"), rtol=1e-3, atol=0.011,
-                                              why=BENCH_WHY)),
-            Figure("cloze_quality", Compare(keys=("dataset", "model", "step"), rtol=1e-3, atol=0.011, why=BENCH_WHY)),
-            Figure("final_vs_params", Compare(keys=("task", "metric", "dataset", "model"), rtol=1e-3, atol=0.011,
-                                              why=BENCH_WHY)),
+            Figure(
+                "accuracy_curves",
+                Compare(
+                    keys=("task", "dataset", "model", "step"), rtol=1e-3, atol=0.011, why=BENCH_WHY
+                ),
+            ),
+            Figure(
+                "cloze_quality",
+                Compare(keys=("dataset", "model", "step"), rtol=1e-3, atol=0.011, why=BENCH_WHY),
+            ),
+            Figure(
+                "final_vs_params",
+                Compare(
+                    keys=("task", "metric", "dataset", "model"),
+                    rtol=1e-3,
+                    atol=0.011,
+                    why=BENCH_WHY,
+                ),
+            ),
             Figure("published_curves", Compare(keys=("paper_task", "dataset", "model", "step"))),
         ),
         tables=(
-            Table("evals", Compare(keys=("source", "dataset", "model", "step", "task", "num_fewshot", "metric"),
-                                   rtol=1e-3, atol=0.011, why=BENCH_WHY)),
-            Table("final_checkpoints", Compare(keys=("model", "dataset"), rtol=1e-3, atol=0.011, why=BENCH_WHY)),
+            Table(
+                "evals",
+                Compare(
+                    keys=("source", "dataset", "model", "step", "task", "num_fewshot", "metric"),
+                    rtol=1e-3,
+                    atol=0.011,
+                    why=BENCH_WHY,
+                ),
+            ),
+            Table(
+                "final_checkpoints",
+                Compare(keys=("model", "dataset"), rtol=1e-3, atol=0.011, why=BENCH_WHY),
+            ),
             Table("micro_reach", Compare(keys=("paper_task",))),
         ),
         reads=("training", "models"),
     ),
     Section(
-        3, "gender_intervention", "Gender intervention",
+        3,
+        "gender_intervention",
+        "Gender intervention",
         figures=(
             Figure("trajectories", trained("window", "model", "metric", "step")),
             Figure("published", Compare(keys=("model", "variant", "metric", "step"))),
         ),
         tables=(
             Table("final_measures", trained("model", "variant", "metric")),
-            Table("intervention_cost", timing("run", "model", ignore=("median_step_s", "median_swap_s",
-                                                                     "swap_pct_of_step"))),
+            Table(
+                "intervention_cost",
+                timing(
+                    "run", "model", ignore=("median_step_s", "median_swap_s", "swap_pct_of_step")
+                ),
+            ),
             Table("published_final", Compare(keys=("model", "variant", "metric"))),
         ),
         reads=("tokenizer", "training", "models", "intervention"),
     ),
     Section(
-        4, "memorization", "Memorization",
+        4,
+        "memorization",
+        "Memorization",
         figures=(
-            Figure("qq_plot", Compare(keys=("model", "dataset", "window", "threshold", "sample", "theoretical"),
-                                      rtol=1e-9, why="Poisson quantiles in floating point")),
-            Figure("qq_partial", Compare(keys=("model", "dataset", "window", "threshold", "sample", "theoretical"),
-                                         rtol=1e-9, why="Poisson quantiles in floating point")),
-            Figure("match_runs", Compare(keys=("model", "dataset", "step"), rtol=1e-9, why="means in floating point")),
-            Figure("position", Compare(keys=("model", "dataset", "position"), rtol=1e-9, why="means in floating point")),
-            Figure("size", Compare(keys=("model", "dataset"), rtol=1e-9, why="means in floating point")),
-            Figure("duplicates", Compare(keys=("model", "dataset", "step", "bin"), rtol=1e-9,
-                                         why="means in floating point")),
+            Figure(
+                "qq_plot",
+                Compare(
+                    keys=("model", "dataset", "window", "threshold", "sample", "theoretical"),
+                    rtol=1e-9,
+                    why="Poisson quantiles in floating point",
+                ),
+            ),
+            Figure(
+                "qq_partial",
+                Compare(
+                    keys=("model", "dataset", "window", "threshold", "sample", "theoretical"),
+                    rtol=1e-9,
+                    why="Poisson quantiles in floating point",
+                ),
+            ),
+            Figure(
+                "match_runs",
+                Compare(
+                    keys=("model", "dataset", "step"), rtol=1e-9, why="means in floating point"
+                ),
+            ),
+            Figure(
+                "position",
+                Compare(
+                    keys=("model", "dataset", "position"), rtol=1e-9, why="means in floating point"
+                ),
+            ),
+            Figure(
+                "size", Compare(keys=("model", "dataset"), rtol=1e-9, why="means in floating point")
+            ),
+            Figure(
+                "duplicates",
+                Compare(
+                    keys=("model", "dataset", "step", "bin"),
+                    rtol=1e-9,
+                    why="means in floating point",
+                ),
+            ),
         ),
         tables=(
-            Table("memorized_counts", Compare(keys=("model", "dataset", "step"), rtol=1e-9, why="means in floating point")),
-            Table("poisson_tests", Compare(keys=("model", "dataset", "threshold", "window"), rtol=1e-6,
-                                           why="test statistics in floating point")),
-            Table("persistence", Compare(keys=("model", "dataset", "threshold", "earlier", "later"), rtol=1e-9,
-                                         why="fractions in floating point")),
+            Table(
+                "memorized_counts",
+                Compare(
+                    keys=("model", "dataset", "step"), rtol=1e-9, why="means in floating point"
+                ),
+            ),
+            Table(
+                "poisson_tests",
+                Compare(
+                    keys=("model", "dataset", "threshold", "window"),
+                    rtol=1e-6,
+                    why="test statistics in floating point",
+                ),
+            ),
+            Table(
+                "persistence",
+                Compare(
+                    keys=("model", "dataset", "threshold", "earlier", "later"),
+                    rtol=1e-9,
+                    why="fractions in floating point",
+                ),
+            ),
             Table("memorized_sequences", Compare(keys=("model", "dataset", "seq"))),
             Table("partial_sequences", Compare(keys=("model", "dataset", "seq"))),
-            Table("bench", timing("model", "dataset", ignore=(
-                "threads", "scan_tokens_per_s", "scan_scores_tokens_per_s", "generate_tokens_per_s",
-                "scan_over_generate", "scan_scores_over_generate"))),
-            Table("scan_speed", timing("model", "dataset", ignore=("scored", "seconds", "sequences_per_s"))),
-            Table("duplicates", Compare(keys=("model", "dataset", "step", "bin"), rtol=1e-9,
-                                        why="means in floating point")),
+            Table(
+                "bench",
+                timing(
+                    "model",
+                    "dataset",
+                    ignore=(
+                        "threads",
+                        "scan_tokens_per_s",
+                        "scan_scores_tokens_per_s",
+                        "generate_tokens_per_s",
+                        "scan_over_generate",
+                        "scan_scores_over_generate",
+                    ),
+                ),
+            ),
+            Table(
+                "scan_speed",
+                timing("model", "dataset", ignore=("scored", "seconds", "sequences_per_s")),
+            ),
+            Table(
+                "duplicates",
+                Compare(
+                    keys=("model", "dataset", "step", "bin"),
+                    rtol=1e-9,
+                    why="means in floating point",
+                ),
+            ),
         ),
         reads=("tokenizer", "data", "training", "models"),
     ),
     Section(
-        5, "term_frequencies", "Term frequencies",
+        5,
+        "term_frequencies",
+        "Term frequencies",
         figures=(
             Figure("count_distribution", Compare(keys=("dataset", "step", "rank"))),
             Figure("accuracy_vs_frequency", trained("model", "dataset", "op", "k", "step", "bin")),
@@ -277,32 +420,75 @@ SECTIONS: tuple[Section, ...] = (
         tables=(
             Table("frequency_gap", trained("model", "dataset", "set", "op", "k", "step")),
             Table("count_skew", Compare(keys=("dataset", "step"))),
-            Table("timings", timing("job", "dataset", "model", ignore=("seconds", "tokens_per_s", "projected_hours"))),
+            Table(
+                "timings",
+                timing(
+                    "job", "dataset", "model", ignore=("seconds", "tokens_per_s", "projected_hours")
+                ),
+            ),
         ),
         reads=("tokenizer", "data", "training", "models", "analysis.term_frequencies"),
     ),
     Section(
-        6, "training_trajectories", "Training trajectories",
+        6,
+        "training_trajectories",
+        "Training trajectories",
         figures=(
             Figure("validation", trained("dataset", "model", "step")),
-            Figure("token_classes", Compare(keys=("dataset", "model", "start_fraction", "class"), atol=0.01,
-                                            why="a token whose p-value or flatness sits at its threshold flips "
-                                                "class when trained losses differ in the last digits")),
+            Figure(
+                "token_classes",
+                Compare(
+                    keys=("dataset", "model", "start_fraction", "class"),
+                    atol=0.01,
+                    why="a token whose p-value or flatness sits at its threshold flips "
+                    "class when trained losses differ in the last digits",
+                ),
+            ),
             Figure("same_perplexity", trained("dataset", "subset", "model", "step")),
             Figure("hallucination", trained("dataset", "model", "step", "kind")),
-            Figure("icl", Compare(keys=("dataset", "model", "step"), rtol=1e-3, atol=1e-3,
-                                  why="lm-eval log-likelihoods of trained weights; an option at a tie flips")),
+            Figure(
+                "icl",
+                Compare(
+                    keys=("dataset", "model", "step"),
+                    rtol=1e-3,
+                    atol=1e-3,
+                    why="lm-eval log-likelihoods of trained weights; an option at a tie flips",
+                ),
+            ),
             Figure("published_icl", Compare(keys=("model", "dataset", "step"))),
         ),
         tables=(
-            Table("class_shares", Compare(keys=("dataset", "model", "start_fraction", "class"), atol=0.01,
-                                          why="a token at a threshold flips class when trained losses differ")),
-            Table("overlap", Compare(keys=("dataset", "subset"), rtol=1e-3, atol=1e-4,
-                                     why="spreads of trained losses, subsets defined by thresholds")),
+            Table(
+                "class_shares",
+                Compare(
+                    keys=("dataset", "model", "start_fraction", "class"),
+                    atol=0.01,
+                    why="a token at a threshold flips class when trained losses differ",
+                ),
+            ),
+            Table(
+                "overlap",
+                Compare(
+                    keys=("dataset", "subset"),
+                    rtol=1e-3,
+                    atol=1e-4,
+                    why="spreads of trained losses, subsets defined by thresholds",
+                ),
+            ),
             Table("hallucination", trained("dataset", "model")),
-            Table("icl", Compare(keys=("dataset",), rtol=1e-3, atol=1e-3,
-                                 why="rank correlations of lm-eval scores of trained weights")),
-            Table("published", Compare(keys=("dataset",), rtol=1e-9, why="rank correlations in floating point")),
+            Table(
+                "icl",
+                Compare(
+                    keys=("dataset",),
+                    rtol=1e-3,
+                    atol=1e-3,
+                    why="rank correlations of lm-eval scores of trained weights",
+                ),
+            ),
+            Table(
+                "published",
+                Compare(keys=("dataset",), rtol=1e-9, why="rank correlations in floating point"),
+            ),
         ),
         reads=("tokenizer", "data", "training", "models", "analysis.training_trajectories"),
     ),
@@ -337,27 +523,48 @@ class Outputs:
     def dir(self) -> Path:
         return self.section.results_dir(self.suite.name)
 
-    def figure(self, name: str, fig: plt.Figure, data: pd.DataFrame, inputs: dict[str, Any] | None = None,
-               show: bool = True) -> None:
+    def figure(
+        self,
+        name: str,
+        fig: plt.Figure,
+        data: pd.DataFrame,
+        inputs: dict[str, Any] | None = None,
+        show: bool = True,
+    ) -> None:
         """Save figure ``name`` (PNG + PDF + its data, :meth:`Section.figure_files`) and display it
         in a notebook. Returns nothing, so a notebook cell shows the figure and no file list."""
         from pythia.plotting import save_figure
 
         files = self.section.figure_files(self.suite.name, name)
-        save_figure(fig, files["png"], suite=self.suite, inputs=inputs, data=data, section=self.section.stem, show=show)
+        save_figure(
+            fig,
+            files["png"],
+            suite=self.suite,
+            inputs=inputs,
+            data=data,
+            section=self.section.stem,
+            show=show,
+        )
         self.saved.append(("figure", name))
 
     def table(self, name: str, df: pd.DataFrame, inputs: dict[str, Any] | None = None) -> None:
         """Save table ``name`` (CSV + Markdown, :meth:`Section.table_files`) with provenance."""
         from pythia.plotting import save_table
 
-        save_table(df, self.section.table_files(self.suite.name, name)["csv"], suite=self.suite, inputs=inputs,
-                   section=self.section.stem)
+        save_table(
+            df,
+            self.section.table_files(self.suite.name, name)["csv"],
+            suite=self.suite,
+            inputs=inputs,
+            section=self.section.stem,
+        )
         self.saved.append(("table", name))
 
     def missing(self) -> list[str]:
         """Declared outputs this notebook has not saved (yet)."""
-        declared = [("figure", f.name) for f in self.section.figures] + [("table", t.name) for t in self.section.tables]
+        declared = [("figure", f.name) for f in self.section.figures] + [
+            ("table", t.name) for t in self.section.tables
+        ]
         return [f"{kind} {name}" for kind, name in declared if (kind, name) not in self.saved]
 
 
@@ -366,4 +573,16 @@ def outputs(stem: str, suite: Suite | str) -> Outputs:
     return Outputs(get(stem), suite if isinstance(suite, Suite) else load_suite(suite))
 
 
-__all__ = ["Compare", "EXACT", "Figure", "LOSS_RTOL", "Outputs", "SECTIONS", "Section", "Table", "get", "outputs", "stems"]
+__all__ = [
+    "EXACT",
+    "LOSS_RTOL",
+    "SECTIONS",
+    "Compare",
+    "Figure",
+    "Outputs",
+    "Section",
+    "Table",
+    "get",
+    "outputs",
+    "stems",
+]

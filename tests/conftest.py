@@ -61,9 +61,32 @@ def smoke_run(smoke_data) -> Path:
     """``smoke_data`` with model s1 trained on the standard dataset (through the CLI)."""
     run = smoke_data / "smoke" / "models" / "standard" / "s1"
     if not (run / "done.json").is_file():
-        env = {**os.environ, "PYTHIA_WORK": str(smoke_data), "PYTHIA_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-        out = subprocess.run([sys.executable, "-m", "pythia.cli", "train", "--suite", "smoke", "--model", "s1",
-                              "--dataset", "standard", "--threads", "1", "--no-progress"],
-                             env=env, capture_output=True, text=True, timeout=600)
+        env = {
+            **os.environ,
+            "PYTHIA_WORK": str(smoke_data),
+            "PYTHIA_OFFLINE": "1",
+            "OMP_NUM_THREADS": "1",
+        }
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pythia.cli",
+                "train",
+                "--suite",
+                "smoke",
+                "--model",
+                "s1",
+                "--dataset",
+                "standard",
+                "--threads",
+                "1",
+                "--no-progress",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert out.returncode == 0, out.stderr[-3000:]
     return smoke_data

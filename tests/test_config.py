@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pythia.config import ConfigError, available_suites, checkpoint_steps, load_suite, reference_markdown
+from pythia.config import (
+    ConfigError,
+    available_suites,
+    checkpoint_steps,
+    load_suite,
+    reference_markdown,
+)
 
 SUITES = Path(__file__).resolve().parents[1] / "pythia" / "suites"
 
@@ -30,13 +36,33 @@ def test_shipped_suites_load():
 
 def test_pythia_suite_matches_the_paper():
     s = load_suite("pythia")
-    assert list(s.models) == ["14M", "31M", "70M", "160M", "410M", "1B", "1.4B", "2.8B", "6.9B", "12B"]
+    assert list(s.models) == [
+        "14M",
+        "31M",
+        "70M",
+        "160M",
+        "410M",
+        "1B",
+        "1.4B",
+        "2.8B",
+        "6.9B",
+        "12B",
+    ]
     t = s.training
     assert (t.seq_len, t.global_batch, t.train_iters) == (2048, 1024, 143000)
     assert t.tokens_per_step * t.train_iters == 299_892_736_000
     assert t.warmup_iters == 1430
-    assert (t.adam_beta1, t.adam_beta2, t.adam_eps, t.weight_decay, t.grad_clip) == (0.9, 0.95, 1e-8, 0.1, 1.0)
-    assert s.models["6.9B"].init.value == "neox_default" and s.models["12B"].init.value == "neox_default"
+    assert (t.adam_beta1, t.adam_beta2, t.adam_eps, t.weight_decay, t.grad_clip) == (
+        0.9,
+        0.95,
+        1e-8,
+        0.1,
+        1.0,
+    )
+    assert (
+        s.models["6.9B"].init.value == "neox_default"
+        and s.models["12B"].init.value == "neox_default"
+    )
     assert s.models["2.8B"].init.value == "small_init"
     assert (s.models["6.9B"].tensor_parallel, s.models["12B"].tensor_parallel) == (2, 4)
     assert s.tokenizer.padded_vocab_size == 50304
@@ -52,7 +78,9 @@ PYTHIA_BF16 = {("1B", "standard")}
 
 
 @pytest.mark.parametrize("dataset", ["standard", "deduped"])
-@pytest.mark.parametrize("model", ["14M", "31M", "70M", "160M", "410M", "1B", "1.4B", "2.8B", "6.9B", "12B"])
+@pytest.mark.parametrize(
+    "model", ["14M", "31M", "70M", "160M", "410M", "1B", "1.4B", "2.8B", "6.9B", "12B"]
+)
 def test_precision_of_all_twenty_pythia_models(model, dataset):
     from pythia.train.deepspeed_config import deepspeed_config
     from pythia.train.precision import training_precision
@@ -67,11 +95,20 @@ def test_precision_of_all_twenty_pythia_models(model, dataset):
 
 
 def test_precision_by_dataset_is_validated(tmp_path):
-    path = _write(tmp_path, lambda r: r["models"]["s1"].update(precision_by_dataset={"dedupd": "bf16"}))
-    with pytest.raises(ConfigError, match=r"models\.s1.*precision_by_dataset names unknown datasets: dedupd; datasets: standard, deduped"):
+    path = _write(
+        tmp_path, lambda r: r["models"]["s1"].update(precision_by_dataset={"dedupd": "bf16"})
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"models\.s1.*precision_by_dataset names unknown datasets: dedupd; datasets: standard, deduped",
+    ):
         load_suite(path)
-    path = _write(tmp_path, lambda r: r["models"]["s1"].update(precision_by_dataset={"deduped": "fp8"}))
-    with pytest.raises(ConfigError, match=r"models\.s1\.precision_by_dataset\.deduped.*fp32.*fp16.*bf16"):
+    path = _write(
+        tmp_path, lambda r: r["models"]["s1"].update(precision_by_dataset={"deduped": "fp8"})
+    )
+    with pytest.raises(
+        ConfigError, match=r"models\.s1\.precision_by_dataset\.deduped.*fp32.*fp16.*bf16"
+    ):
         load_suite(path)
     with pytest.raises(ConfigError, match="unknown dataset 'pile'"):
         load_suite("pythia").model("1B").precision_for("pile")
@@ -130,9 +167,13 @@ def test_wrong_enum_lists_allowed_values(tmp_path):
 
 
 def test_unknown_suite_and_model():
-    with pytest.raises(ConfigError, match=r"unknown suite 'nosuch'; suites: .*micro.*pythia.*smoke"):
+    with pytest.raises(
+        ConfigError, match=r"unknown suite 'nosuch'; suites: .*micro.*pythia.*smoke"
+    ):
         load_suite("nosuch")
-    with pytest.raises(ConfigError, match=r"unknown model '99B' in suite 'pythia'; models: 14M, 31M"):
+    with pytest.raises(
+        ConfigError, match=r"unknown model '99B' in suite 'pythia'; models: 14M, 31M"
+    ):
         load_suite("pythia").model("99B")
 
 
@@ -143,14 +184,22 @@ def test_heads_must_divide_hidden(tmp_path):
 
 
 def test_cli_unknown_suite_exits_nonzero_and_lists_suites():
-    out = subprocess.run([sys.executable, "-m", "pythia.cli", "suite", "nosuch"], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "pythia.cli", "suite", "nosuch"], capture_output=True, text=True
+    )
     assert out.returncode != 0
-    assert "unknown suite 'nosuch'" in out.stderr and "micro" in out.stderr and "pythia" in out.stderr
+    assert (
+        "unknown suite 'nosuch'" in out.stderr and "micro" in out.stderr and "pythia" in out.stderr
+    )
 
 
 def test_cli_suite_table(tmp_path):
     csv = tmp_path / "t.csv"
-    out = subprocess.run([sys.executable, "-m", "pythia.cli", "suite", "pythia", "--csv", str(csv)], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "pythia.cli", "suite", "pythia", "--csv", str(csv)],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr
     assert "70,426,624" in out.stdout and "11,846,072,320" in out.stdout
     assert csv.exists() and (tmp_path / "t.csv.provenance.json").exists()
@@ -171,12 +220,16 @@ def test_digest_changes_with_config(tmp_path):
 
 def test_generated_reference_page_is_current():
     page = (Path(__file__).resolve().parents[1] / "docs" / "config-reference.md").read_text()
-    assert page.strip() == reference_markdown().strip(), "regenerate: pythia config-reference > docs/config-reference.md"
+    assert page.strip() == reference_markdown().strip(), (
+        "regenerate: pythia config-reference > docs/config-reference.md"
+    )
 
 
 def test_source_caps(tmp_path):
     micro = load_suite("micro")
-    assert micro.data.cap("shakespeare") > micro.data.cap("stdlib") == micro.data.max_bytes_per_source
+    assert (
+        micro.data.cap("shakespeare") > micro.data.cap("stdlib") == micro.data.max_bytes_per_source
+    )
     path = _write(tmp_path, lambda r: r["data"].update(source_max_bytes={"shakespeer": 10}))
     with pytest.raises(ConfigError, match="shakespeer.*sources: arithmetic, stdlib"):
         load_suite(path)
@@ -190,8 +243,14 @@ def test_analysis_steps(tmp_path):
     assert 20 < len(steps) < 154 and set(steps) <= set(pythia.checkpoint_steps())
     assert {0, 512, 13000, 39000, 65000, 91000, 113000, 117000, 133000, 143000} <= set(steps)
     path = _write(tmp_path, lambda r: r.update(analysis={"steps": [0, 5]}))
-    with pytest.raises(ConfigError, match=r"analysis.steps: 5 is not a checkpoint step of suite 'smoke' \(nearest: 2, 4;"):
+    with pytest.raises(
+        ConfigError,
+        match=r"analysis.steps: 5 is not a checkpoint step of suite 'smoke' \(nearest: 2, 4;",
+    ):
         load_suite(path)
     # which checkpoints are analysed never changes what is trained: same digest
     path = _write(tmp_path, lambda r: r.update(analysis={"steps": [0, 24]}))
-    assert load_suite(path).analysis_steps() == [0, 24] and load_suite(path).digest == load_suite("smoke").digest
+    assert (
+        load_suite(path).analysis_steps() == [0, 24]
+        and load_suite(path).digest == load_suite("smoke").digest
+    )

@@ -6,7 +6,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # os.environ.get("X"), os.environ["X"], os.environ.setdefault("X", ...), os.getenv("X"), and any
 # "PYTHIA_*" literal (pythia.paths reads its roots through a helper taking the name)
-READ = re.compile(r"""(?:environ(?:\.get|\.setdefault|\.pop)?\(|environ\[|getenv\()\s*["']([A-Z][A-Z0-9_]*)["']""")
+READ = re.compile(
+    r"""(?:environ(?:\.get|\.setdefault|\.pop)?\(|environ\[|getenv\()\s*["']([A-Z][A-Z0-9_]*)["']"""
+)
 OURS = re.compile(r"""["'](PYTHIA_[A-Z0-9_]+)["']""")
 
 
@@ -20,9 +22,15 @@ def _variables() -> set[str]:
 
 def test_every_environment_variable_is_documented():
     readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("## Environment variables"):]
+    table = readme[readme.index("## Environment variables") :]
     variables = _variables()
-    assert {"PYTHIA_WORK", "PYTHIA_RESULTS", "PYTHIA_CACHE", "PYTHIA_PROJECT", "PYTHIA_SUITE_PATH"} <= variables
+    assert {
+        "PYTHIA_WORK",
+        "PYTHIA_RESULTS",
+        "PYTHIA_CACHE",
+        "PYTHIA_PROJECT",
+        "PYTHIA_SUITE_PATH",
+    } <= variables
     missing = sorted(v for v in variables if f"`{v}`" not in table)
     assert not missing, f"document these in README.md, section 'Environment variables': {missing}"
 
@@ -30,7 +38,10 @@ def test_every_environment_variable_is_documented():
 def test_readme_and_guide_name_files_that_exist():
     for doc in ("README.md", "docs/sections.md"):
         text = (ROOT / doc).read_text()
-        for ref in re.findall(r"`((?:pythia|rules|notebooks|config|docs|report)/[\w./-]+\.(?:py|smk|ipynb|yaml|md|rst))`", text):
+        for ref in re.findall(
+            r"`((?:pythia|rules|notebooks|config|docs|report)/[\w./-]+\.(?:py|smk|ipynb|yaml|md|rst))`",
+            text,
+        ):
             if "<" in ref or "NN_" in ref or "memorization" in ref:
                 continue  # patterns and the guide's example section
             assert (ROOT / ref).exists(), f"{doc} names {ref}, which does not exist"

@@ -31,9 +31,15 @@ def test_envs_match_pyproject_pins():
         assert env_pins, env
         for name, version in env_pins.items():
             assert name in pins, f"{env.name}: {name} is not a dependency in pyproject.toml"
-            assert version == pins[name], f"{env.name}: {name}=={version}, pyproject.toml pins {pins[name]}"
-    main_env = _pins(yaml.safe_load((ROOT / "envs" / "pythia.yaml").read_text())["dependencies"][-1]["pip"])
-    missing = set(pins) - set(main_env) - {"snakemake", "snakemake-executor-plugin-slurm", "jupyterlab"}
+            assert version == pins[name], (
+                f"{env.name}: {name}=={version}, pyproject.toml pins {pins[name]}"
+            )
+    main_env = _pins(
+        yaml.safe_load((ROOT / "envs" / "pythia.yaml").read_text())["dependencies"][-1]["pip"]
+    )
+    missing = (
+        set(pins) - set(main_env) - {"snakemake", "snakemake-executor-plugin-slurm", "jupyterlab"}
+    )
     assert not missing, f"envs/pythia.yaml lacks {sorted(missing)}"
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -50,7 +49,7 @@ def _opts(suite, out=None, **kw):
 def test_map_is_length_preserving_and_swaps_only_pronouns(smoke_data, monkeypatch):
     monkeypatch.setenv("PYTHIA_WORK", str(smoke_data))
     pmap = suite_map("smoke")  # the smoke suite's stand-in pair
-    (m, f, mi, fi), = pmap.pairs
+    ((m, f, mi, fi),) = pmap.pairs
     assert (m, f) == ("he", "her") and mi != fi
     rng = np.random.default_rng(0)
     batch = rng.integers(0, pmap.vocab_size, (4, 65))
@@ -69,7 +68,7 @@ def test_map_is_length_preserving_and_swaps_only_pronouns(smoke_data, monkeypatc
 
 
 def test_intervened_run_starts_from_the_baseline_and_swaps_every_batch(baseline):
-    work, suite, aside = baseline
+    _work, suite, aside = baseline
     done = train_intervention(_opts(suite), "intervention")
     run = paths.run_dir("smoke", "deduped-intervention", "s1")
     base = paths.run_dir("smoke", "deduped", "s1")
@@ -86,12 +85,16 @@ def test_intervened_run_starts_from_the_baseline_and_swaps_every_batch(baseline)
     pmap = suite_map(suite)
     lut = pmap.lut()
     recs = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines()]
-    base_recs = {r["step"]: r for r in map(json.loads, (base / "train_log.jsonl").read_text().splitlines())}
+    base_recs = {
+        r["step"]: r for r in map(json.loads, (base / "train_log.jsonl").read_text().splitlines())
+    }
     assert [r["step"] for r in recs] == list(range(16, 25))
     for r in recs[1:]:
         original = get_batch(suite, "deduped", r["batch"])
         swapped, n = swap(original, lut)
-        assert r["original_batch_hash"] == base_recs[r["step"]]["batch_hash"] == batch_hash(original)
+        assert (
+            r["original_batch_hash"] == base_recs[r["step"]]["batch_hash"] == batch_hash(original)
+        )
         assert r["batch_hash"] == batch_hash(swapped) and r["swaps"] == n
         assert not np.isin(swapped, pmap.masculine).any()
     assert done["swaps"] == sum(r["swaps"] for r in recs[1:]) > 0
@@ -113,8 +116,13 @@ def test_interrupted_intervened_run_resumes_bit_identically(baseline, tmp_path):
 
 
 def test_start_without_earlier_state_names_the_saved_steps(baseline, tmp_path):
-    _, suite, _ = baseline
-    early = load_suite("smoke", {**OVERRIDES, "intervention": {"runs": {"intervention": {"fraction": 0.9,
-                                                                                        "models": ["s1"]}}}})
+    _, _suite, _ = baseline
+    early = load_suite(
+        "smoke",
+        {
+            **OVERRIDES,
+            "intervention": {"runs": {"intervention": {"fraction": 0.9, "models": ["s1"]}}},
+        },
+    )
     with pytest.raises(InterventionError, match=r"step 2 .*states saved at steps: 8, 24"):
         train_intervention(_opts(early, out=tmp_path / "early"), "intervention")

@@ -12,12 +12,16 @@ import pytest
 
 from pythia import locks
 
-HOLD = ("import sys, time\nfrom pythia.locks import exclusive\n"
-        "with exclusive(sys.argv[1], 'pythia test holder'):\n    print('held', flush=True)\n    time.sleep(600)\n")
+HOLD = (
+    "import sys, time\nfrom pythia.locks import exclusive\n"
+    "with exclusive(sys.argv[1], 'pythia test holder'):\n    print('held', flush=True)\n    time.sleep(600)\n"
+)
 
 
 def _holder(directory) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(directory)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(directory)], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline() == "held\n"
     return proc
 
@@ -49,7 +53,9 @@ def test_second_process_is_refused_naming_the_holder(tmp_path):
             with locks.exclusive(tmp_path / "run", "pythia train"):
                 pass
         msg = str(e.value)
-        assert f"pid {proc.pid}" in msg and "pythia test holder" in msg and f"kill {proc.pid}" in msg
+        assert (
+            f"pid {proc.pid}" in msg and "pythia test holder" in msg and f"kill {proc.pid}" in msg
+        )
         assert "\n" not in msg
         # the locks taken before the refused one are given back
         with pytest.raises(locks.DirectoryInUseError):

@@ -57,7 +57,12 @@ def test_architecture_is_pythias():
 
 def test_attention_backend_falls_back_to_sdpa():
     flash = "flash_attention_2" if flash_attn_usable() else "sdpa"
-    assert attention_backend() == attention_backend(torch.bfloat16) == attention_backend(torch.float16) == flash
+    assert (
+        attention_backend()
+        == attention_backend(torch.bfloat16)
+        == attention_backend(torch.float16)
+        == flash
+    )
     assert attention_backend(torch.float32) == "sdpa"  # flash-attn has no fp32 kernels
     if not torch.cuda.is_available():
         assert not flash_attn_usable() and attention_backend(torch.bfloat16) == "sdpa"
@@ -86,7 +91,9 @@ def test_a_broken_flash_attn_install_means_sdpa(monkeypatch):
 
     def broken(name, *a, **k):
         if name == "flash_attn":
-            raise ImportError("flash_attn_2_cuda.so: undefined symbol (built against another torch)")
+            raise ImportError(
+                "flash_attn_2_cuda.so: undefined symbol (built against another torch)"
+            )
         return real(name, *a, **k)
 
     monkeypatch.setattr(importlib, "import_module", broken)
@@ -114,7 +121,10 @@ def test_activation_is_gpt_neox_fused_bias_gelu():
         want = _neox_bias_gelu(xs.float()).to(dtype).double()
         got = act(xs).double()
         # one 16-bit ulp, plus fp32 rounding of 1 + tanh(.) in the far negative tail (|y| < 1e-6)
-        tol = torch.finfo(dtype).eps * want.abs() + xs.double().abs() * torch.finfo(torch.float32).eps * 4
+        tol = (
+            torch.finfo(dtype).eps * want.abs()
+            + xs.double().abs() * torch.finfo(torch.float32).eps * 4
+        )
         assert ((got - want).abs() <= tol).all(), dtype
 
 
@@ -135,13 +145,26 @@ def test_small_init_and_wang_init_stds(suite_name, model_name):
         if "layernorm" in name or "layer_norm" in name:
             assert torch.all(p == 1), name
             continue
-        expected = out_std if name.endswith(("attention.dense.weight", "mlp.dense_4h_to_h.weight")) else std
+        expected = (
+            out_std
+            if name.endswith(("attention.dense.weight", "mlp.dense_4h_to_h.weight"))
+            else std
+        )
         # the sample std of n normal draws has relative standard error ~ 1/sqrt(2n)
         tol = 5 / math.sqrt(2 * n)
         assert p.float().std().item() == pytest.approx(expected, rel=tol), name
         assert abs(p.float().mean().item()) < 5 * expected / math.sqrt(n), name
-        seen.add(name.split(".")[-2])  # the output layer is `lm_head` in transformers 5 (`embed_out` in Pythia files)
-    assert {"embed_in", "lm_head", "query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"} <= seen
+        seen.add(
+            name.split(".")[-2]
+        )  # the output layer is `lm_head` in transformers 5 (`embed_out` in Pythia files)
+    assert {
+        "embed_in",
+        "lm_head",
+        "query_key_value",
+        "dense",
+        "dense_h_to_4h",
+        "dense_4h_to_h",
+    } <= seen
 
 
 def test_neox_default_init_for_large_models():
@@ -153,7 +176,7 @@ def test_neox_default_init_for_large_models():
 def test_same_seed_same_weights_different_seed_different():
     suite = load_suite("smoke")
     a, b, c = (build_model(suite, "s2", seed=s) for s in (1, 1, 2))
-    for (n, pa), pb, pc in zip(a.named_parameters(), b.parameters(), c.parameters()):
+    for (_n, pa), pb, _pc in zip(a.named_parameters(), b.parameters(), c.parameters()):
         torch.testing.assert_close(pa, pb, rtol=0, atol=0)
     assert not torch.equal(a.gpt_neox.embed_in.weight, c.gpt_neox.embed_in.weight)
 
@@ -196,4 +219,6 @@ def test_loads_checkpoints_with_pythias_key_names(tmp_path):
     assert "embed_out.weight" in state
     save_file(state, tmp_path / "model.safetensors", metadata={"format": "pt"})
     loaded = GPTNeoXForCausalLM.from_pretrained(tmp_path)
-    torch.testing.assert_close(loaded.get_output_embeddings().weight, model.get_output_embeddings().weight, rtol=0, atol=0)
+    torch.testing.assert_close(
+        loaded.get_output_embeddings().weight, model.get_output_embeddings().weight, rtol=0, atol=0
+    )

@@ -35,7 +35,7 @@ def test_a_notebook_finds_the_project_from_notebooks(clean_env, tmp_path):
 
 def test_environment_overrides_resolve_against_the_project(clean_env, tmp_path):
     paths.set_project(tmp_path)
-    clean_env.setenv("PYTHIA_WORK", "scratch/w")          # relative: under the project
+    clean_env.setenv("PYTHIA_WORK", "scratch/w")  # relative: under the project
     clean_env.setenv("PYTHIA_RESULTS", str(tmp_path / "elsewhere"))  # absolute: as given
     clean_env.setenv("PYTHIA_CACHE", str(tmp_path / "cache"))
     assert paths.work_dir() == tmp_path.resolve() / "scratch" / "w"
@@ -44,13 +44,18 @@ def test_environment_overrides_resolve_against_the_project(clean_env, tmp_path):
 
 
 def test_run_names_and_variants(clean_env):
-    assert paths.run_name("standard") == "standard" and paths.parse_run("deduped") == ("deduped", None)
+    assert paths.run_name("standard") == "standard" and paths.parse_run("deduped") == (
+        "deduped",
+        None,
+    )
     with pytest.raises(ValueError, match="unknown run variant 'swap'"):
         paths.run_name("deduped", "swap")
     clean_env.setitem(paths.VARIANTS, "swap", "continued on changed data")
     assert paths.run_name("deduped", "swap") == "deduped-swap"
     assert paths.parse_run("deduped-swap") == ("deduped", "swap")
-    assert paths.run_dir("micro", "deduped-swap", "1.8M") == Path("work/micro/models/deduped-swap/1.8M")
+    assert paths.run_dir("micro", "deduped-swap", "1.8M") == Path(
+        "work/micro/models/deduped-swap/1.8M"
+    )
     for bad in ("nosuch", "deduped-nosuch", "deduped-"):
         with pytest.raises(ValueError, match="unknown run"):
             paths.parse_run(bad)

@@ -38,7 +38,9 @@ def _write(root, frames, digest="cfg1", code="abc"):
         target = root / stem / csv.name
         target.parent.mkdir(parents=True, exist_ok=True)
         df.to_csv(target, index=False)
-        (root / stem / files["provenance"].name).write_text(json.dumps({"config_digest": digest, "code_version": code}))
+        (root / stem / files["provenance"].name).write_text(
+            json.dumps({"config_digest": digest, "code_version": code})
+        )
 
 
 @pytest.fixture
@@ -67,7 +69,9 @@ def test_float_noise_in_trained_losses_is_within_tolerance(project):
     root, frames = project
     df = frames["training/table/final_losses"].copy()
     df["value"] *= 1 + 3e-8  # what another machine's CPU kernels do to a trained loss
-    _write(root / "results" / SUITE, {"training/table/final_losses": df.sample(frac=1, random_state=1)})  # row order too
+    _write(
+        root / "results" / SUITE, {"training/table/final_losses": df.sample(frac=1, random_state=1)}
+    )  # row order too
     v = _verdicts(root)["training/table/final_losses"]
     assert v.status == "within tolerance" and not v.failed and "<= 0.0001" in v.detail
     df["value"] *= 1.01  # a real change
@@ -110,16 +114,39 @@ def test_missing_output_and_other_config(project):
     df["value"] += 1
     _write(root / "results" / SUITE, {"training/figure/loss_curves": df}, digest="cfg2")
     v = _verdicts(root)
-    assert v["training/figure/val_loss"].status == "missing" and v["training/figure/val_loss"].failed
-    assert v["training/figure/loss_curves"].status == "other config" and not v["training/figure/loss_curves"].failed
+    assert (
+        v["training/figure/val_loss"].status == "missing" and v["training/figure/val_loss"].failed
+    )
+    assert (
+        v["training/figure/loss_curves"].status == "other config"
+        and not v["training/figure/loss_curves"].failed
+    )
 
 
-@pytest.mark.parametrize("new,ref,status,detail", [
-    ({"a": [1, 2]}, {"a": [1, 2], "b": [0, 0]}, "DIFFERS", "columns differ"),
-    ({"k": ["x", "x"], "a": [1, 2]}, {"k": ["x", "y"], "a": [1, 2]}, "DIFFERS", "repeated rows"),
-    ({"k": ["x", "y"], "a": [1.0, np.nan]}, {"k": ["y", "x"], "a": [np.nan, 1.0]}, "equal", "exact"),
-    ({"k": ["x", "y"], "a": [1.0, 2.0]}, {"k": ["x", "y"], "a": [1.0, np.nan]}, "DIFFERS", "a: 1 of 2"),
-])
+@pytest.mark.parametrize(
+    "new,ref,status,detail",
+    [
+        ({"a": [1, 2]}, {"a": [1, 2], "b": [0, 0]}, "DIFFERS", "columns differ"),
+        (
+            {"k": ["x", "x"], "a": [1, 2]},
+            {"k": ["x", "y"], "a": [1, 2]},
+            "DIFFERS",
+            "repeated rows",
+        ),
+        (
+            {"k": ["x", "y"], "a": [1.0, np.nan]},
+            {"k": ["y", "x"], "a": [np.nan, 1.0]},
+            "equal",
+            "exact",
+        ),
+        (
+            {"k": ["x", "y"], "a": [1.0, 2.0]},
+            {"k": ["x", "y"], "a": [1.0, np.nan]},
+            "DIFFERS",
+            "a: 1 of 2",
+        ),
+    ],
+)
 def test_compare_frames_cases(new, ref, status, detail):
     got = results.compare_frames(pd.DataFrame(new), pd.DataFrame(ref), Compare(keys=("k",)))
     assert got[0] == status and detail in got[1]
@@ -162,13 +189,20 @@ def test_cli_compares_with_the_committed_copy_in_git(project, cli):
     out = cli("compare", "--suite", SUITE, cwd=root, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"vs git HEAD:results/{SUITE}" in out.stdout and "verdict: reproduced" in out.stdout
-    assert "code abc, def (reference: abc)" in out.stdout and "loss_curves      within tolerance" in out.stdout
+    assert (
+        "code abc, def (reference: abc)" in out.stdout
+        and "loss_curves      within tolerance" in out.stdout
+    )
     # a real difference: exit 1, named in the verdict
     df = frames["training/table/data_order"].copy()
     df["count"] += 1
     _write(root / "results" / SUITE, {"training/table/data_order": df})
     out = cli("compare", "--suite", SUITE, "--section", "training", cwd=root, env=env)
-    assert out.returncode == 1 and "NOT reproduced: 1 of" in out.stdout and "training/table data_order" in out.stdout
+    assert (
+        out.returncode == 1
+        and "NOT reproduced: 1 of" in out.stdout
+        and "training/table data_order" in out.stdout
+    )
     assert "00 suite" not in out.stdout
 
 
@@ -182,7 +216,9 @@ def test_cli_snapshot_then_compare_outside_git(project, cli):
     df = frames["training/table/final_losses"].copy()
     df["value"] += 1
     _write(root / "results" / SUITE, {"training/table/final_losses": df})
-    assert "kept" in cli("snapshot", "--suite", SUITE, cwd=root, env=env).stdout  # the first snapshot stays
+    assert (
+        "kept" in cli("snapshot", "--suite", SUITE, cwd=root, env=env).stdout
+    )  # the first snapshot stays
     out = cli("compare", "--suite", SUITE, cwd=root, env=env)
     assert out.returncode == 1 and "vs snapshot" in out.stdout
     assert "final_losses     DIFFERS" in out.stdout
@@ -190,17 +226,38 @@ def test_cli_snapshot_then_compare_outside_git(project, cli):
 
 def test_cli_without_any_reference_says_so(tmp_path, cli):
     env = {"PYTHIA_PROJECT": str(tmp_path)}
-    assert "no results yet: no snapshot" in cli("snapshot", "--suite", SUITE, cwd=tmp_path, env=env).stdout
+    assert (
+        "no results yet: no snapshot"
+        in cli("snapshot", "--suite", SUITE, cwd=tmp_path, env=env).stdout
+    )
     out = cli("compare", "--suite", SUITE, cwd=tmp_path, env=env)
     assert out.returncode == 0 and "no reference to compare with" in out.stdout
-    _write(tmp_path / "ref" / SUITE, {"suite/table/suite_table": _frames()["suite/table/suite_table"]})
-    _write(tmp_path / "results" / SUITE, {"training/table/batch_proof": _frames()["training/table/batch_proof"]})
-    out = cli("compare", "--suite", SUITE, "--reference", str(tmp_path / "ref"), cwd=tmp_path, env=env)
-    assert out.returncode == 1 and "suite_table      missing" in out.stdout  # the reference has it, the rerun not
+    _write(
+        tmp_path / "ref" / SUITE, {"suite/table/suite_table": _frames()["suite/table/suite_table"]}
+    )
+    _write(
+        tmp_path / "results" / SUITE,
+        {"training/table/batch_proof": _frames()["training/table/batch_proof"]},
+    )
+    out = cli(
+        "compare", "--suite", SUITE, "--reference", str(tmp_path / "ref"), cwd=tmp_path, env=env
+    )
+    assert (
+        out.returncode == 1 and "suite_table      missing" in out.stdout
+    )  # the reference has it, the rerun not
     assert "batch_proof      no reference" in out.stdout
-    out = cli("compare", "--suite", SUITE, "--reference", str(tmp_path / "nosuch"), cwd=tmp_path,
-               env={"PYTHIA_PROJECT": str(tmp_path)})
+    out = cli(
+        "compare",
+        "--suite",
+        SUITE,
+        "--reference",
+        str(tmp_path / "nosuch"),
+        cwd=tmp_path,
+        env={"PYTHIA_PROJECT": str(tmp_path)},
+    )
     assert out.returncode == 2 and "does not exist" in out.stderr
     (tmp_path / "empty").mkdir()
-    out = cli("compare", "--suite", SUITE, "--reference", str(tmp_path / "empty"), cwd=tmp_path, env=env)
+    out = cli(
+        "compare", "--suite", SUITE, "--reference", str(tmp_path / "empty"), cwd=tmp_path, env=env
+    )
     assert out.returncode == 0 and "verdict: nothing compared" in out.stdout

@@ -15,7 +15,15 @@ from safetensors.torch import load_file, save_file
 from transformers import GPTNeoXForCausalLM
 
 from pythia.config import ConfigError, load_suite
-from pythia.runs import Catalogue, CatalogueError, Source, describe, hub_repo, open_catalogue, released_name
+from pythia.runs import (
+    Catalogue,
+    CatalogueError,
+    Source,
+    describe,
+    hub_repo,
+    open_catalogue,
+    released_name,
+)
 
 
 @pytest.fixture
@@ -30,10 +38,21 @@ def released_dir(work, tmp_path) -> Path:
     plain HF dirs, and one step as the cache_dir ``from_pretrained(..., cache_dir=...)`` leaves."""
     run = work / "smoke" / "models" / "standard" / "s1"
     root = tmp_path / "pythia"
-    for name, step, src in [("pythia-70m", 0, 0), ("pythia-70m", 512, 24), ("pythia-70m", 143000, 24),
-                            ("pythia-70m-deduped", 143000, 16)]:
+    for name, step, src in [
+        ("pythia-70m", 0, 0),
+        ("pythia-70m", 512, 24),
+        ("pythia-70m", 143000, 24),
+        ("pythia-70m-deduped", 143000, 16),
+    ]:
         shutil.copytree(run / f"step{src}", root / name / f"step{step}")
-    snap = root / "pythia-160m" / "step1000" / "models--EleutherAI--pythia-160m" / "snapshots" / "0123abcd"
+    snap = (
+        root
+        / "pythia-160m"
+        / "step1000"
+        / "models--EleutherAI--pythia-160m"
+        / "snapshots"
+        / "0123abcd"
+    )
     shutil.copytree(run / "step8", snap)
     (snap.parents[1] / "refs").mkdir()
     (snap.parents[1] / "refs" / "step1000").write_text("0123abcd")
@@ -54,10 +73,16 @@ def test_trained_runs(work):
     assert cat.available_steps("s1", "standard") == [0, 1, 2, 4, 8, 16, 24]
     assert cat.steps("s1", "standard") == [0, 1, 2, 4, 8, 16, 24]  # smoke analyses every checkpoint
     ckpt = cat.checkpoint("s1", "standard", 24)
-    assert ckpt.name == "s1/standard/step24" and Path(ckpt.location) == work / "smoke/models/standard/s1/step24"
+    assert (
+        ckpt.name == "s1/standard/step24"
+        and Path(ckpt.location) == work / "smoke/models/standard/s1/step24"
+    )
     model = ckpt.load_model()
     assert isinstance(model, GPTNeoXForCausalLM) and not model.training
-    assert next(model.parameters()).dtype.is_floating_point and str(next(model.parameters()).dtype) == "torch.float32"
+    assert (
+        next(model.parameters()).dtype.is_floating_point
+        and str(next(model.parameters()).dtype) == "torch.float32"
+    )
     assert ckpt.load_model(dtype="bf16").dtype.__str__() == "torch.bfloat16"
     tok = ckpt.load_tokenizer()
     assert tok("def main():")["input_ids"]
@@ -65,7 +90,9 @@ def test_trained_runs(work):
     assert cat.checkpoint("s1", "standard", 16).load_tokenizer() is tok
     # the identity is stable across catalogues, and differs between steps
     again = Catalogue("smoke", "trained").checkpoint("s1", "standard", 24)
-    assert again.identity == ckpt.identity and ckpt.identity.startswith("trained:smoke/standard/s1/step24@")
+    assert again.identity == ckpt.identity and ckpt.identity.startswith(
+        "trained:smoke/standard/s1/step24@"
+    )
     assert cat.checkpoint("s1", "standard", 16).identity != ckpt.identity
     assert cat.tokens_seen(24) == 24 * 4 * 64
     sub = open_catalogue("smoke", steps=[0, 24])
@@ -96,9 +123,17 @@ def test_local_released_layout(released_dir):
     first = next(iter(tensors))
     tensors[first] = tensors[first] + 1
     save_file(tensors, str(weights), metadata={"format": "pt"})
-    assert open_catalogue("pythia", "local", released_dir).checkpoint("70M", "standard", 143000).identity != b.identity
+    assert (
+        open_catalogue("pythia", "local", released_dir)
+        .checkpoint("70M", "standard", 143000)
+        .identity
+        != b.identity
+    )
     info = describe(cat)
-    assert info["datasets"]["standard"]["70M"] == {"available": [0, 512, 143000], "selected": [0, 512, 143000]}
+    assert info["datasets"]["standard"]["70M"] == {
+        "available": [0, 512, 143000],
+        "selected": [0, 512, 143000],
+    }
 
 
 def test_one_tokenizer_object_per_tokenizer_content(released_dir):
@@ -128,7 +163,9 @@ def test_hub_tokenizer_is_one_object_per_content(released_dir, tmp_path, monkeyp
 
     from pythia.runs import TOKENIZER_FILES
 
-    source = Path(open_catalogue("pythia", "local", released_dir).checkpoint("70M", "standard", 512).location)
+    source = Path(
+        open_catalogue("pythia", "local", released_dir).checkpoint("70M", "standard", 512).location
+    )
     calls = []
 
     def fake_snapshot(repo_id, *, revision, cache_dir, allow_patterns):
@@ -145,34 +182,59 @@ def test_hub_tokenizer_is_one_object_per_content(released_dir, tmp_path, monkeyp
     a, b, c = (cat.checkpoint("70M", "deduped", s) for s in (1000, 2000, 3000))
     tok = a.load_tokenizer()
     assert b.load_tokenizer() is tok and a.load_tokenizer() is tok
-    assert calls[0] == ("EleutherAI/pythia-70m-deduped", "step1000", sorted([*TOKENIZER_FILES, "config.json"]))
+    assert calls[0] == (
+        "EleutherAI/pythia-70m-deduped",
+        "step1000",
+        sorted([*TOKENIZER_FILES, "config.json"]),
+    )
     cfg = tmp_path / "hub" / "EleutherAI/pythia-70m-deduped" / "step3000" / "tokenizer_config.json"
     cfg.parent.mkdir(parents=True)
-    cfg.write_text(json.dumps({**json.loads((source / "tokenizer_config.json").read_text()), "model_max_length": 777}))
+    cfg.write_text(
+        json.dumps(
+            {**json.loads((source / "tokenizer_config.json").read_text()), "model_max_length": 777}
+        )
+    )
     other = c.load_tokenizer()
     assert other is not tok and other.model_max_length == 777
 
 
 def test_clear_errors(released_dir):
     cat = open_catalogue("pythia", "local", released_dir)
-    with pytest.raises(ConfigError, match=r"unknown model '99B' in suite 'pythia'; models: 14M, 31M"):
+    with pytest.raises(
+        ConfigError, match=r"unknown model '99B' in suite 'pythia'; models: 14M, 31M"
+    ):
         cat.checkpoint("99B", "standard", 0)
-    with pytest.raises(CatalogueError, match=r"no step 1000 of 70M/standard in .*pythia-70m \(steps there: 0, 512, "
-                                             r"143000; nearest: 0, 512\)"):
+    with pytest.raises(
+        CatalogueError,
+        match=r"no step 1000 of 70M/standard in .*pythia-70m \(steps there: 0, 512, "
+        r"143000; nearest: 0, 512\)",
+    ):
         cat.checkpoint("70M", "standard", 1000)
-    with pytest.raises(CatalogueError, match=r"no checkpoints of model '410M' on dataset 'standard' in .*pythia-410m; "
-                                             r"download them into"):
+    with pytest.raises(
+        CatalogueError,
+        match=r"no checkpoints of model '410M' on dataset 'standard' in .*pythia-410m; "
+        r"download them into",
+    ):
         cat.checkpoint("410M", "standard", 0)
     with pytest.raises(CatalogueError, match="needs a path"):
         open_catalogue("pythia", "local")
     with pytest.raises(CatalogueError, match="does not exist"):
         open_catalogue("pythia", "local", released_dir / "nosuch")
-    with pytest.raises(CatalogueError, match="unknown checkpoints source 'cloud'; choose one of: trained, local, hub"):
+    with pytest.raises(
+        CatalogueError,
+        match="unknown checkpoints source 'cloud'; choose one of: trained, local, hub",
+    ):
         open_catalogue("pythia", "cloud")
-    with pytest.raises(ValueError, match="checkpoints.steps: 1500 is not a checkpoint step of suite 'pythia' "
-                                         r"\(nearest: 1000, 2000"):
+    with pytest.raises(
+        ValueError,
+        match="checkpoints.steps: 1500 is not a checkpoint step of suite 'pythia' "
+        r"\(nearest: 1000, 2000",
+    ):
         open_catalogue("pythia", "hub", steps=[1500])
-    with pytest.raises(CatalogueError, match=r"no checkpoints of model 's2' .*pythia train --suite smoke --model s2"):
+    with pytest.raises(
+        CatalogueError,
+        match=r"no checkpoints of model 's2' .*pythia train --suite smoke --model s2",
+    ):
         open_catalogue("smoke").checkpoint("s2", "standard", 24)
 
 
@@ -189,22 +251,58 @@ def test_hub_without_network(monkeypatch, tmp_path):
         ckpt.load_model()
     msg = str(err.value)
     assert "EleutherAI/pythia-70m-deduped at revision step3000" in msg
-    assert "hf download EleutherAI/pythia-70m-deduped --revision step3000 --local-dir <dir>/pythia-70m-deduped/step3000" in msg
+    assert (
+        "hf download EleutherAI/pythia-70m-deduped --revision step3000 --local-dir <dir>/pythia-70m-deduped/step3000"
+        in msg
+    )
     assert "source 'local' with path <dir>" in msg
     with pytest.raises(CatalogueError, match="tokenizer of EleutherAI/pythia-70m-deduped"):
         ckpt.load_tokenizer()
-    with pytest.raises(CatalogueError, match=r"EleutherAI/pythia-70m has no step 1500.*nearest: 1000, 2000"):
+    with pytest.raises(
+        CatalogueError, match=r"EleutherAI/pythia-70m has no step 1500.*nearest: 1000, 2000"
+    ):
         cat.checkpoint("70M", "standard", 1500)
-    with pytest.raises(CatalogueError, match="model '1.8M' of suite 'micro' has no released Pythia checkpoints"):
+    with pytest.raises(
+        CatalogueError, match="model '1.8M' of suite 'micro' has no released Pythia checkpoints"
+    ):
         open_catalogue("micro", "hub").checkpoint("1.8M", "standard", 0)
 
 
 def test_cli_lists_checkpoints(released_dir):
-    out = subprocess.run([sys.executable, "-m", "pythia.cli", "checkpoints", "--suite", "pythia", "--checkpoints-source",
-                          "local", "--checkpoints-path", str(released_dir), "--json"], capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pythia.cli",
+            "checkpoints",
+            "--suite",
+            "pythia",
+            "--checkpoints-source",
+            "local",
+            "--checkpoints-path",
+            str(released_dir),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr
     info = json.loads(out.stdout)
-    assert info["source"] == "local" and info["datasets"]["deduped"] == {"70M": {"available": [143000], "selected": [143000]}}
-    bad = subprocess.run([sys.executable, "-m", "pythia.cli", "checkpoints", "--suite", "pythia", "--checkpoints-source",
-                          "local"], capture_output=True, text=True)
+    assert info["source"] == "local" and info["datasets"]["deduped"] == {
+        "70M": {"available": [143000], "selected": [143000]}
+    }
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pythia.cli",
+            "checkpoints",
+            "--suite",
+            "pythia",
+            "--checkpoints-source",
+            "local",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "needs a path" in bad.stderr

@@ -11,14 +11,23 @@ from pythia.config import load_suite
 from pythia.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
-PAPER_ORDER = ["suite", "training", "benchmarks", "gender_intervention", "memorization", "term_frequencies",
-               "training_trajectories"]
+PAPER_ORDER = [
+    "suite",
+    "training",
+    "benchmarks",
+    "gender_intervention",
+    "memorization",
+    "term_frequencies",
+    "training_trajectories",
+]
 
 
 def test_sections_are_numbered_in_the_papers_order():
     stems = sections.stems()
     # sections land one by one, not necessarily in order: registered ones keep the paper's order and number
-    assert stems == [s for s in PAPER_ORDER if s in stems], "sections must follow the paper's order (docs/sections.md)"
+    assert stems == [s for s in PAPER_ORDER if s in stems], (
+        "sections must follow the paper's order (docs/sections.md)"
+    )
     assert [s.number for s in sections.SECTIONS] == [PAPER_ORDER.index(s) for s in stems]
 
 
@@ -30,7 +39,9 @@ def test_every_section_has_its_files(section):
     assert (ROOT / "notebooks" / f"{section.notebook}.ipynb").exists()
     assert (ROOT / "tests" / "analysis" / f"test_{stem}.py").exists()
     for fig in section.figures:
-        assert (ROOT / "report" / stem / f"{fig.name}.rst").exists(), f"report caption of {stem}/{fig.name}"
+        assert (ROOT / "report" / stem / f"{fig.name}.rst").exists(), (
+            f"report caption of {stem}/{fig.name}"
+        )
     rules = (ROOT / "rules" / f"{stem}.smk").read_text()
     assert f'section_outputs("{stem}")' in rules and f'register_targets("{stem}"' in rules
 
@@ -48,7 +59,10 @@ def test_config_schema_lists_the_sections_that_exist():
     schema = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
     sec = schema["properties"]["sections"]
     assert sec["items"]["enum"] == sections.stems() == sec["default"]
-    assert yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["sections"] == sections.stems()
+    assert (
+        yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["sections"]
+        == sections.stems()
+    )
 
 
 def test_unknown_names_fail_with_the_list():
@@ -72,5 +86,7 @@ def test_section_digest_follows_what_the_notebook_reads():
     smoke = load_suite("smoke")
     described = smoke.model_copy(update={"description": "another description"})
     suite_sec, training = sections.get("suite"), sections.get("training")
-    assert suite_sec.digest(described) != suite_sec.digest(smoke)  # the table figure's title shows it
+    assert suite_sec.digest(described) != suite_sec.digest(
+        smoke
+    )  # the table figure's title shows it
     assert training.digest(described) == training.digest(smoke)

@@ -40,14 +40,23 @@ from pathlib import Path
 import pytest
 
 from pythia import workflow
-from tests.test_workflow import _env  # the workflow tests' job environment: this venv first, no path overrides
+from tests.test_workflow import (
+    _env,
+)  # the workflow tests' job environment: this venv first, no path overrides
+import contextlib
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SCRIPT = ROOT / "scripts" / "slurm-local"
 STATE_PREFIX = "pythia-slurm-test-"
-CONFIG = ["--config", "suite=smoke", "train_threads=1", "sections=[training]", "datasets=[standard,deduped]",
-          "models=[s1]"]
+CONFIG = [
+    "--config",
+    "suite=smoke",
+    "train_threads=1",
+    "sections=[training]",
+    "datasets=[standard,deduped]",
+    "models=[s1]",
+]
 STANDARD = "work/smoke/models/standard/s1/done.json"
 DEDUPED = "work/smoke/models/deduped/s1/done.json"
 # The site file of these tests: what a 2-CPU node can give, and fast polling (the plugin waits
@@ -69,8 +78,14 @@ slurm-init-seconds-before-status-checks: 2
 
 
 def _pythia_workflow(*args, cwd=ROOT, timeout=600, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "pythia"), "workflow", *args], cwd=cwd, env=_env(**env), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [str(BIN / "pythia"), "workflow", *args],
+        cwd=cwd,
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _tail(text: str, n: int = 60) -> str:
@@ -83,7 +98,11 @@ def _tail(text: str, n: int = 60) -> str:
 def test_tiny_rules_are_local_rules():
     """Notebooks, task writers and the fetch never become Slurm jobs (each would pay 10-15 s)."""
     local = workflow.local_rules(ROOT / "Snakefile")
-    rules = set(re.findall(r"^rule (\w+):", "\n".join(p.read_text() for p in (ROOT / "rules").glob("*.smk")), re.M))
+    rules = set(
+        re.findall(
+            r"^rule (\w+):", "\n".join(p.read_text() for p in (ROOT / "rules").glob("*.smk")), re.M
+        )
+    )
     tiny = {r for r in rules if r.endswith(("_notebook", "_tasks"))} | {"data_fetch"}
     assert len(tiny) >= 11 and tiny <= local, sorted(tiny - local)
     assert "train" not in local and "all" in local
@@ -115,20 +134,42 @@ def test_site_file_layers_over_the_shipped_profile_entry_by_entry(tmp_path, monk
     monkeypatch.chdir(ROOT)
     shipped = _parse_profile(tmp_path, None).ns
     assert shipped.executor == "slurm" and shipped.cores is None and shipped.jobs == 64
-    assert _resources(shipped.default_resources) == {"mem_mb": 16000, "runtime": 120}  # no cpus_per_task: threads
-    assert _resources(shipped.set_resources["train"]) == {"gpu": 8, "mem_mb": 256000, "runtime": 2880}
+    assert _resources(shipped.default_resources) == {
+        "mem_mb": 16000,
+        "runtime": 120,
+    }  # no cpus_per_task: threads
+    assert _resources(shipped.set_resources["train"]) == {
+        "gpu": 8,
+        "mem_mb": 256000,
+        "runtime": 2880,
+    }
     assert shipped.set_threads["train"].value == 32
 
-    site = _parse_profile(tmp_path, "default-resources:\n  slurm_account: proj\n  slurm_partition: cpu\n"
-                                    "set-resources:\n  train:\n    slurm_partition: gpu\n    gpu: 4\n"
-                                    "  benchmarks_evaluate:\n    mem_mb: 32000\n"
-                                    "set-threads:\n  train: 16\njobs: 8\nslurm-status-command: squeue\n").ns
-    assert _resources(site.default_resources) == {"mem_mb": 16000, "runtime": 120, "slurm_account": "proj",
-                                                  "slurm_partition": "cpu"}
+    site = _parse_profile(
+        tmp_path,
+        "default-resources:\n  slurm_account: proj\n  slurm_partition: cpu\n"
+        "set-resources:\n  train:\n    slurm_partition: gpu\n    gpu: 4\n"
+        "  benchmarks_evaluate:\n    mem_mb: 32000\n"
+        "set-threads:\n  train: 16\njobs: 8\nslurm-status-command: squeue\n",
+    ).ns
+    assert _resources(site.default_resources) == {
+        "mem_mb": 16000,
+        "runtime": 120,
+        "slurm_account": "proj",
+        "slurm_partition": "cpu",
+    }
     assert _resources(site.set_resources["train"]) == {
-        "gpu": 4, "mem_mb": 256000, "runtime": 2880, "slurm_partition": "gpu"}
+        "gpu": 4,
+        "mem_mb": 256000,
+        "runtime": 2880,
+        "slurm_partition": "gpu",
+    }
     assert _resources(site.set_resources["benchmarks_evaluate"]) == {"mem_mb": 32000}
-    assert site.set_threads["train"].value == 16 and site.jobs == 8 and site.slurm_status_command == "squeue"
+    assert (
+        site.set_threads["train"].value == 16
+        and site.jobs == 8
+        and site.slurm_status_command == "squeue"
+    )
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("set-resources:\n  train: 8\n")
@@ -141,34 +182,75 @@ def test_site_file_layers_over_the_shipped_profile_entry_by_entry(tmp_path, monk
 
 
 def test_cluster_check_finds_each_unmet_request():
-    groups = [workflow.NodeGroup("cpu", 64, 256000, 0, 24 * 60, "up"),
-              workflow.NodeGroup("gpu", 32, 512000, 4, 2 * 24 * 60, "up")]
-    requests = Counter({
-        workflow.Request("data_order", None, 4, 16000, 0, 120): 2,  # default partition: fits
-        workflow.Request("train", "gpu", 48, 600000, 8, 2880): 20,  # CPUs, memory, GPUs: three lines
-        workflow.Request("benchmarks_evaluate", "cpu", 1, 16000, 1, 3000): 1,  # a GPU on cpu, over the time limit
-        workflow.Request("memorization_scan", "bigmem", 1, 1000, 0, 60): 1,  # no such partition
-        workflow.Request("term_frequencies_counts", "gpu", 32, 512000, 4, 2880): 1,  # exactly fits
-    })
+    groups = [
+        workflow.NodeGroup("cpu", 64, 256000, 0, 24 * 60, "up"),
+        workflow.NodeGroup("gpu", 32, 512000, 4, 2 * 24 * 60, "up"),
+    ]
+    requests = Counter(
+        {
+            workflow.Request("data_order", None, 4, 16000, 0, 120): 2,  # default partition: fits
+            workflow.Request(
+                "train", "gpu", 48, 600000, 8, 2880
+            ): 20,  # CPUs, memory, GPUs: three lines
+            workflow.Request(
+                "benchmarks_evaluate", "cpu", 1, 16000, 1, 3000
+            ): 1,  # a GPU on cpu, over the time limit
+            workflow.Request("memorization_scan", "bigmem", 1, 1000, 0, 60): 1,  # no such partition
+            workflow.Request(
+                "term_frequencies_counts", "gpu", 32, 512000, 4, 2880
+            ): 1,  # exactly fits
+        }
+    )
     lines = workflow.unmet_requests(requests, groups, default="cpu")
     assert len(lines) == 6, lines
-    assert any(line.startswith("rule train (20 jobs): 48 CPUs per job") and "has 32" in line for line in lines)
-    assert any("rule train (20 jobs): mem_mb 600000" in line and "512000 MB" in line for line in lines)
-    assert any("rule train (20 jobs): 8 GPUs per job" in line and "at most 4" in line for line in lines)
-    assert any("benchmarks_evaluate (1 job): 1 GPUs per job, but no node of partition 'cpu' has a GPU" in line
-               for line in lines)
-    assert any("benchmarks_evaluate (1 job): runtime 3000 min" in line and "at most 1440 min" in line for line in lines)
+    assert any(
+        line.startswith("rule train (20 jobs): 48 CPUs per job") and "has 32" in line
+        for line in lines
+    )
+    assert any(
+        "rule train (20 jobs): mem_mb 600000" in line and "512000 MB" in line for line in lines
+    )
+    assert any(
+        "rule train (20 jobs): 8 GPUs per job" in line and "at most 4" in line for line in lines
+    )
+    assert any(
+        "benchmarks_evaluate (1 job): 1 GPUs per job, but no node of partition 'cpu' has a GPU"
+        in line
+        for line in lines
+    )
+    assert any(
+        "benchmarks_evaluate (1 job): runtime 3000 min" in line and "at most 1440 min" in line
+        for line in lines
+    )
     assert any("partition 'bigmem' does not exist (partitions: cpu, gpu)" in line for line in lines)
     # CPUs and memory on different nodes are not one node that has both
-    split = [workflow.NodeGroup("p", 64, 1000, 0, None, "up"), workflow.NodeGroup("p", 2, 64000, 0, None, "up")]
-    assert "no single node" in workflow.unmet_requests(Counter({workflow.Request("r", "p", 8, 8000, 0, 10): 1}),
-                                                       split, "p")[0]
-    assert workflow._gres_gpus("gpu:a100:4(S:0-1),gpu:v100:2") == 6 and workflow._gres_gpus("(null)") == 0
-    assert [workflow._minutes(v) for v in ("infinite", "2-00:00:00", "1:30:00", "45:00", "30")] == [None, 2880, 90, 45, 30]
+    split = [
+        workflow.NodeGroup("p", 64, 1000, 0, None, "up"),
+        workflow.NodeGroup("p", 2, 64000, 0, None, "up"),
+    ]
+    assert (
+        "no single node"
+        in workflow.unmet_requests(
+            Counter({workflow.Request("r", "p", 8, 8000, 0, 10): 1}), split, "p"
+        )[0]
+    )
+    assert (
+        workflow._gres_gpus("gpu:a100:4(S:0-1),gpu:v100:2") == 6
+        and workflow._gres_gpus("(null)") == 0
+    )
+    assert [workflow._minutes(v) for v in ("infinite", "2-00:00:00", "1:30:00", "45:00", "30")] == [
+        None,
+        2880,
+        90,
+        45,
+        30,
+    ]
     # the slurm plugin's CPUs: cpus_per_task, else cpus_per_gpu x GPUs, else the job's threads
     assert workflow._job_request("train", 32, {"gpu": "8", "mem_mb": "1000"}).cpus == 32
     assert workflow._job_request("train", 32, {"gpu": "2", "cpus_per_gpu": "4"}).cpus == 8
-    assert workflow._job_request("x", 1, {"cpus_per_task": "4", "mem_mb_per_cpu": "100"}).mem_mb == 400
+    assert (
+        workflow._job_request("x", 1, {"cpus_per_task": "4", "mem_mb_per_cpu": "100"}).mem_mb == 400
+    )
 
 
 def test_slurm_plugin_sees_a_job_cancelled_by_a_user_under_sacct():
@@ -180,8 +262,11 @@ def test_slurm_plugin_sees_a_job_cancelled_by_a_user_under_sacct():
     import snakemake_executor_plugin_slurm as plugin
 
     assert workflow.fix_slurm_plugin() and workflow.fix_slurm_plugin()  # idempotent
-    states, _ = asyncio.run(plugin.query_job_status(r"printf '7|CANCELLED by 0\n8|COMPLETED\n9|RUNNING\n'",
-                                                    logging.getLogger("test")))
+    states, _ = asyncio.run(
+        plugin.query_job_status(
+            r"printf '7|CANCELLED by 0\n8|COMPLETED\n9|RUNNING\n'", logging.getLogger("test")
+        )
+    )
     assert states == {"7": "CANCELLED", "8": "COMPLETED", "9": "RUNNING"}
 
 
@@ -197,7 +282,9 @@ class Cluster:
         self.env = {"SLURM_CONF": str(state / "slurm.conf")}
 
     def run(self, *cmd, timeout=60) -> subprocess.CompletedProcess:
-        return subprocess.run(list(cmd), env=_env(**self.env), capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            list(cmd), env=_env(**self.env), capture_output=True, text=True, timeout=timeout
+        )
 
     def logs(self) -> str:
         """The end of each daemon's log, for a failure message."""
@@ -218,13 +305,27 @@ class Cluster:
         """Every job Slurm still knows of, by id: name (the workflow's run id), state, comment (rule),
         as the status command of this cluster reports them."""
         if self.accounting:
-            out = self.run("sacct", "-X", "-n", "-P", "-a", "-S", "now-2hours", "-o", "JobIDRaw,JobName%64,State")
-            rows = [line.split("|") + [""] for line in out.stdout.splitlines()]
+            out = self.run(
+                "sacct",
+                "-X",
+                "-n",
+                "-P",
+                "-a",
+                "-S",
+                "now-2hours",
+                "-o",
+                "JobIDRaw,JobName%64,State",
+            )
+            rows = [[*line.split("|"), ""] for line in out.stdout.splitlines()]
         else:
             out = self.run("squeue", "-h", "-t", "all", "-o", "%i|%j|%T|%k")
             rows = [line.split("|") for line in out.stdout.splitlines()]
         assert out.returncode == 0, out.stderr + self.logs()
-        return {r[0]: {"name": r[1], "state": r[2].split()[0], "comment": r[3]} for r in rows if len(r) >= 4}
+        return {
+            r[0]: {"name": r[1], "state": r[2].split()[0], "comment": r[3]}
+            for r in rows
+            if len(r) >= 4
+        }
 
 
 def _cannot(reason: str):
@@ -265,7 +366,11 @@ def _stop_leftovers():
         if not state.is_dir():
             continue
         if (state / "state.json").exists():
-            subprocess.run([sys.executable, str(SCRIPT), "stop", "--dir", str(state)], capture_output=True, timeout=120)
+            subprocess.run(
+                [sys.executable, str(SCRIPT), "stop", "--dir", str(state)],
+                capture_output=True,
+                timeout=120,
+            )
         shutil.rmtree(state, ignore_errors=True)
 
 
@@ -281,7 +386,14 @@ def cluster(request):
     accounting = request.param == "sacct"
     state = Path(tempfile.mkdtemp(prefix=STATE_PREFIX))
     state.chmod(0o755)
-    cmd = [sys.executable, str(SCRIPT), "start", "--dir", str(state), *(["--accounting"] if accounting else [])]
+    cmd = [
+        sys.executable,
+        str(SCRIPT),
+        "start",
+        "--dir",
+        str(state),
+        *(["--accounting"] if accounting else []),
+    ]
     t0 = time.monotonic()
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
@@ -294,18 +406,22 @@ def cluster(request):
     finally:
         pids = {}
         for name in ("munge/munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd"):
-            try:
+            with contextlib.suppress(OSError, ValueError, IndexError):
                 pids[name] = int((state / f"{name}.pid").read_text().split()[0])
-            except (OSError, ValueError, IndexError):
-                pass
-        stop = subprocess.run([sys.executable, str(SCRIPT), "stop", "--dir", str(state)], capture_output=True,
-                              text=True, timeout=180)
+        stop = subprocess.run(
+            [sys.executable, str(SCRIPT), "stop", "--dir", str(state)],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         left = [f"{name} ({pid})" for name, pid in pids.items() if _alive(pid)]
         link = Path("/etc/slurm/slurm.conf")
         linked = link.is_symlink() and Path(os.readlink(link)).parent == state
         shutil.rmtree(state, ignore_errors=True)
         lock.close()
-        assert stop.returncode == 0 and not left and not linked, f"stop left {left} (link: {linked}):\n{stop.stderr}"
+        assert stop.returncode == 0 and not left and not linked, (
+            f"stop left {left} (link: {linked}):\n{stop.stderr}"
+        )
 
 
 def _copy_data(smoke_data: Path, dest: Path) -> Path:
@@ -316,8 +432,13 @@ def _copy_data(smoke_data: Path, dest: Path) -> Path:
 
 def _submitted(text: str) -> dict[str, tuple[str, str]]:
     """Slurm job id -> (rule, wildcard values joined by _), from the plugin's lines."""
-    return {m[1]: (m[2], m[3]) for m in re.finditer(
-        r"has been submitted with SLURM jobid (\d+) \(log: \S*/rule_(\w+?)/(\S*)/\d+\.log\)", text)}
+    return {
+        m[1]: (m[2], m[3])
+        for m in re.finditer(
+            r"has been submitted with SLURM jobid (\d+) \(log: \S*/rule_(\w+?)/(\S*)/\d+\.log\)",
+            text,
+        )
+    }
 
 
 def _ran(text: str, prefix: str) -> set[tuple[str, str]]:
@@ -329,7 +450,9 @@ def _ran(text: str, prefix: str) -> set[tuple[str, str]]:
         head = re.search(rf"^{prefix} (\w+):$", block, re.M)
         if head:
             wc = re.search(r"^\s+wildcards: (.*)$", block, re.M)
-            jobs.add((head[1], "_".join(kv.split("=", 1)[1] for kv in wc[1].split(", ")) if wc else ""))
+            jobs.add(
+                (head[1], "_".join(kv.split("=", 1)[1] for kv in wc[1].split(", ")) if wc else "")
+            )
     return jobs
 
 
@@ -358,8 +481,14 @@ def slurm_runs(cluster, smoke_data, tmp_path_factory):
     log = work / "first.log"
     t0 = time.monotonic()
     with log.open("w") as f:
-        proc = subprocess.Popen([*pythia, *args], cwd=ROOT, env=_env(**env, PYTHIA_SKIP_CLUSTER_CHECK="1"),
-                                stdout=f, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [*pythia, *args],
+            cwd=ROOT,
+            env=_env(**env, PYTHIA_SKIP_CLUSTER_CHECK="1"),
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     try:
         deadline, cancelled = time.monotonic() + 120, None
         while cancelled is None and time.monotonic() < deadline and proc.poll() is None:
@@ -368,12 +497,16 @@ def slurm_runs(cluster, smoke_data, tmp_path_factory):
                 cancelled = new[0]
                 assert cluster.run("scancel", cancelled).returncode == 0
             time.sleep(0.3)
-        assert cancelled, f"no Slurm job appeared within 120 s:\n{_tail(log.read_text())}\n{cluster.logs()}"
+        assert cancelled, (
+            f"no Slurm job appeared within 120 s:\n{_tail(log.read_text())}\n{cluster.logs()}"
+        )
         try:
             rc = proc.wait(timeout=240)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"the workflow did not end within 240 s of `scancel {cancelled}` ({cluster.status} status):\n"
-                        f"{_tail(log.read_text())}\n{cluster.logs()}")
+            pytest.fail(
+                f"the workflow did not end within 240 s of `scancel {cancelled}` ({cluster.status} status):\n"
+                f"{_tail(log.read_text())}\n{cluster.logs()}"
+            )
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -383,21 +516,48 @@ def slurm_runs(cluster, smoke_data, tmp_path_factory):
 
     # 2. again, with a broken job beside it; through run's cluster check
     (work / "work" / "smoke" / "data" / "deduped" / "sequences.bin").write_bytes(b"")
-    args = [STANDARD, DEDUPED, "--keep-going", "--profile", "slurm", "--directory", str(work), *CONFIG]
+    args = [
+        STANDARD,
+        DEDUPED,
+        "--keep-going",
+        "--profile",
+        "slurm",
+        "--directory",
+        str(work),
+        *CONFIG,
+    ]
     t0 = time.monotonic()
-    check = {} if cluster.status == "squeue" else {"PYTHIA_SKIP_CLUSTER_CHECK": "1"}  # its dry run: once is enough
+    check = (
+        {} if cluster.status == "squeue" else {"PYTHIA_SKIP_CLUSTER_CHECK": "1"}
+    )  # its dry run: once is enough
     try:
-        out = subprocess.run([*pythia, *args], cwd=ROOT, env=_env(**env, **check), capture_output=True, text=True,
-                             timeout=600)
+        out = subprocess.run(
+            [*pythia, *args],
+            cwd=ROOT,
+            env=_env(**env, **check),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     except subprocess.TimeoutExpired as e:
-        pytest.fail(f"the second run did not end within 600 s ({cluster.status} status):\n"
-                    f"{_tail(e.stdout if isinstance(e.stdout, str) else (e.stdout or b'').decode(errors='replace'))}\n"
-                    f"{cluster.logs()}")
+        pytest.fail(
+            f"the second run did not end within 600 s ({cluster.status} status):\n"
+            f"{_tail(e.stdout if isinstance(e.stdout, str) else (e.stdout or b'').decode(errors='replace'))}\n"
+            f"{cluster.logs()}"
+        )
     second = Invocation(args, out.stdout + out.stderr, out.returncode, time.monotonic() - t0)
     (work / "second.log").write_text(second.out)
-    print(f"\n[{cluster.status}] slurm-local start {cluster.start_seconds:.1f} s, cancelled run {first.seconds:.1f} s, "
-          f"rerun + failing job {second.seconds:.1f} s")
-    return {"work": work, "first": first, "second": second, "jobs": cluster.jobs(), "cluster": cluster}
+    print(
+        f"\n[{cluster.status}] slurm-local start {cluster.start_seconds:.1f} s, cancelled run {first.seconds:.1f} s, "
+        f"rerun + failing job {second.seconds:.1f} s"
+    )
+    return {
+        "work": work,
+        "first": first,
+        "second": second,
+        "jobs": cluster.jobs(),
+        "cluster": cluster,
+    }
 
 
 def test_status_command_follows_accounting(cluster, tmp_path, monkeypatch):
@@ -411,16 +571,22 @@ def test_status_command_follows_accounting(cluster, tmp_path, monkeypatch):
 def test_scancelled_job_fails_the_workflow_naming_it(slurm_runs):
     first, cluster = slurm_runs["first"], slurm_runs["cluster"]
     assert first.rc != 0, _tail(first.out)
-    assert f"SLURM-job '{first.cancelled}' failed, SLURM status is: 'CANCELLED'" in first.out, _tail(first.out)
+    assert f"SLURM-job '{first.cancelled}' failed, SLURM status is: 'CANCELLED'" in first.out, (
+        _tail(first.out)
+    )
     assert slurm_runs["jobs"][first.cancelled]["state"] == "CANCELLED"
     assert "Error in rule train" in first.out and "standard_s1" in first.out
 
 
 def test_cancelled_job_reruns_on_the_next_invocation(slurm_runs):
     first, second = slurm_runs["first"], slurm_runs["second"]
-    reran = [jid for jid, job in slurm_runs["jobs"].items()
-             if job["name"] == second.run_id and (not job["comment"] or "standard_s1" in job["comment"])
-             and job["state"] == "COMPLETED"]
+    reran = [
+        jid
+        for jid, job in slurm_runs["jobs"].items()
+        if job["name"] == second.run_id
+        and (not job["comment"] or "standard_s1" in job["comment"])
+        and job["state"] == "COMPLETED"
+    ]
     assert len(reran) == 1 and reran[0] != first.cancelled, (slurm_runs["jobs"], _tail(second.out))
     assert (slurm_runs["work"] / STANDARD).is_file()
 
@@ -431,9 +597,16 @@ def test_every_cluster_job_ran_as_a_slurm_job(slurm_runs):
     jobs = slurm_runs["jobs"]
     for inv in (slurm_runs["first"], slurm_runs["second"]):
         assert inv.run_id, _tail(inv.out)
-        assert inv.cluster_jobs and inv.cluster_jobs == set(inv.submitted.values()), (inv.cluster_jobs, inv.submitted)
+        assert inv.cluster_jobs and inv.cluster_jobs == set(inv.submitted.values()), (
+            inv.cluster_jobs,
+            inv.submitted,
+        )
         for jid in inv.submitted:
-            assert jid in jobs and jobs[jid]["name"] == inv.run_id, (jid, jobs, slurm_runs["cluster"].logs())
+            assert jid in jobs and jobs[jid]["name"] == inv.run_id, (
+                jid,
+                jobs,
+                slurm_runs["cluster"].logs(),
+            )
         assert not inv.local_jobs, inv.local_jobs  # (targets given: no notebook)
     assert slurm_runs["second"].cluster_jobs == {("train", "standard_s1"), ("train", "deduped_s1")}
     assert len(slurm_runs["second"].submitted) == 2
@@ -442,12 +615,15 @@ def test_every_cluster_job_ran_as_a_slurm_job(slurm_runs):
 def test_outputs_equal_a_local_run(slurm_runs, smoke_run):
     """The Slurm job's training equals the same training run here (``smoke_run``: `pythia train`
     of s1 on the standard data, one thread, as the job's command line has it)."""
+
     def record(run: Path):
         done = json.loads((run / "done.json").read_text())
         done.pop("train_log_sha256")  # the log holds tokens per second
         assert done.pop("final_checkpoint").endswith("smoke/models/standard/s1/step24")
-        log = [{k: v for k, v in json.loads(line).items() if k != "tokens_per_s"}
-               for line in (run / "train_log.jsonl").read_text().splitlines()]
+        log = [
+            {k: v for k, v in json.loads(line).items() if k != "tokens_per_s"}
+            for line in (run / "train_log.jsonl").read_text().splitlines()
+        ]
         return done, log
 
     slurm_done, slurm_log = record((slurm_runs["work"] / STANDARD).parent)
@@ -459,18 +635,33 @@ def test_outputs_equal_a_local_run(slurm_runs, smoke_run):
 def test_job_failing_in_slurm_fails_the_workflow_with_its_log(slurm_runs):
     second, work = slurm_runs["second"], slurm_runs["work"]
     assert second.rc != 0, _tail(second.out)
-    failed = [jid for jid, job in slurm_runs["jobs"].items() if job["name"] == second.run_id and job["state"] == "FAILED"]
+    failed = [
+        jid
+        for jid, job in slurm_runs["jobs"].items()
+        if job["name"] == second.run_id and job["state"] == "FAILED"
+    ]
     assert len(failed) == 1, slurm_runs["jobs"]
-    assert f"SLURM-job '{failed[0]}' failed, SLURM status is: 'FAILED'" in second.out, _tail(second.out)
-    log = (work / "logs" / "smoke" / "train" / "deduped" / "s1.log").read_text().strip().splitlines()
+    assert f"SLURM-job '{failed[0]}' failed, SLURM status is: 'FAILED'" in second.out, _tail(
+        second.out
+    )
+    log = (
+        (work / "logs" / "smoke" / "train" / "deduped" / "s1.log").read_text().strip().splitlines()
+    )
     assert "sequences.bin: size 0 bytes is inconsistent" in log[-1]
     assert log[-1] in second.out, "the failed job's log is not shown:\n" + _tail(second.out)
     assert not (work / DEDUPED).exists()
-    if slurm_runs["cluster"].status == "squeue":  # the run's pre-flight check passed: the site asks what the node has
-        assert "the cluster can run every job: 2 Slurm job(s) planned, partition(s) local" in second.out, _tail(second.out)
+    if (
+        slurm_runs["cluster"].status == "squeue"
+    ):  # the run's pre-flight check passed: the site asks what the node has
+        assert (
+            "the cluster can run every job: 2 Slurm job(s) planned, partition(s) local"
+            in second.out
+        ), _tail(second.out)
 
 
-@pytest.mark.parametrize("cluster", ["squeue"], indirect=True)  # the check reads sinfo alone: one Slurm is enough
+@pytest.mark.parametrize(
+    "cluster", ["squeue"], indirect=True
+)  # the check reads sinfo alone: one Slurm is enough
 def test_run_refuses_requests_the_cluster_cannot_meet(cluster, smoke_data, tmp_path):
     """One line per unmet request, before anything is submitted (instead of jobs PENDING forever):
     the shipped profile's training (32 threads, 256 GB, 8 GPUs) on a 2-CPU node without GPUs, and
@@ -479,15 +670,41 @@ def test_run_refuses_requests_the_cluster_cannot_meet(cluster, smoke_data, tmp_p
     site = tmp_path / "shipped.yaml"
     site.write_text("")
     before = cluster.queued()
-    out = _pythia_workflow("run", STANDARD, "--cores", "all", "--profile", "slurm", "--directory", str(work), *CONFIG,
-                           **cluster.env, **{workflow.SITE_ENV: str(site)})
+    out = _pythia_workflow(
+        "run",
+        STANDARD,
+        "--cores",
+        "all",
+        "--profile",
+        "slurm",
+        "--directory",
+        str(work),
+        *CONFIG,
+        **cluster.env,
+        **{workflow.SITE_ENV: str(site)},
+    )
     text = out.stdout + out.stderr
     assert out.returncode == 2, _tail(text)
-    lines = [line[len("pythia workflow run: "):] for line in text.splitlines() if line.startswith("pythia workflow run: ")]
+    lines = [
+        line[len("pythia workflow run: ") :]
+        for line in text.splitlines()
+        if line.startswith("pythia workflow run: ")
+    ]
     assert len(lines) == 5, lines
-    assert lines[0].startswith(f"--cores {os.cpu_count()}: with the slurm executor it caps every job's threads")
-    assert lines[1].startswith("rule train (1 job): 32 CPUs per job") and "partition 'local' has 2" in lines[1]
-    assert lines[2].startswith("rule train (1 job): mem_mb 256000, but the largest node of partition 'local' has")
-    assert lines[3].startswith("rule train (1 job): 8 GPUs per job, but no node of partition 'local' has a GPU")
+    assert lines[0].startswith(
+        f"--cores {os.cpu_count()}: with the slurm executor it caps every job's threads"
+    )
+    assert (
+        lines[1].startswith("rule train (1 job): 32 CPUs per job")
+        and "partition 'local' has 2" in lines[1]
+    )
+    assert lines[2].startswith(
+        "rule train (1 job): mem_mb 256000, but the largest node of partition 'local' has"
+    )
+    assert lines[3].startswith(
+        "rule train (1 job): 8 GPUs per job, but no node of partition 'local' has a GPU"
+    )
     assert lines[4].startswith("error: 4 request(s) above the cluster cannot meet"), lines
-    assert cluster.queued() == before and not (work / ".snakemake" / "slurm_logs").exists()  # nothing submitted
+    assert (
+        cluster.queued() == before and not (work / ".snakemake" / "slurm_logs").exists()
+    )  # nothing submitted

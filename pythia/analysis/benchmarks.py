@@ -26,8 +26,16 @@ from pythia.evaluate.benchmarks import COLUMNS, OFFLINE_TASKS, TASK_VERSION, pap
 from pythia.published import evals as published
 from pythia.train.checkpoint import run_digest
 
-CHANCE = {"piqa": 0.5, "winogrande": 0.5, "wsc": 0.5, "arc_easy": 0.25, "arc_challenge": 0.25, "sciq": 0.25,
-          "logiqa": 0.25, "lambada_openai": 0.0}
+CHANCE = {
+    "piqa": 0.5,
+    "winogrande": 0.5,
+    "wsc": 0.5,
+    "arc_easy": 0.25,
+    "arc_challenge": 0.25,
+    "sciq": 0.25,
+    "logiqa": 0.25,
+    "lambada_openai": 0.0,
+}
 """Chance accuracy of each paper task (uniform guessing among its choices)."""
 
 
@@ -39,14 +47,22 @@ def tasks_digest(suite: Suite, cfg: dict) -> str:
     (the cloze's test and training documents) and tokenizer (which choices fit), not deduplication."""
     from pythia.data.build import stage_digest
 
-    return config_digest({"benchmarks": {k: cfg[k] for k in ("tasks", "examples")}, "version": TASK_VERSION,
-                          "documents": stage_digest(suite, "documents"), "tokenizer": stage_digest(suite, "tokenizer"),
-                          "seq_len": suite.training.seq_len})
+    return config_digest(
+        {
+            "benchmarks": {k: cfg[k] for k in ("tasks", "examples")},
+            "version": TASK_VERSION,
+            "documents": stage_digest(suite, "documents"),
+            "tokenizer": stage_digest(suite, "tokenizer"),
+            "seq_len": suite.training.seq_len,
+        }
+    )
 
 
 def evaluate_digest(suite: Suite, dataset: str, model: str) -> str:
     """What one evaluation job reads: the run's weights (its run digest) and the analysed steps."""
-    return config_digest({"run": run_digest(suite, model, dataset), "steps": suite.analysis_steps()})
+    return config_digest(
+        {"run": run_digest(suite, model, dataset), "steps": suite.analysis_steps()}
+    )
 
 
 # ------------------------------------------------------------------------------ loading
@@ -61,18 +77,23 @@ def eval_files(suite: Suite, datasets: list[str], models: list[str]) -> dict[str
 def load_evals(suite: Suite, datasets: list[str], models: list[str]) -> pd.DataFrame:
     """Our results, one long frame (columns of :data:`pythia.evaluate.benchmarks.COLUMNS` + ``paper_task``)."""
     frames = []
-    for key, f in eval_files(suite, datasets, models).items():
+    for f in eval_files(suite, datasets, models).values():
         if not f.is_file():
-            raise FileNotFoundError(f"{f} is missing: run the section's rules first "
-                                    f"(`pythia workflow run ... benchmarks_notebook` or `make reproduce`)")
+            raise FileNotFoundError(
+                f"{f} is missing: run the section's rules first "
+                f"(`pythia workflow run ... benchmarks_notebook` or `make reproduce`)"
+            )
         frames.append(pd.read_csv(f))
     df = pd.concat(frames, ignore_index=True)[COLUMNS]
     df["paper_task"] = df["task"].map(paper_task)
     return df
 
 
-def published_rows(tasks: list[str], num_fewshot: list[int] | None = None,
-                   metrics: tuple[str, ...] = ("acc", "perplexity")) -> pd.DataFrame:
+def published_rows(
+    tasks: list[str],
+    num_fewshot: list[int] | None = None,
+    metrics: tuple[str, ...] = ("acc", "perplexity"),
+) -> pd.DataFrame:
     """Published Pythia rows of the paper tasks our ``tasks`` stand for (COLUMNS + ``paper_task``)."""
     pub = published.load()
     wanted = sorted({paper_task(t) for t in tasks})
@@ -80,15 +101,16 @@ def published_rows(tasks: list[str], num_fewshot: list[int] | None = None,
     if num_fewshot is not None:
         pub = pub[pub["num_fewshot"].isin(num_fewshot)]
     pub = pub.assign(suite="pythia", paper_task=pub["task"])
-    return pub[COLUMNS + ["paper_task"]].reset_index(drop=True)
+    return pub[[*COLUMNS, "paper_task"]].reset_index(drop=True)
 
 
 def evals_table(ours: pd.DataFrame, pub: pd.DataFrame) -> pd.DataFrame:
     """The section's one tidy table: ours, then the published rows of the same benchmarks."""
     out = pd.concat([ours, pub], ignore_index=True)
     out["stderr"] = out["stderr"].astype(float)
-    return out.sort_values(["source", "dataset", "params", "task", "num_fewshot", "metric", "step"],
-                           kind="stable").reset_index(drop=True)  # "ours" sorts before "published"
+    return out.sort_values(
+        ["source", "dataset", "params", "task", "num_fewshot", "metric", "step"], kind="stable"
+    ).reset_index(drop=True)  # "ours" sorts before "published"
 
 
 # ------------------------------------------------------------------------------ frames per figure
@@ -99,16 +121,32 @@ def accuracy_curves(df: pd.DataFrame, shots: int = 0) -> pd.DataFrame:
     sub = df[(df["metric"] == "acc") & (df["num_fewshot"] == shots)].copy()
     sub["tokens_axis"] = sub["tokens"].clip(lower=1)
     sub["chance"] = sub["paper_task"].map(CHANCE)
-    cols = ["model", "params", "dataset", "step", "tokens", "tokens_axis", "task", "paper_task", "value", "stderr", "chance"]
+    cols = [
+        "model",
+        "params",
+        "dataset",
+        "step",
+        "tokens",
+        "tokens_axis",
+        "task",
+        "paper_task",
+        "value",
+        "stderr",
+        "chance",
+    ]
     return sub[cols].sort_values(["task", "dataset", "params", "step"]).reset_index(drop=True)
 
 
 def cloze_quality(df: pd.DataFrame, shots: int = 0) -> pd.DataFrame:
     """The in-corpus cloze over training: accuracy and perplexity per model and dataset."""
-    sub = df[(df["task"] == "lambada_incorpus") & (df["num_fewshot"] == shots)
-             & df["metric"].isin(["acc", "perplexity"])]
-    wide = sub.pivot_table(index=["model", "params", "dataset", "step", "tokens"], columns="metric",
-                           values="value").reset_index()
+    sub = df[
+        (df["task"] == "lambada_incorpus")
+        & (df["num_fewshot"] == shots)
+        & df["metric"].isin(["acc", "perplexity"])
+    ]
+    wide = sub.pivot_table(
+        index=["model", "params", "dataset", "step", "tokens"], columns="metric", values="value"
+    ).reset_index()
     wide.columns.name = None
     wide["tokens_axis"] = wide["tokens"].clip(lower=1)
     return wide.sort_values(["dataset", "params", "step"]).reset_index(drop=True)
@@ -120,14 +158,30 @@ def final_results(df: pd.DataFrame, shots: int = 0) -> pd.DataFrame:
     last = sub.groupby(["model", "dataset"])["step"].transform("max")
     sub = sub[sub["step"] == last]
     out = sub[sub["metric"].isin(["acc", "acc_norm", "perplexity"])]
-    out = out[["model", "params", "dataset", "step", "tokens", "task", "paper_task", "metric", "value", "stderr"]]
+    out = out[
+        [
+            "model",
+            "params",
+            "dataset",
+            "step",
+            "tokens",
+            "task",
+            "paper_task",
+            "metric",
+            "value",
+            "stderr",
+        ]
+    ]
     return out.sort_values(["task", "metric", "dataset", "params"]).reset_index(drop=True)
 
 
 def final_table(final: pd.DataFrame) -> pd.DataFrame:
     """The final checkpoints as a readable table: one row per (model, dataset), one column per task metric."""
-    wide = final.pivot_table(index=["model", "params", "dataset", "step", "tokens"], columns=["task", "metric"],
-                             values="value")
+    wide = final.pivot_table(
+        index=["model", "params", "dataset", "step", "tokens"],
+        columns=["task", "metric"],
+        values="value",
+    )
     wide.columns = [f"{t} {m}" for t, m in wide.columns]
     return wide.reset_index().sort_values(["dataset", "params"]).round(4).reset_index(drop=True)
 
@@ -137,7 +191,18 @@ def published_curves(pub: pd.DataFrame, shots: int = 0) -> pd.DataFrame:
     sub = pub[(pub["metric"] == "acc") & (pub["num_fewshot"] == shots)].copy()
     sub["tokens_axis"] = sub["tokens"].clip(lower=1)
     sub["chance"] = sub["paper_task"].map(CHANCE)
-    cols = ["model", "params", "dataset", "step", "tokens", "tokens_axis", "paper_task", "value", "stderr", "chance"]
+    cols = [
+        "model",
+        "params",
+        "dataset",
+        "step",
+        "tokens",
+        "tokens_axis",
+        "paper_task",
+        "value",
+        "stderr",
+        "chance",
+    ]
     return sub[cols].sort_values(["paper_task", "dataset", "params", "step"]).reset_index(drop=True)
 
 
@@ -158,13 +223,28 @@ def _chance_lines(g: sns.FacetGrid, df: pd.DataFrame, col: str) -> None:
 def plot_accuracy_curves(curves: pd.DataFrame) -> plt.Figure:
     """Accuracy against tokens, one panel per task; colour = size, solid = standard, dashed =
     deduplicated; dotted grey = chance."""
-    g = sns.relplot(data=curves, x="tokens_axis", y="value", hue="model", hue_order=_size_order(curves),
-                    style="dataset", col="task", col_wrap=min(3, curves["task"].nunique()), kind="line",
-                    palette="viridis", height=2.8, aspect=1.25, markers=False, facet_kws={"sharey": False})
+    g = sns.relplot(
+        data=curves,
+        x="tokens_axis",
+        y="value",
+        hue="model",
+        hue_order=_size_order(curves),
+        style="dataset",
+        col="task",
+        col_wrap=min(3, curves["task"].nunique()),
+        kind="line",
+        palette="viridis",
+        height=2.8,
+        aspect=1.25,
+        markers=False,
+        facet_kws={"sharey": False},
+    )
     g.set(xscale="log")
     _chance_lines(g, curves, "task")
     g.set_axis_labels("tokens seen (step 0 at 1)", "accuracy")
-    g.figure.suptitle("Our models: accuracy over training, every size, standard vs deduplicated", y=1.03)
+    g.figure.suptitle(
+        "Our models: accuracy over training, every size, standard vs deduplicated", y=1.03
+    )
     return g.figure
 
 
@@ -172,10 +252,21 @@ def plot_cloze_quality(cq: pd.DataFrame) -> plt.Figure:
     """The in-corpus cloze over training: accuracy and perplexity of the target word."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     order = _size_order(cq)
-    for ax, metric, label in ((axes[0], "acc", "cloze accuracy (greedy word = target)"),
-                              (axes[1], "perplexity", "cloze perplexity of the target word")):
-        sns.lineplot(data=cq, x="tokens_axis", y=metric, hue="model", hue_order=order, style="dataset",
-                     palette="viridis", ax=ax, legend=ax is axes[1])
+    for ax, metric, label in (
+        (axes[0], "acc", "cloze accuracy (greedy word = target)"),
+        (axes[1], "perplexity", "cloze perplexity of the target word"),
+    ):
+        sns.lineplot(
+            data=cq,
+            x="tokens_axis",
+            y=metric,
+            hue="model",
+            hue_order=order,
+            style="dataset",
+            palette="viridis",
+            ax=ax,
+            legend=ax is axes[1],
+        )
         ax.set_xscale("log")
         ax.set_xlabel("tokens seen (step 0 at 1)")
         ax.set_ylabel(label)
@@ -188,10 +279,21 @@ def plot_cloze_quality(cq: pd.DataFrame) -> plt.Figure:
 def plot_final_vs_params(final: pd.DataFrame) -> plt.Figure:
     """Final accuracy against total parameters per task (and cloze perplexity), both datasets."""
     sub = final[final["metric"].isin(["acc", "perplexity"])].assign(
-        panel=lambda d: d["task"] + " " + d["metric"])
-    g = sns.relplot(data=sub, x="params", y="value", hue="dataset", col="panel",
-                    col_wrap=min(3, sub["panel"].nunique()), kind="line", marker="o", height=2.8, aspect=1.2,
-                    facet_kws={"sharey": False})
+        panel=lambda d: d["task"] + " " + d["metric"]
+    )
+    g = sns.relplot(
+        data=sub,
+        x="params",
+        y="value",
+        hue="dataset",
+        col="panel",
+        col_wrap=min(3, sub["panel"].nunique()),
+        kind="line",
+        marker="o",
+        height=2.8,
+        aspect=1.2,
+        facet_kws={"sharey": False},
+    )
     g.set(xscale="log")
     for name, ax in g.axes_dict.items():
         if name.endswith("perplexity"):
@@ -204,14 +306,28 @@ def plot_final_vs_params(final: pd.DataFrame) -> plt.Figure:
 
 def plot_published_curves(curves: pd.DataFrame) -> plt.Figure:
     """Pythia's published accuracy over training (the same benchmarks, the real sizes)."""
-    g = sns.relplot(data=curves, x="tokens_axis", y="value", hue="model", hue_order=_size_order(curves),
-                    style="dataset", col="paper_task", col_wrap=min(3, curves["paper_task"].nunique()), kind="line",
-                    palette="viridis", height=2.8, aspect=1.25, facet_kws={"sharey": False})
+    g = sns.relplot(
+        data=curves,
+        x="tokens_axis",
+        y="value",
+        hue="model",
+        hue_order=_size_order(curves),
+        style="dataset",
+        col="paper_task",
+        col_wrap=min(3, curves["paper_task"].nunique()),
+        kind="line",
+        palette="viridis",
+        height=2.8,
+        aspect=1.25,
+        facet_kws={"sharey": False},
+    )
     g.set(xscale="log")
     _chance_lines(g, curves, "paper_task")
     g.set_axis_labels("tokens seen (step 0 at 1)", "accuracy")
     g.set_titles("{col_name} (published)")
-    g.figure.suptitle("Pythia, published (EleutherAI evals/pythia-v1): accuracy over training", y=1.03)
+    g.figure.suptitle(
+        "Pythia, published (EleutherAI evals/pythia-v1): accuracy over training", y=1.03
+    )
     return g.figure
 
 
@@ -219,18 +335,46 @@ def micro_reach(suite: Suite, pub: pd.DataFrame) -> pd.DataFrame:
     """How far our training gets on Pythia's axis: our last checkpoint's tokens and the published
     accuracy of Pythia-70M at the published step nearest to it and at the end."""
     tokens = suite.training.train_iters * suite.training.tokens_per_step
-    p = pub[(pub["model"] == "70M") & (pub["dataset"] == "standard") & (pub["metric"] == "acc")
-            & (pub["num_fewshot"] == 0)]
+    p = pub[
+        (pub["model"] == "70M")
+        & (pub["dataset"] == "standard")
+        & (pub["metric"] == "acc")
+        & (pub["num_fewshot"] == 0)
+    ]
     rows = []
     for task, d in p.groupby("paper_task"):
         near = d.iloc[int(np.argmin(np.abs(np.log1p(d["tokens"]) - np.log1p(tokens))))]
-        rows.append({"paper_task": task, "our_final_tokens": tokens, "pythia_70m_step": int(near["step"]),
-                     "pythia_70m_tokens": int(near["tokens"]), "pythia_70m_acc_there": near["value"],
-                     "pythia_70m_acc_final": d.loc[d["step"].idxmax(), "value"], "chance": CHANCE.get(task)})
+        rows.append(
+            {
+                "paper_task": task,
+                "our_final_tokens": tokens,
+                "pythia_70m_step": int(near["step"]),
+                "pythia_70m_tokens": int(near["tokens"]),
+                "pythia_70m_acc_there": near["value"],
+                "pythia_70m_acc_final": d.loc[d["step"].idxmax(), "value"],
+                "chance": CHANCE.get(task),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-__all__ = ["CHANCE", "OFFLINE_TASKS", "accuracy_curves", "cloze_quality", "eval_files", "evals_table",
-           "evaluate_digest", "final_results", "final_table", "load_evals", "micro_reach", "plot_accuracy_curves",
-           "plot_cloze_quality", "plot_final_vs_params", "plot_published_curves", "published_curves",
-           "published_rows", "tasks_digest"]
+__all__ = [
+    "CHANCE",
+    "OFFLINE_TASKS",
+    "accuracy_curves",
+    "cloze_quality",
+    "eval_files",
+    "evals_table",
+    "evaluate_digest",
+    "final_results",
+    "final_table",
+    "load_evals",
+    "micro_reach",
+    "plot_accuracy_curves",
+    "plot_cloze_quality",
+    "plot_final_vs_params",
+    "plot_published_curves",
+    "published_curves",
+    "published_rows",
+    "tasks_digest",
+]

@@ -39,14 +39,19 @@ METRICS = {
 # ------------------------------------------------------------------------------ jobs and digests
 
 
-def jobs(suite: Suite, models: list[str] | None = None, trained: bool = True) -> list[tuple[str, str]]:
+def jobs(
+    suite: Suite, models: list[str] | None = None, trained: bool = True
+) -> list[tuple[str, str]]:
     """(run, model) of every evaluation job: the baseline of each model with an intervened run,
     and (with trained checkpoints) each intervened run."""
     from pythia.intervene import intervened_runs
 
     wanted = set(models) if models else set(suite.models)
     iv = [(r, m) for r, m in intervened_runs(suite) if m in wanted]
-    base = sorted({(suite.intervention.dataset, m) for _, m in iv}, key=lambda x: list(suite.models).index(x[1]))
+    base = sorted(
+        {(suite.intervention.dataset, m) for _, m in iv},
+        key=lambda x: list(suite.models).index(x[1]),
+    )
     return base + (iv if trained else [])
 
 
@@ -64,9 +69,19 @@ def eval_digest(suite: Suite, run: str, model: str) -> str:
     from pythia.train.checkpoint import run_digest
 
     dataset, variant = paths.parse_run(run)
-    weights = run_digest(suite, model, dataset) if variant is None else intervention_digest(suite, model, variant)
-    return config_digest({"weights": weights, "intervention": suite.intervention.model_dump(mode="json"),
-                          "val_sequences": suite.training.val_sequences, "seq_len": suite.training.seq_len})
+    weights = (
+        run_digest(suite, model, dataset)
+        if variant is None
+        else intervention_digest(suite, model, variant)
+    )
+    return config_digest(
+        {
+            "weights": weights,
+            "intervention": suite.intervention.model_dump(mode="json"),
+            "val_sequences": suite.training.val_sequences,
+            "seq_len": suite.training.seq_len,
+        }
+    )
 
 
 def measures_file(suite: str, run: str, model: str) -> Path:
@@ -79,8 +94,13 @@ def measures_file(suite: str, run: str, model: str) -> Path:
 def measures(suite: Suite, job_list: list[tuple[str, str]]) -> pd.DataFrame:
     """Every measure of every job, with the run's ``variant`` (``baseline`` for a baseline run)."""
     frames = [pd.read_csv(measures_file(suite.name, r, m)) for r, m in job_list]
-    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["run", "model", "step", "tokens_seen", "metric", "value", "stderr", "n"])
+    df = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(
+            columns=["run", "model", "step", "tokens_seen", "metric", "value", "stderr", "n"]
+        )
+    )
     df["variant"] = [paths.parse_run(r)[1] or "baseline" for r in df["run"]]
     return df
 
@@ -97,14 +117,26 @@ def trajectories(df: pd.DataFrame, suite: Suite) -> pd.DataFrame:
         start = window(suite, variant)[0]
         iv = df[df["variant"] == variant]
         models = iv["model"].unique()
-        at_start = df[(df["variant"] == "baseline") & (df["step"] == start) & df["model"].isin(models)]
-        parts.append(pd.concat([at_start.assign(variant=variant), iv]).assign(window=f"{variant} (from step {start})"))
+        at_start = df[
+            (df["variant"] == "baseline") & (df["step"] == start) & df["model"].isin(models)
+        ]
+        parts.append(
+            pd.concat([at_start.assign(variant=variant), iv]).assign(
+                window=f"{variant} (from step {start})"
+            )
+        )
     out = pd.concat(parts, ignore_index=True)
     out = out[out["metric"].isin(METRICS)]
     cols = ["window", "variant", "model", "metric", "step", "tokens_seen", "value", "stderr", "n"]
     order = {m: i for i, m in enumerate(suite.models)}
-    return (out[cols].sort_values(["metric", "model", "variant", "step"], key=lambda s: s.map(order) if s.name == "model" else s)
-            .reset_index(drop=True))
+    return (
+        out[cols]
+        .sort_values(
+            ["metric", "model", "variant", "step"],
+            key=lambda s: s.map(order) if s.name == "model" else s,
+        )
+        .reset_index(drop=True)
+    )
 
 
 def final_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -117,20 +149,43 @@ def final_table(df: pd.DataFrame) -> pd.DataFrame:
     model_order = {m: i for i, m in enumerate(dict.fromkeys(df["model"]))}
     metric_order = {m: i for i, m in enumerate(METRICS)}
     iv = last[last["variant"] != "baseline"]
-    keys = sorted(iv.groupby(["variant", "model", "metric"]).groups,
-                  key=lambda k: (k[0], model_order[k[1]], metric_order.get(k[2], len(metric_order))))
+    keys = sorted(
+        iv.groupby(["variant", "model", "metric"]).groups,
+        key=lambda k: (k[0], model_order[k[1]], metric_order.get(k[2], len(metric_order))),
+    )
     for variant, model, metric in keys:
         g = iv[(iv["variant"] == variant) & (iv["model"] == model) & (iv["metric"] == metric)]
         if (model, metric) not in base.index or metric not in METRICS:
             continue
         b = base.loc[(model, metric)]
         v = g.iloc[0]
-        rows.append({"model": model, "variant": variant, "metric": metric, "step": int(v["step"]),
-                     "baseline": float(b["value"]), "baseline_stderr": _f(b["stderr"]),
-                     "intervened": float(v["value"]), "intervened_stderr": _f(v["stderr"]),
-                     "shift": float(v["value"] - b["value"])})
-    return pd.DataFrame(rows, columns=["model", "variant", "metric", "step", "baseline", "baseline_stderr",
-                                       "intervened", "intervened_stderr", "shift"])
+        rows.append(
+            {
+                "model": model,
+                "variant": variant,
+                "metric": metric,
+                "step": int(v["step"]),
+                "baseline": float(b["value"]),
+                "baseline_stderr": _f(b["stderr"]),
+                "intervened": float(v["value"]),
+                "intervened_stderr": _f(v["stderr"]),
+                "shift": float(v["value"] - b["value"]),
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "model",
+            "variant",
+            "metric",
+            "step",
+            "baseline",
+            "baseline_stderr",
+            "intervened",
+            "intervened_stderr",
+            "shift",
+        ],
+    )
 
 
 def _f(x) -> float | None:
@@ -151,10 +206,21 @@ def intervention_cost(suite: Suite, job_list: list[tuple[str, str]]) -> pd.DataF
         steps = [r for r in recs if "swaps" in r]
         step_s = np.median([suite.training.tokens_per_step / r["tokens_per_s"] for r in steps])
         swap_s = np.median([r["swap_seconds"] for r in steps])
-        rows.append({"run": run, "model": model, "start_step": start.get("step"), "steps": len(steps),
-                     "replayed_steps": start.get("replayed_steps"), "start_matches_baseline": start.get("start_matches_baseline"),
-                     "swaps": int(sum(r["swaps"] for r in steps)), "swaps_per_step": float(np.mean([r["swaps"] for r in steps])),
-                     "median_step_s": float(step_s), "median_swap_s": float(swap_s), "swap_pct_of_step": float(100 * swap_s / step_s)})
+        rows.append(
+            {
+                "run": run,
+                "model": model,
+                "start_step": start.get("step"),
+                "steps": len(steps),
+                "replayed_steps": start.get("replayed_steps"),
+                "start_matches_baseline": start.get("start_matches_baseline"),
+                "swaps": int(sum(r["swaps"] for r in steps)),
+                "swaps_per_step": float(np.mean([r["swaps"] for r in steps])),
+                "median_step_s": float(step_s),
+                "median_swap_s": float(swap_s),
+                "swap_pct_of_step": float(100 * swap_s / step_s),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -169,16 +235,25 @@ def published_final() -> pd.DataFrame:
     return last.sort_values(["metric", "model", "variant"]).reset_index(drop=True)
 
 
-def published_trajectories(metrics=("crows_pct_stereotype", "winobias_pro_em", "lambada_acc")) -> pd.DataFrame:
+def published_trajectories(
+    metrics=("crows_pct_stereotype", "winobias_pro_em", "lambada_acc"),
+) -> pd.DataFrame:
     """The published numbers over the intervened window (from the earliest intervened step)."""
     from pythia.published.bias import load
 
     pub = load()
-    pub = pub[pub["metric"].isin(metrics) & pub["variant"].isin(["baseline", "intervention", "intervention_long"])]
+    pub = pub[
+        pub["metric"].isin(metrics)
+        & pub["variant"].isin(["baseline", "intervention", "intervention_long"])
+    ]
     # per size and measure (the v0 WinoBias evaluations number their steps apart from the rest)
     starts = pub[pub["variant"] != "baseline"].groupby(["model", "metric"])["step"].min()
-    first = pd.Series([starts.get((m, k), np.nan) for m, k in zip(pub["model"], pub["metric"])], index=pub.index)
-    out = pub[first.notna() & (pub["step"] >= first - 10000)]  # the window and the 10k steps before it
+    first = pd.Series(
+        [starts.get((m, k), np.nan) for m, k in zip(pub["model"], pub["metric"])], index=pub.index
+    )
+    out = pub[
+        first.notna() & (pub["step"] >= first - 10000)
+    ]  # the window and the 10k steps before it
     return out.sort_values(["metric", "model", "variant", "step"]).reset_index(drop=True)
 
 
@@ -192,17 +267,26 @@ def plot_trajectories(traj: pd.DataFrame):
 
     metrics = [m for m in METRICS if m in set(traj["metric"])]
     models = list(dict.fromkeys(traj["model"]))
-    fig, axes = plt.subplots(len(metrics), len(models), figsize=(3.2 * len(models), 2.2 * len(metrics)),
-                             squeeze=False, sharex="col")
+    fig, axes = plt.subplots(
+        len(metrics),
+        len(models),
+        figsize=(3.2 * len(models), 2.2 * len(metrics)),
+        squeeze=False,
+        sharex="col",
+    )
     colours = {w: f"C{i}" for i, w in enumerate(dict.fromkeys(traj["window"]))}
     for i, metric in enumerate(metrics):
         for j, model in enumerate(models):
             ax = axes[i, j]
-            for w, g in traj[(traj["metric"] == metric) & (traj["model"] == model)].groupby("window", sort=False):
+            for w, g in traj[(traj["metric"] == metric) & (traj["model"] == model)].groupby(
+                "window", sort=False
+            ):
                 g = g.sort_values("step")
                 ax.plot(g["step"], g["value"], marker="o", ms=3, color=colours[w], label=w)
                 err = g["stderr"].fillna(0).to_numpy()
-                ax.fill_between(g["step"], g["value"] - err, g["value"] + err, color=colours[w], alpha=0.2, lw=0)
+                ax.fill_between(
+                    g["step"], g["value"] - err, g["value"] + err, color=colours[w], alpha=0.2, lw=0
+                )
             if i == 0:
                 ax.set_title(model)
             if j == 0:
@@ -213,8 +297,14 @@ def plot_trajectories(traj: pd.DataFrame):
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(lab, h)
-    fig.legend(list(seen.values()), list(seen.keys()), loc="upper center", ncol=len(seen), fontsize=8,
-               bbox_to_anchor=(0.5, 1.0))
+    fig.legend(
+        list(seen.values()),
+        list(seen.keys()),
+        loc="upper center",
+        ncol=len(seen),
+        fontsize=8,
+        bbox_to_anchor=(0.5, 1.0),
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     return fig
 
@@ -225,20 +315,38 @@ def plot_published(pub: pd.DataFrame):
 
     metrics = list(dict.fromkeys(pub["metric"]))
     models = [m for m in ("70M", "410M", "1.4B", "6.9B") if m in set(pub["model"])]
-    fig, axes = plt.subplots(len(metrics), len(models), figsize=(3.2 * len(models), 2.2 * len(metrics)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(metrics), len(models), figsize=(3.2 * len(models), 2.2 * len(metrics)), squeeze=False
+    )
     colours = {"baseline": "C0", "intervention": "C1", "intervention_long": "C2"}
     for i, metric in enumerate(metrics):
         for j, model in enumerate(models):
             ax = axes[i, j]
             panel = pub[(pub["metric"] == metric) & (pub["model"] == model)]
             if panel.empty:
-                ax.text(0.5, 0.5, "not published", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+                ax.text(
+                    0.5,
+                    0.5,
+                    "not published",
+                    ha="center",
+                    va="center",
+                    transform=ax.transAxes,
+                    fontsize=8,
+                )
                 ax.set_xticks([])
                 ax.set_yticks([])
             for v, g in panel.groupby("variant"):
                 g = g.sort_values("step")
-                ax.errorbar(g["step"], g["value"], yerr=g["stderr"].fillna(0), marker="o", ms=3, capsize=2,
-                            color=colours[v], label=v)
+                ax.errorbar(
+                    g["step"],
+                    g["value"],
+                    yerr=g["stderr"].fillna(0),
+                    marker="o",
+                    ms=3,
+                    capsize=2,
+                    color=colours[v],
+                    label=v,
+                )
             if i == 0:
                 ax.set_title(f"Pythia {model} (published)")
             if j == 0:
@@ -262,11 +370,20 @@ def closing_note(final: pd.DataFrame, cost: pd.DataFrame) -> str:
     lines = []
     for (variant, model), g in final.groupby(["variant", "model"], sort=False):
         parts = []
-        for _, r in g.set_index("metric").reindex([m for m in METRICS if m in set(g["metric"])]).reset_index().iterrows():
-            parts.append(f"{r['metric']} {r['baseline']:.3f}±{r['baseline_stderr'] or 0:.3f} -> "
-                         f"{r['intervened']:.3f}±{r['intervened_stderr'] or 0:.3f} ({r['shift']:+.3f})")
+        for _, r in (
+            g.set_index("metric")
+            .reindex([m for m in METRICS if m in set(g["metric"])])
+            .reset_index()
+            .iterrows()
+        ):
+            parts.append(
+                f"{r['metric']} {r['baseline']:.3f}±{r['baseline_stderr'] or 0:.3f} -> "
+                f"{r['intervened']:.3f}±{r['intervened_stderr'] or 0:.3f} ({r['shift']:+.3f})"
+            )
         lines.append(f"{model} {variant} (step {int(g['step'].iloc[0])}): " + "; ".join(parts))
     if not cost.empty:
-        lines.append(f"swap cost: median {cost['swap_pct_of_step'].median():.4f}% of a training step "
-                     f"(max {cost['swap_pct_of_step'].max():.4f}%), {int(cost['swaps'].sum())} tokens swapped in all")
+        lines.append(
+            f"swap cost: median {cost['swap_pct_of_step'].median():.4f}% of a training step "
+            f"(max {cost['swap_pct_of_step'].max():.4f}%), {int(cost['swaps'].sum())} tokens swapped in all"
+        )
     return "\n".join(lines)

@@ -46,8 +46,13 @@ from scipy import stats
 
 from pythia import paths
 from pythia.config import Suite, config_digest
-from pythia.evaluate.memorization import (duplicate_bin_labels, duplicates_file, read_duplicates, read_scan,
-                                          summary_file)
+from pythia.evaluate.memorization import (
+    duplicate_bin_labels,
+    duplicates_file,
+    read_duplicates,
+    read_scan,
+    summary_file,
+)
 
 MIN_EXPECTED = 5.0
 """Chi-square bins are merged until each expects at least this many windows (Cochran's rule)."""
@@ -60,7 +65,12 @@ def scan_digest(suite: Suite, dataset: str, model: str) -> str:
     """What one scan job reads: the trained run (model, training, data order) and the tokenizer."""
     from pythia.train.checkpoint import run_digest
 
-    return config_digest({"run": run_digest(suite, model, dataset), "tokenizer": suite.tokenizer.model_dump(mode="json")})
+    return config_digest(
+        {
+            "run": run_digest(suite, model, dataset),
+            "tokenizer": suite.tokenizer.model_dump(mode="json"),
+        }
+    )
 
 
 # ------------------------------------------------------------------------------ loading
@@ -75,7 +85,9 @@ def load_summaries(suite: Suite, datasets: list[str], models: list[str]) -> list
     out = []
     for key, path in scan_files(suite, datasets, models).items():
         if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: run `pythia memorization scan` for {key} (or the workflow)")
+            raise FileNotFoundError(
+                f"{path} is missing: run `pythia memorization scan` for {key} (or the workflow)"
+            )
         out.append(json.loads(path.read_text()))
     return out
 
@@ -88,7 +100,10 @@ def load_scans(suite: Suite, datasets: list[str], models: list[str]) -> pd.DataF
     for rec in load_summaries(suite, datasets, models):
         l = rec["options"]["continuation"]
         for c in rec["checkpoints"]:
-            df = read_scan(summary_file(suite.name, rec["dataset"], rec["model"]).parent / f"step{c['step']}.parquet")
+            df = read_scan(
+                summary_file(suite.name, rec["dataset"], rec["model"]).parent
+                / f"step{c['step']}.parquet"
+            )
             df.insert(0, "model", rec["model"])
             df.insert(1, "dataset", rec["dataset"])
             df.insert(2, "step", c["step"])
@@ -96,7 +111,9 @@ def load_scans(suite: Suite, datasets: list[str], models: list[str]) -> pd.DataF
             df["position"] = df["seq"] / total
             frames.append(df)
     scans = pd.concat(frames, ignore_index=True)
-    scans["model"] = pd.Categorical(scans["model"], categories=[m for m in suite.models if m in models], ordered=True)
+    scans["model"] = pd.Categorical(
+        scans["model"], categories=[m for m in suite.models if m in models], ordered=True
+    )
     return scans
 
 
@@ -104,7 +121,9 @@ def continuation_length(suite: Suite, datasets: list[str], models: list[str]) ->
     """l of the scans (all of them use the same options)."""
     ls = {rec["options"]["continuation"] for rec in load_summaries(suite, datasets, models)}
     if len(ls) != 1:
-        raise ValueError(f"scans with different continuation lengths {sorted(ls)}; rescan with one setting")
+        raise ValueError(
+            f"scans with different continuation lengths {sorted(ls)}; rescan with one setting"
+        )
     return ls.pop()
 
 
@@ -121,11 +140,25 @@ def memorized_counts(scans: pd.DataFrame, l: int) -> pd.DataFrame:
     """Per (model, dataset, checkpoint step): sequences scanned, memorized (and their rate), the mean
     leading match run, sequences reproducing at least l/4 and l/2 leading tokens, and the mean
     fractional score over the sequences where it was computed."""
-    g = scans.assign(run_quarter=scans["match_run"] >= max(1, l // 4), run_half=scans["match_run"] >= max(1, l // 2))
-    out = g.groupby(["model", "dataset", "step"], observed=True).agg(
-        sequences=("seq", "size"), memorized=("memorized", "sum"), mean_match_run=("match_run", "mean"),
-        **{f"run_ge_{max(1, l // 4)}": ("run_quarter", "sum"), f"run_ge_{max(1, l // 2)}": ("run_half", "sum")},
-        scored=("score", "count"), mean_score=("score", "mean")).reset_index()
+    g = scans.assign(
+        run_quarter=scans["match_run"] >= max(1, l // 4),
+        run_half=scans["match_run"] >= max(1, l // 2),
+    )
+    out = (
+        g.groupby(["model", "dataset", "step"], observed=True)
+        .agg(
+            sequences=("seq", "size"),
+            memorized=("memorized", "sum"),
+            mean_match_run=("match_run", "mean"),
+            **{
+                f"run_ge_{max(1, l // 4)}": ("run_quarter", "sum"),
+                f"run_ge_{max(1, l // 2)}": ("run_half", "sum"),
+            },
+            scored=("score", "count"),
+            mean_score=("score", "mean"),
+        )
+        .reset_index()
+    )
     out["memorized"] = out["memorized"].astype(int)
     out["rate"] = out["memorized"] / out["sequences"].where(out["sequences"] > 0)
     return out
@@ -173,12 +206,22 @@ def poisson_test(counts: np.ndarray) -> dict[str, float]:
     n = len(counts)
     mean = float(counts.mean()) if n else float("nan")
     var = float(counts.var(ddof=1)) if n > 1 else float("nan")
-    res = {"windows": n, "mean": mean, "variance": var, "dispersion": float("nan"), "dispersion_p": float("nan"),
-           "chi2": float("nan"), "dof": 0, "p_value": float("nan")}
+    res = {
+        "windows": n,
+        "mean": mean,
+        "variance": var,
+        "dispersion": float("nan"),
+        "dispersion_p": float("nan"),
+        "chi2": float("nan"),
+        "dof": 0,
+        "p_value": float("nan"),
+    }
     if n < 2 or mean <= 0:
         return res
     res["dispersion"] = var / mean
-    res["dispersion_p"] = float(stats.chi2.sf((n - 1) * var / mean, n - 1))  # one-sided: over-dispersion
+    res["dispersion_p"] = float(
+        stats.chi2.sf((n - 1) * var / mean, n - 1)
+    )  # one-sided: over-dispersion
     obs, exp = _chi2_bins(counts, mean)
     if len(obs) >= 3:  # >= 1 degree of freedom after estimating lambda
         chi2, p = stats.chisquare(obs, exp * obs.sum() / exp.sum(), ddof=1)
@@ -198,7 +241,9 @@ def auto_threshold(final: pd.DataFrame, l: int, window: int) -> int:
     if none."""
     r = l
     while r > 1:
-        rates = final.groupby(["model", "dataset"], observed=True)["match_run"].apply(lambda s: (s >= r).mean())
+        rates = final.groupby(["model", "dataset"], observed=True)["match_run"].apply(
+            lambda s, r=r: (s >= r).mean()
+        )
         if (rates * window >= 1).all():
             return r
         r //= 2
@@ -215,8 +260,16 @@ def poisson_table(final: pd.DataFrame, windows: list[int], thresholds: list[int]
             for w in windows:
                 if len(runs) // w < 2:  # fewer than two windows: nothing to compare
                     continue
-                rows.append({"model": model, "dataset": dataset, "step": int(g["step"].iloc[0]), "threshold": r,
-                             "window": w, **poisson_test(window_counts(runs >= r, w))})
+                rows.append(
+                    {
+                        "model": model,
+                        "dataset": dataset,
+                        "step": int(g["step"].iloc[0]),
+                        "threshold": r,
+                        "window": w,
+                        **poisson_test(window_counts(runs >= r, w)),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -232,7 +285,9 @@ def qq_points(counts: np.ndarray) -> pd.DataFrame:
     lam = float(counts.mean()) if len(counts) else 0.0
     if lam <= 0:  # no events: every window is 0 and so is every quantile of Poisson(0)
         return pd.DataFrame({"sample": [0.0], "theoretical": [0.0], "n": [len(counts)]})
-    pp = ProbPlot(counts, dist=stats.poisson(lam))  # a frozen Poisson (it takes no loc/scale arguments)
+    pp = ProbPlot(
+        counts, dist=stats.poisson(lam)
+    )  # a frozen Poisson (it takes no loc/scale arguments)
     df = pd.DataFrame({"sample": pp.sample_quantiles, "theoretical": pp.theoretical_quantiles})
     return df.groupby(["sample", "theoretical"]).size().rename("n").reset_index()
 
@@ -262,8 +317,13 @@ def plot_qq(qq: pd.DataFrame) -> plt.Figure:
     the y = x line; columns: dataset, rows: window size."""
     datasets = list(dict.fromkeys(qq["dataset"]))
     windows = sorted(qq["window"].unique())
-    fig, axes = plt.subplots(len(windows), len(datasets), figsize=(4.2 * len(datasets), 3.4 * len(windows)),
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        len(windows),
+        len(datasets),
+        figsize=(4.2 * len(datasets), 3.4 * len(windows)),
+        squeeze=False,
+        layout="constrained",
+    )
     norm = plt.Normalize(1, max(2, qq["n"].max()))
     for i, w in enumerate(windows):
         for j, d in enumerate(datasets):
@@ -271,15 +331,25 @@ def plot_qq(qq: pd.DataFrame) -> plt.Figure:
             q = qq[(qq["window"] == w) & (qq["dataset"] == d)]
             hi = max(1.0, q["sample"].max(), q["theoretical"].max())
             ax.plot([0, hi], [0, hi], color="0.5", lw=1, ls="--", zorder=0)
-            sc = ax.scatter(q["theoretical"], q["sample"], s=20 + 180 * q["n"] / qq["n"].max(), c=q["n"],
-                            cmap="viridis", norm=norm, edgecolor="k", linewidth=0.3)
+            sc = ax.scatter(
+                q["theoretical"],
+                q["sample"],
+                s=20 + 180 * q["n"] / qq["n"].max(),
+                c=q["n"],
+                cmap="viridis",
+                norm=norm,
+                edgecolor="k",
+                linewidth=0.3,
+            )
             lam = q["mean"].iloc[0] if len(q) else np.nan
             ax.set_title(f"{d}, windows of {w} (λ = {lam:.3g})", fontsize=9)
             ax.set_xlabel("Poisson(λ) quantile")
             ax.set_ylabel("observed count")
     fig.colorbar(sc, ax=axes, shrink=0.6, label="windows at this point")
     r = int(qq["threshold"].iloc[0])
-    fig.suptitle(f"{qq['model'].iloc[0]}: memorized sequences per window (leading run >= {r}) vs Poisson")
+    fig.suptitle(
+        f"{qq['model'].iloc[0]}: memorized sequences per window (leading run >= {r}) vs Poisson"
+    )
     return fig
 
 
@@ -292,16 +362,33 @@ def match_runs(scans: pd.DataFrame, l: int) -> pd.DataFrame:
     g = scans.groupby(["model", "dataset", "step"], observed=True)
     out = g.agg(mean_match_run=("match_run", "mean"), mean_score=("score", "mean")).reset_index()
     for r in sorted({1, max(1, l // 4)}):
-        out[f"frac_run_ge_{r}"] = g["match_run"].apply(lambda s, r=r: float((s >= r).mean())).to_numpy()
+        out[f"frac_run_ge_{r}"] = (
+            g["match_run"].apply(lambda s, r=r: float((s >= r).mean())).to_numpy()
+        )
     return out
 
 
 def plot_match_runs(df: pd.DataFrame) -> plt.Figure:
     """Mean leading match run and mean fractional score against checkpoint step, per size."""
-    d = df[df["step"] > 0].melt(id_vars=["model", "dataset", "step"], value_vars=["mean_match_run", "mean_score"],
-                               var_name="measure", value_name="value")
-    g = sns.relplot(data=d, x="step", y="value", hue="model", style="dataset", col="measure", kind="line",
-                    marker="o", facet_kws={"sharey": False}, height=3.2, aspect=1.3)
+    d = df[df["step"] > 0].melt(
+        id_vars=["model", "dataset", "step"],
+        value_vars=["mean_match_run", "mean_score"],
+        var_name="measure",
+        value_name="value",
+    )
+    g = sns.relplot(
+        data=d,
+        x="step",
+        y="value",
+        hue="model",
+        style="dataset",
+        col="measure",
+        kind="line",
+        marker="o",
+        facet_kws={"sharey": False},
+        height=3.2,
+        aspect=1.3,
+    )
     g.set(xscale="log")
     g.set_titles("{col_name}")
     g.figure.suptitle("Greedy continuation of training sequences over training", y=1.03)
@@ -314,8 +401,13 @@ def rate_by_position(final: pd.DataFrame, thresholds: list[int], bins: int = 10)
     f = final.assign(bin=np.minimum((final["position"] * bins).astype(int), bins - 1))
     rows = []
     for (model, dataset, b), g in f.groupby(["model", "dataset", "bin"], observed=True):
-        rec = {"model": model, "dataset": dataset, "position": (b + 0.5) / bins, "sequences": len(g),
-               "mean_match_run": float(g["match_run"].mean())}
+        rec = {
+            "model": model,
+            "dataset": dataset,
+            "position": (b + 0.5) / bins,
+            "sequences": len(g),
+            "mean_match_run": float(g["match_run"].mean()),
+        }
         for r in thresholds:
             rec[f"rate_run_ge_{r}"] = float((g["match_run"] >= r).mean())
         rows.append(rec)
@@ -324,10 +416,25 @@ def rate_by_position(final: pd.DataFrame, thresholds: list[int], bins: int = 10)
 
 def plot_position(df: pd.DataFrame) -> plt.Figure:
     rate_cols = [c for c in df.columns if c.startswith("rate_run_ge_")]
-    d = df.melt(id_vars=["model", "dataset", "position"], value_vars=rate_cols + ["mean_match_run"],
-                var_name="measure", value_name="value")
-    g = sns.relplot(data=d, x="position", y="value", hue="model", style="dataset", col="measure", kind="line",
-                    marker="o", facet_kws={"sharey": False}, height=3.0, aspect=1.1)
+    d = df.melt(
+        id_vars=["model", "dataset", "position"],
+        value_vars=[*rate_cols, "mean_match_run"],
+        var_name="measure",
+        value_name="value",
+    )
+    g = sns.relplot(
+        data=d,
+        x="position",
+        y="value",
+        hue="model",
+        style="dataset",
+        col="measure",
+        kind="line",
+        marker="o",
+        facet_kws={"sharey": False},
+        height=3.0,
+        aspect=1.1,
+    )
     g.set_titles("{col_name}")
     g.set_xlabels("position in training (fraction)")
     g.figure.suptitle("Final checkpoints: memorization against when the sequence was seen", y=1.03)
@@ -344,8 +451,12 @@ def by_size(counts: pd.DataFrame, suite: Suite) -> pd.DataFrame:
 
 def plot_size(df: pd.DataFrame) -> plt.Figure:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    sns.lineplot(data=df, x="non_embedding_params", y="memorized", hue="dataset", marker="o", ax=axes[0])
-    sns.lineplot(data=df, x="non_embedding_params", y="mean_match_run", hue="dataset", marker="o", ax=axes[1])
+    sns.lineplot(
+        data=df, x="non_embedding_params", y="memorized", hue="dataset", marker="o", ax=axes[0]
+    )
+    sns.lineplot(
+        data=df, x="non_embedding_params", y="mean_match_run", hue="dataset", marker="o", ax=axes[1]
+    )
     for ax in axes:
         ax.set_xscale("log")
         ax.set_xlabel("non-embedding parameters")
@@ -367,13 +478,33 @@ def persistence(scans: pd.DataFrame, threshold: int) -> pd.DataFrame:
             before = hit[a][hit[a]].index
             if len(before) == 0:
                 continue
-            for b in steps[i + 1:]:
+            for b in steps[i + 1 :]:
                 later = hit[b].reindex(before)
-                rows.append({"model": model, "dataset": dataset, "threshold": threshold, "earlier": a, "later": b,
-                             "events_earlier": len(before), "still_later": int(later.fillna(False).sum()),
-                             "fraction_kept": float(later.fillna(False).mean())})
-    return pd.DataFrame(rows, columns=["model", "dataset", "threshold", "earlier", "later", "events_earlier",
-                                       "still_later", "fraction_kept"])
+                rows.append(
+                    {
+                        "model": model,
+                        "dataset": dataset,
+                        "threshold": threshold,
+                        "earlier": a,
+                        "later": b,
+                        "events_earlier": len(before),
+                        "still_later": int(later.fillna(False).sum()),
+                        "fraction_kept": float(later.fillna(False).mean()),
+                    }
+                )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "model",
+            "dataset",
+            "threshold",
+            "earlier",
+            "later",
+            "events_earlier",
+            "still_later",
+            "fraction_kept",
+        ],
+    )
 
 
 # ------------------------------------------------------------------------------ the memorized sequences
@@ -401,34 +532,58 @@ def sequence_sources(suite: Suite, dataset: str, seqs: np.ndarray) -> list[str]:
     return [train[int(d)]["source"] for d in docs]
 
 
-def memorized_sequences(final: pd.DataFrame, suite: Suite, threshold: int, prompt: int, limit: int = 200) -> pd.DataFrame:
+def memorized_sequences(
+    final: pd.DataFrame, suite: Suite, threshold: int, prompt: int, limit: int = 200
+) -> pd.DataFrame:
     """The sequences with leading run >= threshold at the final checkpoints, decoded (prompt and the
     reproduced continuation) with their source: those reproduced by the most models first, then the
     longest runs; at most ``limit`` rows (only those are decoded)."""
     from pythia.data.batches import open_sequences
     from pythia.data.tokenizer import load_tokenizer
 
-    cols = ["model", "dataset", "step", "seq", "match_run", "models", "source", "prompt", "continuation"]
+    cols = [
+        "model",
+        "dataset",
+        "step",
+        "seq",
+        "match_run",
+        "models",
+        "source",
+        "prompt",
+        "continuation",
+    ]
     hits = final[final["match_run"] >= threshold].copy()
     if hits.empty:
         return pd.DataFrame(columns=cols)
     hits["models"] = hits.groupby(["dataset", "seq"], observed=True)["model"].transform("size")
-    hits = hits.sort_values(["models", "match_run", "dataset", "seq", "model"],
-                            ascending=[False, False, True, True, True]).head(limit)
+    hits = hits.sort_values(
+        ["models", "match_run", "dataset", "seq", "model"],
+        ascending=[False, False, True, True, True],
+    ).head(limit)
     tok = load_tokenizer(suite)
     parts = []
     for dataset, g in hits.groupby("dataset", observed=True, sort=False):
         seqs = g["seq"].to_numpy()
         tokens = np.asarray(open_sequences(suite, dataset)[np.sort(np.unique(seqs))])
         where = {s: i for i, s in enumerate(np.sort(np.unique(seqs)))}
-        src = dict(zip(np.sort(np.unique(seqs)), sequence_sources(suite, dataset, np.sort(np.unique(seqs)))))
-        g = g.assign(source=[src[s] for s in seqs],
-                     prompt=[tok.decode(tokens[where[s], :prompt].tolist()) for s in seqs],
-                     continuation=[tok.decode(tokens[where[s], prompt:prompt + int(r)].tolist())
-                                   for s, r in zip(seqs, g["match_run"])])
+        src = dict(
+            zip(
+                np.sort(np.unique(seqs)), sequence_sources(suite, dataset, np.sort(np.unique(seqs)))
+            )
+        )
+        g = g.assign(
+            source=[src[s] for s in seqs],
+            prompt=[tok.decode(tokens[where[s], :prompt].tolist()) for s in seqs],
+            continuation=[
+                tok.decode(tokens[where[s], prompt : prompt + int(r)].tolist())
+                for s, r in zip(seqs, g["match_run"])
+            ],
+        )
         parts.append(g)
-    out = pd.concat(parts).sort_values(["models", "match_run", "dataset", "seq", "model"],
-                                       ascending=[False, False, True, True, True])
+    out = pd.concat(parts).sort_values(
+        ["models", "match_run", "dataset", "seq", "model"],
+        ascending=[False, False, True, True, True],
+    )
     out["model"] = out["model"].astype(str)
     return out[cols].reset_index(drop=True)
 
@@ -437,7 +592,12 @@ def sources_of_memorized(table: pd.DataFrame) -> pd.DataFrame:
     """Memorized sequences per source, model and dataset."""
     if table.empty:
         return pd.DataFrame(columns=["dataset", "source", "model", "sequences"])
-    return table.groupby(["dataset", "source", "model"], observed=True).size().rename("sequences").reset_index()
+    return (
+        table.groupby(["dataset", "source", "model"], observed=True)
+        .size()
+        .rename("sequences")
+        .reset_index()
+    )
 
 
 # ------------------------------------------------------------------------------ duplication
@@ -445,7 +605,9 @@ def sources_of_memorized(table: pd.DataFrame) -> pd.DataFrame:
 
 def duplicates_files(suite: Suite, datasets: list[str], models: list[str]) -> dict[str, Path]:
     """The ``duplicates.parquet`` of every (dataset, model), keyed ``dataset/model/duplicates``."""
-    return {f"{d}/{m}/duplicates": duplicates_file(suite.name, d, m) for d in datasets for m in models}
+    return {
+        f"{d}/{m}/duplicates": duplicates_file(suite.name, d, m) for d in datasets for m in models
+    }
 
 
 def load_duplicates(suite: Suite, datasets: list[str], models: list[str]) -> pd.DataFrame:
@@ -466,10 +628,17 @@ def load_duplicates(suite: Suite, datasets: list[str], models: list[str]) -> pd.
             df["tf_accuracy"] = np.where(df["tf_matches"] >= 0, df["tf_matches"] / l, np.nan)
             frames.append(df)
     out = pd.concat(frames, ignore_index=True)
-    out["model"] = pd.Categorical(out["model"], categories=[m for m in suite.models if m in models], ordered=True)
-    out["dataset"] = pd.Categorical(out["dataset"], categories=[d for d in paths.DATASETS if d in datasets], ordered=True)
-    out["bin"] = pd.Categorical(np.asarray(duplicate_bin_labels())[out["bin"].to_numpy(dtype=int)],
-                                categories=duplicate_bin_labels(), ordered=True)
+    out["model"] = pd.Categorical(
+        out["model"], categories=[m for m in suite.models if m in models], ordered=True
+    )
+    out["dataset"] = pd.Categorical(
+        out["dataset"], categories=[d for d in paths.DATASETS if d in datasets], ordered=True
+    )
+    out["bin"] = pd.Categorical(
+        np.asarray(duplicate_bin_labels())[out["bin"].to_numpy(dtype=int)],
+        categories=duplicate_bin_labels(),
+        ordered=True,
+    )
     out.attrs = {"skipped": skipped}
     return out
 
@@ -479,16 +648,37 @@ def duplicates_table(dups: pd.DataFrame, l: int) -> pd.DataFrame:
     count, mean leading run, sequences with a leading run >= l/4 and memorized (run = l), and over
     the teacher-forced sample: rows, mean accuracy and its standard error (NaN below two rows)."""
     quarter = max(1, l // 4)
-    cols = ["model", "dataset", "step", "bin", "sequences", "min_count", "max_count", "mean_match_run",
-            f"run_ge_{quarter}", "memorized", "teacher_forced", "mean_tf_accuracy", "sem_tf_accuracy"]
+    cols = [
+        "model",
+        "dataset",
+        "step",
+        "bin",
+        "sequences",
+        "min_count",
+        "max_count",
+        "mean_match_run",
+        f"run_ge_{quarter}",
+        "memorized",
+        "teacher_forced",
+        "mean_tf_accuracy",
+        "sem_tf_accuracy",
+    ]
     if dups.empty:
         return pd.DataFrame(columns=cols)
     g = dups.assign(quarter=dups["match_run"] >= quarter, full=dups["match_run"] >= l).groupby(
-        ["model", "dataset", "step", "bin"], observed=True)
-    out = g.agg(sequences=("seq", "size"), min_count=("duplicates", "min"), max_count=("duplicates", "max"),
-                mean_match_run=("match_run", "mean"), **{f"run_ge_{quarter}": ("quarter", "sum")},
-                memorized=("full", "sum"), teacher_forced=("tf_accuracy", "count"),
-                mean_tf_accuracy=("tf_accuracy", "mean"), sem_tf_accuracy=("tf_accuracy", "sem")).reset_index()
+        ["model", "dataset", "step", "bin"], observed=True
+    )
+    out = g.agg(
+        sequences=("seq", "size"),
+        min_count=("duplicates", "min"),
+        max_count=("duplicates", "max"),
+        mean_match_run=("match_run", "mean"),
+        **{f"run_ge_{quarter}": ("quarter", "sum")},
+        memorized=("full", "sum"),
+        teacher_forced=("tf_accuracy", "count"),
+        mean_tf_accuracy=("tf_accuracy", "mean"),
+        sem_tf_accuracy=("tf_accuracy", "sem"),
+    ).reset_index()
     for c in (f"run_ge_{quarter}", "memorized"):
         out[c] = out[c].astype(int)
     for c in ("model", "dataset", "bin"):
@@ -496,12 +686,20 @@ def duplicates_table(dups: pd.DataFrame, l: int) -> pd.DataFrame:
     return out[cols]
 
 
-def plot_duplicates(table: pd.DataFrame, l: int, skipped: dict[str, str] | None = None) -> plt.Figure:
+def plot_duplicates(
+    table: pd.DataFrame, l: int, skipped: dict[str, str] | None = None
+) -> plt.Figure:
     """Mean teacher-forced accuracy (with +-1.96 standard errors) and mean leading run against the
     duplicate-count bin; columns: dataset, one line per model."""
     datasets = list(dict.fromkeys(table["dataset"])) or ["(none)"]
-    fig, axes = plt.subplots(2, len(datasets), figsize=(max(6.5, 4.8 * len(datasets)), 6.4), squeeze=False,
-                             layout="constrained", sharey="row")
+    fig, axes = plt.subplots(
+        2,
+        len(datasets),
+        figsize=(max(6.5, 4.8 * len(datasets)), 6.4),
+        squeeze=False,
+        layout="constrained",
+        sharey="row",
+    )
     labels = duplicate_bin_labels()
     models = list(dict.fromkeys(table["model"]))
     colours = dict(zip(models, sns.color_palette("viridis", max(1, len(models)))))
@@ -509,8 +707,15 @@ def plot_duplicates(table: pd.DataFrame, l: int, skipped: dict[str, str] | None 
         t = table[table["dataset"] == d]
         for m, g in t.groupby("model", sort=False):
             x = [labels.index(b) for b in g["bin"]]
-            axes[0][j].errorbar(x, g["mean_tf_accuracy"], yerr=1.96 * g["sem_tf_accuracy"].fillna(0), marker="o",
-                                capsize=3, color=colours[m], label=m)
+            axes[0][j].errorbar(
+                x,
+                g["mean_tf_accuracy"],
+                yerr=1.96 * g["sem_tf_accuracy"].fillna(0),
+                marker="o",
+                capsize=3,
+                color=colours[m],
+                label=m,
+            )
             axes[1][j].plot(x, g["mean_match_run"], marker="o", color=colours[m], label=m)
         axes[0][j].set_title(d)
         for ax in axes[:, j]:
@@ -518,13 +723,24 @@ def plot_duplicates(table: pd.DataFrame, l: int, skipped: dict[str, str] | None 
             ax.set_xlim(-0.3, len(labels) - 0.7)
         if t.empty:
             why = "; ".join(f"{k}: {v}" for k, v in (skipped or {}).items()) or "no sequences"
-            axes[0][j].text(0.5, 0.5, f"not computed\n{why}"[:200], ha="center", va="center", wrap=True,
-                            transform=axes[0][j].transAxes, fontsize=8)
+            axes[0][j].text(
+                0.5,
+                0.5,
+                f"not computed\n{why}"[:200],
+                ha="center",
+                va="center",
+                wrap=True,
+                transform=axes[0][j].transAxes,
+                fontsize=8,
+            )
     axes[0][0].set_ylabel(f"teacher-forced accuracy (of {l} tokens)")
     axes[1][0].set_ylabel("mean leading match run")
     if models:
         axes[0][-1].legend(title="model", fontsize=8)
-    fig.supxlabel("duplicate count: occurrences of the sequence's first k + l tokens in the training rows", fontsize=10)
+    fig.supxlabel(
+        "duplicate count: occurrences of the sequence's first k + l tokens in the training rows",
+        fontsize=10,
+    )
     fig.suptitle("Closeness to memorization against duplication (final checkpoints)")
     return fig
 
@@ -534,12 +750,16 @@ def duplicates_note(table: pd.DataFrame, l: int) -> str:
     lowest and highest bins with sequences."""
     if table.empty:
         return "Duplicate counts were not computed (see the figure)."
-    lines = [f"Teacher-forced accuracy (of {l} tokens) and mean leading run, seen once vs the most repeated bin:"]
+    lines = [
+        f"Teacher-forced accuracy (of {l} tokens) and mean leading run, seen once vs the most repeated bin:"
+    ]
     for (m, d), g in table.groupby(["model", "dataset"], sort=False):
         lo, hi = g.iloc[0], g.iloc[-1]
-        lines.append(f"  {m}/{d}: bin {lo['bin']} ({lo['sequences']} seq.) accuracy {lo['mean_tf_accuracy']:.3f}, "
-                     f"run {lo['mean_match_run']:.2f}; bin {hi['bin']} ({hi['sequences']} seq.) accuracy "
-                     f"{hi['mean_tf_accuracy']:.3f}, run {hi['mean_match_run']:.2f}; memorized {int(g['memorized'].sum())}")
+        lines.append(
+            f"  {m}/{d}: bin {lo['bin']} ({lo['sequences']} seq.) accuracy {lo['mean_tf_accuracy']:.3f}, "
+            f"run {lo['mean_match_run']:.2f}; bin {hi['bin']} ({hi['sequences']} seq.) accuracy "
+            f"{hi['mean_tf_accuracy']:.3f}, run {hi['mean_match_run']:.2f}; memorized {int(g['memorized'].sum())}"
+        )
     return "\n".join(lines)
 
 
@@ -554,9 +774,17 @@ def scan_speed(suite: Suite, datasets: list[str], models: list[str]) -> pd.DataF
         seqs = sum(c["sequences"] for c in rec["checkpoints"])
         scored = sum(c["scored_now"] for c in rec["checkpoints"])
         secs = rec["seconds"]
-        rows.append({"model": rec["model"], "dataset": rec["dataset"], "checkpoints": len(rec["checkpoints"]),
-                     "sequences": seqs, "scored": scored, "seconds": secs,
-                     "sequences_per_s": scored / secs if scored and secs else np.nan})
+        rows.append(
+            {
+                "model": rec["model"],
+                "dataset": rec["dataset"],
+                "checkpoints": len(rec["checkpoints"]),
+                "sequences": seqs,
+                "scored": scored,
+                "seconds": secs,
+                "sequences_per_s": scored / secs if scored and secs else np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -565,27 +793,50 @@ def bench_table(path: str | Path) -> pd.DataFrame:
     of the scan with every fractional score, of ``model.generate``; their ratios and the parity checks."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run `pythia bench memorization` (or the workflow's memorization_bench)")
+        raise FileNotFoundError(
+            f"{path} is missing: run `pythia bench memorization` (or the workflow's memorization_bench)"
+        )
     r = json.loads(path.read_text())
     t = r["timings"]
-    return pd.DataFrame([{
-        "model": r["model"], "dataset": r["dataset"], "checkpoint": r["checkpoint"], "sequences": r["rows"],
-        "threads": r["threads"], "device": r["device"],
-        "scan_tokens_per_s": t["scan"]["tokens_per_s"], "scan_scores_tokens_per_s": t["scan_scores"]["tokens_per_s"],
-        "generate_tokens_per_s": t["generate"]["tokens_per_s"], "scan_over_generate": r["scan_over_generate"],
-        "scan_scores_over_generate": r["scan_scores_over_generate"], "flags_identical": r["flags_identical"],
-        "match_runs_identical": r["match_runs_identical"], "scores_identical": r["scores_identical"],
-        "memorized": r["memorized"]}])
+    return pd.DataFrame(
+        [
+            {
+                "model": r["model"],
+                "dataset": r["dataset"],
+                "checkpoint": r["checkpoint"],
+                "sequences": r["rows"],
+                "threads": r["threads"],
+                "device": r["device"],
+                "scan_tokens_per_s": t["scan"]["tokens_per_s"],
+                "scan_scores_tokens_per_s": t["scan_scores"]["tokens_per_s"],
+                "generate_tokens_per_s": t["generate"]["tokens_per_s"],
+                "scan_over_generate": r["scan_over_generate"],
+                "scan_scores_over_generate": r["scan_scores_over_generate"],
+                "flags_identical": r["flags_identical"],
+                "match_runs_identical": r["match_runs_identical"],
+                "scores_identical": r["scores_identical"],
+                "memorized": r["memorized"],
+            }
+        ]
+    )
 
 
 def closing_note(counts: pd.DataFrame, tests: pd.DataFrame, speed: pd.DataFrame, l: int) -> str:
     """The section's numbers in words: memorized sequences per model and dataset at the final
     checkpoint, the Poisson tests at the largest window, and the scan-vs-generate speed."""
-    last = counts[counts["step"] == counts.groupby(["model", "dataset"], observed=True)["step"].transform("max")]
+    last = counts[
+        counts["step"]
+        == counts.groupby(["model", "dataset"], observed=True)["step"].transform("max")
+    ]
     lines = ["Memorized sequences (all l tokens) at the final checkpoint, of the sequences seen:"]
     for dataset, g in last.groupby("dataset", observed=True):
-        lines.append(f"  {dataset}: " + ", ".join(f"{m} {int(n)}/{int(s)}" for m, n, s in
-                                                 zip(g["model"], g["memorized"], g["sequences"])))
+        lines.append(
+            f"  {dataset}: "
+            + ", ".join(
+                f"{m} {int(n)}/{int(s)}"
+                for m, n, s in zip(g["model"], g["memorized"], g["sequences"])
+            )
+        )
     w = tests["window"].max()
     for r, g in tests[tests["window"] == w].groupby("threshold"):
         what = "memorized" if r == l else f"leading run >= {r}"
@@ -594,11 +845,15 @@ def closing_note(counts: pd.DataFrame, tests: pd.DataFrame, speed: pd.DataFrame,
             if not t["mean"] > 0:
                 lines.append(f"  {t['model']}/{t['dataset']}: no events (mean 0): nothing to test")
                 continue
-            lines.append(f"  {t['model']}/{t['dataset']}: mean {t['mean']:.3g}, dispersion index {t['dispersion']:.3g} "
-                         f"(p {t['dispersion_p']:.3g}), chi-square {t['chi2']:.3g} on {int(t['dof'])} dof (p {t['p_value']:.3g})")
+            lines.append(
+                f"  {t['model']}/{t['dataset']}: mean {t['mean']:.3g}, dispersion index {t['dispersion']:.3g} "
+                f"(p {t['dispersion_p']:.3g}), chi-square {t['chi2']:.3g} on {int(t['dof'])} dof (p {t['p_value']:.3g})"
+            )
     for _, s in speed.iterrows():
-        lines.append(f"Scan vs model.generate ({s['model']}/{s['dataset']}, {s['sequences']} sequences, {s['threads']} "
-                     f"thread(s), {s['device']}): {s['scan_over_generate']:.1f}x (flags and match runs), "
-                     f"{s['scan_scores_over_generate']:.2f}x with every fractional score; identical flags "
-                     f"{s['flags_identical']}, identical scores {s['scores_identical']}.")
+        lines.append(
+            f"Scan vs model.generate ({s['model']}/{s['dataset']}, {s['sequences']} sequences, {s['threads']} "
+            f"thread(s), {s['device']}): {s['scan_over_generate']:.1f}x (flags and match runs), "
+            f"{s['scan_scores_over_generate']:.2f}x with every fractional score; identical flags "
+            f"{s['flags_identical']}, identical scores {s['scores_identical']}."
+        )
     return "\n".join(lines)

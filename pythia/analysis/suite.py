@@ -24,9 +24,17 @@ from pythia.io import atomic_path, write_provenance
 
 # Columns of the table figure and their printed headers.
 FIGURE_COLUMNS = {
-    "model": "model", "total_params": "params", "non_embedding_params": "non-emb.", "layers": "layers",
-    "d_model": "d_model", "heads": "heads", "d_head": "d_head", "peak_lr": "peak LR",
-    "batch_tokens": "batch tok.", "steps": "steps", "tokens": "tokens",
+    "model": "model",
+    "total_params": "params",
+    "non_embedding_params": "non-emb.",
+    "layers": "layers",
+    "d_model": "d_model",
+    "heads": "heads",
+    "d_head": "d_head",
+    "peak_lr": "peak LR",
+    "batch_tokens": "batch tok.",
+    "steps": "steps",
+    "tokens": "tokens",
 }
 COUNT_COLUMNS = ("total_params", "non_embedding_params", "batch_tokens", "tokens")
 RATE_COLUMNS = ("peak_lr", "min_lr")
@@ -78,15 +86,19 @@ def format_table(df: pd.DataFrame) -> str:
 
 def table_figure_data(table: pd.DataFrame) -> pd.DataFrame:
     """The cells the table figure shows (formatted strings, in :data:`FIGURE_COLUMNS` order)."""
-    return _formatted(table[list(FIGURE_COLUMNS)].astype({c: "int64" for c in COUNT_COLUMNS}))
+    return _formatted(table[list(FIGURE_COLUMNS)].astype(dict.fromkeys(COUNT_COLUMNS, "int64")))
 
 
 def plot_table(cells: pd.DataFrame, suite: Suite) -> plt.Figure:
     """Table 1 drawn as a figure (for the report and for slides)."""
     fig, ax = plt.subplots(figsize=(13, 0.45 * len(cells) + 1))
     ax.axis("off")
-    tab = ax.table(cellText=cells.astype(str).values.tolist(), colLabels=[FIGURE_COLUMNS[c] for c in cells.columns],
-                   loc="center", cellLoc="right")
+    tab = ax.table(
+        cellText=cells.astype(str).values.tolist(),
+        colLabels=[FIGURE_COLUMNS[c] for c in cells.columns],
+        loc="center",
+        cellLoc="right",
+    )
     tab.auto_set_font_size(False)
     tab.set_fontsize(9)
     tab.scale(1, 1.6)
@@ -97,8 +109,12 @@ def plot_table(cells: pd.DataFrame, suite: Suite) -> plt.Figure:
 
 def parameter_counts(table: pd.DataFrame) -> pd.DataFrame:
     """Long frame (model, count, parameters): total and non-embedding parameters per model."""
-    long = table.melt(id_vars="model", value_vars=["total_params", "non_embedding_params"],
-                      var_name="count", value_name="parameters")
+    long = table.melt(
+        id_vars="model",
+        value_vars=["total_params", "non_embedding_params"],
+        var_name="count",
+        value_name="parameters",
+    )
     return long.astype({"parameters": "int64"})
 
 
@@ -114,8 +130,18 @@ def plot_parameters(counts: pd.DataFrame, suite: Suite) -> plt.Figure:
 
 # ------------------------------------------------------------------------------ duplication (the data card)
 
-DUPLICATION_COLUMNS = ("dataset", "window", "at_least", "distinct_windows", "occurrences", "tokens", "token_share",
-                       "distinct_windows_places", "tokens_places", "token_share_places")
+DUPLICATION_COLUMNS = (
+    "dataset",
+    "window",
+    "at_least",
+    "distinct_windows",
+    "occurrences",
+    "tokens",
+    "token_share",
+    "distinct_windows_places",
+    "tokens_places",
+    "token_share_places",
+)
 
 
 def builds_data(suite: Suite) -> bool:
@@ -146,11 +172,15 @@ def load_card(path: str | Path) -> dict:
     """The data card written by ``pythia data build`` (its ``card`` stage)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: build the data first (`pythia data build` or `make reproduce`)")
+        raise FileNotFoundError(
+            f"{path} is missing: build the data first (`pythia data build` or `make reproduce`)"
+        )
     card = json.loads(path.read_text())
     if "duplication" not in card:
-        raise ValueError(f"{path} has no duplication profile (a card from before it): rerun `pythia data build "
-                         f"--stage card`")
+        raise ValueError(
+            f"{path} has no duplication profile (a card from before it): rerun `pythia data build "
+            f"--stage card`"
+        )
     return card
 
 
@@ -162,19 +192,41 @@ def duplication_table(card: dict | None) -> pd.DataFrame:
     card did not profile are left out (all of them without a card)."""
     rows = []
     profiled = card["duplication"]["datasets"] if card else {}
-    for d in [d for d in paths.DATASETS if d in profiled]:  # card.json's keys are sorted: the paper's order here
+    for d in [
+        d for d in paths.DATASETS if d in profiled
+    ]:  # card.json's keys are sorted: the paper's order here
         p = profiled[d]
         if "skipped" in p:
             continue
-        rows.append({"dataset": d, "window": p["window"], "at_least": 1, "distinct_windows": p["distinct"],
-                     "occurrences": p["windows"], "tokens": p["row_tokens"], "token_share": 1.0,
-                     "distinct_windows_places": p["distinct"], "tokens_places": p["row_tokens"],
-                     "token_share_places": 1.0})
+        rows.append(
+            {
+                "dataset": d,
+                "window": p["window"],
+                "at_least": 1,
+                "distinct_windows": p["distinct"],
+                "occurrences": p["windows"],
+                "tokens": p["row_tokens"],
+                "token_share": 1.0,
+                "distinct_windows_places": p["distinct"],
+                "tokens_places": p["row_tokens"],
+                "token_share_places": 1.0,
+            }
+        )
         for k, a in sorted(p["at_least"].items(), key=lambda kv: int(kv[0])):
-            rows.append({"dataset": d, "window": p["window"], "at_least": int(k), "distinct_windows": a["distinct"],
-                         "occurrences": a["windows"], "tokens": a["tokens"], "token_share": a["token_fraction"],
-                         "distinct_windows_places": a["distinct_copies"], "tokens_places": a["tokens_copies"],
-                         "token_share_places": a["token_fraction_copies"]})
+            rows.append(
+                {
+                    "dataset": d,
+                    "window": p["window"],
+                    "at_least": int(k),
+                    "distinct_windows": a["distinct"],
+                    "occurrences": a["windows"],
+                    "tokens": a["tokens"],
+                    "token_share": a["token_fraction"],
+                    "distinct_windows_places": a["distinct_copies"],
+                    "tokens_places": a["tokens_copies"],
+                    "token_share_places": a["token_fraction_copies"],
+                }
+            )
     return pd.DataFrame(rows, columns=list(DUPLICATION_COLUMNS))
 
 
@@ -185,12 +237,16 @@ def deduplication_note(card: dict | None) -> str:
         return "This suite trains on released pre-shuffled files: no data card, no duplication profile."
     red = card["duplication"]["deduplication"]
     pile = red["pile"]
-    lines = [f"The Pile: {pile['standard_tokens'] / 1e9:.0f}B -> {pile['deduped_tokens'] / 1e9:.0f}B tokens "
-             f"({100 * pile['change']:+.0f}%) by deduplication (the Pythia paper)."]
+    lines = [
+        f"The Pile: {pile['standard_tokens'] / 1e9:.0f}B -> {pile['deduped_tokens'] / 1e9:.0f}B tokens "
+        f"({100 * pile['change']:+.0f}%) by deduplication (the Pythia paper)."
+    ]
     for name, r in red.items():
         if name != "pile":
-            lines.append(f"Suite {name}: {r['standard_tokens']:,} -> {r['deduped_tokens']:,} tokens per epoch "
-                         f"({100 * r['change']:+.1f}%).")
+            lines.append(
+                f"Suite {name}: {r['standard_tokens']:,} -> {r['deduped_tokens']:,} tokens per epoch "
+                f"({100 * r['change']:+.1f}%)."
+            )
     for d, p in card["duplication"]["datasets"].items():
         if "skipped" in p:
             lines.append(f"{d}: not profiled ({p['skipped']}).")
@@ -200,10 +256,20 @@ def deduplication_note(card: dict | None) -> str:
 def top_windows_table(card: dict | None) -> pd.DataFrame:
     """The card's most repeated windows (one per passage): dataset, occurrences in the training rows,
     places in the corpus, the sources of the occurrences, and the decoded text."""
-    rows = [{"dataset": d, "occurrences": t["count"], "places": t["copies"],
-             "sources": ", ".join(f"{s} {n}" for s, n in t["sources"].items()), "text": t["text"]}
-            for d, p in sorted((card["duplication"]["datasets"] if card else {}).items(),
-                               key=lambda kv: paths.DATASETS.index(kv[0])) for t in p.get("top", [])]
+    rows = [
+        {
+            "dataset": d,
+            "occurrences": t["count"],
+            "places": t["copies"],
+            "sources": ", ".join(f"{s} {n}" for s, n in t["sources"].items()),
+            "text": t["text"],
+        }
+        for d, p in sorted(
+            (card["duplication"]["datasets"] if card else {}).items(),
+            key=lambda kv: paths.DATASETS.index(kv[0]),
+        )
+        for t in p.get("top", [])
+    ]
     return pd.DataFrame(rows, columns=["dataset", "occurrences", "places", "sources", "text"])
 
 
@@ -228,9 +294,13 @@ def _cmd_reference(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("suite", help="print a suite's table (parameters, shape, LR, batch, steps, tokens)")
+    p = sub.add_parser(
+        "suite", help="print a suite's table (parameters, shape, LR, batch, steps, tokens)"
+    )
     p.add_argument("name", help="suite name (pythia, micro, smoke) or a YAML path")
     p.add_argument("--csv", type=Path, help="also write the table as CSV (with a .provenance.json)")
     p.set_defaults(func=_cmd_suite)
-    p = sub.add_parser("config-reference", help="print every suite configuration key with its description")
+    p = sub.add_parser(
+        "config-reference", help="print every suite configuration key with its description"
+    )
     p.set_defaults(func=_cmd_reference)

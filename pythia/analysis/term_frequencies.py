@@ -31,6 +31,7 @@ frequent x1 (accuracy x 100) per k, size and checkpoint.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import random
@@ -87,8 +88,9 @@ def window_numbers(text: str) -> list[list[int]]:
     return out
 
 
-def count_texts(texts: Iterable[str], numbers: np.ndarray | None = None, pairs: np.ndarray | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
+def count_texts(
+    texts: Iterable[str], numbers: np.ndarray | None = None, pairs: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Add the window counts of ``texts`` to ``numbers`` [100] and ``pairs`` [100, 100] (new when None)."""
     numbers = np.zeros(NUMBERS, np.int64) if numbers is None else numbers
     pairs = np.zeros((NUMBERS, NUMBERS), np.int64) if pairs is None else pairs
@@ -98,17 +100,23 @@ def count_texts(texts: Iterable[str], numbers: np.ndarray | None = None, pairs: 
             for n in kept:
                 numbers[n] += 1
             for i, a in enumerate(kept):
-                for b in kept[i + 1:]:
+                for b in kept[i + 1 :]:
                     pairs[a, b] += 1
     return numbers, pairs
 
 
-def step_ranges(spec: TermFrequencySpec, train_iters: int, steps: Sequence[int] = ()) -> list[tuple[int, int]]:
+def step_ranges(
+    spec: TermFrequencySpec, train_iters: int, steps: Sequence[int] = ()
+) -> list[tuple[int, int]]:
     """Ranges [start, end) of training steps: every ``shard_steps`` and at each step of ``steps``,
     covering 0..train_iters (the whole training order)."""
-    cuts = set(range(0, train_iters, spec.shard_steps)) | {s for s in steps if 0 < s < train_iters} | {train_iters}
+    cuts = (
+        set(range(0, train_iters, spec.shard_steps))
+        | {s for s in steps if 0 < s < train_iters}
+        | {train_iters}
+    )
     cuts = sorted(cuts | {0})
-    return list(zip(cuts[:-1], cuts[1:]))
+    return list(itertools.pairwise(cuts))
 
 
 _WORKER: dict[str, Any] = {}
@@ -153,13 +161,29 @@ def counts_key(suite: Suite, dataset: str) -> str:
         st = p.stat() if p.exists() else None
         files[ext] = [st.st_size, st.st_mtime_ns] if st else None
     tok = tokenizer_dir(suite.name) / "tokenizer.json"
-    return config_digest({"version": COUNT_VERSION, "files": files, "window": WINDOW.pattern,
-                          "tokenizer": sha256_file(tok) if tok.is_file() else None,
-                          "batch": suite.training.global_batch, "seq_len": suite.training.seq_len})
+    return config_digest(
+        {
+            "version": COUNT_VERSION,
+            "files": files,
+            "window": WINDOW.pattern,
+            "tokenizer": sha256_file(tok) if tok.is_file() else None,
+            "batch": suite.training.global_batch,
+            "seq_len": suite.training.seq_len,
+        }
+    )
 
 
-def count_dataset(suite: Suite, dataset: str, out: str | Path, *, steps: Sequence[int] = (), workers: int = 1,
-                  chunk_tokens: int = 1 << 20, progress: bool = True, suite_file: str | None = None) -> Path:
+def count_dataset(
+    suite: Suite,
+    dataset: str,
+    out: str | Path,
+    *,
+    steps: Sequence[int] = (),
+    workers: int = 1,
+    chunk_tokens: int = 1 << 20,
+    progress: bool = True,
+    suite_file: str | None = None,
+) -> Path:
     """Count operands over the whole training order of ``dataset``, one file per step range in
     ``<out without .npz>/`` (kept: a rerun counts only the missing ranges), then the array file
     ``out`` (.npz): ``start``, ``end`` [R], ``numbers`` [R, 100], ``pairs`` [R, 100, 100], ``tokens`` [R]."""
@@ -189,9 +213,18 @@ def count_dataset(suite: Suite, dataset: str, out: str | Path, *, steps: Sequenc
             return str(z["key"]) == key
 
     todo = [(lo, hi) for lo, hi in ranges if not done(lo, hi)]
-    log.info("counting %d of %d step ranges of %s/%s (%d workers)", len(todo), len(ranges), suite.name, dataset, workers)
+    log.info(
+        "counting %d of %d step ranges of %s/%s (%d workers)",
+        len(todo),
+        len(ranges),
+        suite.name,
+        dataset,
+        workers,
+    )
     pool = None
-    _init_worker(suite.name, dataset, suite_file)  # the tokenizer, loaded once (forked workers inherit it)
+    _init_worker(
+        suite.name, dataset, suite_file
+    )  # the tokenizer, loaded once (forked workers inherit it)
     if workers > 1 and todo:
         import multiprocessing as mp
 
@@ -199,9 +232,16 @@ def count_dataset(suite: Suite, dataset: str, out: str | Path, *, steps: Sequenc
         if "fork" in mp.get_all_start_methods():
             pool = mp.get_context("fork").Pool(workers)
         else:
-            pool = mp.get_context("spawn").Pool(workers, _init_worker, (suite.name, dataset, suite_file))
-    bar = tqdm(total=sum(hi - lo for lo, hi in todo) * tokens_per_step, unit="tok", unit_scale=True,
-               disable=not progress, desc=f"count {dataset}")
+            pool = mp.get_context("spawn").Pool(
+                workers, _init_worker, (suite.name, dataset, suite_file)
+            )
+    bar = tqdm(
+        total=sum(hi - lo for lo, hi in todo) * tokens_per_step,
+        unit="tok",
+        unit_scale=True,
+        disable=not progress,
+        desc=f"count {dataset}",
+    )
     # every range cut into pieces of at most `chunk` steps (and at least `workers` pieces), all
     # pieces in one ordered stream over the pool: ranges finish, and are written, in order
     pieces = []
@@ -209,7 +249,10 @@ def count_dataset(suite: Suite, dataset: str, out: str | Path, *, steps: Sequenc
         step = max(1, min(chunk, -(-(hi - lo) // max(workers, 1))))
         pieces += [(r, s, min(s + step, hi)) for s in range(lo, hi, step)]
     left = {r: sum(1 for p in pieces if p[0] == r) for r in range(len(todo))}
-    acc = {r: [np.zeros(NUMBERS, np.int64), np.zeros((NUMBERS, NUMBERS), np.int64), 0] for r in range(len(todo))}
+    acc = {
+        r: [np.zeros(NUMBERS, np.int64), np.zeros((NUMBERS, NUMBERS), np.int64), 0]
+        for r in range(len(todo))
+    }
     t0, counted = time.perf_counter(), 0
     t_last = t0  # ranges finish in order: each one's wall time is the time since the one before it
     try:
@@ -228,8 +271,17 @@ def count_dataset(suite: Suite, dataset: str, out: str | Path, *, steps: Sequenc
                 counted += tokens
                 now = time.perf_counter()
                 with atomic_path(range_file(lo, hi), ".npz") as tmp:
-                    np.savez(tmp, numbers=numbers, pairs=pairs, tokens=tokens, start=lo, end=hi, key=key,
-                             seconds=now - t_last, workers=workers)
+                    np.savez(
+                        tmp,
+                        numbers=numbers,
+                        pairs=pairs,
+                        tokens=tokens,
+                        start=lo,
+                        end=hi,
+                        key=key,
+                        seconds=now - t_last,
+                        workers=workers,
+                    )
                 t_last = now
     finally:
         if pool:
@@ -239,23 +291,44 @@ def count_dataset(suite: Suite, dataset: str, out: str | Path, *, steps: Sequenc
     seconds = time.perf_counter() - t0
     arrays = [np.load(range_file(lo, hi)) for lo, hi in ranges]
     with atomic_path(out, ".npz") as tmp:
-        np.savez(tmp, start=np.array([lo for lo, _ in ranges]), end=np.array([hi for _, hi in ranges]),
-                 numbers=np.stack([a["numbers"] for a in arrays]), pairs=np.stack([a["pairs"] for a in arrays]),
-                 tokens=np.array([int(a["tokens"]) for a in arrays]), key=key)
+        np.savez(
+            tmp,
+            start=np.array([lo for lo, _ in ranges]),
+            end=np.array([hi for _, hi in ranges]),
+            numbers=np.stack([a["numbers"] for a in arrays]),
+            pairs=np.stack([a["pairs"] for a in arrays]),
+            tokens=np.array([int(a["tokens"]) for a in arrays]),
+            key=key,
+        )
     # the counting speed as measured when each range was counted, now or by an earlier run (a
     # resumed count measures nothing itself); unknown for ranges cached without their time
     range_seconds = [float(a["seconds"]) if "seconds" in a.files else None for a in arrays]
     measured_tokens = sum(int(a["tokens"]) for a in arrays)
     measured_seconds = None if None in range_seconds else sum(range_seconds)
-    write_json(out.with_suffix(".json"), {
-        "suite": suite.name, "dataset": dataset, "ranges": len(ranges), "counted_ranges": len(todo),
-        "counted_tokens": counted, "seconds": round(seconds, 3), "workers": workers,
-        "tokens_per_s": round(counted / seconds, 1) if counted and seconds > 0 else None,
-        "measured_tokens": measured_tokens,
-        "measured_seconds": round(measured_seconds, 3) if measured_seconds is not None else None,
-        "measured_workers": max((int(a["workers"]) for a in arrays if "workers" in a.files), default=workers),
-        "measured_tokens_per_s": round(measured_tokens / measured_seconds, 1) if measured_seconds else None,
-        "key": key})
+    write_json(
+        out.with_suffix(".json"),
+        {
+            "suite": suite.name,
+            "dataset": dataset,
+            "ranges": len(ranges),
+            "counted_ranges": len(todo),
+            "counted_tokens": counted,
+            "seconds": round(seconds, 3),
+            "workers": workers,
+            "tokens_per_s": round(counted / seconds, 1) if counted and seconds > 0 else None,
+            "measured_tokens": measured_tokens,
+            "measured_seconds": round(measured_seconds, 3)
+            if measured_seconds is not None
+            else None,
+            "measured_workers": max(
+                (int(a["workers"]) for a in arrays if "workers" in a.files), default=workers
+            ),
+            "measured_tokens_per_s": round(measured_tokens / measured_seconds, 1)
+            if measured_seconds
+            else None,
+            "key": key,
+        },
+    )
     for a in arrays:
         a.close()
     return out
@@ -265,8 +338,10 @@ def load_counts(path: str | Path) -> dict[str, np.ndarray]:
     """The arrays :func:`count_dataset` wrote."""
     path = Path(path)
     if not path.is_file():
-        raise MissingInputError(f"{path} is missing: run `pythia term_frequencies count` (or the workflow's "
-                                f"term_frequencies_counts rule) first")
+        raise MissingInputError(
+            f"{path} is missing: run `pythia term_frequencies count` (or the workflow's "
+            f"term_frequencies_counts rule) first"
+        )
     with np.load(path) as z:
         return {k: z[k] for k in z.files}
 
@@ -276,8 +351,10 @@ def cumulative(counts: dict[str, np.ndarray], step: int, what: str = "numbers") 
     of the ranges ending at or before it; ``step`` must be a range boundary."""
     ends = counts["end"]
     if step != 0 and step not in set(ends.tolist()):
-        raise UsageError(f"step {step} is not the end of a counted step range (ends: {', '.join(map(str, ends[:8]))}"
-                         f"{', ...' if len(ends) > 8 else ''}); count with --steps including it")
+        raise UsageError(
+            f"step {step} is not the end of a counted step range (ends: {', '.join(map(str, ends[:8]))}"
+            f"{', ...' if len(ends) > 8 else ''}); count with --steps including it"
+        )
     arr = counts[what]
     return arr[ends <= step].sum(axis=0)
 
@@ -289,7 +366,10 @@ def counts_frame(counts_files: dict[str, str | Path], steps: Sequence[int]) -> p
         c = load_counts(f)
         for step in steps:
             cum = cumulative(c, step)
-            rows += [{"dataset": dataset, "step": int(step), "x1": n, "count": int(cum[n])} for n in range(NUMBERS)]
+            rows += [
+                {"dataset": dataset, "step": int(step), "x1": n, "count": int(cum[n])}
+                for n in range(NUMBERS)
+            ]
     return pd.DataFrame(rows)
 
 
@@ -297,7 +377,9 @@ PYTHIA_TOKENS = 299_892_736_000
 """Tokens of Pythia's training order (143,000 steps x 1024 x 2048)."""
 
 
-def timings(counts_files: dict[str, str | Path], results_files: dict[str, str | Path], cores: int = 64) -> pd.DataFrame:
+def timings(
+    counts_files: dict[str, str | Path], results_files: dict[str, str | Path], cores: int = 64
+) -> pd.DataFrame:
     """What the jobs measured: per counting job the tokens, seconds, tokens/s on its workers and the
     projected hours for Pythia's 300B tokens on ``cores`` cores (tokens/s per worker x cores: the
     count is embarrassingly parallel over step ranges); per evaluation job the prompts and seconds.
@@ -307,17 +389,47 @@ def timings(counts_files: dict[str, str | Path], results_files: dict[str, str | 
     for dataset, f in counts_files.items():
         info = json.loads(Path(f).with_suffix(".json").read_text())
         if "measured_tokens" in info:
-            items, secs, tps, workers = (info["measured_tokens"], info["measured_seconds"],
-                                         info["measured_tokens_per_s"], info["measured_workers"])
+            items, secs, tps, workers = (
+                info["measured_tokens"],
+                info["measured_seconds"],
+                info["measured_tokens_per_s"],
+                info["measured_workers"],
+            )
         else:
-            items, secs, tps, workers = info["counted_tokens"], info["seconds"], info["tokens_per_s"], info["workers"]
-        rows.append({"job": "count", "dataset": dataset, "model": "", "items": items, "seconds": secs,
-                     "tokens_per_s": tps, "workers": workers,
-                     "projected_hours": round(PYTHIA_TOKENS / (tps / workers * cores) / 3600, 1) if tps else None})
-    for key, f in results_files.items():
+            items, secs, tps, workers = (
+                info["counted_tokens"],
+                info["seconds"],
+                info["tokens_per_s"],
+                info["workers"],
+            )
+        rows.append(
+            {
+                "job": "count",
+                "dataset": dataset,
+                "model": "",
+                "items": items,
+                "seconds": secs,
+                "tokens_per_s": tps,
+                "workers": workers,
+                "projected_hours": round(PYTHIA_TOKENS / (tps / workers * cores) / 3600, 1)
+                if tps
+                else None,
+            }
+        )
+    for f in results_files.values():
         info = json.loads(Path(f).with_suffix(".json").read_text())
-        rows.append({"job": "evaluate", "dataset": info["dataset"], "model": info["model"], "items": info["prompts"],
-                     "seconds": info["seconds"], "tokens_per_s": None, "workers": 1, "projected_hours": None})
+        rows.append(
+            {
+                "job": "evaluate",
+                "dataset": info["dataset"],
+                "model": info["model"],
+                "items": info["prompts"],
+                "seconds": info["seconds"],
+                "tokens_per_s": None,
+                "workers": 1,
+                "projected_hours": None,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -329,25 +441,37 @@ def summary(times: pd.DataFrame, gap: pd.DataFrame) -> str:
     ev = times[times["job"] == "evaluate"]
     lines = []
     for r in count.itertuples():
-        lines.append(f"counting {r.dataset}: {r.items:,} tokens in {r.seconds:.1f} s = {r.tokens_per_s or 0:,.0f} "
-                     f"tokens/s on {r.workers} workers; Pythia's 300B tokens on 64 cores: ~{r.projected_hours} h")
-    lines.append(f"section job time: counting {count['seconds'].sum():.0f} s + evaluation {ev['seconds'].sum():.0f} s "
-                 f"({ev['items'].sum():,} prompts) = {(count['seconds'].sum() + ev['seconds'].sum()) / 60:.1f} min")
+        lines.append(
+            f"counting {r.dataset}: {r.items:,} tokens in {r.seconds:.1f} s = {r.tokens_per_s or 0:,.0f} "
+            f"tokens/s on {r.workers} workers; Pythia's 300B tokens on 64 cores: ~{r.projected_hours} h"
+        )
+    lines.append(
+        f"section job time: counting {count['seconds'].sum():.0f} s + evaluation {ev['seconds'].sum():.0f} s "
+        f"({ev['items'].sum():,} prompts) = {(count['seconds'].sum() + ev['seconds'].sum()) / 60:.1f} min"
+    )
     if len(gap):
         last = gap[gap["step"] == gap["step"].max()]
         for (name, k), g in last.groupby(["set", "k"]):
-            lines.append(f"top-10 minus bottom-10 ({name}, k={k}, step {g['step'].iloc[0]}): mean {g['gap'].mean():+.1f}, "
-                         f"range {g['gap'].min():+.1f} .. {g['gap'].max():+.1f} points over {len(g)} model x dataset x op")
+            lines.append(
+                f"top-10 minus bottom-10 ({name}, k={k}, step {g['step'].iloc[0]}): mean {g['gap'].mean():+.1f}, "
+                f"range {g['gap'].min():+.1f} .. {g['gap'].max():+.1f} points over {len(g)} model x dataset x op"
+            )
     return "\n".join(lines)
 
 
 def main_dataset(datasets: Sequence[str]) -> str:
     """The dataset the figures show: ``deduped`` (the paper used the deduplicated models) when there."""
-    return "deduped" if "deduped" in datasets else list(datasets)[0]
+    return "deduped" if "deduped" in datasets else next(iter(datasets))
 
 
-def figure_data(bins: pd.DataFrame, *, dataset: str, set_name: str | Sequence[str] = "paper", k: int | None = None,
-                step: int | None = None) -> pd.DataFrame:
+def figure_data(
+    bins: pd.DataFrame,
+    *,
+    dataset: str,
+    set_name: str | Sequence[str] = "paper",
+    k: int | None = None,
+    step: int | None = None,
+) -> pd.DataFrame:
     """The rows of :func:`binned` one figure plots: one dataset, the prompt set(s), at ``k``
     (default: the largest) and/or ``step``."""
     names = [set_name] if isinstance(set_name, str) else list(set_name)
@@ -376,7 +500,11 @@ def question(op: str, x1: int, x2: int) -> str:
 
 
 def _pairs(operands: OperandSet) -> list[tuple[int, int]]:
-    return [(a, b) for a in range(operands.x1[0], operands.x1[1] + 1) for b in range(operands.x2[0], operands.x2[1] + 1)]
+    return [
+        (a, b)
+        for a in range(operands.x1[0], operands.x1[1] + 1)
+        for b in range(operands.x2[0], operands.x2[1] + 1)
+    ]
 
 
 def prompt(op: str, x1: int, x2: int, k: int, operands: OperandSet, seed: int = 42) -> str:
@@ -384,22 +512,30 @@ def prompt(op: str, x1: int, x2: int, k: int, operands: OperandSet, seed: int = 
     ``Random(f"{seed}/{op}/{x1}/{x2}/{k}")``), each joined by a blank line, then the question."""
     pool = [(a, b) for a, b in _pairs(operands) if a != x1]
     if k > len(pool):
-        raise UsageError(f"{k} shots need {k} operand pairs with another x1; the set {operands.x1} x {operands.x2} "
-                         f"has {len(pool)}")
+        raise UsageError(
+            f"{k} shots need {k} operand pairs with another x1; the set {operands.x1} x {operands.x2} "
+            f"has {len(pool)}"
+        )
     shots = random.Random(f"{seed}/{op}/{x1}/{x2}/{k}").sample(pool, k)
     parts = [question(op, a, b) + answer(op, a, b) for a, b in shots]
-    return "\n\n".join(parts + [question(op, x1, x2)])
+    return "\n\n".join([*parts, question(op, x1, x2)])
 
 
 def prompt_sets(spec: TermFrequencySpec) -> dict[str, OperandSet | None]:
     """The prompt sets to evaluate: ``paper`` and, when configured, ``simple`` and ``heldout``."""
-    return {"paper": spec.operands, **({"simple": spec.simple} if spec.simple is not None else {}),
-            **({"heldout": None} if spec.heldout else {})}
+    return {
+        "paper": spec.operands,
+        **({"simple": spec.simple} if spec.simple is not None else {}),
+        **({"heldout": None} if spec.heldout else {}),
+    }
 
 
 HELDOUT_STATEMENTS = [
     (re.compile(r"(?<![\w.])((\d{1,2}) (plus|times) (\d{1,2}) equals) (\d+)\b"), None),
-    (re.compile(r"\b(The (sum|product) of (\d{1,2}) and (\d{1,2}) is) (\d+)\b"), {"sum": "plus", "product": "times"}),
+    (
+        re.compile(r"\b(The (sum|product) of (\d{1,2}) and (\d{1,2}) is) (\d+)\b"),
+        {"sum": "plus", "product": "times"},
+    ),
     (re.compile(r"\b(Adding (\d{1,2}) and (\d{1,2}) gives) (\d+)\b"), "plus"),
     (re.compile(r"\b(Multiplying (\d{1,2}) by (\d{1,2}) gives) (\d+)\b"), "times"),
 ]
@@ -418,9 +554,11 @@ def heldout_statements(suite: Suite) -> list[dict[str, Any]]:
     for split in ("validation", "test"):
         prefix = layout.text_prefix(split)
         if not Path(f"{prefix}.bin").is_file():
-            raise MissingInputError(f"the held-out {split} tokens of suite {suite.name!r} ({prefix}.bin) are "
-                                    f"missing; build the data (`pythia data build --suite {suite.name}`) or set "
-                                    f"analysis.term_frequencies.heldout: false")
+            raise MissingInputError(
+                f"the held-out {split} tokens of suite {suite.name!r} ({prefix}.bin) are "
+                f"missing; build the data (`pythia data build --suite {suite.name}`) or set "
+                f"analysis.term_frequencies.heldout: false"
+            )
         ds = IndexedDataset(str(prefix))
         for text in tok.batch_decode([ds[i].tolist() for i in range(len(ds))]):
             for rx, kind in HELDOUT_STATEMENTS:
@@ -438,21 +576,44 @@ def heldout_statements(suite: Suite) -> list[dict[str, Any]]:
                     if ctx in seen or answer(op, x1, x2) != y:
                         continue
                     seen.add(ctx)
-                    out.append({"context": ctx, "target": y, "x1": x1, "x2": x2, "op": op, "k": 0, "set": "heldout"})
+                    out.append(
+                        {
+                            "context": ctx,
+                            "target": y,
+                            "x1": x1,
+                            "x2": x2,
+                            "op": op,
+                            "k": 0,
+                            "set": "heldout",
+                        }
+                    )
     return out
 
 
-def documents(spec: TermFrequencySpec, name: str, suite: Suite | None = None) -> list[dict[str, Any]]:
+def documents(
+    spec: TermFrequencySpec, name: str, suite: Suite | None = None
+) -> list[dict[str, Any]]:
     """The lm-eval documents of one prompt set, every operation and k: context (the prompt),
     target, x1, x2, op, k, set (``heldout``: read from ``suite``'s held-out documents)."""
     if name == "heldout":
         return heldout_statements(suite)
     operands = prompt_sets(spec)[name]
     x2s = operands.x2_values or list(range(operands.x2[0], operands.x2[1] + 1))
-    return [{"context": prompt(op, x1, x2, k, operands, spec.seed), "target": answer(op, x1, x2),
-             "x1": x1, "x2": x2, "op": op, "k": k, "set": name}
-            for op in spec.operations for k in spec.shots
-            for x1 in range(operands.x1[0], operands.x1[1] + 1) for x2 in x2s]
+    return [
+        {
+            "context": prompt(op, x1, x2, k, operands, spec.seed),
+            "target": answer(op, x1, x2),
+            "x1": x1,
+            "x2": x2,
+            "op": op,
+            "k": k,
+            "set": name,
+        }
+        for op in spec.operations
+        for k in spec.shots
+        for x1 in range(operands.x1[0], operands.x1[1] + 1)
+        for x2 in x2s
+    ]
 
 
 def task_name(name: str) -> str:
@@ -462,20 +623,46 @@ def task_name(name: str) -> str:
 
 
 def _task_yaml(task: str, data: Path, max_new_tokens: int) -> str:
-    return json.dumps({
-        "task": task, "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": str(data.resolve())}},
-        "test_split": "test", "output_type": "generate_until", "doc_to_text": "{{context}}",
-        "doc_to_target": "{{target}}", "target_delimiter": "",
-        "generation_kwargs": {"until": ["\n"], "max_gen_toks": max_new_tokens, "do_sample": False},
-        "filter_list": [{"name": "first_integer", "filter": [
-            {"function": "regex", "regex_pattern": r"(-?\d+)", "fallback": "[no integer]"},
-            {"function": "take_first"}]}],
-        "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}],
-        "metadata": {"version": 1},
-    }, indent=1)
+    return json.dumps(
+        {
+            "task": task,
+            "dataset_path": "json",
+            "dataset_kwargs": {"data_files": {"test": str(data.resolve())}},
+            "test_split": "test",
+            "output_type": "generate_until",
+            "doc_to_text": "{{context}}",
+            "doc_to_target": "{{target}}",
+            "target_delimiter": "",
+            "generation_kwargs": {
+                "until": ["\n"],
+                "max_gen_toks": max_new_tokens,
+                "do_sample": False,
+            },
+            "filter_list": [
+                {
+                    "name": "first_integer",
+                    "filter": [
+                        {
+                            "function": "regex",
+                            "regex_pattern": r"(-?\d+)",
+                            "fallback": "[no integer]",
+                        },
+                        {"function": "take_first"},
+                    ],
+                }
+            ],
+            "metric_list": [
+                {"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}
+            ],
+            "metadata": {"version": 1},
+        },
+        indent=1,
+    )
 
 
-def write_tasks(spec: TermFrequencySpec, folder: str | Path, suite: Suite | None = None) -> list[str]:
+def write_tasks(
+    spec: TermFrequencySpec, folder: str | Path, suite: Suite | None = None
+) -> list[str]:
     """Write every task's documents (jsonl) and YAML into ``folder`` (unchanged files are left
     alone, so lm-eval's cache digests stay); returns the task names."""
     folder = Path(folder)
@@ -485,7 +672,10 @@ def write_tasks(spec: TermFrequencySpec, folder: str | Path, suite: Suite | None
         task = task_name(name)
         data = folder / f"{task}.jsonl"
         text = "".join(json.dumps(d) + "\n" for d in documents(spec, name, suite))
-        for path, content in ((data, text), (folder / f"{task}.yaml", _task_yaml(task, data, spec.max_new_tokens))):
+        for path, content in (
+            (data, text),
+            (folder / f"{task}.yaml", _task_yaml(task, data, spec.max_new_tokens)),
+        ):
             if not path.is_file() or path.read_text() != content:
                 with atomic_path(path) as tmp:
                     tmp.write_text(content)
@@ -501,8 +691,10 @@ def evaluation_steps(suite: Suite, selected: Sequence[int]) -> list[int]:
         suite.check_steps(spec.steps, "analysis.term_frequencies.steps")
     steps = [s for s in (spec.steps if spec.steps is not None else selected) if s in set(selected)]
     if not steps:
-        raise UsageError(f"none of the term-frequency steps {spec.steps} is among the selected checkpoint steps "
-                         f"{list(selected)[:10]}; set analysis.term_frequencies.steps or checkpoints.steps")
+        raise UsageError(
+            f"none of the term-frequency steps {spec.steps} is among the selected checkpoint steps "
+            f"{list(selected)[:10]}; set analysis.term_frequencies.steps or checkpoints.steps"
+        )
     return sorted(steps)
 
 
@@ -510,19 +702,40 @@ def samples_frame(records: dict[str, dict], checkpoint) -> pd.DataFrame:
     """One row per prompt: model, dataset, step, set, op, k, x1, x2, target, generation, correct."""
     rows = []
     for rec in records.values():
-        for task, samples in rec.get("samples", {}).items():
+        for samples in rec.get("samples", {}).values():
             for s in samples:
                 d = s["doc"]
                 gen = s["resps"][0][0] if s.get("resps") else ""
-                rows.append({"model": checkpoint.model, "dataset": checkpoint.dataset, "step": checkpoint.step,
-                             "set": d["set"], "op": d["op"], "k": d["k"], "x1": d["x1"], "x2": d["x2"],
-                             "target": d["target"], "generation": gen, "answer": str(s["filtered_resps"][0]),
-                             "correct": float(s["exact_match"])})
+                rows.append(
+                    {
+                        "model": checkpoint.model,
+                        "dataset": checkpoint.dataset,
+                        "step": checkpoint.step,
+                        "set": d["set"],
+                        "op": d["op"],
+                        "k": d["k"],
+                        "x1": d["x1"],
+                        "x2": d["x2"],
+                        "target": d["target"],
+                        "generation": gen,
+                        "answer": str(s["filtered_resps"][0]),
+                        "correct": float(s["exact_match"]),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
-def evaluate(catalogue, model: str, dataset: str, out: str | Path, *, device: str = "cpu", dtype=None,
-             batch_size: int = 64, progress: bool = True) -> Path:
+def evaluate(
+    catalogue,
+    model: str,
+    dataset: str,
+    out: str | Path,
+    *,
+    device: str = "cpu",
+    dtype=None,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> Path:
     """Every prompt set, operation and k on every evaluated checkpoint of ``model`` on ``dataset``:
     one row per prompt (:func:`samples_frame`) in ``out`` (.parquet); lm-eval results cached per
     checkpoint (a rerun evaluates only new checkpoints or changed tasks)."""
@@ -536,10 +749,17 @@ def evaluate(catalogue, model: str, dataset: str, out: str | Path, *, device: st
     have = set(catalogue.steps(model, dataset))
     steps = [s for s in wanted if s in have]
     if not steps:
-        catalogue.checkpoint(model, dataset, wanted[-1])  # fails naming what is missing and what to do
+        catalogue.checkpoint(
+            model, dataset, wanted[-1]
+        )  # fails naming what is missing and what to do
     if len(steps) < len(wanted):
-        log.warning("%s/%s: no checkpoints at steps %s; evaluating %s", model, dataset,
-                    sorted(set(wanted) - have), steps)
+        log.warning(
+            "%s/%s: no checkpoints at steps %s; evaluating %s",
+            model,
+            dataset,
+            sorted(set(wanted) - have),
+            steps,
+        )
     # the tasks after the checks: an unknown model or missing checkpoints fail before any file is read
     folder = paths.suite_dir(suite.name) / STEM / "tasks"
     tasks = write_tasks(spec, folder, suite)
@@ -550,15 +770,33 @@ def evaluate(catalogue, model: str, dataset: str, out: str | Path, *, device: st
     frames, t0 = [], time.perf_counter()
     for step in tqdm(steps, desc=f"{model}/{dataset}", disable=not progress):
         ckpt = catalogue.checkpoint(model, dataset, step)
-        records = evaluate_tasks(ckpt, tasks, include_path=folder, log_samples=True, batch_size=batch_size,
-                                 bootstrap_iters=0, dtype=dtype, device=device, tokenizer=tokenizer,
-                                 cache_requests=cached)
+        records = evaluate_tasks(
+            ckpt,
+            tasks,
+            include_path=folder,
+            log_samples=True,
+            batch_size=batch_size,
+            bootstrap_iters=0,
+            dtype=dtype,
+            device=device,
+            tokenizer=tokenizer,
+            cache_requests=cached,
+        )
         frames.append(samples_frame(records, ckpt))
     df = pd.concat(frames, ignore_index=True)
     with atomic_path(Path(out), ".parquet") as tmp:
         df.to_parquet(tmp, index=False)
-    write_json(Path(out).with_suffix(".json"), {"model": model, "dataset": dataset, "steps": steps, "tasks": tasks,
-                                                "prompts": len(df), "seconds": round(time.perf_counter() - t0, 2)})
+    write_json(
+        Path(out).with_suffix(".json"),
+        {
+            "model": model,
+            "dataset": dataset,
+            "steps": steps,
+            "tasks": tasks,
+            "prompts": len(df),
+            "seconds": round(time.perf_counter() - t0, 2),
+        },
+    )
     return Path(out)
 
 
@@ -574,18 +812,32 @@ def counts_digest(suite: Suite, dataset: str) -> str:
     from pythia.data.released import is_released
 
     spec = suite.analysis.term_frequencies
-    data = (suite.data.model_dump(mode="json") if is_released(suite, dataset)
-            else stage_digest(suite, "order", dataset))
-    return config_digest({"version": COUNT_VERSION, "data": data, "training": suite.training.model_dump(mode="json"),
-                          "steps": spec.steps, "shard_steps": spec.shard_steps})
+    data = (
+        suite.data.model_dump(mode="json")
+        if is_released(suite, dataset)
+        else stage_digest(suite, "order", dataset)
+    )
+    return config_digest(
+        {
+            "version": COUNT_VERSION,
+            "data": data,
+            "training": suite.training.model_dump(mode="json"),
+            "steps": spec.steps,
+            "shard_steps": spec.shard_steps,
+        }
+    )
 
 
 def evaluation_digest(suite: Suite, dataset: str, model: str) -> str:
     """What an evaluation job reads: the section's settings and the run's weights."""
     from pythia.train.checkpoint import run_digest
 
-    return config_digest({"spec": suite.analysis.term_frequencies.model_dump(mode="json"),
-                          "run": run_digest(suite, model, dataset)})
+    return config_digest(
+        {
+            "spec": suite.analysis.term_frequencies.model_dump(mode="json"),
+            "run": run_digest(suite, model, dataset),
+        }
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -600,8 +852,11 @@ def counts_files(suite: Suite, datasets: Sequence[str]) -> dict[str, Path]:
 
 def results_files(suite: Suite, datasets: Sequence[str], models: Sequence[str]) -> dict[str, Path]:
     """``work/<suite>/term_frequencies/eval/<dataset>/<model>.parquet``, keyed ``dataset/model``."""
-    return {f"{d}/{m}": paths.suite_dir(suite.name) / STEM / "eval" / d / f"{m}.parquet"
-            for d in datasets for m in models}
+    return {
+        f"{d}/{m}": paths.suite_dir(suite.name) / STEM / "eval" / d / f"{m}.parquet"
+        for d in datasets
+        for m in models
+    }
 
 
 def load_results(files: dict[str, str | Path]) -> pd.DataFrame:
@@ -609,8 +864,10 @@ def load_results(files: dict[str, str | Path]) -> pd.DataFrame:
     frames = []
     for key, f in files.items():
         if not Path(f).is_file():
-            raise MissingInputError(f"{f} is missing: run `pythia term_frequencies evaluate` for {key} (or the "
-                                    f"workflow's term_frequencies_evaluate rule) first")
+            raise MissingInputError(
+                f"{f} is missing: run `pythia term_frequencies evaluate` for {key} (or the "
+                f"workflow's term_frequencies_evaluate rule) first"
+            )
         frames.append(pd.read_parquet(f))
     return pd.concat(frames, ignore_index=True)
 
@@ -618,7 +875,9 @@ def load_results(files: dict[str, str | Path]) -> pd.DataFrame:
 def accuracy_per_x1(results: pd.DataFrame, counts: pd.DataFrame) -> pd.DataFrame:
     """Accuracy per (model, dataset, step, set, op, k, x1) with x1's cumulative count at the step."""
     keys = ["model", "dataset", "step", "set", "op", "k", "x1"]
-    acc = results.groupby(keys, as_index=False).agg(accuracy=("correct", "mean"), prompts=("correct", "size"))
+    acc = results.groupby(keys, as_index=False).agg(
+        accuracy=("correct", "mean"), prompts=("correct", "size")
+    )
     return acc.merge(counts, on=["dataset", "step", "x1"], how="left")
 
 
@@ -627,36 +886,48 @@ def binned(acc: pd.DataFrame, bins: int = 8) -> pd.DataFrame:
     into ``bins`` equal bins of log count over their observed range; ``count`` is the bin's
     geometric centre, ``accuracy`` the mean over its x1 (bins without an x1 are left out)."""
     out = []
-    for key, g in acc.groupby(["dataset", "step", "set"]):
+    for _key, g in acc.groupby(["dataset", "step", "set"]):
         logc = np.log10(g["count"].to_numpy() + 1.0)
         lo, hi = logc.min(), logc.max()
         edges = np.linspace(lo, hi if hi > lo else lo + 1e-9, bins + 1)
         idx = np.clip(np.searchsorted(edges, logc, side="right") - 1, 0, bins - 1)
         g = g.assign(bin=idx, count_bin=10 ** ((edges[idx] + edges[idx + 1]) / 2) - 1)
-        out.append(g.groupby(["model", "dataset", "step", "set", "op", "k", "bin"], as_index=False)
-                   .agg(count=("count_bin", "first"), accuracy=("accuracy", "mean"), x1s=("x1", "size")))
+        out.append(
+            g.groupby(["model", "dataset", "step", "set", "op", "k", "bin"], as_index=False).agg(
+                count=("count_bin", "first"), accuracy=("accuracy", "mean"), x1s=("x1", "size")
+            )
+        )
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
-def frequency_gap(acc: pd.DataFrame, shots: Sequence[int] = GAP_SHOTS, top: int = TOP) -> pd.DataFrame:
+def frequency_gap(
+    acc: pd.DataFrame, shots: Sequence[int] = GAP_SHOTS, top: int = TOP
+) -> pd.DataFrame:
     """Accuracy of the ``top`` most frequent x1 minus the ``top`` least frequent (x 100), per
     model, dataset, set, op, k and step; ties in count broken by x1."""
     rows = []
     for key, g in acc[acc["k"].isin(shots)].groupby(["model", "dataset", "set", "op", "k", "step"]):
         g = g.sort_values(["count", "x1"])
         n = min(top, len(g) // 2)
-        rows.append(dict(zip(["model", "dataset", "set", "op", "k", "step"], key),
-                         top_accuracy=100 * g["accuracy"].iloc[-n:].mean(),
-                         bottom_accuracy=100 * g["accuracy"].iloc[:n].mean(),
-                         gap=100 * (g["accuracy"].iloc[-n:].mean() - g["accuracy"].iloc[:n].mean()),
-                         top_count=int(g["count"].iloc[-n:].min()), bottom_count=int(g["count"].iloc[:n].max())))
+        rows.append(
+            dict(
+                zip(["model", "dataset", "set", "op", "k", "step"], key),
+                top_accuracy=100 * g["accuracy"].iloc[-n:].mean(),
+                bottom_accuracy=100 * g["accuracy"].iloc[:n].mean(),
+                gap=100 * (g["accuracy"].iloc[-n:].mean() - g["accuracy"].iloc[:n].mean()),
+                top_count=int(g["count"].iloc[-n:].min()),
+                bottom_count=int(g["count"].iloc[:n].max()),
+            )
+        )
     df = pd.DataFrame(rows)
     return df.round({"top_accuracy": 2, "bottom_accuracy": 2, "gap": 2}) if len(df) else df
 
 
 def count_distribution(counts: pd.DataFrame) -> pd.DataFrame:
     """Rank-frequency of the operands: dataset, step, rank (1 = most frequent), x1, count."""
-    df = counts.sort_values(["dataset", "step", "count", "x1"], ascending=[True, True, False, True]).copy()
+    df = counts.sort_values(
+        ["dataset", "step", "count", "x1"], ascending=[True, True, False, True]
+    ).copy()
     df["rank"] = df.groupby(["dataset", "step"]).cumcount() + 1
     return df[["dataset", "step", "rank", "x1", "count"]].reset_index(drop=True)
 
@@ -667,9 +938,17 @@ def skew(counts: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (dataset, step), g in counts.groupby(["dataset", "step"]):
         c = np.sort(g["count"].to_numpy())[::-1]
-        rows.append({"dataset": dataset, "step": step, "total": int(c.sum()), "max": int(c[0]), "min": int(c[-1]),
-                     "top10_share": round(float(c[:TOP].sum() / max(c.sum(), 1)), 4),
-                     "max_over_min": round(float(c[0] / max(c[-1], 1)), 2)})
+        rows.append(
+            {
+                "dataset": dataset,
+                "step": step,
+                "total": int(c.sum()),
+                "max": int(c[0]),
+                "min": int(c[-1]),
+                "top10_share": round(float(c[:TOP].sum() / max(c.sum(), 1)), 4),
+                "max_over_min": round(float(c[0] / max(c[-1], 1)), 2),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -680,10 +959,27 @@ def skew(counts: pd.DataFrame) -> pd.DataFrame:
 
 def plot_count_distribution(dist: pd.DataFrame) -> plt.Figure:
     """Operand counts by rank (log scale), one line per checkpoint, one panel per dataset."""
-    g = sns.relplot(dist, x="rank", y="count", hue="step", col="dataset", kind="line", palette="viridis",
-                    height=3.2, aspect=1.2, facet_kws={"sharey": False})
-    g.set(yscale="symlog", ylim=(0, None), xlabel="operand rank (1 = most frequent)", ylabel="cumulative count")
-    g.figure.suptitle("How often each number 0-99 occurs in the numeric windows of the training data", y=1.03)
+    g = sns.relplot(
+        dist,
+        x="rank",
+        y="count",
+        hue="step",
+        col="dataset",
+        kind="line",
+        palette="viridis",
+        height=3.2,
+        aspect=1.2,
+        facet_kws={"sharey": False},
+    )
+    g.set(
+        yscale="symlog",
+        ylim=(0, None),
+        xlabel="operand rank (1 = most frequent)",
+        ylabel="cumulative count",
+    )
+    g.figure.suptitle(
+        "How often each number 0-99 occurs in the numeric windows of the training data", y=1.03
+    )
     return g.figure
 
 
@@ -700,14 +996,38 @@ def _by_size(models) -> list[str]:
     return sorted(models, key=lambda m: (size(str(m)), str(m)))
 
 
-def plot_accuracy_vs_frequency(data: pd.DataFrame, hue: str = "step", row: str = "op", style: str | None = None,
-                               title: str = "") -> plt.Figure:
+def plot_accuracy_vs_frequency(
+    data: pd.DataFrame,
+    hue: str = "step",
+    row: str = "op",
+    style: str | None = None,
+    title: str = "",
+) -> plt.Figure:
     """Accuracy against binned operand frequency: one line per ``hue`` (and ``style``), one panel
     per model (columns) and ``row``."""
-    g = sns.relplot(data, x="count", y="accuracy", hue=hue, style=style, col="model", row=row, kind="line",
-                    col_order=_by_size(data["model"].unique()), marker="o", palette="viridis", height=2.6,
-                    aspect=1.1, errorbar=None)
-    g.set(xscale="symlog", xlim=(0, None), ylim=(-0.02, 1.02), xlabel="count of x1 (log bins)", ylabel="accuracy")
+    g = sns.relplot(
+        data,
+        x="count",
+        y="accuracy",
+        hue=hue,
+        style=style,
+        col="model",
+        row=row,
+        kind="line",
+        col_order=_by_size(data["model"].unique()),
+        marker="o",
+        palette="viridis",
+        height=2.6,
+        aspect=1.1,
+        errorbar=None,
+    )
+    g.set(
+        xscale="symlog",
+        xlim=(0, None),
+        ylim=(-0.02, 1.02),
+        xlabel="count of x1 (log bins)",
+        ylabel="accuracy",
+    )
     if title:
         g.figure.suptitle(title, y=1.02)
     return g.figure
@@ -724,12 +1044,23 @@ def _cmd_count(args) -> int:
     suite = load_suite(args.suite)
     paths.check_dataset(args.dataset)
     spec = suite.analysis.term_frequencies
-    split = list(args.steps or []) + list(spec.steps if spec.steps is not None else suite.analysis_steps())
-    out = count_dataset(suite, args.dataset, args.out, steps=split, workers=args.workers, progress=not args.no_progress,
-                        suite_file=args.suite if args.suite.endswith((".yaml", ".yml")) else None)
+    split = list(args.steps or []) + list(
+        spec.steps if spec.steps is not None else suite.analysis_steps()
+    )
+    out = count_dataset(
+        suite,
+        args.dataset,
+        args.out,
+        steps=split,
+        workers=args.workers,
+        progress=not args.no_progress,
+        suite_file=args.suite if args.suite.endswith((".yaml", ".yml")) else None,
+    )
     info = json.loads(out.with_suffix(".json").read_text())
-    print(f"{out}: {info['ranges']} step ranges ({info['counted_ranges']} counted now, "
-          f"{info['counted_tokens']:,} tokens, {info['tokens_per_s'] or 0:,.0f} tokens/s on {args.workers} workers)")
+    print(
+        f"{out}: {info['ranges']} step ranges ({info['counted_ranges']} counted now, "
+        f"{info['counted_tokens']:,} tokens, {info['tokens_per_s'] or 0:,.0f} tokens/s on {args.workers} workers)"
+    )
     return 0
 
 
@@ -741,8 +1072,16 @@ def _cmd_evaluate(args) -> int:
     require_device(args.device)
     if args.device == "cpu" and dtype is not None:
         raise UsageError(f"--dtype {args.dtype} needs --device cuda (CPU evaluation is fp32)")
-    out = evaluate(cat, args.model, args.dataset, args.out, device=args.device, dtype=dtype,
-                   batch_size=args.batch_size, progress=not args.no_progress)
+    out = evaluate(
+        cat,
+        args.model,
+        args.dataset,
+        args.out,
+        device=args.device,
+        dtype=dtype,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+    )
     info = json.loads(out.with_suffix(".json").read_text())
     print(f"{out}: {info['prompts']:,} prompts on steps {info['steps']} in {info['seconds']:.1f} s")
     return 0
@@ -751,23 +1090,42 @@ def _cmd_evaluate(args) -> int:
 def register(sub) -> None:
     from pythia import runs
 
-    p = sub.add_parser("term_frequencies", help="section 05: operand counts in the training data, few-shot arithmetic")
+    p = sub.add_parser(
+        "term_frequencies",
+        help="section 05: operand counts in the training data, few-shot arithmetic",
+    )
     s = p.add_subparsers(dest="tf_command", required=True, metavar="COMMAND")
-    c = s.add_parser("count", help="count numbers in the numeric windows of the training order, per step range")
+    c = s.add_parser(
+        "count", help="count numbers in the numeric windows of the training order, per step range"
+    )
     c.add_argument("--suite", required=True, help="suite name or YAML path")
     c.add_argument("--dataset", required=True, help="standard or deduped")
-    c.add_argument("--out", required=True, help="the .npz array file (its ranges go to the folder beside it)")
-    c.add_argument("--workers", type=int, default=1, help="processes decoding and counting (default 1)")
-    c.add_argument("--steps", type=int, nargs="*", default=None, help="also end step ranges at these steps")
+    c.add_argument(
+        "--out", required=True, help="the .npz array file (its ranges go to the folder beside it)"
+    )
+    c.add_argument(
+        "--workers", type=int, default=1, help="processes decoding and counting (default 1)"
+    )
+    c.add_argument(
+        "--steps", type=int, nargs="*", default=None, help="also end step ranges at these steps"
+    )
     c.add_argument("--no-progress", action="store_true")
     c.set_defaults(func=_cmd_count)
-    e = s.add_parser("evaluate", help="few-shot arithmetic through lm-eval on every evaluated checkpoint of a model")
+    e = s.add_parser(
+        "evaluate",
+        help="few-shot arithmetic through lm-eval on every evaluated checkpoint of a model",
+    )
     e.add_argument("--suite", required=True, help="suite name or YAML path")
     e.add_argument("--dataset", required=True, help="standard or deduped")
     e.add_argument("--model", required=True, help="a model of the suite")
     e.add_argument("--out", required=True, help="the .parquet file of per-prompt results")
     e.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    e.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"), help="weights on CUDA (default fp32)")
+    e.add_argument(
+        "--dtype",
+        default="fp32",
+        choices=("fp32", "bf16", "fp16"),
+        help="weights on CUDA (default fp32)",
+    )
     e.add_argument("--batch-size", type=int, default=64)
     e.add_argument("--no-progress", action="store_true")
     runs.add_arguments(e)

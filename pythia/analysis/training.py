@@ -21,26 +21,43 @@ from pythia import paths
 from pythia.config import Suite
 from pythia.train.schedule import suite_lr
 
-LOG_COLUMNS = ["step", "tokens_seen", "loss", "lr", "grad_norm", "tokens_per_s", "val_loss", "batch_hash"]
+LOG_COLUMNS = [
+    "step",
+    "tokens_seen",
+    "loss",
+    "lr",
+    "grad_norm",
+    "tokens_per_s",
+    "val_loss",
+    "batch_hash",
+]
 
 
 def run_files(suite: Suite, runs: list[str], models: list[str] | None = None) -> dict[str, Path]:
     """The ``train_log.jsonl`` of every (run, model), keyed ``run/model``; a run is a dataset
     or a variant's :func:`pythia.paths.run_name`."""
     models = models or list(suite.models)
-    return {f"{r}/{m}": paths.run_dir(suite.name, r, m) / "train_log.jsonl" for r in runs for m in models}
+    return {
+        f"{r}/{m}": paths.run_dir(suite.name, r, m) / "train_log.jsonl"
+        for r in runs
+        for m in models
+    }
 
 
 def order_files(suite: Suite, datasets: list[str]) -> dict[str, Path]:
     """The ``order.json`` of each dataset, keyed ``data/<dataset>/order.json``."""
-    return {f"data/{d}/order.json": paths.dataset_dir(suite.name, d) / "order.json" for d in datasets}
+    return {
+        f"data/{d}/order.json": paths.dataset_dir(suite.name, d) / "order.json" for d in datasets
+    }
 
 
 def read_log(path: str | Path) -> pd.DataFrame:
     """One training log as a frame (one row per step; ``val_loss`` only at checkpoints)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: train the model first (`pythia train` or `make reproduce`)")
+        raise FileNotFoundError(
+            f"{path} is missing: train the model first (`pythia train` or `make reproduce`)"
+        )
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     df = pd.DataFrame.from_records(records)
     for col in LOG_COLUMNS:
@@ -68,14 +85,26 @@ def load_card(path: str | Path) -> dict:
     """The data card written by ``pythia data build`` (``work/<suite>/data/card.json``)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: build the data first (`pythia data build` or `make reproduce`)")
+        raise FileNotFoundError(
+            f"{path} is missing: build the data first (`pythia data build` or `make reproduce`)"
+        )
     return json.loads(path.read_text())
 
 
 def card_frame(card: dict) -> pd.DataFrame:
     """The data card's per-source rows, standard next to deduplicated."""
     df = pd.DataFrame.from_records(card["rows"])
-    cols = ["source", "domain", "dataset", "documents", "bytes", "tokens", "removed_duplicates", "removed_contamination", "epochs"]
+    cols = [
+        "source",
+        "domain",
+        "dataset",
+        "documents",
+        "bytes",
+        "tokens",
+        "removed_duplicates",
+        "removed_contamination",
+        "epochs",
+    ]
     return df[[c for c in cols if c in df]]
 
 
@@ -85,11 +114,24 @@ def order_table(suite: Suite, datasets: list[str]) -> pd.DataFrame:
     rows = []
     for key, path in order_files(suite, datasets).items():
         if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: build the data first (`pythia data build` or `make reproduce`)")
+            raise FileNotFoundError(
+                f"{path} is missing: build the data first (`pythia data build` or `make reproduce`)"
+            )
         o = json.loads(path.read_text())
-        row = {"dataset": key.split("/")[1], "documents": o["num_documents"], "tokens_per_epoch": o["tokens_per_epoch"],
-               "epochs": o["num_epochs"], "sequences": o["sequences_rows"], "seed": o["seed"]}
-        row.update({f"sha256_{name.replace('.', '_')}": digest for name, digest in sorted(o["sha256"].items())})
+        row = {
+            "dataset": key.split("/")[1],
+            "documents": o["num_documents"],
+            "tokens_per_epoch": o["tokens_per_epoch"],
+            "epochs": o["num_epochs"],
+            "sequences": o["sequences_rows"],
+            "seed": o["seed"],
+        }
+        row.update(
+            {
+                f"sha256_{name.replace('.', '_')}": digest
+                for name, digest in sorted(o["sha256"].items())
+            }
+        )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -97,7 +139,9 @@ def order_table(suite: Suite, datasets: list[str]) -> pd.DataFrame:
 def lr_schedule(suite: Suite, points: int = 400) -> pd.DataFrame:
     """The learning rate of every model at ``points`` steps across training."""
     steps = np.unique(np.linspace(0, suite.training.train_iters, points).astype(int))
-    rows = [(m.name, int(s), suite_lr(suite, m, int(s))) for m in suite.models.values() for s in steps]
+    rows = [
+        (m.name, int(s), suite_lr(suite, m, int(s))) for m in suite.models.values() for s in steps
+    ]
     return pd.DataFrame(rows, columns=["model", "step", "lr"])
 
 
@@ -125,8 +169,17 @@ def throughput(logs: pd.DataFrame) -> pd.DataFrame:
     for (model, dataset), df in logs.groupby(["model", "dataset"], observed=True):
         tps = df["tokens_per_s"].replace([np.inf, 0], np.nan).dropna()
         per_step = df["tokens_seen"].diff().dropna()
-        seconds = float((per_step / df.loc[per_step.index, "tokens_per_s"]).replace([np.inf], np.nan).sum())
-        out.append({"model": model, "dataset": dataset, "median_tokens_per_s": float(tps.median()), "train_seconds": seconds})
+        seconds = float(
+            (per_step / df.loc[per_step.index, "tokens_per_s"]).replace([np.inf], np.nan).sum()
+        )
+        out.append(
+            {
+                "model": model,
+                "dataset": dataset,
+                "median_tokens_per_s": float(tps.median()),
+                "train_seconds": seconds,
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -138,14 +191,26 @@ def smooth(series: pd.Series, window: int) -> pd.Series:
 def loss_curves(logs: pd.DataFrame, window: int = 9) -> pd.DataFrame:
     """Per-step training loss, smoothed over ``window`` steps within each run (steps > 0)."""
     df = logs[["model", "dataset", "step", "tokens_seen", "loss"]].copy()
-    df["train_loss"] = df.groupby(["model", "dataset"], observed=True)["loss"].transform(lambda s: smooth(s, window))
+    df["train_loss"] = df.groupby(["model", "dataset"], observed=True)["loss"].transform(
+        lambda s: smooth(s, window)
+    )
     return df[df["step"] > 0].drop(columns="loss").reset_index(drop=True)
 
 
 def plot_loss_curves(curves: pd.DataFrame, window: int = 9) -> plt.Figure:
     """Training loss (smoothed) against tokens, one line per size, one panel per dataset."""
-    g = sns.relplot(data=curves, x="tokens_seen", y="train_loss", hue="model", col="dataset", kind="line",
-                    palette="viridis", height=3.6, aspect=1.25, facet_kws={"sharey": True})
+    g = sns.relplot(
+        data=curves,
+        x="tokens_seen",
+        y="train_loss",
+        hue="model",
+        col="dataset",
+        kind="line",
+        palette="viridis",
+        height=3.6,
+        aspect=1.25,
+        facet_kws={"sharey": True},
+    )
     g.set(xscale="log")
     g.set_axis_labels("tokens seen", f"training loss (rolling mean of {window} steps)")
     g.figure.suptitle("Training loss, every size and both datasets", y=1.03)
@@ -155,14 +220,25 @@ def plot_loss_curves(curves: pd.DataFrame, window: int = 9) -> plt.Figure:
 def val_losses(logs: pd.DataFrame) -> pd.DataFrame:
     """Validation loss at every checkpoint after step 0."""
     df = logs.dropna(subset=["val_loss"])
-    return df.loc[df["step"] > 0, ["model", "dataset", "step", "tokens_seen", "val_loss"]].reset_index(drop=True)
+    return df.loc[
+        df["step"] > 0, ["model", "dataset", "step", "tokens_seen", "val_loss"]
+    ].reset_index(drop=True)
 
 
 def plot_val_loss(df: pd.DataFrame) -> plt.Figure:
     """Validation loss on held-out documents at every checkpoint; standard solid, deduped dashed."""
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    sns.lineplot(data=df, x="tokens_seen", y="val_loss", hue="model", style="dataset", markers=True, dashes=True,
-                 palette="viridis", ax=ax)
+    sns.lineplot(
+        data=df,
+        x="tokens_seen",
+        y="val_loss",
+        hue="model",
+        style="dataset",
+        markers=True,
+        dashes=True,
+        palette="viridis",
+        ax=ax,
+    )
     ax.set_xscale("log")
     ax.set_xlabel("tokens seen")
     ax.set_ylabel("validation loss (held-out documents)")
@@ -173,7 +249,9 @@ def plot_val_loss(df: pd.DataFrame) -> plt.Figure:
 def plot_scaling(final: pd.DataFrame) -> plt.Figure:
     """Final validation loss against non-embedding parameters, both datasets."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    sns.lineplot(data=final, x="non_embedding_params", y="final_val_loss", hue="dataset", marker="o", ax=ax)
+    sns.lineplot(
+        data=final, x="non_embedding_params", y="final_val_loss", hue="dataset", marker="o", ax=ax
+    )
     ax.set_xscale("log")
     ax.set_xlabel("non-embedding parameters")
     ax.set_ylabel("final validation loss")
@@ -181,14 +259,18 @@ def plot_scaling(final: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def lr_data(schedule: pd.DataFrame, logs: pd.DataFrame | None = None, marks: int = 40) -> pd.DataFrame:
+def lr_data(
+    schedule: pd.DataFrame, logs: pd.DataFrame | None = None, marks: int = 40
+) -> pd.DataFrame:
     """The configured schedule (``source`` = configured) and about ``marks`` logged rates per
     model of the first run (``source`` = logged): columns source, model, step, lr."""
     frames = [schedule.assign(source="configured")]
     if logs is not None and len(logs):
         sub = logs[logs["dataset"] == logs["dataset"].iloc[0]]
         sub = sub[sub["step"] % max(1, int(sub["step"].max()) // marks) == 0]
-        frames.append(sub[["model", "step", "lr"]].assign(source="logged", model=sub["model"].astype(str)))
+        frames.append(
+            sub[["model", "step", "lr"]].assign(source="logged", model=sub["model"].astype(str))
+        )
     out = pd.concat(frames, ignore_index=True)[["source", "model", "step", "lr"]]
     return out.astype({"model": str, "step": "int64"})
 
@@ -197,12 +279,28 @@ def plot_lr_schedule(lr: pd.DataFrame) -> plt.Figure:
     """The configured LR schedule per model (lines); dots: the LR the trainer logged."""
     fig, ax = plt.subplots(figsize=(7, 3.8))
     order = list(dict.fromkeys(lr["model"]))
-    sns.lineplot(data=lr[lr["source"] == "configured"], x="step", y="lr", hue="model", hue_order=order,
-                 palette="viridis", ax=ax)
+    sns.lineplot(
+        data=lr[lr["source"] == "configured"],
+        x="step",
+        y="lr",
+        hue="model",
+        hue_order=order,
+        palette="viridis",
+        ax=ax,
+    )
     logged = lr[lr["source"] == "logged"]
     if len(logged):
-        sns.scatterplot(data=logged, x="step", y="lr", hue="model", hue_order=order, palette="viridis", ax=ax,
-                        s=12, legend=False)
+        sns.scatterplot(
+            data=logged,
+            x="step",
+            y="lr",
+            hue="model",
+            hue_order=order,
+            palette="viridis",
+            ax=ax,
+            s=12,
+            legend=False,
+        )
     ax.set_ylabel("learning rate")
     ax.set_title("Warmup, then cosine to 10% of peak (GPT-NeoX denominator)")
     return fig
@@ -237,5 +335,12 @@ def verify_batches(suite: Suite, logs: pd.DataFrame) -> pd.DataFrame:
             if key not in viewer:
                 viewer[key] = batch_hash(get_batch(suite, dataset, b))
             mismatched += viewer[key] != logged
-        rows.append({"model": model, "dataset": dataset, "steps_checked": len(df), "mismatched": int(mismatched)})
+        rows.append(
+            {
+                "model": model,
+                "dataset": dataset,
+                "steps_checked": len(df),
+                "mismatched": int(mismatched),
+            }
+        )
     return pd.DataFrame(rows)

@@ -36,9 +36,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from matplotlib.ticker import NullFormatter
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import NullFormatter
 from scipy import stats
 
 from pythia import paths
@@ -50,8 +50,12 @@ CLASSES = ("upward", "downward", "stagnant", "other")
 ALPHA = 0.05
 BAND = (0.95, 1.05)
 AXES = ("step", "tokens", "flops", "val_ppl")
-AXIS_LABELS = {"step": "training step", "tokens": "training tokens", "flops": "training FLOPs (6 N D)",
-               "val_ppl": "validation perplexity"}
+AXIS_LABELS = {
+    "step": "training step",
+    "tokens": "training tokens",
+    "flops": "training FLOPs (6 N D)",
+    "val_ppl": "validation perplexity",
+}
 IMPROVED_SHARE = 0.1
 """The "most improved" subset: this share of tokens with the largest loss drop over the window."""
 
@@ -69,9 +73,14 @@ def evaluate_digest(suite: Suite, dataset: str, model: str) -> str:
     and the trained run (its run digest; hub/local checkpoints are identified in the caches)."""
     from pythia.train.checkpoint import run_digest
 
-    return config_digest({"settings": suite.analysis.training_trajectories.model_dump(mode="json"),
-                          "data": suite.data.model_dump(mode="json"), "seq_len": suite.training.seq_len,
-                          "run": run_digest(suite, model, dataset)})
+    return config_digest(
+        {
+            "settings": suite.analysis.training_trajectories.model_dump(mode="json"),
+            "data": suite.data.model_dump(mode="json"),
+            "seq_len": suite.training.seq_len,
+            "run": run_digest(suite, model, dataset),
+        }
+    )
 
 
 def generate_digest(suite: Suite, dataset: str, models: list[str] | None = None) -> str:
@@ -79,10 +88,15 @@ def generate_digest(suite: Suite, dataset: str, models: list[str] | None = None)
     ``models`` (default: the suite's smallest and largest)."""
     from pythia.train.checkpoint import run_digest
 
-    pair = list(models) if models else [list(suite.models)[0], list(suite.models)[-1]]
-    return config_digest({"settings": suite.analysis.training_trajectories.model_dump(mode="json"),
-                          "data": suite.data.model_dump(mode="json"), "seq_len": suite.training.seq_len,
-                          "runs": {m: run_digest(suite, m, dataset) for m in pair}})
+    pair = list(models) if models else [next(iter(suite.models)), list(suite.models)[-1]]
+    return config_digest(
+        {
+            "settings": suite.analysis.training_trajectories.model_dump(mode="json"),
+            "data": suite.data.model_dump(mode="json"),
+            "seq_len": suite.training.seq_len,
+            "runs": {m: run_digest(suite, m, dataset) for m in pair},
+        }
+    )
 
 
 def tasks_digest(suite: Suite) -> str:
@@ -95,13 +109,17 @@ def load_run(suite: str, dataset: str, model: str) -> dict[str, np.ndarray]:
     """``steps`` (C,), ``val_losses`` (C, T) float16, ``gen_losses`` / ``true_losses`` (C, P, K) float16."""
     f = run_dir(suite, dataset, model) / "losses.npz"
     if not f.is_file():
-        raise MissingInputError(f"{f} is missing; run `pythia training_trajectories evaluate --suite {suite} "
-                                f"--dataset {dataset} --model {model} ...` (the workflow's training_trajectories rules)")
+        raise MissingInputError(
+            f"{f} is missing; run `pythia training_trajectories evaluate --suite {suite} "
+            f"--dataset {dataset} --model {model} ...` (the workflow's training_trajectories rules)"
+        )
     with np.load(f) as z:
         return {k: z[k] for k in z.files}
 
 
-def load_runs(suite: str, datasets: list[str], models: list[str]) -> dict[tuple[str, str], dict[str, np.ndarray]]:
+def load_runs(
+    suite: str, datasets: list[str], models: list[str]
+) -> dict[tuple[str, str], dict[str, np.ndarray]]:
     """Every (dataset, model)'s arrays, by (dataset, model)."""
     return {(d, m): load_run(suite, d, m) for d in datasets for m in models}
 
@@ -113,7 +131,9 @@ def load_icl(suite: str, datasets: list[str], models: list[str]) -> pd.DataFrame
         for m in models:
             f = run_dir(suite, d, m) / "icl.csv"
             if not f.is_file():
-                raise MissingInputError(f"{f} is missing; run `pythia training_trajectories evaluate` for {m}/{d}")
+                raise MissingInputError(
+                    f"{f} is missing; run `pythia training_trajectories evaluate` for {m}/{d}"
+                )
             frames.append(pd.read_csv(f))
     return pd.concat(frames, ignore_index=True)
 
@@ -158,8 +178,16 @@ def validation_curves(runs: dict, suite: Suite) -> pd.DataFrame:
     rows = []
     for (d, m), r in runs.items():
         loss = np.nanmean(r["val_losses"].astype(np.float64), axis=1)  # (C,)
-        rows += [{"dataset": d, "model": m, "step": int(s), "val_loss": float(v), "val_ppl": float(np.exp(v))}
-                 for s, v in zip(r["steps"], loss)]
+        rows += [
+            {
+                "dataset": d,
+                "model": m,
+                "step": int(s),
+                "val_loss": float(v),
+                "val_ppl": float(np.exp(v)),
+            }
+            for s, v in zip(r["steps"], loss)
+        ]
     return add_axes(pd.DataFrame(rows), suite)
 
 
@@ -182,7 +210,7 @@ def ols_slopes(y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     sxx = float(xc @ xc)
     slope = xc @ (y - y.mean(0)) / sxx  # (T,)
     resid = y - y.mean(0) - np.outer(xc, slope)  # (n, T)
-    se = np.sqrt((resid ** 2).sum(0) / (n - 2) / sxx)
+    se = np.sqrt((resid**2).sum(0) / (n - 2) / sxx)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = slope / se
     p = 2 * stats.t.sf(np.abs(t), n - 2)
@@ -196,8 +224,10 @@ def window(steps: np.ndarray, start_fraction: float, train_iters: int) -> np.nda
     steps = np.asarray(steps)
     idx = np.flatnonzero((steps >= start_fraction * train_iters) & (steps > 0))
     if len(idx) < 3:
-        raise UsageError(f"only {len(idx)} checkpoints from {start_fraction:.0%} of training on; the token classes "
-                         f"need 3 or more (a smaller start fraction or more analysis steps)")
+        raise UsageError(
+            f"only {len(idx)} checkpoints from {start_fraction:.0%} of training on; the token classes "
+            f"need 3 or more (a smaller start fraction or more analysis steps)"
+        )
     return idx
 
 
@@ -210,7 +240,9 @@ def classify(losses: np.ndarray, steps: np.ndarray) -> np.ndarray:
     slope, p = ols_slopes(y, np.log(np.asarray(steps, dtype=np.float64)))
     gm = logy.mean(0)  # log of the geometric mean of y
     lo, hi = np.log(BAND[0]), np.log(BAND[1])
-    flat = (gm - logy[0] >= lo) & (gm - logy[0] <= hi) & (gm - logy[-1] >= lo) & (gm - logy[-1] <= hi)
+    flat = (
+        (gm - logy[0] >= lo) & (gm - logy[0] <= hi) & (gm - logy[-1] >= lo) & (gm - logy[-1] <= hi)
+    )
     sig = p < ALPHA
     out = np.full(y.shape[1], CLASSES.index("other"), dtype=np.int8)
     out[flat & ~sig] = CLASSES.index("stagnant")
@@ -238,8 +270,16 @@ def class_shares(runs: dict, suite: Suite, fractions: list[float] | None = None)
             cls = token_classes(r, t, suite.training.train_iters)
             cls = cls[cls >= 0]
             for i, name in enumerate(CLASSES):
-                rows.append({"dataset": d, "model": m, "start_fraction": float(t), "class": name,
-                             "share": float((cls == i).mean()), "tokens": int(len(cls))})
+                rows.append(
+                    {
+                        "dataset": d,
+                        "model": m,
+                        "start_fraction": float(t),
+                        "class": name,
+                        "share": float((cls == i).mean()),
+                        "tokens": len(cls),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -253,9 +293,11 @@ def token_subsets(run: dict, start_fraction: float, train_iters: int) -> dict[st
     cls = token_classes(run, start_fraction, train_iters)
     out = {name: cls == i for i, name in enumerate(CLASSES)}
     idx = window(run["steps"], start_fraction, train_iters)
-    drop = run["val_losses"][idx[0]].astype(np.float64) - run["val_losses"][idx[-1]].astype(np.float64)
+    drop = run["val_losses"][idx[0]].astype(np.float64) - run["val_losses"][idx[-1]].astype(
+        np.float64
+    )
     drop = np.where(np.isfinite(drop), drop, -np.inf)
-    k = max(1, int(round(IMPROVED_SHARE * np.isfinite(drop).sum())))
+    k = max(1, round(IMPROVED_SHARE * np.isfinite(drop).sum()))
     improved = np.zeros(len(drop), dtype=bool)
     improved[np.argsort(-drop, kind="stable")[:k]] = True
     return {"most improved": improved, **out}
@@ -267,8 +309,10 @@ def subset_curves(runs: dict, suite: Suite, reference: str, start_fraction: floa
     rows = []
     for d in dict.fromkeys(d for d, _ in runs):  # the runs' order: standard first
         if (d, reference) not in runs:
-            raise UsageError(f"reference model {reference!r} has no run on {d!r}; models: "
-                             f"{', '.join(m for dd, m in runs if dd == d)}")
+            raise UsageError(
+                f"reference model {reference!r} has no run on {d!r}; models: "
+                f"{', '.join(m for dd, m in runs if dd == d)}"
+            )
         subsets = token_subsets(runs[d, reference], start_fraction, suite.training.train_iters)
         for (dd, m), r in runs.items():
             if dd != d:
@@ -279,9 +323,18 @@ def subset_curves(runs: dict, suite: Suite, reference: str, start_fraction: floa
                 if not mask.any():
                     continue
                 sub = np.nanmean(losses[:, mask], axis=1)
-                rows += [{"dataset": d, "subset": name, "subset_tokens": int(mask.sum()), "model": m, "step": int(s),
-                          "val_ppl": float(np.exp(v)), "subset_ppl": float(np.exp(u))}
-                         for s, v, u in zip(r["steps"], val, sub)]
+                rows += [
+                    {
+                        "dataset": d,
+                        "subset": name,
+                        "subset_tokens": int(mask.sum()),
+                        "model": m,
+                        "step": int(s),
+                        "val_ppl": float(np.exp(v)),
+                        "subset_ppl": float(np.exp(u)),
+                    }
+                    for s, v, u in zip(r["steps"], val, sub)
+                ]
     return add_axes(pd.DataFrame(rows), suite)
 
 
@@ -292,7 +345,9 @@ def _spread(curves: pd.DataFrame, x: str, grid_points: int = 50) -> float:
     for _, g in curves.groupby("model"):
         g = g[g[x] > 0].sort_values(x)
         if len(g) >= 2:
-            per_model.append((np.log(g[x].to_numpy(float)), np.log(g["subset_ppl"].to_numpy(float))))
+            per_model.append(
+                (np.log(g[x].to_numpy(float)), np.log(g["subset_ppl"].to_numpy(float)))
+            )
     if len(per_model) < 2:
         return float("nan")
     lo, hi = max(xs.min() for xs, _ in per_model), min(xs.max() for xs, _ in per_model)
@@ -310,9 +365,16 @@ def overlap(curves: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (d, name), g in curves.groupby(["dataset", "subset"], sort=False):
         at_ppl, at_step = _spread(g, "val_ppl"), _spread(g, "step")
-        rows.append({"dataset": d, "subset": name, "subset_tokens": int(g["subset_tokens"].iloc[0]),
-                     "models": int(g["model"].nunique()), "spread_at_val_ppl": float(np.expm1(at_ppl)),
-                     "spread_at_step": float(np.expm1(at_step))})
+        rows.append(
+            {
+                "dataset": d,
+                "subset": name,
+                "subset_tokens": int(g["subset_tokens"].iloc[0]),
+                "models": int(g["model"].nunique()),
+                "spread_at_val_ppl": float(np.expm1(at_ppl)),
+                "spread_at_step": float(np.expm1(at_step)),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -328,8 +390,17 @@ def hallucination_curves(runs: dict, suite: Suite) -> pd.DataFrame:
         for kind, key in (("generated", "gen_losses"), ("true", "true_losses")):
             lo = r[key].astype(np.float64)
             ppl = np.exp(np.nanmean(lo.reshape(len(lo), -1), axis=1))
-            rows += [{"dataset": d, "model": m, "step": int(s), "kind": kind, "ppl": float(p), "val_ppl": float(v)}
-                     for s, p, v in zip(r["steps"], ppl, val)]
+            rows += [
+                {
+                    "dataset": d,
+                    "model": m,
+                    "step": int(s),
+                    "kind": kind,
+                    "ppl": float(p),
+                    "val_ppl": float(v),
+                }
+                for s, p, v in zip(r["steps"], ppl, val)
+            ]
     return add_axes(pd.DataFrame(rows), suite)
 
 
@@ -342,9 +413,17 @@ def hallucination_summary(curves: pd.DataFrame) -> pd.DataFrame:
         gen = g[g["kind"] == "generated"].sort_values("step")
         true = g[g["kind"] == "true"].sort_values("step")
         i = int(gen["ppl"].to_numpy().argmin())
-        rows.append({"dataset": d, "model": m, "min_step": int(gen["step"].iloc[i]), "min_ppl": float(gen["ppl"].iloc[i]),
-                     "final_ppl": float(gen["ppl"].iloc[-1]), "rise": float(gen["ppl"].iloc[-1] / gen["ppl"].iloc[i]),
-                     "true_final_ppl": float(true["ppl"].iloc[-1])})
+        rows.append(
+            {
+                "dataset": d,
+                "model": m,
+                "min_step": int(gen["step"].iloc[i]),
+                "min_ppl": float(gen["ppl"].iloc[i]),
+                "final_ppl": float(gen["ppl"].iloc[-1]),
+                "rise": float(gen["ppl"].iloc[-1] / gen["ppl"].iloc[i]),
+                "true_final_ppl": float(true["ppl"].iloc[-1]),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -355,11 +434,21 @@ def icl_curves(icl: pd.DataFrame, val: pd.DataFrame) -> pd.DataFrame:
     """Per (dataset, model, step): mean over tasks of accuracy and chance, the option gap
     mean(log ppl_incorrect - log ppl_correct), and the validation perplexity."""
     df = icl.assign(gap=np.log(icl["ppl_incorrect"]) - np.log(icl["ppl_correct"]))
-    g = (df.groupby(["dataset", "model", "step"], sort=False)
-         .agg(acc=("acc", "mean"), acc_norm=("acc_norm", "mean"), chance=("chance", "mean"), gap=("gap", "mean"),
-              tasks=("task", "nunique"))
-         .reset_index())
-    return g.merge(val[["dataset", "model", "step", "val_ppl", "tokens", "flops"]], on=["dataset", "model", "step"])
+    g = (
+        df.groupby(["dataset", "model", "step"], sort=False)
+        .agg(
+            acc=("acc", "mean"),
+            acc_norm=("acc_norm", "mean"),
+            chance=("chance", "mean"),
+            gap=("gap", "mean"),
+            tasks=("task", "nunique"),
+        )
+        .reset_index()
+    )
+    return g.merge(
+        val[["dataset", "model", "step", "val_ppl", "tokens", "flops"]],
+        on=["dataset", "model", "step"],
+    )
 
 
 def _spearman(x, y) -> float:
@@ -376,17 +465,25 @@ def icl_summary(curves: pd.DataFrame) -> pd.DataFrame:
     ICL whatever the size), and the final accuracy range against chance."""
     rows = []
     for d, g in curves.groupby("dataset", sort=False):
-        rows.append({"dataset": d, "points": int(len(g)),
-                     "spearman_acc_vs_log_ppl": _spearman(np.log(g["val_ppl"]), g["acc"]),
-                     "spearman_gap_vs_log_ppl": _spearman(np.log(g["val_ppl"]), g["gap"]),
-                     "acc_min": float(g["acc"].min()), "acc_max": float(g["acc"].max()),
-                     "chance": float(g["chance"].mean())})
+        rows.append(
+            {
+                "dataset": d,
+                "points": len(g),
+                "spearman_acc_vs_log_ppl": _spearman(np.log(g["val_ppl"]), g["acc"]),
+                "spearman_gap_vs_log_ppl": _spearman(np.log(g["val_ppl"]), g["gap"]),
+                "acc_min": float(g["acc"].min()),
+                "acc_max": float(g["acc"].max()),
+                "chance": float(g["chance"].mean()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 # ------------------------------------------------------------------------------ published Pythia
 
-PUBLISHED_FILE = Path(__file__).parents[1] / "published" / "tables" / "pythia_zero_shot_trajectories.csv"
+PUBLISHED_FILE = (
+    Path(__file__).parents[1] / "published" / "tables" / "pythia_zero_shot_trajectories.csv"
+)
 """Published Pythia zero-shot results over training, one row per (model, dataset, step):
 LAMBADA (OpenAI) perplexity and accuracy, and the mean accuracy of the other zero-shot tasks.
 Converted by :func:`convert_published` from EleutherAI/pythia ``evals/pythia-v1/<model>/zero-shot/``
@@ -404,7 +501,11 @@ def convert_published(reference: str | Path) -> pd.DataFrame:
     from pythia.runs import RELEASED_SIZES
 
     rows = []
-    names = {f"pythia-{m.lower()}" + s: (m, d) for m in RELEASED_SIZES for s, d in (("", "standard"), ("-deduped", "deduped"))}
+    names = {
+        f"pythia-{m.lower()}" + s: (m, d)
+        for m in RELEASED_SIZES
+        for s, d in (("", "standard"), ("-deduped", "deduped"))
+    }
     for folder in sorted(Path(reference).iterdir()):
         if folder.name not in names:
             continue
@@ -414,16 +515,29 @@ def convert_published(reference: str | Path) -> pd.DataFrame:
             res = json.loads(f.read_text())["results"]
             accs = [res[t]["acc"] for t in PUBLISHED_TASKS if t in res]
             lam = res.get("lambada_openai", {})
-            rows.append({"model": model, "dataset": dataset, "step": step, "lambada_ppl": lam.get("ppl"),
-                         "lambada_acc": lam.get("acc"), "mean_acc": float(np.mean(accs)) if accs else None,
-                         "tasks": len(accs)})
+            rows.append(
+                {
+                    "model": model,
+                    "dataset": dataset,
+                    "step": step,
+                    "lambada_ppl": lam.get("ppl"),
+                    "lambada_acc": lam.get("acc"),
+                    "mean_acc": float(np.mean(accs)) if accs else None,
+                    "tasks": len(accs),
+                }
+            )
     if not rows:
-        raise MissingInputError(f"no pythia-<size>[-deduped]/zero-shot/*_step<N>.json under {reference}; pass the "
-                                f"evals/pythia-v1 folder of EleutherAI/pythia")
+        raise MissingInputError(
+            f"no pythia-<size>[-deduped]/zero-shot/*_step<N>.json under {reference}; pass the "
+            f"evals/pythia-v1 folder of EleutherAI/pythia"
+        )
     order = {m: i for i, m in enumerate(RELEASED_SIZES)}
     df = pd.DataFrame(rows)
-    return df.sort_values(["dataset", "model", "step"], key=lambda c: c.map(order) if c.name == "model" else c,
-                          ignore_index=True)
+    return df.sort_values(
+        ["dataset", "model", "step"],
+        key=lambda c: c.map(order) if c.name == "model" else c,
+        ignore_index=True,
+    )
 
 
 def load_published() -> pd.DataFrame:
@@ -438,9 +552,19 @@ def published_summary(pub: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for d, g in pub.dropna(subset=["lambada_ppl", "mean_acc"]).groupby("dataset", sort=False):
         g = g[g["step"] > 0]
-        rows.append({"dataset": d, "points": int(len(g)), "models": int(g["model"].nunique()),
-                     "spearman_acc_vs_log_lambada_ppl": float(stats.spearmanr(np.log(g["lambada_ppl"]), g["mean_acc"]).statistic),
-                     "spearman_acc_vs_log_step": float(stats.spearmanr(np.log(g["step"]), g["mean_acc"]).statistic)})
+        rows.append(
+            {
+                "dataset": d,
+                "points": len(g),
+                "models": int(g["model"].nunique()),
+                "spearman_acc_vs_log_lambada_ppl": float(
+                    stats.spearmanr(np.log(g["lambada_ppl"]), g["mean_acc"]).statistic
+                ),
+                "spearman_acc_vs_log_step": float(
+                    stats.spearmanr(np.log(g["step"]), g["mean_acc"]).statistic
+                ),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -449,9 +573,20 @@ def plot_published(pub: pd.DataFrame, dataset: str = "standard"):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    g = pub[(pub["dataset"] == dataset) & (pub["step"] > 0)].dropna(subset=["lambada_ppl", "mean_acc"])
+    g = pub[(pub["dataset"] == dataset) & (pub["step"] > 0)].dropna(
+        subset=["lambada_ppl", "mean_acc"]
+    )
     fig, ax = plt.subplots(figsize=(6, 4))
-    sns.lineplot(data=g, x="lambada_ppl", y="mean_acc", hue="model", marker="o", markersize=3, sort=False, ax=ax)
+    sns.lineplot(
+        data=g,
+        x="lambada_ppl",
+        y="mean_acc",
+        hue="model",
+        marker="o",
+        markersize=3,
+        sort=False,
+        ax=ax,
+    )
     ax.set_xscale("log")
     ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a short range overlap
     ax.invert_xaxis()
@@ -490,10 +625,19 @@ def plot_validation(val: pd.DataFrame, axis: str = "tokens"):
 
     axis = check_axis(axis if axis != "val_ppl" else "tokens")
     datasets = list(val["dataset"].unique())
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.6), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(
+        1, len(datasets), figsize=(5 * len(datasets), 3.6), squeeze=False, sharey=True
+    )
     for ax, d in zip(axes[0], datasets):
-        sns.lineplot(data=_positive(val[val["dataset"] == d], axis), x=axis, y="val_ppl", hue="model", marker="o",
-                     markersize=3, ax=ax)
+        sns.lineplot(
+            data=_positive(val[val["dataset"] == d], axis),
+            x=axis,
+            y="val_ppl",
+            hue="model",
+            marker="o",
+            markersize=3,
+            ax=ax,
+        )
         _xscale(ax, axis)
         ax.set_yscale("log")
         ax.set_ylabel("validation perplexity")
@@ -509,13 +653,25 @@ def plot_classes(shares: pd.DataFrame):
     import seaborn as sns
 
     datasets = list(shares["dataset"].unique())
-    fig, axes = plt.subplots(len(datasets), len(CLASSES), figsize=(3.2 * len(CLASSES), 3 * len(datasets)),
-                             squeeze=False, sharex=True)
+    fig, axes = plt.subplots(
+        len(datasets),
+        len(CLASSES),
+        figsize=(3.2 * len(CLASSES), 3 * len(datasets)),
+        squeeze=False,
+        sharex=True,
+    )
     for row, d in zip(axes, datasets):
         for ax, c in zip(row, CLASSES):
             sub = shares[(shares["dataset"] == d) & (shares["class"] == c)]
-            sns.lineplot(data=sub, x="start_fraction", y="share", hue="model", marker="o", ax=ax,
-                         legend=(c == CLASSES[-1]))
+            sns.lineplot(
+                data=sub,
+                x="start_fraction",
+                y="share",
+                hue="model",
+                marker="o",
+                ax=ax,
+                legend=(c == CLASSES[-1]),
+            )
             ax.set_title(f"{c} ({d})")
             ax.set_xlabel("start fraction t of training")
             ax.set_ylabel("share of tokens")
@@ -534,8 +690,17 @@ def plot_same_perplexity(curves: pd.DataFrame, dataset: str | None = None):
     fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names), 3.4), squeeze=False)
     for ax, name in zip(axes[0], names):
         g = sub[sub["subset"] == name]
-        sns.lineplot(data=g, x="val_ppl", y="subset_ppl", hue="model", marker="o", markersize=3, sort=False,
-                     ax=ax, legend=(name == names[-1]))
+        sns.lineplot(
+            data=g,
+            x="val_ppl",
+            y="subset_ppl",
+            hue="model",
+            marker="o",
+            markersize=3,
+            sort=False,
+            ax=ax,
+            legend=(name == names[-1]),
+        )
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a short range overlap
         ax.set_yscale("log")
@@ -558,8 +723,17 @@ def plot_hallucination(curves: pd.DataFrame, axis: str = "tokens", dataset: str 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), squeeze=False, sharey=True)
     for ax, kind in zip(axes[0], ("generated", "true")):
         g = _positive(curves[(curves["dataset"] == dataset) & (curves["kind"] == kind)], axis)
-        sns.lineplot(data=g, x=axis, y="ppl", hue="model", marker="o", markersize=3, sort=axis != "val_ppl",
-                     ax=ax, legend=(kind == "true"))
+        sns.lineplot(
+            data=g,
+            x=axis,
+            y="ppl",
+            hue="model",
+            marker="o",
+            markersize=3,
+            sort=axis != "val_ppl",
+            ax=ax,
+            legend=(kind == "true"),
+        )
         _xscale(ax, axis)
         if axis == "val_ppl":
             ax.invert_xaxis()
@@ -599,25 +773,65 @@ def plot_icl(curves: pd.DataFrame, dataset: str | None = None):
 # ------------------------------------------------------------------------------ the closing note
 
 
-def closing_note(shares: pd.DataFrame, ov: pd.DataFrame, hallu: pd.DataFrame, icl: pd.DataFrame,
-                 seconds: float, start_fraction: float) -> str:
+def closing_note(
+    shares: pd.DataFrame,
+    ov: pd.DataFrame,
+    hallu: pd.DataFrame,
+    icl: pd.DataFrame,
+    seconds: float,
+    start_fraction: float,
+) -> str:
     """Markdown: the class shares per size at ``start_fraction``, the overlap numbers, the
     hallucination and ICL summaries, and the section's job time, all from the frames."""
-    lines = [f"**Token classes** (start fraction t = {start_fraction:g}; share of validation tokens):", ""]
+    lines = [
+        f"**Token classes** (start fraction t = {start_fraction:g}; share of validation tokens):",
+        "",
+    ]
     at = shares[np.isclose(shares["start_fraction"], start_fraction)]
-    table = at.pivot_table(index=["dataset", "model"], columns="class", values="share", sort=False)[list(CLASSES)]
-    lines += ["| dataset | model | " + " | ".join(CLASSES) + " |", "|---|---|" + "---|" * len(CLASSES)]
-    lines += [f"| {d} | {m} | " + " | ".join(f"{v:.1%}" for v in row) + " |" for (d, m), row in table.iterrows()]
-    lines += ["", "**Same perplexity, same behaviour** (relative spread of subset perplexity across sizes):", ""]
-    lines += [f"- {r.dataset}, {r.subset} ({r.subset_tokens} tokens): {r.spread_at_val_ppl:.1%} at matched validation "
-              f"perplexity vs {r.spread_at_step:.1%} at matched step" for r in ov.itertuples()]
-    lines += ["", "**Hallucination-like sequences** (perplexity of the contrastive continuations):", ""]
-    lines += [f"- {r.dataset} {r.model}: lowest {r.min_ppl:.1f} at step {r.min_step}, final {r.final_ppl:.1f} "
-              f"(x{r.rise:.2f}); true continuations final {r.true_final_ppl:.1f}" for r in hallu.itertuples()]
-    lines += ["", "**Perplexity vs in-context accuracy** (Spearman over every size and checkpoint):", ""]
-    lines += [f"- {r.dataset}: accuracy {r.acc_min:.3f}-{r.acc_max:.3f} (chance {r.chance:.3f}); rho(acc, log ppl) = "
-              f"{r.spearman_acc_vs_log_ppl:.2f}, rho(option gap, log ppl) = {r.spearman_gap_vs_log_ppl:.2f}"
-              for r in icl.itertuples()]
-    lines += ["", f"**Section job time**: {seconds / 60:.1f} min of generate + evaluate jobs (summed; the notebook "
-              "itself adds seconds)."]
+    table = at.pivot_table(index=["dataset", "model"], columns="class", values="share", sort=False)[
+        list(CLASSES)
+    ]
+    lines += [
+        "| dataset | model | " + " | ".join(CLASSES) + " |",
+        "|---|---|" + "---|" * len(CLASSES),
+    ]
+    lines += [
+        f"| {d} | {m} | " + " | ".join(f"{v:.1%}" for v in row) + " |"
+        for (d, m), row in table.iterrows()
+    ]
+    lines += [
+        "",
+        "**Same perplexity, same behaviour** (relative spread of subset perplexity across sizes):",
+        "",
+    ]
+    lines += [
+        f"- {r.dataset}, {r.subset} ({r.subset_tokens} tokens): {r.spread_at_val_ppl:.1%} at matched validation "
+        f"perplexity vs {r.spread_at_step:.1%} at matched step"
+        for r in ov.itertuples()
+    ]
+    lines += [
+        "",
+        "**Hallucination-like sequences** (perplexity of the contrastive continuations):",
+        "",
+    ]
+    lines += [
+        f"- {r.dataset} {r.model}: lowest {r.min_ppl:.1f} at step {r.min_step}, final {r.final_ppl:.1f} "
+        f"(x{r.rise:.2f}); true continuations final {r.true_final_ppl:.1f}"
+        for r in hallu.itertuples()
+    ]
+    lines += [
+        "",
+        "**Perplexity vs in-context accuracy** (Spearman over every size and checkpoint):",
+        "",
+    ]
+    lines += [
+        f"- {r.dataset}: accuracy {r.acc_min:.3f}-{r.acc_max:.3f} (chance {r.chance:.3f}); rho(acc, log ppl) = "
+        f"{r.spearman_acc_vs_log_ppl:.2f}, rho(option gap, log ppl) = {r.spearman_gap_vs_log_ppl:.2f}"
+        for r in icl.itertuples()
+    ]
+    lines += [
+        "",
+        f"**Section job time**: {seconds / 60:.1f} min of generate + evaluate jobs (summed; the notebook "
+        "itself adds seconds).",
+    ]
     return "\n".join(lines)

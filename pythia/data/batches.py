@@ -61,16 +61,22 @@ def _file_key(path: Path) -> tuple[str, int, int, int]:
 
 
 @functools.lru_cache(maxsize=16)
-def _open_rows(bin_key: tuple[str, int, int, int], idx_key: tuple[str, int, int, int], prefix: str, hint: str) -> np.memmap:
+def _open_rows(
+    bin_key: tuple[str, int, int, int], idx_key: tuple[str, int, int, int], prefix: str, hint: str
+) -> np.memmap:
     ds = IndexedDataset(prefix, rebuild_hint=hint)
     if len(ds) == 0:
         raise DataError(f"{ds.bin_path} holds no sequences; {hint}")
     width = int(ds.sizes[0])
     if not bool((ds.sizes == width).all()):
-        raise DataError(f"{ds.idx_path}: sequences have different lengths, not a pre-shuffled file; {hint}")
+        raise DataError(
+            f"{ds.idx_path}: sequences have different lengths, not a pre-shuffled file; {hint}"
+        )
     if width <= 1:
         raise DataError(f"{ds.idx_path}: sequences of {width} tokens; {hint}")
-    return np.memmap(ds.bin_path, mode="r", dtype=ds.dtype, shape=(len(ds), width))  # (N, seq_len+1)
+    return np.memmap(
+        ds.bin_path, mode="r", dtype=ds.dtype, shape=(len(ds), width)
+    )  # (N, seq_len+1)
 
 
 def sequences_prefix(suite: str | Suite, dataset: str) -> Path:
@@ -148,10 +154,14 @@ def split_tokens(suite: str | Suite, split: str, limit: int | None = None) -> np
     prefix = paths.data_dir(s.name) / f"{split}_text_document"
     hint = build_hint(s.name)
     if not Path(f"{prefix}.bin").is_file() or not Path(f"{prefix}.idx").is_file():
-        raise DataNotBuiltError(f"the {split} split of suite {s.name!r} is not built ({prefix}.bin/.idx missing); {hint}")
+        raise DataNotBuiltError(
+            f"the {split} split of suite {s.name!r} is not built ({prefix}.bin/.idx missing); {hint}"
+        )
     ds = IndexedDataset(prefix, rebuild_hint=hint)
     need = ds.total_tokens if limit is None else min(limit, ds.total_tokens)
-    expected_offsets = np.concatenate([[0], np.cumsum(ds.sizes[:-1], dtype=np.int64)]) if len(ds) else np.zeros(0)
+    expected_offsets = (
+        np.concatenate([[0], np.cumsum(ds.sizes[:-1], dtype=np.int64)]) if len(ds) else np.zeros(0)
+    )
     if np.array_equal(ds.token_offsets, expected_offsets):
         flat = ds.tokens[:need]  # items are stored back to back: the .bin is the concatenation
     else:

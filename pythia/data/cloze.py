@@ -56,16 +56,139 @@ MAX_WORDS = 90
 """Most words of context (stays well inside a 256-token micro sequence)."""
 MIN_WORD_CHARS = 3
 """Shortest target word."""
-FUNCTION_WORDS = frozenset("""
-    about above after again against also among and any are because been before being below
-    between both but can cannot could did does doing down during each either else even every
-    few for from further had has have having her here hers herself him himself his how into
-    its itself just let may might mine more most must myself neither nor not now off once only
-    other ought our ours ourselves out over own per same shall she should since some such than
-    that the their theirs them themselves then there these they this those though thou thee thy
-    through thus too under until upon very was were what when where whether which while who
-    whom whose why will with within without would yet you your yours yourself yourselves
-""".split())
+FUNCTION_WORDS = frozenset(
+    [
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "also",
+        "among",
+        "and",
+        "any",
+        "are",
+        "because",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "but",
+        "can",
+        "cannot",
+        "could",
+        "did",
+        "does",
+        "doing",
+        "down",
+        "during",
+        "each",
+        "either",
+        "else",
+        "even",
+        "every",
+        "few",
+        "for",
+        "from",
+        "further",
+        "had",
+        "has",
+        "have",
+        "having",
+        "her",
+        "here",
+        "hers",
+        "herself",
+        "him",
+        "himself",
+        "his",
+        "how",
+        "into",
+        "its",
+        "itself",
+        "just",
+        "let",
+        "may",
+        "might",
+        "mine",
+        "more",
+        "most",
+        "must",
+        "myself",
+        "neither",
+        "nor",
+        "not",
+        "now",
+        "off",
+        "once",
+        "only",
+        "other",
+        "ought",
+        "our",
+        "ours",
+        "ourselves",
+        "out",
+        "over",
+        "own",
+        "per",
+        "same",
+        "shall",
+        "she",
+        "should",
+        "since",
+        "some",
+        "such",
+        "than",
+        "that",
+        "the",
+        "their",
+        "theirs",
+        "them",
+        "themselves",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "though",
+        "thou",
+        "thee",
+        "thy",
+        "through",
+        "thus",
+        "too",
+        "under",
+        "until",
+        "upon",
+        "very",
+        "was",
+        "were",
+        "what",
+        "when",
+        "where",
+        "whether",
+        "which",
+        "while",
+        "who",
+        "whom",
+        "whose",
+        "why",
+        "will",
+        "with",
+        "within",
+        "without",
+        "would",
+        "yet",
+        "you",
+        "your",
+        "yours",
+        "yourself",
+        "yourselves",
+    ]
+)
 """Words guessed from grammar alone, never targets (LAMBADA's targets are mostly content words)."""
 
 _TOKEN = re.compile(r"\S+")
@@ -86,8 +209,13 @@ class ClozeExample:
         return asdict(self)
 
 
-def passages(doc_id: str, text: str, min_words: int = MIN_WORDS, max_words: int = MAX_WORDS,
-             min_word_chars: int = MIN_WORD_CHARS) -> list[ClozeExample]:
+def passages(
+    doc_id: str,
+    text: str,
+    min_words: int = MIN_WORDS,
+    max_words: int = MAX_WORDS,
+    min_word_chars: int = MIN_WORD_CHARS,
+) -> list[ClozeExample]:
     """The cloze passages of one document (see the module docstring), before the guard."""
     toks = [(m.start(), m.group()) for m in _TOKEN.finditer(text)]
     words = [_STRIP.sub("", t) for _, t in toks]
@@ -97,11 +225,18 @@ def passages(doc_id: str, text: str, min_words: int = MIN_WORDS, max_words: int 
         for i in range(start + min_words, min(start + max_words, len(toks))):
             m = _TARGET.match(toks[i][1])
             at = toks[i][0]
-            if (m and len(m.group(1)) >= min_word_chars and m.group(1).lower() not in FUNCTION_WORDS
-                    and text[at - 1] == " " and not text[at - 2].isspace()
-                    and m.group(1) in words[start:i]):
+            if (
+                m
+                and len(m.group(1)) >= min_word_chars
+                and m.group(1).lower() not in FUNCTION_WORDS
+                and text[at - 1] == " "
+                and not text[at - 2].isspace()
+                and m.group(1) in words[start:i]
+            ):
                 begin = toks[start][0]
-                out.append(ClozeExample(f"{doc_id}@{begin}", text[begin:at - 1], " " + m.group(1)))
+                out.append(
+                    ClozeExample(f"{doc_id}@{begin}", text[begin : at - 1], " " + m.group(1))
+                )
                 start = i + 1
                 break
         else:
@@ -118,8 +253,15 @@ def _clean(examples: list[ClozeExample], train_docs: Iterable[dict], n: int) -> 
     return [e for e in examples if e.id not in report.dropped]
 
 
-def cloze_examples(suite: str | Suite, dataset: str = "standard", *, max_examples: int | None = None,
-                   min_words: int = MIN_WORDS, max_words: int = MAX_WORDS, ngram: int = 13) -> list[ClozeExample]:
+def cloze_examples(
+    suite: str | Suite,
+    dataset: str = "standard",
+    *,
+    max_examples: int | None = None,
+    min_words: int = MIN_WORDS,
+    max_words: int = MAX_WORDS,
+    ngram: int = 13,
+) -> list[ClozeExample]:
     """The cloze examples of ``suite``'s held-out test documents, without contaminated ones.
 
     ``dataset`` (``standard`` or ``deduped``) names the runs to evaluate; both share the test
@@ -134,9 +276,13 @@ def cloze_examples(suite: str | Suite, dataset: str = "standard", *, max_example
     test, train = layout.split_file("test"), layout.split_file("train")
     for f in (test, train):
         if not f.is_file():
-            raise MissingInputError(f"{f} is missing; build the suite's documents first "
-                                    f"(`pythia data build --suite {name} --stage documents`)")
-    found = [p for d in read_jsonl(test) for p in passages(d["id"], d["text"], min_words, max_words)]
+            raise MissingInputError(
+                f"{f} is missing; build the suite's documents first "
+                f"(`pythia data build --suite {name} --stage documents`)"
+            )
+    found = [
+        p for d in read_jsonl(test) for p in passages(d["id"], d["text"], min_words, max_words)
+    ]
     kept = _clean(found, read_jsonl(train), ngram)
     return kept[:max_examples] if max_examples is not None else kept
 
@@ -145,8 +291,11 @@ def write_jsonl(examples: Iterable[ClozeExample], path: str | Path) -> Path:
     """Write examples as JSON lines ``{"id", "context", "target"}`` (atomically)."""
     path = Path(path)
     with atomic_path(path, suffix=".jsonl") as tmp:
-        tmp.write_text("".join(json.dumps(e.to_json(), ensure_ascii=False) + "\n" for e in examples), encoding="utf-8")
+        tmp.write_text(
+            "".join(json.dumps(e.to_json(), ensure_ascii=False) + "\n" for e in examples),
+            encoding="utf-8",
+        )
     return path
 
 
-__all__ = ["ClozeExample", "MAX_WORDS", "MIN_WORDS", "cloze_examples", "passages", "write_jsonl"]
+__all__ = ["MAX_WORDS", "MIN_WORDS", "ClozeExample", "cloze_examples", "passages", "write_jsonl"]

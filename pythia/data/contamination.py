@@ -87,7 +87,11 @@ def word_hashes(text: str) -> np.ndarray:
 def symbol_hash(text: str) -> int:
     """64-bit hash of lowercased ``text`` without its whitespace (``symbols`` rule), 0 if empty."""
     s = "".join(text.lower().split())
-    return int.from_bytes(hashlib.blake2b(s.encode("utf-8"), digest_size=8).digest(), "little") if s else 0
+    return (
+        int.from_bytes(hashlib.blake2b(s.encode("utf-8"), digest_size=8).digest(), "little")
+        if s
+        else 0
+    )
 
 
 def line_keys(text: str) -> list[int]:
@@ -197,7 +201,7 @@ class _SetHashes:
         self.line_lengths: set[int] = set()
         self.symbols: list[np.ndarray] = []
         self.symbol_lengths: set[int] = set()
-        self.stats = Counter({"examples": 0, "items": 0, **{r: 0 for r in RULES}, "empty": 0})
+        self.stats = Counter({"examples": 0, "items": 0, **dict.fromkeys(RULES, 0), "empty": 0})
 
     def add(self, item: Item) -> None:
         prompt, conts = (item, ()) if isinstance(item, str) else item
@@ -220,7 +224,7 @@ class _SetHashes:
         if len(q) >= n:
             self._ngrams(q)  # the prompt's own n-grams once, not once per choice
         if len(q) >= n - 1:
-            tail = q[len(q) - (n - 1):]
+            tail = q[len(q) - (n - 1) :]
             for c in conts:
                 cw = _normalize_choice(c)
                 if cw:
@@ -260,7 +264,7 @@ class _SetHashes:
             return
         if len(p) >= k:
             self._windows(p)  # the prompt's own windows once
-        head = p[len(p) - (k - 1):] if len(p) >= k - 1 else p
+        head = p[len(p) - (k - 1) :] if len(p) >= k - 1 else p
         for c in conts:
             self._count_symbols(1)
             cl = line_keys(c)
@@ -288,9 +292,13 @@ class _SetHashes:
             flat = _hash_words(self.ng_words)
             owner = np.repeat(np.arange(len(self.ng_lens)), self.ng_lens)  # (words,)
             h = ngram_hashes(flat, self.n)
-            self.parts.append(_sorted_unique(h[owner[: len(h)] == owner[self.n - 1 : self.n - 1 + len(h)]]))
-        for buf, parts, lengths in ((self.whole, self.whole_parts, self.whole_lengths),
-                                    (self.line, self.line_parts, self.line_lengths)):
+            self.parts.append(
+                _sorted_unique(h[owner[: len(h)] == owner[self.n - 1 : self.n - 1 + len(h)]])
+            )
+        for buf, parts, lengths in (
+            (self.whole, self.whole_parts, self.whole_lengths),
+            (self.line, self.line_parts, self.line_lengths),
+        ):
             for length, words in buf.items():
                 parts.append(_stacked_hashes(_hash_words(words).reshape(-1, length)))
                 lengths.add(length)
@@ -303,10 +311,23 @@ class _SetHashes:
         self._flush()
         parts = self.parts + self.whole_parts
         main = _sorted_unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.uint64)
-        line = _sorted_unique(np.concatenate(self.line_parts)) if self.line_parts else np.zeros(0, dtype=np.uint64)
-        symbols = _sorted_unique(np.concatenate(self.symbols)) if self.symbols else np.zeros(0, dtype=np.uint64)
+        line = (
+            _sorted_unique(np.concatenate(self.line_parts))
+            if self.line_parts
+            else np.zeros(0, dtype=np.uint64)
+        )
+        symbols = (
+            _sorted_unique(np.concatenate(self.symbols))
+            if self.symbols
+            else np.zeros(0, dtype=np.uint64)
+        )
         lengths = ({self.n} if self.stats["ngram"] else set()) | self.whole_lengths
-        return main, line, symbols, {"main": lengths, "line": self.line_lengths, "symbols": self.symbol_lengths}
+        return (
+            main,
+            line,
+            symbols,
+            {"main": lengths, "line": self.line_lengths, "symbols": self.symbol_lengths},
+        )
 
 
 def _merge(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -344,7 +365,9 @@ class EvalIndex:
     stats: dict[str, dict[str, int]]  # per set: examples, items, items per rule, empty
 
     @classmethod
-    def build(cls, eval_items: Mapping[str, Iterable[Item]], n: int, progress: bool = False) -> EvalIndex:
+    def build(
+        cls, eval_items: Mapping[str, Iterable[Item]], n: int, progress: bool = False
+    ) -> EvalIndex:
         """Index ``{set name: items}``; sets are hashed one at a time (bounded memory)."""
         from tqdm.auto import tqdm
 
@@ -368,8 +391,20 @@ class EvalIndex:
         del mains
         line_hashes, line_owners = _merge(lines)
         symbol_hashes, symbol_owners = _merge(symbols)
-        return cls(n, hashes, owners, sorted(lengths["main"]), line_hashes, line_owners, sorted(lengths["line"]),
-                   symbol_hashes, symbol_owners, sorted(lengths["symbols"]), set_names, stats)
+        return cls(
+            n,
+            hashes,
+            owners,
+            sorted(lengths["main"]),
+            line_hashes,
+            line_owners,
+            sorted(lengths["line"]),
+            symbol_hashes,
+            symbol_owners,
+            sorted(lengths["symbols"]),
+            set_names,
+            stats,
+        )
 
     @property
     def num_hashes(self) -> int:
@@ -380,11 +415,21 @@ class EvalIndex:
         with atomic_dir(directory) as tmp:
             for name in _ARRAYS:
                 np.save(tmp / f"{name}.npy", getattr(self, name))
-            (tmp / "index.json").write_text(json.dumps(
-                {"n": self.n, "min_item_words": MIN_ITEM_WORDS, "guard_version": GUARD_VERSION,
-                 "lengths": self.lengths, "line_lengths": self.line_lengths,
-                 "symbol_lengths": self.symbol_lengths, "set_names": self.set_names,
-                 "stats": self.stats}, indent=1))
+            (tmp / "index.json").write_text(
+                json.dumps(
+                    {
+                        "n": self.n,
+                        "min_item_words": MIN_ITEM_WORDS,
+                        "guard_version": GUARD_VERSION,
+                        "lengths": self.lengths,
+                        "line_lengths": self.line_lengths,
+                        "symbol_lengths": self.symbol_lengths,
+                        "set_names": self.set_names,
+                        "stats": self.stats,
+                    },
+                    indent=1,
+                )
+            )
         return Path(directory)
 
     @classmethod
@@ -392,11 +437,16 @@ class EvalIndex:
         """An index written by :meth:`save`; the arrays are memory-mapped."""
         d = Path(directory)
         meta = json.loads((d / "index.json").read_text())
-        arrays = {name: np.load(d / f"{name}.npy", mmap_mode="r")
-                  for name in _ARRAYS}
-        return cls(meta["n"], lengths=meta["lengths"], line_lengths=meta["line_lengths"],
-                   symbol_lengths=meta["symbol_lengths"],
-                   set_names=meta["set_names"], stats=meta["stats"], **arrays)
+        arrays = {name: np.load(d / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
+        return cls(
+            meta["n"],
+            lengths=meta["lengths"],
+            line_lengths=meta["line_lengths"],
+            symbol_lengths=meta["symbol_lengths"],
+            set_names=meta["set_names"],
+            stats=meta["stats"],
+            **arrays,
+        )
 
     def match(self, text: str) -> tuple[str, str] | None:
         """(evaluation set, rule) of the first item ``text`` contains, else None."""
@@ -434,8 +484,9 @@ def _lookup(ref: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ref[pos] == h, pos
 
 
-def find_contaminated(docs: Iterable[tuple[str, str, str]], index: EvalIndex,
-                      batch_words: int = 1 << 20) -> ContaminationReport:
+def find_contaminated(
+    docs: Iterable[tuple[str, str, str]], index: EvalIndex, batch_words: int = 1 << 20
+) -> ContaminationReport:
     """Check ``(id, source, text)`` documents; returns which to drop, why, and counts.
 
     Documents are checked in batches of about ``batch_words`` words at once. A document's
@@ -450,10 +501,20 @@ def find_contaminated(docs: Iterable[tuple[str, str, str]], index: EvalIndex,
     def flush(batch: list[tuple[str, str, str, tuple[np.ndarray, ...]]]) -> None:
         if not batch:
             return
-        found: dict[int, tuple[int, str, int, int]] = {}  # doc -> (set index, rule, position, length)
+        found: dict[
+            int, tuple[int, str, int, int]
+        ] = {}  # doc -> (set index, rule, position, length)
 
-        def scan(flat: np.ndarray, sizes: list[int], length: int, rule: str, ref: np.ndarray, owners: np.ndarray,
-                 starts: np.ndarray | None = None, ends: np.ndarray | None = None) -> None:
+        def scan(
+            flat: np.ndarray,
+            sizes: list[int],
+            length: int,
+            rule: str,
+            ref: np.ndarray,
+            owners: np.ndarray,
+            starts: np.ndarray | None = None,
+            ends: np.ndarray | None = None,
+        ) -> None:
             """Record the first hit of each not yet matched document for one length and rule."""
             h = ngram_hashes(flat, length)
             m = len(h)
@@ -477,17 +538,42 @@ def find_contaminated(docs: Iterable[tuple[str, str, str]], index: EvalIndex,
         starts = np.concatenate([b[3][1] for b in batch])
         ends = np.concatenate([b[3][2] for b in batch])
         for length in sorted(index.lengths, reverse=True):
-            scan(words, word_sizes, length, "ngram" if length >= index.n else "whole", index.hashes, index.owners)
+            scan(
+                words,
+                word_sizes,
+                length,
+                "ngram" if length >= index.n else "whole",
+                index.hashes,
+                index.owners,
+            )
         for length in sorted(index.line_lengths, reverse=True):
-            scan(words, word_sizes, length, "line", index.line_hashes, index.line_owners, starts, ends)
+            scan(
+                words,
+                word_sizes,
+                length,
+                "line",
+                index.line_hashes,
+                index.line_owners,
+                starts,
+                ends,
+            )
         lines = np.concatenate([b[3][3] for b in batch])  # (non-blank lines,)
         for length in sorted(index.symbol_lengths, reverse=True):
-            scan(lines, [len(b[3][3]) for b in batch], length, "symbols", index.symbol_hashes, index.symbol_owners)
+            scan(
+                lines,
+                [len(b[3][3]) for b in batch],
+                length,
+                "symbols",
+                index.symbol_hashes,
+                index.symbol_owners,
+            )
         for d, (si, rule, at, length) in sorted(found.items()):
             doc_id, source, text, _ = batch[d]
             name = index.set_names[si]
             if rule == "symbols":  # lines at..at+length of the document's non-blank lines
-                match = " / ".join(r.strip() for r in [r for r in text.split("\n") if r.strip()][at : at + length])
+                match = " / ".join(
+                    r.strip() for r in [r for r in text.split("\n") if r.strip()][at : at + length]
+                )
             else:
                 match = " ".join(normalize(text)[at : at + length])
             dropped[doc_id] = {"source": source, "set": name, "rule": rule, "match": match[:300]}
@@ -506,10 +592,14 @@ def find_contaminated(docs: Iterable[tuple[str, str, str]], index: EvalIndex,
             batch, words = [], 0
     flush(batch)
     return ContaminationReport(
-        ngram=index.n, min_item_words=MIN_ITEM_WORDS, dropped=dropped, per_source=dict(sorted(per_source.items())),
+        ngram=index.n,
+        min_item_words=MIN_ITEM_WORDS,
+        dropped=dropped,
+        per_source=dict(sorted(per_source.items())),
         per_eval_set=dict(sorted(per_set.items())),
         per_eval_set_rule={k: dict(sorted(v.items())) for k, v in sorted(per_set_rule.items())},
-        eval_sets=index.stats, eval_hashes=index.num_hashes,
+        eval_sets=index.stats,
+        eval_hashes=index.num_hashes,
     )
 
 

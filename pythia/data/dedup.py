@@ -55,7 +55,9 @@ extra candidates below the threshold are rejected by the verification.
 _WORD = re.compile(r"\w+")
 _P = np.uint64(1_000_003)  # multiplier of the polynomial shingle hash
 _MASK32 = np.uint64(0xFFFFFFFF)
-_BATCH_SHINGLES = 1 << 16  # shingles per vectorised signature batch (x num_perm x 4 bytes of memory)
+_BATCH_SHINGLES = (
+    1 << 16
+)  # shingles per vectorised signature batch (x num_perm x 4 bytes of memory)
 
 
 @dataclasses.dataclass
@@ -150,7 +152,9 @@ def signatures(hash_lists: Sequence[np.ndarray], a: np.ndarray, b: np.ndarray) -
     start = 0
     while start < len(hash_lists):
         stop, total = start, 0
-        while stop < len(hash_lists) and (stop == start or total + len(hash_lists[stop]) <= _BATCH_SHINGLES):
+        while stop < len(hash_lists) and (
+            stop == start or total + len(hash_lists[stop]) <= _BATCH_SHINGLES
+        ):
             total += len(hash_lists[stop])
             stop += 1
         batch = hash_lists[start:stop]

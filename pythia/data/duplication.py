@@ -34,12 +34,12 @@ corpus, through GPT-NeoX's index arrays, for the sources of a window's occurrenc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-
 
 WINDOW = 64
 """Tokens per counted window: Pythia's memorization window (32 prompt + 32 continuation tokens)."""
@@ -126,8 +126,12 @@ def _windows_at(view: np.ndarray, flat: np.ndarray, starts: int) -> np.ndarray:
     return view[flat // starts, flat % starts]
 
 
-def count_windows(rows: np.ndarray, window: int = WINDOW, *,
-                  hashes: Callable[[np.ndarray, int], np.ndarray] = rolling_hashes) -> WindowCounts:
+def count_windows(
+    rows: np.ndarray,
+    window: int = WINDOW,
+    *,
+    hashes: Callable[[np.ndarray, int], np.ndarray] = rolling_hashes,
+) -> WindowCounts:
     """Exact classes and counts of the ``window``-token windows inside the rows of ``rows`` (R, L)
     (no window crosses from one row into the next), by hashing, sorting and verifying every
     adjacent equal-hash pair token by token (module docstring). ``hashes``: the hash function
@@ -141,13 +145,17 @@ def count_windows(rows: np.ndarray, window: int = WINDOW, *,
     order = np.argsort(flat, kind="stable")  # (N,)
     hs = flat[order]
     same = hs[1:] == hs[:-1]  # (N - 1,) adjacent equal hashes
-    group = np.concatenate([[0], np.cumsum(~same)]).astype(np.int64)  # (N,) hash group in sorted order
+    group = np.concatenate([[0], np.cumsum(~same)]).astype(
+        np.int64
+    )  # (N,) hash group in sorted order
     view = np.lib.stride_tricks.sliding_window_view(rows, window, axis=1)  # (R, P, w), no copy
     pairs = np.flatnonzero(same)
     bad_groups: list[np.ndarray] = []
     for lo in range(0, len(pairs), _VERIFY_CHUNK):
-        p = pairs[lo:lo + _VERIFY_CHUNK]
-        differ = (_windows_at(view, order[p], starts) != _windows_at(view, order[p + 1], starts)).any(axis=1)
+        p = pairs[lo : lo + _VERIFY_CHUNK]
+        differ = (
+            _windows_at(view, order[p], starts) != _windows_at(view, order[p + 1], starts)
+        ).any(axis=1)
         if differ.any():
             bad_groups.append(group[p[differ]])
     label_sorted = group
@@ -156,7 +164,9 @@ def count_windows(rows: np.ndarray, window: int = WINDOW, *,
         bad = np.unique(np.concatenate(bad_groups))
         collisions = len(bad)
         members = np.flatnonzero(np.isin(group, bad))  # positions in sorted order
-        keyed = np.column_stack([group[members], _windows_at(view, order[members], starts).astype(np.int64)])
+        keyed = np.column_stack(
+            [group[members], _windows_at(view, order[members], starts).astype(np.int64)]
+        )
         _, sub = np.unique(keyed, axis=0, return_inverse=True)
         label_sorted = group.copy()
         label_sorted[members] = group[-1] + 1 + sub.reshape(-1)
@@ -184,8 +194,9 @@ def covered_tokens(hit: np.ndarray, window: int) -> np.ndarray:
     return (csum[:, hi + 1] - csum[:, lo]) > 0
 
 
-def profile(wc: WindowCounts, thresholds: tuple[int, ...] = THRESHOLDS,
-            copies: np.ndarray | None = None) -> dict[str, Any]:
+def profile(
+    wc: WindowCounts, thresholds: tuple[int, ...] = THRESHOLDS, copies: np.ndarray | None = None
+) -> dict[str, Any]:
     """Windows, distinct windows, repeated occurrences (windows beyond the first of their class) and,
     per threshold k (``at_least[k]``): ``distinct`` windows occurring >= k times in the rows, their
     ``windows`` (occurrences), the ``tokens`` they cover and that share of the rows' tokens. With
@@ -194,22 +205,40 @@ def profile(wc: WindowCounts, thresholds: tuple[int, ...] = THRESHOLDS,
     without the repeats of a document seen in two epochs."""
     per = wc.per_window()
     row_tokens = wc.rows * (wc.starts + wc.window - 1)
-    out: dict[str, Any] = {"window": wc.window, "rows": wc.rows, "row_tokens": row_tokens, "windows": wc.windows,
-                           "distinct": wc.distinct, "repeated_occurrences": wc.windows - wc.distinct,
-                           "max_count": int(wc.counts.max()) if wc.distinct else 0, "at_least": {}}
+    out: dict[str, Any] = {
+        "window": wc.window,
+        "rows": wc.rows,
+        "row_tokens": row_tokens,
+        "windows": wc.windows,
+        "distinct": wc.distinct,
+        "repeated_occurrences": wc.windows - wc.distinct,
+        "max_count": int(wc.counts.max()) if wc.distinct else 0,
+        "at_least": {},
+    }
     for k in thresholds:
         cover = int(covered_tokens(per >= k, wc.window).sum())
-        rec = {"distinct": int((wc.counts >= k).sum()), "windows": int(wc.counts[wc.counts >= k].sum()),
-               "tokens": cover, "token_fraction": round(cover / row_tokens, 6) if row_tokens else 0.0}
+        rec = {
+            "distinct": int((wc.counts >= k).sum()),
+            "windows": int(wc.counts[wc.counts >= k].sum()),
+            "tokens": cover,
+            "token_fraction": round(cover / row_tokens, 6) if row_tokens else 0.0,
+        }
         if copies is not None:
-            cc = int(covered_tokens((copies >= k)[wc.label].reshape(wc.rows, wc.starts), wc.window).sum())
-            rec.update(distinct_copies=int((copies >= k).sum()), tokens_copies=cc,
-                       token_fraction_copies=round(cc / row_tokens, 6) if row_tokens else 0.0)
+            cc = int(
+                covered_tokens((copies >= k)[wc.label].reshape(wc.rows, wc.starts), wc.window).sum()
+            )
+            rec.update(
+                distinct_copies=int((copies >= k).sum()),
+                tokens_copies=cc,
+                token_fraction_copies=round(cc / row_tokens, 6) if row_tokens else 0.0,
+            )
         out["at_least"][str(k)] = rec
     return out
 
 
-def top_windows(wc: WindowCounts, n: int = TOP, min_count: int = 2, max_candidates: int = 200_000) -> list[dict]:
+def top_windows(
+    wc: WindowCounts, n: int = TOP, min_count: int = 2, max_candidates: int = 200_000
+) -> list[dict]:
     """The ``n`` most repeated windows, one per passage: in order of count (then first occurrence),
     each window that overlaps no occurrence of a window taken before it (two windows of length w
     overlap iff one contains the other's first or last token). ``{"count", "row", "start",
@@ -224,12 +253,19 @@ def top_windows(wc: WindowCounts, n: int = TOP, min_count: int = 2, max_candidat
     span = np.arange(wc.window)
     out = []
     for g in cand:
-        occ = order[offsets[g]:offsets[g + 1]]
+        occ = order[offsets[g] : offsets[g + 1]]
         r, s = occ // wc.starts, occ % wc.starts
         if covered[r, s].any() or covered[r, s + wc.window - 1].any():
             continue
         covered[r[:, None], s[:, None] + span] = True
-        out.append({"count": int(wc.counts[g]), "row": int(r[0]), "start": int(s[0]), "occurrences": (r, s)})
+        out.append(
+            {
+                "count": int(wc.counts[g]),
+                "row": int(r[0]),
+                "start": int(s[0]),
+                "occurrences": (r, s),
+            }
+        )
         if len(out) == n:
             break
     return out
@@ -238,8 +274,9 @@ def top_windows(wc: WindowCounts, n: int = TOP, min_count: int = 2, max_candidat
 # ------------------------------------------------------------------------------ rows -> corpus
 
 
-def row_addresses(order_dir: Path, sizes: np.ndarray, rows: np.ndarray,
-                  positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def row_addresses(
+    order_dir: Path, sizes: np.ndarray, rows: np.ndarray, positions: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(document, address) of token ``positions`` of training rows ``rows`` (broadcastable arrays):
     the corpus document holding it (an index into the dataset's ``train_text_document``, whose
     documents have ``sizes`` tokens) and its address there (token offset in the corpus, documents
@@ -271,7 +308,9 @@ def corpus_copies(wc: WindowCounts, address: np.ndarray) -> np.ndarray:
     address are the same text seen in two epochs; at different addresses, copies of the text."""
     start = address[:, : wc.starts].reshape(-1)  # (R * P,) address of each window's first token
     span = int(address.max()) + 1
-    key = np.sort(wc.label * span + start)  # (class, address) pairs, sorted (np.unique is ~10x slower)
+    key = np.sort(
+        wc.label * span + start
+    )  # (class, address) pairs, sorted (np.unique is ~10x slower)
     first = np.concatenate([[True], key[1:] != key[:-1]])
     return np.bincount(key[first] // span, minlength=wc.distinct).astype(np.int64)
 
@@ -286,8 +325,16 @@ def training_rows(suite, dataset: str) -> np.ndarray:
     return open_sequences(suite, dataset)
 
 
-def dataset_profile(order_dir: Path, rows: np.ndarray, sizes: np.ndarray, sources: list[str], decode,
-                    window: int = WINDOW, thresholds: tuple[int, ...] = THRESHOLDS, top: int = TOP) -> dict[str, Any]:
+def dataset_profile(
+    order_dir: Path,
+    rows: np.ndarray,
+    sizes: np.ndarray,
+    sources: list[str],
+    decode,
+    window: int = WINDOW,
+    thresholds: tuple[int, ...] = THRESHOLDS,
+    top: int = TOP,
+) -> dict[str, Any]:
     """The duplication profile of one dataset's training ``rows`` for the data card: :func:`profile`
     with corpus copies; per source the row tokens and those covered by a window occurring >= 2 times
     in the rows and by one with >= 2 places in the corpus (``sources``: the source of each corpus
@@ -297,7 +344,9 @@ def dataset_profile(order_dir: Path, rows: np.ndarray, sizes: np.ndarray, source
     rows = np.asarray(rows)
     n_rows, length = rows.shape
     wc = count_windows(rows, window)
-    doc, address = row_addresses(order_dir, sizes, np.arange(n_rows)[:, None], np.arange(length)[None, :])  # (R, L)
+    doc, address = row_addresses(
+        order_dir, sizes, np.arange(n_rows)[:, None], np.arange(length)[None, :]
+    )  # (R, L)
     copies = corpus_copies(wc, address)
     out = profile(wc, thresholds, copies)
     out["collisions"] = wc.collisions
@@ -308,18 +357,30 @@ def dataset_profile(order_dir: Path, rows: np.ndarray, sizes: np.ndarray, source
     total = np.bincount(src_id.reshape(-1), minlength=len(names))
     rep = np.bincount(src_id[repeated], minlength=len(names))
     cop = np.bincount(src_id[copied], minlength=len(names))
-    out["per_source"] = {name: {"row_tokens": int(total[i]), "repeated_tokens": int(rep[i]),
-                                "repeated_fraction": round(float(rep[i]) / total[i], 6) if total[i] else 0.0,
-                                "copied_tokens": int(cop[i]),
-                                "copied_fraction": round(float(cop[i]) / total[i], 6) if total[i] else 0.0}
-                         for i, name in enumerate(names)}
+    out["per_source"] = {
+        name: {
+            "row_tokens": int(total[i]),
+            "repeated_tokens": int(rep[i]),
+            "repeated_fraction": round(float(rep[i]) / total[i], 6) if total[i] else 0.0,
+            "copied_tokens": int(cop[i]),
+            "copied_fraction": round(float(cop[i]) / total[i], 6) if total[i] else 0.0,
+        }
+        for i, name in enumerate(names)
+    }
     listed = []
     for t in top_windows(wc, top):
         r, s = t["occurrences"]
         occ_src = np.bincount(src_id[r, s], minlength=len(names))
         g = wc.label[t["row"] * wc.starts + t["start"]]
-        listed.append({"count": t["count"], "copies": int(copies[g]), "row": t["row"], "start": t["start"],
-                       "text": decode(rows[t["row"], t["start"]:t["start"] + window].tolist()),
-                       "sources": {names[i]: int(c) for i, c in enumerate(occ_src) if c}})
+        listed.append(
+            {
+                "count": t["count"],
+                "copies": int(copies[g]),
+                "row": t["row"],
+                "start": t["start"],
+                "text": decode(rows[t["row"], t["start"] : t["start"] + window].tolist()),
+                "sources": {names[i]: int(c) for i, c in enumerate(occ_src) if c},
+            }
+        )
     out["top"] = listed
     return out

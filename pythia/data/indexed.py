@@ -86,7 +86,9 @@ def data_path(path_prefix: str | Path) -> Path:
 
 def best_dtype(vocab_size: int) -> np.dtype:
     """Token dtype GPT-NeoX picks for a vocabulary: uint16 below 65,500 tokens, else int32."""
-    return np.dtype(np.uint16) if vocab_size is not None and vocab_size < 65500 else np.dtype(np.int32)
+    return (
+        np.dtype(np.uint16) if vocab_size is not None and vocab_size < 65500 else np.dtype(np.int32)
+    )
 
 
 def _dtype_code(dtype: DTypeLike) -> int:
@@ -201,7 +203,12 @@ class IndexedDatasetWriter:
         header = MAGIC + struct.pack("<Q", VERSION) + struct.pack("<B", self._code)
         header += struct.pack("<Q", len(sizes)) + struct.pack("<Q", len(doc_idx))
         return b"".join(
-            [header, sizes.astype("<i4").tobytes(), pointers.astype("<i8").tobytes(), doc_idx.astype("<i8").tobytes()]
+            [
+                header,
+                sizes.astype("<i4").tobytes(),
+                pointers.astype("<i8").tobytes(),
+                doc_idx.astype("<i8").tobytes(),
+            ]
         )
 
     def finalize(self) -> Path:
@@ -242,7 +249,10 @@ class IndexedDatasetWriter:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         if exc_type is None:
             if not self._closed:
@@ -258,7 +268,9 @@ class IndexedDatasetWriter:
             pass
 
 
-def write_indexed(path_prefix: str | Path, documents: Iterable[ArrayLike], dtype: DTypeLike = np.int32) -> Path:
+def write_indexed(
+    path_prefix: str | Path, documents: Iterable[ArrayLike], dtype: DTypeLike = np.int32
+) -> Path:
     """Write ``documents`` (1-D token arrays) as one item and one document each; atomic."""
     with IndexedDatasetWriter(path_prefix, dtype) as w:
         for doc in documents:
@@ -297,13 +309,18 @@ class IndexedDataset:
             head = f.read(HEADER_SIZE)
         if len(head) < len(MAGIC) or head[: len(MAGIC)] != MAGIC:
             raise self._fail(
-                p, f"not a GPT-NeoX MMapIndexedDataset index (magic {head[:len(MAGIC)]!r}, expected {MAGIC!r})"
+                p,
+                f"not a GPT-NeoX MMapIndexedDataset index (magic {head[: len(MAGIC)]!r}, expected {MAGIC!r})",
             )
         if len(head) < HEADER_SIZE:
-            raise self._fail(p, f"truncated index: {file_size} bytes, the header alone needs {HEADER_SIZE}")
+            raise self._fail(
+                p, f"truncated index: {file_size} bytes, the header alone needs {HEADER_SIZE}"
+            )
         (version,) = struct.unpack_from("<Q", head, 9)
         if version != VERSION:
-            raise self._fail(p, f"unsupported index version {version} (this reader supports {VERSION})")
+            raise self._fail(
+                p, f"unsupported index version {version} (this reader supports {VERSION})"
+            )
         (code,) = struct.unpack_from("<B", head, 17)
         if code not in DTYPE_CODES:
             raise self._fail(p, f"unknown dtype code {code} (known: {sorted(DTYPE_CODES)})")
@@ -313,17 +330,27 @@ class IndexedDataset:
         expected = HEADER_SIZE + 4 * n + 8 * n + 8 * m
         if file_size < expected:
             raise self._fail(
-                p, f"truncated index: header claims {n} items and {m} doc_idx entries "
-                f"({expected} bytes) but the file has {file_size} bytes"
+                p,
+                f"truncated index: header claims {n} items and {m} doc_idx entries "
+                f"({expected} bytes) but the file has {file_size} bytes",
             )
         if file_size > expected:
-            raise self._fail(p, f"index has {file_size - expected} unexpected trailing bytes (expected {expected})")
+            raise self._fail(
+                p,
+                f"index has {file_size - expected} unexpected trailing bytes (expected {expected})",
+            )
         self._len = int(n)
         buf = np.memmap(p, mode="r", dtype=np.uint8)
         self._idx_mmap = buf
-        self.sizes: np.ndarray = np.frombuffer(buf, dtype="<i4", count=n, offset=HEADER_SIZE)  # (N,)
-        self.pointers: np.ndarray = np.frombuffer(buf, dtype="<i8", count=n, offset=HEADER_SIZE + 4 * n)  # (N,)
-        self.doc_idx: np.ndarray = np.frombuffer(buf, dtype="<i8", count=m, offset=HEADER_SIZE + 12 * n)  # (M,)
+        self.sizes: np.ndarray = np.frombuffer(
+            buf, dtype="<i4", count=n, offset=HEADER_SIZE
+        )  # (N,)
+        self.pointers: np.ndarray = np.frombuffer(
+            buf, dtype="<i8", count=n, offset=HEADER_SIZE + 4 * n
+        )  # (N,)
+        self.doc_idx: np.ndarray = np.frombuffer(
+            buf, dtype="<i8", count=m, offset=HEADER_SIZE + 12 * n
+        )  # (M,)
 
     def _open_data(self) -> None:
         p = self.bin_path
@@ -337,8 +364,9 @@ class IndexedDataset:
             end = 0
         if size != end:
             raise self._fail(
-                p, f"size {size} bytes is inconsistent with its index {self.idx_path.name} "
-                f"(which describes {end} bytes of {self.dtype}); the pair is from different builds or was cut short"
+                p,
+                f"size {size} bytes is inconsistent with its index {self.idx_path.name} "
+                f"(which describes {end} bytes of {self.dtype}); the pair is from different builds or was cut short",
             )
         if size % item:
             raise self._fail(p, f"size {size} is not a multiple of the token size {item}")
@@ -370,7 +398,9 @@ class IndexedDataset:
         if length is None:
             length = size - offset
         if offset < 0 or length < 0 or offset + length > size:
-            raise IndexError(f"span [{offset}, {offset + length}) outside item {i} of {size} tokens")
+            raise IndexError(
+                f"span [{offset}, {offset + length}) outside item {i} of {size} tokens"
+            )
         start = int(self.pointers[i]) // self.dtype.itemsize + offset
         return self.tokens[start : start + length]
 

@@ -25,8 +25,10 @@ from pythia.paths import cache_dir
 Document = tuple[str, str]  # (id, text)
 
 _MATH_FIXES = [
-    ("from sympy.solvers.diophantine import base_solution_linear",
-     "from sympy.solvers.diophantine.diophantine import base_solution_linear"),
+    (
+        "from sympy.solvers.diophantine import base_solution_linear",
+        "from sympy.solvers.diophantine.diophantine import base_solution_linear",
+    ),
     ("dtype=np.object)", "dtype=object)"),
     ("coeffs.itemset(index, value)", "coeffs[index] = value"),
     ("expanded_coefficients.itemset(power, coeffs)", "expanded_coefficients[power] = coeffs"),
@@ -36,7 +38,10 @@ _MATH_FIXES = [
 # changed from run to run even with every seed fixed. An insertion-ordered dict keeps the
 # same elements in a fixed order.
 _MATH_DETERMINISM_FIXES = [
-    ("  entities = set(context.child_entities)\n", "  entities = dict.fromkeys(context.child_entities)\n"),
+    (
+        "  entities = set(context.child_entities)\n",
+        "  entities = dict.fromkeys(context.child_entities)\n",
+    ),
     ("      entities.add(maybe_entity)\n", "      entities[maybe_entity] = None\n"),
 ]
 _MATH_PATCH_VERSION = 2
@@ -97,20 +102,33 @@ def math_dir(download: bool | None = None, progress: bool = True) -> Path:
                 if n.startswith("mathematics_dataset/"):
                     z.extract(n, tmp)
         pkg = tmp / "mathematics_dataset"
-        for path, fixes in ((pkg / "sample" / "polynomials.py", _MATH_FIXES),
-                            (pkg / "util" / "composition.py", _MATH_DETERMINISM_FIXES)):
+        for path, fixes in (
+            (pkg / "sample" / "polynomials.py", _MATH_FIXES),
+            (pkg / "util" / "composition.py", _MATH_DETERMINISM_FIXES),
+        ):
             src = path.read_text()
             for old, new in fixes:
                 if old not in src:
-                    raise SourceError(f"cannot patch {path}: {old!r} not found (unexpected archive content)")
+                    raise SourceError(
+                        f"cannot patch {path}: {old!r} not found (unexpected archive content)"
+                    )
                 src = src.replace(old, new)
             path.write_text(src)
-        write_json(tmp / "patched.json", {"sha256": a.sha256, "version": _MATH_PATCH_VERSION,
-                                          "fixes": _MATH_FIXES, "determinism_fixes": _MATH_DETERMINISM_FIXES})
+        write_json(
+            tmp / "patched.json",
+            {
+                "sha256": a.sha256,
+                "version": _MATH_PATCH_VERSION,
+                "fixes": _MATH_FIXES,
+                "determinism_fixes": _MATH_DETERMINISM_FIXES,
+            },
+        )
     return out
 
 
-def math_documents(budget: int | None, per_doc: int = MATH_PER_DOC, seed: int = MATH_SEED) -> Iterator[Document]:
+def math_documents(
+    budget: int | None, per_doc: int = MATH_PER_DOC, seed: int = MATH_SEED
+) -> Iterator[Document]:
     """Documents of ``per_doc`` question/answer pairs, cycling through the sorted train
     modules, generated in a subprocess (all of Python's, numpy's and sympy's generators
     seeded, ``PYTHONHASHSEED=0``) until ``budget`` bytes."""
@@ -118,7 +136,10 @@ def math_documents(budget: int | None, per_doc: int = MATH_PER_DOC, seed: int = 
     env = dict(os.environ, PYTHONPATH=str(root), PYTHONHASHSEED="0")
     proc = subprocess.Popen(
         [sys.executable, "-c", _MATH_DRIVER, str(seed), str(per_doc)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     produced = 0
     budget = MATH_DEFAULT_BYTES if budget is None else budget
@@ -136,4 +157,3 @@ def math_documents(budget: int | None, per_doc: int = MATH_PER_DOC, seed: int = 
     finally:
         proc.kill()
         proc.wait()
-

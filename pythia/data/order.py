@@ -66,14 +66,18 @@ def num_samples_needed(train_iters: int, global_batch: int) -> int:
     Pythia: ``num_samples_needed(143000, 1024) == 147164160``.
     """
     if train_iters <= 0 or global_batch <= 0:
-        raise ValueError(f"train_iters and global_batch must be positive (got {train_iters}, {global_batch})")
-    return int(math.ceil(train_iters * global_batch * 1.0 * NUM_SAMPLES_MARGIN))
+        raise ValueError(
+            f"train_iters and global_batch must be positive (got {train_iters}, {global_batch})"
+        )
+    return math.ceil(train_iters * global_batch * 1.0 * NUM_SAMPLES_MARGIN)
 
 
 def num_epochs(tokens_per_epoch: int, seq_len: int, num_samples: int) -> int:
     """Smallest E with ``(E * tokens_per_epoch - 1) // seq_len >= num_samples`` (GPT-NeoX ``_num_epochs``)."""
     if tokens_per_epoch <= 1:
-        raise DataError(f"the corpus has {tokens_per_epoch} tokens; at least 2 are needed to cut a sample: give the suite more text (data.sources, max_bytes_per_source)")
+        raise DataError(
+            f"the corpus has {tokens_per_epoch} tokens; at least 2 are needed to cut a sample: give the suite more text (data.sources, max_bytes_per_source)"
+        )
     if seq_len <= 0:
         raise ValueError(f"seq_len must be positive, got {seq_len}")
     epochs = 0
@@ -188,7 +192,9 @@ def build_indices(sizes: ArrayLike, num_samples: int, seq_len: int, seed: int) -
     sample_idx = build_sample_idx(sizes, doc_idx, seq_len, epochs, tokens_per_epoch)
     # -1: sample i spans [sample_idx[i], sample_idx[i + 1]]
     shuffle_idx = build_shuffle_idx(sample_idx.shape[0] - 1, rng)
-    return OrderIndices(doc_idx, sample_idx, shuffle_idx, epochs, seq_len, tokens_per_epoch, num_samples)
+    return OrderIndices(
+        doc_idx, sample_idx, shuffle_idx, epochs, seq_len, tokens_per_epoch, num_samples
+    )
 
 
 def sample(dataset: IndexedDataset, indices: OrderIndices, j: int) -> np.ndarray:
@@ -246,9 +252,8 @@ def iter_sample_rows(
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
-    with io.atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, arr, allow_pickle=False)
+    with io.atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, arr, allow_pickle=False)
 
 
 ORDER_FILES = ("doc_idx.npy", "sample_idx.npy", "shuffle_idx.npy", "sequences.bin", "sequences.idx")
@@ -288,9 +293,12 @@ def write_order(
 
     from tqdm.auto import tqdm
 
-    with IndexedDatasetWriter(out_dir / "sequences", ds.dtype) as w, tqdm(
-        total=n_rows, unit="seq", desc=f"sequences {out_dir.name}", disable=not progress
-    ) as bar:
+    with (
+        IndexedDatasetWriter(out_dir / "sequences", ds.dtype) as w,
+        tqdm(
+            total=n_rows, unit="seq", desc=f"sequences {out_dir.name}", disable=not progress
+        ) as bar,
+    ):
         for rows in iter_sample_rows(ds, indices, n_rows, chunk_tokens):
             w.add_rows(rows, as_documents=True)
             bar.update(len(rows))

@@ -58,10 +58,12 @@ def download_hint(suite: Suite, dataset: str) -> str:
     spec = suite.data.pretokenized[dataset]
     last = spec.shards - 1
     prefix = released_prefix(suite, dataset)
-    hint = (f"download document-00000-of-{last:05d}.bin ... document-{last:05d}-of-{last:05d}.bin and document.idx "
-            f"of the Hugging Face dataset {spec.hub_dataset} (e.g. `hf download {spec.hub_dataset} --repo-type dataset "
-            f"--local-dir DIR`), join them with `pythia data unshard DIR --out {prefix}`, or point "
-            f"data.pretokenized.{dataset}.path of suite {suite.name!r} at an unsharded copy")
+    hint = (
+        f"download document-00000-of-{last:05d}.bin ... document-{last:05d}-of-{last:05d}.bin and document.idx "
+        f"of the Hugging Face dataset {spec.hub_dataset} (e.g. `hf download {spec.hub_dataset} --repo-type dataset "
+        f"--local-dir DIR`), join them with `pythia data unshard DIR --out {prefix}`, or point "
+        f"data.pretokenized.{dataset}.path of suite {suite.name!r} at an unsharded copy"
+    )
     standin = f"{suite.name}_standin"
     if standin in available_suites():
         hint += f"; to train on the offline stand-in corpus instead, ask for it: suite {standin}"
@@ -69,8 +71,10 @@ def download_hint(suite: Suite, dataset: str) -> str:
 
 
 def missing_message(suite: Suite, dataset: str, missing: Path) -> str:
-    return (f"suite {suite.name!r} trains dataset {dataset!r} on the released pre-shuffled data "
-            f"{suite.data.pretokenized[dataset].hub_dataset}, but {missing} is missing; {download_hint(suite, dataset)}")
+    return (
+        f"suite {suite.name!r} trains dataset {dataset!r} on the released pre-shuffled data "
+        f"{suite.data.pretokenized[dataset].hub_dataset}, but {missing} is missing; {download_hint(suite, dataset)}"
+    )
 
 
 # --------------------------------------------------------------------------- unshard
@@ -88,18 +92,26 @@ def find_shards(src_dir: str | Path) -> tuple[str, list[Path]]:
             found.setdefault(m["base"], {})[int(m["index"])] = p
             lasts.setdefault(m["base"], set()).add(int(m["last"]))
     if not found:
-        raise MissingInputError(f"no shards <name>-00000-of-000NN.bin in {src_dir}; download them first")
+        raise MissingInputError(
+            f"no shards <name>-00000-of-000NN.bin in {src_dir}; download them first"
+        )
     if len(found) > 1:
-        raise UsageError(f"{src_dir} holds shards of several files ({', '.join(sorted(found))}); keep one set per folder")
-    (base, shards), = found.items()
+        raise UsageError(
+            f"{src_dir} holds shards of several files ({', '.join(sorted(found))}); keep one set per folder"
+        )
+    ((base, shards),) = found.items()
     if len(lasts[base]) != 1:
-        raise DataError(f"shards of {base} in {src_dir} disagree on their count ({sorted(lasts[base])})")
+        raise DataError(
+            f"shards of {base} in {src_dir} disagree on their count ({sorted(lasts[base])})"
+        )
     last = lasts[base].pop()
     missing = [i for i in range(last + 1) if i not in shards]
     if missing:
         names = ", ".join(f"{base}-{i:05d}-of-{last:05d}.bin" for i in missing[:3])
-        raise MissingInputError(f"{len(missing)} of the {last + 1} shards are missing in {src_dir} ({names}"
-                                f"{', ...' if len(missing) > 3 else ''}); download them")
+        raise MissingInputError(
+            f"{len(missing)} of the {last + 1} shards are missing in {src_dir} ({names}"
+            f"{', ...' if len(missing) > 3 else ''}); download them"
+        )
     return base, [shards[i] for i in range(last + 1)]
 
 
@@ -117,8 +129,13 @@ def unshard(src_dir: str | Path, out_prefix: str | Path, progress: bool = True) 
         raise MissingInputError(f"{idx} is missing: download it with the shards")
     total = sum(p.stat().st_size for p in shards)
     out_bin, out_idx = Path(f"{out_prefix}.bin"), Path(f"{out_prefix}.idx")
-    with atomic_path(out_bin) as tmp, open(tmp, "wb") as out, \
-            tqdm(total=total, unit="B", unit_scale=True, desc=f"unshard {base}", disable=not progress) as bar:
+    with (
+        atomic_path(out_bin) as tmp,
+        open(tmp, "wb") as out,
+        tqdm(
+            total=total, unit="B", unit_scale=True, desc=f"unshard {base}", disable=not progress
+        ) as bar,
+    ):
         for shard in shards:
             with open(shard, "rb") as f:
                 while block := f.read(1 << 26):
@@ -127,8 +144,18 @@ def unshard(src_dir: str | Path, out_prefix: str | Path, progress: bool = True) 
         out.flush()
     with atomic_path(out_idx) as tmp:
         shutil.copyfile(idx, tmp)
-    ds = IndexedDataset(out_prefix, rebuild_hint=f"the download in {src_dir} is incomplete or damaged; download it again")
-    log.info("unsharded %d shards of %s (%s bytes, %d sequences) -> %s", len(shards), base, f"{total:,}", len(ds), out_bin)
+    ds = IndexedDataset(
+        out_prefix,
+        rebuild_hint=f"the download in {src_dir} is incomplete or damaged; download it again",
+    )
+    log.info(
+        "unsharded %d shards of %s (%s bytes, %d sequences) -> %s",
+        len(shards),
+        base,
+        f"{total:,}",
+        len(ds),
+        out_bin,
+    )
     return out_prefix
 
 
@@ -148,9 +175,11 @@ def verify(suite: Suite, dataset: str) -> dict[str, Any]:
     need = t.train_iters * t.global_batch
     prefix = released_prefix(suite, dataset)
     if rows.shape[0] < need:
-        raise DataError(f"{prefix}.bin holds {rows.shape[0]:,} sequences = {rows.shape[0] // t.global_batch:,} steps, "
-                         f"but suite {suite.name!r} trains {t.train_iters:,} steps of {t.global_batch} ({need:,} sequences); "
-                         f"{download_hint(suite, dataset)}")
+        raise DataError(
+            f"{prefix}.bin holds {rows.shape[0]:,} sequences = {rows.shape[0] // t.global_batch:,} steps, "
+            f"but suite {suite.name!r} trains {t.train_iters:,} steps of {t.global_batch} ({need:,} sequences); "
+            f"{download_hint(suite, dataset)}"
+        )
     spec = suite.data.pretokenized[dataset]
     record = {
         "format": "released pre-shuffled MMapIndexedDataset; row j = training sample j",
@@ -166,6 +195,12 @@ def verify(suite: Suite, dataset: str) -> dict[str, Any]:
         "idx_sha256": sha256_file(f"{prefix}.idx"),
     }
     write_json(paths.dataset_dir(suite.name, dataset) / "order.json", record)
-    log.info("released %s: %s sequences of %d tokens (%s steps) at %s", dataset, f"{rows.shape[0]:,}",
-             rows.shape[1], f"{record['steps_covered']:,}", prefix)
+    log.info(
+        "released %s: %s sequences of %d tokens (%s steps) at %s",
+        dataset,
+        f"{rows.shape[0]:,}",
+        rows.shape[1],
+        f"{record['steps_covered']:,}",
+        prefix,
+    )
     return record

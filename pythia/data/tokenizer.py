@@ -28,7 +28,7 @@ from pathlib import Path
 from pythia import paths
 from pythia.config import Suite, TokenizerKind
 from pythia.errors import MissingInputError
-from pythia.io import atomic_dir, write_json
+from pythia.io import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +48,19 @@ def _save_hf(tok, out_dir: Path, model_max_length: int, extra: dict) -> Path:
     from transformers import PreTrainedTokenizerFast
 
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=EOD, eos_token=EOD, unk_token=EOD, pad_token=EOD,
-        model_max_length=model_max_length, clean_up_tokenization_spaces=False,
+        tokenizer_object=tok,
+        bos_token=EOD,
+        eos_token=EOD,
+        unk_token=EOD,
+        pad_token=EOD,
+        model_max_length=model_max_length,
+        clean_up_tokenization_spaces=False,
     )
     with atomic_dir(out_dir) as tmp:
         # tokenizer.json written by `tokenizers` itself (sorted, stable); the config by transformers
         fast.save_pretrained(tmp)
         for f in tmp.iterdir():
-            if f.name not in TOKENIZER_FILES + ("special_tokens_map.json",):
+            if f.name not in (*TOKENIZER_FILES, "special_tokens_map.json"):
                 f.unlink()
         cfg = json.loads((tmp / "tokenizer_config.json").read_text())
         cfg.update(extra)
@@ -63,8 +68,13 @@ def _save_hf(tok, out_dir: Path, model_max_length: int, extra: dict) -> Path:
     return out_dir
 
 
-def train_bpe(texts: Iterable[str], vocab_size: int, out_dir: str | Path, model_max_length: int = 2048,
-              progress: bool = True) -> Path:
+def train_bpe(
+    texts: Iterable[str],
+    vocab_size: int,
+    out_dir: str | Path,
+    model_max_length: int = 2048,
+    progress: bool = True,
+) -> Path:
     """Train a byte-level BPE with EOD id 0 on ``texts`` and save it to ``out_dir``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
@@ -73,17 +83,29 @@ def train_bpe(texts: Iterable[str], vocab_size: int, out_dir: str | Path, model_
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, min_frequency=2, special_tokens=[EOD],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=progress,
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=[EOD],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=progress,
     )
     tok.train_from_iterator(texts, trainer=trainer)
     if tok.token_to_id(EOD) != EOD_ID:
-        raise RuntimeError(f"BPE training put {EOD} at id {tok.token_to_id(EOD)}, expected {EOD_ID}")
+        raise RuntimeError(
+            f"BPE training put {EOD} at id {tok.token_to_id(EOD)}, expected {EOD_ID}"
+        )
     if tok.get_vocab_size() < vocab_size:
-        log.warning("BPE vocabulary has %d tokens, fewer than the %d asked for (too little training text)",
-                    tok.get_vocab_size(), vocab_size)
-    return _save_hf(tok, Path(out_dir), model_max_length,
-                    {"pythia_tokenizer": {"kind": "bpe", "vocab_size": tok.get_vocab_size()}})
+        log.warning(
+            "BPE vocabulary has %d tokens, fewer than the %d asked for (too little training text)",
+            tok.get_vocab_size(),
+            vocab_size,
+        )
+    return _save_hf(
+        tok,
+        Path(out_dir),
+        model_max_length,
+        {"pythia_tokenizer": {"kind": "bpe", "vocab_size": tok.get_vocab_size()}},
+    )
 
 
 def _gguf_strings(reader, name: str) -> list[str]:
@@ -96,7 +118,12 @@ def neox_gguf_path(download: bool | None = None, progress: bool = True) -> Path:
     from pythia.data.archives import ARCHIVES, fetch_archive
 
     a = ARCHIVES["llama-cpp-python"]
-    out = paths.cache_dir() / "extracted" / f"llama-cpp-python-{a.version}" / "ggml-vocab-gpt-neox.gguf"
+    out = (
+        paths.cache_dir()
+        / "extracted"
+        / f"llama-cpp-python-{a.version}"
+        / "ggml-vocab-gpt-neox.gguf"
+    )
     if out.exists():
         return out
     sdist = fetch_archive(a, download=download, progress=progress)
@@ -113,7 +140,15 @@ def neox_gguf_path(download: bool | None = None, progress: bool = True) -> Path:
 def neox20b_tokenizer(gguf_path: str | Path | None = None):
     """The GPT-NeoX-20B ``tokenizers.Tokenizer`` built from the GGUF vocabulary."""
     import gguf
-    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers import (
+        AddedToken,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+    )
 
     reader = gguf.GGUFReader(str(gguf_path or neox_gguf_path()))
     tokens = _gguf_strings(reader, "tokenizer.ggml.tokens")
@@ -124,33 +159,60 @@ def neox20b_tokenizer(gguf_path: str | Path | None = None):
     # GGUF token types: 1 normal, 3 control (special), 4 user-defined (GPT-NeoX's added tokens)
     first_added = next(i for i, t in enumerate(types) if t == 4)
     if any(t != 4 for t in types[first_added:]):
-        raise ValueError("unexpected GGUF layout: user-defined tokens are not contiguous at the end")
+        raise ValueError(
+            "unexpected GGUF layout: user-defined tokens are not contiguous at the end"
+        )
     vocab = {t: i for i, t in enumerate(tokens[:first_added])}
     tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False))
     tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True)
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(
+        add_prefix_space=False, trim_offsets=True, use_regex=True
+    )
     tok.post_processor = processors.ByteLevel(trim_offsets=True)
     tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens([AddedToken(tokens[i], special=True) for i, t in enumerate(types[:first_added]) if t == 3])
-    n = tok.add_tokens([AddedToken(t, normalized=True, special=False) for t in tokens[first_added:]])
+    tok.add_special_tokens(
+        [AddedToken(tokens[i], special=True) for i, t in enumerate(types[:first_added]) if t == 3]
+    )
+    n = tok.add_tokens(
+        [AddedToken(t, normalized=True, special=False) for t in tokens[first_added:]]
+    )
     if tok.get_vocab_size() != NEOX_VOCAB_SIZE or n != NEOX_VOCAB_SIZE - first_added:
-        raise ValueError(f"GPT-NeoX tokenizer has {tok.get_vocab_size()} tokens, expected {NEOX_VOCAB_SIZE}")
+        raise ValueError(
+            f"GPT-NeoX tokenizer has {tok.get_vocab_size()} tokens, expected {NEOX_VOCAB_SIZE}"
+        )
     for i in range(first_added, NEOX_VOCAB_SIZE):
         if tok.token_to_id(tokens[i]) != i:
-            raise ValueError(f"added token {tokens[i]!r} got id {tok.token_to_id(tokens[i])}, expected {i}")
+            raise ValueError(
+                f"added token {tokens[i]!r} got id {tok.token_to_id(tokens[i])}, expected {i}"
+            )
     return tok
 
 
-def build_neox20b(out_dir: str | Path, model_max_length: int = 2048, gguf_path: str | Path | None = None) -> Path:
+def build_neox20b(
+    out_dir: str | Path, model_max_length: int = 2048, gguf_path: str | Path | None = None
+) -> Path:
     """Save the GPT-NeoX-20B tokenizer as a Hugging Face tokenizer directory."""
     tok = neox20b_tokenizer(gguf_path)
-    return _save_hf(tok, Path(out_dir), model_max_length,
-                    {"pythia_tokenizer": {"kind": "neox20b", "vocab_size": tok.get_vocab_size(),
-                                          "source": "llama-cpp-python==0.3.36 " + NEOX_GGUF_MEMBER.split("/", 1)[1]}})
+    return _save_hf(
+        tok,
+        Path(out_dir),
+        model_max_length,
+        {
+            "pythia_tokenizer": {
+                "kind": "neox20b",
+                "vocab_size": tok.get_vocab_size(),
+                "source": "llama-cpp-python==0.3.36 " + NEOX_GGUF_MEMBER.split("/", 1)[1],
+            }
+        },
+    )
 
 
-def build_tokenizer(suite: Suite, train_texts: Iterable[str] | None, out_dir: str | Path | None = None,
-                    progress: bool = True) -> Path:
+def build_tokenizer(
+    suite: Suite,
+    train_texts: Iterable[str] | None,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+) -> Path:
     """The suite's tokenizer directory: trained BPE or GPT-NeoX-20B (by suite.tokenizer.kind)."""
     out_dir = Path(out_dir or tokenizer_dir(suite.name))
     if suite.tokenizer.kind == TokenizerKind.neox20b:
@@ -158,7 +220,9 @@ def build_tokenizer(suite: Suite, train_texts: Iterable[str] | None, out_dir: st
     else:
         if train_texts is None:
             raise ValueError("a BPE tokenizer needs the training texts")
-        path = train_bpe(train_texts, suite.tokenizer.vocab_size, out_dir, suite.training.seq_len, progress)
+        path = train_bpe(
+            train_texts, suite.tokenizer.vocab_size, out_dir, suite.training.seq_len, progress
+        )
     return path
 
 

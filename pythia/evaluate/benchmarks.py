@@ -70,15 +70,36 @@ from pythia.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
-PAPER_TASKS = ("lambada_openai", "piqa", "winogrande", "wsc", "arc_easy", "arc_challenge", "sciq", "logiqa")
+PAPER_TASKS = (
+    "lambada_openai",
+    "piqa",
+    "winogrande",
+    "wsc",
+    "arc_easy",
+    "arc_challenge",
+    "sciq",
+    "logiqa",
+)
 """The paper's benchmarks by their lm-eval (hub) names."""
 DEFAULT_EXAMPLES = 100
 """Examples kept per offline task (the cloze keeps twice as many); stderr of an accuracy near 0.5: 0.05."""
 BOOTSTRAP_ITERS = 1000
 """lm-eval's bootstrap resamples for the stderr of perplexity (its default, 100000, takes longer
 than evaluating a small checkpoint); accuracies' stderr is closed-form and does not use it."""
-COLUMNS = ["suite", "model", "params", "dataset", "step", "tokens", "task", "num_fewshot", "metric", "value",
-           "stderr", "source"]
+COLUMNS = [
+    "suite",
+    "model",
+    "params",
+    "dataset",
+    "step",
+    "tokens",
+    "task",
+    "num_fewshot",
+    "metric",
+    "value",
+    "stderr",
+    "source",
+]
 TASK_VERSION = 3
 """Raise when what the offline tasks contain changes (part of the tasks' digest)."""
 
@@ -107,13 +128,18 @@ def _disambiguation(ex) -> str:
     return f"{ex.question}\nQuestion: What does the pronoun refer to?\nAnswer:"
 
 
-OFFLINE_TASKS: dict[str, OfflineTask] = {t.name: t for t in (
-    OfflineTask("lambada_incorpus", "lambada_openai", None),
-    OfflineTask("piqa_offline", "piqa", "piqa", _qa),
-    OfflineTask("disambiguationqa_offline", "wsc", "bigbench/disambiguation_qa", _disambiguation),
-    OfflineTask("openbookqa_offline", "arc_easy", "openbookqa", _qa),
-    OfflineTask("logiqa_offline", "logiqa", "logiqa", _logiqa),
-)}
+OFFLINE_TASKS: dict[str, OfflineTask] = {
+    t.name: t
+    for t in (
+        OfflineTask("lambada_incorpus", "lambada_openai", None),
+        OfflineTask("piqa_offline", "piqa", "piqa", _qa),
+        OfflineTask(
+            "disambiguationqa_offline", "wsc", "bigbench/disambiguation_qa", _disambiguation
+        ),
+        OfflineTask("openbookqa_offline", "arc_easy", "openbookqa", _qa),
+        OfflineTask("logiqa_offline", "logiqa", "logiqa", _logiqa),
+    )
+}
 ALIASES = {"offline": list(OFFLINE_TASKS), "paper": list(PAPER_TASKS)}
 
 
@@ -130,7 +156,9 @@ def expand(tasks: list[str]) -> list[str]:
             if name not in out:
                 out.append(name)
     if not out:
-        raise UsageError("no benchmark tasks given; name lm-eval tasks, task YAMLs, 'offline' or 'paper'")
+        raise UsageError(
+            "no benchmark tasks given; name lm-eval tasks, task YAMLs, 'offline' or 'paper'"
+        )
     return out
 
 
@@ -152,25 +180,31 @@ def spread(items: list, k: int) -> list:
 # Fields named bare (doc_to_text: query) are read from the record; a Jinja template
 # ('{{query}}') would be compiled again for every document at every checkpoint.
 def _mc_yaml(name: str, data: Path) -> str:
-    return (f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\ntest_split: test\n"
-            "output_type: multiple_choice\ndoc_to_text: query\ndoc_to_choice: choices\n"
-            "doc_to_target: label\nmetric_list:\n  - metric: acc\n    aggregation: mean\n"
-            "    higher_is_better: true\n  - metric: acc_norm\n    aggregation: mean\n    higher_is_better: true\n"
-            f"metadata:\n  version: {TASK_VERSION}\n")
+    return (
+        f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\ntest_split: test\n"
+        "output_type: multiple_choice\ndoc_to_text: query\ndoc_to_choice: choices\n"
+        "doc_to_target: label\nmetric_list:\n  - metric: acc\n    aggregation: mean\n"
+        "    higher_is_better: true\n  - metric: acc_norm\n    aggregation: mean\n    higher_is_better: true\n"
+        f"metadata:\n  version: {TASK_VERSION}\n"
+    )
 
 
 def _cloze_yaml(name: str, data: Path) -> str:
     # as lm-eval's lambada_openai: loglikelihood of the target; acc = it is the greedy continuation
-    return (f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\ntest_split: test\n"
-            "output_type: loglikelihood\ndoc_to_text: context\ndoc_to_target: target\n"
-            "target_delimiter: ''\nmetric_list:\n  - metric: perplexity\n    aggregation: perplexity\n"
-            "    higher_is_better: false\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n"
-            f"metadata:\n  version: {TASK_VERSION}\n")
+    return (
+        f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\ntest_split: test\n"
+        "output_type: loglikelihood\ndoc_to_text: context\ndoc_to_target: target\n"
+        "target_delimiter: ''\nmetric_list:\n  - metric: perplexity\n    aggregation: perplexity\n"
+        "    higher_is_better: false\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n"
+        f"metadata:\n  version: {TASK_VERSION}\n"
+    )
 
 
 def _write_lines(path: Path, rows: list[dict]) -> None:
     with atomic_path(path, suffix=".jsonl") as tmp:
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        tmp.write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+        )
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -190,19 +224,28 @@ def _fits(suite: str, prompt: Callable[[Any], str]) -> Callable[[Any], bool]:
     cfg = load_suite(suite)
     folder = Layout(cfg.name).tokenizer
     if not (folder / "tokenizer.json").is_file():
-        raise TaskError(f"{folder} has no tokenizer.json; build the suite's data first "
-                        f"(`pythia data build --suite {cfg.name}`)")
+        raise TaskError(
+            f"{folder} has no tokenizer.json; build the suite's data first "
+            f"(`pythia data build --suite {cfg.name}`)"
+        )
     tok, window = AutoTokenizer.from_pretrained(str(folder)), cfg.training.seq_len
-    tok.model_max_length = 10**9  # lengths are measured here, not fed to a model: no "too long" warning
+    tok.model_max_length = (
+        10**9
+    )  # lengths are measured here, not fed to a model: no "too long" warning
 
     def fits(ex) -> bool:
         choices = [len(tok(" " + c)["input_ids"]) for c in ex.choices]
-        return max(choices) <= window // 2 and len(tok(prompt(ex))["input_ids"]) + max(choices) <= window
+        return (
+            max(choices) <= window // 2
+            and len(tok(prompt(ex))["input_ids"]) + max(choices) <= window
+        )
 
     return fits
 
 
-def write_offline_task(suite: str, task: OfflineTask, folder: Path, examples: int, final: Path | None = None) -> dict:
+def write_offline_task(
+    suite: str, task: OfflineTask, folder: Path, examples: int, final: Path | None = None
+) -> dict:
     """Write one offline task's JSONL and YAML into ``folder``; returns what it holds. The YAML names
     its data by absolute path in ``final`` (default ``folder``: pass the final folder when writing
     into a temporary one that replaces it)."""
@@ -213,8 +256,10 @@ def write_offline_task(suite: str, task: OfflineTask, folder: Path, examples: in
 
         items = spread(cloze_examples(suite), 2 * examples)
         if not items:
-            raise TaskError(f"no cloze passages in the test documents of suite {suite!r} (too few or too short "
-                            f"documents); leave {task.name} out of benchmarks.tasks")
+            raise TaskError(
+                f"no cloze passages in the test documents of suite {suite!r} (too few or too short "
+                f"documents); leave {task.name} out of benchmarks.tasks"
+            )
         _write_lines(data, [e.to_json() for e in items])
         _write_text(folder / f"{task.name}.yaml", _cloze_yaml(task.name, named))
         source = f"pythia.data.cloze on work/{suite}/data/documents/test.jsonl"
@@ -227,17 +272,27 @@ def write_offline_task(suite: str, task: OfflineTask, folder: Path, examples: in
         items = spread([e for e in labelled if fits(e)], examples)
         source = f"{es.name}: {es.source} ({es.license})"
         if not items:
-            return {"paper_task": task.paper, "examples": 0, "source": source,
-                    "skipped": f"none of its {len(labelled)} examples fits suite {suite!r}'s "
-                               f"{load_suite(suite).training.seq_len}-token context whole"}
-        _write_lines(data, [{"id": e.id, "query": task.prompt(e), "choices": list(e.choices), "label": e.gold}
-                            for e in items])
+            return {
+                "paper_task": task.paper,
+                "examples": 0,
+                "source": source,
+                "skipped": f"none of its {len(labelled)} examples fits suite {suite!r}'s "
+                f"{load_suite(suite).training.seq_len}-token context whole",
+            }
+        _write_lines(
+            data,
+            [
+                {"id": e.id, "query": task.prompt(e), "choices": list(e.choices), "label": e.gold}
+                for e in items
+            ],
+        )
         _write_text(folder / f"{task.name}.yaml", _mc_yaml(task.name, named))
     return {"paper_task": task.paper, "examples": len(items), "source": source}
 
 
-def write_tasks(suite: str, tasks: list[str], folder: str | Path | None = None,
-                examples: int = DEFAULT_EXAMPLES) -> dict:
+def write_tasks(
+    suite: str, tasks: list[str], folder: str | Path | None = None, examples: int = DEFAULT_EXAMPLES
+) -> dict:
     """Write the task folder for ``tasks`` (aliases expanded) and its ``tasks.json``; returns the
     manifest ``{"tasks": [names], "offline": {name: info}, "include_path": folder}``. A task YAML
     given by path is copied in; every task is then looked up in lm-eval (an unknown name or a
@@ -266,9 +321,11 @@ def write_tasks(suite: str, tasks: list[str], folder: str | Path | None = None,
         else:
             names.append(t)
     if not names:
-        raise TaskError(f"no benchmark task can run on suite {suite!r}: "
-                        + "; ".join(f"{t}: {i['skipped']}" for t, i in offline.items() if i.get("skipped"))
-                        + ". Name tasks with shorter examples in benchmarks.tasks")
+        raise TaskError(
+            f"no benchmark task can run on suite {suite!r}: "
+            + "; ".join(f"{t}: {i['skipped']}" for t, i in offline.items() if i.get("skipped"))
+            + ". Name tasks with shorter examples in benchmarks.tasks"
+        )
     digests = {n: task_digest(n, folder) for n in names}  # unknown task / missing data: TaskError
     manifest = {"tasks": names, "offline": offline, "include_path": str(folder), "digests": digests}
     write_json(folder / "tasks.json", manifest)
@@ -278,13 +335,17 @@ def write_tasks(suite: str, tasks: list[str], folder: str | Path | None = None,
 def read_manifest(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
-        raise TaskError(f"{path} is missing; write the tasks first (`pythia benchmarks tasks --suite S`)")
+        raise TaskError(
+            f"{path} is missing; write the tasks first (`pythia benchmarks tasks --suite S`)"
+        )
     return json.loads(path.read_text())
 
 
 def tasks_digest(cfg: dict, suite: Suite) -> str:
     """Digest of what the task folder depends on: the task list and size, the suite's data settings."""
-    return config_digest({"tasks": cfg, "data": suite.data.model_dump(mode="json"), "version": TASK_VERSION})
+    return config_digest(
+        {"tasks": cfg, "data": suite.data.model_dump(mode="json"), "version": TASK_VERSION}
+    )
 
 
 # ------------------------------------------------------------------------------ evaluation
@@ -294,22 +355,44 @@ def _rows(records: dict, *, suite: Suite, model: str, dataset: str, tokens: int)
     out = []
     for r in tidy(records):
         metric = r["metric"] if r["filter"] == "none" else f"{r['metric']}[{r['filter']}]"
-        out.append({"suite": suite.name, "model": model, "params": suite.total_params(suite.model(model)),
-                    "dataset": dataset, "step": r["step"], "tokens": tokens, "task": r["task"],
-                    "num_fewshot": r["num_fewshot"], "metric": metric, "value": r["value"], "stderr": r["stderr"],
-                    "source": "ours"})
+        out.append(
+            {
+                "suite": suite.name,
+                "model": model,
+                "params": suite.total_params(suite.model(model)),
+                "dataset": dataset,
+                "step": r["step"],
+                "tokens": tokens,
+                "task": r["task"],
+                "num_fewshot": r["num_fewshot"],
+                "metric": metric,
+                "value": r["value"],
+                "stderr": r["stderr"],
+                "source": "ours",
+            }
+        )
     return out
 
 
 def _write_samples(records: dict, folder: Path, num_fewshot: int) -> None:
-    for task, rec in records.items():
+    for rec in records.values():
         for sub, samples in rec.get("samples", {}).items():
             _write_lines(folder / f"{sub}-{num_fewshot}shot.jsonl", samples)
 
 
-def evaluate_run(cat: runs.Catalogue, dataset: str, model: str, manifest: dict, *, num_fewshot: list[int],
-                 device: str = "cpu", dtype: str | None = None, batch_size: int = 32,
-                 samples_dir: str | Path | None = None, progress: bool = True) -> pd.DataFrame:
+def evaluate_run(
+    cat: runs.Catalogue,
+    dataset: str,
+    model: str,
+    manifest: dict,
+    *,
+    num_fewshot: list[int],
+    device: str = "cpu",
+    dtype: str | None = None,
+    batch_size: int = 32,
+    samples_dir: str | Path | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Every task of ``manifest`` on every selected checkpoint of ``model`` on ``dataset``; one row
     per (step, task, shots, metric). The final checkpoint keeps lm-eval's per-sample logs (written
     to ``samples_dir`` as ``<task>-<n>shot.jsonl``)."""
@@ -317,20 +400,37 @@ def evaluate_run(cat: runs.Catalogue, dataset: str, model: str, manifest: dict, 
 
     steps = cat.steps(model, dataset)
     if not steps:
-        raise runs.CatalogueError(f"no checkpoints of {model}/{dataset} to evaluate in the {cat.source.value} "
-                                  f"checkpoints of suite {cat.suite.name!r} (steps asked: {cat.selected})")
+        raise runs.CatalogueError(
+            f"no checkpoints of {model}/{dataset} to evaluate in the {cat.source.value} "
+            f"checkpoints of suite {cat.suite.name!r} (steps asked: {cat.selected})"
+        )
     cached = request_cache(cat.suite.name, manifest["digests"]) is not None
-    tokenizer = cat.checkpoint(model, dataset, steps[0]).load_tokenizer()  # one per run: tokenizations reused
+    tokenizer = cat.checkpoint(
+        model, dataset, steps[0]
+    ).load_tokenizer()  # one per run: tokenizations reused
     rows: list[dict] = []
-    for step in tqdm(steps, desc=f"benchmarks {model}/{dataset}", unit="ckpt", disable=not progress):
+    for step in tqdm(
+        steps, desc=f"benchmarks {model}/{dataset}", unit="ckpt", disable=not progress
+    ):
         ckpt = cat.checkpoint(model, dataset, step)
         final = step == steps[-1]
         for n in num_fewshot:
-            recs = evaluate_tasks(ckpt, manifest["tasks"], num_fewshot=n, include_path=manifest["include_path"],
-                                  log_samples=final, batch_size=batch_size, device=device, dtype=dtype,
-                                  tokenizer=tokenizer,
-                                  cache_requests=cached, bootstrap_iters=BOOTSTRAP_ITERS)
-            rows += _rows(recs, suite=cat.suite, model=model, dataset=dataset, tokens=cat.tokens_seen(step))
+            recs = evaluate_tasks(
+                ckpt,
+                manifest["tasks"],
+                num_fewshot=n,
+                include_path=manifest["include_path"],
+                log_samples=final,
+                batch_size=batch_size,
+                device=device,
+                dtype=dtype,
+                tokenizer=tokenizer,
+                cache_requests=cached,
+                bootstrap_iters=BOOTSTRAP_ITERS,
+            )
+            rows += _rows(
+                recs, suite=cat.suite, model=model, dataset=dataset, tokens=cat.tokens_seen(step)
+            )
             if final and samples_dir is not None:
                 _write_samples(recs, Path(samples_dir), n)
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -357,52 +457,109 @@ def _request_tokens(records: dict, tokenizer) -> int:
     return n
 
 
-def bench_adapter_vs_cli(ckpt: runs.Checkpoint, tasks: list[str], include_path: str | Path, *, batch_size: int = 32,
-                         threads: int | None = None, rounds: int = 2) -> dict:
+def bench_adapter_vs_cli(
+    ckpt: runs.Checkpoint,
+    tasks: list[str],
+    include_path: str | Path,
+    *,
+    batch_size: int = 32,
+    threads: int | None = None,
+    rounds: int = 2,
+) -> dict:
     """Time the same tasks on the same checkpoint through our adapter (in process, model loaded
     from the directory, fresh cache each round) and through ``lm_eval`` on the command line
     (``--model hf --model_args pretrained=DIR``), alternating ``rounds`` times; tokens/s of each
     (best round) and their ratio. The CLI's time is its own process, start-up and all; lm-eval's
     in-process ``total_evaluation_time_seconds`` is reported beside it."""
     if ckpt.source is runs.Source.hub:
-        raise UsageError("bench compares on a checkpoint directory; use trained or local checkpoints")
+        raise UsageError(
+            "bench compares on a checkpoint directory; use trained or local checkpoints"
+        )
     exe = shutil.which("lm_eval", path=str(Path(sys.executable).parent)) or "lm_eval"
-    include_path = Path(include_path).resolve()  # the CLI runs in a scratch directory: absolute paths
+    include_path = Path(
+        include_path
+    ).resolve()  # the CLI runs in a scratch directory: absolute paths
     tok = ckpt.load_tokenizer()
     env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
     ours_s, cli_s, cli_eval_s, tokens, values = [], [], [], None, {}
     for _ in range(rounds):
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            recs = evaluate_tasks(ckpt, tasks, include_path=include_path, batch_size=batch_size, log_samples=True,
-                                  root=Path(tmp) / "cache", bootstrap_iters=100000)  # the CLI's, same work
+            recs = evaluate_tasks(
+                ckpt,
+                tasks,
+                include_path=include_path,
+                batch_size=batch_size,
+                log_samples=True,
+                root=Path(tmp) / "cache",
+                bootstrap_iters=100000,
+            )  # the CLI's, same work
             ours_s.append(time.perf_counter() - t0)
             tokens = tokens or _request_tokens(recs, tok)
             values["ours"] = {t: recs[t]["results"][t] for t in tasks}
             t0 = time.perf_counter()
-            out = subprocess.run([exe, "--model", "hf", "--model_args", f"pretrained={Path(ckpt.location).resolve()}", "--tasks",
-                                  ",".join(tasks), "--include_path", str(include_path), "--device", "cpu",
-                                  "--batch_size", str(batch_size), "--output_path", str(Path(tmp) / "cli")],
-                                 capture_output=True, text=True, env=env, cwd=tmp)
+            out = subprocess.run(
+                [
+                    exe,
+                    "--model",
+                    "hf",
+                    "--model_args",
+                    f"pretrained={Path(ckpt.location).resolve()}",
+                    "--tasks",
+                    ",".join(tasks),
+                    "--include_path",
+                    str(include_path),
+                    "--device",
+                    "cpu",
+                    "--batch_size",
+                    str(batch_size),
+                    "--output_path",
+                    str(Path(tmp) / "cli"),
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=tmp,
+                check=False,
+            )
             cli_s.append(time.perf_counter() - t0)
             if out.returncode != 0:
                 raise RuntimeError(f"lm_eval failed: {out.stderr[-2000:]}")
             res = json.loads(next((Path(tmp) / "cli").rglob("results_*.json")).read_text())
             cli_eval_s.append(float(res.get("total_evaluation_time_seconds", "nan")))
             values["cli"] = {t: res["results"][t] for t in tasks}
-    pairs = [(values["ours"][t].get(k), v) for t in tasks for k, v in values["cli"][t].items()
-             if "," in k and isinstance(v, float) and not math.isnan(v)]
+    pairs = [
+        (values["ours"][t].get(k), v)
+        for t in tasks
+        for k, v in values["cli"][t].items()
+        if "," in k and isinstance(v, float) and not math.isnan(v)
+    ]
     # the adapter's log-probabilities are lm-eval's to float32 rounding (pythia.evaluate.harness)
-    same = all(isinstance(a, float) and math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9) for a, b in pairs)
-    worst = max((abs(a - b) / max(abs(b), 1e-12) for a, b in pairs if isinstance(a, float)), default=0.0)
-    return {"checkpoint": ckpt.name, "location": ckpt.location, "tasks": tasks, "tokens": tokens,
-            "batch_size": batch_size, "threads": threads, "rounds": rounds,
-            "adapter_s": ours_s, "cli_s": cli_s, "cli_in_process_s": cli_eval_s,
-            "adapter_tokens_per_s": tokens / min(ours_s), "cli_tokens_per_s": tokens / min(cli_s),
-            "cli_in_process_tokens_per_s": tokens / min(cli_eval_s),
-            "ratio_adapter_over_cli": min(cli_s) / min(ours_s),
-            "ratio_adapter_over_cli_in_process": min(cli_eval_s) / min(ours_s), "identical_values": same,
-            "max_relative_difference": worst}
+    same = all(
+        isinstance(a, float) and math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9) for a, b in pairs
+    )
+    worst = max(
+        (abs(a - b) / max(abs(b), 1e-12) for a, b in pairs if isinstance(a, float)), default=0.0
+    )
+    return {
+        "checkpoint": ckpt.name,
+        "location": ckpt.location,
+        "tasks": tasks,
+        "tokens": tokens,
+        "batch_size": batch_size,
+        "threads": threads,
+        "rounds": rounds,
+        "adapter_s": ours_s,
+        "cli_s": cli_s,
+        "cli_in_process_s": cli_eval_s,
+        "adapter_tokens_per_s": tokens / min(ours_s),
+        "cli_tokens_per_s": tokens / min(cli_s),
+        "cli_in_process_tokens_per_s": tokens / min(cli_eval_s),
+        "ratio_adapter_over_cli": min(cli_s) / min(ours_s),
+        "ratio_adapter_over_cli_in_process": min(cli_eval_s) / min(ours_s),
+        "identical_values": same,
+        "max_relative_difference": worst,
+    }
 
 
 # ------------------------------------------------------------------------------ command line
@@ -428,9 +585,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     cat = runs.from_arguments(args.suite, args)
     cat.check_model(args.model)
     manifest = read_manifest(args.tasks_json)
-    df = evaluate_run(cat, paths.check_dataset(args.dataset), args.model, manifest, num_fewshot=args.num_fewshot,
-                      device=args.device, dtype=args.dtype, batch_size=args.batch_size, samples_dir=args.samples,
-                      progress=not args.no_progress)
+    df = evaluate_run(
+        cat,
+        paths.check_dataset(args.dataset),
+        args.model,
+        manifest,
+        num_fewshot=args.num_fewshot,
+        device=args.device,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        samples_dir=args.samples,
+        progress=not args.no_progress,
+    )
     write_csv(df, args.out)
     print(f"{len(df)} rows -> {args.out}")
     return 0
@@ -444,13 +610,37 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     ckpt = cat.checkpoint(model, args.dataset, step)
     folder = tasks_dir(args.suite)
     read_manifest(folder / "tasks.json")
-    res = bench_adapter_vs_cli(ckpt, args.task, folder, batch_size=args.batch_size, threads=args.threads,
-                               rounds=args.rounds)
-    out = args.out or paths.suite_dir(args.suite) / "bench" / f"benchmarks_{model}_{'-'.join(args.task)}.json"
+    res = bench_adapter_vs_cli(
+        ckpt,
+        args.task,
+        folder,
+        batch_size=args.batch_size,
+        threads=args.threads,
+        rounds=args.rounds,
+    )
+    out = (
+        args.out
+        or paths.suite_dir(args.suite) / "bench" / f"benchmarks_{model}_{'-'.join(args.task)}.json"
+    )
     write_json(out, res)
-    print(json.dumps({k: res[k] for k in ("checkpoint", "tokens", "adapter_tokens_per_s", "cli_tokens_per_s",
-                                          "ratio_adapter_over_cli", "ratio_adapter_over_cli_in_process",
-                                          "identical_values", "max_relative_difference")}, indent=1))
+    print(
+        json.dumps(
+            {
+                k: res[k]
+                for k in (
+                    "checkpoint",
+                    "tokens",
+                    "adapter_tokens_per_s",
+                    "cli_tokens_per_s",
+                    "ratio_adapter_over_cli",
+                    "ratio_adapter_over_cli_in_process",
+                    "identical_values",
+                    "max_relative_difference",
+                )
+            },
+            indent=1,
+        )
+    )
     return 0
 
 
@@ -463,25 +653,45 @@ def _cmd_published(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("benchmarks", help="section 02: lm-eval tasks over every checkpoint, published numbers")
+    p = sub.add_parser(
+        "benchmarks", help="section 02: lm-eval tasks over every checkpoint, published numbers"
+    )
     bsub = p.add_subparsers(dest="benchmarks_command", required=True, metavar="BENCHMARKS")
 
     b = bsub.add_parser("tasks", help="write the offline task YAMLs and data, check every task")
     b.add_argument("--suite", required=True)
-    b.add_argument("--tasks", nargs="+", default=["offline"], help="lm-eval task names, task YAMLs, 'offline', 'paper'")
-    b.add_argument("--examples", type=int, default=DEFAULT_EXAMPLES,
-                   help="examples per offline multiple-choice task (the cloze: twice as many)")
+    b.add_argument(
+        "--tasks",
+        nargs="+",
+        default=["offline"],
+        help="lm-eval task names, task YAMLs, 'offline', 'paper'",
+    )
+    b.add_argument(
+        "--examples",
+        type=int,
+        default=DEFAULT_EXAMPLES,
+        help="examples per offline multiple-choice task (the cloze: twice as many)",
+    )
     b.add_argument("--out", type=Path, help="task folder (default work/<suite>/benchmarks/tasks)")
     b.set_defaults(func=_cmd_tasks)
 
-    b = bsub.add_parser("evaluate", help="the tasks on every selected checkpoint of one model and dataset")
+    b = bsub.add_parser(
+        "evaluate", help="the tasks on every selected checkpoint of one model and dataset"
+    )
     b.add_argument("--suite", required=True)
     b.add_argument("--model", required=True)
     b.add_argument("--dataset", required=True)
-    b.add_argument("--tasks-json", type=Path, required=True, help="tasks.json written by `pythia benchmarks tasks`")
+    b.add_argument(
+        "--tasks-json",
+        type=Path,
+        required=True,
+        help="tasks.json written by `pythia benchmarks tasks`",
+    )
     b.add_argument("--num-fewshot", type=int, nargs="+", default=[0])
     b.add_argument("--out", type=Path, required=True, help="the tidy CSV")
-    b.add_argument("--samples", type=Path, help="folder for lm-eval's per-sample logs of the final checkpoint")
+    b.add_argument(
+        "--samples", type=Path, help="folder for lm-eval's per-sample logs of the final checkpoint"
+    )
     b.add_argument("--device", default="cpu", help="cpu or cuda")
     b.add_argument("--dtype", default=None, help="float32 (default), bf16 or fp16 (on CUDA)")
     b.add_argument("--batch-size", type=int, default=32)
@@ -503,11 +713,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     runs.add_arguments(b)
     b.set_defaults(func=_cmd_bench)
 
-    b = bsub.add_parser("published", help="regenerate the committed table of Pythia's published results")
-    b.add_argument("--source", type=Path, required=True, help="the pythia-v1 folder of EleutherAI/pythia's evals")
+    b = bsub.add_parser(
+        "published", help="regenerate the committed table of Pythia's published results"
+    )
+    b.add_argument(
+        "--source",
+        type=Path,
+        required=True,
+        help="the pythia-v1 folder of EleutherAI/pythia's evals",
+    )
     b.add_argument("--out", type=Path, help="default: pythia/published/tables/pythia_evals.csv")
     b.set_defaults(func=_cmd_published)
 
 
-__all__ = ["ALIASES", "OFFLINE_TASKS", "PAPER_TASKS", "bench_adapter_vs_cli", "evaluate_run", "expand", "paper_task",
-           "read_manifest", "spread", "tasks_dir", "write_tasks"]
+__all__ = [
+    "ALIASES",
+    "OFFLINE_TASKS",
+    "PAPER_TASKS",
+    "bench_adapter_vs_cli",
+    "evaluate_run",
+    "expand",
+    "paper_task",
+    "read_manifest",
+    "spread",
+    "tasks_dir",
+    "write_tasks",
+]

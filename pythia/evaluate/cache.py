@@ -88,27 +88,48 @@ def cached_score(
     """
     rows, lengths = as_rows(tokens)
     pos = target_positions(rows.shape[1], positions)
-    forbid = sorted(set(int(f) for f in forbid))
-    options = json.dumps({"positions": pos.tolist(), "vocab_size": vocab_size, "forbid": forbid,
-                          "width": rows.shape[1]}, sort_keys=True)
+    forbid = sorted({int(f) for f in forbid})
+    options = json.dumps(
+        {
+            "positions": pos.tolist(),
+            "vocab_size": vocab_size,
+            "forbid": forbid,
+            "width": rows.shape[1],
+        },
+        sort_keys=True,
+    )
     folder = checkpoint_dir(root or cache_root(checkpoint.suite) / "scores", checkpoint)
     blocks = [(lo, min(lo + block_rows, len(rows))) for lo in range(0, len(rows), block_rows)]
-    files = [folder / f"{_block_key(rows[lo:hi], lengths[lo:hi], options)}.npz" for lo, hi in blocks]
+    files = [
+        folder / f"{_block_key(rows[lo:hi], lengths[lo:hi], options)}.npz" for lo, hi in blocks
+    ]
     found = [_load_block(f) if f.is_file() else None for f in files]
     todo = [i for i, b in enumerate(found) if b is None]
     if todo:
         model = load_model() if load_model is not None else checkpoint.load_model()
         pick = np.concatenate([np.arange(*blocks[i]) for i in todo])
-        fresh = score(model, rows[pick], pos, vocab_size=vocab_size, forbid=forbid, batch_size=batch_size,
-                      lengths=lengths[pick], progress=progress, desc=checkpoint.name)
+        fresh = score(
+            model,
+            rows[pick],
+            pos,
+            vocab_size=vocab_size,
+            forbid=forbid,
+            batch_size=batch_size,
+            lengths=lengths[pick],
+            progress=progress,
+            desc=checkpoint.name,
+        )
         at = 0
         for i in todo:
             lo, hi = blocks[i]
             part = fresh.rows(slice(at, at + hi - lo))
             at += hi - lo
             found[i] = {"targets": part.targets, "logprobs": part.logprobs, "greedy": part.greedy}
-            with atomic_path(files[i], suffix=".npz") as tmp:
-                with open(tmp, "wb") as f:
-                    np.savez(f, **found[i])
-    return Scores(pos, np.concatenate([b["targets"] for b in found]), np.concatenate([b["logprobs"] for b in found]),
-                  np.concatenate([b["greedy"] for b in found]))
+            with atomic_path(files[i], suffix=".npz") as tmp, open(tmp, "wb") as f:
+                np.savez(f, **found[i])
+    return Scores(
+        pos,
+        np.concatenate([b["targets"] for b in found]),
+        np.concatenate([b["logprobs"] for b in found]),
+        np.concatenate([b["greedy"] for b in found]),
+    )

@@ -48,7 +48,9 @@ class TaskError(PythiaError, ValueError):
     """An unknown task or a task whose data file is missing; the message names it."""
 
 
-def _batches(requests, max_length: int, batch_size: int, group: bool) -> tuple[list[list[tuple]], int]:
+def _batches(
+    requests, max_length: int, batch_size: int, group: bool
+) -> tuple[list[list[tuple]], int]:
     """The forward passes lm-eval's ``HFLM`` makes for loglikelihood ``requests``, in its order.
 
     A request ``(key, context tokens, continuation tokens)`` is scored on the last
@@ -65,18 +67,27 @@ def _batches(requests, max_length: int, batch_size: int, group: bool) -> tuple[l
     cut = 0
     for i, (_, ctx, cont) in enumerate(requests):
         if not ctx or not cont or len(cont) > max_length:
-            raise ValueError(f"lm-eval request with {len(ctx)} context and {len(cont)} continuation tokens: "
-                             f"both must be non-empty and the continuation at most {max_length} tokens")
+            raise ValueError(
+                f"lm-eval request with {len(ctx)} context and {len(cont)} continuation tokens: "
+                f"both must be non-empty and the continuation at most {max_length} tokens"
+            )
         cut += len(ctx) + len(cont) > max_length + 1
         groups.setdefault(tuple(ctx + cont[:-1]) if group else (i,), []).append(i)
     heads = [max(members, key=lambda i: len(requests[i][2])) for members in groups.values()]
     passes = []
     for head, members in zip(heads, groups.values()):
         full = requests[head][1] + requests[head][2]
-        passes.append(((-len(full), tuple(full)), full[-(max_length + 1):][:-1],
-                       [(i, requests[i][2]) for i in members]))
+        passes.append(
+            (
+                (-len(full), tuple(full)),
+                full[-(max_length + 1) :][:-1],
+                [(i, requests[i][2]) for i in members],
+            )
+        )
     passes.sort(key=lambda p: p[0])
-    batches = [[p[1:] for p in passes[k:k + batch_size]] for k in range(0, len(passes), batch_size)]
+    batches = [
+        [p[1:] for p in passes[k : k + batch_size]] for k in range(0, len(passes), batch_size)
+    ]
     return batches, cut
 
 
@@ -112,45 +123,76 @@ def _hflm_class():
 
         def _scores_continuations_only(self, override_bs) -> bool:
             forward = getattr(self.model, "forward", None)
-            return (self.backend == "causal" and isinstance(override_bs or self.batch_size, int)
-                    and forward is not None and "logits_to_keep" in inspect.signature(forward).parameters
-                    and not hasattr(self.model, "peft_config"))
+            return (
+                self.backend == "causal"
+                and isinstance(override_bs or self.batch_size, int)
+                and forward is not None
+                and "logits_to_keep" in inspect.signature(forward).parameters
+                and not hasattr(self.model, "peft_config")
+            )
 
         def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
             if not self._scores_continuations_only(override_bs):
-                return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
+                return super()._loglikelihood_tokens(
+                    requests, disable_tqdm=disable_tqdm, override_bs=override_bs
+                )
             import torch
             import torch.nn.functional as F
             from tqdm.auto import tqdm
 
             bs = max(1, int(override_bs or self.batch_size))
-            batches, cut = _batches(requests, self.max_length, bs, group=bool(getattr(self, "logits_cache", True)))
+            batches, cut = _batches(
+                requests, self.max_length, bs, group=bool(getattr(self, "logits_cache", True))
+            )
             if cut:
-                log.warning("%d of %d lm-eval requests are longer than the model's %d tokens: their contexts "
-                            "are cut from the left", cut, len(requests), self.max_length)
+                log.warning(
+                    "%d of %d lm-eval requests are longer than the model's %d tokens: their contexts "
+                    "are cut from the left",
+                    cut,
+                    len(requests),
+                    self.max_length,
+                )
             answers: list[tuple[float, bool] | None] = [None] * len(requests)
-            bar = tqdm(total=len(requests), disable=disable_tqdm or self.rank != 0,
-                       desc="Running loglikelihood requests")
+            bar = tqdm(
+                total=len(requests),
+                disable=disable_tqdm or self.rank != 0,
+                desc="Running loglikelihood requests",
+            )
             for batch in batches:
                 width = max(len(inp) for inp, _ in batch)
                 ids = torch.zeros(len(batch), width, dtype=torch.long)
                 keep = torch.zeros(len(batch), width, dtype=torch.bool)
                 for row, (inp, reads) in enumerate(batch):
-                    ids[row, :len(inp)] = torch.tensor(inp)
-                    keep[row, len(inp) - max(len(c) for _, c in reads):len(inp)] = True
-                with torch.no_grad(), torch.autocast(device_type=self.device.type, dtype=self.mixed_precision_dtype,
-                                                     enabled=self.mixed_precision_dtype is not None):
-                    logits = self.model(ids.to(self.device), logits_to_keep=keep.to(self.device)).logits
-                logp = F.log_softmax(logits.reshape(-1, logits.shape[-1]), dim=-1, dtype=self.softmax_dtype)
+                    ids[row, : len(inp)] = torch.tensor(inp)
+                    keep[row, len(inp) - max(len(c) for _, c in reads) : len(inp)] = True
+                with (
+                    torch.no_grad(),
+                    torch.autocast(
+                        device_type=self.device.type,
+                        dtype=self.mixed_precision_dtype,
+                        enabled=self.mixed_precision_dtype is not None,
+                    ),
+                ):
+                    logits = self.model(
+                        ids.to(self.device), logits_to_keep=keep.to(self.device)
+                    ).logits
+                logp = F.log_softmax(
+                    logits.reshape(-1, logits.shape[-1]), dim=-1, dtype=self.softmax_dtype
+                )
                 if logp.shape[0] != int(keep.sum()):
-                    raise RuntimeError(f"{type(self.model).__name__} returned {logp.shape[0]} logits for "
-                                       f"{int(keep.sum())} kept positions")
+                    raise RuntimeError(
+                        f"{type(self.model).__name__} returned {logp.shape[0]} logits for "
+                        f"{int(keep.sum())} kept positions"
+                    )
                 end = keep.sum(1).cumsum(0).tolist()  # a row's kept positions end here in logp
-                for row, (inp, reads) in enumerate(batch):
+                for row, (_inp, reads) in enumerate(batch):
                     for r, cont in reads:
-                        sel = logp[end[row] - len(cont):end[row]]
+                        sel = logp[end[row] - len(cont) : end[row]]
                         target = torch.tensor(cont, dtype=torch.long, device=logp.device)
-                        answer = (float(sel.gather(1, target[:, None]).sum()), bool((sel.argmax(-1) == target).all()))
+                        answer = (
+                            float(sel.gather(1, target[:, None]).sum()),
+                            bool((sel.argmax(-1) == target).all()),
+                        )
                         answers[r] = answer
                         if requests[r][0] is not None:
                             self.cache_hook.add_partial("loglikelihood", requests[r][0], answer)
@@ -230,7 +272,11 @@ def _compiled_templates_once() -> None:
     def apply_template(template: str, doc: dict) -> str:
         return compiled(template).render(**doc)
 
-    apply_template.once, apply_template.compiled, apply_template.original = True, compiled, utils.apply_template
+    apply_template.once, apply_template.compiled, apply_template.original = (
+        True,
+        compiled,
+        utils.apply_template,
+    )
     utils.apply_template = apply_template
 
 
@@ -238,7 +284,9 @@ def folder_digest(folder: str | Path) -> str:
     """16 hex digits of the files in ``folder`` (names and bytes; hidden files, such as a write in
     progress, left out): a key for written task files that needs no lm-eval import."""
     h = hashlib.sha256()
-    for f in sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith(".")):
+    for f in sorted(
+        p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith(".")
+    ):
         h.update(f.name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
     return h.hexdigest()[:16]
 
@@ -259,8 +307,12 @@ def request_cache(suite: str, key: Any) -> Path | None:
         lm_eval_version = version("lm_eval")  # read without importing lm-eval
     except PackageNotFoundError:
         lm_eval_version = None
-    folder = (paths.suite_dir(suite) / "cache" / "lm_eval_requests"
-              / config_digest({"key": key, "lm_eval": lm_eval_version}))
+    folder = (
+        paths.suite_dir(suite)
+        / "cache"
+        / "lm_eval_requests"
+        / config_digest({"key": key, "lm_eval": lm_eval_version})
+    )
     folder.mkdir(parents=True, exist_ok=True)
     os.environ["LM_HARNESS_CACHE_PATH"] = str(folder)
     return folder
@@ -287,17 +339,25 @@ def task_digest(name: str, include_path: str | Path | None = None) -> str:
     entry = tm.task_index.get(name)
     if entry is None:
         near = difflib.get_close_matches(name, list(tm.task_index), n=3)
-        raise TaskError(f"unknown lm-eval task {name!r}" + (f" (similar: {', '.join(near)})" if near else "")
-                        + (f"; tasks in {include_path} are found by their YAML's task: name" if include_path else
-                           "; give include_path for local task YAMLs"))
+        raise TaskError(
+            f"unknown lm-eval task {name!r}"
+            + (f" (similar: {', '.join(near)})" if near else "")
+            + (
+                f"; tasks in {include_path} are found by their YAML's task: name"
+                if include_path
+                else "; give include_path for local task YAMLs"
+            )
+        )
     h = hashlib.sha256(name.encode())
     if entry.yaml_path is not None:
         cfg = load_yaml(entry.yaml_path, resolve_func=False)
         h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
         for f in _data_files(cfg):
             if not f.is_absolute():
-                raise TaskError(f"task {name!r} ({entry.yaml_path}) names the relative data file {f}; lm-eval "
-                                f"resolves it against the working directory: give an absolute path")
+                raise TaskError(
+                    f"task {name!r} ({entry.yaml_path}) names the relative data file {f}; lm-eval "
+                    f"resolves it against the working directory: give an absolute path"
+                )
             if not f.is_file():
                 raise TaskError(f"data file {f} of task {name!r} ({entry.yaml_path}) is missing")
             h.update(hashlib.sha256(f.read_bytes()).digest())
@@ -352,8 +412,12 @@ def evaluate_tasks(
     before lm-eval is imported (:func:`request_cache`).
     ``max_length``: lm-eval's context window (default: the model's ``max_position_embeddings``).
     """
-    folder = checkpoint_dir(Path(root) if root else cache_root(checkpoint.suite) / "lm_eval", checkpoint)
-    files = {t: _record_file(folder, t, num_fewshot, task_digest(t, include_path), limit) for t in tasks}
+    folder = checkpoint_dir(
+        Path(root) if root else cache_root(checkpoint.suite) / "lm_eval", checkpoint
+    )
+    files = {
+        t: _record_file(folder, t, num_fewshot, task_digest(t, include_path), limit) for t in tasks
+    }
     records: dict[str, dict] = {}
     for t, f in files.items():
         try:
@@ -376,9 +440,15 @@ def evaluate_tasks(
     _env_info_once()
     _compiled_templates_once()
     out = lm_eval.simple_evaluate(
-        model=lm_eval_model(model, tokenizer, batch_size=batch_size, max_length=max_length), tasks=todo, num_fewshot=num_fewshot,
-        task_manager=task_manager(include_path, todo), limit=limit, log_samples=log_samples,
-        bootstrap_iters=bootstrap_iters, verbosity="WARNING", cache_requests=cache_requests,
+        model=lm_eval_model(model, tokenizer, batch_size=batch_size, max_length=max_length),
+        tasks=todo,
+        num_fewshot=num_fewshot,
+        task_manager=task_manager(include_path, todo),
+        limit=limit,
+        log_samples=log_samples,
+        bootstrap_iters=bootstrap_iters,
+        verbosity="WARNING",
+        cache_requests=cache_requests,
     )
     for t in todo:
         names = [n for n in _subtasks(out, t) if n in out["results"]]
@@ -392,7 +462,9 @@ def evaluate_tasks(
             "task_digest": files[t].stem.rsplit("-", 1)[-1],
             "results": {n: out["results"][n] for n in names},
             "n_samples": {n: out["n-samples"][n] for n in names if n in out.get("n-samples", {})},
-            "higher_is_better": {n: out["higher_is_better"][n] for n in names if n in out.get("higher_is_better", {})},
+            "higher_is_better": {
+                n: out["higher_is_better"][n] for n in names if n in out.get("higher_is_better", {})
+            },
             "versions": {n: out["versions"][n] for n in names if n in out.get("versions", {})},
             "lm_eval_version": out.get("lm_eval_version"),
         }
@@ -414,7 +486,15 @@ def tidy(records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                     continue
                 metric, filt = key.split(",", 1)
                 err = metrics.get(f"{metric}_stderr,{filt}")
-                rows.append({"task": task, "metric": metric, "filter": filt, "value": float(value),
-                             "stderr": float(err) if isinstance(err, (int, float)) else None,
-                             "num_fewshot": rec["num_fewshot"], "step": rec["step"]})
+                rows.append(
+                    {
+                        "task": task,
+                        "metric": metric,
+                        "filter": filt,
+                        "value": float(value),
+                        "stderr": float(err) if isinstance(err, (int, float)) else None,
+                        "num_fewshot": rec["num_fewshot"],
+                        "step": rec["step"],
+                    }
+                )
     return rows

@@ -118,9 +118,13 @@ class ScanOptions:
 
     def __post_init__(self) -> None:
         if self.prompt < 1 or self.continuation < 1:
-            raise UsageError(f"prompt and continuation lengths must be >= 1, got {self.prompt} and {self.continuation}")
+            raise UsageError(
+                f"prompt and continuation lengths must be >= 1, got {self.prompt} and {self.continuation}"
+            )
         if self.score_stride < 0:
-            raise UsageError(f"score stride must be >= 0 (0: no fractional scores), got {self.score_stride}")
+            raise UsageError(
+                f"score stride must be >= 0 (0: no fractional scores), got {self.score_stride}"
+            )
 
     @property
     def width(self) -> int:
@@ -141,8 +145,12 @@ def leading_run(correct: np.ndarray) -> np.ndarray:
     return np.where(miss.any(axis=1), first, correct.shape[1]).astype(np.int16)
 
 
-def _pick(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-          forbid: torch.Tensor | None) -> torch.Tensor:
+def _pick(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    forbid: torch.Tensor | None,
+) -> torch.Tensor:
     """Greedy tokens (b,) of ``hidden`` (b, d) under the output layer cut to the real vocabulary
     (``weight`` (V, d): padded rows never win), forbidden tokens at -inf. The logits are one
     contiguous (b, V) block, filled in place: ``argmax`` over a column slice of the padded
@@ -166,7 +174,10 @@ def last_position_only(model: torch.nn.Module) -> Iterator[bool]:
     batch size's). Yields whether the model had that shape (otherwise nothing changes)."""
     layers = getattr(model.base_model, "layers", None)
     last = layers[-1] if layers is not None and len(layers) else None
-    targets = [getattr(getattr(last, "attention", None), "dense", None), getattr(last, "post_attention_layernorm", None)]
+    targets = [
+        getattr(getattr(last, "attention", None), "dense", None),
+        getattr(last, "post_attention_layernorm", None),
+    ]
     if any(not isinstance(t, torch.nn.Module) for t in targets):
         yield False
         return
@@ -247,7 +258,11 @@ def _buffer_layer() -> type:
         def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
             n = key_states.shape[-2]
             if not self.is_initialized:
-                self.dtype, self.device, self.is_initialized = key_states.dtype, key_states.device, True
+                self.dtype, self.device, self.is_initialized = (
+                    key_states.dtype,
+                    key_states.device,
+                    True,
+                )
                 self.keys, self.values, self.length = key_states, value_states, n
                 return self.keys, self.values
             end = self.length + n
@@ -257,10 +272,10 @@ def _buffer_layer() -> type:
                 b, h, _, d = self.keys.shape
                 self._k = self.keys.new_empty(b, h, self.capacity, d)
                 self._v = self.values.new_empty(b, h, self.capacity, self.values.shape[-1])
-                self._k[:, :, :self.length] = self.keys
-                self._v[:, :, :self.length] = self.values
-            self._k[:, :, self.length:end] = key_states
-            self._v[:, :, self.length:end] = value_states
+                self._k[:, :, : self.length] = self.keys
+                self._v[:, :, : self.length] = self.values
+            self._k[:, :, self.length : end] = key_states
+            self._v[:, :, self.length : end] = value_states
             self.length = end
             self.keys, self.values = self._k[:, :, :end], self._v[:, :, :end]
             return self.keys, self.values
@@ -275,14 +290,20 @@ def _buffer_layer() -> type:
                 self.keys, self.values = self.keys[indices], self.values[indices]
             else:
                 self._k, self._v = self._k[indices], self._v[indices]
-                self.keys, self.values = self._k[:, :, :self.length], self._v[:, :, :self.length]
+                self.keys, self.values = self._k[:, :, : self.length], self._v[:, :, : self.length]
 
     return _BufferLayer
 
 
 @torch.inference_mode()
-def greedy_continue(model: torch.nn.Module, prefix: np.ndarray, steps: int, *, vocab_size: int | None = None,
-                    forbid: Sequence[int] = (EOD,)) -> np.ndarray:
+def greedy_continue(
+    model: torch.nn.Module,
+    prefix: np.ndarray,
+    steps: int,
+    *,
+    vocab_size: int | None = None,
+    forbid: Sequence[int] = (EOD,),
+) -> np.ndarray:
     """(b, steps) tokens greedy decoding appends to ``prefix`` (b, p) (equal lengths, no padding),
     with a KV cache: one forward over the prefix, then one token per step. The output layer runs
     on the last position only."""
@@ -290,18 +311,23 @@ def greedy_continue(model: torch.nn.Module, prefix: np.ndarray, steps: int, *, v
 
     device = next(model.parameters()).device
     weight, bias = _output_layer(model, vocab_size)
-    forbid_t = torch.tensor(sorted(set(forbid)), dtype=torch.int64, device=device) if forbid else None
+    forbid_t = (
+        torch.tensor(sorted(set(forbid)), dtype=torch.int64, device=device) if forbid else None
+    )
     x = torch.from_numpy(np.ascontiguousarray(prefix, dtype=np.int64)).to(device)  # (b, p)
     with last_position_only(model):
-        out = model.base_model(input_ids=x, past_key_values=_kv_cache(x.shape[1] + steps, device),
-                                 use_cache=True)
+        out = model.base_model(
+            input_ids=x, past_key_values=_kv_cache(x.shape[1] + steps, device), use_cache=True
+        )
     cache = out.past_key_values
     tokens = torch.empty(x.shape[0], steps, dtype=torch.int64, device=device)  # (b, steps)
     hidden = out.last_hidden_state[:, -1]  # (b, d)
     for i in range(steps):
         tokens[:, i] = _pick(hidden, weight, bias, forbid_t)
         if i + 1 < steps:
-            out = model.base_model(input_ids=tokens[:, i:i + 1], past_key_values=cache, use_cache=True)
+            out = model.base_model(
+                input_ids=tokens[:, i : i + 1], past_key_values=cache, use_cache=True
+            )
             cache, hidden = out.past_key_values, out.last_hidden_state[:, -1]
     return tokens.cpu().numpy()
 
@@ -324,7 +350,13 @@ def _group_rows(batch: int, model: torch.nn.Module, prompt: int, device: torch.d
     if device.type != "cpu":
         return batch
     cfg = model.config
-    per_row = 2 * cfg.num_hidden_layers * prompt * cfg.hidden_size * next(model.parameters()).element_size()
+    per_row = (
+        2
+        * cfg.num_hidden_layers
+        * prompt
+        * cfg.hidden_size
+        * next(model.parameters()).element_size()
+    )
     rows = min(CPU_DECODE_BATCH, CPU_GROUP_CACHE_BYTES // per_row)
     return max(1, rows // batch) * batch
 
@@ -344,9 +376,16 @@ def _merge_caches(parts: list[tuple[Any, torch.Tensor]], capacity: int, device: 
 
 
 @torch.inference_mode()
-def leading_matches(model: torch.nn.Module, rows: np.ndarray, prompt: int, continuation: int, *,
-                    vocab_size: int | None = None, forbid: Sequence[int] = (EOD,),
-                    batch_size: int | None = None) -> np.ndarray:
+def leading_matches(
+    model: torch.nn.Module,
+    rows: np.ndarray,
+    prompt: int,
+    continuation: int,
+    *,
+    vocab_size: int | None = None,
+    forbid: Sequence[int] = (EOD,),
+    batch_size: int | None = None,
+) -> np.ndarray:
     """Leading match runs (N,) int16 of ``rows`` (N, >= k + l): teacher forcing, cut at each row's
     first miss.
 
@@ -368,30 +407,46 @@ def leading_matches(model: torch.nn.Module, rows: np.ndarray, prompt: int, conti
     k, l = prompt, continuation
     device = next(model.parameters()).device
     weight, bias = _output_layer(model, vocab_size)
-    forbid_t = torch.tensor(sorted(set(forbid)), dtype=torch.int64, device=device) if forbid else None
-    chunk = max(32, (LOGIT_CHUNK_BYTES if device.type == "cpu" else 32 * LOGIT_CHUNK_BYTES) // (4 * weight.shape[0]))
+    forbid_t = (
+        torch.tensor(sorted(set(forbid)), dtype=torch.int64, device=device) if forbid else None
+    )
+    chunk = max(
+        32,
+        (LOGIT_CHUNK_BYTES if device.type == "cpu" else 32 * LOGIT_CHUNK_BYTES)
+        // (4 * weight.shape[0]),
+    )
 
     def pick(hidden: torch.Tensor) -> torch.Tensor:  # (a, w, d) -> greedy tokens (a, w)
         flat = hidden.reshape(-1, hidden.shape[-1])
-        return torch.cat([_pick(flat[i:i + chunk], weight, bias, forbid_t)
-                          for i in range(0, len(flat), chunk)]).view(hidden.shape[:2])
+        return torch.cat(
+            [_pick(flat[i : i + chunk], weight, bias, forbid_t) for i in range(0, len(flat), chunk)]
+        ).view(hidden.shape[:2])
 
     batch = batch_size or _prompt_batch(k, weight.shape[1], device)
     group = _group_rows(batch, model, k, device)
     runs = np.zeros(len(rows), dtype=np.int16)
     for g in range(0, len(rows), group):
-        x = torch.from_numpy(np.ascontiguousarray(rows[g:g + group, :k + l], dtype=np.int64)).to(device)  # (n, k+l)
+        x = torch.from_numpy(np.ascontiguousarray(rows[g : g + group, : k + l], dtype=np.int64)).to(
+            device
+        )  # (n, k+l)
         parts = []  # (prompt cache, rows of its batch whose first pick matched)
         for lo in range(0, len(x), batch):
             with last_position_only(model):
-                out = model.base_model(input_ids=x[lo:lo + batch, :k], past_key_values=_kv_cache(k + l, device),
-                                         use_cache=True)
-            hit = (pick(out.last_hidden_state[:, -1:])[:, 0] == x[lo:lo + batch, k]).nonzero()[:, 0]
+                out = model.base_model(
+                    input_ids=x[lo : lo + batch, :k],
+                    past_key_values=_kv_cache(k + l, device),
+                    use_cache=True,
+                )
+            hit = (pick(out.last_hidden_state[:, -1:])[:, 0] == x[lo : lo + batch, k]).nonzero()[
+                :, 0
+            ]
             if len(hit):
                 parts.append((out.past_key_values, hit, lo))
         if not parts:
             continue
-        alive = torch.cat([hit + lo for _, hit, lo in parts])  # rows of x that matched every target so far
+        alive = torch.cat(
+            [hit + lo for _, hit, lo in parts]
+        )  # rows of x that matched every target so far
         run = torch.zeros(len(x), dtype=torch.int64, device=device)
         run[alive] = 1
         if len(parts) == 1:  # one prompt batch (off CPU, or a short group): cut its cache down
@@ -403,9 +458,11 @@ def leading_matches(model: torch.nn.Module, rows: np.ndarray, prompt: int, conti
         del parts
         pos, width = k + 1, min(2, l - 1)  # the next chunk predicts x[alive, pos:pos + width]
         while width > 0:
-            out = model.base_model(input_ids=x[alive, pos - 1:pos - 1 + width], past_key_values=cache, use_cache=True)
+            out = model.base_model(
+                input_ids=x[alive, pos - 1 : pos - 1 + width], past_key_values=cache, use_cache=True
+            )
             cache = out.past_key_values
-            wrong = pick(out.last_hidden_state) != x[alive, pos:pos + width]  # (a, w)
+            wrong = pick(out.last_hidden_state) != x[alive, pos : pos + width]  # (a, w)
             missed = wrong.any(dim=1)  # (a,)
             run[alive] += torch.where(missed, wrong.int().argmax(dim=1), width)
             pos += width
@@ -416,13 +473,20 @@ def leading_matches(model: torch.nn.Module, rows: np.ndarray, prompt: int, conti
             if len(keep) < len(missed):
                 cache.batch_select_indices(keep)
             width = min(2 * width, k + l - pos)
-        runs[g:g + len(x)] = run.cpu().numpy()
+        runs[g : g + len(x)] = run.cpu().numpy()
     return runs
 
 
-def memorization(model: torch.nn.Module, rows: np.ndarray, options: ScanOptions = ScanOptions(), *,
-                 vocab_size: int | None = None, score_mask: np.ndarray | None = None, batch_size: int | None = None,
-                 decode_batch: int | None = None) -> dict[str, np.ndarray]:
+def memorization(
+    model: torch.nn.Module,
+    rows: np.ndarray,
+    options: ScanOptions = ScanOptions(),
+    *,
+    vocab_size: int | None = None,
+    score_mask: np.ndarray | None = None,
+    batch_size: int | None = None,
+    decode_batch: int | None = None,
+) -> dict[str, np.ndarray]:
     """Memorized flags, leading match runs and (where ``score_mask``; by default every
     ``options.score_stride``-th row) fractional matches of ``rows`` (N, >= k + l), see the module
     docstring; ``decode_batch``: rows decoded together for their scores (default
@@ -431,8 +495,10 @@ def memorization(model: torch.nn.Module, rows: np.ndarray, options: ScanOptions 
     k, l = options.prompt, options.continuation
     rows = np.asarray(rows)
     if rows.ndim != 2 or rows.shape[1] < k + l:
-        raise UsageError(f"memorization needs rows of at least k + l = {k + l} tokens, got shape {rows.shape}")
-    rows = rows[:, :k + l].astype(np.int64)
+        raise UsageError(
+            f"memorization needs rows of at least k + l = {k + l} tokens, got shape {rows.shape}"
+        )
+    rows = rows[:, : k + l].astype(np.int64)
     forbid = [EOD] if options.forbid_eod else []
     was_training = model.training
     model.eval()
@@ -447,16 +513,27 @@ def memorization(model: torch.nn.Module, rows: np.ndarray, options: ScanOptions 
             matches = np.full(len(rows), -1, dtype=np.int16)
             rest, scored = np.flatnonzero(~want), np.flatnonzero(want)
             if len(rest):
-                run[rest] = leading_matches(model, rows[rest], k, l, vocab_size=vocab_size, forbid=forbid,
-                                            batch_size=batch_size)
+                run[rest] = leading_matches(
+                    model,
+                    rows[rest],
+                    k,
+                    l,
+                    vocab_size=vocab_size,
+                    forbid=forbid,
+                    batch_size=batch_size,
+                )
             # rows with a score decode greedily from their prompt: the l tokens give the run too, so
             # their prompt runs once (a teacher-forced pass first would run it twice)
             if decode_batch is None:
-                decode_batch = CPU_DECODE_BATCH if next(model.parameters()).device.type == "cpu" else 256
+                decode_batch = (
+                    CPU_DECODE_BATCH if next(model.parameters()).device.type == "cpu" else 256
+                )
             for lo in range(0, len(scored), decode_batch):
-                idx = scored[lo:lo + decode_batch]
-                generated = greedy_continue(model, rows[idx, :k], l, vocab_size=vocab_size, forbid=forbid)  # (b, l)
-                correct = generated == rows[idx, k:k + l]
+                idx = scored[lo : lo + decode_batch]
+                generated = greedy_continue(
+                    model, rows[idx, :k], l, vocab_size=vocab_size, forbid=forbid
+                )  # (b, l)
+                correct = generated == rows[idx, k : k + l]
                 run[idx] = leading_run(correct)
                 matches[idx] = correct.sum(axis=1)
             memorized = run == l
@@ -471,11 +548,17 @@ def memorization(model: torch.nn.Module, rows: np.ndarray, options: ScanOptions 
 def seen_steps(checkpoint_step: int) -> range:
     """Data steps a checkpoint has trained on: step s's batch is consumed by update s + 1, so the
     checkpoint at step N has seen steps [0, N)."""
-    return range(0, checkpoint_step)
+    return range(checkpoint_step)
 
 
-def step_range(suite: Suite, dataset: str, checkpoint_step: int, start: int | None = None, stop: int | None = None,
-               stride: int = 1) -> range:
+def step_range(
+    suite: Suite,
+    dataset: str,
+    checkpoint_step: int,
+    start: int | None = None,
+    stop: int | None = None,
+    stride: int = 1,
+) -> range:
     """The data steps to scan: ``[start, stop)`` every ``stride`` (default: all seen by the checkpoint);
     a range past the training data fails with the steps there are."""
     from pythia.data.batches import num_steps
@@ -489,18 +572,21 @@ def step_range(suite: Suite, dataset: str, checkpoint_step: int, start: int | No
     if start < 0 or stop < start:
         raise UsageError(f"bad data step range [{start}, {stop}); give 0 <= start <= stop")
     if stop > have:
-        raise UsageError(f"data steps [{start}, {stop}) run past the training data of suite {suite.name!r} "
-                         f"dataset {dataset!r}, which has steps 0..{have - 1}; ask for a stop of at most {have}")
+        raise UsageError(
+            f"data steps [{start}, {stop}) run past the training data of suite {suite.name!r} "
+            f"dataset {dataset!r}, which has steps 0..{have - 1}; ask for a stop of at most {have}"
+        )
     return range(start, stop, stride)
 
 
 def _blocks(steps: range, per_block: int) -> Iterator[range]:
     for i in range(0, len(steps), per_block):
-        yield steps[i:i + per_block]
+        yield steps[i : i + per_block]
 
 
-def _block_rows(suite: Suite, dataset: str, steps: range, width: int,
-                memo: dict[int, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _block_rows(
+    suite: Suite, dataset: str, steps: range, width: int, memo: dict[int, np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(seq (n,), rows (n, width)) of the training sequences of ``steps`` via get_batch; ``memo``
     keeps each step's rows for the next checkpoint (every checkpoint re-reads the steps before it)."""
     from pythia.data.batches import get_batch
@@ -509,7 +595,9 @@ def _block_rows(suite: Suite, dataset: str, steps: range, width: int,
         if memo is not None and s in memo:
             return memo[s]
         rows = np.ascontiguousarray(get_batch(suite, dataset, s)[:, :width])
-        if memo is not None and (len(memo) + 1) * rows.nbytes <= ROWS_MEMO_BYTES:  # every step's rows: one shape
+        if (
+            memo is not None and (len(memo) + 1) * rows.nbytes <= ROWS_MEMO_BYTES
+        ):  # every step's rows: one shape
             memo[s] = rows  # the earliest steps, which every later checkpoint reads again
         return rows
 
@@ -530,10 +618,20 @@ def scan_file(suite: str, dataset: str, model: str, step: int) -> Path:
     return paths.suite_dir(suite) / "memorization" / dataset / model / f"step{step}.parquet"
 
 
-def scan_checkpoint(checkpoint, suite: Suite, steps: range, options: ScanOptions = ScanOptions(), *,
-                    out: Path | None = None, device: str = "cpu", dtype: Any = None, batch_size: int | None = None,
-                    progress: bool = True, cache_root: Path | None = None,
-                    rows_memo: dict[int, np.ndarray] | None = None) -> dict[str, Any]:
+def scan_checkpoint(
+    checkpoint,
+    suite: Suite,
+    steps: range,
+    options: ScanOptions = ScanOptions(),
+    *,
+    out: Path | None = None,
+    device: str = "cpu",
+    dtype: Any = None,
+    batch_size: int | None = None,
+    progress: bool = True,
+    cache_root: Path | None = None,
+    rows_memo: dict[int, np.ndarray] | None = None,
+) -> dict[str, Any]:
     """Scan the training sequences of data ``steps`` with ``checkpoint`` (a :class:`pythia.runs.Checkpoint`)
     into ``out`` (Parquet, :data:`COLUMNS`); blocks already in the cache are not scored again.
     ``rows_memo``: the training rows read so far, step by step (one dict shared by the checkpoints of
@@ -547,22 +645,43 @@ def scan_checkpoint(checkpoint, suite: Suite, steps: range, options: ScanOptions
     from pythia.io import atomic_path
 
     if suite.training.seq_len + 1 < options.width:
-        raise UsageError(f"suite {suite.name!r} has sequences of {suite.training.seq_len + 1} tokens, fewer than "
-                         f"k + l = {options.width}; use shorter prompt/continuation lengths")
+        raise UsageError(
+            f"suite {suite.name!r} has sequences of {suite.training.seq_len + 1} tokens, fewer than "
+            f"k + l = {options.width}; use shorter prompt/continuation lengths"
+        )
     out = out or scan_file(suite.name, checkpoint.dataset, checkpoint.model, checkpoint.step)
-    folder = checkpoint_dir((cache_root or default_cache_root(suite.name)) / "memorization", checkpoint)
+    folder = checkpoint_dir(
+        (cache_root or default_cache_root(suite.name)) / "memorization", checkpoint
+    )
     per_block = max(1, BLOCK_ROWS // suite.training.global_batch)
     model = None
     vocab = suite.tokenizer.vocab_size
-    schema = pa.schema([("seq", pa.int64()), ("memorized", pa.bool_()), ("match_run", pa.int16()),
-                        ("matches", pa.int16())],
-                       metadata={"checkpoint": checkpoint.identity, "options": json.dumps(asdict(options)),
-                                 "steps": json.dumps([steps.start, steps.stop, steps.step])})
+    schema = pa.schema(
+        [
+            ("seq", pa.int64()),
+            ("memorized", pa.bool_()),
+            ("match_run", pa.int16()),
+            ("matches", pa.int16()),
+        ],
+        metadata={
+            "checkpoint": checkpoint.identity,
+            "options": json.dumps(asdict(options)),
+            "steps": json.dumps([steps.start, steps.stop, steps.step]),
+        },
+    )
     n_rows = memorized = scored = 0
     t0 = time.perf_counter()
-    with atomic_path(out, suffix=".parquet") as tmp, pq.ParquetWriter(tmp, schema) as writer, \
-            tqdm(total=len(steps) * suite.training.global_batch, unit="seq", desc=checkpoint.name,
-                 disable=not progress, dynamic_ncols=True) as bar:
+    with (
+        atomic_path(out, suffix=".parquet") as tmp,
+        pq.ParquetWriter(tmp, schema) as writer,
+        tqdm(
+            total=len(steps) * suite.training.global_batch,
+            unit="seq",
+            desc=checkpoint.name,
+            disable=not progress,
+            dynamic_ncols=True,
+        ) as bar,
+    ):
         for block in _blocks(steps, per_block):
             seq, rows = _block_rows(suite, checkpoint.dataset, block, options.width, rows_memo)
             cached = _cache_file(folder, block, rows, options)
@@ -576,11 +695,22 @@ def scan_checkpoint(checkpoint, suite: Suite, steps: range, options: ScanOptions
             if res is None:
                 if model is None:
                     model = checkpoint.load_model(dtype=dtype, device=device)
-                mask = (seq % options.score_stride == 0) if options.score_stride else np.zeros(len(seq), bool)
+                mask = (
+                    (seq % options.score_stride == 0)
+                    if options.score_stride
+                    else np.zeros(len(seq), bool)
+                )
                 t1 = time.perf_counter()
-                res = memorization(model, rows, options, vocab_size=vocab, score_mask=mask, batch_size=batch_size)
+                res = memorization(
+                    model, rows, options, vocab_size=vocab, score_mask=mask, batch_size=batch_size
+                )
                 scored += len(seq)
-                log.debug("%s steps %s: %.0f seq/s", checkpoint.name, block, len(seq) / (time.perf_counter() - t1))
+                log.debug(
+                    "%s steps %s: %.0f seq/s",
+                    checkpoint.name,
+                    block,
+                    len(seq) / (time.perf_counter() - t1),
+                )
                 with atomic_path(cached, suffix=".npz") as ctmp, open(ctmp, "wb") as f:
                     np.savez(f, **res)
             writer.write_table(pa.table({"seq": seq, **res}, schema=schema))
@@ -589,9 +719,16 @@ def scan_checkpoint(checkpoint, suite: Suite, steps: range, options: ScanOptions
             bar.update(len(seq))
             bar.set_postfix(memorized=memorized)
     seconds = time.perf_counter() - t0
-    return {"checkpoint": checkpoint.name, "identity": checkpoint.identity, "file": str(out), "sequences": n_rows,
-            "memorized": memorized, "scored_now": scored, "seconds": seconds,
-            "sequences_per_s": scored / seconds if scored and seconds > 0 else None}
+    return {
+        "checkpoint": checkpoint.name,
+        "identity": checkpoint.identity,
+        "file": str(out),
+        "sequences": n_rows,
+        "memorized": memorized,
+        "scored_now": scored,
+        "seconds": seconds,
+        "sequences_per_s": scored / seconds if scored and seconds > 0 else None,
+    }
 
 
 def read_scan(path: str | Path):
@@ -600,7 +737,9 @@ def read_scan(path: str | Path):
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run `pythia memorization scan` (or the workflow's memorization rules)")
+        raise FileNotFoundError(
+            f"{path} is missing: run `pythia memorization scan` (or the workflow's memorization rules)"
+        )
     return pd.read_parquet(path)
 
 
@@ -617,14 +756,19 @@ DUPLICATE_COLUMNS = ("seq", "duplicates", "bin", "match_run", "tf_matches", "tf_
 
 def duplicate_bin_labels() -> list[str]:
     """The bins' labels, in order: ``1``, ``2-9``, ``10-99``, ``>=100``."""
-    return [f"{lo}" if hi == lo else f"{lo}-{hi}" if hi is not None else f">={lo}" for lo, hi in DUPLICATE_BINS]
+    return [
+        f"{lo}" if hi == lo else f"{lo}-{hi}" if hi is not None else f">={lo}"
+        for lo, hi in DUPLICATE_BINS
+    ]
 
 
 def duplicate_bins(counts: np.ndarray) -> np.ndarray:
     """(N,) int8: the :data:`DUPLICATE_BINS` index of each duplicate count (counts are >= 1)."""
     counts = np.asarray(counts)
     if counts.size and counts.min() < 1:
-        raise ValueError(f"duplicate counts are >= 1 (a window occurs at least where it is), got {counts.min()}")
+        raise ValueError(
+            f"duplicate counts are >= 1 (a window occurs at least where it is), got {counts.min()}"
+        )
     edges = np.array([lo for lo, _ in DUPLICATE_BINS[1:]])
     return np.searchsorted(edges, counts, side="right").astype(np.int8)
 
@@ -642,8 +786,14 @@ def stratified_sample(bins: np.ndarray, per_bin: int, seed: int = 0) -> np.ndarr
 
 
 @torch.inference_mode()
-def teacher_forced_correct(model: torch.nn.Module, rows: np.ndarray, options: ScanOptions = ScanOptions(), *,
-                           vocab_size: int | None = None, batch_size: int | None = None) -> np.ndarray:
+def teacher_forced_correct(
+    model: torch.nn.Module,
+    rows: np.ndarray,
+    options: ScanOptions = ScanOptions(),
+    *,
+    vocab_size: int | None = None,
+    batch_size: int | None = None,
+) -> np.ndarray:
     """(N, l) bool: whether each continuation token x[t], t in [k, k + l), is the argmax of the logits
     given the true prefix x[:t], with the scan's conventions (output layer cut to ``vocab_size``,
     end-of-document never the argmax when ``options.forbid_eod``). One forward pass over
@@ -654,11 +804,17 @@ def teacher_forced_correct(model: torch.nn.Module, rows: np.ndarray, options: Sc
     k, l = options.prompt, options.continuation
     rows = np.asarray(rows)
     if rows.ndim != 2 or rows.shape[1] < k + l:
-        raise UsageError(f"teacher forcing needs rows of at least k + l = {k + l} tokens, got shape {rows.shape}")
+        raise UsageError(
+            f"teacher forcing needs rows of at least k + l = {k + l} tokens, got shape {rows.shape}"
+        )
     device = next(model.parameters()).device
     weight, bias = _output_layer(model, vocab_size)
     forbid_t = torch.tensor([EOD], dtype=torch.int64, device=device) if options.forbid_eod else None
-    chunk = max(32, (LOGIT_CHUNK_BYTES if device.type == "cpu" else 32 * LOGIT_CHUNK_BYTES) // (4 * weight.shape[0]))
+    chunk = max(
+        32,
+        (LOGIT_CHUNK_BYTES if device.type == "cpu" else 32 * LOGIT_CHUNK_BYTES)
+        // (4 * weight.shape[0]),
+    )
     batch = batch_size or max(1, DEFAULT_BATCH_TOKENS // (k + l))
     out = np.zeros((len(rows), l), dtype=bool)
     was_training = model.training
@@ -666,11 +822,22 @@ def teacher_forced_correct(model: torch.nn.Module, rows: np.ndarray, options: Sc
     try:
         with cpu_kernels(model):
             for lo in range(0, len(rows), batch):
-                x = torch.from_numpy(np.ascontiguousarray(rows[lo:lo + batch, :k + l], dtype=np.int64)).to(device)
-                hidden = model.base_model(input_ids=x[:, :-1], use_cache=False).last_hidden_state  # (b, k+l-1, d)
-                flat = hidden[:, k - 1:].reshape(-1, hidden.shape[-1])  # (b * l, d): position t-1 predicts x[t]
-                picks = torch.cat([_pick(flat[i:i + chunk], weight, bias, forbid_t) for i in range(0, len(flat), chunk)])
-                out[lo:lo + len(x)] = (picks.view(len(x), l) == x[:, k:]).cpu().numpy()
+                x = torch.from_numpy(
+                    np.ascontiguousarray(rows[lo : lo + batch, : k + l], dtype=np.int64)
+                ).to(device)
+                hidden = model.base_model(
+                    input_ids=x[:, :-1], use_cache=False
+                ).last_hidden_state  # (b, k+l-1, d)
+                flat = hidden[:, k - 1 :].reshape(
+                    -1, hidden.shape[-1]
+                )  # (b * l, d): position t-1 predicts x[t]
+                picks = torch.cat(
+                    [
+                        _pick(flat[i : i + chunk], weight, bias, forbid_t)
+                        for i in range(0, len(flat), chunk)
+                    ]
+                )
+                out[lo : lo + len(x)] = (picks.view(len(x), l) == x[:, k:]).cpu().numpy()
     finally:
         model.train(was_training)
     return out
@@ -687,19 +854,46 @@ def _write_duplicates(out: Path, columns: dict[str, np.ndarray], metadata: dict[
 
     from pythia.io import atomic_path
 
-    types = {"seq": pa.int64(), "duplicates": pa.int64(), "bin": pa.int8(), "match_run": pa.int16(),
-             "tf_matches": pa.int16(), "tf_run": pa.int16()}
-    schema = pa.schema([(c, types[c]) for c in DUPLICATE_COLUMNS],
-                       metadata={k: json.dumps(v) for k, v in metadata.items()})
-    table = pa.table({c: pa.array(np.asarray(columns.get(c, []), dtype=types[c].to_pandas_dtype()), type=types[c])
-                      for c in DUPLICATE_COLUMNS}, schema=schema)
+    types = {
+        "seq": pa.int64(),
+        "duplicates": pa.int64(),
+        "bin": pa.int8(),
+        "match_run": pa.int16(),
+        "tf_matches": pa.int16(),
+        "tf_run": pa.int16(),
+    }
+    schema = pa.schema(
+        [(c, types[c]) for c in DUPLICATE_COLUMNS],
+        metadata={k: json.dumps(v) for k, v in metadata.items()},
+    )
+    table = pa.table(
+        {
+            c: pa.array(
+                np.asarray(columns.get(c, []), dtype=types[c].to_pandas_dtype()), type=types[c]
+            )
+            for c in DUPLICATE_COLUMNS
+        },
+        schema=schema,
+    )
     with atomic_path(out, suffix=".parquet") as tmp:
         pq.write_table(table, tmp)
 
 
-def duplicates_model(suite: str | Suite, dataset: str, model: str, catalogue, options: ScanOptions = ScanOptions(), *,
-                     per_bin: int = TF_PER_BIN, seed: int = 0, device: str = "cpu", dtype: Any = None,
-                     batch_size: int | None = None, scan: Path | None = None, out: Path | None = None) -> dict[str, Any]:
+def duplicates_model(
+    suite: str | Suite,
+    dataset: str,
+    model: str,
+    catalogue,
+    options: ScanOptions = ScanOptions(),
+    *,
+    per_bin: int = TF_PER_BIN,
+    seed: int = 0,
+    device: str = "cpu",
+    dtype: Any = None,
+    batch_size: int | None = None,
+    scan: Path | None = None,
+    out: Path | None = None,
+) -> dict[str, Any]:
     """Duplicate counts, the scan's leading runs and (for a :func:`stratified_sample` of ``per_bin``
     rows per bin) teacher-forced matches of every sequence the last checkpoint of ``scan`` (default
     :func:`summary_file`; scanned with ``options``' k and l) scanned; writes ``out`` (default
@@ -717,30 +911,51 @@ def duplicates_model(suite: str | Suite, dataset: str, model: str, catalogue, op
     scan = scan or summary_file(suite.name, dataset, model)
     out = out or duplicates_file(suite.name, dataset, model)
     if not scan.is_file():
-        raise UsageError(f"{scan} is missing: run `pythia memorization scan` for {dataset}/{model} first")
+        raise UsageError(
+            f"{scan} is missing: run `pythia memorization scan` for {dataset}/{model} first"
+        )
     record = json.loads(scan.read_text())
-    want = {k: v for k, v in asdict(options).items() if k != "score_stride"}  # the stride changes no run
+    want = {
+        k: v for k, v in asdict(options).items() if k != "score_stride"
+    }  # the stride changes no run
     if {k: record["options"].get(k) for k in want} != want:
-        raise UsageError(f"{scan} was scanned with {record['options']}, not {want}; rescan or pass its options")
+        raise UsageError(
+            f"{scan} was scanned with {record['options']}, not {want}; rescan or pass its options"
+        )
     last = record["checkpoints"][-1]
     step = int(last["step"])
     parquet = scan.parent / f"step{step}.parquet"
     ckpt = catalogue.checkpoint(model, dataset, step)
     identity = pq.read_schema(parquet).metadata[b"checkpoint"].decode()
     if identity != ckpt.identity:
-        raise UsageError(f"{parquet} scanned {identity}, not the checkpoint there now ({ckpt.identity}); rescan")
-    meta: dict[str, Any] = {"suite": suite.name, "dataset": dataset, "model": model, "step": step,
-                            "checkpoint": ckpt.identity, "options": asdict(options), "window": options.width,
-                            "bins": duplicate_bin_labels(), "per_bin": per_bin, "seed": seed}
+        raise UsageError(
+            f"{parquet} scanned {identity}, not the checkpoint there now ({ckpt.identity}); rescan"
+        )
+    meta: dict[str, Any] = {
+        "suite": suite.name,
+        "dataset": dataset,
+        "model": model,
+        "step": step,
+        "checkpoint": ckpt.identity,
+        "options": asdict(options),
+        "window": options.width,
+        "bins": duplicate_bin_labels(),
+        "per_bin": per_bin,
+        "seed": seed,
+    }
     rows = training_rows(suite, dataset)
     windows = rows.shape[0] * (rows.shape[1] - options.width + 1)
     if windows > MAX_WINDOWS:
-        meta["skipped"] = (f"{windows:,} windows of {options.width} tokens in the training rows: more than an exact "
-                           f"in-memory count takes ({MAX_WINDOWS:,})")
+        meta["skipped"] = (
+            f"{windows:,} windows of {options.width} tokens in the training rows: more than an exact "
+            f"in-memory count takes ({MAX_WINDOWS:,})"
+        )
         _write_duplicates(out, {}, meta)
         log.info("%s/%s: duplicates skipped: %s", dataset, model, meta["skipped"])
         return {**meta, "rows": 0, "seconds": time.perf_counter() - t0}
-    counts = count_windows(np.asarray(rows), options.width).first()  # (R,) every training row's first window
+    counts = count_windows(
+        np.asarray(rows), options.width
+    ).first()  # (R,) every training row's first window
     scanned = read_scan(parquet)
     seq = scanned["seq"].to_numpy()
     dups = counts[seq]
@@ -750,22 +965,56 @@ def duplicates_model(suite: str | Suite, dataset: str, model: str, catalogue, op
     tf_run = np.full(len(seq), -1, dtype=np.int16)
     if take.any():
         net = ckpt.load_model(dtype=dtype, device=device)
-        correct = teacher_forced_correct(net, np.asarray(rows[seq[take], :options.width]), options,
-                                         vocab_size=suite.tokenizer.vocab_size, batch_size=batch_size)
+        correct = teacher_forced_correct(
+            net,
+            np.asarray(rows[seq[take], : options.width]),
+            options,
+            vocab_size=suite.tokenizer.vocab_size,
+            batch_size=batch_size,
+        )
         tf_matches[take] = correct.sum(axis=1)
         tf_run[take] = leading_run(correct)
     match_run = scanned["match_run"].to_numpy()
     differ = int((tf_run[take] != match_run[take]).sum())
-    _write_duplicates(out, {"seq": seq, "duplicates": dups, "bin": bins, "match_run": match_run,
-                            "tf_matches": tf_matches, "tf_run": tf_run}, {**meta, "runs_differing": differ})
+    _write_duplicates(
+        out,
+        {
+            "seq": seq,
+            "duplicates": dups,
+            "bin": bins,
+            "match_run": match_run,
+            "tf_matches": tf_matches,
+            "tf_run": tf_run,
+        },
+        {**meta, "runs_differing": differ},
+    )
     seconds = time.perf_counter() - t0
     per = {lab: int((bins == i).sum()) for i, lab in enumerate(duplicate_bin_labels())}
-    log.info("%s: %d sequences by duplicate count %s, %d teacher-forced; %d teacher-forced runs differ from the "
-             "scan's (%.1f s)", ckpt.name, len(seq), per, int(take.sum()), differ, seconds)
+    log.info(
+        "%s: %d sequences by duplicate count %s, %d teacher-forced; %d teacher-forced runs differ from the "
+        "scan's (%.1f s)",
+        ckpt.name,
+        len(seq),
+        per,
+        int(take.sum()),
+        differ,
+        seconds,
+    )
     if differ:  # a near-tie argmax, rounded differently by the scan's cached and this full forward
-        log.warning("%s: %d of %d teacher-forced leading runs differ from the scan's", ckpt.name, differ, int(take.sum()))
-    return {**meta, "rows": len(seq), "per_bin_rows": per, "teacher_forced": int(take.sum()),
-            "runs_differing": differ, "seconds": seconds}
+        log.warning(
+            "%s: %d of %d teacher-forced leading runs differ from the scan's",
+            ckpt.name,
+            differ,
+            int(take.sum()),
+        )
+    return {
+        **meta,
+        "rows": len(seq),
+        "per_bin_rows": per,
+        "teacher_forced": int(take.sum()),
+        "runs_differing": differ,
+        "seconds": seconds,
+    }
 
 
 def read_duplicates(path: str | Path):
@@ -775,12 +1024,17 @@ def read_duplicates(path: str | Path):
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run `pythia memorization duplicates` (or the workflow's "
-                                f"memorization_scan rule)")
+        raise FileNotFoundError(
+            f"{path} is missing: run `pythia memorization duplicates` (or the workflow's "
+            f"memorization_scan rule)"
+        )
     table = pq.read_table(path)
     df: pd.DataFrame = table.to_pandas()
-    df.attrs = {k.decode(): json.loads(v) for k, v in (table.schema.metadata or {}).items()
-                if not k.startswith(b"pandas")}
+    df.attrs = {
+        k.decode(): json.loads(v)
+        for k, v in (table.schema.metadata or {}).items()
+        if not k.startswith(b"pandas")
+    }
     return df
 
 
@@ -797,10 +1051,23 @@ def bench_file(suite: str) -> Path:
     return paths.suite_dir(suite) / "memorization" / "bench.json"
 
 
-def scan_model(suite: str | Suite, dataset: str, model: str, catalogue, options: ScanOptions = ScanOptions(), *,
-               data_start: int | None = None, data_stop: int | None = None, data_stride: int = 1,
-               device: str = "cpu", dtype: Any = None, batch_size: int | None = None, out: Path | None = None,
-               progress: bool = True, cache_root: Path | None = None) -> dict[str, Any]:
+def scan_model(
+    suite: str | Suite,
+    dataset: str,
+    model: str,
+    catalogue,
+    options: ScanOptions = ScanOptions(),
+    *,
+    data_start: int | None = None,
+    data_stop: int | None = None,
+    data_stride: int = 1,
+    device: str = "cpu",
+    dtype: Any = None,
+    batch_size: int | None = None,
+    out: Path | None = None,
+    progress: bool = True,
+    cache_root: Path | None = None,
+) -> dict[str, Any]:
     """Scan every selected checkpoint of ``model`` on ``dataset`` (the catalogue's steps), each over
     the sequences it has seen (or the given data step range); writes ``step<N>.parquet`` per
     checkpoint and the summary ``scan.json`` (last, so its presence means the set is complete)."""
@@ -812,25 +1079,56 @@ def scan_model(suite: str | Suite, dataset: str, model: str, catalogue, options:
     if not steps:
         have = catalogue.available_steps(model, dataset)
         if not have:  # the catalogue says what to do (train, download)
-            catalogue.checkpoint(model, dataset, catalogue.selected[-1] if catalogue.selected else 0)
-        raise UsageError(f"no checkpoint of {model}/{dataset} to scan among the selected steps "
-                         f"{catalogue.selected[:8]}{'...' if len(catalogue.selected) > 8 else ''} "
-                         f"(steps there: {have[:8]}{'...' if len(have) > 8 else ''}); pick existing steps with --steps")
+            catalogue.checkpoint(
+                model, dataset, catalogue.selected[-1] if catalogue.selected else 0
+            )
+        raise UsageError(
+            f"no checkpoint of {model}/{dataset} to scan among the selected steps "
+            f"{catalogue.selected[:8]}{'...' if len(catalogue.selected) > 8 else ''} "
+            f"(steps there: {have[:8]}{'...' if len(have) > 8 else ''}); pick existing steps with --steps"
+        )
     out = out or summary_file(suite.name, dataset, model)
     checkpoints = []
-    rows_memo: dict[int, np.ndarray] = {}  # each checkpoint reads every step before it: read each once
+    rows_memo: dict[
+        int, np.ndarray
+    ] = {}  # each checkpoint reads every step before it: read each once
     for step in steps:
-        ckpt = catalogue.checkpoint(model, dataset, step)  # a missing step fails here with the steps there are
+        ckpt = catalogue.checkpoint(
+            model, dataset, step
+        )  # a missing step fails here with the steps there are
         rng = step_range(suite, dataset, step, data_start, data_stop, data_stride)
-        res = scan_checkpoint(ckpt, suite, rng, options, out=out.parent / f"step{step}.parquet", device=device,
-                              dtype=dtype, batch_size=batch_size, progress=progress, cache_root=cache_root,
-                              rows_memo=rows_memo)
+        res = scan_checkpoint(
+            ckpt,
+            suite,
+            rng,
+            options,
+            out=out.parent / f"step{step}.parquet",
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+            progress=progress,
+            cache_root=cache_root,
+            rows_memo=rows_memo,
+        )
         res.update(step=step, data_steps=[rng.start, rng.stop, rng.step])
-        log.info("%s: %d sequences, %d memorized (%.1f s)", ckpt.name, res["sequences"], res["memorized"], res["seconds"])
+        log.info(
+            "%s: %d sequences, %d memorized (%.1f s)",
+            ckpt.name,
+            res["sequences"],
+            res["memorized"],
+            res["seconds"],
+        )
         checkpoints.append(res)
-    record = {"suite": suite.name, "dataset": dataset, "model": model, "options": asdict(options),
-              "device": device, "dtype": str(dtype), "checkpoints": checkpoints,
-              "seconds": sum(c["seconds"] for c in checkpoints)}
+    record = {
+        "suite": suite.name,
+        "dataset": dataset,
+        "model": model,
+        "options": asdict(options),
+        "device": device,
+        "dtype": str(dtype),
+        "checkpoints": checkpoints,
+        "seconds": sum(c["seconds"] for c in checkpoints),
+    }
     write_json(out, record)
     return record
 
@@ -845,16 +1143,40 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     suite = load_suite(args.suite)
     cat = runs.from_arguments(suite, args)
-    rec = scan_model(suite, args.dataset, args.model, cat, options, data_start=args.data_start,
-                     data_stop=args.data_stop, data_stride=args.data_stride, device=args.device, dtype=args.dtype,
-                     batch_size=args.batch_size, out=args.out, progress=not args.no_progress)
+    rec = scan_model(
+        suite,
+        args.dataset,
+        args.model,
+        cat,
+        options,
+        data_start=args.data_start,
+        data_stop=args.data_stop,
+        data_stride=args.data_stride,
+        device=args.device,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        out=args.out,
+        progress=not args.no_progress,
+    )
     for c in rec["checkpoints"]:
         print(f"{c['checkpoint']}: {c['sequences']} sequences, {c['memorized']} memorized")
     print(f"wrote {args.out or summary_file(suite.name, args.dataset, args.model)}")
     if args.duplicates:  # in this process: the model classes are imported already (seconds per job)
-        dup = duplicates_model(suite, args.dataset, args.model, cat, options, device=args.device, dtype=args.dtype,
-                               batch_size=args.batch_size, scan=args.out, out=args.duplicates)
-        print(f"wrote {args.duplicates} ({dup.get('skipped') or str(dup['teacher_forced']) + ' teacher-forced'})")
+        dup = duplicates_model(
+            suite,
+            args.dataset,
+            args.model,
+            cat,
+            options,
+            device=args.device,
+            dtype=args.dtype,
+            batch_size=args.batch_size,
+            scan=args.out,
+            out=args.duplicates,
+        )
+        print(
+            f"wrote {args.duplicates} ({dup.get('skipped') or str(dup['teacher_forced']) + ' teacher-forced'})"
+        )
     return 0
 
 
@@ -868,15 +1190,28 @@ def _cmd_duplicates(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     suite = load_suite(args.suite)
     cat = runs.from_arguments(suite, args)
-    rec = duplicates_model(suite, args.dataset, args.model, cat, options, per_bin=args.per_bin, seed=args.seed,
-                           device=args.device, dtype=args.dtype, batch_size=args.batch_size, scan=args.scan,
-                           out=args.out)
+    rec = duplicates_model(
+        suite,
+        args.dataset,
+        args.model,
+        cat,
+        options,
+        per_bin=args.per_bin,
+        seed=args.seed,
+        device=args.device,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        scan=args.scan,
+        out=args.out,
+    )
     if rec.get("skipped"):
         print(f"{args.dataset}/{args.model}: skipped ({rec['skipped']})")
     else:
-        print(f"{args.dataset}/{args.model} step {rec['step']}: {rec['rows']} sequences by duplicate count "
-              f"{rec['per_bin_rows']}, {rec['teacher_forced']} teacher-forced, {rec['runs_differing']} runs differing "
-              f"from the scan's")
+        print(
+            f"{args.dataset}/{args.model} step {rec['step']}: {rec['rows']} sequences by duplicate count "
+            f"{rec['per_bin_rows']}, {rec['teacher_forced']} teacher-forced, {rec['runs_differing']} runs differing "
+            f"from the scan's"
+        )
     print(f"wrote {args.out or duplicates_file(suite.name, args.dataset, args.model)}")
     return 0
 
@@ -890,48 +1225,99 @@ def _add_scan_target(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="a model of the suite")
     runs.add_arguments(p)
     p.add_argument("--prompt", type=int, default=32, help="k: prompt tokens (default 32)")
-    p.add_argument("--continuation", type=int, default=32, help="l: tokens to reproduce (default 32)")
+    p.add_argument(
+        "--continuation", type=int, default=32, help="l: tokens to reproduce (default 32)"
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("memorization", help="(k, l)-memorization scans of the training sequences (section 04)")
+    p = sub.add_parser(
+        "memorization", help="(k, l)-memorization scans of the training sequences (section 04)"
+    )
     msub = p.add_subparsers(dest="memorization_command", required=True, metavar="SUBCOMMAND")
-    s = msub.add_parser("scan", help="memorized flags, match runs and scores of every sequence each checkpoint has seen")
+    s = msub.add_parser(
+        "scan",
+        help="memorized flags, match runs and scores of every sequence each checkpoint has seen",
+    )
     _add_scan_target(s)
-    s.add_argument("--score-stride", type=int, default=1,
-                   help="fractional score of every n-th sequence (default 1: all; 0: flags and match runs only)")
-    s.add_argument("--data-start", type=int, default=None, help="first data step to scan (default 0)")
-    s.add_argument("--data-stop", type=int, default=None,
-                   help="data step to stop before (default: the checkpoint's step, i.e. every sequence it has seen)")
-    s.add_argument("--data-stride", type=int, default=1, help="scan every n-th data step (default 1)")
+    s.add_argument(
+        "--score-stride",
+        type=int,
+        default=1,
+        help="fractional score of every n-th sequence (default 1: all; 0: flags and match runs only)",
+    )
+    s.add_argument(
+        "--data-start", type=int, default=None, help="first data step to scan (default 0)"
+    )
+    s.add_argument(
+        "--data-stop",
+        type=int,
+        default=None,
+        help="data step to stop before (default: the checkpoint's step, i.e. every sequence it has seen)",
+    )
+    s.add_argument(
+        "--data-stride", type=int, default=1, help="scan every n-th data step (default 1)"
+    )
     s.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    s.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
-                   help="model weights' dtype (default float32; bf16/fp16 on CUDA, as Pythia's fp16 scan)")
-    s.add_argument("--batch-size", type=int, default=None, help="sequences per forward pass (default: the engine's)")
+    s.add_argument(
+        "--dtype",
+        default=None,
+        choices=["float32", "bfloat16", "float16"],
+        help="model weights' dtype (default float32; bf16/fp16 on CUDA, as Pythia's fp16 scan)",
+    )
+    s.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="sequences per forward pass (default: the engine's)",
+    )
     s.add_argument("--threads", type=int, default=None, help="torch threads on CPU")
-    s.add_argument("--out", type=Path, default=None,
-                   help="summary JSON (default work/<suite>/memorization/<dataset>/<model>/scan.json; "
-                        "step<N>.parquet files go beside it)")
-    s.add_argument("--duplicates", type=Path, default=None,
-                   help="then also write the final checkpoint's duplicate counts and teacher-forced accuracies "
-                        "here (what `pythia memorization duplicates` writes, with its defaults)")
+    s.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="summary JSON (default work/<suite>/memorization/<dataset>/<model>/scan.json; "
+        "step<N>.parquet files go beside it)",
+    )
+    s.add_argument(
+        "--duplicates",
+        type=Path,
+        default=None,
+        help="then also write the final checkpoint's duplicate counts and teacher-forced accuracies "
+        "here (what `pythia memorization duplicates` writes, with its defaults)",
+    )
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=_cmd_scan)
 
-    d = msub.add_parser("duplicates", help="duplicate count, leading run and teacher-forced accuracy of each "
-                                           "scanned sequence's memorization window at the final checkpoint")
+    d = msub.add_parser(
+        "duplicates",
+        help="duplicate count, leading run and teacher-forced accuracy of each "
+        "scanned sequence's memorization window at the final checkpoint",
+    )
     _add_scan_target(d)
-    d.add_argument("--per-bin", type=int, default=TF_PER_BIN,
-                   help=f"teacher-forced rows per duplicate-count bin, a seeded sample beyond (default {TF_PER_BIN})")
+    d.add_argument(
+        "--per-bin",
+        type=int,
+        default=TF_PER_BIN,
+        help=f"teacher-forced rows per duplicate-count bin, a seeded sample beyond (default {TF_PER_BIN})",
+    )
     d.add_argument("--seed", type=int, default=0, help="seed of that sample (default 0)")
-    d.add_argument("--scan", type=Path, default=None,
-                   help="the scan's summary JSON (default work/<suite>/memorization/<dataset>/<model>/scan.json)")
+    d.add_argument(
+        "--scan",
+        type=Path,
+        default=None,
+        help="the scan's summary JSON (default work/<suite>/memorization/<dataset>/<model>/scan.json)",
+    )
     d.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     d.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
     d.add_argument("--batch-size", type=int, default=None, help="sequences per forward pass")
     d.add_argument("--threads", type=int, default=None, help="torch threads on CPU")
-    d.add_argument("--out", type=Path, default=None,
-                   help="Parquet file (default work/<suite>/memorization/<dataset>/<model>/duplicates.parquet)")
+    d.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="Parquet file (default work/<suite>/memorization/<dataset>/<model>/duplicates.parquet)",
+    )
     d.set_defaults(func=_cmd_duplicates)
 
 
@@ -939,35 +1325,64 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 @torch.inference_mode()
-def generate_reference(model: torch.nn.Module, rows: np.ndarray, options: ScanOptions = ScanOptions(), *,
-                       vocab_size: int | None = None, batch_size: int = 256) -> dict[str, np.ndarray]:
+def generate_reference(
+    model: torch.nn.Module,
+    rows: np.ndarray,
+    options: ScanOptions = ScanOptions(),
+    *,
+    vocab_size: int | None = None,
+    batch_size: int = 256,
+) -> dict[str, np.ndarray]:
     """What Pythia's scan computes, with ``transformers``' ``model.generate``: greedy, ``min_length =
     max_length = k + l`` (end-of-document never generated), padded vocabulary suppressed. Returns
     ``memorized``, ``match_run``, ``matches`` like :func:`memorization` (matches for every row)."""
     k, l = options.prompt, options.continuation
     device = next(model.parameters()).device
-    rows = np.asarray(rows, dtype=np.int64)[:, :k + l]
+    rows = np.asarray(rows, dtype=np.int64)[:, : k + l]
     padded = model.get_output_embeddings().weight.shape[0]
-    suppress = list(range(vocab_size, padded)) if vocab_size is not None and vocab_size < padded else None
+    suppress = (
+        list(range(vocab_size, padded)) if vocab_size is not None and vocab_size < padded else None
+    )
     out = np.empty((len(rows), l), dtype=np.int64)
     for lo in range(0, len(rows), batch_size):
-        x = torch.from_numpy(rows[lo:lo + batch_size, :k]).to(device)  # (b, k)
-        kwargs: dict[str, Any] = dict(max_length=k + l, do_sample=False, num_beams=1, pad_token_id=EOD,
-                                      eos_token_id=EOD, attention_mask=torch.ones_like(x))
+        x = torch.from_numpy(rows[lo : lo + batch_size, :k]).to(device)  # (b, k)
+        kwargs: dict[str, Any] = {
+            "max_length": k + l,
+            "do_sample": False,
+            "num_beams": 1,
+            "pad_token_id": EOD,
+            "eos_token_id": EOD,
+            "attention_mask": torch.ones_like(x),
+        }
         if options.forbid_eod:
             kwargs["min_length"] = k + l
         if suppress:
             kwargs["suppress_tokens"] = suppress
         gen = model.generate(x, **kwargs)  # (b, k + l)
-        out[lo:lo + len(x)] = gen[:, k:].cpu().numpy()
+        out[lo : lo + len(x)] = gen[:, k:].cpu().numpy()
     correct = out == rows[:, k:]  # (N, l)
     run = leading_run(correct)
-    return {"memorized": run == l, "match_run": run, "matches": correct.sum(axis=1).astype(np.int16), "tokens": out}
+    return {
+        "memorized": run == l,
+        "match_run": run,
+        "matches": correct.sum(axis=1).astype(np.int16),
+        "tokens": out,
+    }
 
 
-def bench_memorization(suite: str | Suite, model: str, dataset: str = "standard", step: int | None = None,
-                       rows: int = 1024, batch: int = 256, rounds: int = 2, threads: int | None = None,
-                       device: str = "cpu", catalogue=None, options: ScanOptions = ScanOptions()) -> dict[str, Any]:
+def bench_memorization(
+    suite: str | Suite,
+    model: str,
+    dataset: str = "standard",
+    step: int | None = None,
+    rows: int = 1024,
+    batch: int = 256,
+    rounds: int = 2,
+    threads: int | None = None,
+    device: str = "cpu",
+    catalogue=None,
+    options: ScanOptions = ScanOptions(),
+) -> dict[str, Any]:
     """Tokens/s of the scan (flags and match runs; and with every fractional score) against
     ``model.generate`` on the same ``rows`` first training sequences (all of them if there are fewer) of checkpoint ``step`` (default: the
     last), batch by batch interleaved (so load from other processes falls on all alike), in
@@ -987,46 +1402,79 @@ def bench_memorization(suite: str | Suite, model: str, dataset: str = "standard"
     b = suite.training.global_batch
     from pythia.data.batches import num_steps
 
-    need_steps = min(-(-rows // b), num_steps(suite, dataset))  # the first rows of the order (all, if fewer)
-    seq, tokens = _block_rows(suite, dataset, range(need_steps), options.width)
+    need_steps = min(
+        -(-rows // b), num_steps(suite, dataset)
+    )  # the first rows of the order (all, if fewer)
+    _seq, tokens = _block_rows(suite, dataset, range(need_steps), options.width)
     tokens = tokens[:rows]
     flags_only = ScanOptions(options.prompt, options.continuation, 0, options.forbid_eod)
     times: dict[str, list[float]] = {"scan": [], "scan_scores": [], "generate": []}
     results: dict[str, list] = {k: [] for k in times}
     for rnd in range(rounds):
         for lo in range(0, len(tokens), batch):
-            x = tokens[lo:lo + batch]
-            for name, fn in (("scan", lambda: memorization(net, x, flags_only, vocab_size=vocab)),
-                             ("scan_scores", lambda: memorization(net, x, options, vocab_size=vocab,
-                                                                  decode_batch=batch)),
-                             ("generate", lambda: generate_reference(net, x, options, vocab_size=vocab,
-                                                                     batch_size=batch))):
+            x = tokens[lo : lo + batch]
+            for name, fn in (
+                ("scan", lambda x=x: memorization(net, x, flags_only, vocab_size=vocab)),
+                (
+                    "scan_scores",
+                    lambda x=x: memorization(net, x, options, vocab_size=vocab, decode_batch=batch),
+                ),
+                (
+                    "generate",
+                    lambda x=x: generate_reference(
+                        net, x, options, vocab_size=vocab, batch_size=batch
+                    ),
+                ),
+            ):
                 t0 = time.perf_counter()
                 r = fn()
                 times[name].append(time.perf_counter() - t0)
                 if rnd == 0:
                     results[name].append(r)
-    got = {name: {k: np.concatenate([r[k] for r in rs]) for k in ("memorized", "match_run", "matches")}
-           for name, rs in results.items()}
+    got = {
+        name: {k: np.concatenate([r[k] for r in rs]) for k in ("memorized", "match_run", "matches")}
+        for name, rs in results.items()
+    }
     ref = got["generate"]
     parity = {
-        "flags_identical": bool(np.array_equal(got["scan"]["memorized"], ref["memorized"])
-                                and np.array_equal(got["scan_scores"]["memorized"], ref["memorized"])),
+        "flags_identical": bool(
+            np.array_equal(got["scan"]["memorized"], ref["memorized"])
+            and np.array_equal(got["scan_scores"]["memorized"], ref["memorized"])
+        ),
         "match_runs_identical": bool(np.array_equal(got["scan"]["match_run"], ref["match_run"])),
         "scores_identical": bool(np.array_equal(got["scan_scores"]["matches"], ref["matches"])),
         "rows_differing_scores": int((got["scan_scores"]["matches"] != ref["matches"]).sum()),
     }
     tok_per_row = options.width
     per_batch = {k: np.array(v) for k, v in times.items()}
-    summary = {k: {"seconds": float(v.sum() / rounds), "tokens_per_s": rounds * len(tokens) * tok_per_row / float(v.sum()),
-                   "sequences_per_s": rounds * len(tokens) / float(v.sum())} for k, v in per_batch.items()}
+    summary = {
+        k: {
+            "seconds": float(v.sum() / rounds),
+            "tokens_per_s": rounds * len(tokens) * tok_per_row / float(v.sum()),
+            "sequences_per_s": rounds * len(tokens) / float(v.sum()),
+        }
+        for k, v in per_batch.items()
+    }
     return {
-        "suite": suite.name, "model": model, "dataset": dataset, "checkpoint": ckpt.name, "identity": ckpt.identity,
-        "rows": len(tokens), "batch": batch, "rounds": rounds, "threads": torch.get_num_threads(), "device": device,
-        "options": asdict(options), "memorized": int(ref["memorized"].sum()),
-        "mean_match_run": float(ref["match_run"].mean()), "mean_score": float(ref["matches"].mean() / options.continuation),
-        "timings": summary, **parity,
+        "suite": suite.name,
+        "model": model,
+        "dataset": dataset,
+        "checkpoint": ckpt.name,
+        "identity": ckpt.identity,
+        "rows": len(tokens),
+        "batch": batch,
+        "rounds": rounds,
+        "threads": torch.get_num_threads(),
+        "device": device,
+        "options": asdict(options),
+        "memorized": int(ref["memorized"].sum()),
+        "mean_match_run": float(ref["match_run"].mean()),
+        "mean_score": float(ref["matches"].mean() / options.continuation),
+        "timings": summary,
+        **parity,
         "scan_over_generate": float(np.median(per_batch["generate"] / per_batch["scan"])),
-        "scan_scores_over_generate": float(np.median(per_batch["generate"] / per_batch["scan_scores"])),
+        "scan_scores_over_generate": float(
+            np.median(per_batch["generate"] / per_batch["scan_scores"])
+        ),
         "torch": torch.__version__,
     }

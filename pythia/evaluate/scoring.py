@@ -94,8 +94,12 @@ class Scores:
         for p in parts[1:]:
             if not np.array_equal(p.positions, parts[0].positions):
                 raise ValueError("cannot concatenate scores of different positions")
-        return Scores(parts[0].positions, np.concatenate([p.targets for p in parts]),
-                      np.concatenate([p.logprobs for p in parts]), np.concatenate([p.greedy for p in parts]))
+        return Scores(
+            parts[0].positions,
+            np.concatenate([p.targets for p in parts]),
+            np.concatenate([p.logprobs for p in parts]),
+            np.concatenate([p.greedy for p in parts]),
+        )
 
 
 def as_rows(tokens) -> tuple[np.ndarray, np.ndarray]:
@@ -123,24 +127,36 @@ def target_positions(length: int, positions: Iterable[int] | None) -> np.ndarray
     if pos.size == 0:
         raise ValueError("positions is empty")
     if pos[0] < 1 or pos[-1] >= length:
-        raise ValueError(f"positions must lie in [1, {length}) (a position t is predicted from tokens[:t]); "
-                         f"got {pos[0]}..{pos[-1]}")
+        raise ValueError(
+            f"positions must lie in [1, {length}) (a position t is predicted from tokens[:t]); "
+            f"got {pos[0]}..{pos[-1]}"
+        )
     return pos
 
 
-def _output_layer(model: torch.nn.Module, vocab_size: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _output_layer(
+    model: torch.nn.Module, vocab_size: int | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     head = model.get_output_embeddings()
     weight, bias = head.weight, getattr(head, "bias", None)  # (V_padded, d)
     if vocab_size is not None:
         if not 0 < vocab_size <= weight.shape[0]:
-            raise ValueError(f"vocab_size {vocab_size} outside the model's {weight.shape[0]} output rows")
+            raise ValueError(
+                f"vocab_size {vocab_size} outside the model's {weight.shape[0]} output rows"
+            )
         weight = weight[:vocab_size]
         bias = bias[:vocab_size] if bias is not None else None
     return weight, bias
 
 
-def _score_hidden(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor,
-                  forbid: torch.Tensor | None, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _score_hidden(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    targets: torch.Tensor,
+    forbid: torch.Tensor | None,
+    chunk: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(logprob, argmax) of ``targets`` (n,) under ``hidden`` (n, d) @ weight.T, in row chunks.
 
     Per chunk: one ``max`` gives both the argmax and the shift of the log-sum-exp, which then
@@ -154,9 +170,9 @@ def _score_hidden(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     w = weight if weight.dtype == torch.float32 else weight.float()
     b = None if bias is None else bias.float()
     for i in range(0, n, chunk):
-        h = hidden[i:i + chunk].float()
+        h = hidden[i : i + chunk].float()
         logits = h @ w.t() if b is None else torch.addmm(b, h, w.t())  # (c, V)
-        target = logits.gather(1, targets[i:i + chunk, None])[:, 0]  # (c,)
+        target = logits.gather(1, targets[i : i + chunk, None])[:, 0]  # (c,)
         top, arg = logits.max(dim=-1)  # (c,), (c,)
         if forbid is not None:
             bad = torch.isin(arg, forbid)
@@ -164,8 +180,8 @@ def _score_hidden(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
                 again = logits[bad].index_fill_(1, forbid, float("-inf"))  # (k, V), a copy
                 arg[bad] = again.argmax(dim=-1)
         lse = top + logits.sub_(top[:, None]).exp_().sum(dim=-1).log_()  # (c,)
-        logprob[i:i + chunk] = target - lse
-        greedy[i:i + chunk] = arg
+        logprob[i : i + chunk] = target - lse
+        greedy[i : i + chunk] = arg
     return logprob, greedy
 
 
@@ -196,7 +212,9 @@ def score(
     if lengths is None:
         lengths = full
     elif len(lengths) != len(rows) or (np.asarray(lengths) > rows.shape[1]).any():
-        raise ValueError(f"lengths must give one length <= {rows.shape[1]} per row ({len(rows)} rows)")
+        raise ValueError(
+            f"lengths must give one length <= {rows.shape[1]} per row ({len(rows)} rows)"
+        )
     n, length = rows.shape
     pos = target_positions(length, positions)
     context = int(pos[-1])  # inputs tokens[:, :context] reach every kept position
@@ -206,14 +224,18 @@ def score(
     targets = rows[:, pos]  # (N, P)
     valid = pos[None, :] < lengths[:, None]  # (N, P)
     if valid.any() and (targets[valid].max() >= vocab or targets[valid].min() < 0):
-        raise ValueError(f"token ids must lie in [0, {vocab}) (the scored vocabulary); got "
-                         f"{targets[valid].min()}..{targets[valid].max()}")
-    forbid_ids = sorted(set(int(f) for f in forbid))
+        raise ValueError(
+            f"token ids must lie in [0, {vocab}) (the scored vocabulary); got "
+            f"{targets[valid].min()}..{targets[valid].max()}"
+        )
+    forbid_ids = sorted({int(f) for f in forbid})
     if any(not 0 <= f < vocab for f in forbid_ids):
         raise ValueError(f"forbidden token ids must lie in [0, {vocab}), got {forbid_ids}")
     forbid_t = torch.tensor(forbid_ids, dtype=torch.int64, device=device) if forbid_ids else None
     batch = batch_size or max(1, DEFAULT_BATCH_TOKENS // context)
-    chunk = max(32, (LOGIT_CHUNK_BYTES if device.type == "cpu" else 32 * LOGIT_CHUNK_BYTES) // (4 * vocab))
+    chunk = max(
+        32, (LOGIT_CHUNK_BYTES if device.type == "cpu" else 32 * LOGIT_CHUNK_BYTES) // (4 * vocab)
+    )
     pos_in = torch.from_numpy(pos - 1).to(device)  # hidden state t-1 predicts token t
     contiguous = int(pos[-1] - pos[0]) + 1 == len(pos)
 
@@ -229,11 +251,13 @@ def score(
                 x = torch.from_numpy(rows[lo:hi, :context]).to(device)  # (b, context)
                 hidden = base(input_ids=x, use_cache=False).last_hidden_state  # (b, context, d)
                 if contiguous:  # a view (all positions: no copy at all)
-                    hidden = hidden[:, pos[0] - 1:pos[-1]]
+                    hidden = hidden[:, pos[0] - 1 : pos[-1]]
                 else:
                     hidden = hidden.index_select(1, pos_in)
                 hidden = hidden.reshape(-1, hidden.shape[-1])  # (b * P, d)
-                tgt = torch.from_numpy(np.where(valid[lo:hi], targets[lo:hi], 0).reshape(-1)).to(device)
+                tgt = torch.from_numpy(np.where(valid[lo:hi], targets[lo:hi], 0).reshape(-1)).to(
+                    device
+                )
                 lp, gr = _score_hidden(hidden, weight, bias, tgt, forbid_t, chunk)
                 logprobs[lo:hi] = lp.view(hi - lo, -1).cpu().numpy()
                 greedy[lo:hi] = gr.view(hi - lo, -1).cpu().numpy()

@@ -77,7 +77,9 @@ def work_dir(suite: str) -> Path:
 # ------------------------------------------------------------------------------ contrastive decoding
 
 
-def contrastive_distribution(logits_small: torch.Tensor, logits_large: torch.Tensor, eps: float) -> torch.Tensor:
+def contrastive_distribution(
+    logits_small: torch.Tensor, logits_large: torch.Tensor, eps: float
+) -> torch.Tensor:
     """(..., V) the renormalised ``max(p_small - p_large, 0) + eps`` (see the module docstring)."""
     p = torch.softmax(logits_small.float(), -1) - torch.softmax(logits_large.float(), -1)
     p = p.clamp_(min=0) + eps
@@ -85,14 +87,23 @@ def contrastive_distribution(logits_small: torch.Tensor, logits_large: torch.Ten
 
 
 @torch.inference_mode()
-def contrastive_generate(small, large, prompts: np.ndarray, new_tokens: int, eps: float,
-                         vocab_size: int | None = None, batch_size: int = 64) -> np.ndarray:
+def contrastive_generate(
+    small,
+    large,
+    prompts: np.ndarray,
+    new_tokens: int,
+    eps: float,
+    vocab_size: int | None = None,
+    batch_size: int = 64,
+) -> np.ndarray:
     """(N, new_tokens) greedy tokens of the contrastive distribution of ``small`` and ``large``
     (two causal LMs with the same tokenizer) continuing ``prompts`` (N, P)."""
     device = next(small.parameters()).device
     out = np.empty((len(prompts), new_tokens), dtype=np.int64)
     for lo in range(0, len(prompts), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(prompts[lo:lo + batch_size], dtype=np.int64)).to(device)
+        x = torch.from_numpy(
+            np.ascontiguousarray(prompts[lo : lo + batch_size], dtype=np.int64)
+        ).to(device)
         past_s = past_l = None
         step_in = x
         for t in range(new_tokens):
@@ -103,7 +114,7 @@ def contrastive_generate(small, large, prompts: np.ndarray, new_tokens: int, eps
             if vocab_size is not None:
                 ls, ll = ls[:, :vocab_size], ll[:, :vocab_size]
             nxt = contrastive_distribution(ls, ll, eps).argmax(-1)  # (b,)
-            out[lo:lo + len(x), t] = nxt.cpu().numpy()
+            out[lo : lo + len(x), t] = nxt.cpu().numpy()
             step_in = nxt[:, None]
     return out
 
@@ -115,37 +126,62 @@ def hallucination_prompts(suite: Suite) -> tuple[np.ndarray, np.ndarray]:
     s = settings(suite)
     width = suite.training.seq_len + 1
     if s.prompt_tokens + s.new_tokens > width:
-        raise UsageError(f"analysis.training_trajectories: prompt_tokens + new_tokens = "
-                         f"{s.prompt_tokens + s.new_tokens} exceeds a sequence of {width} tokens; lower them")
+        raise UsageError(
+            f"analysis.training_trajectories: prompt_tokens + new_tokens = "
+            f"{s.prompt_tokens + s.new_tokens} exceeds a sequence of {width} tokens; lower them"
+        )
     rows = validation_sequences(suite, s.prompts, split="test")
-    return rows[:, :s.prompt_tokens], rows[:, s.prompt_tokens:s.prompt_tokens + s.new_tokens]
+    return rows[:, : s.prompt_tokens], rows[:, s.prompt_tokens : s.prompt_tokens + s.new_tokens]
 
 
-def generate(suite: Suite, catalogue, dataset: str, out: str | Path, small: str | None = None,
-             large: str | None = None, device: str = "cpu", dtype: str = "float32") -> Path:
+def generate(
+    suite: Suite,
+    catalogue,
+    dataset: str,
+    out: str | Path,
+    small: str | None = None,
+    large: str | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
+) -> Path:
     """Decode the hallucination-like sequences of ``dataset`` with the smallest and largest
     models (or ``small``/``large``) at their last analysed checkpoint; write ``out`` (.npz:
     prompts, generated, true, small, large, steps)."""
     models = catalogue.models(dataset)
     if len(models) < 2:
-        raise UsageError(f"contrastive decoding needs two models of dataset {dataset!r}; found {models or 'none'}")
+        raise UsageError(
+            f"contrastive decoding needs two models of dataset {dataset!r}; found {models or 'none'}"
+        )
     small, large = small or models[0], large or models[-1]
     if small == large:
-        raise UsageError(f"the small and the large model are both {small!r}; name two different models")
+        raise UsageError(
+            f"the small and the large model are both {small!r}; name two different models"
+        )
     import time
 
     t0 = time.perf_counter()
     s = settings(suite)
     prompts, true = hallucination_prompts(suite)
-    ckpts = [catalogue.checkpoint(m, dataset, catalogue.steps(m, dataset)[-1]) for m in (small, large)]
+    ckpts = [
+        catalogue.checkpoint(m, dataset, catalogue.steps(m, dataset)[-1]) for m in (small, large)
+    ]
     nets = [c.load_model(dtype=DTYPES[dtype], device=device) for c in ckpts]
     vocab = len(ckpts[0].load_tokenizer())
-    gen = contrastive_generate(nets[0], nets[1], prompts, s.new_tokens, s.contrast_epsilon, vocab_size=vocab)
+    gen = contrastive_generate(
+        nets[0], nets[1], prompts, s.new_tokens, s.contrast_epsilon, vocab_size=vocab
+    )
     out = Path(out)
     with atomic_path(out, suffix=".npz") as tmp, open(tmp, "wb") as f:
-        np.savez(f, prompts=prompts, generated=gen, true=true, models=np.array([small, large]),
-                 steps=np.array([c.step for c in ckpts]), identities=np.array([c.identity for c in ckpts]),
-                 seconds=time.perf_counter() - t0)
+        np.savez(
+            f,
+            prompts=prompts,
+            generated=gen,
+            true=true,
+            models=np.array([small, large]),
+            steps=np.array([c.step for c in ckpts]),
+            identities=np.array([c.identity for c in ckpts]),
+            seconds=time.perf_counter() - t0,
+        )
     return out
 
 
@@ -167,12 +203,16 @@ def icl_task_names(suite: Suite) -> list[str]:
     """The evaluation sets evaluated in context: ``icl_tasks``, or every multiple-choice one."""
     from pythia.data.evalsets import STATIC_SETS
 
-    mc = sorted(n for n, s in STATIC_SETS.items() if s.kind == "multiple_choice" and n not in ICL_EXCLUDED)
+    mc = sorted(
+        n for n, s in STATIC_SETS.items() if s.kind == "multiple_choice" and n not in ICL_EXCLUDED
+    )
     chosen = list(settings(suite).icl_tasks) or mc
     bad = [t for t in chosen if t not in mc]
     if bad:
-        raise UsageError(f"analysis.training_trajectories.icl_tasks: {', '.join(bad)} not multiple-choice "
-                         f"evaluation set(s) here; choose among {', '.join(mc)} (`pythia data evalsets` lists them)")
+        raise UsageError(
+            f"analysis.training_trajectories.icl_tasks: {', '.join(bad)} not multiple-choice "
+            f"evaluation set(s) here; choose among {', '.join(mc)} (`pythia data evalsets` lists them)"
+        )
     return chosen
 
 
@@ -182,20 +222,32 @@ def task_yaml(name: str, data_file: Path, shots_file: Path) -> str:
     a blank line, drawn from ``shots_file`` (lm-eval's seeded sampler). Fields are named, not
     Jinja templates: lm-eval compiles a template for every document and shot, which took longer
     than scoring them on small models."""
-    return (f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data_file.resolve()}\n"
-            f"    train: {shots_file.resolve()}\n"
-            "test_split: test\nfewshot_split: train\noutput_type: multiple_choice\n"
-            "doc_to_text: prompt\ndoc_to_choice: choices\ndoc_to_target: gold\n"
-            "target_delimiter: \" \"\nfewshot_delimiter: \"\\n\\n\"\n"
-            "metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n"
-            "  - metric: acc_norm\n    aggregation: mean\n    higher_is_better: true\n")
+    return (
+        f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data_file.resolve()}\n"
+        f"    train: {shots_file.resolve()}\n"
+        "test_split: test\nfewshot_split: train\noutput_type: multiple_choice\n"
+        "doc_to_text: prompt\ndoc_to_choice: choices\ndoc_to_target: gold\n"
+        'target_delimiter: " "\nfewshot_delimiter: "\\n\\n"\n'
+        "metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n"
+        "  - metric: acc_norm\n    aggregation: mean\n    higher_is_better: true\n"
+    )
 
 
 def _write_jsonl(path: Path, examples) -> None:
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for ex in examples:
-            f.write(json.dumps({"id": ex.id, "prompt": f"Q: {ex.prompt}\nA:", "choices": list(ex.choices),
-                                "gold": ex.gold}, ensure_ascii=False) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "id": ex.id,
+                        "prompt": f"Q: {ex.prompt}\nA:",
+                        "choices": list(ex.choices),
+                        "gold": ex.gold,
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
 
 
 def write_tasks(suite: Suite, out: str | Path) -> list[str]:
@@ -212,11 +264,16 @@ def write_tasks(suite: Suite, out: str | Path) -> list[str]:
     limit = settings(suite).icl_limit
     names = []
     for task in icl_task_names(suite):
-        rows = [ex for ex in get_evalset(task).iter_examples()
-                if len(ex.choices) >= 2 and ex.gold is not None and "scores" not in ex.meta]
+        rows = [
+            ex
+            for ex in get_evalset(task).iter_examples()
+            if len(ex.choices) >= 2 and ex.gold is not None and "scores" not in ex.meta
+        ]
         if len(rows) <= SHOT_POOL:
-            raise UsageError(f"evaluation set {task!r} has {len(rows)} usable multiple-choice examples, too few for "
-                             f"{SHOT_POOL} shot examples and questions; choose another in icl_tasks")
+            raise UsageError(
+                f"evaluation set {task!r} has {len(rows)} usable multiple-choice examples, too few for "
+                f"{SHOT_POOL} shot examples and questions; choose another in icl_tasks"
+            )
         name = task_name(task)
         data, shots = out / f"{name}.jsonl", out / f"{name}.shots.jsonl"
         _write_jsonl(shots, rows[:SHOT_POOL])
@@ -250,19 +307,37 @@ def icl_rows(records: dict[str, dict], tokenizer, step: int) -> list[dict[str, A
             wrong.append(float(np.mean([math.log(p) for i, p in enumerate(ppl) if i != gold])))
             chance.append(1 / len(choices))
         res = rec["results"][name]
-        rows.append({"task": name.removeprefix(TASK_PREFIX), "step": step, "n": len(samples),
-                     "acc": float(res["acc,none"]), "acc_norm": float(res["acc_norm,none"]),
-                     "chance": float(np.mean(chance)), "ppl_correct": float(np.exp(np.mean(correct))),
-                     "ppl_incorrect": float(np.exp(np.mean(wrong)))})
+        rows.append(
+            {
+                "task": name.removeprefix(TASK_PREFIX),
+                "step": step,
+                "n": len(samples),
+                "acc": float(res["acc,none"]),
+                "acc_norm": float(res["acc_norm,none"]),
+                "chance": float(np.mean(chance)),
+                "ppl_correct": float(np.exp(np.mean(correct))),
+                "ppl_incorrect": float(np.exp(np.mean(wrong))),
+            }
+        )
     return rows
 
 
 # ------------------------------------------------------------------------------ evaluation
 
 
-def evaluate(suite: Suite, catalogue, dataset: str, model: str, hallucination: str | Path, tasks: str | Path,
-             out_dir: str | Path, device: str = "cpu", dtype: str = "float32", batch_size: int | None = None,
-             progress: bool = False) -> Path:
+def evaluate(
+    suite: Suite,
+    catalogue,
+    dataset: str,
+    model: str,
+    hallucination: str | Path,
+    tasks: str | Path,
+    out_dir: str | Path,
+    device: str = "cpu",
+    dtype: str = "float32",
+    batch_size: int | None = None,
+    progress: bool = False,
+) -> Path:
     """Every analysed checkpoint of ``model`` on ``dataset``: per-token validation losses, the
     hallucination-like and true continuations' losses, and the ICL rows. Writes
     ``out_dir/losses.npz`` and ``out_dir/icl.csv``."""
@@ -279,26 +354,39 @@ def evaluate(suite: Suite, catalogue, dataset: str, model: str, hallucination: s
     s = settings(suite)
     steps = catalogue.steps(model, dataset)
     if not steps:
-        raise MissingInputError(f"no checkpoints of model {model!r} on dataset {dataset!r} to analyse in {catalogue!r}; "
-                                f"train them (`pythia train --suite {suite.name} --model {model} --dataset {dataset}`) "
-                                f"or point --checkpoints-source/--checkpoints-path at them")
+        raise MissingInputError(
+            f"no checkpoints of model {model!r} on dataset {dataset!r} to analyse in {catalogue!r}; "
+            f"train them (`pythia train --suite {suite.name} --model {model} --dataset {dataset}`) "
+            f"or point --checkpoints-source/--checkpoints-path at them"
+        )
     val = validation_sequences(suite, s.val_sequences)  # (N, seq_len + 1)
     hal_file = Path(hallucination)
     if not hal_file.is_file():
-        raise MissingInputError(f"{hal_file} is missing; make it with `pythia training_trajectories generate`")
+        raise MissingInputError(
+            f"{hal_file} is missing; make it with `pythia training_trajectories generate`"
+        )
     with np.load(hal_file) as h:
         prompts, gen, true = h["prompts"], h["generated"], h["true"]
     p = prompts.shape[1]
     gen_rows, true_rows = np.concatenate([prompts, gen], 1), np.concatenate([prompts, true], 1)
     tasks = Path(tasks)
-    names = json.loads((tasks / "tasks.json").read_text()) if (tasks / "tasks.json").is_file() else None
+    names = (
+        json.loads((tasks / "tasks.json").read_text()) if (tasks / "tasks.json").is_file() else None
+    )
     if names is None:
-        raise MissingInputError(f"{tasks}/tasks.json is missing; write the tasks with `pythia training_trajectories tasks`")
+        raise MissingInputError(
+            f"{tasks}/tasks.json is missing; write the tasks with `pythia training_trajectories tasks`"
+        )
 
     # lm-eval's prompts are built once (its request cache, where lm-eval is not imported yet) and
     # tokenized once (the adapter remembers tokenizations on the tokenizer object: one per run)
-    cached = bool(names) and request_cache(suite.name, {"tasks": folder_digest(tasks), "shots": s.icl_shots,
-                                                        "limit": s.icl_limit}) is not None
+    cached = (
+        bool(names)
+        and request_cache(
+            suite.name, {"tasks": folder_digest(tasks), "shots": s.icl_shots, "limit": s.icl_limit}
+        )
+        is not None
+    )
     tok = catalogue.checkpoint(model, dataset, steps[0]).load_tokenizer()
     vocab = len(tok)
     val_losses, gen_losses, true_losses, icl = [], [], [], []
@@ -311,21 +399,58 @@ def evaluate(suite: Suite, catalogue, dataset: str, model: str, hallucination: s
                 cache["model"] = ckpt.load_model(dtype=DTYPES[dtype], device=device)
             return cache["model"]
 
-        kw = dict(vocab_size=vocab, load_model=load, batch_size=batch_size)
-        val_losses.append(cached_score(ckpt, val, **kw).losses.reshape(-1).astype(np.float16))  # (N * seq_len,)
-        gen_losses.append(cached_score(ckpt, gen_rows, range(p, gen_rows.shape[1]), **kw).losses.astype(np.float16))
-        true_losses.append(cached_score(ckpt, true_rows, range(p, true_rows.shape[1]), **kw).losses.astype(np.float16))
+        kw = {"vocab_size": vocab, "load_model": load, "batch_size": batch_size}
+        val_losses.append(
+            cached_score(ckpt, val, **kw).losses.reshape(-1).astype(np.float16)
+        )  # (N * seq_len,)
+        gen_losses.append(
+            cached_score(ckpt, gen_rows, range(p, gen_rows.shape[1]), **kw).losses.astype(
+                np.float16
+            )
+        )
+        true_losses.append(
+            cached_score(ckpt, true_rows, range(p, true_rows.shape[1]), **kw).losses.astype(
+                np.float16
+            )
+        )
         if names:
-            records = evaluate_tasks(ckpt, names, num_fewshot=s.icl_shots, include_path=tasks, limit=s.icl_limit,
-                                     log_samples=True, model=load(), tokenizer=tok, device=device,
-                                     batch_size=ICL_BATCH, cache_requests=cached)
+            records = evaluate_tasks(
+                ckpt,
+                names,
+                num_fewshot=s.icl_shots,
+                include_path=tasks,
+                limit=s.icl_limit,
+                log_samples=True,
+                model=load(),
+                tokenizer=tok,
+                device=device,
+                batch_size=ICL_BATCH,
+                cache_requests=cached,
+            )
             icl += [{"dataset": dataset, "model": model, **r} for r in icl_rows(records, tok, step)]
     out_dir = Path(out_dir)
     with atomic_path(out_dir / "losses.npz", suffix=".npz") as tmp, open(tmp, "wb") as f:
-        np.savez(f, steps=np.array(steps), val_losses=np.stack(val_losses), gen_losses=np.stack(gen_losses),
-                 true_losses=np.stack(true_losses), seq_len=suite.training.seq_len,
-                 seconds=time.perf_counter() - t0)
-    cols = ["dataset", "model", "task", "step", "n", "acc", "acc_norm", "chance", "ppl_correct", "ppl_incorrect"]
+        np.savez(
+            f,
+            steps=np.array(steps),
+            val_losses=np.stack(val_losses),
+            gen_losses=np.stack(gen_losses),
+            true_losses=np.stack(true_losses),
+            seq_len=suite.training.seq_len,
+            seconds=time.perf_counter() - t0,
+        )
+    cols = [
+        "dataset",
+        "model",
+        "task",
+        "step",
+        "n",
+        "acc",
+        "acc_norm",
+        "chance",
+        "ppl_correct",
+        "ppl_incorrect",
+    ]
     with atomic_path(out_dir / "icl.csv") as tmp:
         pd.DataFrame(icl, columns=cols).to_csv(tmp, index=False)
     return out_dir
@@ -360,8 +485,16 @@ def _cmd_generate(args) -> int:
 
     _check_device(args)
     suite = _suite(args)
-    out = generate(suite, from_arguments(suite, args), args.dataset, args.out, args.small, args.large,
-                   args.device, args.dtype)
+    out = generate(
+        suite,
+        from_arguments(suite, args),
+        args.dataset,
+        args.out,
+        args.small,
+        args.large,
+        args.device,
+        args.dtype,
+    )
     print(f"wrote {out}")
     return 0
 
@@ -372,8 +505,19 @@ def _cmd_evaluate(args) -> int:
     _check_device(args)
     suite = _suite(args)
     suite.model(args.model)
-    out = evaluate(suite, from_arguments(suite, args), args.dataset, args.model, args.hallucination, args.tasks,
-                   args.out_dir, args.device, args.dtype, args.batch_size, progress=not args.no_progress)
+    out = evaluate(
+        suite,
+        from_arguments(suite, args),
+        args.dataset,
+        args.model,
+        args.hallucination,
+        args.tasks,
+        args.out_dir,
+        args.device,
+        args.dtype,
+        args.batch_size,
+        progress=not args.no_progress,
+    )
     print(f"wrote {out}/losses.npz, {out}/icl.csv")
     return 0
 
@@ -381,7 +525,9 @@ def _cmd_evaluate(args) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     from pythia.runs import add_arguments
 
-    p = sub.add_parser(STEM, help="section 06: per-token loss trajectories, hallucination-like sequences, ICL")
+    p = sub.add_parser(
+        STEM, help="section 06: per-token loss trajectories, hallucination-like sequences, ICL"
+    )
     cmds = p.add_subparsers(dest="tt_command", required=True, metavar="COMMAND")
 
     t = cmds.add_parser("tasks", help="write the multiple-choice in-context lm-eval tasks")
@@ -391,9 +537,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     def device_args(q):
         q.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-        q.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-        q.add_argument("--dtype", default="float32", choices=list(DTYPES),
-                       help="model weights' dtype (bf16/fp16 on CUDA; scores are accumulated in float32)")
+        q.add_argument(
+            "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
+        )
+        q.add_argument(
+            "--dtype",
+            default="float32",
+            choices=list(DTYPES),
+            help="model weights' dtype (bf16/fp16 on CUDA; scores are accumulated in float32)",
+        )
 
     g = cmds.add_parser("generate", help="contrastive decoding of hallucination-like sequences")
     g.add_argument("--suite", required=True)
@@ -405,14 +557,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_arguments(g)
     g.set_defaults(func=_cmd_generate)
 
-    e = cmds.add_parser("evaluate", help="per-token losses, sequence losses and ICL at every checkpoint of a model")
+    e = cmds.add_parser(
+        "evaluate", help="per-token losses, sequence losses and ICL at every checkpoint of a model"
+    )
     e.add_argument("--suite", required=True)
     e.add_argument("--dataset", required=True)
     e.add_argument("--model", required=True)
     e.add_argument("--hallucination", required=True, help="the .npz written by `generate`")
     e.add_argument("--tasks", required=True, help="the folder written by `tasks`")
     e.add_argument("--out-dir", required=True)
-    e.add_argument("--batch-size", type=int, default=None, help="sequences per forward pass (default: ~8k tokens)")
+    e.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="sequences per forward pass (default: ~8k tokens)",
+    )
     e.add_argument("--no-progress", action="store_true")
     device_args(e)
     add_arguments(e)

@@ -33,11 +33,25 @@ SOURCE = {
     "license": "Apache-2.0 (EleutherAI/pythia LICENSE)",
     "converted_by": "pythia/published/bias.py",
 }
-V0_NAMES = {"19m": "70M", "350m": "410M", "1.3b": "1.4B", "6.7b": "6.9B", "6.9b": "6.9B", "1.4b": "1.4B",
-            "410m": "410M", "70m": "70M"}
-_FILE = re.compile(r"^(pythia|intervention|long-intervention)-([0-9.]+[mb])-deduped-step(\d+)_eval_results")
+V0_NAMES = {
+    "19m": "70M",
+    "350m": "410M",
+    "1.3b": "1.4B",
+    "6.7b": "6.9B",
+    "6.9b": "6.9B",
+    "1.4b": "1.4B",
+    "410m": "410M",
+    "70m": "70M",
+}
+_FILE = re.compile(
+    r"^(pythia|intervention|long-intervention)-([0-9.]+[mb])-deduped-step(\d+)_eval_results"
+)
 _WINO_INTERVENED = re.compile(r"eval_results_([0-9.]+[mb])-deduped(-long)?_(\d+)\.json$")
-VARIANT = {"pythia": "baseline", "intervention": "intervention", "long-intervention": "intervention_long"}
+VARIANT = {
+    "pythia": "baseline",
+    "intervention": "intervention",
+    "long-intervention": "intervention_long",
+}
 
 
 def _rows_bias(path: Path) -> list[dict]:
@@ -48,11 +62,21 @@ def _rows_bias(path: Path) -> list[dict]:
     res = json.loads(path.read_text())["results"]
     base = {"model": V0_NAMES[size], "variant": VARIANT[kind], "step": int(step)}
     out = []
-    for task, metric, name in (("crows_pairs_english_gender", "pct_stereotype", "crows_pct_stereotype"),
-                               ("crows_pairs_english_gender", "likelihood_difference", "crows_likelihood_diff"),
-                               ("lambada_openai", "acc", "lambada_acc"), ("lambada_openai", "ppl", "lambada_ppl")):
+    for task, metric, name in (
+        ("crows_pairs_english_gender", "pct_stereotype", "crows_pct_stereotype"),
+        ("crows_pairs_english_gender", "likelihood_difference", "crows_likelihood_diff"),
+        ("lambada_openai", "acc", "lambada_acc"),
+        ("lambada_openai", "ppl", "lambada_ppl"),
+    ):
         if task in res and metric in res[task]:
-            out.append({**base, "metric": name, "value": res[task][metric], "stderr": res[task].get(f"{metric}_stderr")})
+            out.append(
+                {
+                    **base,
+                    "metric": name,
+                    "value": res[task][metric],
+                    "stderr": res[task].get(f"{metric}_stderr"),
+                }
+            )
     return out
 
 
@@ -66,15 +90,29 @@ def _rows_wino(path: Path, model: str, variant: str, step: int | None) -> list[d
     by: dict[str, list[tuple[float, float]]] = {"pro": [], "anti": []}
     results = d["results"] if "results" in d else list((d.get("table_results") or {}).values())
     for r in results:
-        kind = "pro" if r["task_name"].endswith("_pro") else "anti" if r["task_name"].endswith("_anti") else None
+        kind = (
+            "pro"
+            if r["task_name"].endswith("_pro")
+            else "anti"
+            if r["task_name"].endswith("_anti")
+            else None
+        )
         if kind and "em" in r:
             by[kind].append((r["em"], r.get("em_stderr") or 0.0))
     out = []
     for kind, vals in by.items():
         if vals:
             n = len(vals)
-            out.append({"model": model, "variant": variant, "step": int(step), "metric": f"winobias_{kind}_em",
-                        "value": sum(v for v, _ in vals) / n, "stderr": (sum(s * s for _, s in vals)) ** 0.5 / n})
+            out.append(
+                {
+                    "model": model,
+                    "variant": variant,
+                    "step": int(step),
+                    "metric": f"winobias_{kind}_em",
+                    "value": sum(v for v, _ in vals) / n,
+                    "stderr": (sum(s * s for _, s in vals)) ** 0.5 / n,
+                }
+            )
     return out
 
 
@@ -83,11 +121,15 @@ def collect(reference: str | Path) -> list[dict]:
     ref = Path(reference)
     bias = ref / "bias-evals"
     if not bias.is_dir():
-        raise MissingInputError(f"{bias} does not exist; give the pythia-evals folder (holding bias-evals/ and pythia-v0/)")
+        raise MissingInputError(
+            f"{bias} does not exist; give the pythia-evals folder (holding bias-evals/ and pythia-v0/)"
+        )
     rows = [r for f in sorted(bias.glob("*.json")) for r in _rows_bias(f)]
     wino = bias / "winobias"
     for d in sorted(p for p in wino.glob("*") if p.is_dir() and p.name in V0_NAMES.values()):
-        rows += [r for f in sorted(d.glob("*.json")) for r in _rows_wino(f, d.name, "baseline", None)]
+        rows += [
+            r for f in sorted(d.glob("*.json")) for r in _rows_wino(f, d.name, "baseline", None)
+        ]
     for sub, variant in (("intervene_7", "intervention"), ("intervene_21", "intervention_long")):
         for f in sorted((wino / sub).glob("*/*.json")):
             m = _WINO_INTERVENED.search(f.name)
@@ -97,7 +139,11 @@ def collect(reference: str | Path) -> list[dict]:
     for d in sorted(p for p in v0.glob("*") if p.is_dir()):
         model = V0_NAMES.get(d.name.lower())
         if model:
-            rows += [r for f in sorted(d.glob("*.json")) for r in _rows_wino(f, model, "baseline_v0", None)]
+            rows += [
+                r
+                for f in sorted(d.glob("*.json"))
+                for r in _rows_wino(f, model, "baseline_v0", None)
+            ]
     return rows
 
 
@@ -110,22 +156,35 @@ def convert(reference: str | Path, out: str | Path | None = None) -> list[Path]:
 
     out = Path(out) if out else TABLE.parent
     df = pd.DataFrame(collect(reference))
-    df = (df.groupby(["model", "variant", "step", "metric"], as_index=False)
-            .agg(value=("value", "mean"), stderr=("stderr", "mean")).sort_values(["model", "variant", "metric", "step"]))
+    df = (
+        df.groupby(["model", "variant", "step", "metric"], as_index=False)
+        .agg(value=("value", "mean"), stderr=("stderr", "mean"))
+        .sort_values(["model", "variant", "metric", "step"])
+    )
     csv = out / TABLE.name
     with atomic_path(csv) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
     meta = out / "bias_evals.json"
-    write_json(meta, {**SOURCE, "rows": len(df), "columns": {
-        "model": "the v1 size name of the model (v0 names 19m, 350m, 1.3b, 6.7b)",
-        "variant": "baseline (pythia-<size>-deduped), intervention (the last 7%), intervention_long (the last 21%), "
-                   "baseline_v0 (pythia-v0/winobias)",
-        "step": "training step", "metric": "see pythia/published/bias.py", "value": "mean over repeated files",
-        "stderr": "as published (mean over repeated files)"}})
+    write_json(
+        meta,
+        {
+            **SOURCE,
+            "rows": len(df),
+            "columns": {
+                "model": "the v1 size name of the model (v0 names 19m, 350m, 1.3b, 6.7b)",
+                "variant": "baseline (pythia-<size>-deduped), intervention (the last 7%), intervention_long (the last 21%), "
+                "baseline_v0 (pythia-v0/winobias)",
+                "step": "training step",
+                "metric": "see pythia/published/bias.py",
+                "value": "mean over repeated files",
+                "stderr": "as published (mean over repeated files)",
+            },
+        },
+    )
     return [csv, meta]
 
 
-def load() -> "pd.DataFrame":  # noqa: F821
+def load() -> pd.DataFrame:  # noqa: F821
     """The committed table."""
     import pandas as pd
 

@@ -36,7 +36,16 @@ TABLES = Path(__file__).parent / "tables"
 TABLE = TABLES / "pythia_evals.csv"
 SIDECAR = TABLES / "pythia_evals.json"
 
-TASKS = ("lambada_openai", "piqa", "winogrande", "wsc", "arc_easy", "arc_challenge", "sciq", "logiqa")
+TASKS = (
+    "lambada_openai",
+    "piqa",
+    "winogrande",
+    "wsc",
+    "arc_easy",
+    "arc_challenge",
+    "sciq",
+    "logiqa",
+)
 """The paper's benchmarks, by their lm-eval 0.4 names (the same in the old harness)."""
 METRICS = {"acc": "acc", "acc_norm": "acc_norm", "ppl": "perplexity"}
 """Old harness metric name -> lm-eval 0.4 name."""
@@ -44,7 +53,19 @@ TOKENS_PER_STEP = 1024 * 2048
 """Pythia's batch: 1024 sequences of 2048 tokens."""
 SOURCE = "EleutherAI/pythia, evals/pythia-v1 (https://github.com/EleutherAI/pythia/tree/main/evals/pythia-v1)"
 LICENSE = "Apache-2.0"
-COLUMNS = ["model", "params", "dataset", "step", "tokens", "task", "num_fewshot", "metric", "value", "stderr", "source"]
+COLUMNS = [
+    "model",
+    "params",
+    "dataset",
+    "step",
+    "tokens",
+    "task",
+    "num_fewshot",
+    "metric",
+    "value",
+    "stderr",
+    "source",
+]
 
 _FOLDER = re.compile(r"^pythia-(\d+(?:\.\d+)?[mb])(-deduped|-bf16)?$")
 _STEP = re.compile(r"_step(\d+)\.json$")
@@ -74,12 +95,16 @@ def read_file(path: str | Path) -> list[dict]:
     path = Path(path)
     md, sm = folder_model(path.parent.parent.name), _STEP.search(path.name)
     if md is None or sm is None:
-        raise MissingInputError(f"{path} is not a published Pythia result (expected pythia-<size>[-deduped]/"
-                                f"<shots>/<name>_step<N>.json)")
+        raise MissingInputError(
+            f"{path} is not a published Pythia result (expected pythia-<size>[-deduped]/"
+            f"<shots>/<name>_step<N>.json)"
+        )
     model, dataset = md
     step = int(sm.group(1))
     doc = json.loads(path.read_text())
-    shots = int(doc.get("config", {}).get("num_fewshot", 5 if path.parent.name.startswith("five") else 0))
+    shots = int(
+        doc.get("config", {}).get("num_fewshot", 5 if path.parent.name.startswith("five") else 0)
+    )
     rows = []
     for task in TASKS:
         res = doc["results"].get(task)
@@ -87,23 +112,40 @@ def read_file(path: str | Path) -> list[dict]:
             continue
         for old, new in METRICS.items():
             if old in res:
-                rows.append({"model": model, "dataset": dataset, "step": step, "tokens": step * TOKENS_PER_STEP,
-                             "task": task, "num_fewshot": shots, "metric": new, "value": _round(res[old]),
-                             "stderr": _round(res.get(f"{old}_stderr")), "source": "published"})
+                rows.append(
+                    {
+                        "model": model,
+                        "dataset": dataset,
+                        "step": step,
+                        "tokens": step * TOKENS_PER_STEP,
+                        "task": task,
+                        "num_fewshot": shots,
+                        "metric": new,
+                        "value": _round(res[old]),
+                        "stderr": _round(res.get(f"{old}_stderr")),
+                        "source": "published",
+                    }
+                )
     return rows
 
 
 def convert(source: str | Path) -> pd.DataFrame:
     """The published results under ``source`` (the ``pythia-v1`` folder) as one tidy frame."""
     source = Path(source)
-    files = sorted(f for f in source.glob("pythia-*/*-shot/*.json") if folder_model(f.parent.parent.name))
+    files = sorted(
+        f for f in source.glob("pythia-*/*-shot/*.json") if folder_model(f.parent.parent.name)
+    )
     if not files:
-        raise MissingInputError(f"no published results (pythia-<size>[-deduped]/<zero|five>-shot/*.json) under "
-                                f"{source}; give the pythia-v1 folder of EleutherAI/pythia's evals")
+        raise MissingInputError(
+            f"no published results (pythia-<size>[-deduped]/<zero|five>-shot/*.json) under "
+            f"{source}; give the pythia-v1 folder of EleutherAI/pythia's evals"
+        )
     df = pd.DataFrame([r for f in files for r in read_file(f)])
     params = _params()
     df["params"] = df["model"].map(params).astype("Int64")
-    df = df[COLUMNS].sort_values(["dataset", "params", "task", "num_fewshot", "metric", "step"], kind="stable")
+    df = df[COLUMNS].sort_values(
+        ["dataset", "params", "task", "num_fewshot", "metric", "step"], kind="stable"
+    )
     return df.reset_index(drop=True)
 
 
@@ -113,12 +155,20 @@ def write(source: str | Path, table: str | Path = TABLE) -> Path:
     table = Path(table)
     with atomic_path(table, suffix=".csv") as tmp:
         df.to_csv(tmp, index=False)
-    write_json(table.with_suffix(".json"), {
-        "source": SOURCE, "license": LICENSE, "converted_by": "pythia.published.evals.write",
-        "command": "pythia benchmarks published --source <pythia-v1 folder>", "tasks": list(TASKS),
-        "metrics": METRICS, "rows": len(df), "files": int(df.groupby(["model", "dataset", "step", "num_fewshot"]).ngroups),
-        "note": "values rounded to 6 significant digits; pythia-1b-bf16 is the standard 1B; batch-size ablations left out",
-    })
+    write_json(
+        table.with_suffix(".json"),
+        {
+            "source": SOURCE,
+            "license": LICENSE,
+            "converted_by": "pythia.published.evals.write",
+            "command": "pythia benchmarks published --source <pythia-v1 folder>",
+            "tasks": list(TASKS),
+            "metrics": METRICS,
+            "rows": len(df),
+            "files": int(df.groupby(["model", "dataset", "step", "num_fewshot"]).ngroups),
+            "note": "values rounded to 6 significant digits; pythia-1b-bf16 is the standard 1B; batch-size ablations left out",
+        },
+    )
     return table
 
 
@@ -127,4 +177,15 @@ def load(table: str | Path = TABLE) -> pd.DataFrame:
     return pd.read_csv(table)
 
 
-__all__ = ["LICENSE", "METRICS", "SOURCE", "TABLE", "TASKS", "convert", "folder_model", "load", "read_file", "write"]
+__all__ = [
+    "LICENSE",
+    "METRICS",
+    "SOURCE",
+    "TABLE",
+    "TASKS",
+    "convert",
+    "folder_model",
+    "load",
+    "read_file",
+    "write",
+]

@@ -40,14 +40,20 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from pythia.config import Suite, config_digest
-from pythia.io import atomic_dir, write_json
 from pythia.errors import PythiaError
+from pythia.io import atomic_dir, write_json
 
 log = logging.getLogger("pythia.train")
 
 STEP_RE = re.compile(r"^step(\d+)$")
 STATE_FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+)
 
 
 class CheckpointError(PythiaError, ValueError):
@@ -65,11 +71,13 @@ def run_digest(suite: Suite, model: str, dataset: str) -> str:
     run current. The workflow's ``train`` rule carries it in ``params``; ``run.json`` records it."""
     from pythia.data.build import stage_digest
 
-    return config_digest({
-        "model": suite.model(model).model_dump(mode="json"),
-        "training": suite.training.model_dump(mode="json"),
-        "data": stage_digest(suite, "order", dataset),
-    })
+    return config_digest(
+        {
+            "model": suite.model(model).model_dump(mode="json"),
+            "training": suite.training.model_dump(mode="json"),
+            "data": stage_digest(suite, "order", dataset),
+        }
+    )
 
 
 def run_record(suite_name: str, digest: str, model: str, dataset: str) -> dict:
@@ -84,7 +92,9 @@ def check_run_dir(run_dir: Path, record: dict, replace_stale: bool = False) -> N
         try:
             old = json.loads(path.read_text())
         except json.JSONDecodeError as e:
-            raise CheckpointError(f"{path} is not valid JSON ({e}); delete it if the directory is yours") from None
+            raise CheckpointError(
+                f"{path} is not valid JSON ({e}); delete it if the directory is yours"
+            ) from None
         diff = {k: (old.get(k), v) for k, v in record.items() if old.get(k) != v}
         if not diff:
             return
@@ -94,8 +104,11 @@ def check_run_dir(run_dir: Path, record: dict, replace_stale: bool = False) -> N
                 f"{run_dir} belongs to a run with a different configuration ({what}); "
                 "train into another directory (--out), delete this one, or pass --replace-stale"
             )
-        log.warning("%s belongs to a run with a different configuration (%s): deleting it and starting over",
-                    run_dir, what)
+        log.warning(
+            "%s belongs to a run with a different configuration (%s): deleting it and starting over",
+            run_dir,
+            what,
+        )
         shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True)
     write_json(path, record)
@@ -108,7 +121,9 @@ def model_dir(run_dir: Path, step: int) -> Path:
     return run_dir / f"step{step}"
 
 
-def save_model_checkpoint(model: torch.nn.Module, path: Path, tokenizer_dir: Path | None = None, extra: dict | None = None) -> Path:
+def save_model_checkpoint(
+    model: torch.nn.Module, path: Path, tokenizer_dir: Path | None = None, extra: dict | None = None
+) -> Path:
     """Save a Hugging Face model dir atomically (safetensors weights, config, tokenizer files)."""
     from transformers.utils import logging as hf_logging
 
@@ -122,7 +137,9 @@ def save_model_checkpoint(model: torch.nn.Module, path: Path, tokenizer_dir: Pat
                 if src.is_file():
                     shutil.copy2(src, tmp / name)
         if extra:
-            (tmp / "pythia_checkpoint.json").write_text(json.dumps(extra, indent=2, sort_keys=True) + "\n")
+            (tmp / "pythia_checkpoint.json").write_text(
+                json.dumps(extra, indent=2, sort_keys=True) + "\n"
+            )
     return path
 
 
@@ -138,7 +155,13 @@ def rng_state(devices: tuple[str, ...] = ()) -> tuple[dict[str, torch.Tensor], d
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     version, pystate, gauss = random.getstate()
     meta = {
-        "numpy": {"kind": kind, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "numpy": {
+            "kind": kind,
+            "keys": keys.tolist(),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "python": {"version": version, "state": list(pystate), "gauss_next": gauss},
     }
     return tensors, meta
@@ -150,7 +173,15 @@ def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Non
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([tensors[k] for k in cuda])
     n = meta["numpy"]
-    np.random.set_state((n["kind"], np.asarray(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    np.random.set_state(
+        (
+            n["kind"],
+            np.asarray(n["keys"], dtype=np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["cached_gaussian"],
+        )
+    )
     p = meta["python"]
     random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
 
@@ -158,7 +189,9 @@ def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Non
 # --------------------------------------------------------------------------- optimizer
 
 
-def optimizer_tensors(optimizer: torch.optim.Optimizer, names: list[str]) -> tuple[dict[str, torch.Tensor], list[dict]]:
+def optimizer_tensors(
+    optimizer: torch.optim.Optimizer, names: list[str]
+) -> tuple[dict[str, torch.Tensor], list[dict]]:
     """AdamW state keyed by parameter name, and the param groups' hyper-parameters."""
     sd = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
@@ -170,15 +203,26 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer, names: list[str]) -> tup
     return tensors, groups
 
 
-def load_optimizer_tensors(optimizer: torch.optim.Optimizer, names: list[str], tensors: dict[str, torch.Tensor], groups: list[dict]) -> None:
+def load_optimizer_tensors(
+    optimizer: torch.optim.Optimizer,
+    names: list[str],
+    tensors: dict[str, torch.Tensor],
+    groups: list[dict],
+) -> None:
     sd = optimizer.state_dict()
     state: dict[int, dict[str, torch.Tensor]] = {}
     for idx, name in enumerate(names):
-        keys = [k[len(name) + 1:] for k in tensors if k.startswith(name + ".") and "." not in k[len(name) + 1:]]
+        keys = [
+            k[len(name) + 1 :]
+            for k in tensors
+            if k.startswith(name + ".") and "." not in k[len(name) + 1 :]
+        ]
         if keys:
             state[idx] = {k: tensors[f"{name}.{k}"] for k in keys}
     if len(groups) != len(sd["param_groups"]):
-        raise CheckpointError(f"saved optimizer has {len(groups)} parameter groups, this model {len(sd['param_groups'])}")
+        raise CheckpointError(
+            f"saved optimizer has {len(groups)} parameter groups, this model {len(sd['param_groups'])}"
+        )
     new_groups = []
     for saved, current in zip(groups, sd["param_groups"]):
         g = dict(current)
@@ -207,7 +251,9 @@ def save_state(
     with atomic_dir(path) as tmp:
         os.chmod(tmp, 0o755)
         files = {
-            "model.safetensors": {k: v.detach().to("cpu").contiguous() for k, v in model_tensors.items()},
+            "model.safetensors": {
+                k: v.detach().to("cpu").contiguous() for k, v in model_tensors.items()
+            },
             "optimizer.safetensors": optim_tensors,
             "rng.safetensors": rng_tensors,
         }
@@ -232,9 +278,13 @@ def load_state(path: Path, previous: Path | None = None) -> dict[str, Any]:
     try:
         meta = json.loads(meta_path.read_text())
     except FileNotFoundError:
-        raise CheckpointError(f"{meta_path} is missing: the state is incomplete; {_advice(path, previous)}") from None
+        raise CheckpointError(
+            f"{meta_path} is missing: the state is incomplete; {_advice(path, previous)}"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{meta_path} is corrupted ({e}); {_advice(path, previous)}") from None
+        raise CheckpointError(
+            f"{meta_path} is corrupted ({e}); {_advice(path, previous)}"
+        ) from None
     out: dict[str, Any] = {"meta": meta}
     for name in STATE_FILES:
         f = path / name
@@ -257,7 +307,9 @@ def saved_steps(parent: Path) -> list[int]:
     """Steps N of the ``step{N}`` directories under ``parent`` (temporary dirs ignored)."""
     if not parent.is_dir():
         return []
-    return sorted(int(m.group(1)) for p in parent.iterdir() if p.is_dir() and (m := STEP_RE.match(p.name)))
+    return sorted(
+        int(m.group(1)) for p in parent.iterdir() if p.is_dir() and (m := STEP_RE.match(p.name))
+    )
 
 
 def latest_state(run_dir: Path) -> tuple[Path | None, Path | None]:

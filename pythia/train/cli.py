@@ -1,9 +1,9 @@
 """``pythia train`` and ``pythia deepspeed-config``.
 
-    pythia train --suite micro --model 1.8M --dataset standard [--resume] [--replace-stale] [--out DIR]
-                 [--threads N] [--max-steps K] [--state-every K] [--deepspeed] [--device cpu|cuda]
-    torchrun --nproc_per_node 2 -m pythia.cli train ...     data parallel (gloo on CPU, nccl on GPUs)
-    pythia deepspeed-config --suite pythia --model 410M --world-size 64 [--dataset deduped]
+pythia train --suite micro --model 1.8M --dataset standard [--resume] [--replace-stale] [--out DIR]
+             [--threads N] [--max-steps K] [--state-every K] [--deepspeed] [--device cpu|cuda]
+torchrun --nproc_per_node 2 -m pythia.cli train ...     data parallel (gloo on CPU, nccl on GPUs)
+pythia deepspeed-config --suite pythia --model 410M --world-size 64 [--dataset deduped]
 """
 
 from __future__ import annotations
@@ -22,10 +22,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     opts = TrainOptions(
-        suite=args.suite, model=args.model, dataset=args.dataset, out=args.out, resume=args.resume,
+        suite=args.suite,
+        model=args.model,
+        dataset=args.dataset,
+        out=args.out,
+        resume=args.resume,
         replace_stale=args.replace_stale,
-        max_steps=args.max_steps, threads=args.threads, device=args.device, deepspeed=args.deepspeed,
-        state_every=args.state_every, progress=False if args.no_progress else None,
+        max_steps=args.max_steps,
+        threads=args.threads,
+        device=args.device,
+        deepspeed=args.deepspeed,
+        state_every=args.state_every,
+        progress=False if args.no_progress else None,
     )
     summary = train(opts)
     if summary.get("finished"):
@@ -37,32 +45,66 @@ def _cmd_ds_config(args: argparse.Namespace) -> int:
     from pythia.train.deepspeed_config import deepspeed_config
 
     suite = load_suite(args.suite)
-    print(json.dumps(deepspeed_config(suite, args.model, args.world_size, args.device, args.dataset), indent=2))
+    print(
+        json.dumps(
+            deepspeed_config(suite, args.model, args.world_size, args.device, args.dataset),
+            indent=2,
+        )
+    )
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train one model of a suite on its pre-shuffled data (batch s at step s)")
-    p.add_argument("--suite", required=True, help="suite name (pythia, micro, smoke) or a YAML path")
+    p = sub.add_parser(
+        "train", help="train one model of a suite on its pre-shuffled data (batch s at step s)"
+    )
+    p.add_argument(
+        "--suite", required=True, help="suite name (pythia, micro, smoke) or a YAML path"
+    )
     p.add_argument("--model", required=True, help="model name within the suite, e.g. 1.8M")
     p.add_argument("--dataset", default="standard", choices=paths.DATASETS)
-    p.add_argument("--out", type=Path, help="run directory (default work/<suite>/models/<dataset>/<model>, pythia.paths.run_dir)")
-    p.add_argument("--resume", action="store_true", help="continue from the run's latest saved training state")
-    p.add_argument("--replace-stale", action="store_true",
-                   help="if the run directory holds a run of another configuration, delete it and start over")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="run directory (default work/<suite>/models/<dataset>/<model>, pythia.paths.run_dir)",
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the run's latest saved training state"
+    )
+    p.add_argument(
+        "--replace-stale",
+        action="store_true",
+        help="if the run directory holds a run of another configuration, delete it and start over",
+    )
     p.add_argument("--threads", type=int, help="torch CPU threads (torch.set_num_threads)")
-    p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (state is saved there)")
-    p.add_argument("--state-every", type=int, help="also save training state every K steps (for resumption)")
-    p.add_argument("--deepspeed", action="store_true", help="train through deepspeed.initialize (ZeRO)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (GPU: the model's precision on --dataset)")
+    p.add_argument(
+        "--max-steps", type=int, help="stop after this many optimizer steps (state is saved there)"
+    )
+    p.add_argument(
+        "--state-every", type=int, help="also save training state every K steps (for resumption)"
+    )
+    p.add_argument(
+        "--deepspeed", action="store_true", help="train through deepspeed.initialize (ZeRO)"
+    )
+    p.add_argument(
+        "--device", default="cpu", help="cpu or cuda (GPU: the model's precision on --dataset)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("deepspeed-config", help="print the DeepSpeed JSON config of a suite's model")
+    p = sub.add_parser(
+        "deepspeed-config", help="print the DeepSpeed JSON config of a suite's model"
+    )
     p.add_argument("--suite", required=True)
     p.add_argument("--model", required=True)
     p.add_argument("--world-size", type=int, default=1)
-    p.add_argument("--dataset", default="standard", choices=paths.DATASETS,
-                   help="the dataset trained on (precision can differ: Pythia 1B standard bf16, deduped fp16)")
-    p.add_argument("--device", default="cuda", help="cuda (bf16/fp16 as the model's precision) or cpu (fp32)")
+    p.add_argument(
+        "--dataset",
+        default="standard",
+        choices=paths.DATASETS,
+        help="the dataset trained on (precision can differ: Pythia 1B standard bf16, deduped fp16)",
+    )
+    p.add_argument(
+        "--device", default="cuda", help="cuda (bf16/fp16 as the model's precision) or cpu (fp32)"
+    )
     p.set_defaults(func=_cmd_ds_config)

@@ -22,14 +22,22 @@ from __future__ import annotations
 
 from pythia.config import ModelSpec, Precision, Suite
 from pythia.errors import UsageError
-from pythia.train.precision import HYSTERESIS, INITIAL_SCALE_POWER, LOSS_SCALE_WINDOW, MIN_LOSS_SCALE, training_precision
+from pythia.train.precision import (
+    HYSTERESIS,
+    INITIAL_SCALE_POWER,
+    LOSS_SCALE_WINDOW,
+    MIN_LOSS_SCALE,
+    training_precision,
+)
 
 
 def micro_and_accum(suite: Suite, world_size: int) -> tuple[int, int]:
     """(micro batch per rank, accumulation steps) with micro * accum * world = global batch."""
     t = suite.training
     if t.global_batch % world_size:
-        raise UsageError(f"global batch {t.global_batch} is not divisible by world size {world_size}; use a world size that divides it")
+        raise UsageError(
+            f"global batch {t.global_batch} is not divisible by world size {world_size}; use a world size that divides it"
+        )
     per_rank = t.global_batch // world_size
     micro = min(t.micro_batch or per_rank, per_rank)
     while per_rank % micro:
@@ -37,8 +45,13 @@ def micro_and_accum(suite: Suite, world_size: int) -> tuple[int, int]:
     return micro, per_rank // micro
 
 
-def deepspeed_config(suite: Suite, spec: ModelSpec | str, world_size: int = 1, device: str = "cuda",
-                     dataset: str = "standard") -> dict:
+def deepspeed_config(
+    suite: Suite,
+    spec: ModelSpec | str,
+    world_size: int = 1,
+    device: str = "cuda",
+    dataset: str = "standard",
+) -> dict:
     """The DeepSpeed JSON config for one model of a suite, trained on ``dataset``, on ``world_size`` ranks."""
     if isinstance(spec, str):
         spec = suite.model(spec)

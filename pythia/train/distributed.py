@@ -48,7 +48,9 @@ def free_port() -> int:
 def env_context() -> DistContext:
     """The rank layout from torchrun's environment (one process when unset)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    return DistContext(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+    return DistContext(
+        int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+    )
 
 
 def default_backend(device: str) -> str:
@@ -81,7 +83,9 @@ def init_distributed(device: str = "cpu", force: bool = False) -> DistContext:
 def rank_rows(global_batch: int, ctx: DistContext) -> slice:
     """This rank's contiguous share of a step's rows (the batch must divide evenly)."""
     if global_batch % ctx.world_size:
-        raise UsageError(f"global batch {global_batch} is not divisible by world size {ctx.world_size}; start a number of ranks that divides it")
+        raise UsageError(
+            f"global batch {global_batch} is not divisible by world size {ctx.world_size}; start a number of ranks that divides it"
+        )
     per = global_batch // ctx.world_size
     return slice(ctx.rank * per, (ctx.rank + 1) * per)
 

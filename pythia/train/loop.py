@@ -26,6 +26,7 @@ uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -49,7 +50,14 @@ from pythia.io import sha256_file, write_json
 from pythia.model import attention_backend, build_model, sdpa_flash_first
 from pythia.train import checkpoint as ckpt
 from pythia.train.deepspeed_config import micro_and_accum
-from pythia.train.distributed import DistContext, all_mean, barrier, init_distributed, rank_batch, wrap_ddp
+from pythia.train.distributed import (
+    DistContext,
+    all_mean,
+    barrier,
+    init_distributed,
+    rank_batch,
+    wrap_ddp,
+)
 from pythia.train.optim import build_optimizer, param_names
 from pythia.train.precision import (
     autocast_dtype,
@@ -111,10 +119,8 @@ def set_determinism(device: str) -> None:
 def set_threads(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(threads)
-        try:
+        with contextlib.suppress(RuntimeError):  # already set in this process
             torch.set_num_interop_threads(1)
-        except RuntimeError:  # already set in this process
-            pass
 
 
 def lm_loss(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
@@ -144,7 +150,9 @@ class LinearCrossEntropy(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, h: torch.Tensor, w: torch.Tensor, labels: torch.Tensor, chunk: int) -> torch.Tensor:
+    def forward(
+        ctx, h: torch.Tensor, w: torch.Tensor, labels: torch.Tensor, chunk: int
+    ) -> torch.Tensor:
         n = h.shape[0]
         need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         grad_h = torch.empty_like(h) if need_grad else None
@@ -152,8 +160,8 @@ class LinearCrossEntropy(torch.autograd.Function):
         total = torch.zeros((), dtype=torch.float64, device=h.device)
         inv = 1.0 / n
         for i in range(0, n, chunk):
-            hc = h[i:i + chunk]  # (c, d)
-            lc = labels[i:i + chunk, None]  # (c, 1)
+            hc = h[i : i + chunk]  # (c, d)
+            lc = labels[i : i + chunk, None]  # (c, 1)
             logits = hc @ w.t()  # (c, V)
             lse = torch.logsumexp(logits, dim=-1, keepdim=True)  # (c, 1)
             target = logits.gather(1, lc)  # (c, 1)
@@ -162,7 +170,7 @@ class LinearCrossEntropy(torch.autograd.Function):
                 probs = logits.sub_(lse).exp_()  # softmax, in place
                 probs.scatter_(1, lc, probs.gather(1, lc) - 1.0)
                 probs.mul_(inv)
-                torch.mm(probs, w, out=grad_h[i:i + chunk])
+                torch.mm(probs, w, out=grad_h[i : i + chunk])
                 grad_w.addmm_(probs.t(), hc)
         if need_grad:
             ctx.save_for_backward(grad_h, grad_w)
@@ -188,7 +196,9 @@ class CausalLMLoss(torch.nn.Module):
         self.model = model
         self.fused = fused
         vocab = model.get_output_embeddings().weight.shape[0]
-        self.chunk = chunk or int(min(1024, max(32, 2**19 // vocab)))  # ~2 MB of fp32 logits per chunk
+        self.chunk = chunk or int(
+            min(1024, max(32, 2**19 // vocab))
+        )  # ~2 MB of fp32 logits per chunk
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         inputs, labels = tokens[:, :-1].contiguous(), tokens[:, 1:]
@@ -196,9 +206,12 @@ class CausalLMLoss(torch.nn.Module):
         if not self.fused or head.bias is not None:
             logits = self.model(input_ids=inputs, use_cache=False).logits  # (b, L, V)
             return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1))
-        hidden = self.model.base_model(input_ids=inputs, use_cache=False).last_hidden_state  # (b, L, d)
-        return LinearCrossEntropy.apply(hidden.reshape(-1, hidden.shape[-1]), head.weight,
-                                        labels.reshape(-1), self.chunk)
+        hidden = self.model.base_model(
+            input_ids=inputs, use_cache=False
+        ).last_hidden_state  # (b, L, d)
+        return LinearCrossEntropy.apply(
+            hidden.reshape(-1, hidden.shape[-1]), head.weight, labels.reshape(-1), self.chunk
+        )
 
 
 class Trainer:
@@ -224,7 +237,11 @@ class Trainer:
         self.ctx = ctx
         if self.device.startswith("cuda"):
             self.device = f"cuda:{ctx.local_rank}"
-        self.run_dir = Path(opts.out) if opts.out else paths.run_dir(suite.name, paths.run_name(opts.dataset), opts.model)
+        self.run_dir = (
+            Path(opts.out)
+            if opts.out
+            else paths.run_dir(suite.name, paths.run_name(opts.dataset), opts.model)
+        )
         self.run_digest = ckpt.run_digest(suite, self.spec.name, self.dataset)
         self.tokenizer_dir = paths.data_dir(suite.name) / "tokenizer"
         self.micro, self.accum = micro_and_accum(suite, ctx.world_size)
@@ -241,13 +258,22 @@ class Trainer:
         self.precision = training_precision(self.spec, self.dataset, self.device)
         compute_dtype = autocast_dtype(self.precision)
         self.amp_dtype = None if opts.deepspeed else compute_dtype
-        self.model = build_model(suite, self.spec, seed=t.seed, device=self.device,
-                                 attn_implementation=attention_backend(compute_dtype) if gpu else "sdpa")
+        self.model = build_model(
+            suite,
+            self.spec,
+            seed=t.seed,
+            device=self.device,
+            attn_implementation=attention_backend(compute_dtype) if gpu else "sdpa",
+        )
         self.model.train()
         self.optimizer = build_optimizer(self.model, t)
         self.names = param_names(self.optimizer)
-        self.scaler = grad_scaler(self.precision if not opts.deepspeed else Precision.fp32, self.device)
-        self.skipped_steps = 0  # updates the fp16 loss scaler skipped; the LR schedule lags by this many
+        self.scaler = grad_scaler(
+            self.precision if not opts.deepspeed else Precision.fp32, self.device
+        )
+        self.skipped_steps = (
+            0  # updates the fp16 loss scaler skipped; the LR schedule lags by this many
+        )
         self.engine = None
         self.loss_model = CausalLMLoss(self.model, fused=not gpu)
         self.net: torch.nn.Module = self.loss_model
@@ -274,9 +300,13 @@ class Trainer:
             import importlib
 
             importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
-        cfg = deepspeed_config(self.suite, self.spec, self.ctx.world_size, self.device, self.dataset)
+        cfg = deepspeed_config(
+            self.suite, self.spec, self.ctx.world_size, self.device, self.dataset
+        )
         self.ds_config = cfg
-        engine, optimizer, _, _ = deepspeed.initialize(model=self.loss_model, optimizer=self.optimizer, config=cfg)
+        engine, optimizer, _, _ = deepspeed.initialize(
+            model=self.loss_model, optimizer=self.optimizer, config=cfg
+        )
         self.engine = engine
         self.ds_optimizer = optimizer
         self.net = engine
@@ -297,7 +327,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def set_lr(self, lr: float) -> None:
-        groups = self.ds_optimizer.param_groups if self.engine is not None else self.optimizer.param_groups
+        groups = (
+            self.ds_optimizer.param_groups
+            if self.engine is not None
+            else self.optimizer.param_groups
+        )
         for g in groups:
             g["lr"] = lr
 
@@ -318,13 +352,20 @@ class Trainer:
         if batch is None:
             batch = self.batches.get_batch(self.suite, self.dataset, step)
         rows = rank_batch(batch, self.ctx)
-        tokens = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.int64)).to(self.device, non_blocking=True)
+        tokens = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.int64)).to(
+            self.device, non_blocking=True
+        )
         with self.attention_kernels:
             loss_value, grad_norm, applied = self._update(tokens)
         if not applied:
             self.skipped_steps += 1
-        return {"loss": loss_value, "lr": lr, "grad_norm": grad_norm, "skipped": not applied,
-                "skipped_steps": self.skipped_steps}
+        return {
+            "loss": loss_value,
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "skipped": not applied,
+            "skipped_steps": self.skipped_steps,
+        }
 
     def _update(self, tokens: torch.Tensor) -> tuple[float, float, bool]:
         """Forward, backward and optimizer step on this rank's rows: (loss, grad norm, applied)."""
@@ -332,7 +373,7 @@ class Trainer:
         if self.engine is not None:
             for i in range(self.accum):
                 with self.autocast:
-                    loss = lm_loss(self.engine, tokens[i * self.micro:(i + 1) * self.micro])
+                    loss = lm_loss(self.engine, tokens[i * self.micro : (i + 1) * self.micro])
                 self.engine.backward(loss)
                 self.engine.step()
                 total += loss.detach()
@@ -342,15 +383,21 @@ class Trainer:
         else:
             for i in range(self.accum):
                 last = i == self.accum - 1
-                sync = self.net.no_sync() if (self.ctx.world_size > 1 and not last) else nullcontext()
+                sync = (
+                    self.net.no_sync() if (self.ctx.world_size > 1 and not last) else nullcontext()
+                )
                 with sync:
                     with self.autocast:
-                        loss = lm_loss(self.net, tokens[i * self.micro:(i + 1) * self.micro])
+                        loss = lm_loss(self.net, tokens[i * self.micro : (i + 1) * self.micro])
                     scaled = loss / self.accum if self.accum > 1 else loss
                     self.scaler.scale(scaled).backward()
                 total += loss.detach()
             self.scaler.unscale_(self.optimizer)
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.training.grad_clip, foreach=True))
+            grad_norm = float(
+                torch.nn.utils.clip_grad_norm_(
+                    self.model.parameters(), self.training.grad_clip, foreach=True
+                )
+            )
             applied = scaler_step(self.scaler, self.optimizer)
             self.optimizer.zero_grad(set_to_none=True)
         return float(total) / self.accum, grad_norm, applied
@@ -367,7 +414,9 @@ class Trainer:
         model = self.loss_model
         total, count = 0.0, 0
         for i in range(0, len(seqs), self.micro):
-            chunk = torch.from_numpy(np.ascontiguousarray(seqs[i:i + self.micro], dtype=np.int64)).to(self.device)
+            chunk = torch.from_numpy(
+                np.ascontiguousarray(seqs[i : i + self.micro], dtype=np.int64)
+            ).to(self.device)
             with self.autocast, self.attention_kernels:
                 loss = lm_loss(model, chunk)
             n = chunk.shape[0] * (chunk.shape[1] - 1)
@@ -406,16 +455,29 @@ class Trainer:
                 if val is not None:
                     tensors[f"{name}.{key}"] = val.detach().float().cpu().contiguous()
             if steps:
-                tensors[f"{name}.step"] = torch.as_tensor(steps[0]).detach().cpu().reshape(()).clone()
-        groups = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.state_dict()["param_groups"]]
+                tensors[f"{name}.step"] = (
+                    torch.as_tensor(steps[0]).detach().cpu().reshape(()).clone()
+                )
+        groups = [
+            {k: v for k, v in g.items() if k != "params"}
+            for g in self.optimizer.state_dict()["param_groups"]
+        ]
         return tensors, groups
 
     def save_checkpoint(self, step: int, record: dict) -> None:
-        extra = {"step": step, "suite": self.suite.name, "suite_digest": self.suite.digest,
-                 "model": self.spec.name, "dataset": self.dataset, "tokens_seen": step * self.training.tokens_per_step}
+        extra = {
+            "step": step,
+            "suite": self.suite.name,
+            "suite_digest": self.suite.digest,
+            "model": self.spec.name,
+            "dataset": self.dataset,
+            "tokens_seen": step * self.training.tokens_per_step,
+        }
         if "val_loss" in record:
             extra["val_loss"] = record["val_loss"]
-        ckpt.save_model_checkpoint(self.model, ckpt.model_dir(self.run_dir, step), self.tokenizer_dir, extra)
+        ckpt.save_model_checkpoint(
+            self.model, ckpt.model_dir(self.run_dir, step), self.tokenizer_dir, extra
+        )
 
     def save_state(self, step: int) -> None:
         # every rank takes part: gathering ZeRO-partitioned moments and master weights is collective
@@ -440,26 +502,43 @@ class Trainer:
             "deepspeed": self.engine is not None,
             "optimizer_param_groups": groups,
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-            "deepspeed_loss_scaler": deepspeed_scaler_state(self.ds_optimizer) if self.engine is not None else None,
-            "schedule": {"peak_lr": self.spec.peak_lr, "min_lr": self.spec.min_lr,
-                         "warmup_iters": self.training.warmup_iters, "train_iters": self.training.train_iters},
+            "deepspeed_loss_scaler": deepspeed_scaler_state(self.ds_optimizer)
+            if self.engine is not None
+            else None,
+            "schedule": {
+                "peak_lr": self.spec.peak_lr,
+                "min_lr": self.spec.min_lr,
+                "warmup_iters": self.training.warmup_iters,
+                "train_iters": self.training.train_iters,
+            },
             "rng": rng_meta,
         }
-        ckpt.save_state(ckpt.state_dir(self.run_dir, step), model_tensors=model_tensors,
-                        optim_tensors=optim_tensors, rng_tensors=rng_tensors, meta=meta)
+        ckpt.save_state(
+            ckpt.state_dir(self.run_dir, step),
+            model_tensors=model_tensors,
+            optim_tensors=optim_tensors,
+            rng_tensors=rng_tensors,
+            meta=meta,
+        )
 
     def load_state(self, path: Path, previous: Path | None) -> int:
         st = ckpt.load_state(path, previous)
         meta = st["meta"]
         if meta.get("run_digest") != self.run_digest:
-            raise ckpt.CheckpointError(f"{path} was saved by a run with another configuration "
-                                       f"(run digest {meta.get('run_digest')}, now {self.run_digest})")
+            raise ckpt.CheckpointError(
+                f"{path} was saved by a run with another configuration "
+                f"(run digest {meta.get('run_digest')}, now {self.run_digest})"
+            )
         try:
             self.model.load_state_dict(st["model"], strict=True)
         except RuntimeError as e:
-            raise ckpt.CheckpointError(f"{path / 'model.safetensors'} does not fit this model: {e}") from None
+            raise ckpt.CheckpointError(
+                f"{path / 'model.safetensors'} does not fit this model: {e}"
+            ) from None
         if self.engine is None:
-            ckpt.load_optimizer_tensors(self.optimizer, self.names, st["optimizer"], meta["optimizer_param_groups"])
+            ckpt.load_optimizer_tensors(
+                self.optimizer, self.names, st["optimizer"], meta["optimizer_param_groups"]
+            )
         else:
             self._load_deepspeed_optimizer(st["optimizer"], st["model"])
             load_deepspeed_scaler_state(self.ds_optimizer, meta.get("deepspeed_loss_scaler"))
@@ -481,14 +560,20 @@ class Trainer:
             opt._hp_optimizer_states_linked = False
             opt._lazy_init_hp_params_optimizer_state()
 
-    def _load_deepspeed_optimizer(self, tensors: dict[str, torch.Tensor], weights: dict[str, torch.Tensor]) -> None:
+    def _load_deepspeed_optimizer(
+        self, tensors: dict[str, torch.Tensor], weights: dict[str, torch.Tensor]
+    ) -> None:
         from deepspeed.utils import safe_set_full_fp32_param, safe_set_full_optimizer_state
 
         base = self.ds_optimizer.optimizer
         named = dict(self.model.named_parameters())
-        for name in self.names:  # the fp32 master copy is the saved fp32 weights (not their 16-bit cast)
+        for (
+            name
+        ) in self.names:  # the fp32 master copy is the saved fp32 weights (not their 16-bit cast)
             safe_set_full_fp32_param(named[name], weights[name].to(self.device, torch.float32))
-        if not base.state:  # moments are created lazily: a no-op update (lr 0, zero grads) makes them
+        if (
+            not base.state
+        ):  # moments are created lazily: a no-op update (lr 0, zero grads) makes them
             saved = [(g["lr"], g["weight_decay"]) for g in base.param_groups]
             for g in base.param_groups:
                 g["lr"], g["weight_decay"] = 0.0, 0.0
@@ -503,12 +588,16 @@ class Trainer:
         for name in self.names:
             for key in ("exp_avg", "exp_avg_sq"):
                 if f"{name}.{key}" in tensors:
-                    safe_set_full_optimizer_state(named[name], tensors[f"{name}.{key}"].to(self.device), key)
+                    safe_set_full_optimizer_state(
+                        named[name], tensors[f"{name}.{key}"].to(self.device), key
+                    )
         step = next((v for k, v in tensors.items() if k.endswith(".step")), None)
         if step is not None:
             for s in base.state.values():
                 if "step" in s:
-                    s["step"].copy_(step) if torch.is_tensor(s["step"]) else s.__setitem__("step", float(step))
+                    s["step"].copy_(step) if torch.is_tensor(s["step"]) else s.__setitem__(
+                        "step", float(step)
+                    )
 
     # ------------------------------------------------------------------ log
     @property
@@ -537,7 +626,9 @@ class Trainer:
         start = 0
         if self.ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            ckpt.check_run_dir(self.run_dir, self.run_record(), replace_stale=self.opts.replace_stale)
+            ckpt.check_run_dir(
+                self.run_dir, self.run_record(), replace_stale=self.opts.replace_stale
+            )
         barrier(self.ctx)  # every rank sees the run dir after a stale one was replaced
         latest, previous = ckpt.latest_state(self.run_dir)
         if not self.opts.resume:
@@ -581,12 +672,20 @@ class Trainer:
                 out = self.train_step(s, batch)
                 dt = time.perf_counter() - t0
                 n = s + 1
-                out["loss"] = all_mean(out["loss"], self.ctx, self.device)  # nccl reduces CUDA tensors only
+                out["loss"] = all_mean(
+                    out["loss"], self.ctx, self.device
+                )  # nccl reduces CUDA tensors only
                 self.step = n
                 if main:
-                    rec = {"step": n, "batch": s, "batch_hash": self.batches.batch_hash(batch),
-                           "tokens_seen": n * t.tokens_per_step, "tokens_per_s": t.tokens_per_step / dt, **out,
-                           **extra}
+                    rec = {
+                        "step": n,
+                        "batch": s,
+                        "batch_hash": self.batches.batch_hash(batch),
+                        "tokens_seen": n * t.tokens_per_step,
+                        "tokens_per_s": t.tokens_per_step / dt,
+                        **out,
+                        **extra,
+                    }
                     if n in self.ckpt_steps:
                         rec["val_loss"] = self.validate()
                     logf.write(json.dumps(rec, sort_keys=True) + "\n")
@@ -596,13 +695,23 @@ class Trainer:
                     self.last = rec
                     if bar is not None:
                         bar.update(1)
-                        bar.set_postfix(loss=f"{out['loss']:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}")
+                        bar.set_postfix(
+                            loss=f"{out['loss']:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}"
+                        )
                     if n % self._log_every() == 0 or n in self.ckpt_steps or n == self.end:
                         val = f" val_loss {rec['val_loss']:.4f}" if "val_loss" in rec else ""
                         if out["skipped_steps"]:
                             val += f" (fp16 overflow: {out['skipped_steps']} steps skipped so far)"
-                        log.info("step %d/%d loss %.4f lr %.3g grad_norm %.3f %.0f tok/s%s",
-                                 n, t.train_iters, out["loss"], out["lr"], out["grad_norm"], rec["tokens_per_s"], val)
+                        log.info(
+                            "step %d/%d loss %.4f lr %.3g grad_norm %.3f %.0f tok/s%s",
+                            n,
+                            t.train_iters,
+                            out["loss"],
+                            out["lr"],
+                            out["grad_norm"],
+                            rec["tokens_per_s"],
+                            val,
+                        )
                 if n in self.state_steps or (n == self.end and n < t.train_iters):
                     self.save_state(n)
                     barrier(self.ctx)
@@ -625,8 +734,13 @@ class Trainer:
             return None
         from tqdm.auto import tqdm
 
-        return tqdm(total=self.end, initial=start, desc=f"{self.suite.name}/{self.dataset}/{self.spec.name}",
-                    unit="step", dynamic_ncols=True)
+        return tqdm(
+            total=self.end,
+            initial=start,
+            desc=f"{self.suite.name}/{self.dataset}/{self.spec.name}",
+            unit="step",
+            dynamic_ncols=True,
+        )
 
     def write_done(self) -> dict[str, Any]:
         """``done.json``: final loss, validation loss and the hashes of the final weights and log."""
@@ -644,9 +758,13 @@ class Trainer:
             "final_loss": last.get("loss"),
             "final_val_loss": last.get("val_loss"),
             "final_checkpoint": str(final),
-            "final_weights_sha256": sha256_file(final / "model.safetensors") if (final / "model.safetensors").exists() else None,
+            "final_weights_sha256": sha256_file(final / "model.safetensors")
+            if (final / "model.safetensors").exists()
+            else None,
             "train_log_sha256": sha256_file(self.log_path),
-            "batch_hashes_sha256": _hash_list([r.get("batch_hash", "") for r in records if "batch_hash" in r]),
+            "batch_hashes_sha256": _hash_list(
+                [r.get("batch_hash", "") for r in records if "batch_hash" in r]
+            ),
             "checkpoints": sorted(ckpt.saved_steps(self.run_dir)),
             "world_size": self.ctx.world_size,
             "deepspeed": self.engine is not None,

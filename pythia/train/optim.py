@@ -41,12 +41,22 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
         if p.requires_grad:
             (no_decay if name in skip else decay).append((name, p))
     return [
-        {"params": [p for _, p in decay], "names": [n for n, _ in decay], "weight_decay": weight_decay},
-        {"params": [p for _, p in no_decay], "names": [n for n, _ in no_decay], "weight_decay": 0.0},
+        {
+            "params": [p for _, p in decay],
+            "names": [n for n, _ in decay],
+            "weight_decay": weight_decay,
+        },
+        {
+            "params": [p for _, p in no_decay],
+            "names": [n for n, _ in no_decay],
+            "weight_decay": 0.0,
+        },
     ]
 
 
-def build_optimizer(model: nn.Module, training: TrainingSpec, lr: float = 0.0, fused: bool | None = None) -> torch.optim.AdamW:
+def build_optimizer(
+    model: nn.Module, training: TrainingSpec, lr: float = 0.0, fused: bool | None = None
+) -> torch.optim.AdamW:
     """AdamW over Pythia's groups. ``fused`` (default: on) picks torch's fused kernel
     (CPU and CUDA), the fastest and deterministic; the lr is set per step by the trainer."""
     groups = param_groups(model, training.weight_decay)

@@ -55,8 +55,12 @@ def autocast_dtype(precision: Precision) -> torch.dtype | None:
 
 def grad_scaler(precision: Precision, device: str) -> torch.amp.GradScaler:
     """torch's dynamic loss scaler, enabled for fp16 only, started like Pythia's (2^12, window 1000)."""
-    return torch.amp.GradScaler(device.split(":")[0], init_scale=2.0**INITIAL_SCALE_POWER,
-                                growth_interval=LOSS_SCALE_WINDOW, enabled=precision is Precision.fp16)
+    return torch.amp.GradScaler(
+        device.split(":")[0],
+        init_scale=2.0**INITIAL_SCALE_POWER,
+        growth_interval=LOSS_SCALE_WINDOW,
+        enabled=precision is Precision.fp16,
+    )
 
 
 def scaler_step(scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer) -> bool:
@@ -80,7 +84,10 @@ def deepspeed_scaler_state(ds_optimizer: Any) -> dict[str, float] | None:
     scaler = getattr(ds_optimizer, "loss_scaler", None)
     if scaler is None or not getattr(scaler, "dynamic", False):
         return None
-    return {k: (None if getattr(scaler, k) is None else float(getattr(scaler, k))) for k in DS_SCALER_FIELDS}
+    return {
+        k: (None if getattr(scaler, k) is None else float(getattr(scaler, k)))
+        for k in DS_SCALER_FIELDS
+    }
 
 
 def load_deepspeed_scaler_state(ds_optimizer: Any, state: dict[str, float] | None) -> None:

@@ -12,14 +12,14 @@ from collections import Counter
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-from scipy import stats  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
 
-from pythia.analysis import memorization as mem  # noqa: E402
-from pythia.config import load_suite  # noqa: E402
+from pythia.analysis import memorization as mem
+from pythia.config import load_suite
 
 
 def flags_from_counts(counts: np.ndarray, window: int, rng: np.random.Generator) -> np.ndarray:
@@ -32,7 +32,9 @@ def flags_from_counts(counts: np.ndarray, window: int, rng: np.random.Generator)
 
 def test_window_counts():
     f = np.array([1, 0, 1, 1, 0, 0, 1, 1, 1, 0, 1], bool)
-    np.testing.assert_array_equal(mem.window_counts(f, 3), [2, 1, 3])  # the incomplete last window dropped
+    np.testing.assert_array_equal(
+        mem.window_counts(f, 3), [2, 1, 3]
+    )  # the incomplete last window dropped
     np.testing.assert_array_equal(mem.window_counts(f, 1), f.astype(int))
     with pytest.raises(ValueError):
         mem.window_counts(f, 0)
@@ -88,9 +90,22 @@ def scans() -> pd.DataFrame:
                 n = 16 * step
                 run = np.minimum(rng.poisson(scale * step / 4, n), 32).astype(np.int16)
                 run[::37] = 32
-                matches = np.where(np.arange(n) % 2 == 0, np.maximum(run, rng.integers(0, 33, n)), -1)
-                frames.append(pd.DataFrame({"model": model, "dataset": dataset, "step": step, "seq": np.arange(n),
-                                            "memorized": run == 32, "match_run": run, "matches": matches}))
+                matches = np.where(
+                    np.arange(n) % 2 == 0, np.maximum(run, rng.integers(0, 33, n)), -1
+                )
+                frames.append(
+                    pd.DataFrame(
+                        {
+                            "model": model,
+                            "dataset": dataset,
+                            "step": step,
+                            "seq": np.arange(n),
+                            "memorized": run == 32,
+                            "match_run": run,
+                            "matches": matches,
+                        }
+                    )
+                )
     df = pd.concat(frames, ignore_index=True)
     df["score"] = np.where(df["matches"] >= 0, df["matches"] / 32, np.nan)
     df["position"] = df["seq"] / 128
@@ -100,29 +115,59 @@ def scans() -> pd.DataFrame:
 
 def test_counts_runs_position_size_and_persistence(scans):
     counts = mem.memorized_counts(scans, 32)
-    row = counts[(counts.model == "m1") & (counts.dataset == "standard") & (counts.step == 8)].iloc[0]
-    assert row.sequences == 128 and row.memorized == len(range(0, 128, 37)) and row.rate == row.memorized / 128
+    row = counts[(counts.model == "m1") & (counts.dataset == "standard") & (counts.step == 8)].iloc[
+        0
+    ]
+    assert (
+        row.sequences == 128
+        and row.memorized == len(range(0, 128, 37))
+        and row.rate == row.memorized / 128
+    )
     assert row.scored == 64
     final = mem.final_scans(scans)
     assert set(final.step) == {8} and len(final) == 4 * 128
     assert mem.auto_threshold(final, 32, 16) in (1, 2, 4)
     tests = mem.poisson_table(final, [16, 32], [32, 2])
-    assert len(tests) == 2 * 2 * 2 * 2 and set(tests.columns) >= {"dispersion", "p_value", "chi2", "dof"}
+    assert len(tests) == 2 * 2 * 2 * 2 and set(tests.columns) >= {
+        "dispersion",
+        "p_value",
+        "chi2",
+        "dof",
+    }
     assert (tests[tests.threshold == 32]["mean"] > 0).all()
     runs = mem.match_runs(scans, 32)
     big = runs.set_index(["model", "dataset", "step"])["mean_match_run"]
     assert big[("m2", "standard", 8)] > big[("m1", "standard", 8)] > big[("m1", "standard", 4)]
     pos = mem.rate_by_position(final, [32, 2], bins=4)
     assert len(pos) == 4 * 4 and pos.sequences.sum() == 4 * 128
-    size = mem.by_size(counts, load_suite("smoke").model_copy(
-        update={"models": {"m1": load_suite("smoke").model("s1"), "m2": load_suite("smoke").model("s2")}}))
+    size = mem.by_size(
+        counts,
+        load_suite("smoke").model_copy(
+            update={
+                "models": {
+                    "m1": load_suite("smoke").model("s1"),
+                    "m2": load_suite("smoke").model("s2"),
+                }
+            }
+        ),
+    )
     assert list(size.non_embedding_params.unique()) != [] and set(size.step) == {8}
     kept = mem.persistence(scans, 32)
     k = kept[(kept.model == "m1") & (kept.dataset == "standard")].iloc[0]
     # memorized at step 4: seqs 0 and 37 of the 64 then seen; at step 8 the same seqs are memorized again
-    assert (k.earlier, k.later, k.events_earlier, k.still_later, k.fraction_kept) == (4, 8, 2, 2, 1.0)
-    for fig in (mem.plot_qq(mem.qq_data(final, "m2", [16, 64], 2)), mem.plot_match_runs(runs),
-                mem.plot_position(pos), mem.plot_size(size)):
+    assert (k.earlier, k.later, k.events_earlier, k.still_later, k.fraction_kept) == (
+        4,
+        8,
+        2,
+        2,
+        1.0,
+    )
+    for fig in (
+        mem.plot_qq(mem.qq_data(final, "m2", [16, 64], 2)),
+        mem.plot_match_runs(runs),
+        mem.plot_position(pos),
+        mem.plot_size(size),
+    ):
         assert isinstance(fig, plt.Figure) and fig.axes
         plt.close(fig)
     note = mem.closing_note(counts, tests, pd.DataFrame(), 32)
@@ -145,26 +190,44 @@ def test_sources_of_training_sequences(smoke_data, monkeypatch):
         got = mem.sequence_sources(suite, dataset, seqs)
         assert len(got) == len(seqs) and set(got) <= {"stdlib", "arithmetic"}
         folder = L.dataset(dataset)
-        shuffle_idx, sample_idx, doc_idx = (np.load(folder / f"{n}.npy") for n in ("shuffle_idx", "sample_idx", "doc_idx"))
+        shuffle_idx, sample_idx, doc_idx = (
+            np.load(folder / f"{n}.npy") for n in ("shuffle_idx", "sample_idx", "doc_idx")
+        )
         docs = IndexedDataset(L.text_prefix("train", dataset))
         rows = open_sequences(suite, dataset)
         for j in seqs:
             d, off = sample_idx[shuffle_idx[j]]
             doc = int(doc_idx[d])
             head = docs.get(doc, offset=int(off), length=min(8, int(docs.sizes[doc]) - int(off)))
-            np.testing.assert_array_equal(rows[j][: len(head)], head)  # the document the sequence starts in
+            np.testing.assert_array_equal(
+                rows[j][: len(head)], head
+            )  # the document the sequence starts in
     removed = set(json.loads((L.dataset("deduped") / "dedup.json").read_text())["removed"])
-    assert len([d for d in train if d["id"].split("#", 1)[0] not in removed]) == len(IndexedDataset(L.text_prefix("train", "deduped")))
+    assert len([d for d in train if d["id"].split("#", 1)[0] not in removed]) == len(
+        IndexedDataset(L.text_prefix("train", "deduped"))
+    )
     # the decoded table: sequences reached by more models first, then longer runs; only those decoded
     from pythia.data.tokenizer import load_tokenizer
 
-    final = pd.DataFrame({"model": pd.Categorical(["s1", "s2", "s1", "s2"]), "dataset": "standard", "step": 24,
-                          "seq": [5, 5, 9, 11], "match_run": [4, 6, 1, 3]})
+    final = pd.DataFrame(
+        {
+            "model": pd.Categorical(["s1", "s2", "s1", "s2"]),
+            "dataset": "standard",
+            "step": 24,
+            "seq": [5, 5, 9, 11],
+            "match_run": [4, 6, 1, 3],
+        }
+    )
     table = mem.memorized_sequences(final, suite, 2, 32, limit=2)
-    assert table[["model", "seq", "match_run", "models"]].values.tolist() == [["s2", 5, 6, 2], ["s1", 5, 4, 2]]
+    assert table[["model", "seq", "match_run", "models"]].values.tolist() == [
+        ["s2", 5, 6, 2],
+        ["s1", 5, 4, 2],
+    ]
     row = open_sequences(suite, "standard")[5]
     tok = load_tokenizer(suite)
-    assert table.continuation[0] == tok.decode(row[32:38].tolist()) and table.prompt[0] == tok.decode(row[:32].tolist())
+    assert table.continuation[0] == tok.decode(row[32:38].tolist()) and table.prompt[
+        0
+    ] == tok.decode(row[:32].tolist())
     assert table.source[0] == mem.sequence_sources(suite, "standard", np.array([5]))[0]
 
 
@@ -195,7 +258,11 @@ def manual_teacher_forcing(model, rows: np.ndarray, k: int, l: int, vocab: int) 
     out = np.zeros((len(rows), l), bool)
     with torch.no_grad():
         for t in range(k, k + l):
-            logits = model(input_ids=torch.from_numpy(rows[:, :t].astype(np.int64))).logits[:, -1, :vocab].clone()
+            logits = (
+                model(input_ids=torch.from_numpy(rows[:, :t].astype(np.int64)))
+                .logits[:, -1, :vocab]
+                .clone()
+            )
             logits[:, 0] = float("-inf")
             out[:, t - k] = logits.argmax(-1).numpy() == rows[:, t]
     return out
@@ -216,9 +283,13 @@ def test_teacher_forced_accuracy_equals_a_loop_over_positions():
     k, l, vocab = 8, 12, 500
     rng = np.random.default_rng(0)
     prompts = rng.integers(1, vocab, (24, k))
-    own = np.concatenate([prompts, M.greedy_continue(model, prompts, l, vocab_size=vocab)], axis=1)  # (24, k+l)
+    own = np.concatenate(
+        [prompts, M.greedy_continue(model, prompts, l, vocab_size=vocab)], axis=1
+    )  # (24, k+l)
     changed = own.copy()
-    changed[np.arange(12), k + rng.integers(0, l, 12)] = rng.integers(1, vocab, 12)  # one wrong token each
+    changed[np.arange(12), k + rng.integers(0, l, 12)] = rng.integers(
+        1, vocab, 12
+    )  # one wrong token each
     rows = np.concatenate([rng.integers(1, vocab, (16, k + l)), own, changed[:12]])
     rows[0, k + 3] = 0  # end-of-document: never the argmax
     got = M.teacher_forced_correct(model, rows, M.ScanOptions(k, l), vocab_size=vocab, batch_size=7)
@@ -227,7 +298,9 @@ def test_teacher_forced_accuracy_equals_a_loop_over_positions():
     assert got[16:40].all() and not got[40:].all(axis=1).any() and not got[0, 3]
     assert 0 < got.sum() < got.size
     # its leading run is the scan's match run (the same argmaxes)
-    np.testing.assert_array_equal(M.leading_run(got), M.leading_matches(model, rows, k, l, vocab_size=vocab))
+    np.testing.assert_array_equal(
+        M.leading_run(got), M.leading_matches(model, rows, k, l, vocab_size=vocab)
+    )
     with pytest.raises(Exception, match="at least k \\+ l"):
         M.teacher_forced_correct(model, rows[:, :10], M.ScanOptions(k, l))
 
@@ -238,19 +311,38 @@ def synthetic_duplicates() -> pd.DataFrame:
     for model, boost in (("m1", 0.0), ("m2", 0.2)):
         for dataset in ("standard", "deduped"):
             n = 300
-            dups = np.concatenate([np.ones(150, int), rng.integers(2, 10, 100), rng.integers(10, 100, 40),
-                                   rng.integers(100, 400, 10)])
+            dups = np.concatenate(
+                [
+                    np.ones(150, int),
+                    rng.integers(2, 10, 100),
+                    rng.integers(10, 100, 40),
+                    rng.integers(100, 400, 10),
+                ]
+            )
             acc = np.clip(0.1 + boost + 0.1 * np.log10(dups) + rng.normal(0, 0.02, n), 0, 1)
             tf = np.round(acc * 32).astype(int)
             tf[rng.random(n) < 0.3] = -1  # not sampled
-            frames.append(pd.DataFrame({"model": model, "dataset": dataset, "step": 640, "seq": np.arange(n),
-                                        "duplicates": dups, "match_run": rng.integers(0, 33, n),
-                                        "tf_matches": tf}))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "model": model,
+                        "dataset": dataset,
+                        "step": 640,
+                        "seq": np.arange(n),
+                        "duplicates": dups,
+                        "match_run": rng.integers(0, 33, n),
+                        "tf_matches": tf,
+                    }
+                )
+            )
     df = pd.concat(frames, ignore_index=True)
     from pythia.evaluate.memorization import duplicate_bin_labels, duplicate_bins
 
-    df["bin"] = pd.Categorical(np.asarray(duplicate_bin_labels())[duplicate_bins(df["duplicates"].to_numpy())],
-                               categories=duplicate_bin_labels(), ordered=True)
+    df["bin"] = pd.Categorical(
+        np.asarray(duplicate_bin_labels())[duplicate_bins(df["duplicates"].to_numpy())],
+        categories=duplicate_bin_labels(),
+        ordered=True,
+    )
     df["model"] = pd.Categorical(df["model"], categories=["m1", "m2"], ordered=True)
     df["tf_accuracy"] = np.where(df["tf_matches"] >= 0, df["tf_matches"] / 32, np.nan)
     return df
@@ -261,14 +353,23 @@ def test_duplicates_table_and_figure():
     table = mem.duplicates_table(dups, 32)
     assert len(table) == 2 * 2 * 4 and list(table["bin"][:4]) == ["1", "2-9", "10-99", ">=100"]
     for _, row in table.iterrows():
-        g = dups[(dups["model"] == row["model"]) & (dups["dataset"] == row["dataset"]) & (dups["bin"] == row["bin"])]
+        g = dups[
+            (dups["model"] == row["model"])
+            & (dups["dataset"] == row["dataset"])
+            & (dups["bin"] == row["bin"])
+        ]
         sampled = g["tf_matches"][g["tf_matches"] >= 0] / 32
         assert row["sequences"] == len(g) and row["teacher_forced"] == len(sampled)
-        assert row["min_count"] == g["duplicates"].min() and row["max_count"] == g["duplicates"].max()
+        assert (
+            row["min_count"] == g["duplicates"].min() and row["max_count"] == g["duplicates"].max()
+        )
         assert row["mean_tf_accuracy"] == pytest.approx(sampled.mean())
         assert row["sem_tf_accuracy"] == pytest.approx(sampled.std(ddof=1) / np.sqrt(len(sampled)))
         assert row["mean_match_run"] == pytest.approx(g["match_run"].mean())
-        assert row["run_ge_8"] == (g["match_run"] >= 8).sum() and row["memorized"] == (g["match_run"] >= 32).sum()
+        assert (
+            row["run_ge_8"] == (g["match_run"] >= 8).sum()
+            and row["memorized"] == (g["match_run"] >= 32).sum()
+        )
     m2 = table[(table.model == "m2") & (table.dataset == "standard")]["mean_tf_accuracy"].to_numpy()
     assert (np.diff(m2) > 0).all()  # grows with the count, as planted
     fig = mem.plot_duplicates(table, 32)
@@ -296,39 +397,89 @@ def test_scan_job_writes_duplicates_of_a_trained_model(smoke_run, tmp_path, monk
     monkeypatch.setenv("PYTHIA_WORK", str(smoke_run))
     suite = load_suite("smoke")
     scan, out = tmp_path / "scan.json", tmp_path / "duplicates.parquet"
-    code = cli.main(["memorization", "scan", "--suite", "smoke", "--dataset", "standard", "--model", "s1",
-                     "--steps", "8", "24", "--score-stride", "0", "--threads", "1", "--out", str(scan),
-                     "--duplicates", str(out), "--no-progress"])
+    code = cli.main(
+        [
+            "memorization",
+            "scan",
+            "--suite",
+            "smoke",
+            "--dataset",
+            "standard",
+            "--model",
+            "s1",
+            "--steps",
+            "8",
+            "24",
+            "--score-stride",
+            "0",
+            "--threads",
+            "1",
+            "--out",
+            str(scan),
+            "--duplicates",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     dups = M.read_duplicates(out)
     assert list(dups.columns) == list(M.DUPLICATE_COLUMNS) and dups.attrs["step"] == 24
     rows = np.asarray(open_sequences(suite, "standard"))  # (96, 65)
-    windows = Counter(tuple(r[s:s + 64]) for r in rows for s in range(rows.shape[1] - 63))
+    windows = Counter(tuple(r[s : s + 64]) for r in rows for s in range(rows.shape[1] - 63))
     assert dups["seq"].tolist() == list(range(96))
     assert dups["duplicates"].tolist() == [windows[tuple(rows[j, :64])] for j in range(96)]
     scanned = M.read_scan(tmp_path / "step24.parquet")
     np.testing.assert_array_equal(dups["match_run"], scanned["match_run"])
     done = dups[dups["tf_matches"] >= 0]
-    assert len(done) == 96  # the smoke data's 96 sequences are all in bin 1, under the per-bin sample
+    assert (
+        len(done) == 96
+    )  # the smoke data's 96 sequences are all in bin 1, under the per-bin sample
     np.testing.assert_array_equal(done["tf_run"], done["match_run"])
     model = open_catalogue("smoke").checkpoint("s1", "standard", 24).load_model()
-    want = manual_teacher_forcing(model, rows[done["seq"].to_numpy(), :64], 32, 32, suite.tokenizer.vocab_size)
+    want = manual_teacher_forcing(
+        model, rows[done["seq"].to_numpy(), :64], 32, 32, suite.tokenizer.vocab_size
+    )
     np.testing.assert_array_equal(done["tf_matches"], want.sum(1))
     # the per-bin sample: 40 of the 96, seeded
-    again = M.duplicates_model(suite, "standard", "s1", open_catalogue("smoke"), M.ScanOptions(32, 32), per_bin=40,
-                               scan=scan, out=tmp_path / "sample.parquet")
-    assert again["teacher_forced"] == 40 and (M.read_duplicates(tmp_path / "sample.parquet")["tf_matches"] >= 0).sum() == 40
+    again = M.duplicates_model(
+        suite,
+        "standard",
+        "s1",
+        open_catalogue("smoke"),
+        M.ScanOptions(32, 32),
+        per_bin=40,
+        scan=scan,
+        out=tmp_path / "sample.parquet",
+    )
+    assert (
+        again["teacher_forced"] == 40
+        and (M.read_duplicates(tmp_path / "sample.parquet")["tf_matches"] >= 0).sum() == 40
+    )
     # what the notebook loads
     monkeypatch.setattr(mem, "duplicates_file", lambda s, d, m: out)
     loaded = mem.load_duplicates(suite, ["standard"], ["s1"])
     table = mem.duplicates_table(loaded, 32)
-    assert table[["model", "dataset", "bin", "sequences", "teacher_forced"]].values.tolist() == [["s1", "standard", "1", 96, 96]]
+    assert table[["model", "dataset", "bin", "sequences", "teacher_forced"]].values.tolist() == [
+        ["s1", "standard", "1", 96, 96]
+    ]
     assert table["mean_tf_accuracy"].item() == pytest.approx(want.mean())
     # too many windows to count: an empty file that says why
     monkeypatch.setattr(duplication, "MAX_WINDOWS", 10)
-    rec = M.duplicates_model(suite, "standard", "s1", open_catalogue("smoke"), M.ScanOptions(32, 32), scan=scan,
-                             out=tmp_path / "skipped.parquet")
+    rec = M.duplicates_model(
+        suite,
+        "standard",
+        "s1",
+        open_catalogue("smoke"),
+        M.ScanOptions(32, 32),
+        scan=scan,
+        out=tmp_path / "skipped.parquet",
+    )
     skipped = M.read_duplicates(tmp_path / "skipped.parquet")
-    assert skipped.empty and "more than an exact in-memory count" in skipped.attrs["skipped"] == rec["skipped"]
+    assert (
+        skipped.empty
+        and "more than an exact in-memory count" in skipped.attrs["skipped"] == rec["skipped"]
+    )
     with pytest.raises(Exception, match="scanned with"):
-        M.duplicates_model(suite, "standard", "s1", open_catalogue("smoke"), M.ScanOptions(16, 16), scan=scan)
+        M.duplicates_model(
+            suite, "standard", "s1", open_catalogue("smoke"), M.ScanOptions(16, 16), scan=scan
+        )

@@ -27,7 +27,9 @@ def test_parameter_counts_are_long_and_exact():
     counts = st.parameter_counts(st.suite_table(suite))
     assert len(counts) == 2 * len(suite.models)
     assert set(counts["count"]) == {"total_params", "non_embedding_params"}
-    one = counts[(counts.model == "1.8M") & (counts["count"] == "non_embedding_params")].parameters.item()
+    one = counts[
+        (counts.model == "1.8M") & (counts["count"] == "non_embedding_params")
+    ].parameters.item()
     assert one == suite.model("1.8M").non_embedding_params()
 
 

@@ -12,32 +12,38 @@ import pytest
 from pythia.analysis import term_frequencies as tf
 from pythia.config import OperandSet, load_suite
 from pythia.data.evalsets import arithmetic_prompts
+import itertools
 
 
 def counted(*texts: str) -> tuple[dict[int, int], dict[tuple[int, int], int]]:
     numbers, pairs = tf.count_texts(texts)
-    return ({int(n): int(c) for n, c in enumerate(numbers) if c},
-            {(int(a), int(b)): int(pairs[a, b]) for a, b in zip(*np.nonzero(pairs))})
+    return (
+        {int(n): int(c) for n, c in enumerate(numbers) if c},
+        {(int(a), int(b)): int(pairs[a, b]) for a, b in zip(*np.nonzero(pairs))},
+    )
 
 
-@pytest.mark.parametrize("text, numbers, pairs", [
-    # three words between the first and last number; then the window from 34: overlapping
-    ("12 plus 34 equals 46.", {12: 1, 34: 2, 46: 2}, {(12, 34): 1, (12, 46): 1, (34, 46): 2}),
-    # a number at the start of a sequence (the prepended space) and one word between
-    ("7 apples 8", {7: 1, 8: 1}, {(7, 8): 1}),
-    # punctuation inside a word is a word; a number followed by punctuation starts no window
-    ("9 x-ray's 10", {9: 1, 10: 1}, {(9, 10): 1}),
-    ("Page 3, line 4: 5 items", {}, {}),
-    # four words between two numbers: no window; a number inside the words counts (stripped of
-    # its comma) but starts no window of its own ("4," is not followed by a space)
-    ("1 a b c d 2", {}, {}),
-    ("3 is 4, or 5", {3: 1, 4: 1, 5: 1}, {(3, 4): 1, (3, 5): 1, (4, 5): 1}),
-    ("3 is 4 or 5", {3: 1, 4: 2, 5: 2}, {(3, 4): 1, (3, 5): 1, (4, 5): 2}),
-    # 1-5 digit numbers: a 6-digit number starts no window; numbers >= 100 are not kept
-    ("123456 is 7", {}, {}),
-    ("12345 and 6", {6: 1}, {}),
-    ("0 and 99", {0: 1, 99: 1}, {(0, 99): 1}),
-])
+@pytest.mark.parametrize(
+    "text, numbers, pairs",
+    [
+        # three words between the first and last number; then the window from 34: overlapping
+        ("12 plus 34 equals 46.", {12: 1, 34: 2, 46: 2}, {(12, 34): 1, (12, 46): 1, (34, 46): 2}),
+        # a number at the start of a sequence (the prepended space) and one word between
+        ("7 apples 8", {7: 1, 8: 1}, {(7, 8): 1}),
+        # punctuation inside a word is a word; a number followed by punctuation starts no window
+        ("9 x-ray's 10", {9: 1, 10: 1}, {(9, 10): 1}),
+        ("Page 3, line 4: 5 items", {}, {}),
+        # four words between two numbers: no window; a number inside the words counts (stripped of
+        # its comma) but starts no window of its own ("4," is not followed by a space)
+        ("1 a b c d 2", {}, {}),
+        ("3 is 4, or 5", {3: 1, 4: 1, 5: 1}, {(3, 4): 1, (3, 5): 1, (4, 5): 1}),
+        ("3 is 4 or 5", {3: 1, 4: 2, 5: 2}, {(3, 4): 1, (3, 5): 1, (4, 5): 2}),
+        # 1-5 digit numbers: a 6-digit number starts no window; numbers >= 100 are not kept
+        ("123456 is 7", {}, {}),
+        ("12345 and 6", {6: 1}, {}),
+        ("0 and 99", {0: 1, 99: 1}, {(0, 99): 1}),
+    ],
+)
 def test_window_counts_equal_hand_counts(text, numbers, pairs):
     assert counted(text) == (numbers, pairs)
 
@@ -52,7 +58,7 @@ def test_step_ranges_cover_the_order_and_end_at_evaluated_steps():
     spec = load_suite("micro").analysis.term_frequencies
     ranges = tf.step_ranges(spec, 640, [64, 288, 640])
     assert ranges[0][0] == 0 and ranges[-1][1] == 640
-    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
     assert {64, 288} <= {hi for _, hi in ranges} and all(hi - lo <= 32 for lo, hi in ranges)
 
 
@@ -73,7 +79,11 @@ def test_cumulative_counts_equal_a_direct_count_and_resume(smoke, tmp_path):
     assert counts["numbers"].shape == (len(counts["end"]), tf.NUMBERS)
     assert counts["end"][-1] == smoke.training.train_iters and 12 in counts["end"]
     for step in (8, 12, 24):
-        texts = [t for s in range(step) for t in tok.batch_decode(get_batch(smoke, "standard", s).tolist())]
+        texts = [
+            t
+            for s in range(step)
+            for t in tok.batch_decode(get_batch(smoke, "standard", s).tolist())
+        ]
         numbers, pairs = tf.count_texts(texts)
         assert (tf.cumulative(counts, step) == numbers).all()
         assert (tf.cumulative(counts, step, "pairs") == pairs).all()
@@ -87,7 +97,9 @@ def test_cumulative_counts_equal_a_direct_count_and_resume(smoke, tmp_path):
     out.unlink()
     tf.count_dataset(smoke, "standard", out, steps=[8, 12], workers=2, progress=False)
     again = tf.load_counts(out)
-    assert all((again[k] == counts[k]).all() for k in ("start", "end", "numbers", "pairs", "tokens"))
+    assert all(
+        (again[k] == counts[k]).all() for k in ("start", "end", "numbers", "pairs", "tokens")
+    )
     info = __import__("json").loads(out.with_suffix(".json").read_text())
     assert info["counted_ranges"] == 1 and info["counted_tokens"] == int(counts["tokens"][1])
     # a rerun with every range cached counts nothing, yet its timings keep what was measured
@@ -97,9 +109,14 @@ def test_cumulative_counts_equal_a_direct_count_and_resume(smoke, tmp_path):
     assert info["counted_ranges"] == 0 and info["counted_tokens"] == 0
     assert info["measured_tokens"] == int(counts["tokens"].sum()) and info["measured_seconds"] > 0
     row = tf.timings({"standard": out}, {}).iloc[0]
-    assert row["items"] == int(counts["tokens"].sum()) and row["seconds"] > 0 and row["tokens_per_s"] > 0
-    assert f"counting standard: {int(counts['tokens'].sum()):,} tokens in" in tf.summary(tf.timings({"standard": out}, {}),
-                                                                                         pd.DataFrame())
+    assert (
+        row["items"] == int(counts["tokens"].sum())
+        and row["seconds"] > 0
+        and row["tokens_per_s"] > 0
+    )
+    assert f"counting standard: {int(counts['tokens'].sum()):,} tokens in" in tf.summary(
+        tf.timings({"standard": out}, {}), pd.DataFrame()
+    )
 
 
 def test_prompts_follow_the_template_and_never_share_x1():
@@ -111,27 +128,61 @@ def test_prompts_follow_the_template_and_never_share_x1():
         parts = p.split("\n\n")
         assert len(parts) == k + 1 and parts[-1] == f"Q:What is {x1} {op} {x2}? A:"
         for shot in parts[:-1]:
-            a, b, y = map(int, re.fullmatch(rf"Q:What is (\d+) {op} (\d+)\? A:(\d+)", shot).groups())
+            a, b, y = map(
+                int, re.fullmatch(rf"Q:What is (\d+) {op} (\d+)\? A:(\d+)", shot).groups()
+            )
             assert a != x1 and y == (a + b if op == "plus" else a * b) and shot in known
         assert p == tf.prompt(op, x1, x2, k, operands)  # a fixed seed
     assert tf.prompt("plus", 12, 3, 4, operands) != tf.prompt("plus", 12, 3, 4, operands, seed=7)
     simple = OperandSet(x1=[0, 9], x2=[1, 9])
-    assert all(int(a) < 10 for a in re.findall(r"is (\d+) plus", tf.prompt("plus", 5, 5, 16, simple)))
+    assert all(
+        int(a) < 10 for a in re.findall(r"is (\d+) plus", tf.prompt("plus", 5, 5, 16, simple))
+    )
 
 
 def test_summaries_and_figures_from_synthetic_results():
     rng = np.random.default_rng(0)
-    counts = pd.DataFrame([{"dataset": d, "step": s, "x1": x, "count": int((x + 1) * s)}
-                           for d in ("standard", "deduped") for s in (8, 24) for x in range(20)])
-    results = pd.DataFrame([{"model": m, "dataset": d, "step": s, "set": "paper", "op": "plus", "k": k, "x1": x,
-                             "x2": 1, "target": str(x + 1), "generation": "", "answer": "", "correct": float(x >= 15)}
-                            for m in ("s1", "s2") for d in ("standard", "deduped") for s in (8, 24) for k in (0, 2)
-                            for x in range(20)])
+    counts = pd.DataFrame(
+        [
+            {"dataset": d, "step": s, "x1": x, "count": int((x + 1) * s)}
+            for d in ("standard", "deduped")
+            for s in (8, 24)
+            for x in range(20)
+        ]
+    )
+    results = pd.DataFrame(
+        [
+            {
+                "model": m,
+                "dataset": d,
+                "step": s,
+                "set": "paper",
+                "op": "plus",
+                "k": k,
+                "x1": x,
+                "x2": 1,
+                "target": str(x + 1),
+                "generation": "",
+                "answer": "",
+                "correct": float(x >= 15),
+            }
+            for m in ("s1", "s2")
+            for d in ("standard", "deduped")
+            for s in (8, 24)
+            for k in (0, 2)
+            for x in range(20)
+        ]
+    )
     acc = tf.accuracy_per_x1(results, counts)
     gap = tf.frequency_gap(acc, shots=(0, 2))
-    assert len(gap) == 2 * 2 * 2 * 2 and (gap["gap"] == 50.0).all()  # top 10 are x1 10..19: half correct
+    assert (
+        len(gap) == 2 * 2 * 2 * 2 and (gap["gap"] == 50.0).all()
+    )  # top 10 are x1 10..19: half correct
     bins = tf.binned(acc, bins=4)
-    assert bins["accuracy"].between(0, 1).all() and bins.groupby(["model", "dataset", "step", "k"]).size().max() <= 4
+    assert (
+        bins["accuracy"].between(0, 1).all()
+        and bins.groupby(["model", "dataset", "step", "k"]).size().max() <= 4
+    )
     curves = tf.figure_data(bins, dataset=tf.main_dataset(["standard", "deduped"]))
     assert set(curves["dataset"]) == {"deduped"} and set(curves["k"]) == {2}
     fig = tf.plot_accuracy_vs_frequency(curves)
@@ -146,7 +197,12 @@ def test_summaries_and_figures_from_synthetic_results():
 def test_a_step_that_is_no_checkpoint_fails_when_the_section_runs(tmp_path):
     from pythia.config import ConfigError
 
-    (tmp_path / "tfbad.yaml").write_text("extends: smoke\nname: tfbad\nanalysis:\n  term_frequencies:\n    steps: [5]\n")
+    (tmp_path / "tfbad.yaml").write_text(
+        "extends: smoke\nname: tfbad\nanalysis:\n  term_frequencies:\n    steps: [5]\n"
+    )
     suite = load_suite(tmp_path / "tfbad.yaml")  # loads: a suite may extend one that trains longer
-    with pytest.raises(ConfigError, match="analysis.term_frequencies.steps: 5 is not a checkpoint step of suite 'tfbad'"):
+    with pytest.raises(
+        ConfigError,
+        match="analysis.term_frequencies.steps: 5 is not a checkpoint step of suite 'tfbad'",
+    ):
         tf.evaluation_steps(suite, suite.analysis_steps())

@@ -22,9 +22,15 @@ def fake_runs(tmp_path, monkeypatch):
             run.mkdir(parents=True)
             lines = []
             for step in range(suite.training.train_iters + 1):
-                rec = {"step": step, "tokens_seen": step * tokens, "loss": 6.0 - 0.1 * step - m_i - 0.01 * d_i,
-                       "lr": suite_lr(suite, suite.model(model), max(step - 1, 0)), "grad_norm": 1.0,
-                       "tokens_per_s": 1000.0 * (m_i + 1), "batch_hash": f"{step:016x}"}
+                rec = {
+                    "step": step,
+                    "tokens_seen": step * tokens,
+                    "loss": 6.0 - 0.1 * step - m_i - 0.01 * d_i,
+                    "lr": suite_lr(suite, suite.model(model), max(step - 1, 0)),
+                    "grad_norm": 1.0,
+                    "tokens_per_s": 1000.0 * (m_i + 1),
+                    "batch_hash": f"{step:016x}",
+                }
                 if step in ckpts:
                     rec["val_loss"] = 6.5 - 0.1 * step - m_i
                 lines.append(json.dumps(rec))
@@ -60,25 +66,46 @@ def test_figure_data_is_what_is_plotted(fake_runs):
     curves = tr.loss_curves(logs, window=3)
     assert list(curves.columns) == ["model", "dataset", "step", "tokens_seen", "train_loss"]
     assert len(curves) == 4 * fake_runs.training.train_iters and curves.step.min() == 1
-    s1 = curves[(curves.model == "s1") & (curves.dataset == "standard")].set_index("step").train_loss
+    s1 = (
+        curves[(curves.model == "s1") & (curves.dataset == "standard")].set_index("step").train_loss
+    )
     assert s1.loc[10] == pytest.approx(6.0 - 0.1 * 10)  # a centred mean of a straight line
     val = tr.val_losses(logs)
     assert set(val.step) == set(fake_runs.checkpoint_steps()) - {0}
     lr = tr.lr_data(tr.lr_schedule(fake_runs, points=25), logs)
     assert set(lr.source) == {"configured", "logged"}
     logged = lr[lr.source == "logged"].iloc[-1]
-    assert logged.lr == pytest.approx(suite_lr(fake_runs, fake_runs.model(logged.model), int(logged.step) - 1))
+    assert logged.lr == pytest.approx(
+        suite_lr(fake_runs, fake_runs.model(logged.model), int(logged.step) - 1)
+    )
 
 
 def test_order_table_holds_the_order_hashes(fake_runs, tmp_path):
     for i, d in enumerate(("standard", "deduped")):
         (tmp_path / "smoke" / "data" / d).mkdir(parents=True)
-        (tmp_path / "smoke" / "data" / d / "order.json").write_text(json.dumps({
-            "num_documents": 10 + i, "tokens_per_epoch": 1000, "num_epochs": 2, "sequences_rows": 96, "seed": 1234,
-            "sha256": {"doc_idx.npy": f"d{i}", "sample_idx.npy": "s", "shuffle_idx.npy": "h", "sequences.bin": "b",
-                       "sequences.idx": "i"}}))
+        (tmp_path / "smoke" / "data" / d / "order.json").write_text(
+            json.dumps(
+                {
+                    "num_documents": 10 + i,
+                    "tokens_per_epoch": 1000,
+                    "num_epochs": 2,
+                    "sequences_rows": 96,
+                    "seed": 1234,
+                    "sha256": {
+                        "doc_idx.npy": f"d{i}",
+                        "sample_idx.npy": "s",
+                        "shuffle_idx.npy": "h",
+                        "sequences.bin": "b",
+                        "sequences.idx": "i",
+                    },
+                }
+            )
+        )
     order = tr.order_table(fake_runs, ["standard", "deduped"])
-    assert order.dataset.tolist() == ["standard", "deduped"] and order.documents.tolist() == [10, 11]
+    assert order.dataset.tolist() == ["standard", "deduped"] and order.documents.tolist() == [
+        10,
+        11,
+    ]
     assert order.sha256_doc_idx_npy.tolist() == ["d0", "d1"] and "sha256_sequences_bin" in order
     with pytest.raises(FileNotFoundError, match="build the data first"):
         tr.order_table(load_suite("micro"), ["standard"])
@@ -86,9 +113,13 @@ def test_order_table_holds_the_order_hashes(fake_runs, tmp_path):
 
 def test_figures_render(fake_runs):
     logs = tr.load_logs(fake_runs, ["standard", "deduped"])
-    for fig in (tr.plot_loss_curves(tr.loss_curves(logs)), tr.plot_val_loss(tr.val_losses(logs)),
-                tr.plot_scaling(tr.final_losses(logs)), tr.plot_lr_schedule(tr.lr_data(tr.lr_schedule(fake_runs), logs)),
-                tr.plot_throughput(tr.throughput(logs))):
+    for fig in (
+        tr.plot_loss_curves(tr.loss_curves(logs)),
+        tr.plot_val_loss(tr.val_losses(logs)),
+        tr.plot_scaling(tr.final_losses(logs)),
+        tr.plot_lr_schedule(tr.lr_data(tr.lr_schedule(fake_runs), logs)),
+        tr.plot_throughput(tr.throughput(logs)),
+    ):
         assert fig.axes and any(ax.lines or ax.patches or ax.collections for ax in fig.axes)
 
 

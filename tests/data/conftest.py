@@ -19,7 +19,6 @@ cannot be had; run that once before calling pytest directly.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

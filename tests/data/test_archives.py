@@ -26,7 +26,9 @@ class _Server:
 
     def __init__(self) -> None:
         self.requests: list[dict] = []  # path and Range header of every request
-        self.script: list[str] = []  # per request: "ok", "cut" (half, then drop), "404", "ignore-range", "wrong"
+        self.script: list[
+            str
+        ] = []  # per request: "ok", "cut" (half, then drop), "404", "ignore-range", "wrong"
         self.index: dict = {}  # JSON served at /simple/<package>/
         self.api: dict | None = None  # JSON served at /pypi/<package>/json (None: 404)
         server = self
@@ -77,7 +79,9 @@ class _Server:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     def close(self) -> None:
@@ -101,8 +105,16 @@ def server(monkeypatch, tmp_path):
 
 
 def _archive(url: str, data: bytes = DATA) -> A.Archive:
-    return A.Archive("pkg", "1.0", "pkg-1.0.tar.gz", hashlib.sha256(data).hexdigest(), len(data),
-                     url, "MIT", "sdist")
+    return A.Archive(
+        "pkg",
+        "1.0",
+        "pkg-1.0.tar.gz",
+        hashlib.sha256(data).hexdigest(),
+        len(data),
+        url,
+        "MIT",
+        "sdist",
+    )
 
 
 def _leftovers(archive: A.Archive) -> list[str]:
@@ -139,7 +151,10 @@ def test_failed_fetch_keeps_the_bytes_for_the_next_run(server):
     assert f"{part.stat().st_size:,} bytes received are kept" in str(e.value)
     assert "could not be downloaded" in str(e.value) and not a.path.exists()
     A.fetch_archive(a, progress=False)  # the next run asks only for the last eighth
-    assert a.path.read_bytes() == DATA and server.requests[-1]["range"] == f"bytes={len(DATA) * 7 // 8}-"
+    assert (
+        a.path.read_bytes() == DATA
+        and server.requests[-1]["range"] == f"bytes={len(DATA) * 7 // 8}-"
+    )
 
 
 def test_partial_file_from_a_killed_run_is_resumed(server):
@@ -166,7 +181,11 @@ def test_wrong_download_is_discarded_with_both_hashes(server):
     with pytest.raises(A.ArchiveHashError) as e:
         A.fetch_archive(a, progress=False)
     msg = str(e.value)
-    assert a.sha256 in msg and hashlib.sha256(b"x" * len(DATA)).hexdigest() in msg and "discarded" in msg
+    assert (
+        a.sha256 in msg
+        and hashlib.sha256(b"x" * len(DATA)).hexdigest() in msg
+        and "discarded" in msg
+    )
     assert len(server.requests) == 3  # retried
     assert _leftovers(a) == []
 
@@ -175,17 +194,26 @@ def test_retries_then_succeeds(server):
     server.script = ["404", "404"]  # two failures, then the file (PYTHIA_FETCH_RETRIES=2)
     a = _archive(f"{server.url}/pkg-1.0.tar.gz")
     A.fetch_archive(a, progress=False)
-    assert a.path.read_bytes() == DATA and len([r for r in server.requests if r["path"].endswith(".gz")]) == 3
+    assert (
+        a.path.read_bytes() == DATA
+        and len([r for r in server.requests if r["path"].endswith(".gz")]) == 3
+    )
 
 
 def test_moved_file_is_found_through_the_simple_index(server, monkeypatch):
     monkeypatch.setenv("PYTHIA_FETCH_RETRIES", "0")
     a = _archive(f"{server.url}/old/pkg-1.0.tar.gz.gone")  # the pinned address is dead (404)
-    server.index = {"files": [{"filename": "pkg-1.0.tar.gz", "url": f"{server.url}/new/pkg-1.0.tar.gz"}]}
+    server.index = {
+        "files": [{"filename": "pkg-1.0.tar.gz", "url": f"{server.url}/new/pkg-1.0.tar.gz"}]
+    }
     A.fetch_archive(a, progress=False)
     assert a.path.read_bytes() == DATA
-    assert [r["path"] for r in server.requests] == ["/old/pkg-1.0.tar.gz.gone", "/pypi/pkg/json", "/simple/pkg/",
-                                                    "/new/pkg-1.0.tar.gz"]
+    assert [r["path"] for r in server.requests] == [
+        "/old/pkg-1.0.tar.gz.gone",
+        "/pypi/pkg/json",
+        "/simple/pkg/",
+        "/new/pkg-1.0.tar.gz",
+    ]
 
 
 def _refused_url() -> str:
@@ -232,8 +260,12 @@ def test_bad_retry_setting_is_named(monkeypatch):
 
 def _release(filename: str, url: str, data: bytes = DATA, sha256: str | None = None) -> dict:
     """One file of a release as the JSON API lists it."""
-    return {"filename": filename, "url": url, "size": len(data),
-            "digests": {"sha256": sha256 or hashlib.sha256(data).hexdigest(), "md5": "x"}}
+    return {
+        "filename": filename,
+        "url": url,
+        "size": len(data),
+        "digests": {"sha256": sha256 or hashlib.sha256(data).hexdigest(), "md5": "x"},
+    }
 
 
 def test_index_is_read_from_the_environment_at_each_call(monkeypatch):
@@ -242,7 +274,10 @@ def test_index_is_read_from_the_environment_at_each_call(monkeypatch):
     assert (A.json_api(), A.simple_index()) == ("https://pypi.org/pypi", "https://pypi.org/simple")
     monkeypatch.setenv("PYTHIA_PYPI_JSON", "http://127.0.0.1:1/pypi")
     monkeypatch.setenv("PYTHIA_PYPI_SIMPLE", "http://127.0.0.1:1/simple")
-    assert (A.json_api(), A.simple_index()) == ("http://127.0.0.1:1/pypi", "http://127.0.0.1:1/simple")
+    assert (A.json_api(), A.simple_index()) == (
+        "http://127.0.0.1:1/pypi",
+        "http://127.0.0.1:1/simple",
+    )
 
 
 def test_release_is_found_by_name_and_version_through_relative_urls(server, monkeypatch):
@@ -250,16 +285,26 @@ def test_release_is_found_by_name_and_version_through_relative_urls(server, monk
     does); they resolve against the API's address, and a dead pinned address falls back to it."""
     monkeypatch.setenv("PYTHIA_FETCH_RETRIES", "0")
     a = _archive(f"{_refused_url()}/pkg-1.0.tar.gz")  # the pinned shortcut is dead
-    server.api = {"releases": {
-        "0.9": [_release("pkg-0.9.tar.gz", "../../files/pkg-0.9.tar.gz", b"old")],
-        "1.0": [_release("pkg-1.0-py3-none-any.whl", "../../files/pkg-1.0-py3-none-any.whl", b"wheel"),
-                _release("pkg-1.0.tar.gz", "../../files/pkg-1.0.tar.gz")],
-    }}
+    server.api = {
+        "releases": {
+            "0.9": [_release("pkg-0.9.tar.gz", "../../files/pkg-0.9.tar.gz", b"old")],
+            "1.0": [
+                _release(
+                    "pkg-1.0-py3-none-any.whl", "../../files/pkg-1.0-py3-none-any.whl", b"wheel"
+                ),
+                _release("pkg-1.0.tar.gz", "../../files/pkg-1.0.tar.gz"),
+            ],
+        }
+    }
     found = A.release_file(a)
     assert found == A.ReleaseFile(f"{server.url}/files/pkg-1.0.tar.gz", len(DATA), a.sha256)
     assert [r["path"] for r in server.requests] == ["/pypi/pkg/json"]  # asked, nothing downloaded
     assert A.fetch_archive(a, progress=False) == a.path and a.path.read_bytes() == DATA
-    assert [r["path"] for r in server.requests][1:] == ["/pypi/pkg/json", "/simple/pkg/", "/files/pkg-1.0.tar.gz"]
+    assert [r["path"] for r in server.requests][1:] == [
+        "/pypi/pkg/json",
+        "/simple/pkg/",
+        "/files/pkg-1.0.tar.gz",
+    ]
     assert _leftovers(a) == ["pkg-1.0.tar.gz"]
 
 
@@ -272,16 +317,26 @@ def test_withdrawn_release_is_one_clear_line(server, monkeypatch, capsys, case):
     a = _archive(f"{server.url}/gone/pkg-1.0.tar.gz.gone")  # the pinned address answers 404
     monkeypatch.setitem(A.ARCHIVES, "pkg", a)
     if case == "no-version":
-        server.api = {"releases": {"0.9": [_release("pkg-0.9.tar.gz", "/files/pkg-0.9.tar.gz")],
-                                   "1.1": [_release("pkg-1.1.tar.gz", "/files/pkg-1.1.tar.gz")]}}
+        server.api = {
+            "releases": {
+                "0.9": [_release("pkg-0.9.tar.gz", "/files/pkg-0.9.tar.gz")],
+                "1.1": [_release("pkg-1.1.tar.gz", "/files/pkg-1.1.tar.gz")],
+            }
+        }
         why = "the package index lists no release pkg==1.0 (releases now: 0.9, 1.1)"
     else:
-        server.api = {"releases": {"1.0": [_release("pkg-1.0-py3-none-any.whl", "/files/pkg-1.0-py3-none-any.whl")]}}
+        server.api = {
+            "releases": {
+                "1.0": [_release("pkg-1.0-py3-none-any.whl", "/files/pkg-1.0-py3-none-any.whl")]
+            }
+        }
         why = "pkg==1.0 no longer has the file pkg-1.0.tar.gz on the package index (it lists pkg-1.0-py3-none-any.whl)"
     with pytest.raises(A.ReleaseWithdrawnError) as e:
         A.release_file(a)
     assert why in str(e.value) and "\n" not in str(e.value)
-    assert not a.path.parent.exists() or not list(a.path.parent.iterdir())  # asking downloads nothing
+    assert not a.path.parent.exists() or not list(
+        a.path.parent.iterdir()
+    )  # asking downloads nothing
 
     from pythia.cli import main
 
@@ -299,7 +354,9 @@ def test_wrong_sha256_on_the_index_is_refused(server, monkeypatch):
     monkeypatch.setenv("PYTHIA_FETCH_RETRIES", "0")
     a = _archive(f"{_refused_url()}/pkg-1.0.tar.gz")
     other = hashlib.sha256(b"a rebuilt file").hexdigest()
-    server.api = {"releases": {"1.0": [_release("pkg-1.0.tar.gz", "/files/pkg-1.0.tar.gz", sha256=other)]}}
+    server.api = {
+        "releases": {"1.0": [_release("pkg-1.0.tar.gz", "/files/pkg-1.0.tar.gz", sha256=other)]}
+    }
     with pytest.raises(A.ReleaseWithdrawnError) as e:
         A.release_file(a)
     assert other in str(e.value) and a.sha256 in str(e.value)
@@ -316,12 +373,18 @@ def test_wrong_bytes_from_the_index_address_are_discarded(server, monkeypatch):
     server.api = {"releases": {"1.0": [_release("pkg-1.0.tar.gz", "/files/pkg-1.0.tar.gz")]}}
     with pytest.raises(A.ArchiveHashError) as e:
         A.fetch_archive(a, progress=False)
-    assert hashlib.sha256(b"x" * len(DATA)).hexdigest() in str(e.value) and "discarded" in str(e.value)
-    assert [r["path"] for r in server.requests][-1] == "/files/pkg-1.0.tar.gz" and _leftovers(a) == []
+    assert hashlib.sha256(b"x" * len(DATA)).hexdigest() in str(e.value) and "discarded" in str(
+        e.value
+    )
+    assert [r["path"] for r in server.requests][-1] == "/files/pkg-1.0.tar.gz" and _leftovers(
+        a
+    ) == []
 
 
 def test_unanswerable_index_is_named(server, monkeypatch):
     server.api = None  # 404
-    with pytest.raises(A.ArchiveMissingError, match=r"cannot ask the package index about pkg==1\.0") as e:
+    with pytest.raises(
+        A.ArchiveMissingError, match=r"cannot ask the package index about pkg==1\.0"
+    ) as e:
         A.release_file(_archive(f"{server.url}/pkg-1.0.tar.gz"))
     assert not isinstance(e.value, A.ReleaseWithdrawnError) and "404" in str(e.value)

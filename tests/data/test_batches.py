@@ -11,8 +11,14 @@ import pytest
 from pythia import paths
 from pythia.config import load_suite
 from pythia.data import batches
-from pythia.data.batches import (DataNotBuiltError, batch_hash, get_batch, open_sequences, split_tokens,
-                                 validation_sequences)
+from pythia.data.batches import (
+    DataNotBuiltError,
+    batch_hash,
+    get_batch,
+    open_sequences,
+    split_tokens,
+    validation_sequences,
+)
 from pythia.data.indexed import IndexedDatasetWriter, write_indexed
 
 
@@ -24,14 +30,20 @@ def work(tmp_path: Path, monkeypatch) -> Path:
 
 def small_suite(steps: int = 10, seq_len: int = 16, batch: int = 4):
     return load_suite(
-        "micro", overrides={"name": "tinydata", "training": {"seq_len": seq_len, "global_batch": batch, "train_iters": steps}}
+        "micro",
+        overrides={
+            "name": "tinydata",
+            "training": {"seq_len": seq_len, "global_batch": batch, "train_iters": steps},
+        },
     )
 
 
 def write_sequences(suite, dataset: str, seed: int = 0, rows: int | None = None) -> np.ndarray:
     t = suite.training
     rows = rows if rows is not None else t.train_iters * t.global_batch
-    data = np.random.default_rng(seed).integers(0, 4096, size=(rows, t.seq_len + 1)).astype(np.uint16)
+    data = (
+        np.random.default_rng(seed).integers(0, 4096, size=(rows, t.seq_len + 1)).astype(np.uint16)
+    )
     with IndexedDatasetWriter(paths.dataset_dir(suite.name, dataset) / "sequences", np.uint16) as w:
         w.add_rows(data)
     return data
@@ -85,7 +97,9 @@ def test_batch_hash() -> None:
     b = np.arange(2 * 9, dtype=np.uint16).reshape(2, 9)
     h = batch_hash(b)
     assert len(h) == 16 and int(h, 16) >= 0
-    assert batch_hash(b.astype(np.int64)) == h == batch_hash(b.astype(np.int32))  # dtype-independent
+    assert (
+        batch_hash(b.astype(np.int64)) == h == batch_hash(b.astype(np.int32))
+    )  # dtype-independent
     import hashlib
 
     assert h == hashlib.sha256(b.astype("<i8").tobytes()).hexdigest()[:16]

@@ -14,7 +14,12 @@ from pythia.data.indexed import IndexedDataset, IndexedDatasetError
 
 # Files whose bytes legitimately differ between two builds (logs, timings, timestamps, and
 # order.json, which records the absolute path of the corpus it was built from).
-VOLATILE = ("build.log", ".provenance.json", ".stamps/", ".lock")  # .lock: pythia.locks, beside each written dir
+VOLATILE = (
+    "build.log",
+    ".provenance.json",
+    ".stamps/",
+    ".lock",
+)  # .lock: pythia.locks, beside each written dir
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -54,11 +59,25 @@ def test_split_of_is_a_hash_of_the_text():
 
 def test_smoke_outputs_exist(smoke_data):
     d = smoke_data / "smoke" / "data"
-    for f in ("documents/train.jsonl", "documents/manifest.json", "tokenizer/tokenizer.json",
-              "tokenizer/tokenizer_config.json", "validation_text_document.bin", "test_text_document.idx",
-              "standard/train_text_document.bin", "deduped/train_text_document.idx", "deduped/dedup.json",
-              "standard/sequences.bin", "deduped/order.json", "standard/shuffle_idx.npy",
-              "card.json", "card.md", "card.csv", "card.json.provenance.json", "sources.json"):
+    for f in (
+        "documents/train.jsonl",
+        "documents/manifest.json",
+        "tokenizer/tokenizer.json",
+        "tokenizer/tokenizer_config.json",
+        "validation_text_document.bin",
+        "test_text_document.idx",
+        "standard/train_text_document.bin",
+        "deduped/train_text_document.idx",
+        "deduped/dedup.json",
+        "standard/sequences.bin",
+        "deduped/order.json",
+        "standard/shuffle_idx.npy",
+        "card.json",
+        "card.md",
+        "card.csv",
+        "card.json.provenance.json",
+        "sources.json",
+    ):
         assert (d / f).is_file(), f
     card = json.loads((d / "card.json").read_text())
     assert {r["source"] for r in card["rows"]} == {"stdlib", "arithmetic"}
@@ -75,7 +94,9 @@ def test_card_reports_the_guard_per_evaluation_set(smoke_data):
     c = json.loads((d / "card.json").read_text())["contamination"]
     assert c["evaluation_groups"] == ["arithmetic"] and list(c["sets"]) == ["arithmetic_prompts"]
     st = c["sets"]["arithmetic_prompts"]
-    assert st["examples"] == st["items"] == st["whole"] == 10_000  # 8 words each: matched as a whole
+    assert (
+        st["examples"] == st["items"] == st["whole"] == 10_000
+    )  # 8 words each: matched as a whole
     assert st["removed_documents"] == 0 and c["removed"] == {}
     md = (d / "card.md").read_text()
     assert "## Contamination guard" in md and "10,000 examples" in md
@@ -92,8 +113,8 @@ def test_heldout_is_hash_chosen_and_disjoint(smoke_data):
     for split, ds in docs.items():
         for d in ds:
             assert B.split_of(d["text"], 0.05, 0.05) == split
-    ids = [set(d["id"] for d in ds) for ds in docs.values()]
-    texts = [set(d["text"] for d in ds) for ds in docs.values()]
+    ids = [{d["id"] for d in ds} for ds in docs.values()]
+    texts = [{d["text"] for d in ds} for ds in docs.values()]
     assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
     assert not (texts[0] & texts[1] or texts[0] & texts[2])
     del L
@@ -126,7 +147,9 @@ def test_changed_setting_reruns_from_that_stage(tmp_path, monkeypatch):
     suite = load_suite("smoke", {"data": {"max_bytes_per_source": 30_000}})
     B.build(suite, progress=False)
     assert all(B.is_done(suite, s) for s in B.STAGES)
-    changed = load_suite("smoke", {"data": {"max_bytes_per_source": 30_000, "dedup": {"threshold": 0.9}}})
+    changed = load_suite(
+        "smoke", {"data": {"max_bytes_per_source": 30_000, "dedup": {"threshold": 0.9}}}
+    )
     assert B.is_done(changed, "tokenizer") and not B.is_done(changed, "dedup")
     ran = B.build(changed, progress=False)
     assert list(ran) == ["dedup", "order", "card"]

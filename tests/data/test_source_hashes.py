@@ -62,5 +62,8 @@ def test_table_covers_every_source():
 
 
 if __name__ == "__main__":
-    table = {"python": sys.version.split()[0], "sources": {n: source_digest(n) for n in S.SOURCES if n not in SKIP}}
+    table = {
+        "python": sys.version.split()[0],
+        "sources": {n: source_digest(n) for n in S.SOURCES if n not in SKIP},
+    }
     print(json.dumps(table, indent=2))

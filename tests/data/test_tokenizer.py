@@ -20,7 +20,10 @@ def test_bpe_has_eod_zero_and_loads_with_autotokenizer(tmp_path):
     from transformers import AutoTokenizer
 
     T.train_bpe(TEXTS, 300, tmp_path / "tok", progress=False)
-    assert sorted(p.name for p in (tmp_path / "tok").iterdir()) == ["tokenizer.json", "tokenizer_config.json"]
+    assert sorted(p.name for p in (tmp_path / "tok").iterdir()) == [
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
     tok = AutoTokenizer.from_pretrained(str(tmp_path / "tok"))
     assert tok.convert_ids_to_tokens(0) == "<|endoftext|>"
     assert tok.eos_token_id == tok.pad_token_id == tok.bos_token_id == 0

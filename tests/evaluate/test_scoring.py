@@ -37,8 +37,11 @@ def plain(model, rows: np.ndarray) -> torch.Tensor:
 def test_logprobs_equal_a_plain_forward(ckpt, rows):
     model = ckpt.load_model()
     logits = plain(model, rows)
-    ref = -F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), torch.from_numpy(rows[:, 1:]).reshape(-1),
-                           reduction="none").view(len(rows), -1)
+    ref = -F.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]),
+        torch.from_numpy(rows[:, 1:]).reshape(-1),
+        reduction="none",
+    ).view(len(rows), -1)
     s = score(model, rows, batch_size=5)
     assert isinstance(s, Scores) and s.logprobs.shape == (12, 64) and s.logprobs.dtype == np.float32
     np.testing.assert_array_equal(s.positions, np.arange(1, 65))
@@ -52,9 +55,12 @@ def test_logprobs_equal_a_plain_forward(ckpt, rows):
     logits = plain(model, small)
     sub = score(model, small, positions=pos, vocab_size=300)
     ref_sub = torch.log_softmax(logits[:, :, :300], -1)[:, [p - 1 for p in pos]].gather(
-        2, torch.from_numpy(small[:, pos])[..., None])[..., 0]
+        2, torch.from_numpy(small[:, pos])[..., None]
+    )[..., 0]
     np.testing.assert_allclose(sub.logprobs, ref_sub.numpy(), atol=2e-5, rtol=1e-5)
-    np.testing.assert_array_equal(sub.greedy, logits[:, [p - 1 for p in pos], :300].argmax(-1).numpy())
+    np.testing.assert_array_equal(
+        sub.greedy, logits[:, [p - 1 for p in pos], :300].argmax(-1).numpy()
+    )
     assert (logits[:, [p - 1 for p in pos]].argmax(-1) >= 300).any()  # the mask matters here
 
 
@@ -67,7 +73,11 @@ def test_variable_lengths_are_right_padded(ckpt, rows):
         alone = score(model, seq[None])
         n = len(seq) - 1
         np.testing.assert_allclose(s.logprobs[i, :n], alone.logprobs[0], atol=2e-5)
-        assert np.isnan(s.logprobs[i, n:]).all() and (s.greedy[i, n:] == -1).all() and not s.correct[i, n:].any()
+        assert (
+            np.isnan(s.logprobs[i, n:]).all()
+            and (s.greedy[i, n:] == -1).all()
+            and not s.correct[i, n:].any()
+        )
 
 
 def test_greedy_tokens_equal_generate(ckpt, rows):
@@ -77,14 +87,23 @@ def test_greedy_tokens_equal_generate(ckpt, rows):
     k, n = 24, 16
     prompts = torch.from_numpy(rows[:6, :k])
     with torch.no_grad():
-        out = model.generate(prompts, attention_mask=torch.ones_like(prompts), do_sample=False, max_new_tokens=n,
-                             min_length=k + n, eos_token_id=0, pad_token_id=0)
+        out = model.generate(
+            prompts,
+            attention_mask=torch.ones_like(prompts),
+            do_sample=False,
+            max_new_tokens=n,
+            min_length=k + n,
+            eos_token_id=0,
+            pad_token_id=0,
+        )
     s = score(model, out.numpy(), positions=range(k, k + n), forbid=[0])
     np.testing.assert_array_equal(s.greedy, out[:, k:].numpy())
     assert s.correct.all() and (s.greedy != 0).all()
     # the memorization flag: greedy continuation == the true tokens
-    truth = score(model, rows[:6, :k + n], positions=range(k, k + n), forbid=[0])
-    np.testing.assert_array_equal(truth.correct.all(1), (out[:, k:].numpy() == rows[:6, k:k + n]).all(1))
+    truth = score(model, rows[:6, : k + n], positions=range(k, k + n), forbid=[0])
+    np.testing.assert_array_equal(
+        truth.correct.all(1), (out[:, k:].numpy() == rows[:6, k : k + n]).all(1)
+    )
 
 
 def test_forbidden_tokens_leave_the_argmax_only(ckpt, rows):
@@ -95,9 +114,15 @@ def test_forbidden_tokens_leave_the_argmax_only(ckpt, rows):
     np.testing.assert_array_equal(banned.logprobs, free.logprobs)  # the distribution is the model's
     logits = plain(model, rows)[:, :-1]
     logits[..., top] = float("-inf")
-    np.testing.assert_array_equal(banned.greedy, logits.argmax(-1).numpy())  # the best token that is allowed
+    np.testing.assert_array_equal(
+        banned.greedy, logits.argmax(-1).numpy()
+    )  # the best token that is allowed
     hit = free.greedy == top
-    assert hit.any() and (banned.greedy[hit] != top).all() and (banned.greedy[~hit] == free.greedy[~hit]).all()
+    assert (
+        hit.any()
+        and (banned.greedy[hit] != top).all()
+        and (banned.greedy[~hit] == free.greedy[~hit]).all()
+    )
 
 
 def test_bad_requests_fail_clearly(ckpt, rows):
@@ -120,25 +145,43 @@ def test_cache_scores_only_what_is_new(ckpt, rows, tmp_path, monkeypatch):
 
     monkeypatch.setattr(score_cache, "score", counting)
     root = tmp_path / "cache"
-    first = cached_score(ckpt, rows[:8], positions=range(32, 64), forbid=[0], root=root, block_rows=4)
+    first = cached_score(
+        ckpt, rows[:8], positions=range(32, 64), forbid=[0], root=root, block_rows=4
+    )
     assert scored == [8]
-    np.testing.assert_array_equal(first.greedy, score(ckpt.load_model(), rows[:8], range(32, 64), forbid=[0]).greedy)
+    np.testing.assert_array_equal(
+        first.greedy, score(ckpt.load_model(), rows[:8], range(32, 64), forbid=[0]).greedy
+    )
 
     def no_model():
         raise AssertionError("the model must not be loaded when everything is cached")
 
-    again = cached_score(ckpt, rows[:8], positions=range(32, 64), forbid=[0], root=root, block_rows=4, load_model=no_model)
+    again = cached_score(
+        ckpt,
+        rows[:8],
+        positions=range(32, 64),
+        forbid=[0],
+        root=root,
+        block_rows=4,
+        load_model=no_model,
+    )
     np.testing.assert_array_equal(again.logprobs, first.logprobs)
     assert scored == [8]
     more = cached_score(ckpt, rows, positions=range(32, 64), forbid=[0], root=root, block_rows=4)
     assert scored == [8, 4]  # only the new block of 4 rows
     np.testing.assert_array_equal(more.logprobs[:8], first.logprobs)
-    cached_score(ckpt, rows[:8], positions=range(32, 64), root=root, block_rows=4)  # other options: new blocks
+    cached_score(
+        ckpt, rows[:8], positions=range(32, 64), root=root, block_rows=4
+    )  # other options: new blocks
     assert scored == [8, 4, 8]
-    other = open_catalogue("smoke").checkpoint("s1", "standard", 16)  # another checkpoint: its own folder
+    other = open_catalogue("smoke").checkpoint(
+        "s1", "standard", 16
+    )  # another checkpoint: its own folder
     cached_score(other, rows[:8], positions=range(32, 64), forbid=[0], root=root, block_rows=4)
     assert scored == [8, 4, 8, 8]
-    assert len(list(root.iterdir())) == 2 and all((d / "identity.txt").is_file() for d in root.iterdir())
+    assert len(list(root.iterdir())) == 2 and all(
+        (d / "identity.txt").is_file() for d in root.iterdir()
+    )
 
 
 @pytest.mark.gpu
@@ -153,6 +196,15 @@ def test_scoring_on_a_gpu_in_half_precision(ckpt, rows):
     np.testing.assert_allclose(half.logprobs, ref.logprobs, atol=0.1)
     x = torch.from_numpy(rows[:4, :24]).cuda()
     with torch.no_grad():
-        out = fp32.generate(x, attention_mask=torch.ones_like(x), do_sample=False, max_new_tokens=16, min_length=40,
-                            eos_token_id=0, pad_token_id=0)
-    np.testing.assert_array_equal(score(fp32, out, positions=range(24, 40), forbid=[0]).greedy, out[:, 24:].cpu().numpy())
+        out = fp32.generate(
+            x,
+            attention_mask=torch.ones_like(x),
+            do_sample=False,
+            max_new_tokens=16,
+            min_length=40,
+            eos_token_id=0,
+            pad_token_id=0,
+        )
+    np.testing.assert_array_equal(
+        score(fp32, out, positions=range(24, 40), forbid=[0]).greedy, out[:, 24:].cpu().numpy()
+    )

@@ -33,11 +33,27 @@ TINY = {
         "seed": 1234,
         "zero_stage": 1,
         "val_sequences": 4,
-        "checkpoints": {"log_spaced_until": 4, "every": 4, "state_at_fractions_before_end": [0.0, 0.21]},
+        "checkpoints": {
+            "log_spaced_until": 4,
+            "every": 4,
+            "state_at_fractions_before_end": [0.0, 0.21],
+        },
     },
     "models": {
-        "t1": {"num_layers": 1, "hidden_size": 16, "num_heads": 2, "peak_lr": 3.0e-3, "min_lr": 3.0e-4},
-        "t2": {"num_layers": 2, "hidden_size": 32, "num_heads": 2, "peak_lr": 2.0e-3, "min_lr": 2.0e-4},
+        "t1": {
+            "num_layers": 1,
+            "hidden_size": 16,
+            "num_heads": 2,
+            "peak_lr": 3.0e-3,
+            "min_lr": 3.0e-4,
+        },
+        "t2": {
+            "num_layers": 2,
+            "hidden_size": 32,
+            "num_heads": 2,
+            "peak_lr": 2.0e-3,
+            "min_lr": 2.0e-4,
+        },
     },
 }
 

@@ -25,6 +25,7 @@ from pythia.train import deepspeed_config, loop
 
 def fp16_everywhere() -> None:
     """Let a CPU run train in the model's precision (fp16) as a GPU run would."""
+
     def model_precision(spec, dataset, device):
         return spec.precision_for(dataset)
 
@@ -39,7 +40,9 @@ def force_overflow(trainer: loop.Trainer, batches: set[int]) -> None:
     """Infinite gradients for the updates on ``batches`` (the trainer's step is the batch index
     while it trains on that batch)."""
     for p in trainer.model.parameters():
-        p.register_hook(lambda g: torch.full_like(g, float("inf")) if trainer.step in batches else g)
+        p.register_hook(
+            lambda g: torch.full_like(g, float("inf")) if trainer.step in batches else g
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,16 +58,33 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.device == "cpu":
         fp16_everywhere()
-    opts = loop.TrainOptions(suite=args.suite, model=args.model, out=args.out, device=args.device, threads=1,
-                             deepspeed=args.deepspeed, max_steps=args.max_steps, resume=args.resume, progress=False)
+    opts = loop.TrainOptions(
+        suite=args.suite,
+        model=args.model,
+        out=args.out,
+        device=args.device,
+        threads=1,
+        deepspeed=args.deepspeed,
+        max_steps=args.max_steps,
+        resume=args.resume,
+        progress=False,
+    )
     trainer = loop.Trainer(opts)
     assert trainer.precision is Precision.fp16, trainer.precision
     if not args.deepspeed and args.device == "cpu":
-        raise SystemExit("the plain loop's fp16 (autocast) runs on CUDA; on CPU test its loss scaler in-process")
+        raise SystemExit(
+            "the plain loop's fp16 (autocast) runs on CUDA; on CPU test its loss scaler in-process"
+        )
     force_overflow(trainer, set(args.overflow))
     summary = trainer.run()
-    print(json.dumps({**{k: v for k, v in summary.items() if k in ("step", "finished")},
-                      "skipped_steps": trainer.skipped_steps}))
+    print(
+        json.dumps(
+            {
+                **{k: v for k, v in summary.items() if k in ("step", "finished")},
+                "skipped_steps": trainer.skipped_steps,
+            }
+        )
+    )
     return 0
 
 

@@ -18,13 +18,17 @@ def pythia_cmd(*args: str) -> list[str]:
 
 
 def run_cli(args: list[str], env: dict, timeout: int = 240) -> subprocess.CompletedProcess:
-    proc = subprocess.run(pythia_cmd(*args), env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        pythia_cmd(*args), env=env, capture_output=True, text=True, timeout=timeout
+    )
     assert proc.returncode == 0, f"{args} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     return proc
 
 
 def read_log(run_dir: Path) -> list[dict]:
-    return [json.loads(x) for x in (run_dir / "train_log.jsonl").read_text().splitlines() if x.strip()]
+    return [
+        json.loads(x) for x in (run_dir / "train_log.jsonl").read_text().splitlines() if x.strip()
+    ]
 
 
 def weights(step_dir: Path) -> dict[str, torch.Tensor]:

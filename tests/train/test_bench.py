@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from pythia.bench import bench_train, flops_per_token, matmul_peak
+from pythia.bench import flops_per_token, matmul_peak
 from pythia.config import load_suite
 
 from .helpers import run_cli
@@ -17,7 +17,10 @@ def test_flops_formula_counts_blocks_output_layer_and_attention():
     suite = load_suite("micro")
     spec = suite.model("1.8M")
     d, L, T, V = 128, 4, 256, 4096
-    assert flops_per_token(suite, spec) == 6 * (L * (12 * d * d + 13 * d) + 2 * d + V * d) + 12 * L * d * T
+    assert (
+        flops_per_token(suite, spec)
+        == 6 * (L * (12 * d * d + 13 * d) + 2 * d + V * d) + 12 * L * d * T
+    )
 
 
 def test_matmul_peak_is_positive():
@@ -28,15 +31,38 @@ def test_matmul_peak_is_positive():
 def test_bench_cli_writes_json_comparing_with_the_trainer(tiny, tmp_path):
     _, path, env = tiny
     out = tmp_path / "bench.json"
-    proc = run_cli(["bench", "train", "--suite", str(path), "--model", "t1", "--steps", "2", "--warmup", "1",
-                    "--threads", "1", "--rounds", "1", "--matmul-n", "256", "--out", str(out)], env)
+    proc = run_cli(
+        [
+            "bench",
+            "train",
+            "--suite",
+            str(path),
+            "--model",
+            "t1",
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--threads",
+            "1",
+            "--rounds",
+            "1",
+            "--matmul-n",
+            "256",
+            "--out",
+            str(out),
+        ],
+        env,
+    )
     res = json.loads(out.read_text())
     m = res["models"][0]
     assert m["data"] == "get_batch" and m["model"] == "t1"
     for key in ("ours", "hf_trainer"):
         assert m[key]["tokens_per_s"] > 0 and 0 < m[key]["mfu"] < 1.5
         assert m[key]["timed_steps"] == 2
-    assert m["ours_over_trainer"] == pytest.approx(m["ours"]["tokens_per_s"] / m["hf_trainer"]["tokens_per_s"])
+    assert m["ours_over_trainer"] == pytest.approx(
+        m["ours"]["tokens_per_s"] / m["hf_trainer"]["tokens_per_s"]
+    )
     assert "ours/Trainer" in proc.stdout
 
 
@@ -58,11 +84,16 @@ def test_gpu_160m_bf16_trains_at_a_useful_mfu(tmp_path, monkeypatch):
     import time
 
     from pythia.model import attention_backend
-    from pythia.train.loop import TrainOptions, Trainer
+    from pythia.train.loop import Trainer, TrainOptions
 
     monkeypatch.setenv("PYTHIA_WORK", str(tmp_path))
-    suite = load_suite("pythia", {"training": {"global_batch": 16, "micro_batch": 16, "train_iters": 10},
-                                  "models": {"160M": {"precision": "bf16"}}})
+    suite = load_suite(
+        "pythia",
+        {
+            "training": {"global_batch": 16, "micro_batch": 16, "train_iters": 10},
+            "models": {"160M": {"precision": "bf16"}},
+        },
+    )
     tr = Trainer(TrainOptions(suite=suite, model="160M", out=tmp_path / "run", device="cuda"))
     assert attention_backend(torch.bfloat16) in ("flash_attention_2", "sdpa")
     batch = torch.randint(0, 50277, (16, 2049), generator=torch.Generator().manual_seed(0)).numpy()
@@ -92,12 +123,33 @@ def test_gpu_160m_bf16_trains_at_a_useful_mfu(tmp_path, monkeypatch):
 def test_bench_score_cli_compares_scoring_with_training(tiny, tmp_path):
     _, path, env = tiny
     out = tmp_path / "score.json"
-    proc = run_cli(["bench", "score", "--suite", str(path), "--model", "t1", "--steps", "2", "--warmup", "1",
-                    "--threads", "1", "--rounds", "1", "--out", str(out)], env)
+    proc = run_cli(
+        [
+            "bench",
+            "score",
+            "--suite",
+            str(path),
+            "--model",
+            "t1",
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--threads",
+            "1",
+            "--rounds",
+            "1",
+            "--out",
+            str(out),
+        ],
+        env,
+    )
     m = json.loads(out.read_text())["models"][0]
     assert m["data"] == "get_batch" and m["model"] == "t1" and m["tokens_per_batch"] == 8 * 32
     for key in ("train", "score", "plain_forward"):
         assert m[key]["tokens_per_s"] > 0 and m[key]["timed_batches"] == 2
-    assert m["score_over_train_best"] == pytest.approx(m["score"]["tokens_per_s"] / m["train"]["tokens_per_s"])
+    assert m["score_over_train_best"] == pytest.approx(
+        m["score"]["tokens_per_s"] / m["train"]["tokens_per_s"]
+    )
     assert m["score_over_train"] > 0 and m["score_over_plain_forward"] > 0
     assert "x training" in proc.stdout

@@ -56,7 +56,10 @@ def test_sigkill_then_resume_is_bit_identical(long_suite, tmp_path):
     for n_records in (9, 27):
         proc = subprocess.Popen(
             pythia_cmd(*common, "--out", str(killed), "--state-every", "1", "--resume"),
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         _wait_for_records(killed / "train_log.jsonl", n_records, proc)
         os.kill(proc.pid, signal.SIGKILL)
@@ -74,6 +77,9 @@ def test_sigkill_then_resume_is_bit_identical(long_suite, tmp_path):
     a, b = read_log(ref), read_log(killed)
     assert [r["step"] for r in b] == list(range(LONG_STEPS + 1))
     assert [(r.get("loss"), r.get("batch_hash"), r.get("val_loss")) for r in a] == [
-        (r.get("loss"), r.get("batch_hash"), r.get("val_loss")) for r in b]
-    assert json.loads((killed / "done.json").read_text())["final_weights_sha256"] == json.loads(
-        (ref / "done.json").read_text())["final_weights_sha256"]
+        (r.get("loss"), r.get("batch_hash"), r.get("val_loss")) for r in b
+    ]
+    assert (
+        json.loads((killed / "done.json").read_text())["final_weights_sha256"]
+        == json.loads((ref / "done.json").read_text())["final_weights_sha256"]
+    )

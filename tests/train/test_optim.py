@@ -13,7 +13,9 @@ def test_weight_decay_excludes_layernorm_and_biases():
     opt = build_optimizer(model, suite.training)
     decay, no_decay = opt.param_groups
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
-    ln_params = {id(p) for m in model.modules() if isinstance(m, torch.nn.LayerNorm) for p in m.parameters()}
+    ln_params = {
+        id(p) for m in model.modules() if isinstance(m, torch.nn.LayerNorm) for p in m.parameters()
+    }
     biases = {id(p) for n, p in model.named_parameters() if n.endswith(".bias")}
     assert ln_params and biases
     assert {id(p) for p in no_decay["params"]} == ln_params | biases
@@ -21,8 +23,12 @@ def test_weight_decay_excludes_layernorm_and_biases():
     # every parameter is in exactly one group; embeddings and the output layer decay
     names = set(decay["names"]) | set(no_decay["names"])
     assert names == {n for n, _ in model.named_parameters()}
-    assert "gpt_neox.embed_in.weight" in decay["names"] and "embed_out.weight" in decay["names"] or "lm_head.weight" in decay["names"]
-    assert all("layernorm" in n or "layer_norm" in n or n.endswith(".bias") for n in no_decay_names(model))
+    assert (
+        "gpt_neox.embed_in.weight" in decay["names"] and "embed_out.weight" in decay["names"]
+    ) or "lm_head.weight" in decay["names"]
+    assert all(
+        "layernorm" in n or "layer_norm" in n or n.endswith(".bias") for n in no_decay_names(model)
+    )
 
 
 def test_adamw_hyperparameters():

@@ -15,7 +15,7 @@ import torch
 
 from pythia.config import Precision
 from pythia.train import checkpoint as ckpt
-from pythia.train.loop import TrainOptions, Trainer
+from pythia.train.loop import Trainer, TrainOptions
 from pythia.train.precision import grad_scaler, scaler_step
 from pythia.train.schedule import suite_lr
 
@@ -65,7 +65,9 @@ def test_scaler_step_reports_skipped_updates():
     before = p.detach().clone()
     assert not step(torch.tensor([1.0, float("inf"), 1.0]))
     assert torch.equal(p.detach(), before) and scaler.get_scale() == 2.0**11
-    assert step(torch.ones(3), grad_scaler(Precision.bf16, "cpu"))  # disabled (bf16/fp32): always steps
+    assert step(
+        torch.ones(3), grad_scaler(Precision.bf16, "cpu")
+    )  # disabled (bf16/fp32): always steps
 
 
 def test_gradscaler_overflow_lags_the_schedule_and_resumes_exactly(tiny, tmp_path):
@@ -93,9 +95,23 @@ def test_gradscaler_overflow_lags_the_schedule_and_resumes_exactly(tiny, tmp_pat
 
 
 def _fp16_run(path, out, env, *extra, timeout=300):
-    cmd = [sys.executable, "-m", "tests.train.fp16_run", "--suite", str(path), "--model", "t1", "--out", str(out),
-           "--overflow", str(SKIP), *extra]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "tests.train.fp16_run",
+        "--suite",
+        str(path),
+        "--model",
+        "t1",
+        "--out",
+        str(out),
+        "--overflow",
+        str(SKIP),
+        *extra,
+    ]
+    proc = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=timeout, start_new_session=True
+    )
     assert proc.returncode == 0, proc.stderr[-5000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -112,8 +128,12 @@ def _check_deepspeed_fp16(suite, path, env, tmp_path, device: str, exact: bool) 
     st = json.loads((full / "state" / "step12" / "state.json").read_text())
     assert st["precision"] == "fp16" and st["skipped_steps"] == 1 and st["deepspeed"]
     # Pythia's scaler: hysteresis 2 absorbs the first overflow, so the scale stays 2^12
-    assert st["deepspeed_loss_scaler"] == {"cur_scale": 4096.0, "cur_iter": 12.0, "last_overflow_iter": 1.0,
-                                           "cur_hysteresis": 1.0}
+    assert st["deepspeed_loss_scaler"] == {
+        "cur_scale": 4096.0,
+        "cur_iter": 12.0,
+        "last_overflow_iter": 1.0,
+        "cur_hysteresis": 1.0,
+    }
     # the state holds ZeRO's fp32 master weights, not the fp16 copies
     master = ckpt.load_state(full / "state" / "step12")["model"]["gpt_neox.embed_in.weight"]
     assert master.dtype == torch.float32 and not torch.equal(master, master.half().float())
@@ -170,9 +190,18 @@ def test_gpu_bf16_attention_runs_a_flash_kernel(tmp_path, monkeypatch, deepspeed
     from pythia.config import load_suite
 
     monkeypatch.setenv("PYTHIA_WORK", str(tmp_path))
-    suite = load_suite("pythia", {"training": {"global_batch": 2, "micro_batch": 2, "train_iters": 10},
-                                  "models": {"14M": {"precision": "bf16"}}})
-    tr = Trainer(TrainOptions(suite=suite, model="14M", out=tmp_path / "run", device="cuda", deepspeed=deepspeed))
+    suite = load_suite(
+        "pythia",
+        {
+            "training": {"global_batch": 2, "micro_batch": 2, "train_iters": 10},
+            "models": {"14M": {"precision": "bf16"}},
+        },
+    )
+    tr = Trainer(
+        TrainOptions(
+            suite=suite, model="14M", out=tmp_path / "run", device="cuda", deepspeed=deepspeed
+        )
+    )
     assert tr.precision is Precision.bf16
     assert tr.model.config._attn_implementation in ("sdpa", "flash_attention_2")
     batch = np.random.default_rng(0).integers(0, 50277, (2, 2049))
@@ -181,7 +210,9 @@ def test_gpu_bf16_attention_runs_a_flash_kernel(tmp_path, monkeypatch, deepspeed
             out = tr.train_step(step, batch)
             torch.cuda.synchronize()
         kernels = [e.key for e in prof.key_averages()]
-        assert any("flash_fwd" in k for k in kernels) and any("flash_bwd" in k for k in kernels), kernels
+        assert any("flash_fwd" in k for k in kernels) and any("flash_bwd" in k for k in kernels), (
+            kernels
+        )
         assert not any("cudnn" in k.lower() and "sdpa" in k.lower() for k in kernels), kernels
     with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
         out = tr.train_step(2, batch)

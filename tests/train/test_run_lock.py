@@ -23,7 +23,9 @@ def _wait_for_lock(lock_file, proc, timeout=120):
                 return
         except (OSError, ValueError):
             pass
-        assert proc.poll() is None, f"training ended before it was paused: {proc.stderr.read()[-3000:]}"
+        assert proc.poll() is None, (
+            f"training ended before it was paused: {proc.stderr.read()[-3000:]}"
+        )
         time.sleep(0.005)
     raise AssertionError("the first run never took the lock")
 
@@ -31,19 +33,37 @@ def _wait_for_lock(lock_file, proc, timeout=120):
 def test_second_writer_refused_while_first_alive_then_resume_after_kill(tiny, tmp_path):
     _, path, env = tiny
     run = tmp_path / "run"
-    common = ["train", "--suite", str(path), "--model", "t2", "--threads", "1", "--no-progress", "--out", str(run)]
-    first = subprocess.Popen(pythia_cmd(*common), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    common = [
+        "train",
+        "--suite",
+        str(path),
+        "--model",
+        "t2",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--out",
+        str(run),
+    ]
+    first = subprocess.Popen(
+        pythia_cmd(*common), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     try:
         _wait_for_lock(lock_path(run), first)
         os.kill(first.pid, signal.SIGSTOP)  # alive and holding the lock, but not finishing
         assert not (run / "done.json").exists()
         for extra in ([], ["--resume"]):
-            second = subprocess.run(pythia_cmd(*common, *extra), env=env, capture_output=True, text=True, timeout=240)
+            second = subprocess.run(
+                pythia_cmd(*common, *extra), env=env, capture_output=True, text=True, timeout=240
+            )
             assert second.returncode == 2, second.stderr
             assert "Traceback" not in second.stderr
             last = second.stderr.splitlines()[-1]
             assert last.startswith("pythia train: error: ")
-            assert f"{run} is in use by pythia train (pid {first.pid}" in last and f"kill {first.pid}" in last
+            assert (
+                f"{run} is in use by pythia train (pid {first.pid}" in last
+                and f"kill {first.pid}" in last
+            )
     finally:
         os.kill(first.pid, signal.SIGKILL)
         first.wait()

@@ -20,8 +20,23 @@ STEPS = 4
 def single_run(tiny, tmp_path):
     _, path, env = tiny
     out = tmp_path / "single"
-    run_cli(["train", "--suite", str(path), "--model", "t1", "--out", str(out), "--threads", "1",
-             "--max-steps", str(STEPS), "--no-progress"], env)
+    run_cli(
+        [
+            "train",
+            "--suite",
+            str(path),
+            "--model",
+            "t1",
+            "--out",
+            str(out),
+            "--threads",
+            "1",
+            "--max-steps",
+            str(STEPS),
+            "--no-progress",
+        ],
+        env,
+    )
     return read_log(out), out
 
 
@@ -39,10 +54,31 @@ def test_two_process_gloo_matches_single_process(tiny, tmp_path, single_run):
     out = tmp_path / "ddp"
     import subprocess
 
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "pythia.cli", "train", "--suite", str(path), "--model", "t1", "--out", str(out),
-           "--threads", "1", "--max-steps", str(STEPS), "--no-progress"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180, start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "pythia.cli",
+        "train",
+        "--suite",
+        str(path),
+        "--model",
+        "t1",
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+        "--max-steps",
+        str(STEPS),
+        "--no-progress",
+    ]
+    proc = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=180, start_new_session=True
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     _compare(single_run[0], read_log(out), rel=1e-5)
 
@@ -50,8 +86,19 @@ def test_two_process_gloo_matches_single_process(tiny, tmp_path, single_run):
 def test_deepspeed_zero1_on_cpu_matches_plain_loop_and_resumes(tiny, tmp_path, single_run):
     _, path, env = tiny
     out = tmp_path / "ds"
-    common = ["train", "--suite", str(path), "--model", "t1", "--out", str(out), "--threads", "1",
-              "--no-progress", "--deepspeed"]
+    common = [
+        "train",
+        "--suite",
+        str(path),
+        "--model",
+        "t1",
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+        "--no-progress",
+        "--deepspeed",
+    ]
     run_cli([*common, "--max-steps", "2"], env)  # stop, save state, ...
     run_cli([*common, "--max-steps", str(STEPS), "--resume"], env)  # ... resume through the engine
     _compare(single_run[0], read_log(out), rel=1e-5)
@@ -67,7 +114,9 @@ def test_deepspeed_config_batch_arithmetic():
     assert cfg["train_batch_size"] == 1024
     assert cfg["train_micro_batch_size_per_gpu"] * cfg["gradient_accumulation_steps"] * 64 == 1024
     assert cfg["zero_optimization"]["stage"] == 1 and cfg["gradient_clipping"] == 1.0
-    assert cfg["fp16"]["enabled"] and not cfg["bf16"]["enabled"]  # Pythia 410M: fp16 with loss scaling
+    assert (
+        cfg["fp16"]["enabled"] and not cfg["bf16"]["enabled"]
+    )  # Pythia 410M: fp16 with loss scaling
     assert deepspeed_config(suite, "1B", world_size=64)["bf16"]["enabled"]
     cpu = deepspeed_config(suite, "410M", world_size=8, device="cpu")
     assert not cpu["fp16"]["enabled"] and not cpu["bf16"]["enabled"]
@@ -78,6 +127,8 @@ def test_deepspeed_config_batch_arithmetic():
 
 def test_deepspeed_config_cli(tiny):
     _, _, env = tiny
-    proc = run_cli(["deepspeed-config", "--suite", "pythia", "--model", "410M", "--world-size", "64"], env)
+    proc = run_cli(
+        ["deepspeed-config", "--suite", "pythia", "--model", "410M", "--world-size", "64"], env
+    )
     cfg = json.loads(proc.stdout)
     assert cfg["train_batch_size"] == 1024 and cfg["gradient_accumulation_steps"] == 1

@@ -31,9 +31,13 @@ def test_cosine_uses_total_steps_as_denominator():
     # half-way through the cosine measured in *total* steps: cos(pi/2) = 0 -> peak / 2
     assert lr_at(W + T // 2, PEAK, MIN, W, T) == pytest.approx(PEAK / 2, rel=1e-12)
     t = 30000
-    assert lr_at(t, PEAK, MIN, W, T) == pytest.approx(PEAK / 2 * (math.cos(math.pi * (t - W) / T) + 1), rel=1e-12)
+    assert lr_at(t, PEAK, MIN, W, T) == pytest.approx(
+        PEAK / 2 * (math.cos(math.pi * (t - W) / T) + 1), rel=1e-12
+    )
     # not (t - W) / (T - W):
-    assert lr_at(t, PEAK, MIN, W, T) != pytest.approx(PEAK / 2 * (math.cos(math.pi * (t - W) / (T - W)) + 1), rel=1e-6)
+    assert lr_at(t, PEAK, MIN, W, T) != pytest.approx(
+        PEAK / 2 * (math.cos(math.pi * (t - W) / (T - W)) + 1), rel=1e-6
+    )
 
 
 def test_min_lr_is_a_floor_reached_near_115k():
@@ -44,7 +48,9 @@ def test_min_lr_is_a_floor_reached_near_115k():
     assert lr_at(s - 1, PEAK, MIN, W, T) > MIN and lr_at(s, PEAK, MIN, W, T) == MIN
     # a floor, not an offset: above the floor the value is the bare cosine
     t = 100000
-    assert lr_at(t, PEAK, MIN, W, T) == pytest.approx(PEAK / 2 * (math.cos(math.pi * (t - W) / T) + 1), rel=1e-12)
+    assert lr_at(t, PEAK, MIN, W, T) == pytest.approx(
+        PEAK / 2 * (math.cos(math.pi * (t - W) / T) + 1), rel=1e-12
+    )
 
 
 def test_cosine_argument_is_capped_at_total_minus_warmup():
@@ -78,20 +84,29 @@ def test_fractional_warmup_is_exact_on_the_micro_suite():
     assert suite.training.warmup_iters == w
     for s in (0, 1, 3, 6):  # warmup: t / 6.4 of the peak; step 6 is still below the peak
         assert suite_lr(suite, spec, s) == pytest.approx(peak * s / w, rel=1e-15)
-    assert suite_lr(suite, spec, 6) == pytest.approx(0.9375 * peak, rel=1e-15)  # truncating W to 6 gave the peak
+    assert suite_lr(suite, spec, 6) == pytest.approx(
+        0.9375 * peak, rel=1e-15
+    )  # truncating W to 6 gave the peak
     for s in (7, 8, 100, 320, 500, 633, 634, 640):  # cosine from t - 6.4, over the total 640 steps
         want = max(peak / 2 * (math.cos(math.pi * (min(s, total - w) - w) / total) + 1), floor)
         assert suite_lr(suite, spec, s) == pytest.approx(want, rel=1e-15), s
         assert suite_lr(suite, spec, s) == _neox_lr(s, peak, floor, w, total)
-    assert suite_lr(suite, spec, 7) == pytest.approx(peak / 2 * (math.cos(math.pi * 0.6 / 640) + 1), rel=1e-15)
+    assert suite_lr(suite, spec, 7) == pytest.approx(
+        peak / 2 * (math.cos(math.pi * 0.6 / 640) + 1), rel=1e-15
+    )
 
 
-@pytest.mark.parametrize("warmup,total", [(2.4000000000000004, 24), (6.4, 640), (0.5, 10), (1430.0, 143000)])
+@pytest.mark.parametrize(
+    "warmup,total", [(2.4000000000000004, 24), (6.4, 640), (0.5, 10), (1430.0, 143000)]
+)
 def test_fractional_warmup_at_every_step_and_the_cap(warmup, total):
     for s in range(0, total + 1, max(1, total // 500)):
         assert lr_at(s, PEAK, 0.0, warmup, total) == _neox_lr(s, PEAK, 0.0, warmup, total)
     # the cosine's argument stops at T - W (visible with no floor): the last steps share one lr
     assert lr_at(total, PEAK, 0.0, warmup, total) == pytest.approx(
-        PEAK / 2 * (math.cos(math.pi * (total - 2 * warmup) / total) + 1), rel=1e-12)
+        PEAK / 2 * (math.cos(math.pi * (total - 2 * warmup) / total) + 1), rel=1e-12
+    )
     s = floor_step(PEAK, MIN, warmup, total)
-    assert lr_at(s, PEAK, MIN, warmup, total) == MIN and (s == total or lr_at(s - 1, PEAK, MIN, warmup, total) > MIN)
+    assert lr_at(s, PEAK, MIN, warmup, total) == MIN and (
+        s == total or lr_at(s - 1, PEAK, MIN, warmup, total) > MIN
+    )

@@ -35,7 +35,7 @@ def _validation_loss(suite, step_dir) -> float:
     try:
         with torch.no_grad():
             for i in range(0, len(seqs), micro):
-                chunk = torch.from_numpy(np.ascontiguousarray(seqs[i:i + micro], dtype=np.int64))
+                chunk = torch.from_numpy(np.ascontiguousarray(seqs[i : i + micro], dtype=np.int64))
                 n = chunk.shape[0] * (chunk.shape[1] - 1)
                 total += float(lm_loss(CausalLMLoss(model), chunk)) * n
                 count += n
@@ -44,14 +44,36 @@ def _validation_loss(suite, step_dir) -> float:
     return total / count
 
 
-def test_pythia_train_on_the_smoke_suite(smoke_data, monkeypatch):  # noqa: F811
+def test_pythia_train_on_the_smoke_suite(smoke_data, monkeypatch):
     monkeypatch.setenv("PYTHIA_WORK", str(smoke_data))
     env = {**os.environ, "PYTHIA_WORK": str(smoke_data), "PYTHIA_OFFLINE": "1"}
     suite = load_suite("smoke")
-    run_cli(["train", "--suite", "smoke", "--model", "s1", "--dataset", "deduped", "--threads", "1", "--no-progress"], env)
+    run_cli(
+        [
+            "train",
+            "--suite",
+            "smoke",
+            "--model",
+            "s1",
+            "--dataset",
+            "deduped",
+            "--threads",
+            "1",
+            "--no-progress",
+        ],
+        env,
+    )
     run_dir = smoke_data / "smoke" / "models" / "deduped" / "s1"
     done = json.loads((run_dir / "done.json").read_text())
-    assert done["steps"] == 24 and done["checkpoints"] == suite.checkpoint_steps() == [0, 1, 2, 4, 8, 16, 24]
+    assert done["steps"] == 24 and done["checkpoints"] == suite.checkpoint_steps() == [
+        0,
+        1,
+        2,
+        4,
+        8,
+        16,
+        24,
+    ]
     tok = None
     for s in done["checkpoints"]:
         GPTNeoXForCausalLM.from_pretrained(run_dir / f"step{s}")
@@ -65,6 +87,21 @@ def test_pythia_train_on_the_smoke_suite(smoke_data, monkeypatch):  # noqa: F811
     assert records[-1]["val_loss"] < records[0]["val_loss"]
     assert _validation_loss(suite, run_dir / "step24") == records[-1]["val_loss"]
     # a rerun with --resume (what the Snakemake rule does) finds the run finished
-    run_cli(["train", "--suite", "smoke", "--model", "s1", "--dataset", "deduped", "--resume", "--no-progress"], env)
-    assert json.loads((run_dir / "done.json").read_text())["final_weights_sha256"] == done["final_weights_sha256"]
-
+    run_cli(
+        [
+            "train",
+            "--suite",
+            "smoke",
+            "--model",
+            "s1",
+            "--dataset",
+            "deduped",
+            "--resume",
+            "--no-progress",
+        ],
+        env,
+    )
+    assert (
+        json.loads((run_dir / "done.json").read_text())["final_weights_sha256"]
+        == done["final_weights_sha256"]
+    )

@@ -12,7 +12,7 @@ from transformers import GPTNeoXForCausalLM
 
 from pythia.data.batches import batch_hash, get_batch
 from pythia.train import checkpoint as ckpt
-from pythia.train.loop import TrainOptions, Trainer, train
+from pythia.train.loop import Trainer, TrainOptions, train
 from pythia.train.schedule import suite_lr
 
 from .helpers import assert_same_weights, read_log
@@ -32,7 +32,7 @@ def full_run(tiny, tmp_path):
 
 
 def test_checkpoints_load_with_from_pretrained_and_log_proves_the_data(full_run):
-    suite, out, summary = full_run
+    suite, out, _summary = full_run
     steps = suite.checkpoint_steps()
     assert steps == [0, 1, 2, 4, 8, 12]
     assert ckpt.saved_steps(out) == steps
@@ -62,7 +62,9 @@ def test_checkpoints_load_with_from_pretrained_and_log_proves_the_data(full_run)
     assert records[-1]["val_loss"] < records[0]["val_loss"]  # it learns
     done = json.loads((out / "done.json").read_text())
     assert done["final_loss"] == records[-1]["loss"] and done["checkpoints"] == steps
-    assert json.loads((out / "run.json").read_text())["run_digest"] == ckpt.run_digest(suite, "t1", "standard")
+    assert json.loads((out / "run.json").read_text())["run_digest"] == ckpt.run_digest(
+        suite, "t1", "standard"
+    )
 
 
 def test_two_runs_with_the_same_seed_are_identical(full_run, tmp_path):
@@ -70,7 +72,9 @@ def test_two_runs_with_the_same_seed_are_identical(full_run, tmp_path):
     other = tmp_path / "again"
     _train(suite, other)
     for s in suite.checkpoint_steps():
-        assert (out / f"step{s}" / "model.safetensors").read_bytes() == (other / f"step{s}" / "model.safetensors").read_bytes()
+        assert (out / f"step{s}" / "model.safetensors").read_bytes() == (
+            other / f"step{s}" / "model.safetensors"
+        ).read_bytes()
     strip = lambda rs: [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in rs]  # noqa: E731
     assert strip(read_log(out)) == strip(read_log(other))
 
@@ -83,7 +87,7 @@ def test_stop_and_resume_is_bit_identical_and_truncates_the_log(full_run, tmp_pa
     assert ckpt.saved_steps(part / "state") == [5]
     # a stale record past the saved state (as a kill leaves) is dropped on resume
     with open(part / "train_log.jsonl", "a") as f:
-        f.write(json.dumps({"step": 6, "loss": 123.0}) + "\n{\"step\": 7, \"lo")
+        f.write(json.dumps({"step": 6, "loss": 123.0}) + '\n{"step": 7, "lo')
     _train(suite, part, resume=True)
     assert_same_weights(out / "step12", part / "step12")
     recs = read_log(part)
@@ -101,7 +105,11 @@ def test_optimizer_state_roundtrip_names_every_parameter(full_run):
         assert float(st["optimizer"][f"{n}.step"]) == 12
     # also loadable with torch.load(weights_only=True)? no pickles at all: only safetensors + JSON
     assert sorted(p.name for p in (out / "state" / "step12").iterdir()) == [
-        "model.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json"]
+        "model.safetensors",
+        "optimizer.safetensors",
+        "rng.safetensors",
+        "state.json",
+    ]
 
 
 def test_truncated_state_file_gives_a_clear_error(full_run):
@@ -129,7 +137,9 @@ def test_unparseable_state_file_names_the_file(full_run):
         _train(suite, out, resume=True)
 
 
-def test_failure_during_a_checkpoint_write_leaves_the_previous_one_usable(tiny, tmp_path, monkeypatch):
+def test_failure_during_a_checkpoint_write_leaves_the_previous_one_usable(
+    tiny, tmp_path, monkeypatch
+):
     suite, _, _ = tiny
     out = tmp_path / "crash"
     real = ckpt.save_file
@@ -176,7 +186,9 @@ def test_failure_during_a_model_dir_write_keeps_the_old_dir(full_run, monkeypatc
 
 def test_refuses_a_run_dir_of_another_config(full_run, tiny_root):
     suite, out, _ = full_run
-    other = suite.model_copy(update={"training": suite.training.model_copy(update={"train_iters": 16})})
+    other = suite.model_copy(
+        update={"training": suite.training.model_copy(update={"train_iters": 16})}
+    )
     other.__dict__.pop("digest", None)
     assert other.digest != suite.digest
     with pytest.raises(ckpt.CheckpointError, match="different configuration"):
@@ -191,8 +203,13 @@ def test_refuses_a_run_dir_of_another_config(full_run, tiny_root):
     _train(edited, out, resume=True, replace_stale=True)
     after = read_log(out)
     assert [r["step"] for r in after] == list(range(13))  # trained from step 0, not resumed
-    assert max(r["lr"] for r in after[1:]) == max(r["lr"] for r in before[1:]) / 2 and after[1]["batch_hash"] == before[1]["batch_hash"]
-    assert json.loads((out / "run.json").read_text())["run_digest"] == ckpt.run_digest(edited, "t1", "standard")
+    assert (
+        max(r["lr"] for r in after[1:]) == max(r["lr"] for r in before[1:]) / 2
+        and after[1]["batch_hash"] == before[1]["batch_hash"]
+    )
+    assert json.loads((out / "run.json").read_text())["run_digest"] == ckpt.run_digest(
+        edited, "t1", "standard"
+    )
 
 
 def test_run_digest_covers_what_the_run_reads(tiny):
@@ -214,7 +231,11 @@ def test_run_digest_covers_what_the_run_reads(tiny):
     for other in (edited(models__t2__peak_lr=9e-3), edited(description="changed")):
         assert {d: ckpt.run_digest(other, "t1", d) for d in base} == base
     # its own learning rate, the training settings, the tokenizer: both datasets
-    for mine in (edited(models__t1__peak_lr=9e-3), edited(training__train_iters=16), edited(tokenizer__vocab_size=400)):
+    for mine in (
+        edited(models__t1__peak_lr=9e-3),
+        edited(training__train_iters=16),
+        edited(tokenizer__vocab_size=400),
+    ):
         assert all(ckpt.run_digest(mine, "t1", d) != base[d] for d in base)
     # deduplication settings: only the deduplicated run
     dedup = edited(data__dedup__threshold=0.5)
@@ -230,7 +251,9 @@ def test_refuses_to_overwrite_without_resume(full_run):
 
 def test_gradient_accumulation_equals_the_full_batch(tiny, tmp_path):
     suite, _, _ = tiny
-    whole = suite.model_copy(update={"training": suite.training.model_copy(update={"micro_batch": None})})
+    whole = suite.model_copy(
+        update={"training": suite.training.model_copy(update={"micro_batch": None})}
+    )
     whole.__dict__.pop("digest", None)
     a = Trainer(TrainOptions(suite=suite, model="t1", out=tmp_path / "a", threads=1))
     b = Trainer(TrainOptions(suite=whole, model="t1", out=tmp_path / "b", threads=1))
@@ -252,7 +275,9 @@ def test_gradient_accumulation_equals_the_full_batch(tiny, tmp_path):
         ra, rb = a.train_step(s), b.train_step(s)
         assert ra["loss"] == pytest.approx(rb["loss"], rel=1e-5)
         assert ra["grad_norm"] == pytest.approx(rb["grad_norm"], rel=1e-4)
-        for ga, gb in zip(grads["a"], grads["b"]):  # accumulated micro-batch gradients = full-batch gradient
+        for ga, gb in zip(
+            grads["a"], grads["b"]
+        ):  # accumulated micro-batch gradients = full-batch gradient
             torch.testing.assert_close(ga, gb, rtol=1e-4, atol=1e-7)
 
 
@@ -264,10 +289,16 @@ def test_checkpoints_run_the_training_activation(tiny, tmp_path):
     from pythia.model import HIDDEN_ACT
 
     suite, _, _ = tiny
-    trainer = Trainer(TrainOptions(suite=suite, model="t2", out=tmp_path / "run", threads=1, max_steps=4))
+    trainer = Trainer(
+        TrainOptions(suite=suite, model="t2", out=tmp_path / "run", threads=1, max_steps=4)
+    )
     trainer.run()
     step = tmp_path / "run" / "step4"
-    assert json.loads((step / "config.json").read_text())["hidden_act"] == HIDDEN_ACT == "gelu_pytorch_tanh"
+    assert (
+        json.loads((step / "config.json").read_text())["hidden_act"]
+        == HIDDEN_ACT
+        == "gelu_pytorch_tanh"
+    )
     loaded = GPTNeoXForCausalLM.from_pretrained(step).eval()
     ids = torch.from_numpy(get_batch(suite, "standard", 5).astype(np.int64))[:, :-1]
     trainer.model.eval()
