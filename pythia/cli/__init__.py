@@ -41,20 +41,20 @@ from pythia.errors import EXIT_USER_ERROR, user_message
 # module: importing all of them (torch, seaborn, pandas, scipy, lm-eval's helpers) took ~4.5 s, paid
 # by every workflow job; ``pythia --help`` and an unknown command still import all.
 COMMANDS = {
-    "suite": "pythia.analysis.suite",
-    "config-reference": "pythia.analysis.suite",
-    "data": "pythia.data.cli",
-    "train": "pythia.train.cli",
-    "deepspeed-config": "pythia.train.cli",
-    "checkpoints": "pythia.runs",
-    "bench": "pythia.bench",
-    "workflow": "pythia.workflow",
-    "results": "pythia.results",
-    "benchmarks": "pythia.evaluate.benchmarks",
-    "memorization": "pythia.evaluate.memorization",
-    "term_frequencies": "pythia.analysis.term_frequencies",
-    "training_trajectories": "pythia.evaluate.trajectories",
-    "gender_intervention": "pythia.intervene",
+    "suite": "pythia.cli.suite",
+    "config-reference": "pythia.cli.suite",
+    "data": "pythia.cli.data",
+    "train": "pythia.cli.train",
+    "deepspeed-config": "pythia.cli.train",
+    "checkpoints": "pythia.cli.checkpoints",
+    "bench": "pythia.cli.bench",
+    "workflow": "pythia.cli.workflow",
+    "results": "pythia.cli.results",
+    "benchmarks": "pythia.cli.benchmarks",
+    "memorization": "pythia.cli.memorization",
+    "term-frequencies": "pythia.cli.term_frequencies",
+    "training-trajectories": "pythia.cli.training_trajectories",
+    "gender-intervention": "pythia.cli.gender_intervention",
 }
 SUBCOMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 """Modules that add subcommands, in the order ``pythia --help`` lists them."""

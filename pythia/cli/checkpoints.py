@@ -1,0 +1,5 @@
+"""TRANSITIONAL: moves here from pythia.runs."""
+
+from pythia.runs import register
+
+__all__ = ["register"]

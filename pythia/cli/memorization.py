@@ -1,0 +1,5 @@
+"""TRANSITIONAL: moves here from pythia.evaluate.memorization."""
+
+from pythia.evaluate.memorization import register
+
+__all__ = ["register"]

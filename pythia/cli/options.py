@@ -1,0 +1,146 @@
+"""Options shared by the ``pythia`` commands, defined once.
+
+Every command that takes one of these options adds it through the helper here, so each option
+has one spelling, one vocabulary and one help text wherever it appears:
+
+=========================  ================================================================
+helper                     option(s)
+=========================  ================================================================
+:func:`add_suite`          ``--suite NAME|PATH``
+:func:`add_run`            ``--model SIZE`` ``--dataset standard|deduped``
+:func:`add_checkpoints`    ``--checkpoints-source trained|local|hub`` ``--checkpoints-path``
+                           ``--steps N [N ...]``
+:func:`add_device`         ``--device cpu|cuda``
+:func:`add_dtype`          ``--dtype float32|bfloat16|float16`` (torch's names; ``fp32``,
+                           ``bf16`` and ``fp16`` are read as the same three)
+:func:`add_threads`        ``--threads N``
+:func:`add_progress`       ``--no-progress``
+=========================  ================================================================
+
+Command names follow one scheme: lowercase words joined by hyphens (``pythia
+training-trajectories``, ``pythia deepspeed-config``); a section's command is its stem with
+hyphens. Speed measurements live under ``pythia bench``; ``pythia benchmarks`` is section 02.
+
+This module imports nothing heavy: ``pythia --help`` loads every command module's parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+DATASETS = ("standard", "deduped")
+"""The two datasets of every suite (``pythia.paths.DATASETS``)."""
+
+CHECKPOINT_SOURCES = ("trained", "local", "hub")
+"""Where checkpoints come from (``pythia.runs.Source``)."""
+
+DEVICES = ("cpu", "cuda")
+
+DTYPES = ("float32", "bfloat16", "float16")
+"""The one ``--dtype`` vocabulary: torch's names."""
+
+DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+"""Short names (DeepSpeed's, the configuration's ``precision``) read as the same dtypes."""
+
+
+def dtype_name(value: str) -> str:
+    """``value`` as one of :data:`DTYPES` (an alias is translated); argparse's ``type``."""
+    name = DTYPE_ALIASES.get(value, value)
+    if name not in DTYPES:
+        raise argparse.ArgumentTypeError(
+            f"invalid dtype {value!r} (choose from {', '.join(DTYPES)})"
+        )
+    return name
+
+
+Command = Callable[[argparse.Namespace], Any]
+
+
+def subcommands(parser: argparse.ArgumentParser, dest: str) -> argparse._SubParsersAction:
+    """The required subcommands of ``parser`` (``pythia <command> <subcommand>``)."""
+    return parser.add_subparsers(dest=dest, required=True, metavar=dest.upper())
+
+
+def add_suite(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """``--suite``: a suite's name (smoke, micro, pythia, ...) or the path of a suite YAML."""
+    parser.add_argument(
+        "--suite",
+        required=required,
+        default=None,
+        help="suite name (smoke, micro, pythia, ...) or a suite YAML path",
+    )
+
+
+def add_run(
+    parser: argparse.ArgumentParser,
+    *,
+    required: bool = True,
+    model_help: str = "model size, as the suite names it (e.g. 1.8M)",
+    dataset_default: str | None = None,
+) -> None:
+    """``--model`` and ``--dataset``: one run of a suite."""
+    parser.add_argument("--model", required=required, default=None, help=model_help)
+    parser.add_argument(
+        "--dataset",
+        required=required and dataset_default is None,
+        default=dataset_default,
+        choices=DATASETS,
+        help="standard or deduped" + (f" (default {dataset_default})" if dataset_default else ""),
+    )
+
+
+def add_checkpoints(parser: argparse.ArgumentParser) -> None:
+    """``--checkpoints-source``, ``--checkpoints-path`` and ``--steps`` for a section's command
+    (the workflow passes its ``checkpoints`` config through them; :func:`pythia.runs.Catalogue`
+    reads them)."""
+    parser.add_argument(
+        "--checkpoints-source",
+        default="trained",
+        choices=CHECKPOINT_SOURCES,
+        help="where checkpoints come from (default: the workflow's own runs)",
+    )
+    parser.add_argument(
+        "--checkpoints-path",
+        default=None,
+        help="local: the directory of pythia-<size>[-deduped]/step<N>/ folders; hub: download cache",
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        nargs="+",
+        default=None,
+        help="checkpoint steps to analyse (default: the suite's analysis.steps)",
+    )
+
+
+def add_device(parser: argparse.ArgumentParser, *, default: str = "cpu") -> None:
+    """``--device cpu|cuda``."""
+    parser.add_argument(
+        "--device", default=default, choices=DEVICES, help=f"cpu or cuda (default {default})"
+    )
+
+
+def add_dtype(parser: argparse.ArgumentParser, *, default: str | None = "float32") -> None:
+    """``--dtype``, in torch's names (:data:`DTYPES`); the value reaching the command is one
+    of them whatever alias was typed."""
+    parser.add_argument(
+        "--dtype",
+        type=dtype_name,
+        default=default,
+        metavar="{" + ",".join(DTYPES) + "}",
+        help="the weights' dtype" + (f" (default {default})" if default else ""),
+    )
+
+
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    """``--threads``: torch's CPU threads (``torch.set_num_threads``; default torch's own)."""
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
+    )
+
+
+def add_progress(parser: argparse.ArgumentParser) -> None:
+    """``--no-progress``: no progress bars (a log keeps its own lines)."""
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -1,0 +1,5 @@
+"""TRANSITIONAL: moves here from pythia.analysis.term_frequencies."""
+
+from pythia.analysis.term_frequencies import register
+
+__all__ = ["register"]
