@@ -21,7 +21,8 @@ Command names follow one scheme: lowercase words joined by hyphens (``pythia
 training-trajectories``, ``pythia deepspeed-config``); a section's command is its stem with
 hyphens. Speed measurements live under ``pythia bench``; ``pythia benchmarks`` is section 02.
 
-This module imports nothing heavy: ``pythia --help`` loads every command module's parser.
+This module imports nothing heavy (pydantic, through the configuration): ``pythia --help``
+loads every command module's parser.
 """
 
 from __future__ import annotations
@@ -30,10 +31,13 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from pythia.config import Suite
+from pythia.runs import Catalogue, Source
+
 DATASETS = ("standard", "deduped")
 """The two datasets of every suite (``pythia.paths.DATASETS``)."""
 
-CHECKPOINT_SOURCES = ("trained", "local", "hub")
+CHECKPOINT_SOURCES = tuple(s.value for s in Source)
 """Where checkpoints come from (``pythia.runs.Source``)."""
 
 DEVICES = ("cpu", "cuda")
@@ -144,3 +148,14 @@ def add_threads(parser: argparse.ArgumentParser) -> None:
 def add_progress(parser: argparse.ArgumentParser) -> None:
     """``--no-progress``: no progress bars (a log keeps its own lines)."""
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def catalogue(args: argparse.Namespace, suite: str | Suite | None = None) -> Catalogue:
+    """The checkpoint catalogue a command was asked for through :func:`add_checkpoints`
+    (``suite`` defaults to ``--suite``)."""
+    return Catalogue(
+        suite if suite is not None else args.suite,
+        args.checkpoints_source,
+        args.checkpoints_path or None,
+        args.steps,
+    )
