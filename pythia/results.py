@@ -26,7 +26,6 @@ Exit status: 0 when every output is reproduced (or there is no reference to comp
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import shutil
@@ -36,8 +35,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from pythia import paths, sections
+from pythia.config import load_suite, register_suite_file
 from pythia.errors import MissingInputError
 from pythia.sections import Compare
 
@@ -376,8 +377,6 @@ def report(suite: str, verdicts: list[Verdict], meta: dict, label: str) -> str:
 
 def default_suite() -> str:
     """The suite of the workflow's ``config/config.yaml`` (the project's), else ``micro``."""
-    import yaml
-
     cfg = paths.project_dir() / "config" / "config.yaml"
     try:
         return str(yaml.safe_load(cfg.read_text()).get("suite") or "micro")
@@ -385,67 +384,9 @@ def default_suite() -> str:
         return "micro"
 
 
-def _suite_name(name: str | None) -> str:
-    from pythia.config import load_suite, register_suite_file
-
+def suite_name(name: str | None) -> str:
+    """The name of suite ``name`` (a name or a suite YAML), or of :func:`default_suite`."""
     name = name or default_suite()
     return (
         register_suite_file(name) if name.endswith((".yaml", ".yml")) else load_suite(name)
     ).name
-
-
-def _cmd_compare(args: argparse.Namespace) -> int:
-    suite = _suite_name(args.suite)
-    ref = reference_tree(suite, args.reference, args.rev)
-    if ref is None:
-        print(
-            f"results/{suite}: no reference to compare with (nothing committed at {args.rev}:"
-            f"{paths.results_dir(suite)}, no snapshot in {snapshot_dir(suite)}); pass --reference DIR"
-        )
-        return 0
-    verdicts, meta = compare(suite, ref, args.section)
-    print(report(suite, verdicts, meta, ref.label))
-    return 1 if any(v.failed for v in verdicts) else 0
-
-
-def _cmd_snapshot(args: argparse.Namespace) -> int:
-    suite = _suite_name(args.suite)
-    dest, n = snapshot(suite, args.force)
-    if n:
-        print(f"snapshot of results/{suite}: {dest} ({n} files)")
-    elif dest.exists():
-        print(f"snapshot of results/{suite} kept: {dest}")
-    else:
-        print(f"results/{suite} holds no results yet: no snapshot")
-    return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("results", help="compare regenerated results with the committed reference")
-    rsub = p.add_subparsers(dest="results_command", required=True, metavar="ACTION")
-    q = rsub.add_parser(
-        "compare", help="compare results/<suite> with the reference: a verdict per table and figure"
-    )
-    q.add_argument("--suite", help="suite name or YAML path (default: config/config.yaml's suite)")
-    q.add_argument(
-        "--reference",
-        type=Path,
-        help="a directory holding the reference results (default: git HEAD, "
-        "else the snapshot in work/<suite>/reference)",
-    )
-    q.add_argument(
-        "--rev", default="HEAD", help="git revision holding the reference (default HEAD)"
-    )
-    q.add_argument(
-        "--section",
-        action="append",
-        choices=sections.stems(),
-        help="only this section (repeatable)",
-    )
-    q.set_defaults(func=_cmd_compare)
-    q = rsub.add_parser(
-        "snapshot", help="copy results/<suite> to work/<suite>/reference before a rerun (if absent)"
-    )
-    q.add_argument("--suite", help="suite name or YAML path (default: config/config.yaml's suite)")
-    q.add_argument("--force", action="store_true", help="replace an existing snapshot")
-    q.set_defaults(func=_cmd_snapshot)

@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import enum
 import hashlib
-import json
 import os
 import re
 from collections import OrderedDict
@@ -552,35 +551,3 @@ def describe(cat: Catalogue) -> dict[str, Any]:
             for m in cat.models(d)
         }
     return out
-
-
-def _cmd_checkpoints(args: argparse.Namespace) -> int:
-    cat = from_arguments(args.suite, args)
-    info = describe(cat)
-    if args.json:
-        print(json.dumps(info, indent=2))
-        return 0
-    print(
-        f"suite {info['suite']}, source {info['source']}"
-        + (f" ({info['path']})" if info["path"] else "")
-    )
-    if not info["datasets"] or not any(info["datasets"].values()):
-        print("  no checkpoints")
-    for d, models in info["datasets"].items():
-        for m, st in models.items():
-            sel = st["selected"]
-            print(
-                f"  {d:>8} {m:>6}: {len(st['available'])} checkpoints, {len(sel)} selected"
-                + (f" (steps {sel[0]} ... {sel[-1]})" if sel else "")
-            )
-    return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "checkpoints", help="list the checkpoints of a suite (trained, local or hub)"
-    )
-    p.add_argument("--suite", required=True, help="suite name or YAML path")
-    add_arguments(p)
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=_cmd_checkpoints)

@@ -10,7 +10,6 @@ card (``work/<suite>/data/card.json``, :mod:`pythia.data.card`), for suites that
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -19,8 +18,8 @@ import pandas as pd
 import seaborn as sns
 
 from pythia import paths
-from pythia.config import Suite, load_suite, reference_markdown
-from pythia.io import atomic_path, write_provenance
+from pythia.config import Suite
+from pythia.data.released import is_released
 
 # Columns of the table figure and their printed headers.
 FIGURE_COLUMNS = {
@@ -147,8 +146,6 @@ DUPLICATION_COLUMNS = (
 def builds_data(suite: Suite) -> bool:
     """Whether the suite builds all its training data (no dataset is a released pre-shuffled file),
     so that its data card profiles every dataset and section 00 reads it."""
-    from pythia.data.released import is_released
-
     return not any(is_released(suite, d) for d in paths.DATASETS)
 
 
@@ -274,33 +271,3 @@ def top_windows_table(card: dict | None) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------ CLI
-
-
-def _cmd_suite(args: argparse.Namespace) -> int:
-    suite = load_suite(args.name)
-    df = suite_table(suite)
-    print(f"suite {suite.name}: {suite.description}")
-    print(format_table(df))
-    if args.csv:
-        with atomic_path(args.csv) as tmp:
-            df.to_csv(tmp, index=False)
-        write_provenance(args.csv, config_digest=suite.digest, suite=suite.name)
-    return 0
-
-
-def _cmd_reference(args: argparse.Namespace) -> int:
-    print(reference_markdown())
-    return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "suite", help="print a suite's table (parameters, shape, LR, batch, steps, tokens)"
-    )
-    p.add_argument("name", help="suite name (pythia, micro, smoke) or a YAML path")
-    p.add_argument("--csv", type=Path, help="also write the table as CSV (with a .provenance.json)")
-    p.set_defaults(func=_cmd_suite)
-    p = sub.add_parser(
-        "config-reference", help="print every suite configuration key with its description"
-    )
-    p.set_defaults(func=_cmd_reference)

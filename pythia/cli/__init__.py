@@ -120,6 +120,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args._prog}: error: {message}", file=sys.stderr)
         return 130 if isinstance(e, KeyboardInterrupt) else EXIT_USER_ERROR
 
-
-if __name__ == "__main__":
-    sys.exit(main())
