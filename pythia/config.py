@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import os
+import typing
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pythia.errors import PythiaError
-from pythia.paths import DATASETS
+from pythia.paths import DATASETS, VARIANTS
 
 SUITES_DIR = Path(__file__).parent / "suites"
 
@@ -342,7 +343,8 @@ class TermFrequencySpec(_Strict):
     )
     """Few-shot sizes k."""
     operations: list[Literal["plus", "times"]] = Field(
-        default_factory=lambda: ["plus", "times"], min_length=1
+        default_factory=lambda: ["plus", "times"],  # type: ignore[arg-type]  # literals, not str
+        min_length=1,
     )
     """Operations: plus, times."""
     operands: OperandSet = OperandSet()
@@ -443,8 +445,6 @@ class Suite(_Strict):
 
     @model_validator(mode="after")
     def _intervention_runs_valid(self) -> Suite:
-        from pythia.paths import DATASETS, VARIANTS
-
         iv = self.intervention
         if iv.dataset not in DATASETS:
             raise ValueError(
@@ -603,11 +603,12 @@ def load_suite(name_or_path: str | Path, overrides: dict[str, Any] | None = None
     """
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
-        path = _named_suite_file(str(name_or_path))
-        if path is None:
+        named = _named_suite_file(str(name_or_path))
+        if named is None:
             raise ConfigError(
                 f"unknown suite {str(name_or_path)!r}; suites: {', '.join(available_suites())}"
             )
+        path = named
     elif not path.exists():
         raise ConfigError(f"suite file {path} does not exist")
     raw = _read_raw(path)
@@ -640,11 +641,12 @@ def _read_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     if base.suffix in (".yaml", ".yml"):
         base = base if base.is_absolute() else path.parent / base
     else:
-        base = _named_suite_file(str(base_name))
-        if base is None:
+        named = _named_suite_file(str(base_name))
+        if named is None:
             raise ConfigError(
                 f"{path}: extends unknown suite {str(base_name)!r}; suites: {', '.join(available_suites())}"
             )
+        base = named
     if not base.exists():
         raise ConfigError(f"{path}: extends {base}, which does not exist")
     if base.resolve() in seen or base.resolve() == path.resolve():
@@ -665,8 +667,6 @@ def _merge(base: dict, over: dict) -> dict:
 
 def _type_name(tp: Any) -> str:
     """A readable name of a field's type: ``int or null``, ``list of str``."""
-    import typing
-
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is typing.Annotated:
         return _type_name(args[0])

@@ -19,6 +19,8 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable
 
+import yaml
+
 EXIT_USER_ERROR = 2
 """Exit status of a command stopped by a user error (argparse uses 2 for bad arguments too)."""
 
@@ -46,7 +48,7 @@ def require_device(device: str) -> str:
     """``device`` as given, or a :class:`UsageError` where it names CUDA and torch sees none
     (every command with ``--device`` checks this before loading anything)."""
     if str(device).startswith("cuda"):
-        import torch
+        import torch  # heavy: only a command asking for CUDA pays for it
 
         if not torch.cuda.is_available():
             raise UsageError(
@@ -88,10 +90,6 @@ KNOWN_ERRORS: dict[type[BaseException], Callable] = {
 
 
 def _known_yaml_errors() -> dict[type[BaseException], Callable]:
-    try:
-        import yaml
-    except ImportError:  # pragma: no cover - PyYAML is a dependency
-        return {}
     return {yaml.YAMLError: _yaml_error}
 
 

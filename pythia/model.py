@@ -51,7 +51,9 @@ import importlib
 import math
 
 import torch
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedModel
+from transformers.utils import is_flash_attn_2_available
 
 from pythia.config import InitScheme, ModelSpec, Suite
 
@@ -70,8 +72,6 @@ def flash_attn_usable() -> bool:
     broken install (e.g. built against another torch) means ``sdpa``, not a crash at model build."""
     if not torch.cuda.is_available():
         return False
-    from transformers.utils import is_flash_attn_2_available
-
     if not is_flash_attn_2_available():
         return False
     try:
@@ -93,8 +93,6 @@ def sdpa_flash_first():
     """A context in which SDPA chooses among PyTorch's flash, memory-efficient and math kernels,
     in that order (torch's own order once cuDNN's attention is left out): flash wherever it
     applies, and shapes or dtypes it cannot take (fp32) still run."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
     return sdpa_kernel(
         [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
     )
@@ -181,10 +179,12 @@ def build_model(
     return model
 
 
-def count_params(model: torch.nn.Module) -> tuple[int, int]:
+def count_params(model: PreTrainedModel) -> tuple[int, int]:
     """(total, non-embedding) parameters; embeddings are the input and output matrices."""
     total = sum(p.numel() for p in model.parameters())
-    embedding = (
-        model.get_input_embeddings().weight.numel() + model.get_output_embeddings().weight.numel()
+    embedding = sum(
+        p.numel()
+        for m in (model.get_input_embeddings(), model.get_output_embeddings())
+        for p in m.parameters(recurse=False)
     )
     return total, total - embedding

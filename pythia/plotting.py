@@ -17,20 +17,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
-import matplotlib.pyplot as plt
-import pandas as pd
-import seaborn as sns
+from typing import TYPE_CHECKING, Any
 
 from pythia.config import Suite
 from pythia.io import atomic_path, provenance, write_json
+
+if TYPE_CHECKING:
+    import matplotlib.pyplot as plt
+    import pandas as pd
 
 DPI = 150
 
 
 def set_style() -> None:
     """The compendium's plotting style."""
+    import seaborn as sns  # heavy (matplotlib, scipy): this module is imported by the workflow
+
     sns.set_theme(context="notebook", style="whitegrid", palette="viridis")
 
 
@@ -44,7 +46,7 @@ def record(suite: Suite, inputs: dict[str, str | Path] | None = None, **extra: A
 def in_notebook() -> bool:
     """True inside a Jupyter kernel (JupyterLab, papermill), where figures can be displayed."""
     try:
-        from IPython import get_ipython
+        from IPython import get_ipython  # optional: present only where Jupyter is
     except ImportError:
         return False
     shell = get_ipython()
@@ -55,7 +57,8 @@ def display_figure(fig: plt.Figure) -> None:
     """Display ``fig`` once in a notebook's output (then close it, so the inline backend does not
     draw it a second time at the end of the cell). Outside a notebook: nothing."""
     if in_notebook():
-        from IPython.display import display
+        import matplotlib.pyplot as plt  # heavy: this module is imported by the workflow
+        from IPython.display import display  # optional: present only where Jupyter is
 
         display(fig)
         plt.close(fig)

@@ -200,6 +200,57 @@ def _fmt_key(row: pd.Series, keys: tuple[str, ...]) -> str:
     return " ".join(f"{k}={row[k]}" for k in keys) if keys else f"row {row.name}"
 
 
+def _show(idx: pd.Index) -> str:
+    return ", ".join(map(str, list(idx[:3]))) + (" ..." if len(idx) > 3 else "")
+
+
+def _aligned(
+    new: pd.DataFrame, ref: pd.DataFrame, keys: tuple[str, ...]
+) -> tuple[pd.DataFrame, pd.DataFrame] | str:
+    """``new`` and ``ref`` with their rows in the same order (matched on ``keys``, else by
+    position), or why they cannot be."""
+    if not keys:
+        if len(new) != len(ref):
+            return f"{len(new)} rows, reference {len(ref)}"
+        return new.reset_index(drop=True), ref.reset_index(drop=True)
+    for name, df in (("new", new), ("reference", ref)):
+        dup = df.duplicated(list(keys))
+        if dup.any():
+            return f"{name} has repeated rows for {_fmt_key(df[dup].iloc[0], keys)}"
+    a = new.astype(dict.fromkeys(keys, str)).set_index(list(keys)).sort_index()
+    b = ref.astype(dict.fromkeys(keys, str)).set_index(list(keys)).sort_index()
+    extra, missing = a.index.difference(b.index), b.index.difference(a.index)
+    if len(extra) or len(missing):
+        return (
+            f"rows differ: {len(extra)} new ({_show(extra) or '-'}), "
+            f"{len(missing)} missing ({_show(missing) or '-'})"
+        )
+    return a, b.loc[a.index]
+
+
+def _column_bad(x: pd.Series, y: pd.Series, spec: Compare) -> tuple[np.ndarray, float | None]:
+    """Which values of column ``x`` differ from ``y`` beyond ``spec``'s tolerance, and the largest
+    relative difference among those within it (None: all within it are equal)."""
+    if not (x.dtype.kind == "f" or y.dtype.kind == "f"):
+        return x.astype(str).to_numpy() != y.astype(str).to_numpy(), None
+    xv, yv = x.to_numpy(dtype=float), y.to_numpy(dtype=float)
+    both_nan = np.isnan(xv) & np.isnan(yv)
+    diff = np.abs(xv - yv)
+    bad = ~both_nan & ~(diff <= spec.atol + spec.rtol * np.abs(yv))
+    close = ~both_nan & ~bad
+    if close.any() and (diff[close] > 0).any():
+        rel = diff[close] / np.maximum(np.abs(yv[close]), np.finfo(float).tiny)
+        return bad, float(rel.max())
+    return bad, None
+
+
+def _where(a: pd.DataFrame, keys: tuple[str, ...], i: int) -> str:
+    if not keys:
+        return f"row {i}"
+    values = a.index[i] if len(keys) > 1 else (a.index[i],)
+    return ", ".join(f"{k}={v}" for k, v in zip(keys, values))
+
+
 def compare_frames(new: pd.DataFrame, ref: pd.DataFrame, spec: Compare) -> tuple[str, str]:
     """``(status, detail)`` of ``new`` against ``ref`` under ``spec`` (see the module docstring)."""
     if set(new.columns) != set(ref.columns):
@@ -209,53 +260,21 @@ def compare_frames(new: pd.DataFrame, ref: pd.DataFrame, spec: Compare) -> tuple
         )
         return "DIFFERS", f"columns differ (new: {added or '-'}; only in reference: {gone or '-'})"
     keys = tuple(k for k in spec.keys if k in new.columns)
-    if keys:
-        for name, df in (("new", new), ("reference", ref)):
-            dup = df.duplicated(list(keys))
-            if dup.any():
-                return "DIFFERS", f"{name} has repeated rows for {_fmt_key(df[dup].iloc[0], keys)}"
-        a = new.astype(dict.fromkeys(keys, str)).set_index(list(keys)).sort_index()
-        b = ref.astype(dict.fromkeys(keys, str)).set_index(list(keys)).sort_index()
-        extra, missing = a.index.difference(b.index), b.index.difference(a.index)
-        if len(extra) or len(missing):
-            show = lambda idx: ", ".join(map(str, list(idx[:3]))) + (" ..." if len(idx) > 3 else "")  # noqa: E731
-            return "DIFFERS", (
-                f"rows differ: {len(extra)} new ({show(extra) or '-'}), "
-                f"{len(missing)} missing ({show(missing) or '-'})"
-            )
-        b = b.loc[a.index]
-    else:
-        if len(new) != len(ref):
-            return "DIFFERS", f"{len(new)} rows, reference {len(ref)}"
-        a, b = new.reset_index(drop=True), ref.reset_index(drop=True)
+    aligned = _aligned(new, ref, keys)
+    if isinstance(aligned, str):
+        return "DIFFERS", aligned
+    a, b = aligned
     problems, worst, inexact = [], 0.0, False
-    for col in a.columns:
-        if col in spec.ignore:
-            continue
+    for col in (c for c in a.columns if c not in spec.ignore):
         x, y = a[col], b[col]
-        if x.dtype.kind == "f" or y.dtype.kind == "f":
-            xv, yv = x.to_numpy(dtype=float), y.to_numpy(dtype=float)
-            both_nan = np.isnan(xv) & np.isnan(yv)
-            diff = np.abs(xv - yv)
-            bad = ~both_nan & ~(diff <= spec.atol + spec.rtol * np.abs(yv))
-            close = ~both_nan & ~bad
-            if close.any() and (diff[close] > 0).any():
-                inexact = True
-                rel = diff[close] / np.maximum(np.abs(yv[close]), np.finfo(float).tiny)
-                worst = max(worst, float(rel.max()))
-        else:
-            bad = x.astype(str).to_numpy() != y.astype(str).to_numpy()
+        bad, rel = _column_bad(x, y, spec)
+        if rel is not None:
+            inexact, worst = True, max(worst, rel)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            where = (
-                ", ".join(
-                    f"{k}={v}" for k, v in zip(keys, a.index[i] if len(keys) > 1 else (a.index[i],))
-                )
-                if keys
-                else f"row {i}"
-            )
             problems.append(
-                f"{col}: {int(bad.sum())} of {len(bad)} values, e.g. {where}: {_plain(x.iloc[i])} vs {_plain(y.iloc[i])}"
+                f"{col}: {int(bad.sum())} of {len(bad)} values, e.g. {_where(a, keys, i)}: "
+                f"{_plain(x.iloc[i])} vs {_plain(y.iloc[i])}"
             )
     if problems:
         tol = f" beyond rtol {spec.rtol:g}" if not spec.exact else ""

@@ -152,7 +152,7 @@ def fingerprint(model_dir: str | Path) -> str:
 
 
 def _torch_dtype(dtype: Any):
-    import torch
+    import torch  # heavy: `pythia checkpoints` lists checkpoints without it
 
     if dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype):
         return dtype
@@ -217,8 +217,8 @@ class Checkpoint:
         ``dtype``: None = float32 (exact scoring; Pythia's released weights are fp16 and load
         exactly into fp32), ``"auto"`` = as stored, or a torch dtype / name (``bf16``, ``fp16``).
         """
-        from transformers import GPTNeoXForCausalLM
-        from transformers.utils import logging as hf_logging
+        from transformers import GPTNeoXForCausalLM  # heavy: listing checkpoints needs no model
+        from transformers.utils import logging as hf_logging  # heavy: as above
 
         hf_logging.disable_progress_bar()
         kwargs: dict[str, Any] = {
@@ -228,7 +228,10 @@ class Checkpoint:
         if self.source is Source.hub:
             try:
                 model = GPTNeoXForCausalLM.from_pretrained(
-                    self.location, revision=self.revision, cache_dir=self.cache_dir, **kwargs
+                    self.location,
+                    revision=self.revision or "main",
+                    cache_dir=self.cache_dir,
+                    **kwargs,
                 )
             except (OSError, ValueError) as e:
                 raise self._hub_failure("model", e) from None
@@ -240,7 +243,7 @@ class Checkpoint:
                     f"cannot load the checkpoint {self.location} ({e}); delete it and retrain "
                     f"or download it again"
                 ) from None
-        return model.to(device).eval()
+        return model.to(device).eval()  # type: ignore[arg-type]  # transformers' to() wrapper hides its signature
 
     def load_tokenizer(self):
         """The checkpoint's tokenizer (trained checkpoints and the released ones carry it), else the
@@ -248,7 +251,7 @@ class Checkpoint:
         (:func:`_local_tokenizer`), from the hub too (its revision's tokenizer files, fetched into
         the hub cache, key it): treat it as read-only."""
         if self.source is Source.hub:
-            from huggingface_hub import snapshot_download
+            from huggingface_hub import snapshot_download  # heavy: only the hub source downloads
 
             try:
                 folder = snapshot_download(
@@ -293,7 +296,7 @@ def _local_tokenizer(folder: Path):
     again for each checkpoint costs time and, worse, a new object, which loses what callers keep
     on it (the lm-eval adapter remembers tokenizations on the tokenizer). The key is the bytes
     of the files the tokenizer is built from, so a changed tokenizer is a new object."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # heavy: listing checkpoints needs no tokenizer
 
     h = hashlib.sha256()
     for name in TOKENIZER_FILES:
@@ -374,12 +377,19 @@ class Catalogue:
             )
         return dataset
 
+    @property
+    def _local_dir(self) -> Path:
+        """The ``local`` source's directory (the constructor checked that it exists)."""
+        if self.path is None:
+            raise CatalogueError("this catalogue has no checkpoints directory")
+        return self.path
+
     def model_dir(self, model: str, dataset: str) -> Path:
         """The folder holding ``step<N>`` of a model (trained, local)."""
         if self.source is Source.trained:
             return paths.run_dir(self.suite.name, dataset, model)
         if self.source is Source.local:
-            return self.path / released_name(model, dataset)
+            return self._local_dir / released_name(model, dataset)
         raise CatalogueError("hub checkpoints have no local folder; use checkpoint(...).location")
 
     # ------------------------------------------------------------------ the questions
@@ -393,7 +403,7 @@ class Catalogue:
         return [
             d
             for d in paths.DATASETS
-            if any((self.path / released_name(m, d)).is_dir() for m in self.suite.models)
+            if any((self._local_dir / released_name(m, d)).is_dir() for m in self.suite.models)
         ]
 
     def models(self, dataset: str | None = None) -> list[str]:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from pythia import paths
 from pythia.config import Suite, config_digest, load_suite
 from pythia.errors import UsageError
+from pythia.plotting import save_figure, save_table
 
 if TYPE_CHECKING:
     import matplotlib.pyplot as plt
@@ -533,8 +534,6 @@ class Outputs:
     ) -> None:
         """Save figure ``name`` (PNG + PDF + its data, :meth:`Section.figure_files`) and display it
         in a notebook. Returns nothing, so a notebook cell shows the figure and no file list."""
-        from pythia.plotting import save_figure
-
         files = self.section.figure_files(self.suite.name, name)
         save_figure(
             fig,
@@ -549,8 +548,6 @@ class Outputs:
 
     def table(self, name: str, df: pd.DataFrame, inputs: dict[str, Any] | None = None) -> None:
         """Save table ``name`` (CSV + Markdown, :meth:`Section.table_files`) with provenance."""
-        from pythia.plotting import save_table
-
         save_table(
             df,
             self.section.table_files(self.suite.name, name)["csv"],

@@ -370,7 +370,7 @@ def fix_slurm_plugin() -> bool:
             }
         return states, seconds
 
-    query_job_status.pythia_fixed = True
+    query_job_status.pythia_fixed = True  # type: ignore[attr-defined]  # a mark on the function
     plugin.query_job_status = query_job_status
     return True
 
@@ -454,13 +454,13 @@ def _job_request(rule: str, threads: int, res: dict[str, str]) -> Request:
         cpus = None
     elif cpus_per_task:
         cpus = max(1, cpus_per_task)
-    elif gpus and _int(res.get("cpus_per_gpu")):
-        cpus = _int(res["cpus_per_gpu"]) * gpus
+    elif gpus and (per_gpu := _int(res.get("cpus_per_gpu"))):
+        cpus = per_gpu * gpus
     else:
         cpus = threads
     mem = _int(res.get("mem_mb"))
-    if _int(res.get("mem_mb_per_cpu")):
-        mem = _int(res["mem_mb_per_cpu"]) * (cpus or 1)
+    if per_cpu := _int(res.get("mem_mb_per_cpu")):
+        mem = per_cpu * (cpus or 1)
     partition = res.get("slurm_partition", "").strip("'\"") or None
     return Request(rule, partition, cpus, mem, gpus, _int(res.get("runtime")))
 
@@ -468,7 +468,7 @@ def _job_request(rule: str, threads: int, res: dict[str, str]) -> Request:
 def parse_dry_run(text: str) -> Counter:
     """The jobs of a dry run's output: ``Counter({(rule, threads, {resource: value}), ...})``,
     resources as a sorted tuple of pairs."""
-    jobs = Counter()
+    jobs: Counter = Counter()
     for block in re.split(r"\n\s*\n", text):
         head = re.search(r"^(?:local)?(?:rule|checkpoint) (\w+):$", block, re.M)
         if not head:
@@ -487,7 +487,7 @@ def parse_dry_run(text: str) -> Counter:
 def local_rules(snakefile: Path) -> set[str]:
     """Rules named by a ``localrules:`` directive in ``snakefile`` or the .smk files beside it
     (a dry run prints local and cluster jobs alike)."""
-    names = set()
+    names: set[str] = set()
     files = [
         snakefile,
         *sorted(snakefile.parent.glob("rules/*.smk")),
@@ -520,7 +520,7 @@ def planned_requests(sm_args: list[str], snakefile: Path) -> Counter:
             f"the dry run of the workflow failed, so the cluster check cannot see its jobs:\n{tail}"
         )
     local = local_rules(snakefile)
-    requests = Counter()
+    requests: Counter = Counter()
     for (rule, threads, res), n in parse_dry_run(out.stdout).items():
         if rule not in local:
             requests[_job_request(rule, threads, dict(res))] += n
@@ -572,80 +572,86 @@ def _jobs(rule: str, n: int) -> str:
     return f"rule {rule} ({n} job{'s' if n != 1 else ''})"
 
 
+def _partition_problems(
+    req: Request, who: str, part: str | None, by_partition: dict[str, list[NodeGroup]]
+) -> list[str]:
+    """Why the partition of ``req`` cannot take it at all (missing, none set), or is not up."""
+    if part is None:
+        return [
+            f"{who}: no slurm_partition and the cluster has no default partition; "
+            "set default-resources: slurm_partition in the site file"
+        ]
+    nodes = by_partition.get(part)
+    if not nodes:
+        return [
+            f"{who}: partition '{part}' does not exist (partitions: {', '.join(sorted(by_partition)) or 'none'}); "
+            "set slurm_partition in the site file"
+        ]
+    if not any(g.state == "up" for g in nodes):
+        return [
+            f"{who}: partition '{part}' is {nodes[0].state}, not up; its jobs would wait until it is"
+        ]
+    return []
+
+
+def _node_misses(req: Request, who: str, part: str, nodes: list[NodeGroup]) -> list[str]:
+    """Each resource of ``req`` that no node of partition ``part`` has, one line each; or, when
+    each fits some node, a line if no single node has them all."""
+    misses = []
+    if req.cpus and req.cpus > max(g.cpus for g in nodes):
+        misses.append(
+            f"{who}: {req.cpus} CPUs per job (its threads, or cpus_per_task), but the largest node of "
+            f"partition '{part}' has {max(g.cpus for g in nodes)}; lower set-threads/cpus_per_task of "
+            f"{req.rule} in the site file"
+        )
+    if req.mem_mb and req.mem_mb > max(g.mem_mb for g in nodes):
+        misses.append(
+            f"{who}: mem_mb {req.mem_mb}, but the largest node of partition '{part}' has "
+            f"{max(g.mem_mb for g in nodes)} MB; lower mem_mb of {req.rule} in the site file"
+        )
+    if req.gpus and req.gpus > max(g.gpus for g in nodes):
+        most = max(g.gpus for g in nodes)
+        misses.append(
+            f"{who}: {req.gpus} GPUs per job, but "
+            + (
+                f"no node of partition '{part}' has a GPU"
+                if not most
+                else f"the nodes of partition '{part}' have at most {most}"
+            )
+            + f"; set gpu (and slurm_partition) of {req.rule} in the site file"
+        )
+    limits = [g.time_limit for g in nodes if g.time_limit is not None]  # None: unlimited
+    if req.runtime and len(limits) == len(nodes) and req.runtime > max(limits):
+        misses.append(
+            f"{who}: runtime {req.runtime} min, but partition '{part}' allows at most {max(limits)} min; "
+            f"lower runtime of {req.rule} in the site file"
+        )
+    if not misses and not any(
+        (not req.cpus or req.cpus <= g.cpus)
+        and (not req.mem_mb or req.mem_mb <= g.mem_mb)
+        and req.gpus <= g.gpus
+        for g in nodes
+    ):
+        misses.append(
+            f"{who}: no single node of partition '{part}' has {req.cpus} CPUs, {req.mem_mb} MB and "
+            f"{req.gpus} GPUs together"
+        )
+    return misses
+
+
 def unmet_requests(requests: Counter, groups: list[NodeGroup], default: str | None) -> list[str]:
     """One line per request no node of its partition can meet."""
     by_partition: dict[str, list[NodeGroup]] = {}
     for g in groups:
         by_partition.setdefault(g.partition, []).append(g)
     problems: list[str] = []
-    seen = set()
-
-    def add(line):
-        if line not in seen:
-            seen.add(line)
-            problems.append(line)
-
     for req, n in sorted(requests.items(), key=lambda kv: kv[0].rule):
         who = _jobs(req.rule, n)
         part = req.partition or default
-        if part is None:
-            add(
-                f"{who}: no slurm_partition and the cluster has no default partition; "
-                "set default-resources: slurm_partition in the site file"
-            )
-            continue
-        nodes = by_partition.get(part)
-        if not nodes:
-            add(
-                f"{who}: partition '{part}' does not exist (partitions: {', '.join(sorted(by_partition)) or 'none'}); "
-                "set slurm_partition in the site file"
-            )
-            continue
-        if not any(g.state == "up" for g in nodes):
-            add(
-                f"{who}: partition '{part}' is {nodes[0].state}, not up; its jobs would wait until it is"
-            )
-        misses = []
-        if req.cpus and req.cpus > max(g.cpus for g in nodes):
-            misses.append(
-                f"{who}: {req.cpus} CPUs per job (its threads, or cpus_per_task), but the largest node of "
-                f"partition '{part}' has {max(g.cpus for g in nodes)}; lower set-threads/cpus_per_task of "
-                f"{req.rule} in the site file"
-            )
-        if req.mem_mb and req.mem_mb > max(g.mem_mb for g in nodes):
-            misses.append(
-                f"{who}: mem_mb {req.mem_mb}, but the largest node of partition '{part}' has "
-                f"{max(g.mem_mb for g in nodes)} MB; lower mem_mb of {req.rule} in the site file"
-            )
-        if req.gpus and req.gpus > max(g.gpus for g in nodes):
-            most = max(g.gpus for g in nodes)
-            misses.append(
-                f"{who}: {req.gpus} GPUs per job, but "
-                + (
-                    f"no node of partition '{part}' has a GPU"
-                    if not most
-                    else f"the nodes of partition '{part}' have at most {most}"
-                )
-                + f"; set gpu (and slurm_partition) of {req.rule} in the site file"
-            )
-        limits = [g.time_limit for g in nodes]
-        if req.runtime and None not in limits and req.runtime > max(limits):
-            misses.append(
-                f"{who}: runtime {req.runtime} min, but partition '{part}' allows at most {max(limits)} min; "
-                f"lower runtime of {req.rule} in the site file"
-            )
-        if not misses and not any(
-            (not req.cpus or req.cpus <= g.cpus)
-            and (not req.mem_mb or req.mem_mb <= g.mem_mb)
-            and req.gpus <= g.gpus
-            for g in nodes
-        ):
-            misses.append(
-                f"{who}: no single node of partition '{part}' has {req.cpus} CPUs, {req.mem_mb} MB and "
-                f"{req.gpus} GPUs together"
-            )
-        for line in misses:
-            add(line)
+        lines = _partition_problems(req, who, part, by_partition)
+        if part is not None and part in by_partition:
+            lines += _node_misses(req, who, part, by_partition[part])
+        problems += [line for line in lines if line not in problems]
     return problems
 
 

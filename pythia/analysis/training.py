@@ -19,6 +19,7 @@ import seaborn as sns
 
 from pythia import paths
 from pythia.config import Suite
+from pythia.data.batches import batch_hash, get_batch
 from pythia.train.schedule import suite_lr
 
 LOG_COLUMNS = [
@@ -321,8 +322,6 @@ def verify_batches(suite: Suite, logs: pd.DataFrame) -> pd.DataFrame:
     One row per run: steps checked and how many logged hashes differ from the viewer's. All
     sizes of a dataset share one data order, so each batch is hashed once per dataset.
     """
-    from pythia.data.batches import batch_hash, get_batch
-
     rows = []
     viewer: dict[tuple[str, int], str] = {}
     for (model, dataset), df in logs.groupby(["model", "dataset"], observed=True):
