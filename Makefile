@@ -23,7 +23,7 @@ SUITE_ARG    := $(if $(SUITE),--suite $(SUITE))
 DIR_ARG      := $(if $(WORKDIR),--directory $(abspath $(WORKDIR)))
 PROJECT_ENV  := $(if $(WORKDIR),PYTHIA_PROJECT=$(abspath $(WORKDIR)))
 
-.PHONY: reproduce test test-archives lab env dryrun
+.PHONY: reproduce test test-archives lint lab env dryrun
 
 env: $(STAMP)
 
@@ -54,7 +54,14 @@ reproduce: $(STAMP)
 test-archives: $(STAMP)
 	$(BIN)/pythia data fetch --all-archives
 
-test: $(STAMP) test-archives
+# Style and types, checked by the same `make test` that CI runs: ruff's lint and format check
+# (rules in pyproject.toml) and mypy over pythia/ (its settings there too).
+lint: $(STAMP)
+	$(BIN)/ruff check pythia
+	$(BIN)/ruff format --check pythia tests
+	$(BIN)/mypy
+
+test: $(STAMP) lint test-archives
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lab: $(STAMP)

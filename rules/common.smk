@@ -74,7 +74,7 @@ def order_digest(wildcards):
 def job_digest(func):
     """A params function calling ``func(SUITE_CFG, **wildcards)`` for each job of a section's
     rules with wildcards: the digest of what one job reads (the function lives in
-    pythia/analysis/<stem>.py), e.g. ``digest=job_digest(memorization.scores_digest)``."""
+    pythia/analysis/<stem>.py), e.g. ``digest=job_digest(memorization.scan_digest)``."""
 
     def digest(wildcards):
         return func(SUITE_CFG, **dict(wildcards.items()))

@@ -67,14 +67,14 @@ def subcommands(parser: argparse.ArgumentParser, dest: str) -> argparse._SubPars
     return parser.add_subparsers(dest=dest, required=True, metavar=dest.upper())
 
 
-def add_suite(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+def add_suite(
+    parser: argparse.ArgumentParser,
+    *,
+    required: bool = True,
+    help: str = "suite name (smoke, micro, pythia, ...) or a suite YAML path",
+) -> None:
     """``--suite``: a suite's name (smoke, micro, pythia, ...) or the path of a suite YAML."""
-    parser.add_argument(
-        "--suite",
-        required=required,
-        default=None,
-        help="suite name (smoke, micro, pythia, ...) or a suite YAML path",
-    )
+    parser.add_argument("--suite", required=required, default=None, help=help)
 
 
 def add_run(
