@@ -1,4 +1,5 @@
-# Section 05, term frequencies (pythia/analysis/term_frequencies.py): operand counts in the
+# Section 05, term frequencies (pythia/evaluate/term_frequencies.py counts and evaluates,
+# pythia/analysis/term_frequencies.py makes the tables and figures): operand counts in the
 # training data seen up to each checkpoint, and few-shot arithmetic accuracy against them.
 #   term_frequencies_counts    one pass over a dataset's pre-shuffled training order (ours or
 #                              Pythia's released files), counts per step range [range x number];
@@ -9,7 +10,7 @@
 # Which checkpoints, k and operands: the suite's analysis.term_frequencies (paper defaults).
 
 
-from pythia.analysis import term_frequencies
+from pythia.evaluate import term_frequencies
 
 
 TERM_FREQUENCIES_DIR = f"{WORK}/term_frequencies"
@@ -35,7 +36,7 @@ rule term_frequencies_counts:
     conda:
         "../envs/pythia.yaml"
     shell:
-        "pythia term_frequencies count --suite {params.suite} --dataset {wildcards.dataset}"
+        "pythia term-frequencies count --suite {params.suite} --dataset {wildcards.dataset}"
         " --out {output.counts} --workers {threads} --steps {params.steps} --no-progress &> {log}"
 
 
@@ -60,8 +61,8 @@ rule term_frequencies_evaluate:
     conda:
         "../envs/pythia.yaml"
     shell:
-        "( if [ {resources.gpu} -gt 0 ]; then DEV='--device cuda --dtype bf16'; else DEV='--device cpu'; fi;"
-        " OMP_NUM_THREADS={threads} pythia term_frequencies evaluate --suite {params.suite}"
+        "( if [ {resources.gpu} -gt 0 ]; then DEV='--device cuda --dtype bfloat16'; else DEV='--device cpu'; fi;"
+        " OMP_NUM_THREADS={threads} pythia term-frequencies evaluate --suite {params.suite}"
         " --dataset {wildcards.dataset} --model {wildcards.model} --out {output.results} $DEV"
         " {params.catalogue} --no-progress ) &> {log}"
 

@@ -1,21 +1,21 @@
-"""Section 05, term frequencies, on trained smoke checkpoints: the lm-eval generation tasks score
-the first integer of the generation, and the evaluation runs unchanged on a directory laid out as
-Pythia's released checkpoints. (Here, not in tests/analysis/: the trained smoke run is created
-after the data tests, which compare the smoke work directory with a fresh build.)"""
+"""Section 05, term frequencies, on trained smoke checkpoints (pythia/evaluate/term_frequencies.py):
+the lm-eval generation tasks score the first integer of the generation, and the evaluation runs
+unchanged on a directory laid out as Pythia's released checkpoints."""
 
 from __future__ import annotations
 
 import re
+import shutil
 
 import pandas as pd
 
-from pythia.analysis import term_frequencies as tf
+from pythia import runs
+from pythia.config import register_suite_file
+from pythia.evaluate import term_frequencies as tf
+from pythia.runs import open_catalogue
 
 
 def test_evaluation_takes_the_first_integer(smoke_run, monkeypatch, tmp_path):
-    from pythia import runs
-    from pythia.runs import open_catalogue
-
     monkeypatch.setenv("PYTHIA_WORK", str(smoke_run))
     # two checkpoints, one tokenizer: lm-eval's tokenizations are remembered on it
     loads = []
@@ -64,11 +64,6 @@ def test_evaluation_takes_the_first_integer(smoke_run, monkeypatch, tmp_path):
 def test_evaluation_on_a_local_released_layout(smoke_run, monkeypatch, tmp_path):
     """Unchanged on released checkpoints: a suite extending ``pythia`` (the paper's steps), read from a
     directory laid out as Pythia's download (the smoke model saved as pythia-70m-deduped/step143000)."""
-    import shutil
-
-    from pythia.config import register_suite_file
-    from pythia.runs import open_catalogue
-
     root = tmp_path / "released"
     shutil.copytree(
         smoke_run / "smoke" / "models" / "standard" / "s1" / "step24",
