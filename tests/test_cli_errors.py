@@ -777,11 +777,11 @@ CASES = [
         "nosuch",
         expect="unknown model 'nosuch'",
     ),
-    # pythia term_frequencies
-    case("tf-no-subcommand", "term_frequencies", expect="required: COMMAND"),
+    # pythia term-frequencies
+    case("tf-no-subcommand", "term-frequencies", expect="required: SUBCOMMAND"),
     case(
         "tf-count-unknown-dataset",
-        "term_frequencies",
+        "term-frequencies",
         "count",
         "--suite",
         "smoke",
@@ -793,7 +793,7 @@ CASES = [
     ),
     case(
         "tf-count-data-not-built",
-        "term_frequencies",
+        "term-frequencies",
         "count",
         "--suite",
         "smoke",
@@ -805,7 +805,7 @@ CASES = [
     ),
     case(
         "tf-count-released-pile-missing",
-        "term_frequencies",
+        "term-frequencies",
         "count",
         "--suite",
         "pythia",
@@ -817,7 +817,7 @@ CASES = [
     ),
     case(
         "tf-evaluate-half-precision-on-cpu",
-        "term_frequencies",
+        "term-frequencies",
         "evaluate",
         "--suite",
         "smoke",
@@ -828,12 +828,12 @@ CASES = [
         "--out",
         "{scratch}/e.parquet",
         "--dtype",
-        "bf16",
+        "bfloat16",
         expect="needs --device cuda",
     ),
     case(
         "tf-evaluate-no-gpu",
-        "term_frequencies",
+        "term-frequencies",
         "evaluate",
         "--suite",
         "smoke",
@@ -849,7 +849,7 @@ CASES = [
     ),
     case(
         "tf-evaluate-unknown-model",
-        "term_frequencies",
+        "term-frequencies",
         "evaluate",
         "--suite",
         "smoke",
@@ -863,7 +863,7 @@ CASES = [
     ),
     case(
         "tf-evaluate-not-trained",
-        "term_frequencies",
+        "term-frequencies",
         "evaluate",
         "--suite",
         "smoke",
@@ -877,7 +877,7 @@ CASES = [
     ),
     case(
         "tf-evaluate-step-not-a-checkpoint",
-        "term_frequencies",
+        "term-frequencies",
         "evaluate",
         "--suite",
         "smoke",
