@@ -1,12 +1,14 @@
-# Section 03, the gender intervention (pythia/intervene.py, pythia/evaluate/bias.py,
-# pythia/analysis/gender_intervention.py). The suite's intervention.runs say which models
-# continue from which point: one `gender_intervention_train` job per (variant, model) resumes the
-# baseline's saved state and trains to the end on pronoun-swapped batches, into the run variant
-# work/<suite>/models/<dataset>-<variant>/<model>/ (not a new data build). One
-# `gender_intervention_evaluate` job per (run, model) scores every window checkpoint: CrowS-Pairs
-# gender and WinoBias through lm-eval (offline YAMLs written by `gender_intervention_tasks`), the
-# she/he log-odds on held-out text, the validation loss and the in-corpus cloze (LM quality). With local or hub checkpoints nothing
-# is trained: the baselines' windows are evaluated and the published intervention numbers shown.
+# Section 03, the gender intervention (pythia/data/pronouns.py, pythia/train/intervened_runs.py,
+# pythia/train/intervention.py, pythia/evaluate/bias.py, pythia/evaluate/gender_intervention.py,
+# pythia/analysis/gender_intervention.py, pythia/cli/gender_intervention.py). The suite's
+# intervention.runs say which models continue from which point: one `gender_intervention_train`
+# job per (variant, model) resumes the baseline's saved state and trains to the end on
+# pronoun-swapped batches, into the run variant work/<suite>/models/<dataset>-<variant>/<model>/
+# (not a new data build). One `gender_intervention_evaluate` job per (run, model) scores every
+# window checkpoint: CrowS-Pairs gender and WinoBias through lm-eval (offline YAMLs written by
+# `gender_intervention_tasks`), the she/he log-odds on held-out text, the validation loss and the
+# in-corpus cloze (LM quality). With local or hub checkpoints nothing is trained: the baselines'
+# windows are evaluated and the published intervention numbers shown.
 
 
 from pythia.analysis import gender_intervention as gender_iv
@@ -38,7 +40,7 @@ rule gender_intervention_train:
     conda:
         "../envs/pythia.yaml"
     shell:
-        "pythia gender_intervention train --suite {params.suite} --model {wildcards.model}"
+        "pythia gender-intervention train --suite {params.suite} --model {wildcards.model}"
         " --variant {wildcards.variant} --resume --replace-stale --threads {threads} --no-progress &> {log}"
 
 
@@ -57,7 +59,7 @@ rule gender_intervention_tasks:
     conda:
         "../envs/pythia.yaml"
     shell:
-        "pythia gender_intervention tasks --suite {params.suite} --examples {params.examples} --out {output.tasks} &> {log}"
+        "pythia gender-intervention tasks --suite {params.suite} --examples {params.examples} --out {output.tasks} &> {log}"
 
 
 rule gender_intervention_evaluate:
@@ -80,7 +82,7 @@ rule gender_intervention_evaluate:
     conda:
         "../envs/pythia.yaml"
     shell:
-        "pythia gender_intervention evaluate --suite {params.suite} --run {wildcards.run} --model {wildcards.model}"
+        "pythia gender-intervention evaluate --suite {params.suite} --run {wildcards.run} --model {wildcards.model}"
         " --tasks {input.tasks} --out {output.measures} --threads {threads} {params.catalogue} --no-progress &> {log}"
 
 

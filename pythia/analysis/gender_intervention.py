@@ -1,7 +1,8 @@
 """Section 03, the gender intervention: load the measures the workflow wrote, summarise, plot.
 
-The rules (``rules/gender_intervention.smk``) train the intervened runs (:mod:`pythia.intervene`)
-and write one CSV of measures per (run, model) (:func:`pythia.evaluate.bias.evaluate_run`):
+The rules (``rules/gender_intervention.smk``) train the intervened runs
+(:mod:`pythia.train.intervention`) and write one CSV of measures per (run, model)
+(:func:`pythia.evaluate.gender_intervention.evaluate_run`):
 ``work/<suite>/gender_intervention/measures/<run>/<model>.csv``. Here:
 
     measures(suite, jobs)          every CSV as one frame (run, variant, model, step, metric, value, stderr, n)
@@ -16,12 +17,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from pythia import paths
 from pythia.config import Suite, config_digest
+from pythia.evaluate.gender_intervention import COLUMNS
+from pythia.published import bias as published
+from pythia.train.checkpoint import run_digest
+from pythia.train.intervened_runs import intervened_runs, intervention_digest, window
 
 METRICS = {
     "pronoun_logodds": "she/he log-odds (held-out)",
@@ -44,8 +51,6 @@ def jobs(
 ) -> list[tuple[str, str]]:
     """(run, model) of every evaluation job: the baseline of each model with an intervened run,
     and (with trained checkpoints) each intervened run."""
-    from pythia.intervene import intervened_runs
-
     wanted = set(models) if models else set(suite.models)
     iv = [(r, m) for r, m in intervened_runs(suite) if m in wanted]
     base = sorted(
@@ -57,17 +62,12 @@ def jobs(
 
 def train_digest(suite: Suite, variant: str, model: str) -> str:
     """What an intervened run's job depends on (its rule's ``params.digest``)."""
-    from pythia.intervene import intervention_digest
-
     return intervention_digest(suite, model, variant)
 
 
 def eval_digest(suite: Suite, run: str, model: str) -> str:
     """What an evaluation job reads: the run's weights (its digest), the intervention settings and
     the validation sequences."""
-    from pythia.intervene import intervention_digest
-    from pythia.train.checkpoint import run_digest
-
     dataset, variant = paths.parse_run(run)
     weights = (
         run_digest(suite, model, dataset)
@@ -94,13 +94,7 @@ def measures_file(suite: str, run: str, model: str) -> Path:
 def measures(suite: Suite, job_list: list[tuple[str, str]]) -> pd.DataFrame:
     """Every measure of every job, with the run's ``variant`` (``baseline`` for a baseline run)."""
     frames = [pd.read_csv(measures_file(suite.name, r, m)) for r, m in job_list]
-    df = (
-        pd.concat(frames, ignore_index=True)
-        if frames
-        else pd.DataFrame(
-            columns=["run", "model", "step", "tokens_seen", "metric", "value", "stderr", "n"]
-        )
-    )
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
     df["variant"] = [paths.parse_run(r)[1] or "baseline" for r in df["run"]]
     return df
 
@@ -108,8 +102,6 @@ def measures(suite: Suite, job_list: list[tuple[str, str]]) -> pd.DataFrame:
 def trajectories(df: pd.DataFrame, suite: Suite) -> pd.DataFrame:
     """The plotted frame: one row per (variant, model, metric, step); each intervened run's curve
     starts with the baseline's value at its start step (the same weights)."""
-    from pythia.intervene import window
-
     parts = [df[df["variant"] == "baseline"].assign(window="baseline")]
     for variant in df["variant"].unique():
         if variant == "baseline":
@@ -202,7 +194,7 @@ def intervention_cost(suite: Suite, job_list: list[tuple[str, str]]) -> pd.DataF
             continue
         log = paths.run_dir(suite.name, run, model) / "train_log.jsonl"
         recs = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
-        start = next((r for r in recs if r.get("start")), {})
+        start: dict[str, Any] = next((r for r in recs if r.get("start")), {})
         steps = [r for r in recs if "swaps" in r]
         step_s = np.median([suite.training.tokens_per_step / r["tokens_per_s"] for r in steps])
         swap_s = np.median([r["swap_seconds"] for r in steps])
@@ -227,9 +219,7 @@ def intervention_cost(suite: Suite, job_list: list[tuple[str, str]]) -> pd.DataF
 def published_final() -> pd.DataFrame:
     """EleutherAI's published CrowS-Pairs gender, WinoBias and LAMBADA numbers of the intervention
     models and their baselines at the last evaluated step of each (model, variant)."""
-    from pythia.published.bias import load
-
-    pub = load()
+    pub = published.load()
     pub = pub[pub["variant"].isin(["baseline", "intervention", "intervention_long"])]
     last = pub.loc[pub.groupby(["model", "variant", "metric"])["step"].idxmax()]
     return last.sort_values(["metric", "model", "variant"]).reset_index(drop=True)
@@ -239,9 +229,7 @@ def published_trajectories(
     metrics=("crows_pct_stereotype", "winobias_pro_em", "lambada_acc"),
 ) -> pd.DataFrame:
     """The published numbers over the intervened window (from the earliest intervened step)."""
-    from pythia.published.bias import load
-
-    pub = load()
+    pub = published.load()
     pub = pub[
         pub["metric"].isin(metrics)
         & pub["variant"].isin(["baseline", "intervention", "intervention_long"])
@@ -263,8 +251,6 @@ def published_trajectories(
 def plot_trajectories(traj: pd.DataFrame):
     """Each measure (rows) against step for each model (columns): baseline and intervened runs,
     with +-1 standard error bands."""
-    import matplotlib.pyplot as plt
-
     metrics = [m for m in METRICS if m in set(traj["metric"])]
     models = list(dict.fromkeys(traj["model"]))
     fig, axes = plt.subplots(
@@ -311,8 +297,6 @@ def plot_trajectories(traj: pd.DataFrame):
 
 def plot_published(pub: pd.DataFrame):
     """EleutherAI's published numbers over the intervened windows: baseline vs intervention per size."""
-    import matplotlib.pyplot as plt
-
     metrics = list(dict.fromkeys(pub["metric"]))
     models = [m for m in ("70M", "410M", "1.4B", "6.9B") if m in set(pub["model"])]
     fig, axes = plt.subplots(
@@ -352,7 +336,7 @@ def plot_published(pub: pd.DataFrame):
             if j == 0:
                 ax.set_ylabel(metric, fontsize=8)
             ax.tick_params(labelsize=7)
-    legend = {}
+    legend: dict[str, Any] = {}
     for ax in axes.flat:
         for h, label in zip(*ax.get_legend_handles_labels()):
             legend.setdefault(label, h)

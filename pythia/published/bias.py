@@ -16,7 +16,7 @@ metrics: ``crows_pct_stereotype``, ``crows_likelihood_diff`` (CrowS-Pairs Englis
 ``lambada_acc``, ``lambada_ppl``, and WinoBias ``winobias_pro_em`` / ``winobias_anti_em`` (mean
 exact match over the type 1 and 2 pro/anti-stereotypical sets and both prompts).
 
-    pythia gender_intervention published --reference ../shared/reference/pythia-evals
+    pythia gender-intervention published --reference ../shared/reference/pythia-evals
 """
 
 from __future__ import annotations
@@ -25,7 +25,10 @@ import json
 import re
 from pathlib import Path
 
+import pandas as pd
+
 from pythia.errors import MissingInputError
+from pythia.io import atomic_path, write_json
 
 TABLE = Path(__file__).parent / "tables" / "bias_evals.csv"
 SOURCE = {
@@ -150,10 +153,6 @@ def collect(reference: str | Path) -> list[dict]:
 def convert(reference: str | Path, out: str | Path | None = None) -> list[Path]:
     """Write ``bias_evals.csv`` (one row per model, variant, step, metric; repeated evaluations of
     one step averaged) and ``bias_evals.json`` (source and licence) into ``out``."""
-    import pandas as pd
-
-    from pythia.io import atomic_path, write_json
-
     out = Path(out) if out else TABLE.parent
     df = pd.DataFrame(collect(reference))
     df = (
@@ -184,8 +183,6 @@ def convert(reference: str | Path, out: str | Path | None = None) -> list[Path]:
     return [csv, meta]
 
 
-def load() -> pd.DataFrame:  # noqa: F821
+def load() -> pd.DataFrame:
     """The committed table."""
-    import pandas as pd
-
     return pd.read_csv(TABLE)

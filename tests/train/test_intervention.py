@@ -1,4 +1,4 @@
-"""The gender intervention on the smoke suite: the map, the intervened run's start, replay,
+"""The gender intervention's trainer on the smoke suite: the intervened run's start, replay,
 interruption and resume, the swap in every logged batch, and the error without earlier state.
 
 One baseline (smoke s1 on the deduplicated data, state every 8 steps) is trained in-process into a
@@ -18,8 +18,9 @@ from safetensors.torch import load_file
 from pythia import paths
 from pythia.config import load_suite
 from pythia.data.batches import batch_hash, get_batch
-from pythia.intervene import InterventionError, pronoun_map, suite_map, swap, train_intervention
+from pythia.data.pronouns import suite_map, swap
 from pythia.train import checkpoint as ckpt
+from pythia.train.intervention import InterventionError, train_intervention
 from pythia.train.loop import TrainOptions, train
 
 OVERRIDES = {"training": {"checkpoints": {"state_every": 8}}}
@@ -44,27 +45,6 @@ def baseline(smoke_data, tmp_path_factory):
 
 def _opts(suite, out=None, **kw):
     return TrainOptions(suite=suite, model="s1", threads=1, progress=False, out=out, **kw)
-
-
-def test_map_is_length_preserving_and_swaps_only_pronouns(smoke_data, monkeypatch):
-    monkeypatch.setenv("PYTHIA_WORK", str(smoke_data))
-    pmap = suite_map("smoke")  # the smoke suite's stand-in pair
-    ((m, f, mi, fi),) = pmap.pairs
-    assert (m, f) == ("he", "her") and mi != fi
-    rng = np.random.default_rng(0)
-    batch = rng.integers(0, pmap.vocab_size, (4, 65))
-    batch[0, :5] = mi
-    out, n = swap(batch, pmap.lut())
-    assert out.shape == batch.shape and out.dtype == batch.dtype
-    keep = batch != mi
-    assert np.array_equal(out[keep], batch[keep])  # every other token unchanged
-    assert not (out == mi).any() and (out[~keep] == fi).all() and n == int((~keep).sum())
-    # GPT-NeoX's pairs are all multi-token in this 512-token vocabulary: a one-line error
-    from pythia.data.tokenizer import load_tokenizer
-    from pythia.errors import UsageError
-
-    with pytest.raises(UsageError, match="is one token on both sides"):
-        pronoun_map(load_tokenizer("smoke"))
 
 
 def test_intervened_run_starts_from_the_baseline_and_swaps_every_batch(baseline):
