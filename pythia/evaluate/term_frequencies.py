@@ -258,6 +258,17 @@ def count_dataset(
         progress=progress,
         suite_file=suite_file,
     )
+    arrays = _write_counts(out, folder, ranges, key)
+    info = {"suite": suite.name, "dataset": dataset, "ranges": len(ranges)}
+    info |= _speed(len(todo), counted, seconds, workers, arrays) | {"key": key}
+    write_json(out.with_suffix(".json"), info)
+    return out
+
+
+def _write_counts(
+    out: Path, folder: Path, ranges: Sequence[tuple[int, int]], key: str
+) -> list[dict[str, np.ndarray]]:
+    """Stack the range files of ``ranges`` into the array file ``out``; returns their contents."""
     arrays = [_read_npz(range_file(folder, lo, hi)) for lo, hi in ranges]
     with atomic_path(out, ".npz") as tmp:
         np.savez(
@@ -269,10 +280,7 @@ def count_dataset(
             tokens=np.array([int(a["tokens"]) for a in arrays]),
             key=key,
         )
-    info = {"suite": suite.name, "dataset": dataset, "ranges": len(ranges)}
-    info |= _speed(len(todo), counted, seconds, workers, arrays) | {"key": key}
-    write_json(out.with_suffix(".json"), info)
-    return out
+    return arrays
 
 
 def _pieces(
