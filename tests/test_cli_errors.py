@@ -893,7 +893,7 @@ CASES = [
     ),
     case(
         "gender-unknown-variant",
-        "gender_intervention",
+        "gender-intervention",
         "train",
         "--suite",
         "smoke",
@@ -905,7 +905,7 @@ CASES = [
     ),
     case(
         "gender-model-without-run",
-        "gender_intervention",
+        "gender-intervention",
         "train",
         "--suite",
         "micro",
@@ -919,7 +919,7 @@ CASES = [
     ),
     case(
         "gender-unknown-run",
-        "gender_intervention",
+        "gender-intervention",
         "evaluate",
         "--suite",
         "smoke",
@@ -933,7 +933,7 @@ CASES = [
     ),
     case(
         "gender-no-gpu",
-        "gender_intervention",
+        "gender-intervention",
         "evaluate",
         "--suite",
         "smoke",
@@ -949,7 +949,7 @@ CASES = [
     ),
     case(
         "gender-published-missing",
-        "gender_intervention",
+        "gender-intervention",
         "published",
         "--reference",
         "{missing}",
@@ -959,7 +959,7 @@ CASES = [
     ),
     case(
         "gender-view-data-not-built",
-        "gender_intervention",
+        "gender-intervention",
         "view",
         "--suite",
         "micro",
