@@ -114,7 +114,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "gender-intervention", help="the gender intervention (section 03): train, evaluate, inspect"
     )
-    s = options.subcommands(p, "action")
+    s = options.subcommands(p, "subcommand")
     _add_train(s)
     q = s.add_parser("map", help="print the pronoun map of the suite's tokenizer")
     options.add_suite(q)
