@@ -16,6 +16,10 @@ Offline tasks are YAML files with ``dataset_path: json`` and absolute ``data_fil
 passed as ``include_path`` (relative ``data_files`` would resolve against the working
 directory, not the YAML's folder).
 
+This module imports lm-eval only when it needs it (a task's digest, a task to run): what runs
+lm-eval on a loaded model, :class:`~pythia.evaluate.lm_eval_adapter.AdapterHFLM` and the
+once-per-process patches, is :mod:`pythia.evaluate.lm_eval_adapter`.
+
 Example::
 
     from pythia.evaluate.harness import evaluate_tasks, tidy
@@ -32,6 +36,7 @@ import json
 import logging
 import os
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -48,173 +53,18 @@ class TaskError(PythiaError, ValueError):
     """An unknown task or a task whose data file is missing; the message names it."""
 
 
-def _batches(
-    requests, max_length: int, batch_size: int, group: bool
-) -> tuple[list[list[tuple]], int]:
-    """The forward passes lm-eval's ``HFLM`` makes for loglikelihood ``requests``, in its order.
-
-    A request ``(key, context tokens, continuation tokens)`` is scored on the last
-    ``max_length + 1`` tokens of context + continuation without the final one (the context is
-    cut from the left when too long); the continuation's log-probabilities are the logits at the
-    input's last ``len(continuation)`` positions. With ``group`` (``HFLM``'s ``logits_cache``),
-    requests with the same context + continuation[:-1] (the choices of a one-token
-    multiple-choice question) share the input of the one with the longest continuation.
-    Inputs are ordered by descending length (then tokens) of their context + continuation and
-    cut into batches of ``batch_size``, as lm-eval does: the same batches give bit-identical
-    numbers. Returns the batches, each a list of ``(input, [(request index, continuation), ...])``,
-    and how many requests were cut."""
-    groups: dict[tuple, list[int]] = {}
-    cut = 0
-    for i, (_, ctx, cont) in enumerate(requests):
-        if not ctx or not cont or len(cont) > max_length:
-            raise ValueError(
-                f"lm-eval request with {len(ctx)} context and {len(cont)} continuation tokens: "
-                f"both must be non-empty and the continuation at most {max_length} tokens"
-            )
-        cut += len(ctx) + len(cont) > max_length + 1
-        groups.setdefault(tuple(ctx + cont[:-1]) if group else (i,), []).append(i)
-    heads = [max(members, key=lambda i: len(requests[i][2])) for members in groups.values()]
-    passes = []
-    for head, members in zip(heads, groups.values()):
-        full = requests[head][1] + requests[head][2]
-        passes.append(
-            (
-                (-len(full), tuple(full)),
-                full[-(max_length + 1) :][:-1],
-                [(i, requests[i][2]) for i in members],
-            )
-        )
-    passes.sort(key=lambda p: p[0])
-    batches = [
-        [p[1:] for p in passes[k : k + batch_size]] for k in range(0, len(passes), batch_size)
-    ]
-    return batches, cut
-
-
-@functools.lru_cache(maxsize=1)
-def _hflm_class():
-    """lm-eval's ``HFLM`` with tokenizations remembered and only continuations scored.
-
-    - ``tok_encode`` is remembered per tokenizer object: lm-eval tokenizes every request again
-      for every model it evaluates; evaluating the same tasks on many checkpoints with one
-      tokenizer (pass the same ``tokenizer`` object) then tokenizes each string once. The tokens
-      are those ``HFLM.tok_encode`` returns.
-    - ``_loglikelihood_tokens`` (causal models, a fixed batch size): ``HFLM`` projects every
-      input position onto the vocabulary and takes the log-softmax of all of them, then keeps
-      the continuation's positions. Here the model computes logits only at those positions
-      (transformers' ``logits_to_keep`` with a per-row mask), and requests with the same input
-      (the choices of a one-token multiple-choice question) share one forward pass. Inputs,
-      truncation and the answers ``(sum of log-probs, continuation is greedy)`` are lm-eval's;
-      with a small model (micro: hidden 16-128, vocabulary 4,096) the vocabulary projection
-      and its log-softmax are most of lm-eval's time. Otherwise lm-eval's own method runs."""
-    import inspect
-
-    from lm_eval.models.huggingface import HFLM
-
-    class AdapterHFLM(HFLM):
-        def tok_encode(self, string, add_special_tokens=None, left_truncate_len=None, **kwargs):
-            if kwargs:
-                return super().tok_encode(string, add_special_tokens, left_truncate_len, **kwargs)
-            memo = self.tokenizer.__dict__.setdefault("_pythia_tok_encode", {})
-            key = (string, add_special_tokens, left_truncate_len, self.add_bos_token)
-            if key not in memo:
-                memo[key] = super().tok_encode(string, add_special_tokens, left_truncate_len)
-            return list(memo[key])
-
-        def _scores_continuations_only(self, override_bs) -> bool:
-            forward = getattr(self.model, "forward", None)
-            return (
-                self.backend == "causal"
-                and isinstance(override_bs or self.batch_size, int)
-                and forward is not None
-                and "logits_to_keep" in inspect.signature(forward).parameters
-                and not hasattr(self.model, "peft_config")
-            )
-
-        def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
-            if not self._scores_continuations_only(override_bs):
-                return super()._loglikelihood_tokens(
-                    requests, disable_tqdm=disable_tqdm, override_bs=override_bs
-                )
-            import torch
-            import torch.nn.functional as F
-            from tqdm.auto import tqdm
-
-            bs = max(1, int(override_bs or self.batch_size))
-            batches, cut = _batches(
-                requests, self.max_length, bs, group=bool(getattr(self, "logits_cache", True))
-            )
-            if cut:
-                log.warning(
-                    "%d of %d lm-eval requests are longer than the model's %d tokens: their contexts "
-                    "are cut from the left",
-                    cut,
-                    len(requests),
-                    self.max_length,
-                )
-            answers: list[tuple[float, bool] | None] = [None] * len(requests)
-            bar = tqdm(
-                total=len(requests),
-                disable=disable_tqdm or self.rank != 0,
-                desc="Running loglikelihood requests",
-            )
-            for batch in batches:
-                width = max(len(inp) for inp, _ in batch)
-                ids = torch.zeros(len(batch), width, dtype=torch.long)
-                keep = torch.zeros(len(batch), width, dtype=torch.bool)
-                for row, (inp, reads) in enumerate(batch):
-                    ids[row, : len(inp)] = torch.tensor(inp)
-                    keep[row, len(inp) - max(len(c) for _, c in reads) : len(inp)] = True
-                with (
-                    torch.no_grad(),
-                    torch.autocast(
-                        device_type=self.device.type,
-                        dtype=self.mixed_precision_dtype,
-                        enabled=self.mixed_precision_dtype is not None,
-                    ),
-                ):
-                    logits = self.model(
-                        ids.to(self.device), logits_to_keep=keep.to(self.device)
-                    ).logits
-                logp = F.log_softmax(
-                    logits.reshape(-1, logits.shape[-1]), dim=-1, dtype=self.softmax_dtype
-                )
-                if logp.shape[0] != int(keep.sum()):
-                    raise RuntimeError(
-                        f"{type(self.model).__name__} returned {logp.shape[0]} logits for "
-                        f"{int(keep.sum())} kept positions"
-                    )
-                end = keep.sum(1).cumsum(0).tolist()  # a row's kept positions end here in logp
-                for row, (_inp, reads) in enumerate(batch):
-                    for r, cont in reads:
-                        sel = logp[end[row] - len(cont) : end[row]]
-                        target = torch.tensor(cont, dtype=torch.long, device=logp.device)
-                        answer = (
-                            float(sel.gather(1, target[:, None]).sum()),
-                            bool((sel.argmax(-1) == target).all()),
-                        )
-                        answers[r] = answer
-                        if requests[r][0] is not None:
-                            self.cache_hook.add_partial("loglikelihood", requests[r][0], answer)
-                        bar.update(1)
-            bar.close()
-            return answers
-
-    return AdapterHFLM
-
-
 def lm_eval_model(model, tokenizer, batch_size: int = 16, max_length: int | None = None):
     """An lm-eval ``HFLM`` wrapping a loaded causal LM and its tokenizer (no reload, no copy;
-    tokenizations remembered on the tokenizer object, see :func:`_hflm_class`)."""
-    kwargs: dict[str, Any] = {"backend": "causal", "batch_size": batch_size}
-    if max_length is not None:
-        kwargs["max_length"] = max_length
-    return _hflm_class()(pretrained=model, tokenizer=tokenizer, **kwargs)
+    tokenizations remembered on the tokenizer object, see
+    :class:`pythia.evaluate.lm_eval_adapter.AdapterHFLM`)."""
+    from pythia.evaluate import lm_eval_adapter  # heavy: imports lm-eval (seconds)
+
+    return lm_eval_adapter.hflm(model, tokenizer, batch_size=batch_size, max_length=max_length)
 
 
 @functools.lru_cache(maxsize=8)
 def _task_manager(include_path: str | None, defaults: bool):
-    from lm_eval.tasks import TaskManager
+    from lm_eval.tasks import TaskManager  # heavy: imports lm-eval (seconds)
 
     return TaskManager(include_path=include_path, include_defaults=defaults)
 
@@ -230,54 +80,6 @@ def task_manager(include_path: str | Path | None = None, tasks: list[str] | None
         if all(t in local.task_index for t in tasks):
             return local
     return _task_manager(path, True)
-
-
-def _env_info_once() -> None:
-    """Make lm-eval collect its environment record once per process.
-
-    ``simple_evaluate`` adds the environment to every result (``add_env_info``: torch's
-    ``collect_env``, which runs ``pip list`` and other subprocesses): 2-9 s per call on a busy
-    2-core machine, several times the evaluation of a small model, and paid again for every
-    checkpoint a section evaluates. It cannot change within a process, so the first call's
-    record is kept and copied into later results."""
-    from lm_eval import evaluator
-
-    if getattr(evaluator.add_env_info, "once", False):
-        return
-    collect, kept = evaluator.add_env_info, {}
-
-    def add_env_info(storage: dict) -> None:
-        if not kept:
-            collect(kept)
-        storage.update(json.loads(json.dumps(kept, default=str)))
-
-    add_env_info.once = True
-    evaluator.add_env_info = add_env_info
-
-
-def _compiled_templates_once() -> None:
-    """Make lm-eval compile each Jinja template once per process.
-
-    lm-eval renders a task's ``doc_to_text``/``doc_to_target``/``doc_to_choice`` templates with
-    ``utils.apply_template``, which compiles the template string again on every call (jinja's
-    ``from_string`` keeps no cache): ~19,000 compilations for one model's term-frequency
-    evaluation, a third of its time at 138K. The compiled template is kept per template string, in
-    lm-eval's own environment (same filters, same undefined handling), and renders the same text."""
-    from lm_eval import utils
-
-    if getattr(utils.apply_template, "once", False):
-        return
-    compiled = functools.lru_cache(maxsize=4096)(utils.env.from_string)
-
-    def apply_template(template: str, doc: dict) -> str:
-        return compiled(template).render(**doc)
-
-    apply_template.once, apply_template.compiled, apply_template.original = (
-        True,
-        compiled,
-        utils.apply_template,
-    )
-    utils.apply_template = apply_template
 
 
 def folder_digest(folder: str | Path) -> str:
@@ -299,8 +101,6 @@ def request_cache(suite: str, key: Any) -> Path | None:
     digests, their data), so an edited task never reuses stale requests; lm-eval's installed
     version is added here (the requests are its objects, built by its task code). Returns the
     folder, or None when lm-eval was imported already (then requests are rebuilt per checkpoint)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     if "lm_eval" in sys.modules:
         return None
     try:
@@ -333,7 +133,7 @@ def _data_files(cfg: dict) -> list[Path]:
 def task_digest(name: str, include_path: str | Path | None = None) -> str:
     """16 hex digits of a task's YAML (includes resolved) and the local data files it names;
     an unknown task or a missing data file is a :class:`TaskError`."""
-    from lm_eval.tasks._yaml_loader import load_yaml
+    from lm_eval.tasks._yaml_loader import load_yaml  # heavy: imports lm-eval (seconds)
 
     tm = task_manager(include_path, [name])
     entry = tm.task_index.get(name)
@@ -400,17 +200,11 @@ def evaluate_tasks(
 ) -> dict[str, dict[str, Any]]:
     """Evaluate lm-eval ``tasks`` on ``checkpoint`` (a :class:`pythia.runs.Checkpoint`), cached.
 
-    Returns ``{task: record}``; a record holds ``results`` (``{task or subtask: {"acc,none": ..,
-    "acc_stderr,none": .., ...}}`` as lm-eval reports them), ``n_samples``, ``num_fewshot``,
-    ``higher_is_better``, the checkpoint ``identity``, the ``task_digest`` and, with
-    ``log_samples``, ``samples`` (lm-eval's per-document records). Only missing tasks run; the
-    model is ``model``/``tokenizer`` if given, else loaded from the checkpoint (``dtype``,
-    ``device``) when needed. ``bootstrap_iters`` as lm-eval (its CLI default: 100000).
-    ``cache_requests``: lm-eval's cache of built requests (prompts, few-shot contexts), which
-    saves rebuilding them for every checkpoint; lm-eval keys it by task name and shot count
-    only, so point ``$LM_HARNESS_CACHE_PATH`` at a folder named after the tasks' digests
-    before lm-eval is imported (:func:`request_cache`).
-    ``max_length``: lm-eval's context window (default: the model's ``max_position_embeddings``).
+    Returns ``{task: record}`` (:func:`_record`). Only missing tasks run, on ``model`` and
+    ``tokenizer`` if given, else loaded from the checkpoint (``dtype``, ``device``) when needed.
+    ``bootstrap_iters`` as lm-eval (its CLI default: 100000). ``cache_requests``: lm-eval's cache
+    of built requests (:func:`request_cache`). ``max_length``: lm-eval's context window (default:
+    the model's ``max_position_embeddings``).
     """
     folder = checkpoint_dir(
         Path(root) if root else cache_root(checkpoint.suite) / "lm_eval", checkpoint
@@ -418,6 +212,39 @@ def evaluate_tasks(
     files = {
         t: _record_file(folder, t, num_fewshot, task_digest(t, include_path), limit) for t in tasks
     }
+    records = _cached_records(files, log_samples)
+    todo = [t for t in tasks if t not in records]
+    if not todo:
+        return {t: records[t] for t in tasks}
+    from pythia.evaluate import lm_eval_adapter  # heavy: imports lm-eval (seconds)
+
+    if model is None:
+        model = checkpoint.load_model(dtype=dtype, device=device)
+    if tokenizer is None:
+        tokenizer = checkpoint.load_tokenizer()
+    log.info("lm-eval %s on %s (%d-shot)", ", ".join(todo), checkpoint.name, num_fewshot)
+    out = lm_eval_adapter.simple_evaluate(
+        model,
+        tokenizer,
+        todo,
+        batch_size=batch_size,
+        max_length=max_length,
+        num_fewshot=num_fewshot,
+        task_manager=task_manager(include_path, todo),
+        limit=limit,
+        log_samples=log_samples,
+        bootstrap_iters=bootstrap_iters,
+        cache_requests=cache_requests,
+    )
+    for t in todo:
+        write_json(files[t], _record(out, t, files[t], checkpoint, num_fewshot, limit, log_samples))
+        records[t] = json.loads(files[t].read_text())  # as a rerun will see it (JSON types)
+    return {t: records[t] for t in tasks}
+
+
+def _cached_records(files: dict[str, Path], log_samples: bool) -> dict[str, dict]:
+    """The records of the tasks whose file is on disk, readable and (with ``log_samples``) holds
+    the per-sample logs; a missing or damaged file is evaluated again."""
     records: dict[str, dict] = {}
     for t, f in files.items():
         try:
@@ -426,53 +253,38 @@ def evaluate_tasks(
             rec = None
         if rec is not None and (not log_samples or "samples" in rec):
             records[t] = rec
-    todo = [t for t in tasks if t not in records]
-    if not todo:
-        return {t: records[t] for t in tasks}
+    return records
 
-    import lm_eval
 
-    if model is None:
-        model = checkpoint.load_model(dtype=dtype, device=device)
-    if tokenizer is None:
-        tokenizer = checkpoint.load_tokenizer()
-    log.info("lm-eval %s on %s (%d-shot)", ", ".join(todo), checkpoint.name, num_fewshot)
-    _env_info_once()
-    _compiled_templates_once()
-    out = lm_eval.simple_evaluate(
-        model=lm_eval_model(model, tokenizer, batch_size=batch_size, max_length=max_length),
-        tasks=todo,
-        num_fewshot=num_fewshot,
-        task_manager=task_manager(include_path, todo),
-        limit=limit,
-        log_samples=log_samples,
-        bootstrap_iters=bootstrap_iters,
-        verbosity="WARNING",
-        cache_requests=cache_requests,
-    )
-    for t in todo:
-        names = [n for n in _subtasks(out, t) if n in out["results"]]
-        rec = {
-            "task": t,
-            "identity": checkpoint.identity,
-            "checkpoint": checkpoint.name,
-            "step": checkpoint.step,
-            "num_fewshot": num_fewshot,
-            "limit": limit,
-            "task_digest": files[t].stem.rsplit("-", 1)[-1],
-            "results": {n: out["results"][n] for n in names},
-            "n_samples": {n: out["n-samples"][n] for n in names if n in out.get("n-samples", {})},
-            "higher_is_better": {
-                n: out["higher_is_better"][n] for n in names if n in out.get("higher_is_better", {})
-            },
-            "versions": {n: out["versions"][n] for n in names if n in out.get("versions", {})},
-            "lm_eval_version": out.get("lm_eval_version"),
-        }
-        if log_samples:
-            rec["samples"] = {n: out["samples"][n] for n in names if n in out.get("samples", {})}
-        write_json(files[t], rec)
-        records[t] = json.loads(files[t].read_text())  # as a rerun will see it (JSON types)
-    return {t: records[t] for t in tasks}
+def _record(
+    out: dict, task: str, file: Path, checkpoint, num_fewshot: int, limit, log_samples: bool
+) -> dict[str, Any]:
+    """The cache record of ``task`` from lm-eval's output ``out``: ``results`` (``{task or subtask:
+    {"acc,none": .., "acc_stderr,none": .., ...}}`` as lm-eval reports them), ``n_samples``,
+    ``num_fewshot``, ``higher_is_better``, the checkpoint ``identity``, the ``task_digest`` and,
+    with ``log_samples``, ``samples`` (lm-eval's per-document records)."""
+    names = [n for n in _subtasks(out, task) if n in out["results"]]
+
+    def each(key: str) -> dict:
+        return {n: out[key][n] for n in names if n in out.get(key, {})}
+
+    rec = {
+        "task": task,
+        "identity": checkpoint.identity,
+        "checkpoint": checkpoint.name,
+        "step": checkpoint.step,
+        "num_fewshot": num_fewshot,
+        "limit": limit,
+        "task_digest": file.stem.rsplit("-", 1)[-1],
+        "results": {n: out["results"][n] for n in names},
+        "n_samples": each("n-samples"),
+        "higher_is_better": each("higher_is_better"),
+        "versions": each("versions"),
+        "lm_eval_version": out.get("lm_eval_version"),
+    }
+    if log_samples:
+        rec["samples"] = each("samples")
+    return rec
 
 
 def tidy(records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
