@@ -35,6 +35,8 @@ from pythia.evaluate.scoring import Scores, as_rows, score, target_positions
 from pythia.io import atomic_path, write_text
 
 DEFAULT_BLOCK_ROWS = 1024
+BLOCK_ARRAYS = ("targets", "logprobs", "greedy")
+"""The arrays of a block's file (the :class:`~pythia.evaluate.scoring.Scores` of its rows)."""
 
 
 def cache_root(suite: str) -> Path:
@@ -62,7 +64,7 @@ def _block_key(rows: np.ndarray, lengths: np.ndarray, options: str) -> str:
 def _load_block(path: Path) -> dict[str, np.ndarray] | None:
     try:
         with np.load(path) as f:
-            return {k: f[k] for k in ("targets", "logprobs", "greedy")}
+            return {k: f[k] for k in BLOCK_ARRAYS}
     except (OSError, ValueError, KeyError):  # missing or damaged: score it again
         return None
 
@@ -106,10 +108,9 @@ def cached_score(
     found = [_load_block(f) if f.is_file() else None for f in files]
     todo = [i for i, b in enumerate(found) if b is None]
     if todo:
-        model = load_model() if load_model is not None else checkpoint.load_model()
         pick = np.concatenate([np.arange(*blocks[i]) for i in todo])
         fresh = score(
-            model,
+            load_model() if load_model is not None else checkpoint.load_model(),
             rows[pick],
             pos,
             vocab_size=vocab_size,
@@ -119,17 +120,23 @@ def cached_score(
             progress=progress,
             desc=checkpoint.name,
         )
-        at = 0
-        for i in todo:
-            lo, hi = blocks[i]
-            part = fresh.rows(slice(at, at + hi - lo))
-            at += hi - lo
-            found[i] = {"targets": part.targets, "logprobs": part.logprobs, "greedy": part.greedy}
-            with atomic_path(files[i], suffix=".npz") as tmp, open(tmp, "wb") as f:
-                np.savez(f, **found[i])
-    return Scores(
-        pos,
-        np.concatenate([b["targets"] for b in found]),
-        np.concatenate([b["logprobs"] for b in found]),
-        np.concatenate([b["greedy"] for b in found]),
-    )
+        sizes = [blocks[i][1] - blocks[i][0] for i in todo]
+        scored = dict(zip(todo, _write_blocks(fresh, sizes, [files[i] for i in todo])))
+        found = [scored[i] if b is None else b for i, b in enumerate(found)]
+    arrays = {k: np.concatenate([b[k] for b in found if b is not None]) for k in BLOCK_ARRAYS}
+    return Scores(pos, arrays["targets"], arrays["logprobs"], arrays["greedy"])
+
+
+def _write_blocks(
+    fresh: Scores, sizes: list[int], files: list[Path]
+) -> list[dict[str, np.ndarray]]:
+    """``fresh`` (the rows of several blocks, in order) cut into blocks of ``sizes`` rows, each
+    written atomically to its file."""
+    out, at = [], 0
+    for n, path in zip(sizes, files):
+        part = fresh.rows(slice(at, at + n))
+        at += n
+        with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as f:
+            np.savez(f, targets=part.targets, logprobs=part.logprobs, greedy=part.greedy)
+        out.append({"targets": part.targets, "logprobs": part.logprobs, "greedy": part.greedy})
+    return out

@@ -43,9 +43,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 DEFAULT_BATCH_TOKENS = 1 << 13
 """Input tokens per forward pass when ``batch_size`` is not given (CPU: cache-friendly)."""
@@ -134,9 +136,9 @@ def target_positions(length: int, positions: Iterable[int] | None) -> np.ndarray
     return pos
 
 
-def _output_layer(
-    model: torch.nn.Module, vocab_size: int | None
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _output_layer(model: Any, vocab_size: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The output layer's weight and bias (their first ``vocab_size`` rows) of a transformers
+    causal LM (``model``: its ``get_output_embeddings`` is transformers', not torch's)."""
     head = model.get_output_embeddings()
     weight, bias = head.weight, getattr(head, "bias", None)  # (V_padded, d)
     if vocab_size is not None:
@@ -185,6 +187,53 @@ def _score_hidden(
     return logprob, greedy
 
 
+@dataclass(frozen=True)
+class _Head:
+    """The scored output layer: its (first ``vocab_size``) rows, the forbidden token ids and the
+    rows of logits computed at once (see :func:`_score_hidden`)."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    forbid: torch.Tensor | None
+    chunk: int
+
+    @classmethod
+    def of(cls, model: torch.nn.Module, vocab_size: int | None, forbid: Iterable[int]) -> _Head:
+        weight, bias = _output_layer(model, vocab_size)
+        vocab, device = weight.shape[0], next(model.parameters()).device
+        forbid_ids = sorted({int(f) for f in forbid})
+        if any(not 0 <= f < vocab for f in forbid_ids):
+            raise ValueError(f"forbidden token ids must lie in [0, {vocab}), got {forbid_ids}")
+        forbid_t = (
+            torch.tensor(forbid_ids, dtype=torch.int64, device=device) if forbid_ids else None
+        )
+        per_chunk = LOGIT_CHUNK_BYTES if device.type == "cpu" else 32 * LOGIT_CHUNK_BYTES
+        return cls(weight, bias, forbid_t, max(32, per_chunk // (4 * vocab)))
+
+    def __call__(self, hidden: torch.Tensor, targets: torch.Tensor):
+        return _score_hidden(hidden, self.weight, self.bias, targets, self.forbid, self.chunk)
+
+
+def _checked_lengths(rows: np.ndarray, full: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
+    """``lengths`` (default ``full``, every row's own), checked against the (N, L) ``rows``."""
+    if lengths is None:
+        return full
+    if len(lengths) != len(rows) or (np.asarray(lengths) > rows.shape[1]).any():
+        raise ValueError(
+            f"lengths must give one length <= {rows.shape[1]} per row ({len(rows)} rows)"
+        )
+    return lengths
+
+
+def _check_targets(targets: np.ndarray, vocab: int) -> None:
+    """Every scored token id (``targets``: those inside their sequence) lies in the vocabulary."""
+    if targets.size and (targets.max() >= vocab or targets.min() < 0):
+        raise ValueError(
+            f"token ids must lie in [0, {vocab}) (the scored vocabulary); got "
+            f"{targets.min()}..{targets.max()}"
+        )
+
+
 @torch.inference_mode()
 def score(
     model: torch.nn.Module,
@@ -206,64 +255,60 @@ def score(
     array. The model runs in its own dtype on its own device; the output layer and softmax in
     float32.
     """
-    from tqdm.auto import tqdm
-
     rows, full = as_rows(tokens)
-    if lengths is None:
-        lengths = full
-    elif len(lengths) != len(rows) or (np.asarray(lengths) > rows.shape[1]).any():
-        raise ValueError(
-            f"lengths must give one length <= {rows.shape[1]} per row ({len(rows)} rows)"
-        )
-    n, length = rows.shape
-    pos = target_positions(length, positions)
-    context = int(pos[-1])  # inputs tokens[:, :context] reach every kept position
-    device = next(model.parameters()).device
-    weight, bias = _output_layer(model, vocab_size)
-    vocab = weight.shape[0]
+    lengths = _checked_lengths(rows, full, lengths)
+    pos = target_positions(rows.shape[1], positions)
+    head = _Head.of(model, vocab_size, forbid)
     targets = rows[:, pos]  # (N, P)
     valid = pos[None, :] < lengths[:, None]  # (N, P)
-    if valid.any() and (targets[valid].max() >= vocab or targets[valid].min() < 0):
-        raise ValueError(
-            f"token ids must lie in [0, {vocab}) (the scored vocabulary); got "
-            f"{targets[valid].min()}..{targets[valid].max()}"
-        )
-    forbid_ids = sorted({int(f) for f in forbid})
-    if any(not 0 <= f < vocab for f in forbid_ids):
-        raise ValueError(f"forbidden token ids must lie in [0, {vocab}), got {forbid_ids}")
-    forbid_t = torch.tensor(forbid_ids, dtype=torch.int64, device=device) if forbid_ids else None
-    batch = batch_size or max(1, DEFAULT_BATCH_TOKENS // context)
-    chunk = max(
-        32, (LOGIT_CHUNK_BYTES if device.type == "cpu" else 32 * LOGIT_CHUNK_BYTES) // (4 * vocab)
-    )
-    pos_in = torch.from_numpy(pos - 1).to(device)  # hidden state t-1 predicts token t
-    contiguous = int(pos[-1] - pos[0]) + 1 == len(pos)
-
+    _check_targets(targets[valid], head.weight.shape[0])
+    batch = batch_size or max(1, DEFAULT_BATCH_TOKENS // int(pos[-1]))
     was_training = model.training
     model.eval()
-    logprobs = np.empty((n, len(pos)), dtype=np.float32)
-    greedy = np.empty((n, len(pos)), dtype=np.int64)
-    base = model.base_model
     try:
-        with tqdm(total=n, unit="seq", desc=desc, disable=not progress, dynamic_ncols=True) as bar:
-            for lo in range(0, n, batch):
-                hi = min(n, lo + batch)
-                x = torch.from_numpy(rows[lo:hi, :context]).to(device)  # (b, context)
-                hidden = base(input_ids=x, use_cache=False).last_hidden_state  # (b, context, d)
-                if contiguous:  # a view (all positions: no copy at all)
-                    hidden = hidden[:, pos[0] - 1 : pos[-1]]
-                else:
-                    hidden = hidden.index_select(1, pos_in)
-                hidden = hidden.reshape(-1, hidden.shape[-1])  # (b * P, d)
-                tgt = torch.from_numpy(np.where(valid[lo:hi], targets[lo:hi], 0).reshape(-1)).to(
-                    device
-                )
-                lp, gr = _score_hidden(hidden, weight, bias, tgt, forbid_t, chunk)
-                logprobs[lo:hi] = lp.view(hi - lo, -1).cpu().numpy()
-                greedy[lo:hi] = gr.view(hi - lo, -1).cpu().numpy()
-                bar.update(hi - lo)
+        with tqdm(
+            total=len(rows), unit="seq", desc=desc, disable=not progress, dynamic_ncols=True
+        ) as bar:
+            logprobs, greedy = _score_rows(
+                model, head, rows, pos, np.where(valid, targets, 0), batch, bar
+            )
     finally:
         model.train(was_training)
     logprobs[~valid] = np.nan
     greedy[~valid] = -1
     return Scores(pos, np.where(valid, targets, -1), logprobs, greedy)
+
+
+def _score_rows(
+    model: Any,
+    head: _Head,
+    rows: np.ndarray,
+    pos: np.ndarray,
+    targets: np.ndarray,
+    batch: int,
+    bar,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(logprobs, greedy), each (N, P), of ``targets`` (N, P) at positions ``pos`` of ``rows``,
+    ``batch`` rows per forward pass of the transformer (inputs ``rows[:, :pos[-1]]``, which
+    reach every kept position). ``model``: a transformers causal LM (its ``base_model``)."""
+    n, context = len(rows), int(pos[-1])
+    device = next(model.parameters()).device
+    pos_in = torch.from_numpy(pos - 1).to(device)  # hidden state t-1 predicts token t
+    contiguous = int(pos[-1] - pos[0]) + 1 == len(pos)
+    logprobs = np.empty((n, len(pos)), dtype=np.float32)
+    greedy = np.empty((n, len(pos)), dtype=np.int64)
+    base = model.base_model
+    for lo in range(0, n, batch):
+        hi = min(n, lo + batch)
+        x = torch.from_numpy(rows[lo:hi, :context]).to(device)  # (b, context)
+        hidden = base(input_ids=x, use_cache=False).last_hidden_state  # (b, context, d)
+        if contiguous:  # a view (all positions: no copy at all)
+            hidden = hidden[:, pos[0] - 1 : pos[-1]]
+        else:
+            hidden = hidden.index_select(1, pos_in)
+        hidden = hidden.reshape(-1, hidden.shape[-1])  # (b * P, d)
+        lp, gr = head(hidden, torch.from_numpy(targets[lo:hi].reshape(-1)).to(device))
+        logprobs[lo:hi] = lp.view(hi - lo, -1).cpu().numpy()
+        greedy[lo:hi] = gr.view(hi - lo, -1).cpu().numpy()
+        bar.update(hi - lo)
+    return logprobs, greedy
