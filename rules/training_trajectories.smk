@@ -1,7 +1,7 @@
 # Section 06, training trajectories (after Xia et al., "Training Trajectories of Language Models
 # Across Scales"): per-token losses of held-out text at every checkpoint of every size, token
 # classes and same-perplexity overlays, hallucination-like sequences, perplexity vs in-context
-# accuracy. Heavy work is `pythia training_trajectories ...` (pythia/evaluate/trajectories.py),
+# accuracy. Heavy work is `pythia training-trajectories ...` (pythia/evaluate/training_trajectories.py),
 # with scores and lm-eval results cached per checkpoint under work/<suite>/cache/; outputs under
 # work/<suite>/training_trajectories/. Sizes: the suite's analysis.training_trajectories.
 #
@@ -29,7 +29,7 @@ rule training_trajectories_tasks:
     conda:
         "../envs/pythia.yaml"
     shell:
-        "pythia training_trajectories tasks --suite {params.suite} --out $(dirname {output.tasks}) &> {log}"
+        "pythia training-trajectories tasks --suite {params.suite} --out $(dirname {output.tasks}) &> {log}"
 
 
 rule training_trajectories_generate:
@@ -50,7 +50,7 @@ rule training_trajectories_generate:
     conda:
         "../envs/pythia.yaml"
     shell:
-        "pythia training_trajectories generate --suite {params.suite} --dataset {wildcards.dataset}"
+        "pythia training-trajectories generate --suite {params.suite} --dataset {wildcards.dataset}"
         " --small {params.small} --large {params.large} --out {output.hallucination} {params.ckpt}"
         " --threads {threads} &> {log}"
 
@@ -75,7 +75,7 @@ rule training_trajectories_evaluate:
     conda:
         "../envs/pythia.yaml"
     shell:
-        "pythia training_trajectories evaluate --suite {params.suite} --dataset {wildcards.dataset}"
+        "pythia training-trajectories evaluate --suite {params.suite} --dataset {wildcards.dataset}"
         " --model {wildcards.model} --hallucination {input.hallucination} --tasks $(dirname {input.tasks})"
         " --out-dir $(dirname {output.losses}) {params.ckpt} --threads {threads} --no-progress &> {log}"
 

@@ -598,11 +598,11 @@ CASES = [
         "nosuch",
         expect="invalid choice: 'nosuch'",
     ),
-    # pythia training_trajectories
-    case("trajectories-no-subcommand", "training_trajectories", expect="required: COMMAND"),
+    # pythia training-trajectories
+    case("trajectories-no-subcommand", "training-trajectories", expect="required: SUBCOMMAND"),
     case(
         "trajectories-unknown-suite",
-        "training_trajectories",
+        "training-trajectories",
         "tasks",
         "--suite",
         "nosuch",
@@ -612,7 +612,7 @@ CASES = [
     ),
     case(
         "trajectories-unknown-model",
-        "training_trajectories",
+        "training-trajectories",
         "evaluate",
         "--suite",
         "smoke",
@@ -630,7 +630,7 @@ CASES = [
     ),
     case(
         "trajectories-no-checkpoints",
-        "training_trajectories",
+        "training-trajectories",
         "evaluate",
         "--suite",
         "smoke",
@@ -648,7 +648,7 @@ CASES = [
     ),
     case(
         "trajectories-cuda-missing",
-        "training_trajectories",
+        "training-trajectories",
         "generate",
         "--suite",
         "smoke",
@@ -662,7 +662,7 @@ CASES = [
     ),
     case(
         "trajectories-fp16-on-cpu",
-        "training_trajectories",
+        "training-trajectories",
         "generate",
         "--suite",
         "smoke",
@@ -672,11 +672,11 @@ CASES = [
         "{scratch}/h.npz",
         "--dtype",
         "fp16",
-        expect="--dtype fp16 is for CUDA",
+        expect="--dtype float16 is for CUDA",
     ),
     case(
         "trajectories-bad-threads",
-        "training_trajectories",
+        "training-trajectories",
         "generate",
         "--suite",
         "smoke",

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from pythia.analysis import training_trajectories as tt
 from pythia.config import load_suite
-from pythia.evaluate import trajectories as heavy
+from pythia.evaluate import training_trajectories as heavy
 
 matplotlib.use("Agg")
 
@@ -304,7 +304,7 @@ def test_task_files_are_lm_eval_multiple_choice(tmp_path, monkeypatch):
     monkeypatch.setattr(heavy, "icl_task_names", lambda suite: ["bigbench/toy"])
     asked = []
     monkeypatch.setattr(
-        evalsets,
+        heavy,
         "get_evalset",
         lambda name: asked.append(name) or SimpleNamespace(iter_examples=lambda: iter(ex)),
     )

@@ -1,7 +1,8 @@
 """Section 06's heavy work (Xia et al., "Training Trajectories of Language Models Across Scales"):
 per-token losses at every checkpoint, hallucination-like sequences, in-context accuracy.
 
-``pythia training_trajectories ...`` runs each step for the workflow (``rules/training_trajectories.smk``):
+``pythia training-trajectories ...`` (:mod:`pythia.cli.training_trajectories`) runs each step for
+the workflow (``rules/training_trajectories.smk``):
 
     tasks     --suite S --out DIR                  lm-eval YAML + JSONL of the multiple-choice ICL tasks
     generate  --suite S --dataset D --out FILE      contrastive decoding of hallucination-like sequences
@@ -36,19 +37,26 @@ What each computes (the sizes are the suite's ``analysis.training_trajectories``
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from pythia import paths
-from pythia.config import Suite, TrajectoriesSpec, load_suite
-from pythia.errors import MissingInputError, UsageError, require_device
+from pythia.config import Suite, TrajectoriesSpec
+from pythia.data.batches import validation_sequences
+from pythia.data.evalsets import STATIC_SETS, get_evalset
+from pythia.errors import MissingInputError, UsageError
+from pythia.evaluate.cache import cached_score
+from pythia.evaluate.harness import evaluate_tasks, folder_digest, request_cache
 from pythia.io import atomic_path, write_text
 
 log = logging.getLogger(__name__)
@@ -61,7 +69,8 @@ SHOT_POOL = 32
 ICL_BATCH = 16
 """lm-eval's batch size for the ICL tasks: with 2-shot prompts of ~100-250 tokens, 16 rows keep a
 forward's activations in cache (1.8M on one core: ~25% faster than 64)."""
-DTYPES = {"float32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+"""The weights' dtypes, by the command line's names (``--dtype``)."""
 
 
 def settings(suite: Suite) -> TrajectoriesSpec:
@@ -121,8 +130,6 @@ def contrastive_generate(
 
 def hallucination_prompts(suite: Suite) -> tuple[np.ndarray, np.ndarray]:
     """(prompts (N, prompt_tokens), true continuations (N, new_tokens)) from the test split."""
-    from pythia.data.batches import validation_sequences
-
     s = settings(suite)
     width = suite.training.seq_len + 1
     if s.prompt_tokens + s.new_tokens > width:
@@ -157,8 +164,6 @@ def generate(
         raise UsageError(
             f"the small and the large model are both {small!r}; name two different models"
         )
-    import time
-
     t0 = time.perf_counter()
     s = settings(suite)
     prompts, true = hallucination_prompts(suite)
@@ -201,8 +206,6 @@ def task_name(evalset: str) -> str:
 
 def icl_task_names(suite: Suite) -> list[str]:
     """The evaluation sets evaluated in context: ``icl_tasks``, or every multiple-choice one."""
-    from pythia.data.evalsets import STATIC_SETS
-
     mc = sorted(
         n for n, s in STATIC_SETS.items() if s.kind == "multiple_choice" and n not in ICL_EXCLUDED
     )
@@ -258,8 +261,6 @@ def write_tasks(suite: Suite, out: str | Path) -> list[str]:
     ``icl_limit`` (all, when null) the questions (``<task>.jsonl``): the shots never include the
     question, and lm-eval loads only what it evaluates (a whole 50,000-question task takes
     seconds per checkpoint to load)."""
-    from pythia.data.evalsets import get_evalset
-
     out = Path(out)
     limit = settings(suite).icl_limit
     names = []
@@ -325,6 +326,51 @@ def icl_rows(records: dict[str, dict], tokenizer, step: int) -> list[dict[str, A
 # ------------------------------------------------------------------------------ evaluation
 
 
+ICL_COLUMNS = [
+    "dataset",
+    "model",
+    "task",
+    "step",
+    "n",
+    "acc",
+    "acc_norm",
+    "chance",
+    "ppl_correct",
+    "ppl_incorrect",
+]
+"""The columns of ``icl.csv``."""
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """What every checkpoint of a run is scored on."""
+
+    val: np.ndarray
+    """(N, seq_len + 1) held-out validation sequences."""
+    gen_rows: np.ndarray
+    """(P, prompt + new tokens) the prompts with their hallucination-like continuations."""
+    true_rows: np.ndarray
+    """(P, prompt + new tokens) the prompts with their true continuations."""
+    prompt_tokens: int
+    tasks: Path
+    """The folder of the ICL tasks."""
+    names: list[str]
+    """The lm-eval names of the ICL tasks (none: no ICL rows)."""
+
+
+class _OnDemand:
+    """A checkpoint's model, loaded on first use (only if something must be scored)."""
+
+    def __init__(self, ckpt, dtype: str, device: str):
+        self.ckpt, self.dtype, self.device = ckpt, dtype, device
+        self.model = None
+
+    def __call__(self):
+        if self.model is None:
+            self.model = self.ckpt.load_model(dtype=DTYPES[self.dtype], device=self.device)
+        return self.model
+
+
 def evaluate(
     suite: Suite,
     catalogue,
@@ -341,16 +387,7 @@ def evaluate(
     """Every analysed checkpoint of ``model`` on ``dataset``: per-token validation losses, the
     hallucination-like and true continuations' losses, and the ICL rows. Writes
     ``out_dir/losses.npz`` and ``out_dir/icl.csv``."""
-    import time
-
-    import pandas as pd
-    from tqdm.auto import tqdm
-
     t0 = time.perf_counter()
-    from pythia.data.batches import validation_sequences
-    from pythia.evaluate import cached_score, evaluate_tasks
-    from pythia.evaluate.harness import folder_digest, request_cache
-
     s = settings(suite)
     steps = catalogue.steps(model, dataset)
     if not steps:
@@ -359,66 +396,25 @@ def evaluate(
             f"train them (`pythia train --suite {suite.name} --model {model} --dataset {dataset}`) "
             f"or point --checkpoints-source/--checkpoints-path at them"
         )
-    val = validation_sequences(suite, s.val_sequences)  # (N, seq_len + 1)
-    hal_file = Path(hallucination)
-    if not hal_file.is_file():
-        raise MissingInputError(
-            f"{hal_file} is missing; make it with `pythia training_trajectories generate`"
-        )
-    with np.load(hal_file) as h:
-        prompts, gen, true = h["prompts"], h["generated"], h["true"]
-    p = prompts.shape[1]
-    gen_rows, true_rows = np.concatenate([prompts, gen], 1), np.concatenate([prompts, true], 1)
-    tasks = Path(tasks)
-    names = (
-        json.loads((tasks / "tasks.json").read_text()) if (tasks / "tasks.json").is_file() else None
-    )
-    if names is None:
-        raise MissingInputError(
-            f"{tasks}/tasks.json is missing; write the tasks with `pythia training_trajectories tasks`"
-        )
-
+    inputs = _read_inputs(suite, hallucination, tasks)
     # lm-eval's prompts are built once (its request cache, where lm-eval is not imported yet) and
     # tokenized once (the adapter remembers tokenizations on the tokenizer object: one per run)
-    cached = (
-        bool(names)
-        and request_cache(
-            suite.name, {"tasks": folder_digest(tasks), "shots": s.icl_shots, "limit": s.icl_limit}
-        )
-        is not None
-    )
+    key = {"tasks": folder_digest(inputs.tasks), "shots": s.icl_shots, "limit": s.icl_limit}
+    cached = bool(inputs.names) and request_cache(suite.name, key) is not None
     tok = catalogue.checkpoint(model, dataset, steps[0]).load_tokenizer()
-    vocab = len(tok)
-    val_losses, gen_losses, true_losses, icl = [], [], [], []
+    losses: dict[str, list[np.ndarray]] = {"val_losses": [], "gen_losses": [], "true_losses": []}
+    icl: list[dict[str, Any]] = []
     for step in tqdm(steps, desc=f"{model}/{dataset}", disable=not progress, unit="ckpt"):
         ckpt = catalogue.checkpoint(model, dataset, step)
-        cache: dict[str, Any] = {}
-
-        def load(ckpt=ckpt, cache=cache):
-            if "model" not in cache:
-                cache["model"] = ckpt.load_model(dtype=DTYPES[dtype], device=device)
-            return cache["model"]
-
-        kw = {"vocab_size": vocab, "load_model": load, "batch_size": batch_size}
-        val_losses.append(
-            cached_score(ckpt, val, **kw).losses.reshape(-1).astype(np.float16)
-        )  # (N * seq_len,)
-        gen_losses.append(
-            cached_score(ckpt, gen_rows, range(p, gen_rows.shape[1]), **kw).losses.astype(
-                np.float16
-            )
-        )
-        true_losses.append(
-            cached_score(ckpt, true_rows, range(p, true_rows.shape[1]), **kw).losses.astype(
-                np.float16
-            )
-        )
-        if names:
+        load = _OnDemand(ckpt, dtype, device)
+        for name, value in _losses(ckpt, inputs, len(tok), load, batch_size).items():
+            losses[name].append(value)
+        if inputs.names:
             records = evaluate_tasks(
                 ckpt,
-                names,
+                inputs.names,
                 num_fewshot=s.icl_shots,
-                include_path=tasks,
+                include_path=inputs.tasks,
                 limit=s.icl_limit,
                 log_samples=True,
                 model=load(),
@@ -428,151 +424,77 @@ def evaluate(
                 cache_requests=cached,
             )
             icl += [{"dataset": dataset, "model": model, **r} for r in icl_rows(records, tok, step)]
-    out_dir = Path(out_dir)
+    arrays = {name: np.stack(values) for name, values in losses.items()}
+    _write_outputs(Path(out_dir), suite, steps, arrays, icl, t0)
+    return Path(out_dir)
+
+
+def _read_inputs(suite: Suite, hallucination: str | Path, tasks: str | Path) -> _Inputs:
+    """The validation sequences, the prompts and continuations of the hallucination file
+    (written by ``generate``) and the ICL task names (``tasks.json`` of ``tasks``)."""
+    val = validation_sequences(suite, settings(suite).val_sequences)  # (N, seq_len + 1)
+    hal_file = Path(hallucination)
+    if not hal_file.is_file():
+        raise MissingInputError(
+            f"{hal_file} is missing; make it with `pythia training-trajectories generate`"
+        )
+    with np.load(hal_file) as h:
+        prompts, gen, true = h["prompts"], h["generated"], h["true"]
+    tasks = Path(tasks)
+    if not (tasks / "tasks.json").is_file():
+        raise MissingInputError(
+            f"{tasks}/tasks.json is missing; write the tasks with `pythia training-trajectories tasks`"
+        )
+    return _Inputs(
+        val=val,
+        gen_rows=np.concatenate([prompts, gen], 1),
+        true_rows=np.concatenate([prompts, true], 1),
+        prompt_tokens=prompts.shape[1],
+        tasks=tasks,
+        names=json.loads((tasks / "tasks.json").read_text()),
+    )
+
+
+def _losses(
+    ckpt, inputs: _Inputs, vocab: int, load: _OnDemand, batch_size: int | None
+) -> dict[str, np.ndarray]:
+    """One checkpoint's float16 token losses (cached per block of rows): ``val_losses``
+    (N * seq_len,) of the validation sequences, ``gen_losses`` and ``true_losses``
+    (P, new tokens) of the continuations after their prompt."""
+    p = inputs.prompt_tokens
+
+    def losses(rows: np.ndarray, positions: range | None = None) -> np.ndarray:
+        scores = cached_score(
+            ckpt, rows, positions, vocab_size=vocab, load_model=load, batch_size=batch_size
+        )
+        return scores.losses.astype(np.float16)
+
+    return {
+        "val_losses": losses(inputs.val).reshape(-1),
+        "gen_losses": losses(inputs.gen_rows, range(p, inputs.gen_rows.shape[1])),
+        "true_losses": losses(inputs.true_rows, range(p, inputs.true_rows.shape[1])),
+    }
+
+
+def _write_outputs(
+    out_dir: Path,
+    suite: Suite,
+    steps: list[int],
+    losses: dict[str, np.ndarray],
+    icl: list[dict],
+    t0: float,
+) -> None:
+    """``out_dir/losses.npz`` (the steps, every checkpoint's losses, the sequence length and the
+    job's seconds since ``t0``) and ``out_dir/icl.csv``, each written atomically."""
     with atomic_path(out_dir / "losses.npz", suffix=".npz") as tmp, open(tmp, "wb") as f:
         np.savez(
             f,
             steps=np.array(steps),
-            val_losses=np.stack(val_losses),
-            gen_losses=np.stack(gen_losses),
-            true_losses=np.stack(true_losses),
+            val_losses=losses["val_losses"],
+            gen_losses=losses["gen_losses"],
+            true_losses=losses["true_losses"],
             seq_len=suite.training.seq_len,
             seconds=time.perf_counter() - t0,
         )
-    cols = [
-        "dataset",
-        "model",
-        "task",
-        "step",
-        "n",
-        "acc",
-        "acc_norm",
-        "chance",
-        "ppl_correct",
-        "ppl_incorrect",
-    ]
     with atomic_path(out_dir / "icl.csv") as tmp:
-        pd.DataFrame(icl, columns=cols).to_csv(tmp, index=False)
-    return out_dir
-
-
-# ------------------------------------------------------------------------------ command line
-
-
-def _suite(args) -> Suite:
-    return load_suite(args.suite)
-
-
-def _check_device(args) -> None:
-    device, dtype = args.device, args.dtype
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UsageError(f"--threads must be at least 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    require_device(device)
-    if device == "cpu" and dtype == "fp16":
-        raise UsageError("--dtype fp16 is for CUDA; on CPU use float32 or bf16")
-
-
-def _cmd_tasks(args) -> int:
-    names = write_tasks(_suite(args), args.out)
-    print(f"{len(names)} lm-eval tasks in {args.out}")
-    return 0
-
-
-def _cmd_generate(args) -> int:
-    from pythia.runs import from_arguments
-
-    _check_device(args)
-    suite = _suite(args)
-    out = generate(
-        suite,
-        from_arguments(suite, args),
-        args.dataset,
-        args.out,
-        args.small,
-        args.large,
-        args.device,
-        args.dtype,
-    )
-    print(f"wrote {out}")
-    return 0
-
-
-def _cmd_evaluate(args) -> int:
-    from pythia.runs import from_arguments
-
-    _check_device(args)
-    suite = _suite(args)
-    suite.model(args.model)
-    out = evaluate(
-        suite,
-        from_arguments(suite, args),
-        args.dataset,
-        args.model,
-        args.hallucination,
-        args.tasks,
-        args.out_dir,
-        args.device,
-        args.dtype,
-        args.batch_size,
-        progress=not args.no_progress,
-    )
-    print(f"wrote {out}/losses.npz, {out}/icl.csv")
-    return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    from pythia.runs import add_arguments
-
-    p = sub.add_parser(
-        STEM, help="section 06: per-token loss trajectories, hallucination-like sequences, ICL"
-    )
-    cmds = p.add_subparsers(dest="tt_command", required=True, metavar="COMMAND")
-
-    t = cmds.add_parser("tasks", help="write the multiple-choice in-context lm-eval tasks")
-    t.add_argument("--suite", required=True)
-    t.add_argument("--out", required=True, help="folder for the YAML and JSONL files")
-    t.set_defaults(func=_cmd_tasks)
-
-    def device_args(q):
-        q.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-        q.add_argument(
-            "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
-        )
-        q.add_argument(
-            "--dtype",
-            default="float32",
-            choices=list(DTYPES),
-            help="model weights' dtype (bf16/fp16 on CUDA; scores are accumulated in float32)",
-        )
-
-    g = cmds.add_parser("generate", help="contrastive decoding of hallucination-like sequences")
-    g.add_argument("--suite", required=True)
-    g.add_argument("--dataset", required=True)
-    g.add_argument("--small", default=None, help="the small model (default: the suite's smallest)")
-    g.add_argument("--large", default=None, help="the large model (default: the suite's largest)")
-    g.add_argument("--out", required=True, help=".npz file to write")
-    device_args(g)
-    add_arguments(g)
-    g.set_defaults(func=_cmd_generate)
-
-    e = cmds.add_parser(
-        "evaluate", help="per-token losses, sequence losses and ICL at every checkpoint of a model"
-    )
-    e.add_argument("--suite", required=True)
-    e.add_argument("--dataset", required=True)
-    e.add_argument("--model", required=True)
-    e.add_argument("--hallucination", required=True, help="the .npz written by `generate`")
-    e.add_argument("--tasks", required=True, help="the folder written by `tasks`")
-    e.add_argument("--out-dir", required=True)
-    e.add_argument(
-        "--batch-size",
-        type=int,
-        default=None,
-        help="sequences per forward pass (default: ~8k tokens)",
-    )
-    e.add_argument("--no-progress", action="store_true")
-    device_args(e)
-    add_arguments(e)
-    e.set_defaults(func=_cmd_evaluate)
+        pd.DataFrame(icl, columns=ICL_COLUMNS).to_csv(tmp, index=False)
