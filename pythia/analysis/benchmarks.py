@@ -22,6 +22,7 @@ import seaborn as sns
 
 from pythia import paths
 from pythia.config import Suite, config_digest
+from pythia.data.build import stage_digest
 from pythia.evaluate.benchmarks import COLUMNS, OFFLINE_TASKS, TASK_VERSION, paper_task
 from pythia.published import evals as published
 from pythia.train.checkpoint import run_digest
@@ -45,8 +46,6 @@ CHANCE = {
 def tasks_digest(suite: Suite, cfg: dict) -> str:
     """What the task folder depends on: the workflow's ``benchmarks`` config, the suite's documents
     (the cloze's test and training documents) and tokenizer (which choices fit), not deduplication."""
-    from pythia.data.build import stage_digest
-
     return config_digest(
         {
             "benchmarks": {k: cfg[k] for k in ("tasks", "examples")},

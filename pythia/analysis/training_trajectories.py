@@ -1,8 +1,8 @@
 """Section 06, training trajectories (after Xia et al. 2023, "Training Trajectories of Language
-Models Across Scales"): load what ``pythia training_trajectories evaluate`` wrote, summarise, plot.
+Models Across Scales"): load what ``pythia training-trajectories evaluate`` wrote, summarise, plot.
 
 Inputs, per (dataset, model), in ``work/<suite>/training_trajectories/<dataset>/<model>/``
-(:mod:`pythia.evaluate.trajectories`): ``losses.npz`` (steps; float16 per-token validation
+(:mod:`pythia.evaluate.training_trajectories`): ``losses.npz`` (steps; float16 per-token validation
 losses, checkpoint x token; losses of hallucination-like and true continuations, checkpoint x
 prompt x token) and ``icl.csv`` (per task and step: accuracy, chance, option perplexities).
 
@@ -34,16 +34,22 @@ parameters x tokens) or ``val_ppl`` (validation perplexity at that checkpoint).
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 from matplotlib.ticker import NullFormatter
 from scipy import stats
 
 from pythia import paths
 from pythia.config import Suite, config_digest
 from pythia.errors import MissingInputError, UsageError
+from pythia.runs import RELEASED_SIZES
+from pythia.train.checkpoint import run_digest
 
 STEM = "training_trajectories"
 CLASSES = ("upward", "downward", "stagnant", "other")
@@ -71,8 +77,6 @@ def run_dir(suite: str, dataset: str, model: str) -> Path:
 def evaluate_digest(suite: Suite, dataset: str, model: str) -> str:
     """What one ``evaluate`` job reads: the section's settings, the data and tokenizer settings,
     and the trained run (its run digest; hub/local checkpoints are identified in the caches)."""
-    from pythia.train.checkpoint import run_digest
-
     return config_digest(
         {
             "settings": suite.analysis.training_trajectories.model_dump(mode="json"),
@@ -86,8 +90,6 @@ def evaluate_digest(suite: Suite, dataset: str, model: str) -> str:
 def generate_digest(suite: Suite, dataset: str, models: list[str] | None = None) -> str:
     """What one ``generate`` job reads: the settings and the runs of the contrasted pair
     ``models`` (default: the suite's smallest and largest)."""
-    from pythia.train.checkpoint import run_digest
-
     pair = list(models) if models else [next(iter(suite.models)), list(suite.models)[-1]]
     return config_digest(
         {
@@ -110,7 +112,7 @@ def load_run(suite: str, dataset: str, model: str) -> dict[str, np.ndarray]:
     f = run_dir(suite, dataset, model) / "losses.npz"
     if not f.is_file():
         raise MissingInputError(
-            f"{f} is missing; run `pythia training_trajectories evaluate --suite {suite} "
+            f"{f} is missing; run `pythia training-trajectories evaluate --suite {suite} "
             f"--dataset {dataset} --model {model} ...` (the workflow's training_trajectories rules)"
         )
     with np.load(f) as z:
@@ -132,7 +134,7 @@ def load_icl(suite: str, datasets: list[str], models: list[str]) -> pd.DataFrame
             f = run_dir(suite, d, m) / "icl.csv"
             if not f.is_file():
                 raise MissingInputError(
-                    f"{f} is missing; run `pythia training_trajectories evaluate` for {m}/{d}"
+                    f"{f} is missing; run `pythia training-trajectories evaluate` for {m}/{d}"
                 )
             frames.append(pd.read_csv(f))
     return pd.concat(frames, ignore_index=True)
@@ -490,16 +492,12 @@ Converted by :func:`convert_published` from EleutherAI/pythia ``evals/pythia-v1/
 (Apache-2.0)."""
 PUBLISHED_TASKS = ("arc_challenge", "arc_easy", "piqa", "sciq", "winogrande", "logiqa", "wsc")
 PUBLISHED_SOURCE = "EleutherAI/pythia evals/pythia-v1/<model>/zero-shot/*_step<N>.json (Apache-2.0)"
+_PUBLISHED_STEP = re.compile(r"_step(\d+)\.json$")
 
 
 def convert_published(reference: str | Path) -> pd.DataFrame:
     """The compact table of :data:`PUBLISHED_FILE` from the published ``pythia-v1`` folder (the
     standard and deduplicated models of the released sizes; batch-size and bf16 variants left out)."""
-    import json
-    import re
-
-    from pythia.runs import RELEASED_SIZES
-
     rows = []
     names = {
         f"pythia-{m.lower()}" + s: (m, d)
@@ -511,7 +509,10 @@ def convert_published(reference: str | Path) -> pd.DataFrame:
             continue
         model, dataset = names[folder.name]
         for f in sorted((folder / "zero-shot").glob("*_step*.json")):
-            step = int(re.search(r"_step(\d+)\.json$", f.name).group(1))
+            found = _PUBLISHED_STEP.search(f.name)
+            if found is None:
+                continue
+            step = int(found.group(1))
             res = json.loads(f.read_text())["results"]
             accs = [res[t]["acc"] for t in PUBLISHED_TASKS if t in res]
             lam = res.get("lambada_openai", {})
@@ -570,9 +571,6 @@ def published_summary(pub: pd.DataFrame) -> pd.DataFrame:
 
 def plot_published(pub: pd.DataFrame, dataset: str = "standard"):
     """Published Pythia: mean zero-shot accuracy against LAMBADA perplexity, one colour per size."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
     g = pub[(pub["dataset"] == dataset) & (pub["step"] > 0)].dropna(
         subset=["lambada_ppl", "mean_acc"]
     )
@@ -620,9 +618,6 @@ def check_axis(axis: str) -> str:
 
 def plot_validation(val: pd.DataFrame, axis: str = "tokens"):
     """Validation perplexity against the x-axis, one line per size (a panel per dataset)."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
     axis = check_axis(axis if axis != "val_ppl" else "tokens")
     datasets = list(val["dataset"].unique())
     fig, axes = plt.subplots(
@@ -649,9 +644,6 @@ def plot_validation(val: pd.DataFrame, axis: str = "tokens"):
 def plot_classes(shares: pd.DataFrame):
     """Share of each token class against the start fraction t, one line per size, a panel per class
     (rows: datasets)."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
     datasets = list(shares["dataset"].unique())
     fig, axes = plt.subplots(
         len(datasets),
@@ -681,9 +673,6 @@ def plot_classes(shares: pd.DataFrame):
 
 def plot_same_perplexity(curves: pd.DataFrame, dataset: str | None = None):
     """Subset perplexity against validation perplexity for every size, a panel per subset."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
     dataset = dataset or curves["dataset"].iloc[0]
     sub = curves[curves["dataset"] == dataset]
     names = list(sub["subset"].unique())
@@ -715,9 +704,6 @@ def plot_same_perplexity(curves: pd.DataFrame, dataset: str | None = None):
 
 def plot_hallucination(curves: pd.DataFrame, axis: str = "tokens", dataset: str | None = None):
     """Perplexity of hallucination-like (generated) and true continuations against the x-axis."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
     axis = check_axis(axis)
     dataset = dataset or curves["dataset"].iloc[0]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), squeeze=False, sharey=True)
@@ -746,9 +732,6 @@ def plot_hallucination(curves: pd.DataFrame, axis: str = "tokens", dataset: str 
 
 def plot_icl(curves: pd.DataFrame, dataset: str | None = None):
     """Accuracy (with chance) and the option perplexity gap against validation perplexity."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
     dataset = dataset or curves["dataset"].iloc[0]
     g = curves[curves["dataset"] == dataset]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), squeeze=False)
@@ -783,22 +766,7 @@ def closing_note(
 ) -> str:
     """Markdown: the class shares per size at ``start_fraction``, the overlap numbers, the
     hallucination and ICL summaries, and the section's job time, all from the frames."""
-    lines = [
-        f"**Token classes** (start fraction t = {start_fraction:g}; share of validation tokens):",
-        "",
-    ]
-    at = shares[np.isclose(shares["start_fraction"], start_fraction)]
-    table = at.pivot_table(index=["dataset", "model"], columns="class", values="share", sort=False)[
-        list(CLASSES)
-    ]
-    lines += [
-        "| dataset | model | " + " | ".join(CLASSES) + " |",
-        "|---|---|" + "---|" * len(CLASSES),
-    ]
-    lines += [
-        f"| {d} | {m} | " + " | ".join(f"{v:.1%}" for v in row) + " |"
-        for (d, m), row in table.iterrows()
-    ]
+    lines = _class_lines(shares, start_fraction)
     lines += [
         "",
         "**Same perplexity, same behaviour** (relative spread of subset perplexity across sizes):",
@@ -835,3 +803,24 @@ def closing_note(
         "itself adds seconds).",
     ]
     return "\n".join(lines)
+
+
+def _class_lines(shares: pd.DataFrame, start_fraction: float) -> list[str]:
+    """The closing note's table of class shares per (dataset, model) at ``start_fraction``."""
+    lines = [
+        f"**Token classes** (start fraction t = {start_fraction:g}; share of validation tokens):",
+        "",
+    ]
+    at = shares[np.isclose(shares["start_fraction"], start_fraction)]
+    table = at.pivot_table(index=["dataset", "model"], columns="class", values="share", sort=False)[
+        list(CLASSES)
+    ]
+    lines += [
+        "| dataset | model | " + " | ".join(CLASSES) + " |",
+        "|---|---|" + "---|" * len(CLASSES),
+    ]
+    lines += [
+        f"| {d} | {m} | " + " | ".join(f"{v:.1%}" for v in row) + " |"
+        for (d, m), row in table.iterrows()
+    ]
+    return lines

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pythia.config import load_suite
 from pythia.errors import MissingInputError
 from pythia.io import atomic_path, write_json
 
@@ -72,8 +73,6 @@ _STEP = re.compile(r"_step(\d+)\.json$")
 
 
 def _params() -> dict[str, int]:
-    from pythia.config import load_suite
-
     cfg = load_suite("pythia")
     return {name: cfg.total_params(m) for name, m in cfg.models.items()}
 
