@@ -1,10 +1,14 @@
-"""``pythia bench train``, ``pythia bench score`` and ``pythia bench memorization``: throughput.
+"""Speed measurements: ``pythia bench train``, ``pythia bench score`` and ``pythia bench memorization``.
+
+(``pythia bench harness``, our lm-eval adapter against lm-eval's command line, is
+:func:`pythia.evaluate.benchmarks.bench_adapter_vs_cli`; the commands are :mod:`pythia.cli.bench`.)
 
 ``pythia bench memorization --suite micro --model 1.8M [--rows 1024] [--threads 2]`` times the
-memorization scan (:mod:`pythia.evaluate.memorization`: flags and match runs from one teacher-forced
-pass; and with every fractional score) against ``model.generate`` (greedy, ``min_length``) on the
-same training sequences of one checkpoint, batch by batch interleaved, checks that flags, match
-runs and scores are identical, and reports tokens/s and the ratios (goal: scan >= 20x generate).
+memorization scan (:mod:`pythia.evaluate.memorization_kernels`: flags and match runs from one
+teacher-forced pass; and with every fractional score) against ``model.generate`` (greedy,
+``min_length``: :func:`generate_reference`, what Pythia ran) on the same training sequences of one
+checkpoint, batch by batch interleaved, checks that flags, match runs and scores are identical, and
+reports tokens/s and the ratios (goal: scan >= 20x generate).
 
 ``pythia bench score --suite micro --model 1.8M [--threads 2]`` times, in alternating rounds
 on the same batches and thread count, our training step (as below), the scoring engine
@@ -48,23 +52,40 @@ The batch comes from ``get_batch`` when the suite's data is built, else uniforml
 
 from __future__ import annotations
 
-import argparse
 import logging
 import platform
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from pythia import paths
 from pythia.config import ModelSpec, Suite, load_suite
-from pythia.errors import require_device
-from pythia.io import write_json
+from pythia.data.batches import get_batch, num_steps
+from pythia.evaluate.memorization import block_rows
+from pythia.evaluate.memorization_kernels import (
+    DEFAULT_OPTIONS,
+    EOD,
+    ScanOptions,
+    leading_run,
+    memorization,
+)
+from pythia.evaluate.scoring import score
+from pythia.model import build_model
+from pythia.runs import Catalogue, Checkpoint, open_catalogue
+from pythia.train.deepspeed_config import micro_and_accum
+from pythia.train.loop import Trainer, TrainOptions
+
+if TYPE_CHECKING:
+    from transformers import GPTNeoXForCausalLM
 
 log = logging.getLogger("pythia.bench")
+
+
+# ------------------------------------------------------------------------------ training: ours vs transformers.Trainer
 
 
 def flops_per_token(suite: Suite, spec: ModelSpec) -> float:
@@ -95,8 +116,6 @@ def matmul_peak(threads: int, n: int = 2048, repeats: int = 5) -> dict[str, Any]
 def bench_batches(suite: Suite, dataset: str, steps: int) -> tuple[list[np.ndarray], str]:
     """``steps`` batches: the real ones from get_batch when built, else random tokens."""
     try:
-        from pythia.data.batches import get_batch
-
         return [get_batch(suite, dataset, s) for s in range(steps)], "get_batch"
     except (FileNotFoundError, ImportError, IndexError, ValueError):
         rng = np.random.default_rng(suite.training.seed)
@@ -110,8 +129,6 @@ def bench_batches(suite: Suite, dataset: str, steps: int) -> tuple[list[np.ndarr
 def bench_ours(
     suite: Suite, model: str, batches: list[np.ndarray], warmup: int, threads: int
 ) -> dict[str, Any]:
-    from pythia.train.loop import Trainer, TrainOptions
-
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(
             TrainOptions(suite=suite, model=model, out=Path(tmp) / "run", threads=threads)
@@ -129,6 +146,53 @@ def bench_ours(
     }
 
 
+class _Rows(torch.utils.data.Dataset):
+    """Training rows (n, L+1) as ``transformers.Trainer`` examples (it shifts the labels itself)."""
+
+    def __init__(self, rows: np.ndarray) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        x = torch.from_numpy(self.rows[i].astype(np.int64))
+        return {"input_ids": x[:-1], "labels": x[:-1]}  # transformers shifts labels itself
+
+
+def _trainer_arguments(suite: Suite, model: str, steps: int, output_dir: str):
+    """``transformers.TrainingArguments`` of the suite's optimizer settings (AdamW, constant
+    learning rate, clipping), ``steps`` steps, no evaluation, no saving, on CPU."""
+    from transformers import TrainingArguments  # heavy: only this comparison needs it
+
+    spec = suite.model(model)
+    t = suite.training
+    micro, accum = micro_and_accum(suite, 1)
+    return TrainingArguments(
+        output_dir=output_dir,
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=accum,
+        max_steps=steps,
+        learning_rate=spec.peak_lr,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        weight_decay=t.weight_decay,
+        adam_beta1=t.adam_beta1,
+        adam_beta2=t.adam_beta2,
+        adam_epsilon=t.adam_eps,
+        max_grad_norm=t.grad_clip,
+        logging_strategy="no",
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        dataloader_num_workers=0,
+        seed=t.seed,
+        disable_tqdm=True,
+        dataloader_drop_last=True,
+    )
+
+
 def bench_hf_trainer(
     suite: Suite, model: str, batches: list[np.ndarray], warmup: int, threads: int
 ) -> dict[str, Any]:
@@ -138,65 +202,49 @@ def bench_hf_trainer(
     under ``torch.use_deterministic_algorithms`` its step is ~2.5x slower on CPU, which would
     flatter our (deterministic) loop.
     """
-    from transformers import Trainer, TrainerCallback, TrainingArguments
-    from transformers.utils import logging as hf_logging
-
-    from pythia.model import build_model
-    from pythia.train.deepspeed_config import micro_and_accum
+    import transformers  # heavy: only this comparison needs transformers.Trainer
+    from transformers.utils import logging as hf_logging  # heavy: as above
 
     hf_logging.set_verbosity_error()
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(False)
-    torch.utils.deterministic.fill_uninitialized_memory = True
-    spec = suite.model(model)
-    t = suite.training
-    micro, accum = micro_and_accum(suite, 1)
-    net = build_model(suite, spec, seed=t.seed, device="cpu", attn_implementation="sdpa")
-    rows = np.concatenate(batches)  # (steps * B, L+1), in training order
-
-    class Rows(torch.utils.data.Dataset):
-        def __len__(self):
-            return len(rows)
-
-        def __getitem__(self, i):
-            x = torch.from_numpy(rows[i].astype(np.int64))
-            return {"input_ids": x[:-1], "labels": x[:-1]}  # transformers shifts labels itself
-
+    torch.utils.deterministic.fill_uninitialized_memory = True  # type: ignore[attr-defined]  # a torch flag its stubs lack
+    net = build_model(
+        suite,
+        suite.model(model),
+        seed=suite.training.seed,
+        device="cpu",
+        attn_implementation="sdpa",
+    )
+    rows = _Rows(np.concatenate(batches))  # (steps * B, L+1), in training order
     stamps: list[float] = []
-
-    class Clock(TrainerCallback):
-        def on_step_end(self, args, state, control, **kw):
-            stamps.append(time.perf_counter())
-
+    clock = transformers.TrainerCallback()  # a no-op at every event but the end of a step:
+    clock.on_step_end = lambda *args, **kwargs: stamps.append(time.perf_counter())  # type: ignore[method-assign]  # one event of a stock callback
     with tempfile.TemporaryDirectory() as tmp:
-        args = TrainingArguments(
-            output_dir=tmp,
-            per_device_train_batch_size=micro,
-            gradient_accumulation_steps=accum,
-            max_steps=len(batches),
-            learning_rate=spec.peak_lr,
-            lr_scheduler_type="constant",
-            warmup_steps=0,
-            weight_decay=t.weight_decay,
-            adam_beta1=t.adam_beta1,
-            adam_beta2=t.adam_beta2,
-            adam_epsilon=t.adam_eps,
-            max_grad_norm=t.grad_clip,
-            logging_strategy="no",
-            save_strategy="no",
-            eval_strategy="no",
-            report_to="none",
-            use_cpu=True,
-            dataloader_num_workers=0,
-            seed=t.seed,
-            disable_tqdm=True,
-            dataloader_drop_last=True,
-        )
-        trainer = Trainer(model=net, args=args, train_dataset=Rows(), callbacks=[Clock()])
+        args = _trainer_arguments(suite, model, len(batches), tmp)
+        trainer = transformers.Trainer(model=net, args=args, train_dataset=rows, callbacks=[clock])
         trainer.train()
         optim = str(args.optim)
     gaps = np.diff(stamps)[max(warmup - 1, 0) :]
     return {"times": [float(g) for g in gaps], "optim": optim}
+
+
+def _summarise(
+    rs: list[dict], tokens: int, flops_per_token: float, peak: dict[str, Any]
+) -> dict[str, Any]:
+    """One side's rounds (:func:`bench_ours` or :func:`bench_hf_trainer` results) in one summary:
+    the last round's details, the best and median step over all rounds' timed steps, tokens/s, MFU."""
+    times = [x for r in rs for x in r.pop("times")]
+    out = dict(rs[-1].items())
+    out["step_seconds"] = float(np.min(times))
+    out["median_step_seconds"] = float(np.median(times))
+    out["tokens_per_s"] = tokens / out["step_seconds"]
+    out["median_tokens_per_s"] = tokens / out["median_step_seconds"]
+    out["model_flops_per_s"] = flops_per_token * out["tokens_per_s"]
+    out["mfu"] = out["model_flops_per_s"] / peak["flops_per_s"]
+    out["median_mfu"] = flops_per_token * out["median_tokens_per_s"] / peak["flops_per_s"]
+    out["timed_steps"] = len(times)
+    return out
 
 
 def bench_model(
@@ -213,10 +261,9 @@ def bench_model(
     """Ours and Trainer in alternating rounds; the step time is the best (min) over all timed
     steps, which other processes on a shared machine can only make worse; medians are kept."""
     spec = suite.model(model)
-    t = suite.training
     batches, source = bench_batches(suite, dataset, steps + warmup)
     fpt = flops_per_token(suite, spec)
-    tokens = t.tokens_per_step
+    tokens = suite.training.tokens_per_step
     res: dict[str, Any] = {
         "model": model,
         "total_params": suite.total_params(spec),
@@ -231,39 +278,23 @@ def bench_model(
         runs["ours"].append(bench_ours(suite, model, batches, warmup, threads))
         if trainer:
             runs["hf_trainer"].append(bench_hf_trainer(suite, model, batches, warmup, threads))
-
-    def summarise(rs: list[dict]) -> dict:
-        times = [x for r in rs for x in r.pop("times")]
-        out = dict(rs[-1].items())
-        out["step_seconds"] = float(np.min(times))
-        out["median_step_seconds"] = float(np.median(times))
-        out["tokens_per_s"] = tokens / out["step_seconds"]
-        out["median_tokens_per_s"] = tokens / out["median_step_seconds"]
-        out["model_flops_per_s"] = fpt * out["tokens_per_s"]
-        out["mfu"] = out["model_flops_per_s"] / peak["flops_per_s"]
-        out["median_mfu"] = fpt * out["median_tokens_per_s"] / peak["flops_per_s"]
-        out["timed_steps"] = len(times)
-        return out
-
-    res["ours"] = summarise(runs["ours"])
+    res["ours"] = ours = _summarise(runs["ours"], tokens, fpt, peak)
     log.info(
         "%s ours: %.3f s/step, %.0f tok/s, MFU %.1f%%",
         model,
-        res["ours"]["step_seconds"],
-        res["ours"]["tokens_per_s"],
-        100 * res["ours"]["mfu"],
+        ours["step_seconds"],
+        ours["tokens_per_s"],
+        100 * ours["mfu"],
     )
     if trainer:
-        res["hf_trainer"] = summarise(runs["hf_trainer"])
-        res["ours_over_trainer"] = res["ours"]["tokens_per_s"] / res["hf_trainer"]["tokens_per_s"]
-        res["ours_over_trainer_median"] = (
-            res["ours"]["median_tokens_per_s"] / res["hf_trainer"]["median_tokens_per_s"]
-        )
+        res["hf_trainer"] = hf = _summarise(runs["hf_trainer"], tokens, fpt, peak)
+        res["ours_over_trainer"] = ours["tokens_per_s"] / hf["tokens_per_s"]
+        res["ours_over_trainer_median"] = ours["median_tokens_per_s"] / hf["median_tokens_per_s"]
         log.info(
             "%s transformers.Trainer: %.3f s/step, %.0f tok/s; ours/Trainer %.2fx",
             model,
-            res["hf_trainer"]["step_seconds"],
-            res["hf_trainer"]["tokens_per_s"],
+            hf["step_seconds"],
+            hf["tokens_per_s"],
             res["ours_over_trainer"],
         )
     return res
@@ -318,6 +349,9 @@ def bench_train(
     }
 
 
+# ------------------------------------------------------------------------------ scoring vs training
+
+
 @torch.inference_mode()
 def _plain_forward(model, batch: np.ndarray) -> None:
     """The same numbers as ``score`` the usual way: full logits, log_softmax, gather, argmax."""
@@ -348,10 +382,6 @@ def bench_score_model(
     """Seconds per batch of a training step, of scoring and of a plain forward, interleaved batch by
     batch (train, score, plain on batch i, then batch i+1), so that load from other processes on a
     shared machine falls on all three alike and the per-batch ratios stay fair."""
-    from pythia.evaluate.scoring import score
-    from pythia.model import build_model
-    from pythia.train.loop import Trainer, TrainOptions
-
     times: dict[str, list[float]] = {"train": [], "score": [], "plain_forward": []}
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(
@@ -377,6 +407,47 @@ def bench_score_model(
     return times
 
 
+def _bench_score_one(
+    suite: Suite,
+    name: str,
+    steps: int,
+    warmup: int,
+    threads: int,
+    dataset: str,
+    rounds: int,
+    batch_size: int | None,
+) -> dict[str, Any]:
+    """One model's result of :func:`bench_score`."""
+    tokens = suite.training.tokens_per_step
+    batches, source = bench_batches(suite, dataset, steps + warmup)
+    times: dict[str, list[float]] = {"train": [], "score": [], "plain_forward": []}
+    for _ in range(rounds):
+        for key, ts in bench_score_model(suite, name, batches, warmup, threads, batch_size).items():
+            times[key] += ts
+    train, scored, plain = (np.array(times[k]) for k in ("train", "score", "plain_forward"))
+    res: dict[str, Any] = {
+        "model": name,
+        "total_params": suite.total_params(suite.model(name)),
+        "tokens_per_batch": tokens,
+        "data": source,
+        "rounds": rounds,
+    }
+    res.update({key: _timings(ts, tokens) for key, ts in times.items()})
+    res["score_over_train"] = float(np.median(train / scored))
+    res["score_over_train_best"] = res["score"]["tokens_per_s"] / res["train"]["tokens_per_s"]
+    res["score_over_plain_forward"] = float(np.median(plain / scored))
+    log.info(
+        "%s: train %.0f tok/s, score %.0f tok/s, plain forward %.0f tok/s (best); score/train %.2fx "
+        "(median of per-batch ratios)",
+        name,
+        res["train"]["tokens_per_s"],
+        res["score"]["tokens_per_s"],
+        res["plain_forward"]["tokens_per_s"],
+        res["score_over_train"],
+    )
+    return res
+
+
 def bench_score(
     suite: str | Suite,
     models: list[str],
@@ -393,38 +464,10 @@ def bench_score(
     threads = threads or torch.get_num_threads()
     if models == ["all"]:
         models = list(suite.models)
-    tokens = suite.training.tokens_per_step
-    results = []
-    for name in models:
-        batches, source = bench_batches(suite, dataset, steps + warmup)
-        times: dict[str, list[float]] = {"train": [], "score": [], "plain_forward": []}
-        for _ in range(rounds):
-            for key, ts in bench_score_model(
-                suite, name, batches, warmup, threads, batch_size
-            ).items():
-                times[key] += ts
-        train, scored, plain = (np.array(times[k]) for k in ("train", "score", "plain_forward"))
-        res: dict[str, Any] = {
-            "model": name,
-            "total_params": suite.total_params(suite.model(name)),
-            "tokens_per_batch": tokens,
-            "data": source,
-            "rounds": rounds,
-        }
-        res.update({key: _timings(ts, tokens) for key, ts in times.items()})
-        res["score_over_train"] = float(np.median(train / scored))
-        res["score_over_train_best"] = res["score"]["tokens_per_s"] / res["train"]["tokens_per_s"]
-        res["score_over_plain_forward"] = float(np.median(plain / scored))
-        log.info(
-            "%s: train %.0f tok/s, score %.0f tok/s, plain forward %.0f tok/s (best); score/train %.2fx "
-            "(median of per-batch ratios)",
-            name,
-            res["train"]["tokens_per_s"],
-            res["score"]["tokens_per_s"],
-            res["plain_forward"]["tokens_per_s"],
-            res["score_over_train"],
-        )
-        results.append(res)
+    results = [
+        _bench_score_one(suite, name, steps, warmup, threads, dataset, rounds, batch_size)
+        for name in models
+    ]
     return {
         "suite": suite.name,
         "suite_digest": suite.digest,
@@ -439,185 +482,192 @@ def bench_score(
     }
 
 
-def _cmd_bench_score(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    result = bench_score(
-        args.suite,
-        args.model,
-        args.steps,
-        args.warmup,
-        args.threads,
-        args.dataset,
-        args.rounds,
-        args.batch_size,
-    )
-    out = (
-        args.out
-        or paths.suite_dir(result["suite"])
-        / "bench"
-        / f"score_{'_'.join(args.model)}_t{result['threads']}.json"
-    )
-    write_json(out, result)
-    for m in result["models"]:
-        print(
-            f"{m['model']:>6}: train {m['train']['tokens_per_s']:9.0f} tok/s | score {m['score']['tokens_per_s']:9.0f} "
-            f"tok/s | plain forward {m['plain_forward']['tokens_per_s']:9.0f} tok/s (best of each) | score = "
-            f"{m['score_over_train']:.2f}x training, {m['score_over_plain_forward']:.2f}x plain forward "
-            f"(median per-batch ratios; ratio of bests {m['score_over_train_best']:.2f}x)"
-        )
-    print(
-        f"{result['threads']} threads, data: {result['models'][0]['data'] if result['models'] else '-'}; wrote {out}"
-    )
-    return 0
+# ------------------------------------------------------------------------------ the memorization scan vs generate
 
 
-def _cmd_bench_train(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    result = bench_train(
-        args.suite,
-        args.model,
-        args.steps,
-        args.warmup,
-        args.threads,
-        args.dataset,
-        trainer=not args.no_trainer,
-        matmul_n=args.matmul_n,
-        rounds=args.rounds,
+@torch.inference_mode()
+def generate_reference(
+    model: GPTNeoXForCausalLM,
+    rows: np.ndarray,
+    options: ScanOptions = DEFAULT_OPTIONS,
+    *,
+    vocab_size: int | None = None,
+    batch_size: int = 256,
+) -> dict[str, np.ndarray]:
+    """What Pythia's scan computes, with ``transformers``' ``model.generate``: greedy, ``min_length =
+    max_length = k + l`` (end-of-document never generated), padded vocabulary suppressed. Returns
+    ``memorized``, ``match_run``, ``matches`` like
+    :func:`~pythia.evaluate.memorization_kernels.memorization` (matches for every row), and the
+    generated ``tokens``."""
+    k, l = options.prompt, options.continuation
+    device = next(model.parameters()).device
+    rows = np.asarray(rows, dtype=np.int64)[:, : k + l]
+    padded = model.get_output_embeddings().weight.shape[0]
+    suppress = (
+        list(range(vocab_size, padded)) if vocab_size is not None and vocab_size < padded else None
     )
-    suite_name = result["suite"]
-    out = (
-        args.out
-        or paths.suite_dir(suite_name)
-        / "bench"
-        / f"train_{'_'.join(args.model)}_t{result['threads']}.json"
-    )
-    write_json(out, result)
-    for m in result["models"]:
-        line = (
-            f"{m['model']:>6}: ours {m['ours']['step_seconds'] * 1e3:7.1f} ms/step (median "
-            f"{m['ours']['median_step_seconds'] * 1e3:.1f}) {m['ours']['tokens_per_s']:9.0f} tok/s "
-            f"MFU {100 * m['ours']['mfu']:5.1f}%"
-        )
-        if "hf_trainer" in m:
-            line += (
-                f" | Trainer {m['hf_trainer']['tokens_per_s']:9.0f} tok/s MFU {100 * m['hf_trainer']['mfu']:5.1f}%"
-                f" | ours/Trainer {m['ours_over_trainer']:.2f}x"
-            )
-        print(line)
-    print(
-        f"matmul peak {result['peak_flops_per_s'] / 1e9:.1f} GFLOP/s at {result['threads']} threads (before: {result['matmul_peak']['flops_per_s'] / 1e9:.1f}"
-        f", after: {result['matmul_peak_after']['flops_per_s'] / 1e9:.1f}); wrote {out}"
-    )
-    return 0
+    out = np.empty((len(rows), l), dtype=np.int64)
+    for lo in range(0, len(rows), batch_size):
+        x = torch.from_numpy(rows[lo : lo + batch_size, :k]).to(device)  # (b, k)
+        kwargs: dict[str, Any] = {
+            "max_length": k + l,
+            "do_sample": False,
+            "num_beams": 1,
+            "pad_token_id": EOD,
+            "eos_token_id": EOD,
+            "attention_mask": torch.ones_like(x),
+        }
+        if options.forbid_eod:
+            kwargs["min_length"] = k + l
+        if suppress:
+            kwargs["suppress_tokens"] = suppress
+        gen = model.generate(x, **kwargs)  # type: ignore[misc]  # transformers annotates generate with self twice
+        out[lo : lo + len(x)] = gen[:, k:].cpu().numpy()
+    correct = out == rows[:, k:]  # (N, l)
+    run = leading_run(correct)
+    return {
+        "memorized": run == l,
+        "match_run": run,
+        "matches": correct.sum(axis=1).astype(np.int16),
+        "tokens": out,
+    }
 
 
-def _cmd_bench_memorization(args: argparse.Namespace) -> int:
-    from pythia import runs
-    from pythia.evaluate.memorization import ScanOptions, bench_memorization
+def _time_scan_and_generate(
+    net: GPTNeoXForCausalLM,
+    tokens: np.ndarray,
+    options: ScanOptions,
+    *,
+    vocab_size: int,
+    batch: int,
+    rounds: int,
+) -> tuple[dict[str, list[float]], dict[str, list[dict]]]:
+    """Seconds per batch of the scan (flags and match runs), the scan with every score and
+    :func:`generate_reference`, batch by batch interleaved, over ``rounds`` rounds; and the first
+    round's results of each, batch by batch."""
+    flags_only = ScanOptions(options.prompt, options.continuation, 0, options.forbid_eod)
+    times: dict[str, list[float]] = {"scan": [], "scan_scores": [], "generate": []}
+    results: dict[str, list[dict]] = {k: [] for k in times}
+    for rnd in range(rounds):
+        for lo in range(0, len(tokens), batch):
+            x = tokens[lo : lo + batch]
+            for name, fn in (
+                ("scan", lambda x=x: memorization(net, x, flags_only, vocab_size=vocab_size)),
+                (
+                    "scan_scores",
+                    lambda x=x: memorization(
+                        net, x, options, vocab_size=vocab_size, decode_batch=batch
+                    ),
+                ),
+                (
+                    "generate",
+                    lambda x=x: generate_reference(
+                        net, x, options, vocab_size=vocab_size, batch_size=batch
+                    ),
+                ),
+            ):
+                t0 = time.perf_counter()
+                r = fn()
+                times[name].append(time.perf_counter() - t0)
+                if rnd == 0:
+                    results[name].append(r)
+    return times, results
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    require_device(args.device)
-    cat = runs.from_arguments(args.suite, args)
-    r = bench_memorization(
-        args.suite,
-        args.model,
-        args.dataset,
-        args.step,
-        args.rows,
-        args.batch,
-        args.rounds,
-        args.threads,
-        args.device,
-        cat,
-        ScanOptions(args.prompt, args.continuation),
-    )
-    out = (
-        args.out
-        or paths.suite_dir(r["suite"])
-        / "bench"
-        / f"memorization_{args.model}_{args.dataset}_t{r['threads']}.json"
-    )
-    write_json(out, r)
-    t = r["timings"]
-    print(
-        f"{r['checkpoint']}, {r['rows']} sequences (k={r['options']['prompt']}, l={r['options']['continuation']}), "
-        f"{r['threads']} threads: scan {t['scan']['tokens_per_s']:.0f} tok/s | scan + every score "
-        f"{t['scan_scores']['tokens_per_s']:.0f} tok/s | model.generate {t['generate']['tokens_per_s']:.0f} tok/s"
-    )
-    print(
-        f"scan = {r['scan_over_generate']:.1f}x generate, scan + scores = {r['scan_scores_over_generate']:.2f}x "
-        f"(median per-batch ratios); flags identical: {r['flags_identical']}, match runs identical: "
-        f"{r['match_runs_identical']}, scores identical: {r['scores_identical']}; memorized {r['memorized']}; wrote {out}"
-    )
-    return 0
+
+def _parity(results: dict[str, list[dict]]) -> dict[str, Any]:
+    """Whether the scans' flags, match runs and scores are those of ``generate``."""
+    got = {
+        name: {k: np.concatenate([r[k] for r in rs]) for k in ("memorized", "match_run", "matches")}
+        for name, rs in results.items()
+    }
+    ref, scan, scores = got["generate"], got["scan"], got["scan_scores"]
+    return {
+        "flags_identical": bool(
+            np.array_equal(scan["memorized"], ref["memorized"])
+            and np.array_equal(scores["memorized"], ref["memorized"])
+        ),
+        "match_runs_identical": bool(np.array_equal(scan["match_run"], ref["match_run"])),
+        "scores_identical": bool(np.array_equal(scores["matches"], ref["matches"])),
+        "rows_differing_scores": int((scores["matches"] != ref["matches"]).sum()),
+        "reference": ref,
+    }
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="benchmarks (training and scoring throughput, MFU)")
-    bsub = p.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
-    b = bsub.add_parser("train", help="tokens/s and MFU of our loop vs transformers.Trainer")
-    b.add_argument("--suite", required=True)
-    b.add_argument("--model", nargs="+", required=True, help="model name(s), or 'all'")
-    b.add_argument("--steps", type=int, default=20, help="timed steps (after --warmup)")
-    b.add_argument("--warmup", type=int, default=3, help="untimed steps first")
-    b.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    b.add_argument("--dataset", default="standard", choices=paths.DATASETS)
-    b.add_argument("--matmul-n", type=int, default=2048, help="size of the peak-measuring matmul")
-    b.add_argument("--rounds", type=int, default=2, help="alternating rounds of ours and Trainer")
-    b.add_argument(
-        "--no-trainer", action="store_true", help="skip the transformers.Trainer comparison"
-    )
-    b.add_argument(
-        "--out",
-        type=Path,
-        help="result JSON (default work/<suite>/bench/train_<models>_t<threads>.json)",
-    )
-    b.set_defaults(func=_cmd_bench_train)
+def _checkpoint(cat: Catalogue, model: str, dataset: str, step: int | None) -> Checkpoint:
+    """The checkpoint at ``step`` (default: the last there is) of ``model`` on ``dataset``."""
+    have = cat.available_steps(model, dataset)
+    step = have[-1] if step is None and have else step
+    return cat.checkpoint(model, dataset, step if step is not None else 0)
 
-    b = bsub.add_parser(
-        "score", help="scoring tokens/s vs training tokens/s of the same model and threads"
-    )
-    b.add_argument("--suite", required=True)
-    b.add_argument("--model", nargs="+", required=True, help="model name(s), or 'all'")
-    b.add_argument("--steps", type=int, default=20, help="timed batches (after --warmup)")
-    b.add_argument("--warmup", type=int, default=3, help="untimed batches first")
-    b.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    b.add_argument("--dataset", default="standard", choices=paths.DATASETS)
-    b.add_argument(
-        "--rounds", type=int, default=2, help="alternating rounds of training and scoring"
-    )
-    b.add_argument(
-        "--batch-size", type=int, help="sequences per scoring forward pass (default: the engine's)"
-    )
-    b.add_argument(
-        "--out",
-        type=Path,
-        help="result JSON (default work/<suite>/bench/score_<models>_t<threads>.json)",
-    )
-    b.set_defaults(func=_cmd_bench_score)
 
-    b = bsub.add_parser(
-        "memorization", help="memorization scan tokens/s vs model.generate on the same sequences"
+def bench_memorization(
+    suite: str | Suite,
+    model: str,
+    dataset: str = "standard",
+    step: int | None = None,
+    rows: int = 1024,
+    batch: int = 256,
+    rounds: int = 2,
+    threads: int | None = None,
+    device: str = "cpu",
+    catalogue: Catalogue | None = None,
+    options: ScanOptions = DEFAULT_OPTIONS,
+) -> dict[str, Any]:
+    """Tokens/s of the scan (flags and match runs; and with every fractional score) against
+    ``model.generate`` on the same ``rows`` first training sequences (all of them if there are
+    fewer) of checkpoint ``step`` (default: the last), batch by batch interleaved (so load from
+    other processes falls on all alike), in ``rounds`` rounds; checks that the flags, match runs
+    and scores are identical. The headline ratio is the median over batches of generate seconds /
+    scan seconds."""
+    suite = suite if isinstance(suite, Suite) else load_suite(suite)
+    if threads:
+        torch.set_num_threads(threads)
+    ckpt = _checkpoint(catalogue or open_catalogue(suite), model, dataset, step)
+    net = ckpt.load_model(device=device)
+    b = suite.training.global_batch
+    # the first rows of the order (all, if fewer)
+    need_steps = min(-(-rows // b), num_steps(suite, dataset))
+    tokens = block_rows(suite, dataset, range(need_steps), options.width)[1][:rows]
+    times, results = _time_scan_and_generate(
+        net, tokens, options, vocab_size=suite.tokenizer.vocab_size, batch=batch, rounds=rounds
     )
-    b.add_argument("--suite", required=True)
-    b.add_argument("--model", required=True, help="a model of the suite")
-    b.add_argument("--dataset", default="standard", choices=paths.DATASETS)
-    b.add_argument("--step", type=int, default=None, help="checkpoint step (default: the last)")
-    b.add_argument(
-        "--rows", type=int, default=1024, help="training sequences (the first ones of the order)"
-    )
-    b.add_argument("--batch", type=int, default=256, help="sequences per batch, for both")
-    b.add_argument("--rounds", type=int, default=2, help="timed rounds over the sequences")
-    b.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    b.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    b.add_argument("--prompt", type=int, default=32, help="k")
-    b.add_argument("--continuation", type=int, default=32, help="l")
-    from pythia import runs
+    parity = _parity(results)
+    ref = parity.pop("reference")
+    per_batch = {k: np.array(v) for k, v in times.items()}
+    return {
+        "suite": suite.name,
+        "model": model,
+        "dataset": dataset,
+        "checkpoint": ckpt.name,
+        "identity": ckpt.identity,
+        "rows": len(tokens),
+        "batch": batch,
+        "rounds": rounds,
+        "threads": torch.get_num_threads(),
+        "device": device,
+        "options": asdict(options),
+        "memorized": int(ref["memorized"].sum()),
+        "mean_match_run": float(ref["match_run"].mean()),
+        "mean_score": float(ref["matches"].mean() / options.continuation),
+        "timings": _scan_timings(per_batch, rounds, len(tokens), options.width),
+        **parity,
+        "scan_over_generate": float(np.median(per_batch["generate"] / per_batch["scan"])),
+        "scan_scores_over_generate": float(
+            np.median(per_batch["generate"] / per_batch["scan_scores"])
+        ),
+        "torch": torch.__version__,
+    }
 
-    runs.add_arguments(b)
-    b.add_argument(
-        "--out",
-        type=Path,
-        help="result JSON (default work/<suite>/bench/memorization_<model>_<dataset>_t<threads>.json)",
-    )
-    b.set_defaults(func=_cmd_bench_memorization)
+
+def _scan_timings(
+    per_batch: dict[str, np.ndarray], rounds: int, rows: int, tokens_per_row: int
+) -> dict[str, dict[str, float]]:
+    """Seconds per round, tokens/s and sequences/s of each of :func:`bench_memorization`'s three."""
+    return {
+        k: {
+            "seconds": float(v.sum() / rounds),
+            "tokens_per_s": rounds * rows * tokens_per_row / float(v.sum()),
+            "sequences_per_s": rounds * rows / float(v.sum()),
+        }
+        for k, v in per_batch.items()
+    }

@@ -4,8 +4,9 @@ sequences arrive like a Poisson process along the training order? (Pythia, secti
 Reads the scans the workflow wrote (``pythia memorization scan``, :mod:`pythia.evaluate.memorization`:
 one ``step<N>.parquet`` per checkpoint under ``work/<suite>/memorization/<dataset>/<model>/``, one
 row per training sequence the checkpoint has seen: memorized flag, leading match run, matched
-tokens of the greedy continuation) and summarises them; ``notebooks/04_memorization.ipynb`` calls
-these functions, each figure drawn from one tidy frame.
+tokens of the greedy continuation; read through :mod:`pythia.evaluate.memorization_files`, which
+keeps transformers out of the Snakefile) and summarises them; ``notebooks/04_memorization.ipynb``
+calls these functions, each figure drawn from one tidy frame.
 
 The Poisson test (the paper's claim, made there with a Q-Q plot only): count memorized sequences
 in each window of ``w`` consecutive training sequences (Pythia used w = 512); if memorization
@@ -46,13 +47,18 @@ from scipy import stats
 
 from pythia import paths
 from pythia.config import Suite, config_digest
-from pythia.evaluate.memorization import (
+from pythia.data import released
+from pythia.data.batches import open_sequences
+from pythia.data.layout import Layout, read_jsonl
+from pythia.data.tokenizer import load_tokenizer
+from pythia.evaluate.memorization_files import (
     duplicate_bin_labels,
     duplicates_file,
     read_duplicates,
     read_scan,
     summary_file,
 )
+from pythia.train.checkpoint import run_digest
 
 MIN_EXPECTED = 5.0
 """Chi-square bins are merged until each expects at least this many windows (Cochran's rule)."""
@@ -63,8 +69,6 @@ MIN_EXPECTED = 5.0
 
 def scan_digest(suite: Suite, dataset: str, model: str) -> str:
     """What one scan job reads: the trained run (model, training, data order) and the tokenizer."""
-    from pythia.train.checkpoint import run_digest
-
     return config_digest(
         {
             "run": run_digest(suite, model, dataset),
@@ -219,9 +223,8 @@ def poisson_test(counts: np.ndarray) -> dict[str, float]:
     if n < 2 or mean <= 0:
         return res
     res["dispersion"] = var / mean
-    res["dispersion_p"] = float(
-        stats.chi2.sf((n - 1) * var / mean, n - 1)
-    )  # one-sided: over-dispersion
+    # one-sided: over-dispersion
+    res["dispersion_p"] = float(stats.chi2.sf((n - 1) * var / mean, n - 1))
     obs, exp = _chi2_bins(counts, mean)
     if len(obs) >= 3:  # >= 1 degree of freedom after estimating lambda
         chi2, p = stats.chisquare(obs, exp * obs.sum() / exp.sum(), ddof=1)
@@ -279,15 +282,14 @@ def poisson_table(final: pd.DataFrame, windows: list[int], thresholds: list[int]
 def qq_points(counts: np.ndarray) -> pd.DataFrame:
     """Sample vs theoretical Poisson(mean) quantiles of window counts (``statsmodels`` ``ProbPlot``),
     one row per distinct pair with ``n`` = how many windows share it."""
-    from statsmodels.graphics.gofplots import ProbPlot
+    from statsmodels.graphics.gofplots import ProbPlot  # heavy: only the Q-Q plot needs it
 
     counts = np.asarray(counts, dtype=float)
     lam = float(counts.mean()) if len(counts) else 0.0
     if lam <= 0:  # no events: every window is 0 and so is every quantile of Poisson(0)
         return pd.DataFrame({"sample": [0.0], "theoretical": [0.0], "n": [len(counts)]})
-    pp = ProbPlot(
-        counts, dist=stats.poisson(lam)
-    )  # a frozen Poisson (it takes no loc/scale arguments)
+    # a frozen Poisson (it takes no loc/scale arguments)
+    pp = ProbPlot(counts, dist=stats.poisson(lam))
     df = pd.DataFrame({"sample": pp.sample_quantiles, "theoretical": pp.theoretical_quantiles})
     return df.groupby(["sample", "theoretical"]).size().rename("n").reset_index()
 
@@ -514,9 +516,6 @@ def sequence_sources(suite: Suite, dataset: str, seqs: np.ndarray) -> list[str]:
     """The source (as on the data card) of the document each training sequence starts in: through
     GPT-NeoX's order (shuffle_idx -> sample_idx -> doc_idx) to the document list. Pythia's released
     pre-shuffled files do not record sources: ``"released (unknown)"``."""
-    from pythia.data import released
-    from pythia.data.layout import Layout, read_jsonl
-
     if released.is_released(suite, dataset):
         return ["released (unknown)"] * len(seqs)
     L = Layout(suite.name)
@@ -538,9 +537,6 @@ def memorized_sequences(
     """The sequences with leading run >= threshold at the final checkpoints, decoded (prompt and the
     reproduced continuation) with their source: those reproduced by the most models first, then the
     longest runs; at most ``limit`` rows (only those are decoded)."""
-    from pythia.data.batches import open_sequences
-    from pythia.data.tokenizer import load_tokenizer
-
     cols = [
         "model",
         "dataset",

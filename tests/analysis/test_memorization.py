@@ -236,12 +236,13 @@ def test_sources_of_training_sequences(smoke_data, monkeypatch):
 
 def test_duplicate_bins_and_the_stratified_sample():
     from pythia.evaluate import memorization as M
+    from pythia.evaluate import memorization_files as F
 
     counts = np.array([1, 2, 9, 10, 99, 100, 5000, 1])
-    np.testing.assert_array_equal(M.duplicate_bins(counts), [0, 1, 1, 2, 2, 3, 3, 0])
-    assert M.duplicate_bin_labels() == ["1", "2-9", "10-99", ">=100"]
+    np.testing.assert_array_equal(F.duplicate_bins(counts), [0, 1, 1, 2, 2, 3, 3, 0])
+    assert F.duplicate_bin_labels() == ["1", "2-9", "10-99", ">=100"]
     with pytest.raises(ValueError):
-        M.duplicate_bins(np.array([0, 1]))
+        F.duplicate_bins(np.array([0, 1]))
     bins = np.array([0] * 50 + [1] * 7 + [3] * 20)
     take = M.stratified_sample(bins, 10, seed=4)
     assert take[bins == 0].sum() == 10 and take[bins == 1].all() and take[bins == 3].sum() == 10
@@ -274,7 +275,7 @@ def test_teacher_forced_accuracy_equals_a_loop_over_positions():
     changed, and one with an end-of-document token where the model would predict it."""
     import torch
 
-    from pythia.evaluate import memorization as M
+    from pythia.evaluate import memorization_kernels as K
     from pythia.model import build_model
 
     torch.manual_seed(0)
@@ -284,7 +285,7 @@ def test_teacher_forced_accuracy_equals_a_loop_over_positions():
     rng = np.random.default_rng(0)
     prompts = rng.integers(1, vocab, (24, k))
     own = np.concatenate(
-        [prompts, M.greedy_continue(model, prompts, l, vocab_size=vocab)], axis=1
+        [prompts, K.greedy_continue(model, prompts, l, vocab_size=vocab)], axis=1
     )  # (24, k+l)
     changed = own.copy()
     changed[np.arange(12), k + rng.integers(0, l, 12)] = rng.integers(
@@ -292,17 +293,17 @@ def test_teacher_forced_accuracy_equals_a_loop_over_positions():
     )  # one wrong token each
     rows = np.concatenate([rng.integers(1, vocab, (16, k + l)), own, changed[:12]])
     rows[0, k + 3] = 0  # end-of-document: never the argmax
-    got = M.teacher_forced_correct(model, rows, M.ScanOptions(k, l), vocab_size=vocab, batch_size=7)
+    got = K.teacher_forced_correct(model, rows, K.ScanOptions(k, l), vocab_size=vocab, batch_size=7)
     want = manual_teacher_forcing(model, rows, k, l, vocab)
     np.testing.assert_array_equal(got, want)
     assert got[16:40].all() and not got[40:].all(axis=1).any() and not got[0, 3]
     assert 0 < got.sum() < got.size
     # its leading run is the scan's match run (the same argmaxes)
     np.testing.assert_array_equal(
-        M.leading_run(got), M.leading_matches(model, rows, k, l, vocab_size=vocab)
+        K.leading_run(got), K.leading_matches(model, rows, k, l, vocab_size=vocab)
     )
     with pytest.raises(Exception, match="at least k \\+ l"):
-        M.teacher_forced_correct(model, rows[:, :10], M.ScanOptions(k, l))
+        K.teacher_forced_correct(model, rows[:, :10], K.ScanOptions(k, l))
 
 
 def synthetic_duplicates() -> pd.DataFrame:
@@ -336,7 +337,7 @@ def synthetic_duplicates() -> pd.DataFrame:
                 )
             )
     df = pd.concat(frames, ignore_index=True)
-    from pythia.evaluate.memorization import duplicate_bin_labels, duplicate_bins
+    from pythia.evaluate.memorization_files import duplicate_bin_labels, duplicate_bins
 
     df["bin"] = pd.Categorical(
         np.asarray(duplicate_bin_labels())[duplicate_bins(df["duplicates"].to_numpy())],
@@ -392,6 +393,7 @@ def test_scan_job_writes_duplicates_of_a_trained_model(smoke_run, tmp_path, monk
     from pythia.data import duplication
     from pythia.data.batches import open_sequences
     from pythia.evaluate import memorization as M
+    from pythia.evaluate import memorization_files as F
     from pythia.runs import open_catalogue
 
     monkeypatch.setenv("PYTHIA_WORK", str(smoke_run))
@@ -422,13 +424,13 @@ def test_scan_job_writes_duplicates_of_a_trained_model(smoke_run, tmp_path, monk
         ]
     )
     assert code == 0
-    dups = M.read_duplicates(out)
-    assert list(dups.columns) == list(M.DUPLICATE_COLUMNS) and dups.attrs["step"] == 24
+    dups = F.read_duplicates(out)
+    assert list(dups.columns) == list(F.DUPLICATE_COLUMNS) and dups.attrs["step"] == 24
     rows = np.asarray(open_sequences(suite, "standard"))  # (96, 65)
     windows = Counter(tuple(r[s : s + 64]) for r in rows for s in range(rows.shape[1] - 63))
     assert dups["seq"].tolist() == list(range(96))
     assert dups["duplicates"].tolist() == [windows[tuple(rows[j, :64])] for j in range(96)]
-    scanned = M.read_scan(tmp_path / "step24.parquet")
+    scanned = F.read_scan(tmp_path / "step24.parquet")
     np.testing.assert_array_equal(dups["match_run"], scanned["match_run"])
     done = dups[dups["tf_matches"] >= 0]
     assert (
@@ -453,7 +455,7 @@ def test_scan_job_writes_duplicates_of_a_trained_model(smoke_run, tmp_path, monk
     )
     assert (
         again["teacher_forced"] == 40
-        and (M.read_duplicates(tmp_path / "sample.parquet")["tf_matches"] >= 0).sum() == 40
+        and (F.read_duplicates(tmp_path / "sample.parquet")["tf_matches"] >= 0).sum() == 40
     )
     # what the notebook loads
     monkeypatch.setattr(mem, "duplicates_file", lambda s, d, m: out)
@@ -474,7 +476,7 @@ def test_scan_job_writes_duplicates_of_a_trained_model(smoke_run, tmp_path, monk
         scan=scan,
         out=tmp_path / "skipped.parquet",
     )
-    skipped = M.read_duplicates(tmp_path / "skipped.parquet")
+    skipped = F.read_duplicates(tmp_path / "skipped.parquet")
     assert (
         skipped.empty
         and "more than an exact in-memory count" in skipped.attrs["skipped"] == rec["skipped"]
