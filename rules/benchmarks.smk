@@ -65,7 +65,7 @@ rule benchmarks_evaluate:
         "pythia benchmarks evaluate --suite {params.suite} --dataset {wildcards.dataset} --model {wildcards.model}"
         " --tasks-json {input.manifest} --num-fewshot {params.shots} --out {output.evals}"
         " --samples {params.samples} {params.checkpoints} --no-progress"
-        " $( [ {resources.gpu} -gt 0 ] && echo '--device cuda --dtype bf16' || echo '--threads {threads}' ) &> {log}"
+        " $( [ {resources.gpu} -gt 0 ] && echo '--device cuda --dtype bfloat16' || echo '--threads {threads}' ) &> {log}"
 
 
 rule benchmarks_notebook:

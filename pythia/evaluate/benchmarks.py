@@ -38,14 +38,14 @@ folder; its ``data_files`` must be absolute).
 ``pythia benchmarks evaluate`` runs them on every selected checkpoint of one (dataset, model)
 through :func:`pythia.evaluate.harness.evaluate_tasks` (cached per checkpoint and task, so a
 rerun evaluates only new checkpoints or tasks; lm-eval's per-sample logs kept for the final
-checkpoint) and writes one tidy CSV; ``pythia benchmarks bench`` times the adapter against
-lm-eval's own command line; ``pythia benchmarks published`` regenerates the committed table of
-Pythia's published numbers (:mod:`pythia.published.evals`).
+checkpoint) and writes one tidy CSV; ``pythia benchmarks published`` regenerates the committed
+table of Pythia's published numbers (:mod:`pythia.published.evals`). ``pythia bench harness``
+times the adapter against lm-eval's own command line (:func:`bench_adapter_vs_cli`). The
+command line is :mod:`pythia.cli.benchmarks`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -61,10 +61,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from tqdm.auto import tqdm
 
 from pythia import paths, runs
 from pythia.config import Suite, config_digest, load_suite
-from pythia.errors import UsageError, require_device
+from pythia.data.cloze import cloze_examples
+from pythia.data.evalsets import get_evalset
+from pythia.data.layout import Layout
+from pythia.errors import UsageError
 from pythia.evaluate.harness import TaskError, evaluate_tasks, request_cache, task_digest, tidy
 from pythia.io import atomic_path, write_json
 
@@ -217,9 +221,7 @@ def _fits(suite: str, prompt: Callable[[Any], str]) -> Callable[[Any], bool]:
     refuses a continuation longer than the model's context) and the prompt with its longest
     choice in all of it (else lm-eval cuts the prompt from the left: a LogiQA passage would lose
     its start; on micro's 256 tokens 317 of LogiQA's 1,000 examples fit)."""
-    from transformers import AutoTokenizer
-
-    from pythia.data.layout import Layout
+    from transformers import AutoTokenizer  # heavy: only writing the tasks measures prompts
 
     cfg = load_suite(suite)
     folder = Layout(cfg.name).tokenizer
@@ -229,9 +231,8 @@ def _fits(suite: str, prompt: Callable[[Any], str]) -> Callable[[Any], bool]:
             f"(`pythia data build --suite {cfg.name}`)"
         )
     tok, window = AutoTokenizer.from_pretrained(str(folder)), cfg.training.seq_len
-    tok.model_max_length = (
-        10**9
-    )  # lengths are measured here, not fed to a model: no "too long" warning
+    # lengths are measured here, not fed to a model: no "too long" warning
+    tok.model_max_length = 10**9
 
     def fits(ex) -> bool:
         choices = [len(tok(" " + c)["input_ids"]) for c in ex.choices]
@@ -251,42 +252,57 @@ def write_offline_task(
     into a temporary one that replaces it)."""
     data = (folder / f"{task.name}.jsonl").resolve()
     named = (Path(final) / data.name).resolve() if final is not None else data
+    yaml = folder / f"{task.name}.yaml"
     if task.evalset is None:
-        from pythia.data.cloze import cloze_examples
+        return _write_cloze(suite, task, examples, data, yaml, named)
+    return _write_multiple_choice(suite, task, task.evalset, examples, data, yaml, named)
 
-        items = spread(cloze_examples(suite), 2 * examples)
-        if not items:
-            raise TaskError(
-                f"no cloze passages in the test documents of suite {suite!r} (too few or too short "
-                f"documents); leave {task.name} out of benchmarks.tasks"
-            )
-        _write_lines(data, [e.to_json() for e in items])
-        _write_text(folder / f"{task.name}.yaml", _cloze_yaml(task.name, named))
-        source = f"pythia.data.cloze on work/{suite}/data/documents/test.jsonl"
-    else:
-        from pythia.data.evalsets import get_evalset
 
-        es = get_evalset(task.evalset)
-        fits = _fits(suite, task.prompt)
-        labelled = [e for e in es.examples() if e.gold is not None]
-        items = spread([e for e in labelled if fits(e)], examples)
-        source = f"{es.name}: {es.source} ({es.license})"
-        if not items:
-            return {
-                "paper_task": task.paper,
-                "examples": 0,
-                "source": source,
-                "skipped": f"none of its {len(labelled)} examples fits suite {suite!r}'s "
-                f"{load_suite(suite).training.seq_len}-token context whole",
-            }
-        _write_lines(
-            data,
-            [
-                {"id": e.id, "query": task.prompt(e), "choices": list(e.choices), "label": e.gold}
-                for e in items
-            ],
+def _write_cloze(
+    suite: str, task: OfflineTask, examples: int, data: Path, yaml: Path, named: Path
+) -> dict:
+    """The in-corpus cloze: ``2 * examples`` passages of the suite's test documents."""
+    items = spread(cloze_examples(suite), 2 * examples)
+    if not items:
+        raise TaskError(
+            f"no cloze passages in the test documents of suite {suite!r} (too few or too short "
+            f"documents); leave {task.name} out of benchmarks.tasks"
         )
-        _write_text(folder / f"{task.name}.yaml", _mc_yaml(task.name, named))
+    _write_lines(data, [e.to_json() for e in items])
+    _write_text(yaml, _cloze_yaml(task.name, named))
+    source = f"pythia.data.cloze on work/{suite}/data/documents/test.jsonl"
+    return {"paper_task": task.paper, "examples": len(items), "source": source}
+
+
+def _write_multiple_choice(
+    suite: str, task: OfflineTask, evalset: str, examples: int, data: Path, yaml: Path, named: Path
+) -> dict:
+    """A multiple-choice task: ``examples`` evenly spaced labelled examples of ``evalset`` among
+    those that fit the suite's context whole (none: the task is skipped, and says why)."""
+    prompt = task.prompt
+    if prompt is None:
+        raise ValueError(f"offline task {task.name} names evaluation set {evalset} but no prompt")
+    es = get_evalset(evalset)
+    fits = _fits(suite, prompt)
+    labelled = [e for e in es.examples() if e.gold is not None]
+    items = spread([e for e in labelled if fits(e)], examples)
+    source = f"{es.name}: {es.source} ({es.license})"
+    if not items:
+        return {
+            "paper_task": task.paper,
+            "examples": 0,
+            "source": source,
+            "skipped": f"none of its {len(labelled)} examples fits suite {suite!r}'s "
+            f"{load_suite(suite).training.seq_len}-token context whole",
+        }
+    _write_lines(
+        data,
+        [
+            {"id": e.id, "query": prompt(e), "choices": list(e.choices), "label": e.gold}
+            for e in items
+        ],
+    )
+    _write_text(yaml, _mc_yaml(task.name, named))
     return {"paper_task": task.paper, "examples": len(items), "source": source}
 
 
@@ -305,7 +321,7 @@ def write_tasks(
             src = Path(t)
             if not src.is_file():
                 raise TaskError(f"task YAML {src} does not exist")
-            from lm_eval.tasks._yaml_loader import load_yaml
+            from lm_eval.tasks._yaml_loader import load_yaml  # heavy: imports lm-eval (seconds)
 
             name = load_yaml(str(src), resolve_func=False).get("task")
             if not isinstance(name, str):
@@ -396,8 +412,6 @@ def evaluate_run(
     """Every task of ``manifest`` on every selected checkpoint of ``model`` on ``dataset``; one row
     per (step, task, shots, metric). The final checkpoint keeps lm-eval's per-sample logs (written
     to ``samples_dir`` as ``<task>-<n>shot.jsonl``)."""
-    from tqdm.auto import tqdm
-
     steps = cat.steps(model, dataset)
     if not steps:
         raise runs.CatalogueError(
@@ -475,72 +489,24 @@ def bench_adapter_vs_cli(
         raise UsageError(
             "bench compares on a checkpoint directory; use trained or local checkpoints"
         )
-    exe = shutil.which("lm_eval", path=str(Path(sys.executable).parent)) or "lm_eval"
-    include_path = Path(
-        include_path
-    ).resolve()  # the CLI runs in a scratch directory: absolute paths
+    # the CLI runs in a scratch directory: absolute paths
+    include_path = Path(include_path).resolve()
     tok = ckpt.load_tokenizer()
     env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
-    ours_s, cli_s, cli_eval_s, tokens, values = [], [], [], None, {}
+    ours_s, cli_s, cli_eval_s, tokens, values = [], [], [], 0, {}
     for _ in range(rounds):
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            recs = evaluate_tasks(
-                ckpt,
-                tasks,
-                include_path=include_path,
-                batch_size=batch_size,
-                log_samples=True,
-                root=Path(tmp) / "cache",
-                bootstrap_iters=100000,
-            )  # the CLI's, same work
+            recs = _run_adapter(ckpt, tasks, include_path, batch_size, Path(tmp) / "cache")
             ours_s.append(time.perf_counter() - t0)
             tokens = tokens or _request_tokens(recs, tok)
             values["ours"] = {t: recs[t]["results"][t] for t in tasks}
             t0 = time.perf_counter()
-            out = subprocess.run(
-                [
-                    exe,
-                    "--model",
-                    "hf",
-                    "--model_args",
-                    f"pretrained={Path(ckpt.location).resolve()}",
-                    "--tasks",
-                    ",".join(tasks),
-                    "--include_path",
-                    str(include_path),
-                    "--device",
-                    "cpu",
-                    "--batch_size",
-                    str(batch_size),
-                    "--output_path",
-                    str(Path(tmp) / "cli"),
-                ],
-                capture_output=True,
-                text=True,
-                env=env,
-                cwd=tmp,
-                check=False,
-            )
+            res = _run_cli(ckpt, tasks, include_path, batch_size, env, Path(tmp))
             cli_s.append(time.perf_counter() - t0)
-            if out.returncode != 0:
-                raise RuntimeError(f"lm_eval failed: {out.stderr[-2000:]}")
-            res = json.loads(next((Path(tmp) / "cli").rglob("results_*.json")).read_text())
             cli_eval_s.append(float(res.get("total_evaluation_time_seconds", "nan")))
             values["cli"] = {t: res["results"][t] for t in tasks}
-    pairs = [
-        (values["ours"][t].get(k), v)
-        for t in tasks
-        for k, v in values["cli"][t].items()
-        if "," in k and isinstance(v, float) and not math.isnan(v)
-    ]
-    # the adapter's log-probabilities are lm-eval's to float32 rounding (pythia.evaluate.harness)
-    same = all(
-        isinstance(a, float) and math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9) for a, b in pairs
-    )
-    worst = max(
-        (abs(a - b) / max(abs(b), 1e-12) for a, b in pairs if isinstance(a, float)), default=0.0
-    )
+    same, worst = _agreement(values["ours"], values["cli"])
     return {
         "checkpoint": ckpt.name,
         "location": ckpt.location,
@@ -562,168 +528,78 @@ def bench_adapter_vs_cli(
     }
 
 
-# ------------------------------------------------------------------------------ command line
-
-
-def _threads(n: int | None) -> None:
-    if n:
-        import torch
-
-        torch.set_num_threads(n)
-
-
-def _cmd_tasks(args: argparse.Namespace) -> int:
-    load_suite(args.suite)
-    m = write_tasks(args.suite, args.tasks, args.out, args.examples)
-    print(json.dumps({t: m["offline"].get(t, {}).get("examples", "lm-eval") for t in m["tasks"]}))
-    return 0
-
-
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    _threads(args.threads)
-    require_device(args.device)
-    cat = runs.from_arguments(args.suite, args)
-    cat.check_model(args.model)
-    manifest = read_manifest(args.tasks_json)
-    df = evaluate_run(
-        cat,
-        paths.check_dataset(args.dataset),
-        args.model,
-        manifest,
-        num_fewshot=args.num_fewshot,
-        device=args.device,
-        dtype=args.dtype,
-        batch_size=args.batch_size,
-        samples_dir=args.samples,
-        progress=not args.no_progress,
-    )
-    write_csv(df, args.out)
-    print(f"{len(df)} rows -> {args.out}")
-    return 0
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    _threads(args.threads)
-    cat = runs.from_arguments(args.suite, args)
-    model = args.model or list(cat.suite.models)[-1]
-    step = args.step if args.step is not None else cat.available_steps(model, args.dataset)[-1]
-    ckpt = cat.checkpoint(model, args.dataset, step)
-    folder = tasks_dir(args.suite)
-    read_manifest(folder / "tasks.json")
-    res = bench_adapter_vs_cli(
+def _run_adapter(
+    ckpt: runs.Checkpoint, tasks: list[str], include_path: Path, batch_size: int, root: Path
+) -> dict:
+    """The tasks through our adapter, as the CLI runs them (the model loaded from the directory,
+    per-sample logs, lm-eval's bootstrap default: the same work), cached in a fresh ``root``."""
+    return evaluate_tasks(
         ckpt,
-        args.task,
-        folder,
-        batch_size=args.batch_size,
-        threads=args.threads,
-        rounds=args.rounds,
+        tasks,
+        include_path=include_path,
+        batch_size=batch_size,
+        log_samples=True,
+        root=root,
+        bootstrap_iters=100000,
     )
-    out = (
-        args.out
-        or paths.suite_dir(args.suite) / "bench" / f"benchmarks_{model}_{'-'.join(args.task)}.json"
-    )
-    write_json(out, res)
-    print(
-        json.dumps(
-            {
-                k: res[k]
-                for k in (
-                    "checkpoint",
-                    "tokens",
-                    "adapter_tokens_per_s",
-                    "cli_tokens_per_s",
-                    "ratio_adapter_over_cli",
-                    "ratio_adapter_over_cli_in_process",
-                    "identical_values",
-                    "max_relative_difference",
-                )
-            },
-            indent=1,
-        )
-    )
-    return 0
 
 
-def _cmd_published(args: argparse.Namespace) -> int:
-    from pythia.published import evals
+def _run_cli(
+    ckpt: runs.Checkpoint,
+    tasks: list[str],
+    include_path: Path,
+    batch_size: int,
+    env: dict[str, str],
+    tmp: Path,
+) -> dict:
+    """``lm_eval`` on the command line (this environment's), run in ``tmp``; its results JSON."""
+    exe = shutil.which("lm_eval", path=str(Path(sys.executable).parent)) or "lm_eval"
+    out = subprocess.run(
+        [
+            exe,
+            "--model",
+            "hf",
+            "--model_args",
+            f"pretrained={Path(ckpt.location).resolve()}",
+            "--tasks",
+            ",".join(tasks),
+            "--include_path",
+            str(include_path),
+            "--device",
+            "cpu",
+            "--batch_size",
+            str(batch_size),
+            "--output_path",
+            str(tmp / "cli"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"lm_eval failed: {out.stderr[-2000:]}")
+    return json.loads(next((tmp / "cli").rglob("results_*.json")).read_text())
 
-    path = evals.write(args.source, args.out or evals.TABLE)
-    print(f"{len(evals.load(path))} rows -> {path}")
-    return 0
 
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "benchmarks", help="section 02: lm-eval tasks over every checkpoint, published numbers"
+def _agreement(ours: dict[str, dict], cli: dict[str, dict]) -> tuple[bool, float]:
+    """Whether every metric the CLI reports equals ours (to float32 rounding: the adapter's
+    log-probabilities are lm-eval's to that, :mod:`pythia.evaluate.lm_eval_adapter`), and the
+    largest relative difference."""
+    pairs = [
+        (ours[t].get(k), v)
+        for t in cli
+        for k, v in cli[t].items()
+        if "," in k and isinstance(v, float) and not math.isnan(v)
+    ]
+    same = all(
+        isinstance(a, float) and math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9) for a, b in pairs
     )
-    bsub = p.add_subparsers(dest="benchmarks_command", required=True, metavar="BENCHMARKS")
-
-    b = bsub.add_parser("tasks", help="write the offline task YAMLs and data, check every task")
-    b.add_argument("--suite", required=True)
-    b.add_argument(
-        "--tasks",
-        nargs="+",
-        default=["offline"],
-        help="lm-eval task names, task YAMLs, 'offline', 'paper'",
+    worst = max(
+        (abs(a - b) / max(abs(b), 1e-12) for a, b in pairs if isinstance(a, float)), default=0.0
     )
-    b.add_argument(
-        "--examples",
-        type=int,
-        default=DEFAULT_EXAMPLES,
-        help="examples per offline multiple-choice task (the cloze: twice as many)",
-    )
-    b.add_argument("--out", type=Path, help="task folder (default work/<suite>/benchmarks/tasks)")
-    b.set_defaults(func=_cmd_tasks)
-
-    b = bsub.add_parser(
-        "evaluate", help="the tasks on every selected checkpoint of one model and dataset"
-    )
-    b.add_argument("--suite", required=True)
-    b.add_argument("--model", required=True)
-    b.add_argument("--dataset", required=True)
-    b.add_argument(
-        "--tasks-json",
-        type=Path,
-        required=True,
-        help="tasks.json written by `pythia benchmarks tasks`",
-    )
-    b.add_argument("--num-fewshot", type=int, nargs="+", default=[0])
-    b.add_argument("--out", type=Path, required=True, help="the tidy CSV")
-    b.add_argument(
-        "--samples", type=Path, help="folder for lm-eval's per-sample logs of the final checkpoint"
-    )
-    b.add_argument("--device", default="cpu", help="cpu or cuda")
-    b.add_argument("--dtype", default=None, help="float32 (default), bf16 or fp16 (on CUDA)")
-    b.add_argument("--batch-size", type=int, default=32)
-    b.add_argument("--threads", type=int, help="torch threads (CPU)")
-    b.add_argument("--no-progress", action="store_true")
-    runs.add_arguments(b)
-    b.set_defaults(func=_cmd_evaluate)
-
-    b = bsub.add_parser("bench", help="tokens/s of our lm-eval adapter vs lm-eval's command line")
-    b.add_argument("--suite", required=True)
-    b.add_argument("--model", help="default: the suite's largest")
-    b.add_argument("--dataset", default="standard", choices=paths.DATASETS)
-    b.add_argument("--step", type=int, help="default: the last checkpoint")
-    b.add_argument("--task", nargs="+", default=["lambada_incorpus"])
-    b.add_argument("--batch-size", type=int, default=32)
-    b.add_argument("--threads", type=int)
-    b.add_argument("--rounds", type=int, default=2)
-    b.add_argument("--out", type=Path)
-    runs.add_arguments(b)
-    b.set_defaults(func=_cmd_bench)
-
-    b = bsub.add_parser(
-        "published", help="regenerate the committed table of Pythia's published results"
-    )
-    b.add_argument(
-        "--source",
-        type=Path,
-        required=True,
-        help="the pythia-v1 folder of EleutherAI/pythia's evals",
-    )
-    b.add_argument("--out", type=Path, help="default: pythia/published/tables/pythia_evals.csv")
-    b.set_defaults(func=_cmd_published)
+    return same, worst
 
 
 __all__ = [
