@@ -1,5 +1,93 @@
-"""TRANSITIONAL: moves here from pythia.train.cli."""
+"""``pythia train`` and ``pythia deepspeed-config``.
 
-from pythia.train.cli import register
+pythia train --suite micro --model 1.8M [--dataset standard|deduped] [--resume] [--replace-stale]
+             [--out DIR] [--threads N] [--max-steps K] [--state-every K] [--deepspeed]
+             [--device cpu|cuda] [--no-progress]
+torchrun --nproc_per_node 2 -m pythia.cli train ...     data parallel (gloo on CPU, nccl on GPUs)
+pythia deepspeed-config --suite pythia --model 410M [--world-size 64] [--dataset deduped]
+"""
 
-__all__ = ["register"]
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from pythia.cli import options
+from pythia.config import load_suite
+from pythia.train.deepspeed_config import deepspeed_config
+from pythia.train.loop import TrainOptions, train
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    opts = TrainOptions(
+        suite=args.suite,
+        model=args.model,
+        dataset=args.dataset,
+        out=args.out,
+        resume=args.resume,
+        replace_stale=args.replace_stale,
+        max_steps=args.max_steps,
+        threads=args.threads,
+        device=args.device,
+        deepspeed=args.deepspeed,
+        state_every=args.state_every,
+        progress=False if args.no_progress else None,
+    )
+    summary = train(opts)
+    if summary.get("finished"):
+        logging.getLogger("pythia.train").info("finished: %s", json.dumps(summary, sort_keys=True))
+    return 0
+
+
+def _cmd_deepspeed_config(args: argparse.Namespace) -> int:
+    suite = load_suite(args.suite)
+    config = deepspeed_config(suite, args.model, args.world_size, args.device, args.dataset)
+    print(json.dumps(config, indent=2))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train one model of a suite on its pre-shuffled data (batch s at step s)"
+    )
+    options.add_suite(p)
+    options.add_run(p, dataset_default="standard")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="run directory (default work/<suite>/models/<dataset>/<model>, pythia.paths.run_dir)",
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the run's latest saved training state"
+    )
+    p.add_argument(
+        "--replace-stale",
+        action="store_true",
+        help="if the run directory holds a run of another configuration, delete it and start over",
+    )
+    options.add_threads(p)
+    p.add_argument(
+        "--max-steps", type=int, help="stop after this many optimizer steps (state is saved there)"
+    )
+    p.add_argument(
+        "--state-every", type=int, help="also save training state every K steps (for resumption)"
+    )
+    p.add_argument(
+        "--deepspeed", action="store_true", help="train through deepspeed.initialize (ZeRO)"
+    )
+    options.add_device(p)  # GPU: the model's precision on --dataset
+    options.add_progress(p)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "deepspeed-config", help="print the DeepSpeed JSON config of a suite's model"
+    )
+    options.add_suite(p)
+    # the dataset matters: precision can differ (Pythia 1B: standard bf16, deduped fp16)
+    options.add_run(p, dataset_default="standard")
+    p.add_argument("--world-size", type=int, default=1, help="data-parallel ranks (default 1)")
+    options.add_device(p, default="cuda")  # cuda: the model's precision; cpu: fp32
+    p.set_defaults(func=_cmd_deepspeed_config)

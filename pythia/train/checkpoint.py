@@ -32,7 +32,7 @@ import random
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -40,8 +40,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from pythia.config import Suite, config_digest
+from pythia.data.build import stage_digest
 from pythia.errors import PythiaError
 from pythia.io import atomic_dir, write_json
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 log = logging.getLogger("pythia.train")
 
@@ -69,8 +73,6 @@ def run_digest(suite: Suite, model: str, dataset: str) -> str:
     settings, and the tokenizer and data order of its dataset (the order stage's digest). Other
     models' settings and the suite's description are not in it, so editing them leaves this
     run current. The workflow's ``train`` rule carries it in ``params``; ``run.json`` records it."""
-    from pythia.data.build import stage_digest
-
     return config_digest(
         {
             "model": suite.model(model).model_dump(mode="json"),
@@ -122,10 +124,10 @@ def model_dir(run_dir: Path, step: int) -> Path:
 
 
 def save_model_checkpoint(
-    model: torch.nn.Module, path: Path, tokenizer_dir: Path | None = None, extra: dict | None = None
+    model: PreTrainedModel, path: Path, tokenizer_dir: Path | None = None, extra: dict | None = None
 ) -> Path:
     """Save a Hugging Face model dir atomically (safetensors weights, config, tokenizer files)."""
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # heavy: only saving a model needs it
 
     hf_logging.disable_progress_bar()  # no "Writing model shards" bar per checkpoint
     with atomic_dir(path) as tmp:
@@ -152,7 +154,8 @@ def rng_state(devices: tuple[str, ...] = ()) -> tuple[dict[str, torch.Tensor], d
     if torch.cuda.is_available() and "cuda" in devices:
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"torch_cuda_{i}"] = s
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    legacy = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state(legacy=True))
+    kind, keys, pos, has_gauss, cached = legacy
     version, pystate, gauss = random.getstate()
     meta = {
         "numpy": {

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from pythia.errors import UsageError
 
@@ -111,8 +112,6 @@ def all_mean(value: float, ctx: DistContext, device: str = "cpu") -> float:
 def wrap_ddp(model: torch.nn.Module, ctx: DistContext, device: str) -> torch.nn.Module:
     if ctx.world_size == 1:
         return model
-    from torch.nn.parallel import DistributedDataParallel as DDP
-
     ids = [ctx.local_rank] if device.startswith("cuda") else None
     return DDP(model, device_ids=ids, broadcast_buffers=False)
 

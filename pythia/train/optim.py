@@ -36,7 +36,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     by name rather than by position.
     """
     skip = no_decay_names(model)
-    decay, no_decay = [], []
+    decay: list[tuple[str, torch.nn.Parameter]] = []
+    no_decay: list[tuple[str, torch.nn.Parameter]] = []
     for name, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if name in skip else decay).append((name, p))

@@ -79,7 +79,7 @@ def scaler_step(scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer) 
     return scaler.get_scale() >= before
 
 
-def deepspeed_scaler_state(ds_optimizer: Any) -> dict[str, float] | None:
+def deepspeed_scaler_state(ds_optimizer: Any) -> dict[str, float | None] | None:
     """The dynamic loss scaler's state of a DeepSpeed fp16 optimizer (None for bf16/fp32)."""
     scaler = getattr(ds_optimizer, "loss_scaler", None)
     if scaler is None or not getattr(scaler, "dynamic", False):
@@ -90,7 +90,7 @@ def deepspeed_scaler_state(ds_optimizer: Any) -> dict[str, float] | None:
     }
 
 
-def load_deepspeed_scaler_state(ds_optimizer: Any, state: dict[str, float] | None) -> None:
+def load_deepspeed_scaler_state(ds_optimizer: Any, state: dict[str, float | None] | None) -> None:
     """Restore :func:`deepspeed_scaler_state` into a DeepSpeed fp16 optimizer's loss scaler."""
     scaler = getattr(ds_optimizer, "loss_scaler", None)
     if not state or scaler is None or not getattr(scaler, "dynamic", False):

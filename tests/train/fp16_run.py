@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from pythia.config import Precision
-from pythia.train import deepspeed_config, loop
+from pythia.train import deepspeed_config, engine, loop
 
 
 def fp16_everywhere() -> None:
@@ -29,7 +29,7 @@ def fp16_everywhere() -> None:
     def model_precision(spec, dataset, device):
         return spec.precision_for(dataset)
 
-    loop.training_precision = model_precision
+    engine.training_precision = model_precision
     deepspeed_config.training_precision = model_precision
     from deepspeed.accelerator import get_accelerator
 

@@ -19,7 +19,7 @@ def pythia_cmd(*args: str) -> list[str]:
 
 def run_cli(args: list[str], env: dict, timeout: int = 240) -> subprocess.CompletedProcess:
     proc = subprocess.run(
-        pythia_cmd(*args), env=env, capture_output=True, text=True, timeout=timeout
+        pythia_cmd(*args), env=env, check=False, capture_output=True, text=True, timeout=timeout
     )
     assert proc.returncode == 0, f"{args} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     return proc

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from pythia.config import load_suite
 from pythia.model import build_model
-from pythia.train.loop import CausalLMLoss, LinearCrossEntropy
+from pythia.train.loss import CausalLMLoss, LinearCrossEntropy
 
 
 def test_linear_cross_entropy_matches_the_plain_loss_and_gradients():

@@ -23,7 +23,7 @@ def _validation_loss(suite, step_dir) -> float:
 
     from pythia.data.batches import validation_sequences
     from pythia.train.deepspeed_config import micro_and_accum
-    from pythia.train.loop import CausalLMLoss, lm_loss
+    from pythia.train.loss import CausalLMLoss, lm_loss
 
     model = GPTNeoXForCausalLM.from_pretrained(step_dir).eval()
     assert model.config.hidden_act == "gelu_pytorch_tanh"
@@ -48,32 +48,12 @@ def test_pythia_train_on_the_smoke_suite(smoke_data, monkeypatch):
     monkeypatch.setenv("PYTHIA_WORK", str(smoke_data))
     env = {**os.environ, "PYTHIA_WORK": str(smoke_data), "PYTHIA_OFFLINE": "1"}
     suite = load_suite("smoke")
-    run_cli(
-        [
-            "train",
-            "--suite",
-            "smoke",
-            "--model",
-            "s1",
-            "--dataset",
-            "deduped",
-            "--threads",
-            "1",
-            "--no-progress",
-        ],
-        env,
-    )
+    train = ["train", "--suite", "smoke", "--model", "s1", "--dataset", "deduped", "--no-progress"]
+    run_cli([*train, "--threads", "1"], env)
     run_dir = smoke_data / "smoke" / "models" / "deduped" / "s1"
     done = json.loads((run_dir / "done.json").read_text())
-    assert done["steps"] == 24 and done["checkpoints"] == suite.checkpoint_steps() == [
-        0,
-        1,
-        2,
-        4,
-        8,
-        16,
-        24,
-    ]
+    assert done["steps"] == 24
+    assert done["checkpoints"] == suite.checkpoint_steps() == [0, 1, 2, 4, 8, 16, 24]
     tok = None
     for s in done["checkpoints"]:
         GPTNeoXForCausalLM.from_pretrained(run_dir / f"step{s}")
@@ -87,21 +67,6 @@ def test_pythia_train_on_the_smoke_suite(smoke_data, monkeypatch):
     assert records[-1]["val_loss"] < records[0]["val_loss"]
     assert _validation_loss(suite, run_dir / "step24") == records[-1]["val_loss"]
     # a rerun with --resume (what the Snakemake rule does) finds the run finished
-    run_cli(
-        [
-            "train",
-            "--suite",
-            "smoke",
-            "--model",
-            "s1",
-            "--dataset",
-            "deduped",
-            "--resume",
-            "--no-progress",
-        ],
-        env,
-    )
-    assert (
-        json.loads((run_dir / "done.json").read_text())["final_weights_sha256"]
-        == done["final_weights_sha256"]
-    )
+    run_cli([*train, "--resume"], env)
+    final = json.loads((run_dir / "done.json").read_text())["final_weights_sha256"]
+    assert final == done["final_weights_sha256"]

@@ -133,7 +133,7 @@ def test_unparseable_state_file_names_the_file(full_run):
     f = out / "state" / "step12" / "model.safetensors"
     size = f.stat().st_size
     f.write_bytes(b"\xff" * size)  # same size, garbage header
-    with pytest.raises(ckpt.CheckpointError, match="model.safetensors"):
+    with pytest.raises(ckpt.CheckpointError, match=r"model.safetensors"):
         _train(suite, out, resume=True)
 
 
@@ -261,13 +261,13 @@ def test_gradient_accumulation_equals_the_full_batch(tiny, tmp_path):
     grads = {}
 
     def capture(trainer, key):
-        step = trainer.optimizer.step
+        step = trainer.engine.optimizer.step
 
         def wrapped(*args, **kw):
             grads[key] = [p.grad.clone() for p in trainer.model.parameters()]
             return step(*args, **kw)
 
-        trainer.optimizer.step = wrapped
+        trainer.engine.optimizer.step = wrapped
 
     capture(a, "a")
     capture(b, "b")
