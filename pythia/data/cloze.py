@@ -46,6 +46,7 @@ from pathlib import Path
 
 from pythia import paths
 from pythia.config import Suite
+from pythia.data.contamination import EvalIndex, find_contaminated
 from pythia.data.layout import Layout, read_jsonl
 from pythia.errors import MissingInputError
 from pythia.io import atomic_path
@@ -246,8 +247,6 @@ def passages(
 
 def _clean(examples: list[ClozeExample], train_docs: Iterable[dict], n: int) -> list[ClozeExample]:
     """``examples`` without those that share an ``n``-word sequence with a training document."""
-    from pythia.data.contamination import EvalIndex, find_contaminated
-
     index = EvalIndex.build({"train": (d["text"] for d in train_docs)}, n)
     report = find_contaminated(((e.id, "cloze", e.context + e.target) for e in examples), index)
     return [e for e in examples if e.id not in report.dropped]

@@ -49,6 +49,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from pythia.io import atomic_dir
 
@@ -135,17 +136,6 @@ def ngram_hashes(wh: np.ndarray, n: int) -> np.ndarray:
             h = h * _P + wh[k : k + m]
         h = h + np.uint64(n)  # sequences of different lengths hash apart
     return h
-
-
-def _batched_ngrams(whs: Sequence[np.ndarray], n: int) -> np.ndarray:
-    """All n-gram hashes of several word-hash arrays, none crossing from one to the next."""
-    if not whs:
-        return np.zeros(0, dtype=np.uint64)
-    flat = np.concatenate(whs)
-    owner = np.repeat(np.arange(len(whs)), [len(w) for w in whs])  # (words,)
-    h = ngram_hashes(flat, n)
-    valid = owner[: len(h)] == owner[n - 1 : n - 1 + len(h)]
-    return h[valid]
 
 
 def _stacked_hashes(block: np.ndarray) -> np.ndarray:
@@ -369,8 +359,6 @@ class EvalIndex:
         cls, eval_items: Mapping[str, Iterable[Item]], n: int, progress: bool = False
     ) -> EvalIndex:
         """Index ``{set name: items}``; sets are hashed one at a time (bounded memory)."""
-        from tqdm.auto import tqdm
-
         if len(eval_items) > np.iinfo(np.uint16).max:
             raise ValueError(f"{len(eval_items)} evaluation sets; at most 65535 can be indexed")
         set_names = sorted(eval_items)
@@ -484,6 +472,97 @@ def _lookup(ref: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ref[pos] == h, pos
 
 
+Hit = tuple[int, str, int, int]
+"""A document's first match: (evaluation set index, rule, position in words or lines, length)."""
+
+_Doc = tuple[str, str, str, tuple[np.ndarray, ...]]
+"""(id, source, text, :func:`line_word_hashes` of the text): a document being checked."""
+
+
+def _first_hits(
+    flat: np.ndarray,
+    sizes: list[int],
+    length: int,
+    ref: np.ndarray,
+    owners: np.ndarray,
+    starts: np.ndarray | None = None,
+    ends: np.ndarray | None = None,
+) -> dict[int, tuple[int, int]]:
+    """The first run of ``length`` units (words or lines) of each document that ``ref`` holds:
+    {document: (owner, position in the document)}. ``flat`` holds the documents' unit hashes
+    back to back (``sizes`` units each); no run crosses from one into the next; with ``starts``
+    and ``ends``, a run must also start and end a line."""
+    h = ngram_hashes(flat, length)
+    m = len(h)
+    if not m or not len(ref):
+        return {}
+    doc_of = np.repeat(np.arange(len(sizes)), sizes)  # (units,)
+    valid = doc_of[:m] == doc_of[length - 1 : length - 1 + m]
+    if starts is not None and ends is not None:
+        valid &= starts[:m] & ends[length - 1 : length - 1 + m]
+    hit, pos = _lookup(ref, h)
+    hits = np.flatnonzero(hit & valid)
+    docs_hit, first = np.unique(doc_of[hits], return_index=True)
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    out = {}
+    for d, k in zip(docs_hit.tolist(), first.tolist()):
+        w = int(hits[k])
+        out[d] = (int(owners[pos[w]]), w - int(offsets[d]))
+    return out
+
+
+def _scan(batch: list[_Doc], index: EvalIndex) -> dict[int, Hit]:
+    """The first match of each document of ``batch`` that matches: by rule (``ngram``,
+    ``whole``, ``line``, then ``symbols``), longest first, then earliest."""
+    found: dict[int, Hit] = {}
+
+    def keep(hits: dict[int, tuple[int, int]], rule: str, length: int) -> None:
+        for d, (owner, at) in hits.items():
+            found.setdefault(d, (owner, rule, at, length))
+
+    words = np.concatenate([b[3][0] for b in batch])  # (words,)
+    word_sizes = [len(b[3][0]) for b in batch]
+    starts = np.concatenate([b[3][1] for b in batch])
+    ends = np.concatenate([b[3][2] for b in batch])
+    for length in sorted(index.lengths, reverse=True):
+        rule = "ngram" if length >= index.n else "whole"
+        keep(_first_hits(words, word_sizes, length, index.hashes, index.owners), rule, length)
+    for length in sorted(index.line_lengths, reverse=True):
+        hits = _first_hits(
+            words, word_sizes, length, index.line_hashes, index.line_owners, starts, ends
+        )
+        keep(hits, "line", length)
+    lines = np.concatenate([b[3][3] for b in batch])  # (non-blank lines,)
+    line_sizes = [len(b[3][3]) for b in batch]
+    for length in sorted(index.symbol_lengths, reverse=True):
+        hits = _first_hits(lines, line_sizes, length, index.symbol_hashes, index.symbol_owners)
+        keep(hits, "symbols", length)
+    return found
+
+
+def _matched_text(text: str, rule: str, at: int, length: int) -> str:
+    """The words (or, for ``symbols``, the non-blank lines) of ``text`` a match covers."""
+    if rule == "symbols":  # lines at..at+length of the document's non-blank lines
+        lines = [r for r in text.split("\n") if r.strip()]
+        return " / ".join(r.strip() for r in lines[at : at + length])
+    return " ".join(normalize(text)[at : at + length])
+
+
+def _batches(docs: Iterable[tuple[str, str, str]], batch_words: int) -> Iterator[list[_Doc]]:
+    """The documents with their hashes, in batches of about ``batch_words`` words."""
+    batch: list[_Doc] = []
+    words = 0
+    for doc_id, source, text in docs:
+        lw = line_word_hashes(text)
+        batch.append((doc_id, source, text, lw))
+        words += len(lw[0])
+        if words >= batch_words:
+            yield batch
+            batch, words = [], 0
+    if batch:
+        yield batch
+
+
 def find_contaminated(
     docs: Iterable[tuple[str, str, str]], index: EvalIndex, batch_words: int = 1 << 20
 ) -> ContaminationReport:
@@ -497,100 +576,15 @@ def find_contaminated(
     per_source: Counter[str] = Counter()
     per_set: Counter[str] = Counter()
     per_set_rule: dict[str, Counter[str]] = {}
-
-    def flush(batch: list[tuple[str, str, str, tuple[np.ndarray, ...]]]) -> None:
-        if not batch:
-            return
-        found: dict[
-            int, tuple[int, str, int, int]
-        ] = {}  # doc -> (set index, rule, position, length)
-
-        def scan(
-            flat: np.ndarray,
-            sizes: list[int],
-            length: int,
-            rule: str,
-            ref: np.ndarray,
-            owners: np.ndarray,
-            starts: np.ndarray | None = None,
-            ends: np.ndarray | None = None,
-        ) -> None:
-            """Record the first hit of each not yet matched document for one length and rule."""
-            h = ngram_hashes(flat, length)
-            m = len(h)
-            if not m or not len(ref):
-                return
-            doc_of = np.repeat(np.arange(len(sizes)), sizes)  # (units,)
-            valid = doc_of[:m] == doc_of[length - 1 : length - 1 + m]
-            if starts is not None:
-                valid &= starts[:m] & ends[length - 1 : length - 1 + m]
-            hit, pos = _lookup(ref, h)
-            hits = np.flatnonzero(hit & valid)
-            docs_hit, first = np.unique(doc_of[hits], return_index=True)
-            offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-            for d, k in zip(docs_hit.tolist(), first.tolist()):
-                if d not in found:
-                    w = int(hits[k])
-                    found[d] = (int(owners[pos[w]]), rule, w - int(offsets[d]), length)
-
-        words = np.concatenate([b[3][0] for b in batch])  # (words,)
-        word_sizes = [len(b[3][0]) for b in batch]
-        starts = np.concatenate([b[3][1] for b in batch])
-        ends = np.concatenate([b[3][2] for b in batch])
-        for length in sorted(index.lengths, reverse=True):
-            scan(
-                words,
-                word_sizes,
-                length,
-                "ngram" if length >= index.n else "whole",
-                index.hashes,
-                index.owners,
-            )
-        for length in sorted(index.line_lengths, reverse=True):
-            scan(
-                words,
-                word_sizes,
-                length,
-                "line",
-                index.line_hashes,
-                index.line_owners,
-                starts,
-                ends,
-            )
-        lines = np.concatenate([b[3][3] for b in batch])  # (non-blank lines,)
-        for length in sorted(index.symbol_lengths, reverse=True):
-            scan(
-                lines,
-                [len(b[3][3]) for b in batch],
-                length,
-                "symbols",
-                index.symbol_hashes,
-                index.symbol_owners,
-            )
-        for d, (si, rule, at, length) in sorted(found.items()):
+    for batch in _batches(docs, batch_words):
+        for d, (si, rule, at, length) in sorted(_scan(batch, index).items()):
             doc_id, source, text, _ = batch[d]
             name = index.set_names[si]
-            if rule == "symbols":  # lines at..at+length of the document's non-blank lines
-                match = " / ".join(
-                    r.strip() for r in [r for r in text.split("\n") if r.strip()][at : at + length]
-                )
-            else:
-                match = " ".join(normalize(text)[at : at + length])
+            match = _matched_text(text, rule, at, length)
             dropped[doc_id] = {"source": source, "set": name, "rule": rule, "match": match[:300]}
             per_source[source] += 1
             per_set[name] += 1
             per_set_rule.setdefault(name, Counter())[rule] += 1
-
-    batch: list = []
-    words = 0
-    for doc_id, source, text in docs:
-        lw = line_word_hashes(text)
-        batch.append((doc_id, source, text, lw))
-        words += len(lw[0])
-        if words >= batch_words:
-            flush(batch)
-            batch, words = [], 0
-    flush(batch)
     return ContaminationReport(
         ngram=index.n,
         min_item_words=MIN_ITEM_WORDS,

@@ -34,7 +34,7 @@ import zlib
 from collections.abc import Sequence
 
 import numpy as np
-from datasketch import LeanMinHash, MinHash, MinHashLSH
+from tqdm.auto import tqdm
 
 from pythia.config import DedupSpec
 
@@ -139,6 +139,8 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
 
 def permutations(num_perm: int, seed: int = MINHASH_SEED) -> tuple[np.ndarray, np.ndarray]:
     """datasketch's permutation parameters (a, b) for the affine32 scheme, each uint32 (num_perm,)."""
+    from datasketch import MinHash  # heavy (scipy): only deduplication needs it
+
     a, b = MinHash(num_perm=num_perm, seed=seed, scheme=SCHEME).permutations
     return a.astype(np.uint32), b.astype(np.uint32)
 
@@ -181,7 +183,7 @@ def deduplicate(
 
     Ids must be unique. See the module docstring for the exact rule.
     """
-    from tqdm.auto import tqdm
+    from datasketch import LeanMinHash, MinHashLSH  # heavy (scipy): only deduplication needs it
 
     t0 = time.perf_counter()
     ids = [d[0] for d in docs]

@@ -41,6 +41,9 @@ from typing import Any
 
 import numpy as np
 
+from pythia.config import Suite
+from pythia.data.batches import open_sequences
+
 WINDOW = 64
 """Tokens per counted window: Pythia's memorization window (32 prompt + 32 continuation tokens)."""
 THRESHOLDS = (2, 10, 100)
@@ -318,10 +321,8 @@ def corpus_copies(wc: WindowCounts, address: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------ a suite's datasets
 
 
-def training_rows(suite, dataset: str) -> np.ndarray:
+def training_rows(suite: str | Suite, dataset: str) -> np.ndarray:
     """(R, seq_len + 1) the rows of ``dataset``'s training order (memory-mapped ``sequences.bin``)."""
-    from pythia.data.batches import open_sequences
-
     return open_sequences(suite, dataset)
 
 

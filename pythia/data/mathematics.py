@@ -141,6 +141,7 @@ def math_documents(
         text=True,
         env=env,
     )
+    assert proc.stdout is not None and proc.stderr is not None  # both are pipes
     produced = 0
     budget = MATH_DEFAULT_BYTES if budget is None else budget
     try:

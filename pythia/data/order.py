@@ -35,11 +35,15 @@ document j is training sample j (like Pythia's released pre-shuffled files), so 
 trainer reads a step as one contiguous slice. Only the ``train_iters * global_batch``
 samples training consumes are materialised; the index arrays cover everything GPT-NeoX
 builds, so the remaining samples can still be derived from them.
+
+A dataset trained on released pre-shuffled files (:mod:`pythia.data.released`) has its order
+already: :func:`verify_released` checks the files against the suite and records them instead.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 from collections.abc import Iterator
@@ -48,10 +52,16 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
+from tqdm.auto import tqdm
 
-from pythia import io
+from pythia import io, paths
+from pythia.config import Suite
+from pythia.data import released
+from pythia.data.batches import open_sequences
 from pythia.data.indexed import IndexedDataset, IndexedDatasetWriter
 from pythia.errors import DataError
+
+log = logging.getLogger(__name__)
 
 NUM_SAMPLES_MARGIN = 1.005
 """GPT-NeoX's 0.5 % extra samples (``get_normalized_weights_and_num_samples``)."""
@@ -290,9 +300,30 @@ def write_order(
     _save_npy(out_dir / "doc_idx.npy", indices.doc_idx)
     _save_npy(out_dir / "sample_idx.npy", indices.sample_idx)
     _save_npy(out_dir / "shuffle_idx.npy", indices.shuffle_idx)
+    _write_sequences(ds, indices, n_rows, out_dir, progress, chunk_tokens)
+    record: dict[str, Any] = {
+        "format": "GPT-NeoX v1.0 gpt2_dataset order; sequences.bin row j = training sample j",
+        "seed": seed,
+        "seq_len": seq_len,
+        "train_iters": train_iters,
+        "global_batch": global_batch,
+        "num_samples_needed": n_needed,
+        "sequences_rows": n_rows,
+        **_describe(indices, ds, Path(text_prefix), out_dir),
+    }
+    io.write_json(out_dir / "order.json", record)
+    return record
 
-    from tqdm.auto import tqdm
 
+def _write_sequences(
+    ds: IndexedDataset,
+    indices: OrderIndices,
+    n_rows: int,
+    out_dir: Path,
+    progress: bool,
+    chunk_tokens: int,
+) -> None:
+    """``sequences.bin/.idx``: training samples 0 .. n_rows - 1, one document each."""
     with (
         IndexedDatasetWriter(out_dir / "sequences", ds.dtype) as w,
         tqdm(
@@ -303,15 +334,13 @@ def write_order(
             w.add_rows(rows, as_documents=True)
             bar.update(len(rows))
 
-    record: dict[str, Any] = {
-        "format": "GPT-NeoX v1.0 gpt2_dataset order; sequences.bin row j = training sample j",
-        "seed": seed,
-        "seq_len": seq_len,
-        "train_iters": train_iters,
-        "global_batch": global_batch,
-        "num_samples_needed": n_needed,
+
+def _describe(
+    indices: OrderIndices, ds: IndexedDataset, text_prefix: Path, out_dir: Path
+) -> dict[str, Any]:
+    """``order.json``'s account of the indices, the corpus and the files written."""
+    return {
         "num_samples_all": indices.num_samples_all,
-        "sequences_rows": n_rows,
         "num_epochs": indices.num_epochs,
         "tokens_per_epoch": indices.tokens_per_epoch,
         "num_documents": len(ds),
@@ -323,11 +352,56 @@ def write_order(
         },
         "text_document": {
             # relative to the order's own directory, so the record is the same in any work dir
-            "path": os.path.relpath(Path(text_prefix).resolve(), Path(out_dir).resolve()),
+            "path": os.path.relpath(text_prefix.resolve(), out_dir.resolve()),
             "idx_sha256": io.sha256_file(ds.idx_path),
             "bin_bytes": ds.bin_path.stat().st_size,
         },
         "sha256": {name: io.sha256_file(out_dir / name) for name in ORDER_FILES},
     }
-    io.write_json(out_dir / "order.json", record)
+
+
+# --------------------------------------------------------------------------- released files
+
+
+def verify_released(suite: Suite, dataset: str) -> dict[str, Any]:
+    """The order stage of a dataset trained on released pre-shuffled files
+    (:mod:`pythia.data.released`): check them against the suite and write ``order.json``
+    describing them.
+
+    The rows must hold seq_len + 1 tokens and cover every training step
+    (train_iters x global_batch rows). Returns the record.
+    """
+    rows = open_sequences(suite, dataset)  # (N, seq_len + 1); a missing file says what to download
+    t = suite.training
+    need = t.train_iters * t.global_batch
+    prefix = released.released_prefix(suite, dataset)
+    if rows.shape[0] < need:
+        raise DataError(
+            f"{prefix}.bin holds {rows.shape[0]:,} sequences = {rows.shape[0] // t.global_batch:,} steps, "
+            f"but suite {suite.name!r} trains {t.train_iters:,} steps of {t.global_batch} ({need:,} sequences); "
+            f"{released.download_hint(suite, dataset)}"
+        )
+    spec = suite.data.pretokenized[dataset]
+    record = {
+        "format": "released pre-shuffled MMapIndexedDataset; row j = training sample j",
+        "hub_dataset": spec.hub_dataset,
+        "path": str(prefix),
+        "seq_len": t.seq_len,
+        "train_iters": t.train_iters,
+        "global_batch": t.global_batch,
+        "sequences_rows": int(rows.shape[0]),
+        "steps_covered": int(rows.shape[0] // t.global_batch),
+        "dtype": str(rows.dtype),
+        "bin_bytes": Path(f"{prefix}.bin").stat().st_size,
+        "idx_sha256": io.sha256_file(f"{prefix}.idx"),
+    }
+    io.write_json(paths.dataset_dir(suite.name, dataset) / "order.json", record)
+    log.info(
+        "released %s: %s sequences of %d tokens (%s steps) at %s",
+        dataset,
+        f"{rows.shape[0]:,}",
+        rows.shape[1],
+        f"{record['steps_covered']:,}",
+        prefix,
+    )
     return record

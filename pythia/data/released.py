@@ -12,7 +12,8 @@ The shards are consecutive byte ranges of the one ``.bin`` (Pythia's
 A suite lists such datasets under ``data.pretokenized`` (the ``pythia`` suite: both). Then
 ``get_batch`` reads rows [1024 s, 1024 (s+1)) of the released file for step s, as Pythia's
 ``utils/batch_viewer.py`` does, for the trainer, the batch viewer and every section; the
-data build's ``order`` stage only checks the file and records what it holds in ``order.json``.
+data build's ``order`` stage only checks the file and records what it holds in ``order.json``
+(:func:`pythia.data.order.verify_released`).
 
     pythia data unshard DIR --out work/pythia/data/deduped/released/document
 
@@ -27,12 +28,14 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+
+from tqdm.auto import tqdm
 
 from pythia import paths
 from pythia.config import Suite, available_suites
+from pythia.data.indexed import IndexedDataset
 from pythia.errors import DataError, MissingInputError, UsageError
-from pythia.io import atomic_path, sha256_file, write_json
+from pythia.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -118,10 +121,6 @@ def find_shards(src_dir: str | Path) -> tuple[str, list[Path]]:
 def unshard(src_dir: str | Path, out_prefix: str | Path, progress: bool = True) -> Path:
     """Join the shards in ``src_dir`` into ``<out_prefix>.bin`` and copy their ``.idx`` to
     ``<out_prefix>.idx``; both written atomically, then checked against each other."""
-    from tqdm.auto import tqdm
-
-    from pythia.data.indexed import IndexedDataset
-
     src_dir, out_prefix = Path(src_dir), Path(out_prefix)
     base, shards = find_shards(src_dir)
     idx = src_dir / f"{base}.idx"
@@ -157,50 +156,3 @@ def unshard(src_dir: str | Path, out_prefix: str | Path, progress: bool = True) 
         out_bin,
     )
     return out_prefix
-
-
-# --------------------------------------------------------------------------- the order stage
-
-
-def verify(suite: Suite, dataset: str) -> dict[str, Any]:
-    """Check a released dataset against the suite and write ``order.json`` describing it.
-
-    The rows must hold seq_len + 1 tokens and cover every training step
-    (train_iters x global_batch rows). Returns the record.
-    """
-    from pythia.data.batches import open_sequences
-
-    rows = open_sequences(suite, dataset)  # (N, seq_len + 1); a missing file says what to download
-    t = suite.training
-    need = t.train_iters * t.global_batch
-    prefix = released_prefix(suite, dataset)
-    if rows.shape[0] < need:
-        raise DataError(
-            f"{prefix}.bin holds {rows.shape[0]:,} sequences = {rows.shape[0] // t.global_batch:,} steps, "
-            f"but suite {suite.name!r} trains {t.train_iters:,} steps of {t.global_batch} ({need:,} sequences); "
-            f"{download_hint(suite, dataset)}"
-        )
-    spec = suite.data.pretokenized[dataset]
-    record = {
-        "format": "released pre-shuffled MMapIndexedDataset; row j = training sample j",
-        "hub_dataset": spec.hub_dataset,
-        "path": str(prefix),
-        "seq_len": t.seq_len,
-        "train_iters": t.train_iters,
-        "global_batch": t.global_batch,
-        "sequences_rows": int(rows.shape[0]),
-        "steps_covered": int(rows.shape[0] // t.global_batch),
-        "dtype": str(rows.dtype),
-        "bin_bytes": Path(f"{prefix}.bin").stat().st_size,
-        "idx_sha256": sha256_file(f"{prefix}.idx"),
-    }
-    write_json(paths.dataset_dir(suite.name, dataset) / "order.json", record)
-    log.info(
-        "released %s: %s sequences of %d tokens (%s steps) at %s",
-        dataset,
-        f"{rows.shape[0]:,}",
-        rows.shape[1],
-        f"{record['steps_covered']:,}",
-        prefix,
-    )
-    return record

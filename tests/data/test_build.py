@@ -164,7 +164,7 @@ def test_truncated_idx_fails_naming_the_file_and_leaves_it(smoke_data, tmp_path,
     idx.write_bytes(data[:-5])
     from pythia.data.batches import validation_sequences
 
-    with pytest.raises(IndexedDatasetError, match="validation_text_document.idx.*truncated"):
+    with pytest.raises(IndexedDatasetError, match=r"validation_text_document.idx.*truncated"):
         validation_sequences("smoke", 2)
     assert idx.read_bytes() == data[:-5]  # nothing was deleted or rewritten
     bin_ = work / "smoke" / "data" / "validation_text_document.bin"
@@ -175,7 +175,7 @@ def test_order_stage_for_one_dataset_rejects_unknown(smoke_env):
     from pythia.config import load_suite
 
     suite = load_suite("smoke")
-    with pytest.raises(ValueError, match="unknown dataset 'dedup'.*standard, deduped"):
+    with pytest.raises(ValueError, match=r"unknown dataset 'dedup'.*standard, deduped"):
         B.run_stage(suite, "order", "dedup", progress=False)
     with pytest.raises(ValueError, match="unknown stage"):
         B.run_stage(suite, "shuffle", progress=False)

@@ -57,7 +57,12 @@ def test_stage_refused_while_its_directory_is_written(smoke_data, tmp_path):
         _wait_for_lock(lock_path(data / "documents"), first)
         os.kill(first.pid, signal.SIGSTOP)
         second = subprocess.run(
-            _pythia(*stage, "documents"), env=env, capture_output=True, text=True, timeout=240
+            _pythia(*stage, "documents"),
+            env=env,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=240,
         )
         assert second.returncode == 2 and "Traceback" not in second.stderr
         last = second.stderr.splitlines()[-1]
@@ -67,6 +72,7 @@ def test_stage_refused_while_its_directory_is_written(smoke_data, tmp_path):
         other = subprocess.run(
             _pythia(*stage, "order", "--dataset", "deduped"),
             env=env,
+            check=False,
             capture_output=True,
             text=True,
             timeout=240,
@@ -76,7 +82,12 @@ def test_stage_refused_while_its_directory_is_written(smoke_data, tmp_path):
         os.kill(first.pid, signal.SIGKILL)
         first.wait()
     again = subprocess.run(
-        _pythia(*stage, "documents"), env=env, capture_output=True, text=True, timeout=240
+        _pythia(*stage, "documents"),
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert again.returncode == 0, again.stderr[-3000:]
     assert (data / "documents" / "train.jsonl").read_bytes() == original

@@ -63,5 +63,5 @@ def test_contaminated_passages_are_dropped(tmp_path, monkeypatch):
 
 def test_missing_documents_name_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHIA_WORK", str(tmp_path))
-    with pytest.raises(MissingInputError, match="test.jsonl"):
+    with pytest.raises(MissingInputError, match=r"test.jsonl"):
         cloze_examples("micro")

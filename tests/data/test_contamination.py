@@ -188,7 +188,7 @@ def test_build_drops_planted_training_documents(tmp_path, monkeypatch):
     ]
     src = tmp_path / "planted.jsonl"
     src.write_text("\n".join(json.dumps(d) for d in docs) + "\n")
-    raw = yaml.safe_load(open(Path_smoke()))
+    raw = yaml.safe_load(Path_smoke().read_text())
     raw["name"] = "planted"
     raw["data"]["sources"] = ["arithmetic"]
     raw["data"]["max_bytes_per_source"] = 20_000

@@ -162,7 +162,7 @@ def test_unknown_and_withdrawn_sets_are_clear_errors():
     with pytest.raises(E.EvalSetError, match="unknown evaluation set 'lambada'"):
         E.get_evalset("lambada")
     # a BIG-bench task of the withdrawn sdist: the error says why and which BIG-bench tasks there are
-    with pytest.raises(E.EvalSetError, match="no longer served.*bigbench/causal_judgment") as e:
+    with pytest.raises(E.EvalSetError, match=r"no longer served.*bigbench/causal_judgment") as e:
         E.get_evalset("bigbench/hyperbaton")
     assert "unknown evaluation set 'bigbench/hyperbaton'" in str(e.value)
     with pytest.raises(E.EvalSetError, match="unknown evaluation groups"):

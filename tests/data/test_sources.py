@@ -124,14 +124,14 @@ def test_extra_jsonl_source(tmp_path):
         ("mine/2", "text 2"),
     ]
     bad = SourceSpec(name="mine", kind="jsonl", path=str(p), text_field="text")
-    with pytest.raises(S.SourceError, match="line 1 .*'text' field"):
+    with pytest.raises(S.SourceError, match=r"line 1 .*'text' field"):
         list(S.iter_extra_source(bad))
 
 
 def test_hf_source_offline_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("PYTHIA_OFFLINE", "1")
     spec = SourceSpec(name="pile", kind="hf", path="EleutherAI/pile")
-    with pytest.raises(S.SourceError, match="Hugging Face .*PYTHIA_OFFLINE"):
+    with pytest.raises(S.SourceError, match=r"Hugging Face .*PYTHIA_OFFLINE"):
         list(S.iter_extra_source(spec))
 
 
