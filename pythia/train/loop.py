@@ -67,8 +67,6 @@ from pythia.train.state import load_training_state, save_training_state
 
 log = logging.getLogger("pythia.train")
 
-_hash_list = hash_list  # the name pythia.intervene imports
-
 
 @dataclass
 class TrainOptions:
@@ -126,9 +124,8 @@ class Trainer:
         self.engine = build_engine(
             suite, self.spec, self.dataset, self.device, self.ctx, use_deepspeed=opts.deepspeed
         )
-        self.skipped_steps = (
-            0  # updates the fp16 loss scaler skipped; the LR schedule lags by this many
-        )
+        # updates the fp16 loss scaler skipped; the LR schedule lags by this many
+        self.skipped_steps = 0
         self.batches = batches  # the data (a run variant reads its batches through this too)
         self.step = 0
         self.last: dict[str, Any] = {}
@@ -161,7 +158,7 @@ class Trainer:
 
     def load_batch(self, step: int) -> tuple[np.ndarray, dict[str, Any]]:
         """The batch trained on at ``step`` and extra fields for its log record: ``get_batch``'s
-        batch and nothing here; a run variant changes the batch (pythia.intervene) and says how."""
+        batch and nothing here; a run variant changes the batch (pythia.train.intervention) and says how."""
         return self.batches.get_batch(self.suite, self.dataset, step), {}
 
     def train_step(self, step: int, batch: np.ndarray | None = None) -> dict[str, Any]:
