@@ -12,7 +12,7 @@ reports tokens/s and the ratios (goal: scan >= 20x generate).
 
 ``pythia bench score --suite micro --model 1.8M [--threads 2]`` times, in alternating rounds
 on the same batches and thread count, our training step (as below), the scoring engine
-(``pythia.evaluate.score``: per-token log-probabilities and greedy tokens of every position
+(``pythia.evaluate.scoring.score``: per-token log-probabilities and greedy tokens of every position
 of the batch) and the plain way to get the same numbers (``model(x).logits``, then
 ``log_softmax``, ``gather`` and ``argmax``), interleaved batch by batch so that load from
 other processes falls on all three alike, and reports tokens/s of each (best batch) and the

@@ -388,7 +388,7 @@ class InterventionRun(_Strict):
 
 class InterventionSpec(_Strict):
     """The gender intervention (section 03): continue trained runs from their saved state with
-    masculine pronoun tokens replaced by feminine ones (:mod:`pythia.intervene`). It never changes
+    masculine pronoun tokens replaced by feminine ones (:mod:`pythia.train.intervention`). It never changes
     a baseline run, so it is not part of the suite's digest."""
 
     dataset: str = "deduped"
@@ -402,7 +402,7 @@ class InterventionSpec(_Strict):
     eval_limit: Annotated[int, Field(gt=0)] | None = None
     """lm-eval ``limit`` per bias task (None: every example)."""
     pairs: list[Annotated[list[str], Field(min_length=2, max_length=2)]] | None = None
-    """Masculine -> feminine strings to swap (None: GPT-NeoX's ten pairs, ``pythia.intervene.PRONOUN_PAIRS``);
+    """Masculine -> feminine strings to swap (None: GPT-NeoX's ten pairs, ``pythia.data.pronouns.PRONOUN_PAIRS``);
     only pairs that are single tokens on both sides are used."""
 
 

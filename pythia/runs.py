@@ -42,7 +42,6 @@ what to download and how to use it as ``local``.
 
 from __future__ import annotations
 
-import argparse
 import enum
 import hashlib
 import os
@@ -517,34 +516,6 @@ def open_catalogue(
 
 
 # ---------------------------------------------------------------------- command-line glue
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--checkpoints-source``, ``--checkpoints-path`` and ``--steps`` for a section's command
-    (the workflow passes its ``checkpoints`` config through them)."""
-    parser.add_argument(
-        "--checkpoints-source",
-        default="trained",
-        choices=[s.value for s in Source],
-        help="where checkpoints come from (default: the workflow's own runs)",
-    )
-    parser.add_argument(
-        "--checkpoints-path",
-        default=None,
-        help="local: the directory of pythia-<size>[-deduped]/step<N>/ folders; hub: download cache",
-    )
-    parser.add_argument(
-        "--steps",
-        type=int,
-        nargs="+",
-        default=None,
-        help="checkpoint steps to analyse (default: the suite's analysis.steps)",
-    )
-
-
-def from_arguments(suite: str | Suite, args: argparse.Namespace) -> Catalogue:
-    """The catalogue a section's command was asked for (see :func:`add_arguments`)."""
-    return Catalogue(suite, args.checkpoints_source, args.checkpoints_path or None, args.steps)
 
 
 def describe(cat: Catalogue) -> dict[str, Any]:

@@ -102,7 +102,7 @@ def checkpoint_inputs(run, model):
 
 
 def checkpoint_args():
-    """The catalogue options of a section's command (pythia.runs.add_arguments), from the config."""
+    """The catalogue options of a section's command (pythia.cli.options.add_checkpoints), from the config."""
     path = f" --checkpoints-path {CHECKPOINTS['path']}" if CHECKPOINTS["path"] else ""
     steps = " ".join(str(s) for s in ANALYSIS_STEPS)
     return f"--checkpoints-source {CATALOGUE.source.value}{path} --steps {steps}"

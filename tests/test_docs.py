@@ -167,3 +167,44 @@ def test_the_guide_saves_outputs_its_section_declares(kind):
     assert names
     declared = {o.name for o in getattr(sections.get("memorization"), f"{kind}s")}
     assert set(names) <= declared, set(names) - declared
+
+
+def _readme_commands() -> list[str]:
+    """``pythia ...`` command lines of the README's shell blocks (continuations joined, comments
+    dropped)."""
+    text = (ROOT / "README.md").read_text()
+    lines = []
+    for block in re.findall(r"```(?:bash|sh)\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split(" #")[0].strip()
+            line = re.sub(r"^(?:\S+=\S+ )*(?:\.venv/bin/)?", "", line)  # VAR=value, .venv/bin/
+            if line.startswith("pythia "):
+                lines.append(line)
+    return lines
+
+
+def test_the_readme_names_real_commands_and_options():
+    lines = _readme_commands()
+    assert len(lines) > 20 and any(line.startswith("pythia memorization scan") for line in lines)
+    for line in lines:
+        words = [w.strip("[]") for w in line.split()[1:]]
+        parser, rest = _command(words)
+        assert parser.prog != "pythia" and not _subparsers(parser), f"README.md: `{line}`"
+        if parser._defaults.get("passthrough"):
+            continue  # `workflow run|check-cluster`: every option is Snakemake's
+        known = {o for a in parser._actions for o in a.option_strings}
+        unknown = [
+            w.split("=")[0] for w in rest if w.startswith("--") and w.split("=")[0] not in known
+        ]
+        assert not unknown, f"README.md: `{line}`: {parser.prog} has no {unknown}"
+
+
+def test_the_design_map_names_every_module():
+    """docs/design.md's module map lists every module of the package (a new one must be added)."""
+    design = (ROOT / "docs" / "design.md").read_text()
+    missing = sorted(
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "pythia").rglob("*.py")
+        if p.name not in ("__init__.py", "__main__.py") and f"`{p.name}`" not in design
+    )
+    assert not missing, f"add these to docs/design.md's module map: {missing}"

@@ -17,6 +17,9 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "pythia"
 MAX_FUNCTION_LINES = 60
+WRAPPERS = {"pythia.evaluate.lm_eval_adapter": "lm_eval"}
+"""Project modules that exist to subclass or patch a heavy library (imported at their top), and
+so may be imported inside a function, with a ``# heavy`` comment, like the library itself."""
 
 
 def _module_name(path: Path) -> str:
@@ -115,13 +118,23 @@ def test_functions_import_only_heavy_libraries_and_say_why():
         for node in _local_imports(tree):
             where = f"{MODULES[name].relative_to(PACKAGE.parent)}:{node.lineno}"
             targets = _imported(name, node)
-            if any(t == "pythia" or t.startswith("pythia.") for t in targets) or (
+            own = [t for t in targets if t == "pythia" or t.startswith("pythia.")]
+            if (own and not set(own) <= set(WRAPPERS)) or (
                 isinstance(node, ast.ImportFrom) and node.level
             ):
                 problems.append(f"{where}: the project's own module inside a function")
+            elif own and not comments.get(node.lineno, "").startswith("# heavy"):
+                problems.append(f"{where}: a wrapper of a heavy library, without `# heavy: why`")
             elif node.lineno not in comments:
                 problems.append(f"{where}: no comment saying why `{ast.unparse(node)}` is local")
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("wrapper", sorted(WRAPPERS))
+def test_a_wrapper_imports_its_heavy_library_at_the_top(wrapper):
+    top = [n for n in TREES[wrapper].body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    names = {t.split(".")[0] for n in top for t in _imported(wrapper, n)}
+    assert WRAPPERS[wrapper] in names
 
 
 def test_no_function_is_longer_than_60_lines():

@@ -2,19 +2,24 @@
 
     pythia suite NAME [--csv PATH]                     the suite table (the paper's Table 1)
     pythia config-reference                            every configuration key, documented
-    pythia data ...                                    sources, build, tokenize, order, batch viewer
-    pythia train ...                                   train one model of a suite
+    pythia data sources|evalsets|fetch|build|batch|unshard   text sources, data build, batch viewer
+    pythia train ... / pythia deepspeed-config ...     train one model of a suite / its DeepSpeed JSON
     pythia checkpoints --suite S [--checkpoints-source trained|local|hub]   the checkpoint catalogue
-    pythia bench train ... / pythia bench score ...    training throughput and MFU / scoring vs training
-    pythia memorization scan ...                       (k, l)-memorization of every training sequence seen
-    pythia workflow run|unlock ...                     the Snakemake workflow, recovering a killed run
-    pythia results compare [--suite S] [--reference DIR]   did the rerun reproduce the committed results?
-    pythia benchmarks tasks|evaluate|bench|published   section 02: lm-eval over checkpoints, published numbers
-    pythia training_trajectories tasks|generate|evaluate ...   section 06: per-token losses, hallucination, ICL
-    pythia term_frequencies count|evaluate ...         section 05: operand counts, few-shot arithmetic
-    pythia gender_intervention train|evaluate|tasks|map|view|published   the gender intervention (section 03)
+    pythia bench train|score|memorization|harness      speed: training vs transformers.Trainer,
+                                                       scoring, the scan vs generate, our lm-eval adapter vs lm_eval
+    pythia workflow run|check-cluster|unlock ...       the Snakemake workflow, recovering a killed run
+    pythia results compare|snapshot [--suite S]        did the rerun reproduce the committed results?
+    pythia benchmarks tasks|evaluate|published         section 02: lm-eval over checkpoints, published numbers
+    pythia gender-intervention train|evaluate|tasks|map|view|published   section 03
+    pythia memorization scan|duplicates ...            section 04: (k, l)-memorization of every sequence seen
+    pythia term-frequencies count|evaluate ...         section 05: operand counts, few-shot arithmetic
+    pythia training-trajectories tasks|generate|evaluate ...   section 06: per-token losses, hallucination, ICL
 
-Each part of the package registers its own subcommands (``register(subparsers)``).
+One naming scheme: lowercase words joined by hyphens; a section's command is its stem with
+hyphens. Speed measurements are ``pythia bench``; ``pythia benchmarks`` is section 02. Each
+command is one module of this package (:data:`COMMANDS`) that builds its parser from the shared
+options of :mod:`pythia.cli.options` and calls the library; the library never imports this
+package.
 
 Errors: a command stopped by a user error (:class:`pythia.errors.PythiaError` and the
 foreign errors :func:`pythia.errors.user_message` knows) prints one line,
@@ -119,4 +124,3 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"{args._prog}: error: {message}", file=sys.stderr)
         return 130 if isinstance(e, KeyboardInterrupt) else EXIT_USER_ERROR
-

@@ -82,7 +82,7 @@ def cached_score(
     batch_size: int | None = None,
     progress: bool = False,
 ) -> Scores:
-    """:func:`pythia.evaluate.score` of ``checkpoint`` (a :class:`pythia.runs.Checkpoint`) with
+    """:func:`pythia.evaluate.scoring.score` of ``checkpoint`` (a :class:`pythia.runs.Checkpoint`) with
     blocks of rows cached on disk (see the module docstring).
 
     ``load_model``: how to get the model if something must be scored (default:

@@ -8,8 +8,8 @@
                                    the she/he log-odds, the validation loss
 
 The measures themselves (the offline tasks, lm-eval's records as rows, the log-odds): see
-:mod:`pythia.evaluate.bias`. Scores go through :func:`pythia.evaluate.cached_score` and lm-eval
-results through :func:`pythia.evaluate.evaluate_tasks`, both cached per checkpoint.
+:mod:`pythia.evaluate.bias`. Scores go through :func:`pythia.evaluate.cache.cached_score` and lm-eval
+results through :func:`pythia.evaluate.harness.evaluate_tasks`, both cached per checkpoint.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from pythia import paths
 from pythia.config import Suite
 from pythia.data.batches import validation_sequences
 from pythia.data.pronouns import PronounMap, suite_map
-from pythia.evaluate import bias, cached_score, evaluate_tasks
-from pythia.evaluate.harness import folder_digest, request_cache
+from pythia.evaluate import bias
+from pythia.evaluate.cache import cached_score
+from pythia.evaluate.harness import evaluate_tasks, folder_digest, request_cache
 from pythia.io import atomic_path
 from pythia.runs import Catalogue, Checkpoint
 from pythia.train.intervened_runs import window

@@ -11,7 +11,7 @@ both with ``model.generate(context, min_length=64, max_length=64)`` on every seq
 * greedy decoding reproduces x[k:k+l] iff the argmax of the teacher-forced logits equals
   x[t] at every t in [k, k+l) (by induction over t: while every earlier token matched,
   decoding reads exactly the teacher-forced prefix). So the scoring engine's argmax at
-  positions k..k+l-1 (:func:`pythia.evaluate.score`) gives the memorized flag of every row,
+  positions k..k+l-1 (:func:`pythia.evaluate.scoring.score`) gives the memorized flag of every row,
   and the leading run of matches (how many tokens greedy decoding reproduces before its first
   miss) is exact too. :func:`leading_matches` computes the same argmaxes but stops feeding a
   row at its first miss (the prompt in one batched pass with a KV cache, then the true

@@ -28,7 +28,7 @@ the (32, 32)-memorization flag of each row.
 
 Example::
 
-    from pythia.evaluate import score
+    from pythia.evaluate.scoring import score
     s = score(model, tokens, vocab_size=len(tok))         # tokens: (N, L) ints or a list of 1-D arrays
     s.logprobs   # (N, L-1) float32, column j = log p(tokens[:, j+1] | tokens[:, :j+1])
     s.losses     # -logprobs (per-token cross-entropy)

@@ -14,7 +14,7 @@ What each computes (the sizes are the suite's ``analysis.training_trajectories``
 
 * Per-token losses: the first ``val_sequences`` held-out sequences (validation split, rows of
   seq_len + 1 tokens, :func:`pythia.data.batches.validation_sequences`) are scored by
-  :func:`pythia.evaluate.cached_score` at every checkpoint (cached per checkpoint and block of
+  :func:`pythia.evaluate.cache.cached_score` at every checkpoint (cached per checkpoint and block of
   rows), and the loss of every predicted token is kept as float16: an array
   ``val_losses`` (checkpoint x token), token j = row j // seq_len, position j % seq_len + 1.
 * Hallucination-like sequences (Xia et al. section 4): from the first ``prompt_tokens`` tokens of
@@ -30,7 +30,7 @@ What each computes (the sizes are the suite's ``analysis.training_trajectories``
 * In-context accuracy: multiple-choice evaluation sets (``icl_tasks``; empty = every one), the
   three BIG-bench tasks the registry has among them, as
   lm-eval tasks, ``icl_shots``-shot, through the lm-eval adapter
-  (:func:`pythia.evaluate.evaluate_tasks`, cached per checkpoint and task, with per-question
+  (:func:`pythia.evaluate.harness.evaluate_tasks`, cached per checkpoint and task, with per-question
   samples), summarised per task and checkpoint: accuracy, the chance level (mean of
   1 / options) and the per-token perplexity of the correct and of the incorrect options.
 """

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 
 from pythia.config import load_suite
 from pythia.data.batches import get_batch
-from pythia.evaluate import Scores, score
 from pythia.evaluate import cache as score_cache
 from pythia.evaluate.cache import cached_score
+from pythia.evaluate.scoring import Scores, score
 from pythia.runs import open_catalogue
 
 
