@@ -1112,12 +1112,12 @@ def test_installed_command_prints_no_traceback(setting):
 
 def test_a_bug_keeps_its_traceback(monkeypatch):
     """Errors that are not the user's (here a plain RuntimeError) are not dressed up as one."""
-    import pythia.analysis.suite
+    import pythia.cli.suite
 
     def boom(*_):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(pythia.analysis.suite, "suite_table", boom)
+    monkeypatch.setattr(pythia.cli.suite, "suite_table", boom)
     with pytest.raises(RuntimeError, match="a bug"):
         main(["suite", "smoke"])
 
