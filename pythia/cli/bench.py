@@ -164,14 +164,20 @@ def _cmd_bench_harness(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_train(sub: argparse._SubParsersAction) -> None:
-    b = sub.add_parser("train", help="tokens/s and MFU of our loop vs transformers.Trainer")
+def _add_timed_models(b: argparse.ArgumentParser, unit: str) -> None:
+    """What `bench train` and `bench score` share: the suite, its models, the timed and untimed
+    ``unit`` (steps or batches), threads and dataset."""
     options.add_suite(b)
     b.add_argument("--model", nargs="+", required=True, help="model name(s), or 'all'")
-    b.add_argument("--steps", type=int, default=20, help="timed steps (after --warmup)")
-    b.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    b.add_argument("--steps", type=int, default=20, help=f"timed {unit} (after --warmup)")
+    b.add_argument("--warmup", type=int, default=3, help=f"untimed {unit} first")
     options.add_threads(b)
     b.add_argument("--dataset", default="standard", choices=options.DATASETS)
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    b = sub.add_parser("train", help="tokens/s and MFU of our loop vs transformers.Trainer")
+    _add_timed_models(b, "steps")
     b.add_argument("--matmul-n", type=int, default=2048, help="size of the peak-measuring matmul")
     b.add_argument("--rounds", type=int, default=2, help="alternating rounds of ours and Trainer")
     b.add_argument(
@@ -189,12 +195,7 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser(
         "score", help="scoring tokens/s vs training tokens/s of the same model and threads"
     )
-    options.add_suite(b)
-    b.add_argument("--model", nargs="+", required=True, help="model name(s), or 'all'")
-    b.add_argument("--steps", type=int, default=20, help="timed batches (after --warmup)")
-    b.add_argument("--warmup", type=int, default=3, help="untimed batches first")
-    options.add_threads(b)
-    b.add_argument("--dataset", default="standard", choices=options.DATASETS)
+    _add_timed_models(b, "batches")
     b.add_argument(
         "--rounds", type=int, default=2, help="alternating rounds of training and scoring"
     )
