@@ -159,14 +159,7 @@ def _add_train(s: argparse._SubParsersAction) -> None:
         type=Path,
         help="run directory (default work/<suite>/models/<dataset>-<variant>/<model>)",
     )
-    q.add_argument(
-        "--resume", action="store_true", help="continue from the run's latest saved state"
-    )
-    q.add_argument(
-        "--replace-stale",
-        action="store_true",
-        help="start over if the directory holds another configuration",
-    )
+    options.add_resume(q)
     options.add_threads(q)
     options.add_device(q)
     q.add_argument("--deepspeed", action="store_true", help="train through DeepSpeed (GPU)")

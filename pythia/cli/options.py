@@ -13,6 +13,7 @@ helper                     option(s)
 :func:`add_device`         ``--device cpu|cuda``
 :func:`add_dtype`          ``--dtype float32|bfloat16|float16`` (torch's names; ``fp32``,
                            ``bf16`` and ``fp16`` are read as the same three)
+:func:`add_resume`         ``--resume`` ``--replace-stale``
 :func:`add_threads`        ``--threads N``
 :func:`add_progress`       ``--no-progress``
 =========================  ================================================================
@@ -32,10 +33,8 @@ from collections.abc import Callable
 from typing import Any
 
 from pythia.config import Suite
+from pythia.paths import DATASETS
 from pythia.runs import Catalogue, Source
-
-DATASETS = ("standard", "deduped")
-"""The two datasets of every suite (``pythia.paths.DATASETS``)."""
 
 CHECKPOINT_SOURCES = tuple(s.value for s in Source)
 """Where checkpoints come from (``pythia.runs.Source``)."""
@@ -135,6 +134,19 @@ def add_dtype(parser: argparse.ArgumentParser, *, default: str | None = "float32
         default=default,
         metavar="{" + ",".join(DTYPES) + "}",
         help="the weights' dtype" + (f" (default {default})" if default else ""),
+    )
+
+
+def add_resume(parser: argparse.ArgumentParser) -> None:
+    """``--resume`` and ``--replace-stale``: what a training command does with an existing run
+    directory (``pythia train``, ``pythia gender-intervention train``)."""
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the run's latest saved training state"
+    )
+    parser.add_argument(
+        "--replace-stale",
+        action="store_true",
+        help="if the run directory holds a run of another configuration, delete it and start over",
     )
 
 

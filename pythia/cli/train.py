@@ -60,14 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=Path,
         help="run directory (default work/<suite>/models/<dataset>/<model>, pythia.paths.run_dir)",
     )
-    p.add_argument(
-        "--resume", action="store_true", help="continue from the run's latest saved training state"
-    )
-    p.add_argument(
-        "--replace-stale",
-        action="store_true",
-        help="if the run directory holds a run of another configuration, delete it and start over",
-    )
+    options.add_resume(p)
     options.add_threads(p)
     p.add_argument(
         "--max-steps", type=int, help="stop after this many optimizer steps (state is saved there)"
