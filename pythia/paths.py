@@ -23,13 +23,16 @@ opened in JupyterLab runs in ``notebooks/`` and calls :func:`set_project` with i
 Runs: a *run* is one training of every model of a suite on one dataset. The baseline run of
 a dataset is named after it (``standard``, ``deduped``); a *variant* of a run (a training
 that continues a baseline's saved state on changed data, like the gender intervention)
-is named ``<dataset>-<variant>``. :func:`run_name` names runs, :func:`list_runs` lists
-those that exist.
+is named ``<dataset>-<variant>``; a *seed run* (the suite's ``seeds`` key: the baseline
+trained again with another initialisation and/or data-order seed, like PolyPythias) is
+``<dataset>-seed<N>``, ``<dataset>-data-seed<N>`` or ``<dataset>-weight-seed<N>``
+(:func:`seed_run_name`). :func:`run_name` names runs, :func:`list_runs` lists those that exist.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from pythia.errors import UsageError
@@ -48,6 +51,18 @@ VARIANTS: dict[str, str] = {
 run registers it here (one entry); its runs are named ``run_name(dataset, variant)``."""
 
 VARIANT_SEP = "-"
+
+SEED_VARIES: dict[str, str] = {
+    "both": "seed",
+    "data": "data-seed",
+    "weight": "weight-seed",
+}
+"""Seed runs (the suite's ``seeds`` key, like PolyPythias): what a seed changes -> the variant's
+prefix. ``both``: the initialisation and the data order (``<dataset>-seed<N>``); ``data``: only the
+data order (``<dataset>-data-seed<N>``); ``weight``: only the initialisation
+(``<dataset>-weight-seed<N>``). Seed 0 is the baseline run itself."""
+
+_SEED_VARIANT = re.compile(r"^(seed|data-seed|weight-seed)([1-9][0-9]*)$")
 
 
 # ------------------------------------------------------------------------------ roots
@@ -131,13 +146,37 @@ def run_name(dataset: str, variant: str | None = None) -> str:
     return f"{dataset}{VARIANT_SEP}{variant}"
 
 
+def seed_run_name(dataset: str, seed: int, vary: str = "both") -> str:
+    """The run of ``dataset`` with seed ``seed`` (>= 1) changing what ``vary`` says
+    (:data:`SEED_VARIES`): ``standard-seed1``, ``deduped-data-seed2``, ``standard-weight-seed3``."""
+    check_dataset(dataset)
+    if vary not in SEED_VARIES:
+        raise UsageError(f"unknown seed kind {vary!r}; choose one of: {', '.join(SEED_VARIES)}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 1:
+        raise UsageError(
+            f"a seed run's seed is an integer >= 1 (seed 0 is the baseline), got {seed!r}"
+        )
+    return f"{dataset}{VARIANT_SEP}{SEED_VARIES[vary]}{seed}"
+
+
+def parse_seed(run: str) -> tuple[str, int] | None:
+    """``(vary, seed)`` of a seed run (``standard-data-seed2`` -> ``("data", 2)``); None for any other run."""
+    m = _SEED_VARIANT.match(run.partition(VARIANT_SEP)[2])
+    if m is None:
+        return None
+    vary = next(k for k, prefix in SEED_VARIES.items() if prefix == m.group(1))
+    return vary, int(m.group(2))
+
+
 def parse_run(run: str) -> tuple[str, str | None]:
-    """``(dataset, variant)`` of a run name; the inverse of :func:`run_name`."""
+    """``(dataset, variant)`` of a run name; the inverse of :func:`run_name` (a seed run's
+    variant is ``seed<N>``, ``data-seed<N>`` or ``weight-seed<N>``: :func:`seed_run_name`)."""
     dataset, sep, variant = run.partition(VARIANT_SEP)
-    if dataset not in DATASETS or (sep and variant not in VARIANTS) or (sep and not variant):
+    known = variant in VARIANTS or _SEED_VARIANT.match(variant) is not None
+    if dataset not in DATASETS or (sep and not known) or (sep and not variant):
         raise UsageError(
             f"unknown run {run!r}: a run is a dataset ({', '.join(DATASETS)}) or <dataset>{VARIANT_SEP}<variant> "
-            f"(variants: {', '.join(VARIANTS) or 'none registered'})"
+            f"(variants: {', '.join(VARIANTS) or 'none registered'}, or seed<N>, data-seed<N>, weight-seed<N>)"
         )
     return dataset, (variant or None)
 
@@ -163,8 +202,16 @@ def list_runs(suite: str) -> list[str]:
         except ValueError:
             continue
         if any(p.is_dir() for p in d.iterdir()):
-            found.append((DATASETS.index(dataset), variant or "", d.name))
+            found.append((DATASETS.index(dataset), _variant_key(d.name, variant), d.name))
     return [name for _, _, name in sorted(found)]
+
+
+def _variant_key(run: str, variant: str | None) -> tuple[int, str, int]:
+    """Sort key of a run within its dataset: the baseline, its variants, then its seed runs by seed."""
+    seed = parse_seed(run)
+    if seed is not None:
+        return (2, seed[0], seed[1])
+    return (1, variant, 0) if variant else (0, "", 0)
 
 
 # ------------------------------------------------------------------------------ results
