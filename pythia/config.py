@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pythia.errors import PythiaError
-from pythia.paths import DATASETS, VARIANTS
+from pythia.paths import DATASETS, VARIANTS, parse_run, parse_seed, seed_run_name
 
 SUITES_DIR = Path(__file__).parent / "suites"
 
@@ -406,6 +406,46 @@ class InterventionSpec(_Strict):
     only pairs that are single tokens on both sides are used."""
 
 
+class SeedVary(str, enum.Enum):
+    """What a seed run's seed changes (PolyPythias: ``seed<N>``, and the decoupled 160M runs)."""
+
+    both = "both"
+    """The initialisation and the data order (``<dataset>-seed<N>``, PolyPythias' ``pythia-<size>-seed<N>``)."""
+    data = "data"
+    """Only the data order; the initialisation is the baseline's (``<dataset>-data-seed<N>``)."""
+    weight = "weight"
+    """Only the initialisation; the data order is the baseline's (``<dataset>-weight-seed<N>``)."""
+
+
+class SeedsSpec(_Strict):
+    """Seed runs: some models of the suite trained again on both datasets with other seeds, so a
+    difference can be told from seed noise (PolyPythias: seeds 1-9 of 14M-410M). Seed N sets the
+    initialisation seed (``training.seed``) and/or the data-order seed (``data.seed``) to N; seed 0
+    is the baseline run. The baselines never change, so this key is not part of the suite's digest."""
+
+    models: list[str] = []
+    """Models of the suite that get seed runs (micro: the two smallest)."""
+    seeds: list[Annotated[int, Field(ge=1)]] = []
+    """Seeds of the extra runs, each >= 1 (0 is the baseline) and none equal to the baseline's seeds."""
+    vary: list[SeedVary] = Field(default_factory=lambda: [SeedVary.both])
+    """What each seed changes: ``both`` (init and data order), ``data`` (order only), ``weight`` (init only)."""
+
+
+class RunSeeds(BaseModel):
+    """The seeds of one run: what it was initialised and ordered with."""
+
+    model_config = ConfigDict(frozen=True)
+
+    seed: int
+    """The run's seed number (0: the baseline)."""
+    vary: SeedVary | None
+    """What the seed changed (None: the baseline)."""
+    init_seed: int
+    """Seed of the weight initialisation (and of torch's, numpy's and Python's RNGs)."""
+    data_seed: int
+    """Seed of the data order (:func:`pythia.data.order.build_indices`)."""
+
+
 class Suite(_Strict):
     """A suite: sizes, tokenizer, data and training settings."""
 
@@ -425,6 +465,8 @@ class Suite(_Strict):
     """Which checkpoints the analysis sections read."""
     intervention: InterventionSpec = InterventionSpec()
     """The gender intervention's runs (section 03)."""
+    seeds: SeedsSpec = SeedsSpec()
+    """Seed runs of some models (sections 01 and 02 draw the spread over seeds as bands)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -456,6 +498,56 @@ class Suite(_Strict):
                     f"intervention.runs: {variant!r} is not a run variant ({', '.join(VARIANTS)})"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _seeds_valid(self) -> Suite:
+        sp = self.seeds
+        unknown = [m for m in sp.models if m not in self.models]
+        if unknown:
+            raise ValueError(
+                f"seeds.models names unknown models: {', '.join(unknown)}; models: {', '.join(self.models)}"
+            )
+        for what, values in (("models", sp.models), ("seeds", sp.seeds), ("vary", sp.vary)):
+            if len(set(values)) != len(values):
+                raise ValueError(f"seeds.{what} lists a value twice: {values}; list each once")
+        base = {self.training.seed, self.data.seed}
+        same = sorted(base & set(sp.seeds))
+        if same:
+            raise ValueError(
+                f"seeds.seeds: {same[0]} is a baseline seed (training.seed, data.seed), so its run "
+                "would repeat the baseline; pick another seed"
+            )
+        if sp.models and not sp.seeds:
+            raise ValueError(
+                "seeds.models is set but seeds.seeds is empty; list the seeds, e.g. [1, 2]"
+            )
+        return self
+
+    def seed_runs(self, datasets: list[str] | tuple[str, ...] = DATASETS) -> list[tuple[str, str]]:
+        """``(run, model)`` of every seed run of ``datasets`` (:func:`pythia.paths.seed_run_name`),
+        by dataset, then kind, then seed, then model."""
+        return [
+            (seed_run_name(d, n, v.value), m)
+            for d in datasets
+            for v in self.seeds.vary
+            for n in self.seeds.seeds
+            for m in self.seeds.models
+        ]
+
+    def run_seeds(self, run: str) -> RunSeeds:
+        """The initialisation and data-order seeds of ``run`` (a baseline, a variant or a seed run)."""
+        parse_run(run)  # an unknown run fails here, naming the run kinds
+        parsed = parse_seed(run)
+        init, data = self.training.seed, self.data.seed
+        if parsed is None:
+            return RunSeeds(seed=0, vary=None, init_seed=init, data_seed=data)
+        vary, n = SeedVary(parsed[0]), parsed[1]
+        return RunSeeds(
+            seed=n,
+            vary=vary,
+            init_seed=init if vary is SeedVary.data else n,
+            data_seed=data if vary is SeedVary.weight else n,
+        )
 
     def model(self, name: str) -> ModelSpec:
         """The model called ``name``; an unknown name lists the suite's models."""
@@ -523,10 +615,10 @@ class Suite(_Strict):
     def digest(self) -> str:
         """sha256 of the suite's canonical JSON: which config produced an output.
 
-        ``analysis`` and ``intervention`` are left out (they choose what sections read and which
-        variants continue a run, never what a baseline trains), and so is an
+        ``analysis``, ``intervention`` and ``seeds`` are left out (they choose what sections read and
+        which variants and seed runs train beside a baseline, never what a baseline trains), and so is an
         empty ``data.pretokenized`` (suites that build their own order keep the digest they had)."""
-        dump = self.model_dump(mode="json", exclude={"analysis", "intervention"})
+        dump = self.model_dump(mode="json", exclude={"analysis", "intervention", "seeds"})
         if not dump["data"]["pretokenized"]:
             del dump["data"]["pretokenized"]
         return config_digest(dump)
@@ -694,6 +786,7 @@ def reference_markdown() -> str:
         TermFrequencySpec,
         OperandSet,
         TrajectoriesSpec,
+        SeedsSpec,
     ):
         out += [
             f"## {cls.__name__}",

@@ -1,5 +1,6 @@
 """Suite configuration: the shipped suites load, and bad input fails naming the problem."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -254,3 +255,64 @@ def test_analysis_steps(tmp_path):
         load_suite(path).analysis_steps() == [0, 24]
         and load_suite(path).digest == load_suite("smoke").digest
     )
+
+
+SEEDS = {"models": ["138K", "288K"], "seeds": [1, 2], "vary": ["both"]}
+
+
+def test_seed_runs_are_named_and_seeded_like_polypythias():
+    base = load_suite("micro")
+    s = load_suite("micro", {"seeds": SEEDS})
+    assert s.digest == base.digest  # the baselines do not change
+    assert s.seed_runs(["standard"]) == [
+        ("standard-seed1", "138K"),
+        ("standard-seed1", "288K"),
+        ("standard-seed2", "138K"),
+        ("standard-seed2", "288K"),
+    ]
+    assert len(s.seed_runs()) == 8  # both datasets
+    t, d = s.training.seed, s.data.seed
+    assert (s.run_seeds("deduped").init_seed, s.run_seeds("deduped").data_seed) == (t, d)
+    assert s.run_seeds("deduped").seed == 0
+    both = s.run_seeds("standard-seed2")
+    assert (both.seed, both.vary.value, both.init_seed, both.data_seed) == (2, "both", 2, 2)
+    data = s.run_seeds("standard-data-seed3")
+    assert (data.vary.value, data.init_seed, data.data_seed) == ("data", t, 3)
+    weight = s.run_seeds("deduped-weight-seed1")
+    assert (weight.vary.value, weight.init_seed, weight.data_seed) == ("weight", 1, d)
+    with pytest.raises(ValueError, match="unknown run 'standard-seed0'"):
+        s.run_seeds("standard-seed0")
+    mixed = load_suite("micro", {"seeds": {**SEEDS, "vary": ["data", "weight"]}})
+    assert [r for r, m in mixed.seed_runs(["deduped"]) if m == "138K"] == [
+        "deduped-data-seed1",
+        "deduped-data-seed2",
+        "deduped-weight-seed1",
+        "deduped-weight-seed2",
+    ]
+    assert load_suite("micro").seed_runs() == []  # micro without the key: no seed runs
+
+
+@pytest.mark.parametrize(
+    "seeds, message",
+    [
+        ({"models": ["1K"], "seeds": [1]}, "seeds.models names unknown models: 1K; models: 138K"),
+        (
+            {"models": ["138K"], "seeds": [0]},
+            "seeds.seeds.0: Input should be greater than or equal to 1",
+        ),
+        ({"models": ["138K"], "seeds": [1234]}, "seeds.seeds: 1234 is a baseline seed"),
+        ({"models": ["138K"], "seeds": [1, 1]}, r"seeds.seeds lists a value twice: \[1, 1\]"),
+        (
+            {"models": ["138K"], "seeds": [1], "vary": ["bot"]},
+            "seeds.vary.0: Input should be 'both', 'data' or 'weight'",
+        ),
+        ({"models": ["138K"], "seeds": []}, "seeds.models is set but seeds.seeds is empty"),
+        ({"models": ["138K"], "seed": [1]}, "seeds.seed: unknown key"),
+    ],
+)
+def test_bad_seeds_key_is_one_clear_line(seeds, message):
+    with pytest.raises(ConfigError) as err:
+        load_suite("micro", {"seeds": seeds})
+    lines = str(err.value).splitlines()
+    assert len(lines) == 2 and lines[0].startswith("invalid suite configuration")
+    assert re.search(message, lines[1]), lines[1]
