@@ -16,6 +16,7 @@ from snakemake.utils import min_version, validate
 sys.modules.setdefault("rfc3987_syntax", None)
 
 from pythia import sections
+from pythia.workflow_config import typed_config
 
 min_version("9.0")
 
@@ -23,6 +24,8 @@ min_version("9.0")
 configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
+# Nested --config values arrive as strings ('0', 'null'): typed as the schema says, then validated.
+config.update(typed_config(config, os.path.join(workflow.basedir, "config", "schema.yaml")))
 validate(config, "config/schema.yaml")
 
 
