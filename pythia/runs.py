@@ -47,6 +47,7 @@ import hashlib
 import os
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -431,10 +432,16 @@ class Catalogue:
             if p.is_dir() and (m := STEP_RE.match(p.name)) and _hf_model_dir(p) is not None
         )
 
+    step_filter: Callable[[str, str, list[int]], list[int]] | None = None
+    """Applied by :meth:`steps` (``pythia.cli.options.catalogue`` sets the checkpoint audit's
+    :class:`pythia.audit.StepFilter`: warn about or skip flagged checkpoints)."""
+
     def steps(self, model: str, dataset: str) -> list[int]:
-        """The steps to analyse (the catalogue's selection) that exist for ``model`` on ``dataset``."""
+        """The steps to analyse (the catalogue's selection) that exist for ``model`` on ``dataset``
+        (through :attr:`step_filter`, if set)."""
         have = set(self.available_steps(model, dataset))
-        return [s for s in self.selected if s in have]
+        chosen = [s for s in self.selected if s in have]
+        return self.step_filter(model, dataset, chosen) if self.step_filter else chosen
 
     def checkpoint(self, model: str, dataset: str, step: int) -> Checkpoint:
         """The checkpoint of ``model`` trained on ``dataset`` after ``step`` steps."""
