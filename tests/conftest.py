@@ -7,6 +7,8 @@ built once per session into a temporary work directory (empty cache, ``PYTHIA_OF
 ``smoke_run``: that work directory after ``pythia train`` of model s1 on the standard dataset
 (24 steps, checkpoints 0, 1, 2, 4, 8, 16, 24 with their tokenizer), for the tests that need
 real checkpoints (catalogue, scoring, lm-eval).
+``hub``: the loopback Hugging Face hub (tests/hub_server.py), empty and online, with an empty
+Hugging Face cache; ``HF_ENDPOINT`` points at it for the whole session.
 """
 
 import os
@@ -15,7 +17,14 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+
+from tests.hub_server import hub, start_session_hub  # noqa: F401  (hub: the loopback hub fixture)
+
+# The loopback Hugging Face hub (tests/hub_server.py) starts before anything imports
+# huggingface_hub, which reads HF_ENDPOINT at import: every hub request of the session goes to it.
+start_session_hub()
+
+import torch  # noqa: E402  (after HF_ENDPOINT is set)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
