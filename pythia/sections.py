@@ -106,6 +106,10 @@ class Section:
     title: str
     figures: tuple[Figure, ...] = ()
     tables: tuple[Table, ...] = ()
+    optional_tables: tuple[Table, ...] = ()
+    """Tables written only when their input is configured (section 04's ``released_agreement``:
+    ``memorization.released``): the section's rule declares them then, :meth:`Outputs.missing`
+    does not ask for them, and ``pythia results compare`` checks them where either side has one."""
     reads: tuple[str, ...] = ("description", "tokenizer", "data", "training", "models")
     """Parts of the suite configuration the notebook reads: their digest is the notebook rule's
     ``params.digest``, so editing one of them reruns the notebook (and editing others does not)."""
@@ -114,7 +118,7 @@ class Section:
         # a figure and a table may share a name (their files differ: .png vs .csv), two figures not
         for kind, names in (
             ("figure", [f.name for f in self.figures]),
-            ("table", [t.name for t in self.tables]),
+            ("table", [t.name for t in self.tables + self.optional_tables]),
         ):
             if len(set(names)) != len(names):
                 raise ValueError(f"section {self.stem!r}: a {kind} name repeats in {names}")
@@ -139,12 +143,13 @@ class Section:
         )
 
     def table(self, name: str) -> Table:
-        for t in self.tables:
+        for t in self.tables + self.optional_tables:
             if t.name == name:
                 return t
         raise UsageError(
             f"section {self.stem!r} declares no table {name!r}; tables: "
-            f"{', '.join(t.name for t in self.tables) or 'none'} (add it in pythia/sections.py)"
+            f"{', '.join(t.name for t in self.tables + self.optional_tables) or 'none'} "
+            f"(add it in pythia/sections.py)"
         )
 
     # ---------------------------------------------------------------- files
@@ -177,7 +182,7 @@ class Section:
 
     def compared(self) -> list[tuple[str, str, Compare]]:
         """``(kind, name, compare)`` of everything ``results compare`` checks, tables first."""
-        return [("table", t.name, t.compare) for t in self.tables] + [
+        return [("table", t.name, t.compare) for t in self.tables + self.optional_tables] + [
             ("figure", f.name, f.compare) for f in self.figures
         ]
 
@@ -403,6 +408,14 @@ SECTIONS: tuple[Section, ...] = (
                     keys=("model", "dataset", "step", "bin"),
                     rtol=1e-9,
                     why="means in floating point",
+                ),
+            ),
+        ),
+        optional_tables=(
+            Table(
+                "released_agreement",
+                Compare(
+                    keys=("model", "dataset", "step"), rtol=1e-9, why="fractions in floating point"
                 ),
             ),
         ),
