@@ -10,7 +10,7 @@ from pythia.config import load_suite, register_suite_file
 from pythia.data.build import stage_digest
 from pythia.data.released import is_released
 from pythia.runs import Source, open_catalogue
-from pythia.train.checkpoint import run_digest
+from pythia.train.checkpoint import run_digest, seed_run_digest
 
 # A suite given as a YAML path is found by name from then on (in this process and in jobs).
 if config["suite"].endswith((".yaml", ".yml")):
@@ -111,6 +111,41 @@ def checkpoint_args():
 def runs_done(runs=None, models=None):
     """``done.json`` of every (run, model): by default the configured datasets' baseline runs."""
     return [run_done(r, m) for r in (runs or [paths.run_name(d) for d in DATASETS]) for m in (models or MODELS)]
+
+
+# ------------------------------------------------------------------------------ seed runs
+# The suite's `seeds` key (pythia.config.SeedsSpec): some models trained again on each configured
+# dataset with other init and/or data-order seeds, as runs <dataset>-seed<N>, <dataset>-data-seed<N>,
+# <dataset>-weight-seed<N> (pythia.paths.seed_run_name). Sections 01 and 02 draw their spread as
+# bands; the other sections read the baseline runs only.
+SEED_RUNS = [(r, m) for r, m in SUITE_CFG.seed_runs(DATASETS) if m in MODELS]
+SEED_RUN_PATTERN = "(" + DATASET_PATTERN + ")-(seed|data-seed|weight-seed)[1-9][0-9]*"
+
+
+def seed_runs_done():
+    """``done.json`` of every seed run of the configured datasets and models (none without ``seeds``)."""
+    return [run_done(r, m) for r, m in SEED_RUNS]
+
+
+def seed_run_args(wildcards):
+    """``pythia train``'s options of the seed run ``wildcards.seedrun``: dataset, seed and what it varies."""
+    dataset = paths.parse_run(wildcards.seedrun)[0]
+    vary, seed = paths.parse_seed(wildcards.seedrun)
+    return f"--dataset {dataset} --seed {seed} --vary {vary}"
+
+
+def seed_run_order(wildcards):
+    """The order a seed run trains on: its dataset's seeded order, or the baseline's (weight-seed runs)."""
+    dataset = paths.parse_run(wildcards.seedrun)[0]
+    data_seed = SUITE_CFG.run_seeds(wildcards.seedrun).data_seed
+    if data_seed == SUITE_CFG.data.seed:
+        return f"{DATA}/{dataset}/order.json"
+    return f"{DATA}/{dataset}/seed{data_seed}/order.json"
+
+
+def seed_order_digest(wildcards):
+    """The seeded order of one dataset: the baseline order's settings and the seed."""
+    return stage_digest(SUITE_CFG, "order", wildcards.dataset) + f"-seed{wildcards.seed}"
 
 
 # ------------------------------------------------------------------------------ scheduling

@@ -139,6 +139,34 @@ rule data_order:
         "pythia data build --suite {params.suite} --stage order --dataset {wildcards.dataset} --no-progress &> {log}"
 
 
+# The order of a dataset with another data-order seed, for seed runs (suite key seeds): the same
+# algorithm with RandomState(N) (pythia/data/order.py), in work/<suite>/data/<dataset>/seed<N>/.
+rule data_order_seed:
+    wildcard_constraints:
+        dataset=BUILT_ORDER_PATTERN,
+        seed=r"[1-9][0-9]*",
+    input:
+        train_bin=f"{DATA}/{{dataset}}/train_text_document.bin",
+        train_idx=f"{DATA}/{{dataset}}/train_text_document.idx",
+    output:
+        sequences=f"{DATA}/{{dataset}}/seed{{seed}}/sequences.bin",
+        sequences_idx=f"{DATA}/{{dataset}}/seed{{seed}}/sequences.idx",
+        doc_idx=f"{DATA}/{{dataset}}/seed{{seed}}/doc_idx.npy",
+        sample_idx=f"{DATA}/{{dataset}}/seed{{seed}}/sample_idx.npy",
+        shuffle_idx=f"{DATA}/{{dataset}}/seed{{seed}}/shuffle_idx.npy",
+        order=f"{DATA}/{{dataset}}/seed{{seed}}/order.json",
+    params:
+        suite=SUITE,
+        digest=seed_order_digest,
+    log:
+        f"{DATA_LOGS}/order_{{dataset}}_seed{{seed}}.log",
+    conda:
+        "../envs/pythia.yaml"
+    shell:
+        "pythia data build --suite {params.suite} --stage order --dataset {wildcards.dataset}"
+        " --data-seed {wildcards.seed} --no-progress &> {log}"
+
+
 rule data_released:
     # A dataset trained on released pre-shuffled files (the pythia suite: Pythia's Pile): check the
     # downloaded file against the suite (rows of seq_len + 1 tokens, every step covered) and record

@@ -43,12 +43,50 @@ rule train:
         " fi ) &> {log}"
 
 
+# Seed runs (suite key seeds; rules/common.smk SEED_RUNS): the same `pythia train` with --seed N
+# --vary both|data|weight into work/<suite>/models/<dataset>-[data-|weight-]seed<N>/<model>/, on the
+# dataset's order built with data-order seed N (rule data_order_seed) or, for weight-seed runs, the
+# baseline's order. params.digest adds the run's seeds to the baseline's digest.
+rule train_seed:
+    wildcard_constraints:
+        seedrun=SEED_RUN_PATTERN,
+    input:
+        order=seed_run_order,
+        tokenizer=rules.data_tokenizer.output.tokenizer,
+        validation=rules.data_tokenize.output.validation_bin,
+    output:
+        done=f"{RUNS}/{{seedrun}}/{{model}}/done.json",
+    params:
+        suite=SUITE,
+        run=seed_run_args,
+        digest=job_digest(seed_run_digest),
+    log:
+        f"{LOGS}/train/{{seedrun}}/{{model}}.log",
+    threads: TRAIN_THREADS
+    resources:
+        gpu=0,
+        mem_mb=8000,
+        runtime=240,
+    conda:
+        "../envs/pythia.yaml"
+    shell:
+        "( if [ {resources.gpu} -gt 0 ]; then"
+        " torchrun --standalone --nproc_per_node {resources.gpu} -m pythia.cli train"
+        " --suite {params.suite} --model {wildcards.model} {params.run}"
+        " --resume --replace-stale --device cuda --deepspeed --no-progress;"
+        " else"
+        " pythia train --suite {params.suite} --model {wildcards.model} {params.run}"
+        " --resume --replace-stale --threads {threads} --no-progress;"
+        " fi ) &> {log}"
+
+
 # The training section's notebook: suite, data card and order, loss curves, LR schedule,
 # throughput, and the proof that every logged batch hash equals the batch viewer's.
 rule training_notebook:
     input:
         nb=notebook("training"),
         done=runs_done(),
+        seed_runs=seed_runs_done(),
         card=rules.data_card.output.card,
         orders=expand(f"{DATA}/{{dataset}}/order.json", dataset=DATASETS),
     output:
@@ -64,4 +102,7 @@ rule training_notebook:
 
 
 # With local or hub checkpoints nothing is trained here, and there are no training logs to show.
-register_targets("training", runs_done() + [rules.training_notebook.output.nb] if TRAINED_CHECKPOINTS else [])
+register_targets(
+    "training",
+    runs_done() + seed_runs_done() + [rules.training_notebook.output.nb] if TRAINED_CHECKPOINTS else [],
+)

@@ -2,7 +2,7 @@
 
 pythia train --suite micro --model 1.8M [--dataset standard|deduped] [--resume] [--replace-stale]
              [--out DIR] [--threads N] [--max-steps K] [--state-every K] [--deepspeed]
-             [--device cpu|cuda] [--no-progress]
+             [--seed N [--vary both|data|weight]] [--device cpu|cuda] [--no-progress]
 torchrun --nproc_per_node 2 -m pythia.cli train ...     data parallel (gloo on CPU, nccl on GPUs)
 pythia deepspeed-config --suite pythia --model 410M [--world-size 64] [--dataset deduped]
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pythia.cli import options
 from pythia.config import load_suite
+from pythia.paths import SEED_VARIES
 from pythia.train.deepspeed_config import deepspeed_config
 from pythia.train.loop import TrainOptions, train
 
@@ -35,6 +36,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         deepspeed=args.deepspeed,
         state_every=args.state_every,
         progress=False if args.no_progress else None,
+        seed=args.seed,
+        vary=args.vary,
     )
     summary = train(opts)
     if summary.get("finished"):
@@ -70,6 +73,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--deepspeed", action="store_true", help="train through deepspeed.initialize (ZeRO)"
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="a seed run (suite key seeds): seed N >= 1 trains work/<suite>/models/<dataset>-seed<N>/ "
+        "(default 0: the baseline)",
+    )
+    p.add_argument(
+        "--vary",
+        choices=list(SEED_VARIES),
+        default="both",
+        help="what --seed changes: both (init and data order, <dataset>-seed<N>), data "
+        "(<dataset>-data-seed<N>) or weight (<dataset>-weight-seed<N>); default both",
     )
     options.add_device(p)  # GPU: the model's precision on --dataset
     options.add_progress(p)

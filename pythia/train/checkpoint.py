@@ -39,10 +39,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from pythia.config import Suite, config_digest
+from pythia.config import RunSeeds, Suite, config_digest
 from pythia.data.build import stage_digest
 from pythia.errors import PythiaError
 from pythia.io import atomic_dir, write_json
+from pythia.paths import parse_run
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -68,18 +69,26 @@ class CheckpointError(PythiaError, ValueError):
 # --------------------------------------------------------------------------- run.json
 
 
-def run_digest(suite: Suite, model: str, dataset: str) -> str:
+def run_digest(suite: Suite, model: str, dataset: str, seeds: RunSeeds | None = None) -> str:
     """Digest of everything a run's weights depend on: the model's settings, the suite's training
-    settings, and the tokenizer and data order of its dataset (the order stage's digest). Other
+    settings, and the tokenizer and data order of its dataset (the order stage's digest); for a
+    seed run (``seeds`` of a seed > 0) also its init and data-order seeds. Other
     models' settings and the suite's description are not in it, so editing them leaves this
     run current. The workflow's ``train`` rule carries it in ``params``; ``run.json`` records it."""
-    return config_digest(
-        {
-            "model": suite.model(model).model_dump(mode="json"),
-            "training": suite.training.model_dump(mode="json"),
-            "data": stage_digest(suite, "order", dataset),
-        }
-    )
+    parts: dict[str, Any] = {
+        "model": suite.model(model).model_dump(mode="json"),
+        "training": suite.training.model_dump(mode="json"),
+        "data": stage_digest(suite, "order", dataset),
+    }
+    if seeds is not None and seeds.seed:
+        parts["seeds"] = {"init": seeds.init_seed, "data": seeds.data_seed}
+    return config_digest(parts)
+
+
+def seed_run_digest(suite: Suite, model: str, seedrun: str) -> str:
+    """:func:`run_digest` of a seed run given by name (the workflow's ``train_seed`` jobs)."""
+    dataset = parse_run(seedrun)[0]
+    return run_digest(suite, model, dataset, suite.run_seeds(seedrun))
 
 
 def run_record(suite_name: str, digest: str, model: str, dataset: str) -> dict:

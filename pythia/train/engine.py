@@ -110,16 +110,18 @@ def build_engine(
     ctx: DistContext,
     *,
     use_deepspeed: bool,
+    seed: int | None = None,
 ) -> Engine:
-    """The model (seeded with the suite's training seed) and what updates it, for ``device``;
-    ``use_deepspeed``: wrapped by ``deepspeed.initialize`` (ZeRO), else by DDP across ranks."""
+    """The model (initialised with ``seed``, default the suite's training seed; a seed run passes
+    its own) and what updates it, for ``device``; ``use_deepspeed``: wrapped by
+    ``deepspeed.initialize`` (ZeRO), else by DDP across ranks."""
     gpu = device.startswith("cuda")
     precision = training_precision(spec, dataset, device)
     compute_dtype = autocast_dtype(precision)
     model = build_model(
         suite,
         spec,
-        seed=suite.training.seed,
+        seed=suite.training.seed if seed is None else seed,
         device=device,
         attn_implementation=attention_backend(compute_dtype) if gpu else "sdpa",
     )

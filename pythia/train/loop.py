@@ -44,7 +44,6 @@ from transformers import PreTrainedModel
 
 from pythia import locks, paths
 from pythia.config import Precision, Suite, load_suite
-from pythia.data import batches
 from pythia.errors import require_device
 from pythia.io import sha256_file, write_json
 from pythia.train import checkpoint as ckpt
@@ -63,6 +62,7 @@ from pythia.train.rundir import (
     truncate_log,
 )
 from pythia.train.schedule import suite_lr
+from pythia.train.seeds import batches_for, seed_fields
 from pythia.train.state import load_training_state, save_training_state
 
 log = logging.getLogger("pythia.train")
@@ -86,6 +86,10 @@ class TrainOptions:
     progress: bool | None = None
     log_every: int | None = None
     overrides: dict = field(default_factory=dict)
+    seed: int = 0
+    """A seed run (the suite's ``seeds`` key): seed N >= 1; 0 is the baseline."""
+    vary: str = "both"
+    """What the seed changes: ``both``, ``data`` or ``weight`` (:data:`pythia.paths.SEED_VARIES`)."""
 
 
 class Trainer:
@@ -100,20 +104,22 @@ class Trainer:
         self.suite = suite
         self.spec = suite.model(opts.model)
         self.dataset = paths.check_dataset(opts.dataset)
+        self.run_name = (
+            paths.seed_run_name(self.dataset, opts.seed, opts.vary) if opts.seed else self.dataset
+        )
+        self.seeds = suite.run_seeds(self.run_name)
         self.training = t = suite.training
         self.device = require_device(opts.device)
         set_threads(opts.threads)
         set_determinism(self.device)
-        set_seeds(t.seed)
+        set_seeds(self.seeds.init_seed)
         self.ctx = ctx if ctx is not None else init_distributed(self.device, force=opts.deepspeed)
         if self.device.startswith("cuda"):
             self.device = f"cuda:{self.ctx.local_rank}"
         self.run_dir = (
-            Path(opts.out)
-            if opts.out
-            else paths.run_dir(suite.name, paths.run_name(opts.dataset), opts.model)
+            Path(opts.out) if opts.out else paths.run_dir(suite.name, self.run_name, opts.model)
         )
-        self.run_digest = ckpt.run_digest(suite, self.spec.name, self.dataset)
+        self.run_digest = ckpt.run_digest(suite, self.spec.name, self.dataset, self.seeds)
         self.tokenizer_dir = paths.data_dir(suite.name) / "tokenizer"
         self.micro, self.accum = micro_and_accum(suite, self.ctx.world_size)
         self.end = t.train_iters if opts.max_steps is None else min(t.train_iters, opts.max_steps)
@@ -122,11 +128,18 @@ class Trainer:
         if opts.state_every:
             self.state_steps.update(range(opts.state_every, t.train_iters + 1, opts.state_every))
         self.engine = build_engine(
-            suite, self.spec, self.dataset, self.device, self.ctx, use_deepspeed=opts.deepspeed
+            suite,
+            self.spec,
+            self.dataset,
+            self.device,
+            self.ctx,
+            use_deepspeed=opts.deepspeed,
+            seed=self.seeds.init_seed,
         )
         # updates the fp16 loss scaler skipped; the LR schedule lags by this many
         self.skipped_steps = 0
-        self.batches = batches  # the data (a run variant reads its batches through this too)
+        # the data (a seed run's own order, a run variant's changed batches read through this too)
+        self.batches: Any = batches_for(suite, self.seeds)
         self.step = 0
         self.last: dict[str, Any] = {}
 
@@ -149,6 +162,7 @@ class Trainer:
             "suite_digest": self.suite.digest,
             "model": self.spec.name,
             "dataset": self.dataset,
+            **seed_fields(self.run_name, self.seeds),
         }
 
     # ------------------------------------------------------------------ one step
