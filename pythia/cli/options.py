@@ -9,13 +9,15 @@ helper                     option(s)
 :func:`add_suite`          ``--suite NAME|PATH``
 :func:`add_run`            ``--model SIZE`` ``--dataset standard|deduped``
 :func:`add_checkpoints`    ``--checkpoints-source trained|local|hub`` ``--checkpoints-path``
-                           ``--steps N [N ...]``
+                           ``--steps N [N ...]`` ``--audit warn|skip|off``
+                           ``--checkpoints-runs RUN [RUN ...]``
 :func:`add_device`         ``--device cpu|cuda``
 :func:`add_dtype`          ``--dtype float32|bfloat16|float16`` (torch's names; ``fp32``,
                            ``bf16`` and ``fp16`` are read as the same three)
 :func:`add_resume`         ``--resume`` ``--replace-stale``
 :func:`add_threads`        ``--threads N``
 :func:`add_progress`       ``--no-progress``
+:func:`add_validation`     ``--validation FILE``
 =========================  ================================================================
 
 Command names follow one scheme: lowercase words joined by hyphens (``pythia
@@ -32,6 +34,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from pythia.audit import POLICIES, step_filter
 from pythia.config import Suite
 from pythia.paths import DATASETS
 from pythia.runs import Catalogue, Source
@@ -116,6 +119,23 @@ def add_checkpoints(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="checkpoint steps to analyse (default: the suite's analysis.steps)",
     )
+    parser.add_argument(
+        "--checkpoints-runs",
+        nargs="+",
+        default=None,
+        metavar="RUN",
+        help="runs to read (default: standard and deduped for the hub, every run for the others); "
+        "for the hub also Pythia's released variants: standard-seed<N> (PolyPythias), "
+        "standard-data-seed<N>, standard-weight-seed<N>, deduped-intervention, "
+        "deduped-intervention_long",
+    )
+    parser.add_argument(
+        "--audit",
+        default="warn",
+        choices=POLICIES,
+        help="checkpoints the audit flags (pythia checkpoints audit): warn once, skip them, or "
+        "off (default warn)",
+    )
 
 
 def add_device(parser: argparse.ArgumentParser, *, default: str = "cpu") -> None:
@@ -162,12 +182,28 @@ def add_progress(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def add_validation(parser: argparse.ArgumentParser) -> None:
+    """``--validation FILE``: the validation text, a tokenized file, instead of the suite's split
+    (sections 03 and 06; :mod:`pythia.data.validation` reads it)."""
+    parser.add_argument(
+        "--validation",
+        metavar="FILE",
+        default=None,
+        help="validation sequences from a tokenized file (a .bin/.idx pair, a .npy of token rows "
+        "or a .jsonl of token lists; rows cut to the suite's seq_len + 1) instead of the "
+        "suite's validation split",
+    )
+
+
 def catalogue(args: argparse.Namespace, suite: str | Suite | None = None) -> Catalogue:
     """The checkpoint catalogue a command was asked for through :func:`add_checkpoints`
     (``suite`` defaults to ``--suite``)."""
-    return Catalogue(
+    cat = Catalogue(
         suite if suite is not None else args.suite,
         args.checkpoints_source,
         args.checkpoints_path or None,
         args.steps,
+        getattr(args, "checkpoints_runs", None),
     )
+    cat.step_filter = step_filter(cat, getattr(args, "audit", "warn"))
+    return cat
