@@ -110,6 +110,9 @@ class Section:
     """Tables written only when their input is configured (section 04's ``released_agreement``:
     ``memorization.released``): the section's rule declares them then, :meth:`Outputs.missing`
     does not ask for them, and ``pythia results compare`` checks them where either side has one."""
+    optional_figures: tuple[Figure, ...] = ()
+    """Figures written only when their input is configured (sections 01 and 02's seed bands: the
+    suite's ``seeds``), declared and compared like :attr:`optional_tables`."""
     reads: tuple[str, ...] = ("description", "tokenizer", "data", "training", "models")
     """Parts of the suite configuration the notebook reads: their digest is the notebook rule's
     ``params.digest``, so editing one of them reruns the notebook (and editing others does not)."""
@@ -117,7 +120,7 @@ class Section:
     def __post_init__(self) -> None:
         # a figure and a table may share a name (their files differ: .png vs .csv), two figures not
         for kind, names in (
-            ("figure", [f.name for f in self.figures]),
+            ("figure", [f.name for f in self.figures + self.optional_figures]),
             ("table", [t.name for t in self.tables + self.optional_tables]),
         ):
             if len(set(names)) != len(names):
@@ -134,12 +137,13 @@ class Section:
         return f"{self.number:02d} {self.title}"
 
     def figure(self, name: str) -> Figure:
-        for f in self.figures:
+        for f in self.figures + self.optional_figures:
             if f.name == name:
                 return f
         raise UsageError(
             f"section {self.stem!r} declares no figure {name!r}; figures: "
-            f"{', '.join(f.name for f in self.figures) or 'none'} (add it in pythia/sections.py)"
+            f"{', '.join(f.name for f in self.figures + self.optional_figures) or 'none'} "
+            f"(add it in pythia/sections.py)"
         )
 
     def table(self, name: str) -> Table:
@@ -183,7 +187,7 @@ class Section:
     def compared(self) -> list[tuple[str, str, Compare]]:
         """``(kind, name, compare)`` of everything ``results compare`` checks, tables first."""
         return [("table", t.name, t.compare) for t in self.tables + self.optional_tables] + [
-            ("figure", f.name, f.compare) for f in self.figures
+            ("figure", f.name, f.compare) for f in self.figures + self.optional_figures
         ]
 
     def digest(self, suite: Suite) -> str:
@@ -247,7 +251,11 @@ SECTIONS: tuple[Section, ...] = (
             ),
             Table("batch_proof", Compare(keys=("model", "dataset"))),
         ),
-        reads=("tokenizer", "data", "training", "models"),
+        optional_figures=(
+            Figure("loss_seed_bands", trained("metric", "model", "dataset", "step")),
+        ),
+        optional_tables=(Table("seed_spread", trained("model", "quantity")),),
+        reads=("tokenizer", "data", "training", "models", "seeds"),
     ),
     Section(
         2,
@@ -291,7 +299,15 @@ SECTIONS: tuple[Section, ...] = (
             ),
             Table("micro_reach", Compare(keys=("paper_task",))),
         ),
-        reads=("training", "models"),
+        optional_figures=(
+            Figure(
+                "accuracy_seed_bands",
+                Compare(
+                    keys=("task", "dataset", "model", "step"), rtol=1e-3, atol=0.011, why=BENCH_WHY
+                ),
+            ),
+        ),
+        reads=("training", "models", "seeds"),
     ),
     Section(
         3,
