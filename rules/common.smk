@@ -188,6 +188,27 @@ def section_outputs(stem):
     return out
 
 
+def optional_outputs(stem, names):
+    """The files of a section's optional figures and tables called ``names`` (pythia.sections:
+    ``optional_figures``, ``optional_tables``), named like :func:`section_outputs`'s, for a rule to
+    add when their input is configured: ``output: **section_outputs(s), **optional_outputs(s, [...])``."""
+    s = sections.get(stem)
+    out = {}
+    for f in s.optional_figures:
+        if f.name in names:
+            files = s.figure_files(SUITE, f.name)
+            out[f"{f.name}_png"] = report(str(files["png"]), caption=f"../report/{stem}/{f.name}.rst",
+                                          category=s.category, labels={"section": s.title, "figure": f.name})
+            out[f"{f.name}_pdf"] = str(files["pdf"])
+            out[f"{f.name}_data"] = str(files["data"])
+    for t in s.optional_tables:
+        if t.name in names:
+            files = s.table_files(SUITE, t.name)
+            out[f"{t.name}_csv"] = str(files["csv"])
+            out[f"{t.name}_md"] = str(files["md"])
+    return out
+
+
 def section_params(stem, **values):
     """A notebook rule's params (``params: **section_params(stem, datasets=...)``): the suite, the
     notebook's other papermill parameters as JSON, and the digest of the config parts it reads."""

@@ -91,6 +91,7 @@ rule training_notebook:
         orders=expand(f"{DATA}/{{dataset}}/order.json", dataset=DATASETS),
     output:
         **section_outputs("training"),
+        **optional_outputs("training", ["loss_seed_bands", "seed_spread"] if SEED_RUNS else []),
     params:
         **section_params("training", datasets=DATASETS, models=MODELS),
     log:
@@ -102,7 +103,4 @@ rule training_notebook:
 
 
 # With local or hub checkpoints nothing is trained here, and there are no training logs to show.
-register_targets(
-    "training",
-    runs_done() + seed_runs_done() + [rules.training_notebook.output.nb] if TRAINED_CHECKPOINTS else [],
-)
+register_targets("training", runs_done() + seed_runs_done() + [rules.training_notebook.output.nb] if TRAINED_CHECKPOINTS else [])

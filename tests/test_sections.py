@@ -38,7 +38,7 @@ def test_every_section_has_its_files(section):
     assert (ROOT / "pythia" / "analysis" / f"{stem}.py").exists()
     assert (ROOT / "notebooks" / f"{section.notebook}.ipynb").exists()
     assert (ROOT / "tests" / "analysis" / f"test_{stem}.py").exists()
-    for fig in section.figures:
+    for fig in section.figures + section.optional_figures:
         assert (ROOT / "report" / stem / f"{fig.name}.rst").exists(), (
             f"report caption of {stem}/{fig.name}"
         )
@@ -52,7 +52,9 @@ def test_no_notebook_rule_file_or_caption_outside_the_registry():
     rule_files = {p.stem for p in (ROOT / "rules").glob("*.smk")} - {"common", "data"}
     assert rule_files == set(sections.stems())
     captions = {f"{p.parent.name}/{p.stem}" for p in (ROOT / "report").glob("*/*.rst")}
-    assert captions == {f"{s.stem}/{f.name}" for s in sections.SECTIONS for f in s.figures}
+    assert captions == {
+        f"{s.stem}/{f.name}" for s in sections.SECTIONS for f in s.figures + s.optional_figures
+    }
 
 
 def test_config_schema_lists_the_sections_that_exist():
