@@ -256,7 +256,8 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         if hashes is None:
             hashes, source = (
                 AU.published_hashes(),
-                "Pythia's published list (utils/shard_hashes.txt)",
+                "Pythia's published list (utils/shard_hashes.txt: pythia_deduped_pile_idxmaps only; "
+                "for other files give their hub LFS sha256 with --hashes FILE)",
             )
         target = AU.find_target(args.path)
         records = [

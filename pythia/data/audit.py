@@ -118,7 +118,8 @@ def find_target(path: str | Path) -> Target:
 
 def index_sizes(idx: Path) -> tuple[np.dtype, np.ndarray]:
     """(token dtype, item sizes) of a GPT-NeoX ``.idx`` read alone (its ``.bin`` may be sharded)."""
-    head = idx.read_bytes()[:HEADER_SIZE]
+    with open(idx, "rb") as f:
+        head = f.read(HEADER_SIZE)
     if len(head) < HEADER_SIZE or head[: len(MAGIC)] != MAGIC:
         raise DataError(f"{idx} is not a GPT-NeoX MMapIndexedDataset index; download it again")
     (code,) = struct.unpack_from("<B", head, 17)
@@ -462,26 +463,35 @@ def corpus_repeats(
         pos = shuffle_idx[lo : lo + chunk, None] * seq_len + np.arange(seq_len)[None, :]
         return pos + shift[np.searchsorted(cum_end, pos, side="right")]
 
-    first = np.full(corpus.total_tokens, rows, dtype=np.int64)  # first row holding each address
+    row_dtype = np.dtype(np.int32) if rows < 2**31 else np.dtype(np.int64)
+    first: np.ndarray = np.full(
+        corpus.total_tokens, rows, dtype=row_dtype
+    )  # first row holding each address
     for lo in range(0, rows, chunk):
         a = addresses(lo)
         np.minimum.at(first, a.ravel(), np.repeat(np.arange(lo, lo + len(a)), seq_len))
-    repeated, first_row = 0, None
+    per_row = np.zeros(rows, dtype=np.int64)  # repeated input tokens of each row
     for lo in range(0, rows, chunk):
         a = addresses(lo)
-        seen = first[a] < np.arange(lo, lo + len(a))[:, None]  # (r, seq_len)
-        repeated += int(seen.sum())
-        if first_row is None and seen.any():
-            first_row = lo + int(np.argmax(seen.any(axis=1)))
+        per_row[lo : lo + len(a)] = (first[a] < np.arange(lo, lo + len(a))[:, None]).sum(axis=1)
+    hit = np.nonzero(per_row)[0]
+    first_row = int(hit[0]) if len(hit) else None
     step_rows = suite.training.global_batch
     return {
         "first_row": first_row,
         "first_step": None if first_row is None else first_row // step_rows,
-        "repeated_tokens": repeated,
+        "repeated_tokens": int(per_row.sum()),
+        "repeated_share_by_tenth": _share_by_tenth(per_row, seq_len),
         "training_tokens": rows * seq_len,
         "distinct_tokens": int((first < rows).sum()),
         "corpus_tokens": corpus.total_tokens,
     }
+
+
+def _share_by_tenth(per_row: np.ndarray, seq_len: int) -> list[float]:
+    """The share of input tokens that repeat earlier ones in each tenth of the rows."""
+    parts = np.array_split(per_row, 10)
+    return [round(float(p.sum()) / (len(p) * seq_len), 4) if len(p) else 0.0 for p in parts]
 
 
 def audit_suite(
@@ -521,6 +531,10 @@ def audit_suite(
     )
     rec.update(suite=suite.name, dataset=dataset, released=released)
     if released:
+        rec["not_checked"].append(
+            "epoch boundary and corpus repeats: released files carry no order indices; "
+            "the first exact repeat is the step at which the rows start repeating"
+        )
         return rec
     rec["epoch_boundary"] = epoch_boundary(suite, dataset)
     rec["corpus_repeats"] = corpus_repeats(suite, dataset, rec["rows"]["rows"]) if repeats else None
@@ -595,4 +609,6 @@ def _repeat_lines(rec: dict[str, Any]) -> list[str]:
             f"{c['repeated_tokens']:,} of {c['training_tokens']:,} training tokens repeat earlier ones, "
             f"{c['distinct_tokens']:,} of {c['corpus_tokens']:,} corpus tokens seen"
         )
+        shares = ", ".join(f"{x:.0%}" for x in c["repeated_share_by_tenth"])
+        lines.append(f"  repeated share of the input tokens, by tenth of the run: {shares}")
     return lines

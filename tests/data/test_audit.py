@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from pythia.cli import main
 from pythia.config import load_suite
@@ -21,6 +22,7 @@ from pythia.data import audit as AU
 from pythia.data.batches import open_sequences
 from pythia.data.indexed import IndexedDataset, IndexedDatasetWriter
 from pythia.data.order import write_order
+from pythia.data.released import released_prefix
 from pythia.errors import UsageError
 
 W, B = 9, 2  # tokens per row, rows per step
@@ -247,4 +249,48 @@ def test_built_data_past_one_epoch_gives_the_card_boundary_and_its_repeats(
         d, 600 * t.global_batch, t.seq_len
     )
     assert c["first_step"] < rec["epoch_boundary"]["step"]
+    tenths = c["repeated_share_by_tenth"]  # a ramp, no jump at the boundary
+    assert len(tenths) == 10 and tenths[0] < tenths[-1]
     assert c["repeated_tokens"] + c["distinct_tokens"] == 600 * t.tokens_per_step
+
+
+def test_a_released_dataset_is_audited_with_its_suite_shape(tmp_path, monkeypatch, capsys):
+    """A suite whose standard dataset is a released file: rows of seq_len + 1, global_batch a
+    step, EOD 0, and the audit says what it cannot check there."""
+    monkeypatch.setenv("PYTHIA_WORK", str(tmp_path / "work"))
+    raw = {
+        "extends": "smoke",
+        "name": "relaudit",
+        "training": {"seq_len": 16, "global_batch": 4, "train_iters": 3},
+        "data": {
+            "pretokenized": {
+                "standard": {"hub_dataset": "EleutherAI/pile-standard-pythia-preshuffled"}
+            }
+        },
+    }
+    (tmp_path / "relaudit.yaml").write_text(yaml.safe_dump(raw))
+    suite = load_suite(tmp_path / "relaudit.yaml")
+    prefix = released_prefix(suite, "standard")
+    prefix.parent.mkdir(parents=True)
+    rows = np.random.default_rng(1).integers(1, 300, size=(14, 17)).astype(np.uint16)
+    rows[13] = rows[2]  # step 3 repeats a row of step 0
+    with IndexedDatasetWriter(prefix, np.uint16) as w:
+        w.add_rows(rows)
+    rc = main(
+        [
+            "data",
+            "audit",
+            "--suite",
+            str(tmp_path / "relaudit.yaml"),
+            "--dataset",
+            "standard",
+            "--no-progress",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "rows: 14 of 17 tokens = 3 steps of 4 rows + 2 rows" in out
+    assert "EOD (id 0): 0 tokens in 0 of 14 rows" in out
+    assert "first at step 3 (row 13 = row 2, step 0)" in out
+    assert "Pythia publishes no hash list for the pre-shuffled files" in out
+    assert "released files carry no order indices" in out
