@@ -1,6 +1,11 @@
 """Section 01, training: data card, data order, loss curves, validation loss, LR schedule,
 throughput and the proof of data of a suite.
 
+Seed spread (the suite's ``seeds`` key): the baselines and seed runs of the models that have them,
+as bands over seeds of the training and validation loss and a table of the final validation
+loss's spread and of the standard-minus-deduplicated gap against seed noise
+(:mod:`pythia.analysis.seeds` computes both).
+
 Everything here reads what the data build and the trainer wrote (``work/<suite>/data/`` and
 ``work/<suite>/models/<run>/<model>/train_log.jsonl``); ``notebooks/01_training.ipynb`` calls
 these functions. Each figure is drawn from one tidy frame (``*_data`` -> ``plot_*``), which is
@@ -18,6 +23,7 @@ import pandas as pd
 import seaborn as sns
 
 from pythia import paths
+from pythia.analysis import seeds
 from pythia.config import Suite
 from pythia.data.batches import batch_hash, get_batch
 from pythia.train.schedule import suite_lr
@@ -343,3 +349,139 @@ def verify_batches(suite: Suite, logs: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------ seed spread
+
+SEED_METRICS = {"train_loss": "training loss (rolling mean)", "val_loss": "validation loss"}
+
+
+def seed_run_list(suite: Suite, datasets: list[str], models: list[str]) -> list[tuple[str, str]]:
+    """``(run, model)`` of the baselines (seed 0) and the seed runs of the shown models that have
+    seed runs (the suite's ``seeds``); empty without them."""
+    seeded = [m for m in suite.seeds.models if m in models]
+    runs = [(d, m) for d in datasets for m in seeded]
+    return runs + [(r, m) for r, m in suite.seed_runs(datasets) if m in seeded]
+
+
+def seed_run_files(suite: Suite, datasets: list[str], models: list[str]) -> dict[str, Path]:
+    """The ``train_log.jsonl`` of every run :func:`seed_run_list` names, keyed ``run/model``."""
+    return {
+        f"{r}/{m}": paths.run_dir(suite.name, r, m) / "train_log.jsonl"
+        for r, m in seed_run_list(suite, datasets, models)
+    }
+
+
+def load_seed_logs(suite: Suite, datasets: list[str], models: list[str]) -> pd.DataFrame:
+    """The logs of :func:`seed_run_list`'s runs in one frame: model, run, dataset (the base
+    dataset), seed (0: the baseline), vary, then the log's columns."""
+    frames = []
+    for key, path in seed_run_files(suite, datasets, models).items():
+        run, model = key.split("/", 1)
+        df = read_log(path)
+        df.insert(0, "model", model)
+        df.insert(1, "run", run)
+        frames.append(df)
+    if not frames:
+        return pd.DataFrame(columns=["model", "run", "dataset", "seed", "vary", *LOG_COLUMNS])
+    logs = seeds.split_runs(pd.concat(frames, ignore_index=True))
+    logs["model"] = pd.Categorical(logs["model"], categories=list(suite.models), ordered=True)
+    return logs
+
+
+def seed_curves(seed_logs: pd.DataFrame, window: int = 9) -> pd.DataFrame:
+    """Long frame of every seed's curves after step 0: metric (``train_loss``: the loss smoothed
+    over ``window`` steps; ``val_loss``: at checkpoints), model, dataset, vary, seed, step,
+    tokens_seen, value. The baseline is seed 0 of every kind of seed run."""
+    keys = ["model", "dataset", "vary", "seed"]
+    df = seeds.with_baseline_per_kind(seed_logs)
+    train = df[[*keys, "step", "tokens_seen", "loss"]].copy()
+    train["value"] = train.groupby(keys, observed=True)["loss"].transform(
+        lambda s: smooth(s, window)
+    )
+    val = df.dropna(subset=["val_loss"])[[*keys, "step", "tokens_seen", "val_loss"]]
+    frames = [
+        train.drop(columns="loss").assign(metric="train_loss"),
+        val.rename(columns={"val_loss": "value"}).assign(metric="val_loss"),
+    ]
+    out = pd.concat(frames, ignore_index=True)
+    out = out[out["step"] > 0]
+    return out[["metric", *keys, "step", "tokens_seen", "value"]].reset_index(drop=True)
+
+
+def loss_seed_bands(seed_logs: pd.DataFrame, window: int = 9) -> pd.DataFrame:
+    """Per metric, model, dataset, kind of seed run and step: n_seeds, mean, sd, min, max over seeds."""
+    bands = seeds.seed_bands(
+        seed_curves(seed_logs, window),
+        "value",
+        by=["metric", "model", "dataset", "vary"],
+        extra=["tokens_seen"],
+    )
+    return bands.astype({"model": str})
+
+
+def plot_loss_seed_bands(bands: pd.DataFrame) -> plt.Figure:
+    """Training and validation loss over tokens, mean over seeds and the min-max band, standard
+    against deduplicated, one column per model (and kind of seed run)."""
+    panels = bands.assign(
+        panel=bands["model"]
+        + np.where(bands["vary"] == seeds.BASE, "", " · " + bands["vary"] + "-seed"),
+        metric=bands["metric"].map(SEED_METRICS),
+    )
+    return seeds.plot_seed_bands(
+        panels,
+        row="metric",
+        col="panel",
+        x="tokens_seen",
+        ylabel="loss",
+        title="Loss over seeds: mean (line) and min-max (band)",
+    )
+
+
+def seed_finals(seed_logs: pd.DataFrame) -> pd.DataFrame:
+    """Per model, dataset, kind and seed: the final validation loss (last checkpoint) and the final
+    training loss (mean of the last 5% of steps)."""
+    rows = []
+    keys = ["model", "dataset", "vary", "seed"]
+    for key, df in seeds.with_baseline_per_kind(seed_logs).groupby(keys, observed=True):
+        tail = df[df["step"] >= df["step"].max() * 0.95]
+        val = df.dropna(subset=["val_loss"]).sort_values("step")
+        rows.append(
+            {
+                **dict(zip(keys, key)),
+                "final_train_loss": float(tail["loss"].mean()),
+                "final_val_loss": float(val["val_loss"].iloc[-1]) if len(val) else np.nan,
+            }
+        )
+    return pd.DataFrame(rows, columns=[*keys, "final_train_loss", "final_val_loss"])
+
+
+def seed_spread_table(seed_logs: pd.DataFrame) -> pd.DataFrame:
+    """The final validation loss's spread over seeds per model and dataset, and the
+    standard-minus-deduplicated gap against seed noise (:func:`pythia.analysis.seeds.seed_spread`),
+    per kind of seed run."""
+    finals = seed_finals(seed_logs)
+    frames = [
+        seeds.seed_spread(df, "final_val_loss").assign(vary=vary)
+        for vary, df in finals.groupby("vary", sort=False)
+    ]
+    if not frames:
+        return seeds.seed_spread(finals, "final_val_loss").assign(vary=[])
+    out = pd.concat(frames, ignore_index=True)
+    return out[["vary", *[c for c in out.columns if c != "vary"]]].astype({"model": str})
+
+
+def gap_summary(spread: pd.DataFrame) -> str:
+    """One line per model: the standard-minus-deduplicated gap in final validation loss with its
+    spread over seeds, and whether it stands out of the seed noise."""
+    lines = []
+    for _, r in spread[spread["quantity"].str.contains(" - ")].iterrows():
+        verdict = "exceeds" if r["gap_exceeds_2sd_noise"] == "yes" else "does not exceed"
+        kind = "" if r["vary"] == seeds.BASE else f" ({r['vary']}-seed runs)"
+        lines.append(
+            f"{r['model']}{kind}: standard - deduplicated final validation loss "
+            f"{r['mean']:+.4f} +/- {r['sd']:.4f} (sd over {r['n_seeds']} seeds, range "
+            f"{r['min']:+.4f} to {r['max']:+.4f}); seed noise sd {r['noise_sd']:.4f}: |gap| "
+            f"{verdict} 2 sd"
+        )
+    return "\n".join(lines)

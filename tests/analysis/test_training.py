@@ -132,3 +132,74 @@ def test_missing_log_says_what_to_do(tmp_path, monkeypatch):
 def test_smooth_is_centred():
     s = tr.smooth(__import__("pandas").Series(np.arange(10.0)), 3)
     assert s.iloc[5] == 5.0
+
+
+@pytest.fixture
+def fake_seed_runs(tmp_path, monkeypatch):
+    """Micro's seed runs of 138K (baselines + seeds 1 and 2, both datasets), in the trainer's log
+    format: 641 steps, validation loss at the checkpoints; final validation loss
+    standard 5.00 + 0.1 seed, deduped 5.02 + 0.05 seed; training loss = validation loss + 0.5."""
+    monkeypatch.setenv("PYTHIA_WORK", str(tmp_path))
+    suite = load_suite("micro")
+    ckpts = set(suite.checkpoint_steps())
+    end = suite.training.train_iters
+    for dataset, base, per_seed in (("standard", 5.0, 0.1), ("deduped", 5.02, 0.05)):
+        for seed in (0, 1, 2):
+            run = dataset if seed == 0 else f"{dataset}-seed{seed}"
+            final = base + per_seed * seed
+            lines = []
+            for step in range(end + 1):
+                val = final + (end - step) / end  # falls linearly to `final`
+                rec = {"step": step, "tokens_seen": step * 4096, "loss": val + 0.5}
+                if step in ckpts:
+                    rec["val_loss"] = val
+                lines.append(json.dumps(rec))
+            d = tmp_path / "micro" / "models" / run / "138K"
+            d.mkdir(parents=True)
+            (d / "train_log.jsonl").write_text("\n".join(lines) + "\n")
+    return suite
+
+
+def test_seed_bands_and_spread_of_the_seed_runs(fake_seed_runs):
+    suite = fake_seed_runs
+    assert tr.seed_run_list(suite, ["standard"], ["138K", "624K"]) == [
+        ("standard", "138K"),
+        ("standard-seed1", "138K"),
+        ("standard-seed2", "138K"),
+    ]
+    logs = tr.load_seed_logs(suite, ["standard", "deduped"], ["138K"])
+    assert sorted(set(zip(logs["dataset"], logs["seed"]))) == [
+        (d, s) for d in ("deduped", "standard") for s in (0, 1, 2)
+    ]
+    bands = tr.loss_seed_bands(logs).set_index(["metric", "dataset", "step"])
+    # validation loss at step 320: final + 0.5 per seed -> standard 5.5, 5.6, 5.7
+    v = bands.loc[("val_loss", "standard", 320)]
+    assert (v.n_seeds, v["min"], v["max"], v.tokens_seen) == (
+        3,
+        5.5,
+        pytest.approx(5.7),
+        320 * 4096,
+    )
+    assert v["mean"] == pytest.approx(5.6) and v.sd == pytest.approx(0.1)
+    # smoothed training loss at the last step: the mean of the last 5 steps (centred window of 9)
+    t = bands.loc[("train_loss", "deduped", 640)]
+    assert t["min"] == pytest.approx(5.02 + 0.5 + 2 / 640)  # (4 + 3 + 2 + 1 + 0) / 5 / 640
+    spread = tr.seed_spread_table(logs).set_index(["model", "quantity"])
+    std, gap = spread.loc[("138K", "standard")], spread.loc[("138K", "standard - deduped")]
+    assert std["mean"] == pytest.approx(5.1) and std.sd == pytest.approx(0.1)
+    # gaps by seed: -0.02, 0.03, 0.08 -> mean 0.03, sd 0.05; noise sqrt((0.01 + 0.0025) / 2)
+    assert gap["mean"] == pytest.approx(0.03) and gap.sd == pytest.approx(0.05)
+    assert gap.noise_sd == pytest.approx(np.sqrt(0.00625))
+    assert gap.gap_exceeds_2sd_noise == "no" and gap.vary == "both"
+    line = tr.gap_summary(spread.reset_index())
+    assert line.startswith("138K: standard - deduplicated final validation loss +0.0300 +/- 0.0500")
+    assert "does not exceed 2 sd" in line
+    fig = tr.plot_loss_seed_bands(tr.loss_seed_bands(logs))
+    assert len(fig.axes) == 2  # training and validation loss, one model
+
+
+def test_no_seed_runs_no_seed_frames(fake_runs):
+    suite = fake_runs  # smoke: no seeds key
+    assert tr.seed_run_list(suite, ["standard", "deduped"], ["s1", "s2"]) == []
+    logs = tr.load_seed_logs(suite, ["standard", "deduped"], ["s1", "s2"])
+    assert logs.empty and tr.seed_spread_table(logs).empty
