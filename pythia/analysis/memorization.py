@@ -32,6 +32,14 @@ l continuation tokens that are the argmax given the true prefix) with its standa
 rows the job sampled (all rows of a bin up to 1,000, a uniform sample beyond, so each bin's mean is
 unbiased). In micro's data a count of 2 is mostly a document seen in both of its epochs; the
 higher bins are repeated text (the GitHub licence header, generated code).
+
+Against Pythia's released results (:func:`released_agreement`, the optional table
+``released_agreement``, written when ``memorization.released`` names a source): the released sets
+(``EleutherAI/pythia-memorized-evals``, one per model: the training sequences the final checkpoint
+memorized, checked and written by ``pythia memorization released``,
+:mod:`pythia.evaluate.memorization_released`) against our scan of the same checkpoint, on the rows
+our scan covered: flagged by ours, by the release, both, only one of them, and the share of rows
+on which both agree; the exact (32, 32) scan of the same rows should flag the same sequences.
 """
 
 from __future__ import annotations
@@ -58,6 +66,7 @@ from pythia.evaluate.memorization_files import (
     read_scan,
     summary_file,
 )
+from pythia.evaluate.memorization_released import agreement, read_released, released_file
 from pythia.train.checkpoint import run_digest
 
 MIN_EXPECTED = 5.0
@@ -852,4 +861,133 @@ def closing_note(counts: pd.DataFrame, tests: pd.DataFrame, speed: pd.DataFrame,
             f"{s['scan_scores_over_generate']:.2f}x with every fractional score; identical flags "
             f"{s['flags_identical']}, identical scores {s['scores_identical']}."
         )
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ the released results
+
+
+AGREEMENT_COLUMNS = (
+    "model",
+    "dataset",
+    "step",
+    "source",
+    "rows_compared",
+    "flagged_ours",
+    "flagged_released",
+    "both",
+    "only_ours",
+    "only_released",
+    "agreement",
+    "released_outside",
+    "tokens_checked",
+    "tokens_differ",
+    "note",
+)
+"""The columns of :func:`released_agreement`."""
+
+
+def released_files(suite: Suite, datasets: list[str], models: list[str]) -> dict[str, Path]:
+    """The ``released.parquet`` of every (dataset, model), keyed ``dataset/model/released``."""
+    return {f"{d}/{m}/released": released_file(suite.name, d, m) for d in datasets for m in models}
+
+
+def _agreement_row(scans: pd.DataFrame, rel: pd.DataFrame, l: int, prompt: int) -> dict:
+    """One (model, dataset)'s row of :func:`released_agreement` (``rel``: a released file's frame)."""
+    meta = rel.attrs
+    step = int(meta["step"])
+    mine = scans[(scans["step"] == step)]
+    row = {"model": meta["model"], "dataset": meta["dataset"], "step": step}
+    row.update(source=meta["origin"].get("where", meta["source"]), note="")
+    row.update(tokens_checked=meta["tokens_checked"], tokens_differ=meta["tokens_differ"])
+    row.update(
+        agreement(
+            mine["seq"].to_numpy(), mine.loc[mine["memorized"], "seq"].to_numpy(), rel["index"]
+        )
+    )
+    width = len(rel["tokens"].iloc[0]) if "tokens" in rel.columns and len(rel) else None
+    if mine.empty:
+        row["note"] = f"our scans have no checkpoint at step {step}: scan it to compare"
+    elif width is not None and width != prompt + l:
+        row["note"] = f"released tokens hold {width}, our scan's k + l = {prompt + l}"
+    n = row["rows_compared"]
+    row["agreement"] = row.pop("agreeing_rows") / n if n else np.nan
+    return row
+
+
+def released_agreement(
+    suite: Suite, scans: pd.DataFrame, datasets: list[str], models: list[str], l: int, prompt: int
+) -> pd.DataFrame:
+    """Per (model, dataset) with a released set: our scan at the released checkpoint against it on
+    the rows our scan covered (:data:`AGREEMENT_COLUMNS`; ``agreement`` = rows where both agree /
+    rows compared; ``released_outside``: released indices our scan did not cover; ``tokens_differ``:
+    released rows of our data whose tokens are not our row's). A model the source has no split for
+    is left out; ``.attrs["absent"]`` says which and why."""
+    rows, absent = [], {}
+    for d in datasets:
+        for m in models:
+            rel = read_released(released_file(suite.name, d, m))
+            if rel.attrs.get("absent"):
+                absent[f"{d}/{m}"] = rel.attrs["absent"]
+                continue
+            part = scans[(scans["model"] == m) & (scans["dataset"] == d)]
+            rows.append(_agreement_row(part, rel, l, prompt))
+    out = pd.DataFrame(rows, columns=list(AGREEMENT_COLUMNS))
+    out.attrs = {"absent": absent}
+    return out
+
+
+def released_disagreements(
+    suite: Suite, scans: pd.DataFrame, table: pd.DataFrame, limit: int = 20
+) -> pd.DataFrame:
+    """The sequences behind ``only_ours`` and ``only_released`` of :func:`released_agreement`
+    (at most ``limit`` per model and dataset): model, dataset, step, seq, ours, released, match_run."""
+    out = []
+    for _, r in table.iterrows():
+        rel = read_released(released_file(suite.name, r["dataset"], r["model"]))
+        mine = scans[
+            (scans["model"] == r["model"])
+            & (scans["dataset"] == r["dataset"])
+            & (scans["step"] == r["step"])
+        ]
+        theirs = np.isin(mine["seq"].to_numpy(), rel["index"].to_numpy())
+        differs = mine["memorized"].to_numpy() != theirs
+        differ = mine[differs].head(limit)
+        out.append(
+            pd.DataFrame(
+                {
+                    "model": r["model"],
+                    "dataset": r["dataset"],
+                    "step": r["step"],
+                    "seq": differ["seq"].to_numpy(),
+                    "ours": differ["memorized"].to_numpy(),
+                    "released": theirs[differs][:limit],
+                    "match_run": differ["match_run"].to_numpy(),
+                }
+            )
+        )
+    cols = ["model", "dataset", "step", "seq", "ours", "released", "match_run"]
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=cols)
+
+
+def released_note(table: pd.DataFrame, l: int) -> str:
+    """The agreement in words, one line per model and dataset."""
+    if table.empty:
+        return "No released set to compare (the source has none of these models)."
+    lines = [f"Our ({l}-token) scan against the released memorized sequences, same checkpoint:"]
+    for _, r in table.iterrows():
+        same = (
+            "the same sequences"
+            if r["only_ours"] == r["only_released"] == 0
+            else "different sequences"
+        )
+        lines.append(
+            f"  {r['model']}/{r['dataset']} step {r['step']}: {r['rows_compared']} rows, ours "
+            f"{r['flagged_ours']}, released {r['flagged_released']}, both {r['both']}, only ours "
+            f"{r['only_ours']}, only released {r['only_released']}: {same} "
+            f"(agreement {r['agreement']:.6g}; {r['tokens_differ']} of {r['tokens_checked']} "
+            f"released token rows differ from ours){'; ' + r['note'] if r['note'] else ''}"
+        )
+    for key, why in table.attrs.get("absent", {}).items():
+        lines.append(f"  {key}: no released set ({why})")
     return "\n".join(lines)

@@ -5,6 +5,8 @@
         [--continuation L] [--score-stride N] [--data-start N] [--data-stop N] [--data-stride N]
         [--device cpu|cuda] [--dtype T] [--duplicates FILE] [--out FILE] ...
     pythia memorization duplicates --suite S --dataset D --model M [--per-bin N] [--seed N] ...
+    pythia memorization released --suite S --dataset D --model M [--source HUB_ID|PATH]
+        [--cache-dir DIR] [--allow-missing-split] [--out FILE]
 
 (``pythia bench memorization`` times the scan against ``model.generate``.)
 """
@@ -19,9 +21,11 @@ import torch
 
 from pythia.cli import options
 from pythia.config import load_suite
+from pythia.data.batches import open_sequences
 from pythia.errors import require_device
+from pythia.evaluate import memorization_released as released
 from pythia.evaluate.memorization import TF_PER_BIN, duplicates_model, scan_model
-from pythia.evaluate.memorization_files import duplicates_file, summary_file
+from pythia.evaluate.memorization_files import duplicates_file, read_scan, scan_file, summary_file
 from pythia.evaluate.memorization_kernels import ScanOptions
 
 
@@ -102,6 +106,79 @@ def _cmd_duplicates(args: argparse.Namespace) -> int:
         )
     print(f"wrote {args.out or duplicates_file(suite.name, args.dataset, args.model)}")
     return 0
+
+
+def _load_released(args: argparse.Namespace) -> released.ReleasedSet:
+    """The released set of the asked model, or (``--allow-missing-split``) an absent one."""
+    try:
+        return released.load_released(
+            args.source, args.model, args.dataset, cache_dir=args.cache_dir
+        )
+    except released.SplitMissing as e:
+        if not args.allow_missing_split:
+            raise
+        return released.absent_set(args.source, args.model, args.dataset, str(e))
+
+
+def _cmd_released(args: argparse.Namespace) -> int:
+    suite = load_suite(args.suite)
+    suite.model(args.model)  # an unknown model fails here, naming the suite's
+    step = suite.training.train_iters  # the release is of the fully trained model
+    out = args.out or released.released_file(suite.name, args.dataset, args.model)
+    rel = _load_released(args)
+    rows = None if rel.absent else open_sequences(suite, args.dataset)
+    meta = released.write_released(out, rel, rows, step)
+    if rel.absent:
+        print(f"{args.dataset}/{args.model}: no released set ({rel.absent})")
+    else:
+        print(
+            f"{rel.split} from {rel.origin['where']}: {meta['rows']} memorized sequences, "
+            f"{meta['in_data']} in our data; tokens of {meta['tokens_differ']} of "
+            f"{meta['tokens_checked']} differ from our rows"
+        )
+        scan = scan_file(suite.name, args.dataset, args.model, step)
+        if scan.is_file():
+            df = read_scan(scan)
+            a = released.agreement(df["seq"], df.loc[df["memorized"], "seq"], rel.indices)
+            print(
+                f"against our scan of step {step} ({scan}): {a['rows_compared']} rows, ours "
+                f"{a['flagged_ours']}, released {a['flagged_released']}, both {a['both']}, only ours "
+                f"{a['only_ours']}, only released {a['only_released']}"
+            )
+    print(f"wrote {out}")
+    return 0
+
+
+def _add_released(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser(
+        "released",
+        help="load Pythia's released memorized sequences of a model (EleutherAI/pythia-memorized-evals "
+        "or a local copy), check them against our data and compare them with our scan",
+    )
+    options.add_suite(r)
+    options.add_run(r, model_help="a model of the suite (the release has 70M-12B)")
+    r.add_argument(
+        "--source",
+        default=released.HUB_DATASET,
+        help=f"a hub dataset id [@revision] (default {released.HUB_DATASET}) or a local folder or "
+        "Parquet/CSV file in its shape (index, tokens)",
+    )
+    r.add_argument(
+        "--cache-dir", type=Path, default=None, help="hub download cache (default: the hub's)"
+    )
+    r.add_argument(
+        "--allow-missing-split",
+        action="store_true",
+        help="a model the source has no split for gets an empty set saying so (the workflow's "
+        "14M and 31M), instead of an error",
+    )
+    r.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="Parquet file (default work/<suite>/memorization/<dataset>/<model>/released.parquet)",
+    )
+    r.set_defaults(func=_cmd_released)
 
 
 def _add_scan_target(p: argparse.ArgumentParser) -> None:
@@ -204,3 +281,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     msub = options.subcommands(p, "subcommand")
     _add_scan(msub)
     _add_duplicates(msub)
+    _add_released(msub)
