@@ -3,7 +3,10 @@
 # training data seen up to each checkpoint, and few-shot arithmetic accuracy against them.
 #   term_frequencies_counts    one pass over a dataset's pre-shuffled training order (ours or
 #                              Pythia's released files), counts per step range [range x number];
-#                              resumable: finished ranges are kept beside the output
+#                              resumable: finished ranges are kept beside the output. On built
+#                              data through the n-gram index (work/<suite>/cache/ngram): only
+#                              the rows holding a digit are decoded, the same counts; not on
+#                              the released files (an index of 300B tokens needs ~3 TB)
 #   term_frequencies_evaluate  the arithmetic prompts as lm-eval generate_until tasks on every
 #                              evaluated checkpoint of one (dataset, model), cached per checkpoint
 #   term_frequencies_notebook  figures and tables (nothing there needs a checkpoint)
@@ -27,6 +30,7 @@ rule term_frequencies_counts:
         suite=SUITE,
         digest=job_digest(term_frequencies.counts_digest),
         steps=" ".join(str(s) for s in ANALYSIS_STEPS),
+        index=lambda w: "" if w.dataset in RELEASED_DATASETS else "--index",
     log:
         f"{LOGS}/term_frequencies/counts/{{dataset}}.log",
     threads: TRAIN_THREADS
@@ -37,7 +41,8 @@ rule term_frequencies_counts:
         "../envs/pythia.yaml"
     shell:
         "pythia term-frequencies count --suite {params.suite} --dataset {wildcards.dataset}"
-        " --out {output.counts} --workers {threads} --steps {params.steps} --no-progress &> {log}"
+        " --out {output.counts} --workers {threads} --steps {params.steps} {params.index}"
+        " --no-progress &> {log}"
 
 
 rule term_frequencies_evaluate:

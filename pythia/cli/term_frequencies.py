@@ -1,5 +1,6 @@
-"""``pythia term-frequencies count|evaluate``: section 05, operand counts in the training data
-and few-shot arithmetic on the checkpoints (:mod:`pythia.evaluate.term_frequencies`)."""
+"""``pythia term-frequencies count|evaluate|first-seen``: section 05, operand counts in the
+training data and few-shot arithmetic on the checkpoints (:mod:`pythia.evaluate.term_frequencies`),
+and the steps at which any text occurs in the training order (:mod:`pythia.evaluate.ngram_index`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pythia import paths
 from pythia.cli import options
 from pythia.config import load_suite
 from pythia.errors import UsageError, require_device
+from pythia.evaluate.ngram_index import build_index, first_seen_text
 from pythia.evaluate.term_frequencies import count_dataset, evaluate
 
 
@@ -28,6 +30,9 @@ def _cmd_count(args: argparse.Namespace) -> int:
         workers=args.workers,
         progress=not args.no_progress,
         suite_file=args.suite if args.suite.endswith((".yaml", ".yml")) else None,
+        index=build_index(suite, args.dataset, root=args.index_cache, progress=not args.no_progress)
+        if args.index
+        else None,
     )
     info = json.loads(out.with_suffix(".json").read_text())
     print(
@@ -58,6 +63,37 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_first_seen(args: argparse.Namespace) -> int:
+    suite = load_suite(args.suite)
+    paths.check_dataset(args.dataset)
+    found = first_seen_text(
+        suite, args.dataset, args.text, root=args.index_cache, progress=not args.no_progress
+    )
+    if args.json:
+        print(json.dumps(found))
+        return 0
+    where = (
+        f"first seen at step {found['first_step']}"
+        if found["first_step"] is not None
+        else "never seen"
+    )
+    print(
+        f"{found['text']!r} (tokens {found['tokens']}): {where}; {found['count']:,} occurrences "
+        f"in {len(found['steps']):,} of {found['steps_covered']:,} steps of {suite.name}/{args.dataset}"
+    )
+    if found["steps"]:
+        print("steps: " + " ".join(map(str, found["steps"])))
+    return 0
+
+
+def _add_index_cache(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--index-cache",
+        default=None,
+        help="folder of the n-gram indexes (default work/<suite>/cache/ngram)",
+    )
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "term-frequencies",
@@ -78,6 +114,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument(
         "--steps", type=int, nargs="*", default=None, help="also end step ranges at these steps"
     )
+    c.add_argument(
+        "--index",
+        action="store_true",
+        help="decode only the rows the n-gram index finds holding a digit (the same counts)",
+    )
+    _add_index_cache(c)
     options.add_progress(c)
     c.set_defaults(func=_cmd_count)
     e = s.add_parser(
@@ -93,3 +135,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     options.add_progress(e)
     options.add_checkpoints(e)
     e.set_defaults(func=_cmd_evaluate)
+    f = s.add_parser(
+        "first-seen",
+        help="the training steps at which a text occurs (the n-gram index of the training order)",
+    )
+    options.add_suite(f)
+    f.add_argument("--dataset", required=True, help="standard or deduped")
+    f.add_argument(
+        "text", help="the text, tokenized as given (a leading space belongs to the first token)"
+    )
+    f.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    _add_index_cache(f)
+    options.add_progress(f)
+    f.set_defaults(func=_cmd_first_seen)

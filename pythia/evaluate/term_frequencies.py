@@ -17,6 +17,24 @@ pass over the data through :func:`pythia.data.batches.get_batch` (our order or P
 pre-shuffled files): each range is written to its own file as it finishes, so a killed count
 resumes at the first missing range, and memory stays bounded by one chunk of steps per worker.
 
+The n-gram index (:mod:`pythia.evaluate.ngram_index`, ``count_dataset(..., index=...)``) gives
+the same counts where it is used, and is used only where it must: a window needs a decimal digit
+(``\\d``) at both ends, and decoded text holds one only where a token decodes to text with a
+``\\d`` or to an incomplete UTF-8 character (U+FFFD: a byte piece of a character that the next
+token completes, possibly a non-ASCII digit); decoding joins the tokens' bytes and its clean-up
+only removes spaces, so it creates no digit. :func:`digit_tokens` lists those tokens, the index
+finds the rows holding any of them, and only those rows are decoded and searched with the regex:
+every other row has no window, so every count (numbers and pairs, per range) is identical to the
+regex pass over all rows (``tests/evaluate/test_ngram_index.py`` compares both on the smoke data;
+on micro, 2 datasets x 25 ranges x 10,100 counts, all equal). What the index does not give: the
+window counts themselves. An operand's count is the number of windows it sits in, which depends
+on the one to three words around it (a number with no other number within three words counts
+0; one inside three overlapping windows counts 3; "42," counts as 42 inside the words but starts
+no window), none of which an n-gram count expresses; and the index's count of the tokens of
+``" 42"`` is not even the occurrences of 42 as a number (it counts the prefix of ``" 425"``
+where the BPE splits it ``" 42" "5"``, and misses ``"42"`` after a bracket or at a row's start).
+So the windows stay the regex's.
+
 Evaluation: the registry's ``arithmetic_prompts`` (``Q:What is {x1} plus {x2}? A:`` with the
 answer, no leading space; the contamination guard knows every one). A k-shot prompt is k
 answered prompts of the same operation with another x1, drawn with ``Random(seed/op/x1/x2/k)``
@@ -66,6 +84,7 @@ from pythia.data.released import is_released
 from pythia.data.tokenizer import load_tokenizer, tokenizer_dir
 from pythia.errors import MissingInputError, UsageError
 from pythia.evaluate.harness import evaluate_tasks, folder_digest, request_cache
+from pythia.evaluate.ngram_index import TrainingIndex
 from pythia.io import atomic_path, sha256_file, write_json
 from pythia.runs import Catalogue, Checkpoint
 from pythia.train.checkpoint import run_digest
@@ -122,6 +141,17 @@ def count_texts(
     return numbers, pairs
 
 
+DIGIT_TEXT = re.compile(r"\d|\ufffd")
+"""A token that can put a decimal digit into decoded text: one, or an incomplete character."""
+
+
+def digit_tokens(tok: Any) -> np.ndarray:
+    """The ids of the tokens that decode (alone) to text with a ``\\d`` or an incomplete UTF-8
+    character (U+FFFD): a decoded row without any of them holds no digit, hence no window."""
+    texts = tok.batch_decode([[i] for i in range(len(tok))])
+    return np.array([i for i, t in enumerate(texts) if DIGIT_TEXT.search(t)], dtype=np.int64)
+
+
 def step_ranges(
     spec: TermFrequencySpec, train_iters: int, steps: Sequence[int] = ()
 ) -> list[tuple[int, int]]:
@@ -162,36 +192,47 @@ def counts_key(suite: Suite, dataset: str) -> str:
 # --------------------------------------------------------------------------------------
 
 _WORKER: dict[str, Any] = {}
-"""What a counting process reads with: the suite's name, the dataset and the tokenizer."""
+"""What a counting process reads with: the suite's name, the dataset, the tokenizer and, when
+the n-gram index is used, ``keep`` [rows]: the rows holding a digit token (None: every row)."""
 
 
-def _init_worker(suite_name: str, dataset: str, suite_file: str | None) -> None:
+def _init_worker(
+    suite_name: str, dataset: str, suite_file: str | None, keep: np.ndarray | None = None
+) -> None:
     """Load the tokenizer into :data:`_WORKER` (in the parent, which forked workers inherit, or
     in each spawned worker)."""
     if suite_file:
         register_suite_file(suite_file)
-    _WORKER.update(suite=suite_name, dataset=dataset, tok=load_tokenizer(suite_name))
+    _WORKER.update(suite=suite_name, dataset=dataset, tok=load_tokenizer(suite_name), keep=keep)
 
 
 def _count_steps(task: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, int]:
-    """Counts over steps [lo, hi) in a worker: (numbers, pairs, tokens)."""
+    """Counts over steps [lo, hi) in a worker: (numbers, pairs, tokens); only the rows of
+    ``keep`` are decoded when it is set (the others hold no digit)."""
     lo, hi = task
     numbers, pairs = count_texts([])
     tokens = 0
+    keep = _WORKER.get("keep")
     for step in range(lo, hi):
         rows = get_batch(_WORKER["suite"], _WORKER["dataset"], step)  # (B, seq_len + 1)
+        tokens += rows.size
+        if keep is not None:
+            rows = rows[keep[step * len(rows) : (step + 1) * len(rows)]]
         texts = _WORKER["tok"].batch_decode(rows.tolist())
         numbers, pairs = count_texts(texts, numbers, pairs)
-        tokens += rows.size
     return numbers, pairs, tokens
 
 
-def _open_pool(workers: int, suite_name: str, dataset: str, suite_file: str | None) -> Pool:
+def _open_pool(
+    workers: int, suite_name: str, dataset: str, suite_file: str | None, keep: np.ndarray | None
+) -> Pool:
     """``workers`` counting processes. fork where the platform has it: workers start at once with
     the tokenizer the parent loaded (spawn re-imports transformers in each)."""
     if "fork" in mp.get_all_start_methods():
         return mp.get_context("fork").Pool(workers)
-    return mp.get_context("spawn").Pool(workers, _init_worker, (suite_name, dataset, suite_file))
+    return mp.get_context("spawn").Pool(
+        workers, _init_worker, (suite_name, dataset, suite_file, keep)
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -227,13 +268,21 @@ def count_dataset(
     chunk_tokens: int = 1 << 20,
     progress: bool = True,
     suite_file: str | None = None,
+    index: TrainingIndex | None = None,
 ) -> Path:
     """Count operands over the whole training order of ``dataset``, one file per step range in
     ``<out without .npz>/`` (kept: a rerun counts only the missing ranges), then the array file
-    ``out`` (.npz): ``start``, ``end`` [R], ``numbers`` [R, 100], ``pairs`` [R, 100, 100], ``tokens`` [R]."""
+    ``out`` (.npz): ``start``, ``end`` [R], ``numbers`` [R, 100], ``pairs`` [R, 100, 100], ``tokens`` [R].
+    ``index``: the dataset's n-gram index; only the rows it finds holding a :func:`digit_tokens`
+    token are decoded (the same counts: the module's docstring says why)."""
     out = Path(out)
     open_sequences(suite, dataset)  # a missing file fails here with how to build or download it
     total = min(suite.training.train_iters, num_steps(suite, dataset))
+    if index is not None and index.steps != total:
+        raise UsageError(
+            f"the n-gram index {index.folder} covers {index.steps} steps, the training order of "
+            f"{suite.name}/{dataset} {total}; build the index of this suite and dataset"
+        )
     ranges = step_ranges(suite.analysis.term_frequencies, total, steps)
     key = counts_key(suite, dataset)
     folder = out.with_suffix("")
@@ -257,9 +306,11 @@ def count_dataset(
         chunk_tokens=chunk_tokens,
         progress=progress,
         suite_file=suite_file,
+        index=index,
     )
     arrays = _write_counts(out, folder, ranges, key)
     info = {"suite": suite.name, "dataset": dataset, "ranges": len(ranges)}
+    info |= {"index": str(index.folder) if index is not None else None}
     info |= _speed(len(todo), counted, seconds, workers, arrays) | {"key": key}
     write_json(out.with_suffix(".json"), info)
     return out
@@ -306,6 +357,7 @@ def _count_ranges(
     chunk_tokens: int,
     progress: bool,
     suite_file: str | None,
+    index: TrainingIndex | None,
 ) -> tuple[int, float]:
     """Count the ranges ``todo`` on ``workers`` processes, writing each range's file as it
     finishes; returns the tokens counted and the seconds it took. All pieces go in one ordered
@@ -313,7 +365,11 @@ def _count_ranges(
     tokens_per_step = suite.training.global_batch * (suite.training.seq_len + 1)
     chunk = max(1, chunk_tokens // tokens_per_step)
     _init_worker(suite.name, dataset, suite_file)  # the tokenizer, loaded once
-    pool = _open_pool(workers, suite.name, dataset, suite_file) if workers > 1 and todo else None
+    keep = index.rows_holding(digit_tokens(_WORKER["tok"])) if index is not None and todo else None
+    _WORKER["keep"] = keep
+    pool = (
+        _open_pool(workers, suite.name, dataset, suite_file, keep) if workers > 1 and todo else None
+    )
     bar = tqdm(
         total=sum(hi - lo for lo, hi in todo) * tokens_per_step,
         unit="tok",
