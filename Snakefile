@@ -49,6 +49,10 @@ for _section in sections.SECTIONS:
     include: f"rules/{_section.stem}.smk"
 
 
+# The checkpoint audit (not a section): results/<suite>/checkpoints/audit.csv and its grid.
+include: "rules/checkpoints.smk"
+
+
 # Jobs of seconds run where Snakemake runs (the login node under --profile slurm), never as
 # cluster jobs, which pay 10-15 s each of start-up and status polling: the section notebooks,
 # the evaluation task writers and the archive fetch (both may download: login nodes have the

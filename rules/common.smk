@@ -47,6 +47,7 @@ CHECKPOINTS = {
     "source": config["checkpoints_source"] or config["checkpoints"]["source"],
     "path": config["checkpoints_path"] or config["checkpoints"]["path"],
     "steps": [int(s) for s in config["checkpoints"]["steps"]],  # --config gives strings
+    "audit": config["checkpoints"].get("audit", "warn"),  # what the sections do with flagged ones
 }
 CATALOGUE = open_catalogue(SUITE_CFG, CHECKPOINTS["source"], CHECKPOINTS["path"] or None, CHECKPOINTS["steps"] or None)
 for _m in MODELS:
@@ -105,7 +106,8 @@ def checkpoint_args():
     """The catalogue options of a section's command (pythia.cli.options.add_checkpoints), from the config."""
     path = f" --checkpoints-path {CHECKPOINTS['path']}" if CHECKPOINTS["path"] else ""
     steps = " ".join(str(s) for s in ANALYSIS_STEPS)
-    return f"--checkpoints-source {CATALOGUE.source.value}{path} --steps {steps}"
+    audit = f" --audit {CHECKPOINTS['audit']}" if CHECKPOINTS["audit"] != "warn" else ""  # warn: the commands' default
+    return f"--checkpoints-source {CATALOGUE.source.value}{path} --steps {steps}{audit}"
 
 
 def runs_done(runs=None, models=None):
@@ -235,6 +237,8 @@ PAPERMILL = (
 # Each section file (rules/<stem>.smk) calls register_targets(stem, [...]) with its final outputs.
 
 SECTION_TARGETS = {}
+TOOL_TARGETS = []
+"""Final outputs of rule files that are no section (rules/checkpoints.smk: the checkpoint audit)."""
 
 
 def register_targets(stem, targets):
@@ -247,4 +251,4 @@ def all_targets():
     missing = [s for s in SECTIONS if s not in SECTION_TARGETS]
     if missing:
         raise ValueError(f"sections {missing} registered no targets: their rules/<stem>.smk must call register_targets")
-    return [t for s in SECTIONS for t in SECTION_TARGETS[s]]
+    return [t for s in SECTIONS for t in SECTION_TARGETS[s]] + TOOL_TARGETS
