@@ -252,9 +252,9 @@ SECTIONS: tuple[Section, ...] = (
             Table("batch_proof", Compare(keys=("model", "dataset"))),
         ),
         optional_figures=(
-            Figure("loss_seed_bands", trained("metric", "model", "dataset", "step")),
+            Figure("loss_seed_bands", trained("metric", "model", "dataset", "vary", "step")),
         ),
-        optional_tables=(Table("seed_spread", trained("model", "quantity")),),
+        optional_tables=(Table("seed_spread", trained("vary", "model", "quantity")),),
         reads=("tokenizer", "data", "training", "models", "seeds"),
     ),
     Section(
@@ -303,7 +303,10 @@ SECTIONS: tuple[Section, ...] = (
             Figure(
                 "accuracy_seed_bands",
                 Compare(
-                    keys=("task", "dataset", "model", "step"), rtol=1e-3, atol=0.011, why=BENCH_WHY
+                    keys=("task", "dataset", "model", "vary", "step"),
+                    rtol=1e-3,
+                    atol=0.011,
+                    why=BENCH_WHY,
                 ),
             ),
         ),
