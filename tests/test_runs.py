@@ -5,16 +5,18 @@ network here: the code path up to the download, and its message)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from safetensors.torch import load_file, save_file
 from transformers import GPTNeoXForCausalLM
 
-from pythia.config import ConfigError, load_suite
+from pythia.config import ConfigError
 from pythia.runs import (
     Catalogue,
     CatalogueError,
@@ -23,7 +25,9 @@ from pythia.runs import (
     hub_repo,
     open_catalogue,
     released_name,
+    released_runs,
 )
+from tests.hub_server import Hub
 
 
 @pytest.fixture
@@ -153,47 +157,20 @@ def test_one_tokenizer_object_per_tokenizer_content(released_dir):
     assert a.load_tokenizer() is tok
 
 
-def test_hub_tokenizer_is_one_object_per_content(released_dir, tmp_path, monkeypatch):
+def test_hub_tokenizer_is_one_object_per_content(hub):
     """On the hub source every revision's tokenizer files are fetched into the hub cache (only
-    those files) and key the same memo as local ones: the checkpoints of a model share one
-    tokenizer object, and a revision with other tokenizer files gets another."""
-    import shutil
-
-    import huggingface_hub
-
-    from pythia.runs import TOKENIZER_FILES
-
-    source = Path(
-        open_catalogue("pythia", "local", released_dir).checkpoint("70M", "standard", 512).location
-    )
-    calls = []
-
-    def fake_snapshot(repo_id, *, revision, cache_dir, allow_patterns):
-        calls.append((repo_id, revision, sorted(allow_patterns)))
-        folder = tmp_path / "hub" / repo_id / revision
-        folder.mkdir(parents=True, exist_ok=True)
-        for name in allow_patterns:
-            if (source / name).is_file() and not (folder / name).exists():
-                shutil.copy(source / name, folder / name)
-        return str(folder)
-
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
-    cat = open_catalogue("pythia", "hub", tmp_path / "hf-cache")
+    those files, no weights) and key the same memo as local ones: the checkpoints of a model share
+    one tokenizer object, and a revision with other tokenizer files gets another."""
+    repo = "EleutherAI/pythia-70m-deduped"
+    hub.publish_pythia(repo, steps=(1000, 2000, 3000))
+    files = hub.server.files(repo, "step3000")
+    cfg = {**json.loads(files["tokenizer_config.json"]), "model_max_length": 777}
+    hub.publish(repo, "step3000", {**files, "tokenizer_config.json": json.dumps(cfg).encode()})
+    cat = open_catalogue("pythia", "hub")
     a, b, c = (cat.checkpoint("70M", "deduped", s) for s in (1000, 2000, 3000))
     tok = a.load_tokenizer()
     assert b.load_tokenizer() is tok and a.load_tokenizer() is tok
-    assert calls[0] == (
-        "EleutherAI/pythia-70m-deduped",
-        "step1000",
-        sorted([*TOKENIZER_FILES, "config.json"]),
-    )
-    cfg = tmp_path / "hub" / "EleutherAI/pythia-70m-deduped" / "step3000" / "tokenizer_config.json"
-    cfg.parent.mkdir(parents=True)
-    cfg.write_text(
-        json.dumps(
-            {**json.loads((source / "tokenizer_config.json").read_text()), "model_max_length": 777}
-        )
-    )
+    assert not hub.requests("model.safetensors")
     other = c.load_tokenizer()
     assert other is not tok and other.model_max_length == 777
 
@@ -238,30 +215,17 @@ def test_clear_errors(released_dir):
         open_catalogue("smoke").checkpoint("s2", "standard", 24)
 
 
-def test_hub_without_network(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_hub_without_network(tmp_path):
+    """HF_HUB_OFFLINE=1 (the test session's default) with an empty cache: the hub's runs and
+    models are listed, no step is available, and asking for one says why in one line."""
     cat = open_catalogue("pythia", "hub", tmp_path / "hf-cache")
     assert cat.datasets() == ["standard", "deduped"] and cat.models()[:3] == ["14M", "31M", "70M"]
-    assert len(cat.available_steps("70M", "deduped")) == 154
-    assert cat.steps("70M", "deduped") == load_suite("pythia").analysis_steps()
-    ckpt = cat.checkpoint("70M", "deduped", 3000)
-    assert (ckpt.location, ckpt.revision) == ("EleutherAI/pythia-70m-deduped", "step3000")
-    assert ckpt.identity == "hub:EleutherAI/pythia-70m-deduped@step3000"
+    assert cat.available_steps("70M", "deduped") == []
     with pytest.raises(CatalogueError) as err:
-        ckpt.load_model()
+        cat.checkpoint("70M", "deduped", 3000)
     msg = str(err.value)
-    assert "EleutherAI/pythia-70m-deduped at revision step3000" in msg
-    assert (
-        "hf download EleutherAI/pythia-70m-deduped --revision step3000 --local-dir <dir>/pythia-70m-deduped/step3000"
-        in msg
-    )
-    assert "source 'local' with path <dir>" in msg
-    with pytest.raises(CatalogueError, match="tokenizer of EleutherAI/pythia-70m-deduped"):
-        ckpt.load_tokenizer()
-    with pytest.raises(
-        CatalogueError, match=r"EleutherAI/pythia-70m has no step 1500.*nearest: 1000, 2000"
-    ):
-        cat.checkpoint("70M", "standard", 1500)
+    assert msg.startswith("EleutherAI/pythia-70m-deduped step3000 was never downloaded")
+    assert "HF_HUB_OFFLINE=1" in msg and "source 'local'" in msg
     with pytest.raises(
         CatalogueError, match="model '1.8M' of suite 'micro' has no released Pythia checkpoints"
     ):
@@ -306,3 +270,157 @@ def test_cli_lists_checkpoints(released_dir):
         text=True,
     )
     assert bad.returncode == 2 and "needs a path" in bad.stderr
+
+
+# ---------------------------------------------------------------------- the hub (loopback server)
+
+HUB_REPO = "EleutherAI/pythia-14m"
+
+
+def _tokens(n: int = 4, width: int = 24) -> np.ndarray:
+    return np.random.default_rng(0).integers(1, 500, size=(n, width))
+
+
+def test_hub_identity_is_the_commit_and_a_reupload_recomputes(hub, tmp_path):
+    """The identity is the commit the branch resolves to: a branch re-uploaded with other weights
+    is a new identity, so scores cached by identity are computed again (a9ee7a7 kept
+    ``hub:<repo>@step2`` and reused the old scores); an unchanged rerun asks only for the refs."""
+    from pythia.evaluate.cache import cached_score
+
+    shas = hub.publish_pythia(HUB_REPO, steps=(0, 1, 2), tokenizer=False)
+    root, tokens = tmp_path / "scores", _tokens()
+    ckpt = open_catalogue("pythia", "hub", steps=[2]).checkpoint("14M", "standard", 2)
+    assert ckpt.identity == f"hub:{HUB_REPO}@{shas['step2']}"
+    first = cached_score(ckpt, tokens, root=root).logprobs
+
+    hub.reset_log()
+    again = open_catalogue("pythia", "hub", steps=[2]).checkpoint("14M", "standard", 2)
+    assert again.identity == ckpt.identity
+    assert np.array_equal(cached_score(again, tokens, root=root).logprobs, first)
+    assert hub.requests() == [("GET", "hub", f"/api/models/{HUB_REPO}/refs", 200)]
+
+    new = hub.publish(
+        HUB_REPO, "step2", {**hub.server.files(HUB_REPO, "step2"), **hub.model_files(99)}
+    )
+    assert new != shas["step2"]
+    hub.reset_log()
+    fresh = open_catalogue("pythia", "hub", steps=[2]).checkpoint("14M", "standard", 2)
+    assert fresh.identity == f"hub:{HUB_REPO}@{new}"
+    rescored = cached_score(fresh, tokens, root=root).logprobs
+    assert not np.allclose(rescored, first)
+    direct = cached_score(fresh, tokens, root=tmp_path / "other").logprobs
+    assert np.array_equal(rescored, direct)
+    assert hub.requests("/lfs/"), "the new weights were downloaded"
+
+
+def test_hub_offline_resolves_from_the_cache(hub, tmp_path):
+    """With HF_HUB_OFFLINE=1 a branch resolves to the commit the cache recorded (same identity,
+    0 requests); a revision never downloaded is one clear error."""
+    hub.publish_pythia(HUB_REPO, steps=(0, 1, 2), tokenizer=False)
+    online = open_catalogue("pythia", "hub").checkpoint("14M", "standard", 1)
+    online.load_model()
+    hub.reset_log()
+    with hub.offline():
+        cat = open_catalogue("pythia", "hub")
+        assert cat.available_steps("14M", "standard") == [1]
+        ckpt = cat.checkpoint("14M", "standard", 1)
+        assert ckpt.identity == online.identity
+        ckpt.load_model()
+        with pytest.raises(CatalogueError) as err:
+            cat.checkpoint("14M", "standard", 2)
+    assert hub.requests() == []
+    msg = str(err.value)
+    assert "never downloaded" in msg and "HF_HUB_OFFLINE=1" in msg and "\n" not in msg
+
+
+def test_hub_errors_keep_their_reason(hub, monkeypatch):
+    """No such branch, no such repository, and an unreachable hub are three different one-line
+    errors; only the last suggests downloading with network access (a9ee7a7 said
+    "(404 Client Error.)" and suggested a download for all three)."""
+    from huggingface_hub import constants
+
+    hub.publish_pythia(HUB_REPO, steps=(0, 1, 2, 4), tokenizer=False)
+    cat = open_catalogue("pythia", "hub")
+    with pytest.raises(CatalogueError) as branch:
+        cat.checkpoint("14M", "standard", 8)
+    with pytest.raises(CatalogueError) as repo:
+        cat.checkpoint("70M", "standard", 8)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    with pytest.raises(CatalogueError) as down:
+        open_catalogue("pythia", "hub").checkpoint("31M", "standard", 8)
+    msgs = [str(e.value) for e in (branch, repo, down)]
+    assert msgs[0] == (
+        f"model {HUB_REPO} has no branch step8; branches that exist near it: step2, step4"
+    )
+    assert "EleutherAI/pythia-70m is not a repository on the Hugging Face hub" in msgs[1]
+    assert "not reachable (ConnectError" in msgs[2] and "checkpoints source 'local'" in msgs[2]
+    assert all("\n" not in m for m in msgs)
+    assert all("network access" not in m for m in msgs[:2])
+
+
+def test_hub_loads_a_bin_only_branch_without_the_conversion_service(hub):
+    """A branch with only pytorch_model.bin loads; transformers' safetensors conversion (a thread
+    that asks the hub for the repository's commits and discussions, then posts to
+    https://safetensors-convert.hf.space) is never started: DISABLE_SAFETENSORS_CONVERSION."""
+    import threading
+
+    hub.publish_pythia(HUB_REPO, steps=(0,), weights="bin", tokenizer=False)
+    assert "pytorch_model.bin" in hub.server.files(HUB_REPO, "step0")
+    model = open_catalogue("pythia", "hub").checkpoint("14M", "standard", 0).load_model()
+    assert model.config.hidden_size == 16
+    for t in threading.enumerate():
+        if t.name == "Thread-auto_conversion":
+            t.join(30)
+    assert os.environ["DISABLE_SAFETENSORS_CONVERSION"] == "1"
+    assert not hub.requests("/commits/") and not hub.requests("/discussions")
+    assert {host for _, host, _, _ in hub.requests()} <= {"hub", "lfs"}
+
+
+def test_checkpoints_command_asks_the_hub(hub, capsys):
+    """`pythia checkpoints --checkpoints-source hub` lists each repository's branches (one refs
+    request per repository) and states the missing ones and the repositories not there
+    (a9ee7a7 printed Pythia's 154 steps without a request). ``--audit off``: the catalogue's
+    own requests (the audit's filter lists the branches and trees itself)."""
+    from pythia.cli import main
+
+    hub.publish_pythia(HUB_REPO, steps=(0, 1, 2, 4), tokenizer=False)
+    argv = ["checkpoints", "--suite", "pythia", "--checkpoints-source", "hub", "--audit", "off"]
+    assert main([*argv, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    entry = info["datasets"]["standard"]["14M"]
+    assert entry["repo"] == HUB_REPO and entry["available"] == [0, 1, 2, 4]
+    assert 8 in entry["missing"] and len(entry["missing"]) == 150
+    assert "is not a repository" in info["datasets"]["deduped"]["14M"]["error"]
+    assert len(hub.requests("/refs")) == 20  # 10 sizes x 2 datasets, one request each
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"{HUB_REPO}: 4 of 154 step branches" in out and "missing: step8, step16" in out
+
+
+def test_hub_released_variants(hub):
+    """Seed runs (PolyPythias) and the intervention models are runs of the hub catalogue, named
+    like the trained runs (<dataset>-seed<N>, <dataset>-data-seed<N>, deduped-intervention)."""
+    assert released_name("160M", "standard-seed3") == "pythia-160m-seed3"
+    assert hub_repo("160M", "standard-data-seed2") == "EleutherAI/pythia-160m-data-seed2"
+    assert hub_repo("160M", "standard-weight-seed1") == "EleutherAI/pythia-160m-weight-seed1"
+    assert hub_repo("70M", "deduped-intervention") == "EleutherAI/pythia-intervention-70m-deduped"
+    assert (
+        hub_repo("1.4B", "deduped-intervention_long")
+        == "EleutherAI/pythia-intervention-long-1.4b-deduped"
+    )
+    assert "standard-seed9" in released_runs("410M") and "standard-seed1" not in released_runs("1B")
+    hub.publish_pythia("EleutherAI/pythia-160m-seed1", steps=(0, 1), tokenizer=False)
+    hub.publish("EleutherAI/pythia-intervention-70m-deduped", "main", Hub.model_files(5))
+    assert open_catalogue("pythia", "hub").datasets() == ["standard", "deduped"]
+    cat = open_catalogue("pythia", "hub", runs=["standard-seed1", "deduped-intervention"])
+    assert cat.datasets() == ["standard-seed1", "deduped-intervention"]
+    assert cat.models("standard-seed1") == ["14M", "31M", "70M", "160M", "410M"]
+    assert cat.models("deduped-intervention") == ["70M", "410M", "1.4B", "6.9B"]
+    assert cat.available_steps("160M", "standard-seed1") == [0, 1]
+    ckpt = cat.checkpoint("70M", "deduped-intervention", 143000)
+    assert (ckpt.location, ckpt.revision) == ("EleutherAI/pythia-intervention-70m-deduped", "main")
+    assert ckpt.load_model().config.hidden_size == 16
+    with pytest.raises(CatalogueError, match="Pythia released no run 'deduped-seed1'"):
+        open_catalogue("pythia", "hub", runs=["deduped-seed1"])
+    with pytest.raises(CatalogueError, match="released no run 'standard-seed1' of model 1B"):
+        cat.available_steps("1B", "standard-seed1")
