@@ -20,7 +20,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
 from pythia import paths
-from pythia.audit import COLUMNS, FLAGS, OK, TENSOR_COLUMNS
+from pythia.audit import COLUMNS, EXPECTED, FLAGS, OK, TENSOR_COLUMNS
 from pythia.config import Suite
 from pythia.plotting import save_figure, save_table, set_style
 
@@ -122,8 +122,10 @@ def save(
 
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Checkpoints per status and run (one row per checkpoint, not per file)."""
-    g = df.drop_duplicates(["model", "run", "step"])
-    return (
-        g.groupby(["model", "run", "status"], sort=False).size().rename("checkpoints").reset_index()
-    )
+    """Checkpoints per status and run (one row per checkpoint, not per file); a flag its note
+    explains as intended (:data:`pythia.audit.EXPECTED`) is counted as ``<status> (expected)``."""
+    g = df.drop_duplicates(["model", "run", "step"]).copy()
+    expected = g["note"].fillna("").astype(str).str.startswith(EXPECTED)
+    g.loc[expected, "status"] = g.loc[expected, "status"] + " (expected)"
+    counts = g.groupby(["model", "run", "status"], sort=False).size()
+    return counts.rename("checkpoints").reset_index()
