@@ -78,3 +78,44 @@ def test_dataset_repos_are_served_under_their_own_routes(hub):
     )
     assert Path(path).read_bytes() == b"index\n3\n"
     assert hub.requests("/datasets/EleutherAI/pythia-memorized-evals/resolve/main/")
+
+
+def test_section_02_runs_on_the_hub_source(hub, smoke_data, tmp_path, monkeypatch, capsys):
+    """`pythia benchmarks evaluate --checkpoints-source hub` (section 02's job) on a 2-step tiny
+    model served by the loopback hub: the cached files are the served bytes, an unchanged rerun
+    asks only for the refs, and HF_HUB_OFFLINE=1 gives the same values."""
+    import pandas as pd
+
+    from pythia.cli import main
+    from pythia.evaluate import benchmarks
+
+    monkeypatch.setenv("PYTHIA_WORK", str(smoke_data))
+    manifest = benchmarks.write_tasks("smoke", ["lambada_incorpus"], tmp_path / "tasks", examples=2)
+    shas = hub.publish_pythia(REPO, steps=(0, 1))
+    monkeypatch.setenv("PYTHIA_WORK", str(tmp_path / "work"))
+
+    def evaluate(out: str) -> pd.DataFrame:
+        argv = ["benchmarks", "evaluate", "--suite", "pythia", "--model", "14M"]
+        argv += ["--dataset", "standard", "--tasks-json", str(tmp_path / "tasks" / "tasks.json")]
+        argv += ["--checkpoints-source", "hub", "--steps", "0", "1", "--audit", "off"]
+        assert (
+            main([*argv, "--batch-size", "4", "--no-progress", "--out", str(tmp_path / out)]) == 0
+        )
+        return pd.read_csv(tmp_path / out)
+
+    first = evaluate("online.csv")
+    assert sorted(first["step"].unique()) == [0, 1] and manifest["tasks"] == ["lambada_incorpus"]
+    for branch in ("step0", "step1"):
+        snap = hub.cache / "models--EleutherAI--pythia-14m" / "snapshots" / shas[branch]
+        cached = {p.name: p.read_bytes() for p in snap.iterdir()}
+        served = hub.server.files(REPO, branch)
+        assert "model.safetensors" in cached and cached.items() <= served.items()
+    hub.reset_log()
+    evaluate("rerun.csv")
+    assert hub.requests() == [("GET", "hub", f"/api/models/{REPO}/refs", 200)]
+    hub.reset_log()
+    with hub.offline():
+        offline = evaluate("offline.csv")
+    assert hub.requests() == []
+    pd.testing.assert_frame_equal(offline, first)
+    capsys.readouterr()
