@@ -111,6 +111,7 @@ def _query(query: Sequence[int]) -> list[int]:
 def index_key(suite: Suite, dataset: str) -> str:
     """What the index depends on: the data (its settings digest, or the released files' settings,
     and the sequence file's size and mtime), the batch shape and the steps it covers."""
+    open_sequences(suite, dataset)  # missing data fails here, saying how to build or download it
     prefix = sequences_prefix(suite, dataset)
     st = Path(f"{prefix}.bin").stat()
     data = (

@@ -13,7 +13,7 @@ import pytest
 
 from pythia.cli import main
 from pythia.config import load_suite
-from pythia.data.batches import get_batch
+from pythia.data.batches import DataNotBuiltError, get_batch
 from pythia.data.tokenizer import load_tokenizer
 from pythia.evaluate import ngram_index as ni
 from pythia.evaluate import term_frequencies as tf
@@ -116,3 +116,16 @@ def test_counts_through_the_index_equal_the_regex_pass(smoke, tmp_path, dataset)
         assert (a[k] == b[k]).all(), k
     assert a["numbers"].sum() > 0 and a["pairs"].sum() > 0
     assert json.loads(fast.with_suffix(".json").read_text())["index"] == str(index.folder)
+
+
+def test_first_seen_without_built_data_is_one_clear_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PYTHIA_WORK", str(tmp_path / "empty"))
+    argv = ["term-frequencies", "first-seen", "--suite", "smoke", "--dataset", "standard", "x"]
+    assert main([*argv, "--index-cache", str(tmp_path / "ngram")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1 and "is not built" in err[0] and "pythia data build --suite smoke" in err[0]
+    )
+    with pytest.raises(DataNotBuiltError, match=r"training sequences .* are not built"):
+        ni.build_index(load_suite("smoke"), "standard", root=tmp_path / "ngram")
+    assert not (tmp_path / "ngram").exists()
