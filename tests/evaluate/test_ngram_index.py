@@ -10,10 +10,13 @@ import re
 
 import numpy as np
 import pytest
+import yaml
 
 from pythia.cli import main
 from pythia.config import load_suite
+from pythia.data import released
 from pythia.data.batches import DataNotBuiltError, get_batch
+from pythia.data.indexed import IndexedDatasetWriter
 from pythia.data.tokenizer import load_tokenizer
 from pythia.evaluate import ngram_index as ni
 from pythia.evaluate import term_frequencies as tf
@@ -129,3 +132,26 @@ def test_first_seen_without_built_data_is_one_clear_line(tmp_path, monkeypatch, 
     with pytest.raises(DataNotBuiltError, match=r"training sequences .* are not built"):
         ni.build_index(load_suite("smoke"), "standard", root=tmp_path / "ngram")
     assert not (tmp_path / "ngram").exists()
+
+
+def test_the_index_reads_released_pre_shuffled_files(tmp_path, monkeypatch):
+    """Pythia's released format (one row of seq_len + 1 tokens per item), more rows than training
+    reads: the index covers the steps of train_iters and answers as a scan of those steps."""
+    monkeypatch.setenv("PYTHIA_WORK", str(tmp_path / "work"))
+    raw = {
+        "extends": "smoke",
+        "name": "relindex",
+        "training": {"seq_len": 16, "global_batch": 4, "train_iters": 6},
+        "data": {"pretokenized": {"standard": {"hub_dataset": "EleutherAI/pile-standard"}}},
+    }
+    (tmp_path / "relindex.yaml").write_text(yaml.safe_dump(raw))
+    suite = load_suite(tmp_path / "relindex.yaml")
+    data = np.random.default_rng(1).integers(0, 40, size=(30, 17)).astype(np.uint16)
+    with IndexedDatasetWriter(released.released_prefix(suite, "standard"), np.uint16) as w:
+        w.add_rows(data)  # 7 steps of 4 rows, and 2 rows over
+    index = ni.build_index(suite, "standard", root=tmp_path / "ngram", progress=False)
+    assert index.steps == 6 and index.rows == 24
+    for q in ([int(data[0, 0])], data[5, 3:5].tolist(), data[27, 0:2].tolist(), [7, 7]):
+        steps = brute_steps(suite, "standard", q)
+        assert index.occurrence_steps(q).tolist() == steps, q
+    assert index.count(data[27].tolist()) == 0  # a row of step 6, which training never reads
