@@ -7,7 +7,8 @@
 #                         adapter, cached per checkpoint and task under work/<suite>/cache/lm_eval
 #                         (a rerun evaluates only new checkpoints or tasks); per-sample logs of
 #                         the final checkpoint under work/<suite>/benchmarks/samples/
-#   benchmarks_notebook   the tidy table, figures, and the published numbers
+#   benchmarks_evaluate_seed  the same for each seed run of the suite's `seeds` key
+#   benchmarks_notebook   the tidy table, figures, the seed bands, and the published numbers
 # pythia/evaluate/benchmarks.py documents the tasks; pythia/analysis/benchmarks.py the figures.
 
 
@@ -68,13 +69,48 @@ rule benchmarks_evaluate:
         " $( [ {resources.gpu} -gt 0 ] && echo '--device cuda --dtype bfloat16' || echo '--threads {threads}' ) &> {log}"
 
 
+# The seed runs of the suite's `seeds` key (rules/common.smk SEED_RUNS; from the hub, PolyPythias'
+# runs under the same names): the same evaluation, one job per (seed run, model); the notebook
+# draws their spread as bands.
+rule benchmarks_evaluate_seed:
+    wildcard_constraints:
+        seedrun=SEED_RUN_PATTERN,
+    input:
+        manifest=rules.benchmarks_tasks.output.manifest,
+        ckpt=checkpoint_inputs("{seedrun}", "{model}"),
+    output:
+        evals=f"{BENCHMARKS_WORK}/evals/{{seedrun}}/{{model}}.csv",
+    params:
+        suite=SUITE,
+        run=seed_run_eval_args,
+        shots=BENCHMARKS_SHOTS,
+        checkpoints=checkpoint_args(),
+        samples=f"{BENCHMARKS_WORK}/samples/{{seedrun}}/{{model}}",
+        digest=job_digest(bm.seed_evaluate_digest),
+    log:
+        f"{LOGS}/benchmarks/{{seedrun}}/{{model}}.log",
+    threads: 1
+    priority: larger_first
+    resources:
+        gpu=0,
+    conda:
+        "../envs/pythia.yaml"
+    shell:
+        "pythia benchmarks evaluate --suite {params.suite} {params.run} --model {wildcards.model}"
+        " --tasks-json {input.manifest} --num-fewshot {params.shots} --out {output.evals}"
+        " --samples {params.samples} {params.checkpoints} --no-progress"
+        " $( [ {resources.gpu} -gt 0 ] && echo '--device cuda --dtype bfloat16' || echo '--threads {threads}' ) &> {log}"
+
+
 rule benchmarks_notebook:
     input:
         nb=notebook("benchmarks"),
         evals=expand(f"{BENCHMARKS_WORK}/evals/{{dataset}}/{{model}}.csv", dataset=DATASETS, model=MODELS),
+        seed_evals=[f"{BENCHMARKS_WORK}/evals/{r}/{m}.csv" for r, m in SEED_RUNS],
         manifest=rules.benchmarks_tasks.output.manifest,
     output:
         **section_outputs("benchmarks"),
+        **optional_outputs("benchmarks", ["accuracy_seed_bands"] if SEED_RUNS else []),
     params:
         **section_params("benchmarks", datasets=DATASETS, models=MODELS),
     log:

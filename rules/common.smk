@@ -136,6 +136,11 @@ def seed_run_args(wildcards):
     return f"--dataset {dataset} --seed {seed} --vary {vary}"
 
 
+def seed_run_eval_args(wildcards):
+    """A section command's options for the seed run ``wildcards.seedrun``: ``--dataset D --run D-seed<N>``."""
+    return f"--dataset {paths.parse_run(wildcards.seedrun)[0]} --run {wildcards.seedrun}"
+
+
 def seed_run_order(wildcards):
     """The order a seed run trains on: its dataset's seeded order, or the baseline's (weight-seed runs)."""
     dataset = paths.parse_run(wildcards.seedrun)[0]

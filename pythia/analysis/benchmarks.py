@@ -6,6 +6,10 @@ one row per checkpoint, task, shot count and metric; :mod:`pythia.evaluate.bench
 committed table of published Pythia results (:mod:`pythia.published.evals`);
 ``notebooks/02_benchmarks.ipynb`` calls these functions. Each figure is drawn from one tidy frame.
 
+Seed spread (the suite's ``seeds`` key; from the hub, PolyPythias under the same run names): the
+evaluations of the baselines and seed runs of the models that have them, as accuracy over training
+with a band over seeds (:mod:`pythia.analysis.seeds`).
+
 Our offline tasks stand for the paper's (:func:`pythia.evaluate.benchmarks.paper_task`:
 ``lambada_incorpus`` for ``lambada_openai``, ``piqa_offline`` for ``piqa``, ...); the
 ``paper_task`` column puts them beside the published panels of the same benchmark.
@@ -21,6 +25,7 @@ import pandas as pd
 import seaborn as sns
 
 from pythia import paths
+from pythia.analysis import seeds
 from pythia.config import Suite, config_digest
 from pythia.data.build import stage_digest
 from pythia.evaluate.benchmarks import COLUMNS, OFFLINE_TASKS, TASK_VERSION, paper_task
@@ -58,10 +63,20 @@ def tasks_digest(suite: Suite, cfg: dict) -> str:
 
 
 def evaluate_digest(suite: Suite, dataset: str, model: str) -> str:
-    """What one evaluation job reads: the run's weights (its run digest) and the analysed steps."""
+    """What one evaluation job reads: the run's weights (its run digest) and the analysed steps.
+    ``dataset`` is a baseline or, for the seed runs' jobs, a seed run (``standard-seed1``)."""
+    base = paths.parse_run(dataset)[0]
     return config_digest(
-        {"run": run_digest(suite, model, dataset), "steps": suite.analysis_steps()}
+        {
+            "run": run_digest(suite, model, base, suite.run_seeds(dataset)),
+            "steps": suite.analysis_steps(),
+        }
     )
+
+
+def seed_evaluate_digest(suite: Suite, seedrun: str, model: str) -> str:
+    """:func:`evaluate_digest` of a seed run's job (the rule's wildcard is ``seedrun``)."""
+    return evaluate_digest(suite, seedrun, model)
 
 
 # ------------------------------------------------------------------------------ loading
@@ -377,3 +392,70 @@ __all__ = [
     "published_rows",
     "tasks_digest",
 ]
+
+
+# ------------------------------------------------------------------------------ seed spread
+
+
+def seed_eval_files(suite: Suite, datasets: list[str], models: list[str]) -> dict[str, Path]:
+    """The evaluation CSV of the baselines and seed runs of the shown models with seed runs,
+    keyed ``<run>/<model>`` (empty without the suite's ``seeds``)."""
+    seeded = [m for m in suite.seeds.models if m in models]
+    runs = [(d, m) for d in datasets for m in seeded]
+    runs += [(r, m) for r, m in suite.seed_runs(datasets) if m in seeded]
+    root = paths.suite_dir(suite.name) / "benchmarks" / "evals"
+    return {f"{r}/{m}": root / r / f"{m}.csv" for r, m in runs}
+
+
+def load_seed_evals(suite: Suite, datasets: list[str], models: list[str]) -> pd.DataFrame:
+    """The seed runs' and their baselines' results: :func:`load_evals`'s columns with ``run`` (the
+    evaluated run), ``dataset`` (its base dataset), ``seed`` and ``vary``."""
+    frames = []
+    for f in seed_eval_files(suite, datasets, models).values():
+        if not f.is_file():
+            raise FileNotFoundError(
+                f"{f} is missing: run the section's rules first (`pythia workflow run ... "
+                f"benchmarks_notebook`, which evaluates the seed runs, or `make reproduce`)"
+            )
+        frames.append(pd.read_csv(f))
+    if not frames:
+        return pd.DataFrame(columns=[*COLUMNS, "paper_task", "run", "seed", "vary"])
+    df = pd.concat(frames, ignore_index=True)[COLUMNS].rename(columns={"dataset": "run"})
+    df["paper_task"] = df["task"].map(paper_task)
+    return seeds.split_runs(df)
+
+
+def accuracy_seed_bands(seed_evals: pd.DataFrame, shots: int = 0) -> pd.DataFrame:
+    """Accuracy per task, model, dataset, kind of seed run and step over seeds: n_seeds, mean, sd,
+    min, max (and the tokens, step 0 drawn at 1 token on the log axis)."""
+    sub = seed_evals[(seed_evals["metric"] == "acc") & (seed_evals["num_fewshot"] == shots)]
+    sub = seeds.with_baseline_per_kind(sub).assign(tokens_axis=lambda d: d["tokens"].clip(lower=1))
+    bands = seeds.seed_bands(
+        sub, "value", by=["task", "model", "dataset", "vary"], extra=["tokens_axis"]
+    )
+    bands["chance"] = bands["task"].map(paper_task).map(CHANCE)
+    return bands.astype({"model": str})
+
+
+def plot_accuracy_seed_bands(bands: pd.DataFrame) -> plt.Figure:
+    """Accuracy over training per task (rows) and model (columns): the mean over seeds and the
+    min-max band, standard against deduplicated; chance dotted."""
+    panels = bands.assign(
+        panel=bands["model"]
+        + np.where(bands["vary"] == seeds.BASE, "", " · " + bands["vary"] + "-seed")
+    )
+    fig = seeds.plot_seed_bands(
+        panels,
+        row="task",
+        col="panel",
+        x="tokens_axis",
+        ylabel="accuracy",
+        title="Accuracy over seeds: mean (line) and min-max (band)",
+    )
+    chance = panels.groupby("task", sort=False)["chance"].first()  # the panels' rows, in order
+    ncols = panels["panel"].nunique()
+    for i, ax in enumerate(fig.axes):
+        value = chance.iloc[i // ncols]
+        if pd.notna(value):
+            ax.axhline(float(value), color="grey", linestyle=":", linewidth=1)
+    return fig

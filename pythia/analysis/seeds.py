@@ -141,9 +141,10 @@ def plot_seed_bands(
         for j, c in enumerate(cols):
             ax = axes[i][j]
             panel = bands[(bands[col] == c) & ((bands[row] == r) if row else True)]
-            for d, g in panel.groupby("dataset", observed=True, sort=False):
-                g = g.sort_values(x)
-                colour = colours.get(str(d))
+            present = set(panel["dataset"].astype(str))
+            for d in [d for d in paths.DATASETS if d in present]:  # standard first
+                g = panel[panel["dataset"].astype(str) == d].sort_values(x)
+                colour = colours[d]
                 ax.plot(g[x], g["mean"], color=colour, label=f"{d} (n={int(g['n_seeds'].max())})")
                 ax.fill_between(g[x], g["min"], g["max"], color=colour, alpha=0.25, linewidth=0)
             if logx:

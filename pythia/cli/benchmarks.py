@@ -2,7 +2,7 @@
 (:mod:`pythia.evaluate.benchmarks`, :mod:`pythia.published.evals`).
 
     pythia benchmarks tasks --suite S [--tasks offline|paper|NAME|YAML ...] [--examples N] [--out DIR]
-    pythia benchmarks evaluate --suite S --model M --dataset D --tasks-json FILE --out CSV ...
+    pythia benchmarks evaluate --suite S --model M --dataset D [--run D-seedN] --tasks-json FILE --out CSV ...
     pythia benchmarks published --source DIR [--out CSV]
 
 (``pythia bench harness`` times the adapter against lm-eval's command line.)
@@ -14,9 +14,10 @@ import argparse
 import json
 from pathlib import Path
 
+from pythia import paths
 from pythia.cli import options
 from pythia.config import load_suite
-from pythia.errors import require_device
+from pythia.errors import UsageError, require_device
 from pythia.evaluate import benchmarks
 from pythia.published import evals
 
@@ -41,10 +42,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     require_device(args.device)
     cat = options.catalogue(args)
     cat.check_model(args.model)
+    run = args.dataset
+    if args.run:
+        if paths.parse_run(args.run)[0] != args.dataset or paths.parse_seed(args.run) is None:
+            raise UsageError(
+                f"--run {args.run} is not a seed run of --dataset {args.dataset}; "
+                f"give e.g. --run {args.dataset}-seed1"
+            )
+        run = args.run
     manifest = benchmarks.read_manifest(args.tasks_json)
     df = benchmarks.evaluate_run(
         cat,
-        args.dataset,
+        run,
         args.model,
         manifest,
         num_fewshot=args.num_fewshot,
@@ -90,6 +99,11 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     )
     options.add_suite(p)
     options.add_run(p)
+    p.add_argument(
+        "--run",
+        help="a seed run of --dataset (suite key seeds; the hub's PolyPythias runs), e.g. "
+        "standard-seed1: its checkpoints instead of the baseline's",
+    )
     p.add_argument(
         "--tasks-json",
         type=Path,

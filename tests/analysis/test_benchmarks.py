@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from pythia.analysis import benchmarks as bm
-from pythia.config import load_suite
+from pythia.config import config_digest, load_suite
 from pythia.evaluate.benchmarks import COLUMNS
+from pythia.train.checkpoint import run_digest
 
 
 @pytest.fixture
@@ -110,3 +111,82 @@ def test_missing_results_say_what_to_run(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="run the section's rules"):
         bm.load_evals(load_suite("smoke"), ["standard"], ["s1"])
     assert np.isfinite(list(bm.CHANCE.values())).all()
+
+
+@pytest.fixture
+def seed_evals(tmp_path, monkeypatch):
+    """Micro's 138K baselines and seed runs 1, 2 (suite key seeds), two checkpoints, one task:
+    accuracy at step 640 = 0.30 + 0.02 seed (standard), 0.26 + 0.04 seed (deduped); 0.25 at step 0."""
+    monkeypatch.setenv("PYTHIA_WORK", str(tmp_path))
+    suite = load_suite("micro")
+    for d, base, per_seed in (("standard", 0.30, 0.02), ("deduped", 0.26, 0.04)):
+        for seed in (0, 1, 2):
+            run = d if seed == 0 else f"{d}-seed{seed}"
+            rows = [
+                {
+                    "suite": "micro",
+                    "model": "138K",
+                    "params": 138000,
+                    "dataset": run,
+                    "step": step,
+                    "tokens": step * 4096,
+                    "task": "piqa_offline",
+                    "num_fewshot": 0,
+                    "metric": metric,
+                    "value": (0.25 if step == 0 else base + per_seed * seed)
+                    + (metric == "acc_norm"),
+                    "stderr": 0.05,
+                    "source": "ours",
+                }
+                for step in (0, 640)
+                for metric in ("acc", "acc_norm")
+            ]
+            f = tmp_path / "micro" / "benchmarks" / "evals" / run / "138K.csv"
+            f.parent.mkdir(parents=True)
+            pd.DataFrame(rows, columns=COLUMNS).to_csv(f, index=False)
+    return suite
+
+
+def test_accuracy_seed_bands(seed_evals):
+    suite = seed_evals
+    files = bm.seed_eval_files(suite, ["standard", "deduped"], ["138K", "288K"])
+    assert (
+        "standard-seed2/138K" in files and "deduped/288K" in files
+    )  # 288K: listed, not written here
+    with pytest.raises(FileNotFoundError, match="benchmarks_notebook"):
+        bm.load_seed_evals(suite, ["standard"], ["288K"])
+    df = bm.load_seed_evals(suite, ["standard", "deduped"], ["138K"])
+    assert set(df["run"]) == {
+        "standard",
+        "standard-seed1",
+        "standard-seed2",
+        "deduped",
+        "deduped-seed1",
+        "deduped-seed2",
+    }
+    bands = bm.accuracy_seed_bands(df).set_index(["dataset", "step"])
+    std, ded = bands.loc[("standard", 640)], bands.loc[("deduped", 640)]
+    # standard: 0.30, 0.32, 0.34; deduped: 0.26, 0.30, 0.34 (acc only, acc_norm left out)
+    assert (std.n_seeds, std["min"], std["max"]) == (3, 0.30, pytest.approx(0.34))
+    assert std["mean"] == pytest.approx(0.32) and std.sd == pytest.approx(0.02)
+    assert ded["mean"] == pytest.approx(0.30) and ded.sd == pytest.approx(0.04)
+    start = bands.loc[("standard", 0)]
+    assert (start["min"], start["max"], start.tokens_axis, start.chance) == (0.25, 0.25, 1, 0.5)
+    fig = bm.plot_accuracy_seed_bands(bands.reset_index())
+    ax = fig.axes[0]
+    assert [line.get_label() for line in ax.get_lines()][:2] == ["standard (n=3)", "deduped (n=3)"]
+    assert ax.get_lines()[-1].get_ydata()[0] == 0.5  # chance
+    assert bm.load_seed_evals(load_suite("smoke"), ["standard"], ["s1"]).empty  # no seeds key
+
+
+def test_evaluate_digest_of_seed_runs(seed_evals):
+    suite = seed_evals
+    base = bm.evaluate_digest(suite, "standard", "138K")
+    seeded = {
+        bm.seed_evaluate_digest(suite, r, "138K") for r in ("standard-seed1", "standard-seed2")
+    }
+    assert base not in seeded and len(seeded) == 2
+    # the baseline's job digest is what it was
+    assert base == config_digest(
+        {"run": run_digest(suite, "138K", "standard"), "steps": suite.analysis_steps()}
+    )
