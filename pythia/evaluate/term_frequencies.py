@@ -32,7 +32,8 @@ on the one to three words around it (a number with no other number within three 
 0; one inside three overlapping windows counts 3; "42," counts as 42 inside the words but starts
 no window), none of which an n-gram count expresses; and the index's count of the tokens of
 ``" 42"`` is not even the occurrences of 42 as a number (it counts the prefix of ``" 425"``
-where the BPE splits it ``" 42" "5"``, and misses ``"42"`` after a bracket or at a row's start).
+where the BPE splits it ``" 42" "5"``, and misses ``"42"`` after a bracket or at a row's start;
+on micro it equals the window count for none of the 100 operands, standard or deduplicated).
 So the windows stay the regex's.
 
 Evaluation: the registry's ``arithmetic_prompts`` (``Q:What is {x1} plus {x2}? A:`` with the
