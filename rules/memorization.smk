@@ -10,14 +10,30 @@
 # accuracy (one forward pass per row; micro: about 20 s more over the ten jobs).
 # The notebook counts memorized sequences per window, tests them against a Poisson and shows
 # memorization over training, position and size (pythia/analysis/memorization.py).
+# With memorization.released set (a hub dataset id such as EleutherAI/pythia-memorized-evals, or a
+# local folder/file in its shape), one job per (dataset, model) runs `pythia memorization released`
+# (pythia/evaluate/memorization_released.py): the model's released memorized sequences, fetched
+# (the hub: only its split) and checked against our training rows, into released.parquet; the
+# notebook then writes the optional table released_agreement (our scan of the final checkpoint
+# against the release, on the rows our scan covered). A model the release has no split for
+# (14M, 31M) gets an empty set saying so. Unset (micro's default), none of this runs.
 
 
 from pythia.analysis import memorization
+from pythia.evaluate import memorization_released
 
 MEMORIZATION = config["memorization"]
 MEMORIZATION_SCAN = f"{WORK}/memorization/{{dataset}}/{{model}}/scan.json"
 MEMORIZATION_DUPLICATES = f"{WORK}/memorization/{{dataset}}/{{model}}/duplicates.parquet"
 MEMORIZATION_DTYPE = " --dtype bfloat16" if MEMORIZATION["device"] == "cuda" else ""
+MEMORIZATION_RELEASED = MEMORIZATION.get("released", "")
+MEMORIZATION_RELEASED_FILE = f"{WORK}/memorization/{{dataset}}/{{model}}/released.parquet"
+MEMORIZATION_OUTPUTS = section_outputs("memorization")
+if MEMORIZATION_RELEASED:  # the optional table, declared only when its input is configured
+    _agreement = sections.get("memorization").table_files(SUITE, "released_agreement")
+    MEMORIZATION_OUTPUTS.update(
+        released_agreement_csv=str(_agreement["csv"]), released_agreement_md=str(_agreement["md"])
+    )
 
 
 rule memorization_scan:
@@ -82,20 +98,49 @@ rule memorization_bench:
         " --threads {threads} --out {output.bench} &> {log}"
 
 
+if MEMORIZATION_RELEASED:
+
+    rule memorization_released:
+        input:
+            order=f"{DATA}/{{dataset}}/order.json",
+            # a local source is an input: editing it reruns the job (a hub source is keyed by the
+            # commit it resolves to, written into the file)
+            local=[] if memorization_released.is_hub_id(MEMORIZATION_RELEASED) else [MEMORIZATION_RELEASED],
+        output:
+            released=MEMORIZATION_RELEASED_FILE,
+        params:
+            suite=SUITE,
+            source=MEMORIZATION_RELEASED,
+        log:
+            f"{LOGS}/memorization/{{dataset}}/{{model}}.released.log",
+        threads: 1
+        conda:
+            "../envs/pythia.yaml"
+        shell:
+            "pythia memorization released --suite {params.suite} --dataset {wildcards.dataset}"
+            " --model {wildcards.model} --source {params.source:q} --allow-missing-split"
+            " --out {output.released} &> {log}"
+
+
 rule memorization_notebook:
     input:
         nb=notebook("memorization"),
         scans=expand(MEMORIZATION_SCAN, dataset=DATASETS, model=MODELS),
         duplicates=expand(MEMORIZATION_DUPLICATES, dataset=DATASETS, model=MODELS),
         bench=rules.memorization_bench.output.bench,
+        released=expand(MEMORIZATION_RELEASED_FILE, dataset=DATASETS, model=MODELS)
+        if MEMORIZATION_RELEASED
+        else [],
     output:
-        **section_outputs("memorization"),
+        **MEMORIZATION_OUTPUTS,
     params:
         **section_params(
             "memorization",
             datasets=DATASETS,
             models=MODELS,
             windows=MEMORIZATION["windows"],
+            # only when set: unset, the notebook's parameters (and so its rerun trigger) stay as they were
+            **({"released": MEMORIZATION_RELEASED} if MEMORIZATION_RELEASED else {}),
         ),
     log:
         section_log("memorization"),
