@@ -64,7 +64,7 @@ from pythia import paths
 from pythia.config import load_suite
 from pythia.errors import PythiaError
 from pythia.io import atomic_path, sha256_file, write_json
-from pythia.runs import WEIGHT_SUFFIXES, Catalogue, Source, hub_repo
+from pythia.runs import WEIGHT_SUFFIXES, Catalogue, Source, hub_repo, released_runs
 
 POLICIES = ("warn", "skip", "off")
 """``checkpoints.audit``: what an analysis does with a flagged checkpoint."""
@@ -391,12 +391,16 @@ def run_rows(cat: Catalogue, model: str, run: str, branches: list[Branch], steps
 def runs_of(
     cat: Catalogue, models: list[str] | None, runs: list[str] | None
 ) -> list[tuple[str, str]]:
-    """(model, run) pairs to audit: the given ones, else every run of the catalogue and its models."""
+    """(model, run) pairs to audit: the given ones, else every run of the catalogue and its models;
+    for the hub every run Pythia released of each model (:func:`pythia.runs.released_runs`:
+    the deduplicated twin, PolyPythias' seeds and decoupled runs, the intervention models)."""
+    runs = runs or cat.runs or None
+    if cat.source is Source.hub and not runs:
+        return [(cat.check_model(m), r) for m in models or cat.models() for r in released_runs(m)]
     out = []
     for run in runs or cat.datasets():
         for model in models or cat.models(run):
-            cat.check_model(model)
-            out.append((model, run))
+            out.append((cat.check_model(model), run))
     return out
 
 

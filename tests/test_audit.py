@@ -205,3 +205,18 @@ def test_flag_finds_a_shard_of_another_step():
     assert got["step2000"].status == "partial-duplicate" and got["step2000"].same_as == "step3000"
     assert "pythia#206" in got["step2000"].note
     assert got["step1000"].status == got["step3000"].status == "ok"
+
+
+def test_hub_audit_of_a_size_covers_its_released_seed_runs(hub, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PYTHIA_WORK", str(tmp_path / "work"))
+    hub.publish_pythia(steps=(0, 1, 2), tokenizer=False)
+    hub.publish_pythia("EleutherAI/pythia-14m-seed3", steps=(0, 2), tokenizer=False, seed=30)
+    out = tmp_path / "audit"
+    args = ["checkpoints", "audit", "--suite", "pythia", "--checkpoints-source", "hub"]
+    sel = ["--models", "14M", "--steps", "0", "1", "2", "--out", str(out), "--no-progress"]
+    assert main([*args, *sel]) == 1  # the repositories of the other seeds are not there
+    got = _statuses(out / "audit.csv")
+    assert {run for (_, run, _) in got} == {"standard", "standard-seed3"}
+    assert got[("14M", "standard-seed3", 1)][0] == "missing"  # pythia#202's kind
+    assert got[("14M", "standard-seed3", 2)][0] == got[("14M", "standard", 2)][0] == "ok"
+    assert "EleutherAI/pythia-14m-seed1: repository not found" in capsys.readouterr().err
