@@ -71,6 +71,30 @@ def _job_counts(text: str) -> dict[str, int]:
     return counts
 
 
+def test_dry_run_lists_the_seed_runs_when_the_suite_sets_seeds(tmp_path):
+    # smoke with one seed run of s1 per dataset (suite key seeds): its reshuffled order, its training
+    # and its evaluation are jobs, and the two sections' notebooks wait for them and write the bands
+    suite = tmp_path / "smokeseeds.yaml"
+    suite.write_text(
+        "extends: smoke\nname: smokeseeds\nseeds: {models: [s1], seeds: [1], vary: [both]}\n"
+    )
+    out = _snakemake(
+        "-n", "--directory", str(tmp_path), "--config", f"suite={suite}",
+        "sections=[training,benchmarks]",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    jobs = _job_counts(out.stdout)
+    assert jobs["train"] == 4 and jobs["train_seed"] == 2 and jobs["data_order_seed"] == 2
+    assert jobs["benchmarks_evaluate"] == 4 and jobs["benchmarks_evaluate_seed"] == 2
+    for run in ("standard-seed1", "deduped-seed1"):
+        assert f"work/smokeseeds/models/{run}/s1/done.json" in out.stdout
+        assert f"work/smokeseeds/benchmarks/evals/{run}/s1.csv" in out.stdout
+    assert "--dataset standard --seed 1 --vary both" in out.stdout
+    assert "--stage order --dataset deduped --data-seed 1" in out.stdout
+    for name in ("loss_seed_bands.png", "seed_spread.csv", "accuracy_seed_bands.png"):
+        assert name in out.stdout
+
+
 def test_dry_run_slurm_profile_resolves_from_repo_root(tmp_path):
     # exactly the README's cluster command, as a dry run on the real suite: the ten sizes on both
     # datasets train on the released pre-shuffled Pile (checked by data_released), never on an
