@@ -9,6 +9,7 @@ from pythia import paths, sections
 from pythia.config import load_suite, register_suite_file
 from pythia.data.build import stage_digest
 from pythia.data.released import is_released
+from pythia.data.validation import source_files as validation_files
 from pythia.runs import Source, open_catalogue
 from pythia.train.checkpoint import run_digest, seed_run_digest
 
@@ -55,6 +56,22 @@ for _m in MODELS:
 TRAINED_CHECKPOINTS = CATALOGUE.source is Source.trained
 # Checkpoint steps the sections analyse (trained runs write all of them).
 ANALYSIS_STEPS = CATALOGUE.selected
+
+# The validation text of sections 03 and 06 (config `validation`): a tokenized file, or "" for the
+# suite's own validation split (pythia/data/validation.py); a file of unknown format fails here.
+VALIDATION = config["validation"]
+VALIDATION_FILES = [str(f) for f in validation_files(VALIDATION)] if VALIDATION else []
+
+
+def validation_inputs():
+    """The validation text an evaluate job reads: the configured file (both halves of a .bin/.idx
+    pair), else the suite's validation split."""
+    return VALIDATION_FILES or [rules.data_tokenize.output.validation_bin]
+
+
+def validation_args():
+    """The evaluate commands' ``--validation FILE`` (pythia.cli.options.add_validation), or nothing."""
+    return f"--validation {VALIDATION}" if VALIDATION else ""
 
 
 # ------------------------------------------------------------------------------ digests

@@ -6,8 +6,9 @@
 # pronoun-swapped batches, into the run variant work/<suite>/models/<dataset>-<variant>/<model>/
 # (not a new data build). One `gender_intervention_evaluate` job per (run, model) scores every
 # window checkpoint: CrowS-Pairs gender and WinoBias through lm-eval (offline YAMLs written by
-# `gender_intervention_tasks`), the she/he log-odds on held-out text, the validation loss and the
-# in-corpus cloze (LM quality). With local or hub checkpoints nothing is trained: the baselines'
+# `gender_intervention_tasks`), the she/he log-odds on held-out text, the validation loss (the
+# suite's validation split, or the tokenized file of config `validation`) and the in-corpus cloze
+# (LM quality). With local or hub checkpoints nothing is trained: the baselines'
 # windows are evaluated and the published intervention numbers shown.
 
 
@@ -66,7 +67,7 @@ rule gender_intervention_evaluate:
     input:
         ckpt=checkpoint_inputs("{run}", "{model}"),
         tasks=rules.gender_intervention_tasks.output.tasks,
-        validation=rules.data_tokenize.output.validation_bin,
+        validation=validation_inputs(),
         heldout=rules.data_tokenize.output.test_bin,
     output:
         measures=f"{GENDER_IV_WORK}/measures/{{run}}/{{model}}.csv",
@@ -75,6 +76,7 @@ rule gender_intervention_evaluate:
     params:
         suite=SUITE,
         catalogue=checkpoint_args(),
+        validation=validation_args(),
         digest=job_digest(gender_iv.eval_digest),
     log:
         f"{LOGS}/gender_intervention/evaluate/{{run}}/{{model}}.log",
@@ -83,7 +85,8 @@ rule gender_intervention_evaluate:
         "../envs/pythia.yaml"
     shell:
         "pythia gender-intervention evaluate --suite {params.suite} --run {wildcards.run} --model {wildcards.model}"
-        " --tasks {input.tasks} --out {output.measures} --threads {threads} {params.catalogue} --no-progress &> {log}"
+        " --tasks {input.tasks} --out {output.measures} --threads {threads} {params.catalogue} {params.validation}"
+        " --no-progress &> {log}"
 
 
 rule gender_intervention_notebook:

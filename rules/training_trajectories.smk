@@ -7,7 +7,8 @@
 #
 #   tasks     the multiple-choice in-context tasks as lm-eval YAML + JSONL (one job)
 #   generate  contrastive decoding with the smallest and largest model, per dataset
-#   evaluate  every analysed checkpoint of one (dataset, model): losses.npz + icl.csv
+#   evaluate  every analysed checkpoint of one (dataset, model): losses.npz + icl.csv (validation
+#             text: the suite's split, or the tokenized file of config `validation`)
 
 
 from functools import partial
@@ -58,7 +59,7 @@ rule training_trajectories_generate:
 rule training_trajectories_evaluate:
     input:
         ckpt=checkpoint_inputs("{dataset}", "{model}"),
-        validation=rules.data_tokenize.output.validation_bin,
+        validation=validation_inputs(),
         hallucination=rules.training_trajectories_generate.output.hallucination,
         tasks=rules.training_trajectories_tasks.output.tasks,
     output:
@@ -67,6 +68,7 @@ rule training_trajectories_evaluate:
     params:
         suite=SUITE,
         ckpt=checkpoint_args(),
+        validation=validation_args(),
         digest=job_digest(trajectories_analysis.evaluate_digest),
     log:
         f"{LOGS}/training_trajectories/{{dataset}}/{{model}}.log",
@@ -77,7 +79,8 @@ rule training_trajectories_evaluate:
     shell:
         "pythia training-trajectories evaluate --suite {params.suite} --dataset {wildcards.dataset}"
         " --model {wildcards.model} --hallucination {input.hallucination} --tasks $(dirname {input.tasks})"
-        " --out-dir $(dirname {output.losses}) {params.ckpt} --threads {threads} --no-progress &> {log}"
+        " --out-dir $(dirname {output.losses}) {params.ckpt} {params.validation} --threads {threads}"
+        " --no-progress &> {log}"
 
 
 rule training_trajectories_notebook:

@@ -52,7 +52,8 @@ def test_the_readmes_nested_config_examples_run(tmp_path):
 
 
 def test_a_null_given_on_the_command_line_is_none(tmp_path):
-    # examples: null takes the suite's analysis.benchmarks_examples (10 for smoke), not 'null'
+    # examples: null takes the suite's analysis.benchmarks_examples (10 for smoke), not 'null';
+    # without `validation` sections 03 and 06 read the suite's split (no --validation)
     out = _snakemake(
         "-n",
         "-p",
@@ -60,11 +61,49 @@ def test_a_null_given_on_the_command_line_is_none(tmp_path):
         str(tmp_path),
         "--config",
         "suite=smoke",
-        "sections=[benchmarks]",
+        "sections=[benchmarks, gender_intervention, training_trajectories]",
         "benchmarks={examples: null}",
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "--examples 10 " in _shell_lines(out.stdout, "pythia benchmarks tasks")[0]
+    evaluate = _shell_lines(out.stdout, "pythia gender-intervention evaluate")
+    evaluate += _shell_lines(out.stdout, "pythia training-trajectories evaluate")
+    assert len(evaluate) == 2 + 4 and not any("--validation" in line for line in evaluate)
+
+
+def test_the_validation_key_reaches_the_evaluate_commands(tmp_path):
+    # config `validation`: sections 03 and 06's evaluate jobs read the file (it is their input)
+    # and get --validation FILE; an unknown format stops before any job
+    val = tmp_path / "val.npy"
+    val.write_bytes(b"")
+    out = _snakemake(
+        "-n",
+        "-p",
+        "--directory",
+        str(tmp_path),
+        "--config",
+        "suite=smoke",
+        "sections=[gender_intervention, training_trajectories]",
+        f"validation={val}",
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    gi = _shell_lines(out.stdout, "pythia gender-intervention evaluate")
+    tt = _shell_lines(out.stdout, "pythia training-trajectories evaluate")
+    # smoke: s1's baseline and intervened run (03); 2 sizes x 2 datasets (06)
+    assert len(gi) == 2 and len(tt) == 4
+    assert all(f" --validation {val} " in line for line in gi + tt)
+    bad = _snakemake(
+        "-n",
+        "--directory",
+        str(tmp_path),
+        "--config",
+        "suite=smoke",
+        f"validation={tmp_path}/v.txt",
+    )
+    assert (
+        bad.returncode != 0
+        and "unknown format '.txt'; give a .bin/.idx pair" in bad.stdout + bad.stderr
+    )
 
 
 def test_a_value_of_the_wrong_kind_still_fails_validation(tmp_path):

@@ -97,6 +97,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         online=args.online,
         progress=not args.no_progress,
+        validation=args.validation,
     )
     return 0
 
@@ -213,6 +214,7 @@ def _add_evaluate(s: argparse._SubParsersAction) -> None:
         "instead of the offline CrowS-Pairs and cloze",
     )
     q.add_argument("--out", type=Path, required=True, help="CSV of the measures")
+    options.add_validation(q)
     options.add_device(q)
     options.add_dtype(q)
     options.add_threads(q)

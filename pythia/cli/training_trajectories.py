@@ -5,7 +5,7 @@ sequences and in-context accuracy (:mod:`pythia.evaluate.training_trajectories`)
     tasks     --suite S --out DIR                  lm-eval YAML + JSONL of the multiple-choice ICL tasks
     generate  --suite S --dataset D --out FILE      contrastive decoding of hallucination-like sequences
     evaluate  --suite S --dataset D --model M --hallucination FILE --tasks DIR --out-dir DIR
-                                                    per-token losses, sequence losses and ICL at every checkpoint
+              [--validation FILE]                  per-token losses, sequence losses and ICL at every checkpoint
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         args.dtype,
         args.batch_size,
         progress=not args.no_progress,
+        validation=args.validation,
     )
     print(f"wrote {out}/losses.npz, {out}/icl.csv")
     return 0
@@ -109,6 +110,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="sequences per forward pass (default: ~8k tokens)",
     )
+    options.add_validation(p)
     options.add_progress(p)
     _add_model_options(p)
     p.set_defaults(func=_cmd_evaluate)

@@ -4,6 +4,7 @@
         window_steps(...)          the checkpoints: the intervened window (the baseline from the
                                    earliest start of the model's intervened runs)
         run_inputs(suite, pmap)    read once per run: held-out pronoun rows, validation sequences
+                                   (the suite's split, or a tokenized file: pythia.data.validation)
         evaluate_checkpoint(...)   the rows of one checkpoint: the bias tasks through lm-eval,
                                    the she/he log-odds, the validation loss
 
@@ -25,8 +26,8 @@ from tqdm.auto import tqdm
 
 from pythia import paths
 from pythia.config import Suite
-from pythia.data.batches import validation_sequences
 from pythia.data.pronouns import PronounMap, suite_map
+from pythia.data.validation import validation_rows
 from pythia.evaluate import bias
 from pythia.evaluate.cache import cached_score
 from pythia.evaluate.harness import evaluate_tasks, folder_digest, request_cache
@@ -38,14 +39,19 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ["run", "model", "step", "tokens_seen", "metric", "value", "stderr", "n"]
 """The columns of a run's measures CSV."""
+NEEDED_BY = "section 03 (training.val_sequences)"
+"""Who asks for the validation sequences, as a too-short validation source's error says."""
 
 
 # ------------------------------------------------------------------------------ one checkpoint
 
 
-def run_inputs(suite: Suite, pmap: PronounMap) -> dict[str, Any]:
+def run_inputs(
+    suite: Suite, pmap: PronounMap, validation: str | Path | None = None
+) -> dict[str, Any]:
     """What every checkpoint is scored on, read once per run: the held-out pronoun rows and their
-    index (:func:`pythia.evaluate.bias.logodds_rows`), and the validation sequences."""
+    index (:func:`pythia.evaluate.bias.logodds_rows`), and the validation sequences (the suite's
+    split, or the tokenized file ``validation``: :func:`pythia.data.validation.validation_rows`)."""
     iv = suite.intervention
     seqs, index = bias.logodds_rows(
         bias.heldout_tokens(suite), pmap, iv.pronoun_context, iv.pronoun_positions
@@ -53,7 +59,7 @@ def run_inputs(suite: Suite, pmap: PronounMap) -> dict[str, Any]:
     return {
         "pronoun_rows": seqs,
         "pronoun_index": index,
-        "val": validation_sequences(suite, suite.training.val_sequences),
+        "val": validation_rows(suite, suite.training.val_sequences, validation, NEEDED_BY),
     }
 
 
@@ -167,13 +173,15 @@ def evaluate_run(
     dtype: str | None = None,
     online: bool = False,
     progress: bool = False,
+    validation: str | Path | None = None,
 ) -> Path:
     """Every measure of every window checkpoint of ``run``/``model``: a CSV of rows ``run, model,
-    step, tokens_seen, metric, value, stderr, n`` (written atomically)."""
+    step, tokens_seen, metric, value, stderr, n`` (written atomically). ``validation``: a
+    tokenized file of validation text instead of the suite's split (pythia.data.validation)."""
     pmap = suite_map(suite)
     available = catalogue.steps(model, run) if run in catalogue.datasets() else []
     steps = window_steps(suite, run, model, available)
-    inputs = run_inputs(suite, pmap) if steps else None
+    inputs = run_inputs(suite, pmap, validation) if steps else None
     cached = bool(steps) and _cache_requests(suite, tasks_dir, online)
     rows: list[dict[str, Any]] = []
     for step in tqdm(steps, desc=f"{run}/{model}", disable=not progress):

@@ -13,7 +13,8 @@ What each computes (the sizes are the suite's ``analysis.training_trajectories``
 :class:`pythia.config.TrajectoriesSpec`):
 
 * Per-token losses: the first ``val_sequences`` held-out sequences (validation split, rows of
-  seq_len + 1 tokens, :func:`pythia.data.batches.validation_sequences`) are scored by
+  seq_len + 1 tokens, :func:`pythia.data.batches.validation_sequences`; or a tokenized file,
+  ``--validation``: :func:`pythia.data.validation.validation_rows`) are scored by
   :func:`pythia.evaluate.cache.cached_score` at every checkpoint (cached per checkpoint and block of
   rows), and the loss of every predicted token is kept as float16: an array
   ``val_losses`` (checkpoint x token), token j = row j // seq_len, position j % seq_len + 1.
@@ -54,6 +55,7 @@ from pythia import paths
 from pythia.config import Suite, TrajectoriesSpec
 from pythia.data.batches import validation_sequences
 from pythia.data.evalsets import STATIC_SETS, get_evalset
+from pythia.data.validation import validation_rows
 from pythia.errors import MissingInputError, UsageError
 from pythia.evaluate.cache import cached_score
 from pythia.evaluate.harness import evaluate_tasks, folder_digest, request_cache
@@ -383,10 +385,12 @@ def evaluate(
     dtype: str = "float32",
     batch_size: int | None = None,
     progress: bool = False,
+    validation: str | Path | None = None,
 ) -> Path:
     """Every analysed checkpoint of ``model`` on ``dataset``: per-token validation losses, the
     hallucination-like and true continuations' losses, and the ICL rows. Writes
-    ``out_dir/losses.npz`` and ``out_dir/icl.csv``."""
+    ``out_dir/losses.npz`` and ``out_dir/icl.csv``. ``validation``: a tokenized file of
+    validation text instead of the suite's split (pythia.data.validation)."""
     t0 = time.perf_counter()
     s = settings(suite)
     steps = catalogue.steps(model, dataset)
@@ -396,7 +400,7 @@ def evaluate(
             f"train them (`pythia train --suite {suite.name} --model {model} --dataset {dataset}`) "
             f"or point --checkpoints-source/--checkpoints-path at them"
         )
-    inputs = _read_inputs(suite, hallucination, tasks)
+    inputs = _read_inputs(suite, hallucination, tasks, validation)
     # lm-eval's prompts are built once (its request cache, where lm-eval is not imported yet) and
     # tokenized once (the adapter remembers tokenizations on the tokenizer object: one per run)
     key = {"tasks": folder_digest(inputs.tasks), "shots": s.icl_shots, "limit": s.icl_limit}
@@ -429,10 +433,15 @@ def evaluate(
     return Path(out_dir)
 
 
-def _read_inputs(suite: Suite, hallucination: str | Path, tasks: str | Path) -> _Inputs:
-    """The validation sequences, the prompts and continuations of the hallucination file
-    (written by ``generate``) and the ICL task names (``tasks.json`` of ``tasks``)."""
-    val = validation_sequences(suite, settings(suite).val_sequences)  # (N, seq_len + 1)
+def _read_inputs(
+    suite: Suite, hallucination: str | Path, tasks: str | Path, validation: str | Path | None = None
+) -> _Inputs:
+    """The validation sequences (the suite's split or the file ``validation``), the prompts and
+    continuations of the hallucination file (written by ``generate``) and the ICL task names
+    (``tasks.json`` of ``tasks``)."""
+    n = settings(suite).val_sequences
+    needed_by = "section 06 (analysis.training_trajectories.val_sequences)"
+    val = validation_rows(suite, n, validation, needed_by)  # (N, seq_len + 1)
     hal_file = Path(hallucination)
     if not hal_file.is_file():
         raise MissingInputError(
