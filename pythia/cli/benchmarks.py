@@ -40,8 +40,6 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     require_device(args.device)
-    cat = options.catalogue(args)
-    cat.check_model(args.model)
     run = args.dataset
     if args.run:
         if paths.parse_run(args.run)[0] != args.dataset or paths.parse_seed(args.run) is None:
@@ -50,6 +48,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                 f"give e.g. --run {args.dataset}-seed1"
             )
         run = args.run
+    cat = options.catalogue(args)
+    cat.check_model(args.model)
     manifest = benchmarks.read_manifest(args.tasks_json)
     df = benchmarks.evaluate_run(
         cat,

@@ -12,6 +12,7 @@ import torch
 from transformers import GPTNeoXForCausalLM
 
 from pythia import paths
+from pythia.cli import main
 from pythia.data.batches import batch_hash, get_batch
 from pythia.data.indexed import IndexedDatasetWriter
 from pythia.data.order import seed_order_dir
@@ -124,3 +125,28 @@ def test_baseline_digest_is_unchanged_by_seeds(tiny):
     assert len(digests) == 4
     with pytest.raises(ValueError, match="unknown run"):
         ckpt.seed_run_digest(suite, "t1", "standard-seed0")
+
+
+@pytest.mark.parametrize(
+    "argv, expect",
+    [
+        (
+            ["data", "build", "--suite", "smoke", "--data-seed", "2"],
+            "--data-seed builds one dataset's order: add --stage order --dataset standard|deduped",
+        ),
+        (
+            ["train", "--suite", "smoke", "--model", "s1", "--seed", "-1"],
+            "a seed run's seed is an integer >= 1 (seed 0 is the baseline), got -1",
+        ),
+        (
+            ["benchmarks", "evaluate", "--suite", "smoke", "--model", "s1", "--dataset", "standard",
+             "--run", "deduped-seed1", "--tasks-json", "t.json", "--out", "o.csv"],
+            "--run deduped-seed1 is not a seed run of --dataset standard; give e.g. --run standard-seed1",
+        ),
+    ],
+)  # fmt: skip
+def test_seed_options_fail_in_one_line(argv, expect, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHIA_WORK", str(tmp_path))
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith(expect), err
