@@ -2,7 +2,8 @@
 reject an over-dispersed process), the Q-Q data, persistence, every figure; and the sources of
 training sequences on the smoke data; closeness to memorization against the duplicate count (bins,
 the stratified sample, teacher-forced accuracy against a loop over positions, the scan job's
-duplicates on a trained smoke model, the table and its figure)."""
+duplicates on a trained smoke model, the table and its figure); the agreement table with Pythia's
+released results."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from pythia import sections
 from pythia.analysis import memorization as mem
 from pythia.config import load_suite
+from pythia.evaluate import memorization_released as R
 
 
 def flags_from_counts(counts: np.ndarray, window: int, rng: np.random.Generator) -> np.ndarray:
@@ -485,3 +488,67 @@ def test_scan_job_writes_duplicates_of_a_trained_model(smoke_run, tmp_path, monk
         M.duplicates_model(
             suite, "standard", "s1", open_catalogue("smoke"), M.ScanOptions(16, 16), scan=scan
         )
+
+
+# ------------------------------------------------------------------------------ the released results
+
+
+def _synthetic_scans(step: int, n: int, flagged: list[int]) -> pd.DataFrame:
+    seq = np.arange(n)
+    return pd.DataFrame(
+        {
+            "model": "s1",
+            "dataset": "standard",
+            "step": step,
+            "seq": seq,
+            "memorized": np.isin(seq, flagged),
+            "match_run": np.where(np.isin(seq, flagged), 32, 3),
+        }
+    )
+
+
+def test_released_agreement_table_absent_models_and_notes(tmp_path, monkeypatch):
+    """The table from the files `pythia memorization released` writes: counts per model and dataset,
+    a model without a split left out (and named), a scan without the released checkpoint and
+    tokens of another k + l said in the note; the table is an optional output of section 04."""
+    monkeypatch.setenv("PYTHIA_WORK", str(tmp_path))
+    suite = load_suite("smoke")
+    rows = np.arange(40 * 65).reshape(40, 65) % 500
+    tokens = rows[[3, 7, 30], :64]
+    rel = R.ReleasedSet("s1", "standard", "duped.s1", "local", np.array([3, 7, 30]), tokens)
+    R.write_released(R.released_file("smoke", "standard", "s1"), rel, rows, 24)
+    R.write_released(
+        R.released_file("smoke", "standard", "s2"),
+        R.absent_set("local", "s2", "standard", "no released split 'duped.s2'"),
+        None,
+        24,
+    )
+    scans = pd.concat([_synthetic_scans(24, 20, [3, 5]), _synthetic_scans(16, 12, [3])])
+    table = mem.released_agreement(suite, scans, ["standard"], ["s1", "s2"], 32, 32)
+    assert list(table.columns) == list(mem.AGREEMENT_COLUMNS) and len(table) == 1
+    r = table.iloc[0]
+    assert (r["step"], r["rows_compared"], r["flagged_ours"], r["flagged_released"]) == (
+        24,
+        20,
+        2,
+        2,
+    )
+    assert (r["both"], r["only_ours"], r["only_released"], r["released_outside"]) == (1, 1, 1, 1)
+    assert r["agreement"] == pytest.approx(18 / 20) and r["note"] == ""
+    assert (r["tokens_checked"], r["tokens_differ"]) == (3, 0)
+    assert table.attrs["absent"] == {"standard/s2": "no released split 'duped.s2'"}
+    note = mem.released_note(table, 32)
+    assert "only ours 1, only released 1: different sequences" in note and "standard/s2" in note
+    differ = mem.released_disagreements(suite, scans, table)
+    assert differ[["seq", "ours", "released"]].values.tolist() == [
+        [5, True, False],
+        [7, False, True],
+    ]
+    # our scans lack the released checkpoint; tokens of another k + l
+    late = mem.released_agreement(suite, scans[scans.step == 16], ["standard"], ["s1"], 32, 32)
+    assert late.iloc[0]["rows_compared"] == 0 and "no checkpoint at step 24" in late.iloc[0]["note"]
+    other = mem.released_agreement(suite, scans, ["standard"], ["s1"], 16, 16)
+    assert other.iloc[0]["note"] == "released tokens hold 64, our scan's k + l = 32"
+    section = sections.get("memorization")
+    assert ("table", "released_agreement") in [(k, n) for k, n, _ in section.compared()]
+    assert "table released_agreement" not in sections.outputs("memorization", suite).missing()
