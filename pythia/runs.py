@@ -603,6 +603,10 @@ class Catalogue:
         return model
 
     def _check_dataset(self, dataset: str, model: str | None = None) -> str:
+        """``dataset`` (a run) if the catalogue has it; the hub has every released run of a model
+        (:func:`released_runs`), asked for or not."""
+        if self.source is Source.hub and model is not None and dataset in released_runs(model):
+            return dataset
         if dataset not in self.datasets():
             raise CatalogueError(
                 f"no dataset {dataset!r} in the {self.source.value} checkpoints of suite "

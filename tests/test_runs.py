@@ -411,7 +411,9 @@ def test_hub_released_variants(hub):
     assert "standard-seed9" in released_runs("410M") and "standard-seed1" not in released_runs("1B")
     hub.publish_pythia("EleutherAI/pythia-160m-seed1", steps=(0, 1), tokenizer=False)
     hub.publish("EleutherAI/pythia-intervention-70m-deduped", "main", Hub.model_files(5))
-    assert open_catalogue("pythia", "hub").datasets() == ["standard", "deduped"]
+    default = open_catalogue("pythia", "hub")
+    assert default.datasets() == ["standard", "deduped"]
+    assert default.available_steps("160M", "standard-seed1") == [0, 1]  # asked for by name
     cat = open_catalogue("pythia", "hub", runs=["standard-seed1", "deduped-intervention"])
     assert cat.datasets() == ["standard-seed1", "deduped-intervention"]
     assert cat.models("standard-seed1") == ["14M", "31M", "70M", "160M", "410M"]
