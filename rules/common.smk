@@ -70,8 +70,10 @@ def validation_inputs():
 
 
 def validation_args():
-    """The evaluate commands' ``--validation FILE`` (pythia.cli.options.add_validation), or nothing."""
-    return f"--validation {VALIDATION}" if VALIDATION else ""
+    """`` --validation FILE`` for the evaluate commands (pythia.cli.options.add_validation), or "":
+    appended to their checkpoint options, so that without the key their params and shell command,
+    and so their outputs, stay current."""
+    return f" --validation {VALIDATION}" if VALIDATION else ""
 
 
 # ------------------------------------------------------------------------------ digests

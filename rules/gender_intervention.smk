@@ -75,8 +75,7 @@ rule gender_intervention_evaluate:
         run="|".join(sorted(set(GENDER_IV_RUNS), key=len, reverse=True)) or "none",
     params:
         suite=SUITE,
-        catalogue=checkpoint_args(),
-        validation=validation_args(),
+        catalogue=checkpoint_args() + validation_args(),
         digest=job_digest(gender_iv.eval_digest),
     log:
         f"{LOGS}/gender_intervention/evaluate/{{run}}/{{model}}.log",
@@ -85,8 +84,7 @@ rule gender_intervention_evaluate:
         "../envs/pythia.yaml"
     shell:
         "pythia gender-intervention evaluate --suite {params.suite} --run {wildcards.run} --model {wildcards.model}"
-        " --tasks {input.tasks} --out {output.measures} --threads {threads} {params.catalogue} {params.validation}"
-        " --no-progress &> {log}"
+        " --tasks {input.tasks} --out {output.measures} --threads {threads} {params.catalogue} --no-progress &> {log}"
 
 
 rule gender_intervention_notebook:

@@ -67,8 +67,7 @@ rule training_trajectories_evaluate:
         icl=f"{TRAJECTORIES_WORK}/{{dataset}}/{{model}}/icl.csv",
     params:
         suite=SUITE,
-        ckpt=checkpoint_args(),
-        validation=validation_args(),
+        ckpt=checkpoint_args() + validation_args(),
         digest=job_digest(trajectories_analysis.evaluate_digest),
     log:
         f"{LOGS}/training_trajectories/{{dataset}}/{{model}}.log",
@@ -79,8 +78,7 @@ rule training_trajectories_evaluate:
     shell:
         "pythia training-trajectories evaluate --suite {params.suite} --dataset {wildcards.dataset}"
         " --model {wildcards.model} --hallucination {input.hallucination} --tasks $(dirname {input.tasks})"
-        " --out-dir $(dirname {output.losses}) {params.ckpt} {params.validation} --threads {threads}"
-        " --no-progress &> {log}"
+        " --out-dir $(dirname {output.losses}) {params.ckpt} --threads {threads} --no-progress &> {log}"
 
 
 rule training_trajectories_notebook:
