@@ -1,9 +1,10 @@
 """Pythia's released memorization results (``EleutherAI/pythia-memorized-evals``) beside our scan
 (section 04).
 
-What was released (read 2026-12 from the dataset card, ``README.md`` of the hub dataset
-``EleutherAI/pythia-memorized-evals``, its file listing, and ``predictable-memorization/
-eval_memorization.py`` of github.com/EleutherAI/pythia; asked about in EleutherAI/pythia#164):
+What was released (from the dataset card, ``README.md`` of the hub dataset
+``EleutherAI/pythia-memorized-evals`` at its commit d97edd1, the repository's file listing, and
+``predictable-memorization/eval_memorization.py`` of github.com/EleutherAI/pythia at a19eecb;
+users asked how to use it in EleutherAI/pythia#164):
 
 * **Splits**: one per released model, ``<duped|deduped>.<size>`` with the size in lower case:
   ``duped.70m``, ``duped.160m``, ``duped.410m``, ``duped.1b``, ``duped.1.4b``, ``duped.2.8b``,
@@ -20,8 +21,8 @@ eval_memorization.py`` of github.com/EleutherAI/pythia; asked about in EleutherA
   ``index``: a pandas export's leftover).
 * **What a row means**: the sequence ``index`` was memorized by the fully trained model (step
   143000): greedy decoding from its first 32 tokens reproduces the next 32 exactly (``generate``
-  in fp16 with ``min_length=64``; accuracy 1 over the 32 tokens). Every one of the ~146M training
-  sequences was scored (eval_memorization.py scores ``[0, CHECKPOINT * 1024)``); only the
+  in fp16 with ``min_length=64``; accuracy 1 over the 32 tokens). Every one of the 146,432,000
+  (143000 * 1024) training sequences was scored (eval_memorization.py scores ``[0, CHECKPOINT * 1024)``); only the
   memorized ones are listed, so an index of the scored range that is absent is not memorized.
 * **The index**: the position of the sequence in the pre-shuffled training data, i.e. document
   ``index`` of the pre-shuffled ``MMapIndexedDataset`` in which every document is one 2049-token
@@ -59,7 +60,7 @@ from typing import Any
 import numpy as np
 
 from pythia import paths
-from pythia.errors import DataError, MissingInputError, UsageError
+from pythia.errors import DataError, MissingInputError, UsageError, one_line
 from pythia.io import atomic_path
 
 HUB_DATASET = "EleutherAI/pythia-memorized-evals"
@@ -113,10 +114,11 @@ class SplitMissing(MissingInputError):
 
 def _hub_error(source: str, err: Exception) -> MissingInputError:
     """One line for a failed hub fetch: the hub's reason, and what to do."""
-    reason = next((ln.strip() for ln in str(err).splitlines() if ln.strip()), type(err).__name__)
+    # every line: the hub's reason ("Revision Not Found ...") is not the first
+    reason = one_line(str(err)) or type(err).__name__
     kind = type(err).__name__
     advice = (
-        "check the dataset id and revision"
+        "check the dataset id and revision (a local source must be an existing path)"
         if kind in ("RepositoryNotFoundError", "RevisionNotFoundError")
         else "with network access run this again (it fills the hub cache), or download the split "
         f"(`hf download {source.split('@')[0]} --repo-type dataset --include 'data/<split>-*' "

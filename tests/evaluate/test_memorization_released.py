@@ -314,6 +314,8 @@ def test_the_hub_dataset_through_huggingface_hub(hub, smoke_data, tmp_path, monk
 
     with pytest.raises(R.SplitMissing, match=r"no split 'duped.s2' \(splits there: .*duped.s1"):
         R.load_released(HUB_ID, "s2", "standard")
-    with pytest.raises(PythiaError, match=r"RepositoryNotFoundError.*check the dataset id") as err:
+    with pytest.raises(PythiaError, match=r"RepositoryNotFoundError.*Repository Not Found") as err:
         R.load_released("EleutherAI/no-such-evals", "s1", "standard")
-    assert "\n" not in str(err.value)
+    assert "\n" not in str(err.value) and "check the dataset id" in str(err.value)
+    with pytest.raises(PythiaError, match=r"RevisionNotFoundError.*Revision Not Found"):
+        R.load_released(f"{HUB_ID}@v9", "s1", "standard")
