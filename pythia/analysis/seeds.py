@@ -11,8 +11,9 @@ shape, so everything here works on any frame with ``dataset`` (the base dataset)
   :func:`with_baseline_per_kind` counts the baseline as seed 0 of each kind of seed run.
 - :func:`seed_bands`: per group and step, the mean over seeds, their sample standard deviation
   (``ddof=1``), minimum, maximum and count.
+- :func:`paired_gap`: the standard-minus-deduplicated difference per seed, to band like a value.
 - :func:`plot_seed_bands`: the mean as a line and the min-max range as a band, one panel per
-  (row, column) of the groups, one colour per dataset.
+  (row, column) of the groups, one colour per dataset (and the gap, with a zero line).
 - :func:`seed_spread`: the final value's spread per model and dataset, and the
   standard-minus-deduplicated gap per seed (the runs of one seed number share their init seed),
   its mean and standard deviation over seeds, the seed noise (the two datasets' standard
@@ -54,6 +55,21 @@ def with_baseline_per_kind(df: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([df, *(base.assign(vary=v) for v in kinds)], ignore_index=True)
 
 
+GAP = f"{paths.STANDARD} - {paths.DEDUPED}"
+"""The ``dataset`` of a standard-minus-deduplicated difference (paired by seed)."""
+
+
+def paired_gap(df: pd.DataFrame, value: str, keys: list[str]) -> pd.DataFrame:
+    """The standard-minus-deduplicated difference of ``value`` per seed (the runs of one seed number
+    share their init seed) and ``keys`` (e.g. model, vary, step): ``df``'s shape with ``dataset``
+    :data:`GAP`; only seeds and keys both datasets have."""
+    wide = df.pivot_table(index=[*keys, "seed"], columns="dataset", values=value, observed=True)
+    if not set(paths.DATASETS) <= set(wide.columns):
+        return df.iloc[0:0].assign(dataset=GAP)
+    gap = (wide[paths.STANDARD] - wide[paths.DEDUPED]).dropna().rename(value).reset_index()
+    return gap.assign(dataset=GAP)
+
+
 def seed_bands(
     df: pd.DataFrame, value: str, by: list[str], x: str = "step", extra: list[str] | None = None
 ) -> pd.DataFrame:
@@ -88,7 +104,7 @@ def seed_spread(finals: pd.DataFrame, value: str) -> pd.DataFrame:
         rows.append(
             {
                 "model": model,
-                "quantity": f"{paths.STANDARD} - {paths.DEDUPED}",
+                "quantity": GAP,
                 **_stats(gap),
                 "noise_sd": noise,
                 "gap_exceeds_2sd_noise": exceeds if np.isfinite(noise) else "",
@@ -134,19 +150,25 @@ def plot_seed_bands(
     rows = list(dict.fromkeys(bands[row])) if row else [None]
     cols = list(dict.fromkeys(bands[col]))
     fig, axes = plt.subplots(
-        len(rows), len(cols), figsize=(3.6 * len(cols), 3.0 * len(rows)), squeeze=False, sharex=True
+        len(rows),
+        len(cols),
+        figsize=(max(3.6 * len(cols), 6.0), 3.0 * len(rows)),
+        squeeze=False,
+        sharex=True,
     )
-    colours = dict(zip(paths.DATASETS, ("tab:blue", "tab:orange")))
+    colours = dict(zip((*paths.DATASETS, GAP), ("tab:blue", "tab:orange", "tab:green")))
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
             ax = axes[i][j]
             panel = bands[(bands[col] == c) & ((bands[row] == r) if row else True)]
             present = set(panel["dataset"].astype(str))
-            for d in [d for d in paths.DATASETS if d in present]:  # standard first
+            for d in [d for d in colours if d in present]:  # standard first, then the gap
                 g = panel[panel["dataset"].astype(str) == d].sort_values(x)
                 colour = colours[d]
                 ax.plot(g[x], g["mean"], color=colour, label=f"{d} (n={int(g['n_seeds'].max())})")
                 ax.fill_between(g[x], g["min"], g["max"], color=colour, alpha=0.25, linewidth=0)
+            if GAP in present:
+                ax.axhline(0.0, color="grey", linestyle=":", linewidth=1)
             if logx:
                 ax.set_xscale("log")
             ax.set_title(f"{c}" + (f" · {r}" if r is not None else ""), fontsize=9)

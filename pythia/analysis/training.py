@@ -353,7 +353,11 @@ def verify_batches(suite: Suite, logs: pd.DataFrame) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------ seed spread
 
-SEED_METRICS = {"train_loss": "training loss (rolling mean)", "val_loss": "validation loss"}
+SEED_METRICS = {
+    "train_loss": "training loss (rolling mean)",
+    "val_loss": "validation loss",
+    "val_loss_gap": "validation loss, standard - deduped",
+}
 
 
 def seed_run_list(suite: Suite, datasets: list[str], models: list[str]) -> list[tuple[str, str]]:
@@ -391,8 +395,9 @@ def load_seed_logs(suite: Suite, datasets: list[str], models: list[str]) -> pd.D
 
 def seed_curves(seed_logs: pd.DataFrame, window: int = 9) -> pd.DataFrame:
     """Long frame of every seed's curves after step 0: metric (``train_loss``: the loss smoothed
-    over ``window`` steps; ``val_loss``: at checkpoints), model, dataset, vary, seed, step,
-    tokens_seen, value. The baseline is seed 0 of every kind of seed run."""
+    over ``window`` steps; ``val_loss``: at checkpoints; ``val_loss_gap``: standard minus
+    deduplicated validation loss of the same seed, dataset ``standard - deduped``), model,
+    dataset, vary, seed, step, tokens_seen, value. The baseline is seed 0 of every kind of seed run."""
     keys = ["model", "dataset", "vary", "seed"]
     df = seeds.with_baseline_per_kind(seed_logs)
     train = df[[*keys, "step", "tokens_seen", "loss"]].copy()
@@ -404,7 +409,8 @@ def seed_curves(seed_logs: pd.DataFrame, window: int = 9) -> pd.DataFrame:
         train.drop(columns="loss").assign(metric="train_loss"),
         val.rename(columns={"val_loss": "value"}).assign(metric="val_loss"),
     ]
-    out = pd.concat(frames, ignore_index=True)
+    gap = seeds.paired_gap(frames[1], "value", ["model", "vary", "step", "tokens_seen"])
+    out = pd.concat([*frames, gap.assign(metric="val_loss_gap")], ignore_index=True)
     out = out[out["step"] > 0]
     return out[["metric", *keys, "step", "tokens_seen", "value"]].reset_index(drop=True)
 
@@ -422,7 +428,7 @@ def loss_seed_bands(seed_logs: pd.DataFrame, window: int = 9) -> pd.DataFrame:
 
 def plot_loss_seed_bands(bands: pd.DataFrame) -> plt.Figure:
     """Training and validation loss over tokens, mean over seeds and the min-max band, standard
-    against deduplicated, one column per model (and kind of seed run)."""
+    against deduplicated, and their paired gap; one column per model (and kind of seed run)."""
     panels = bands.assign(
         panel=bands["model"]
         + np.where(bands["vary"] == seeds.BASE, "", " · " + bands["vary"] + "-seed"),

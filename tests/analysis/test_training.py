@@ -194,8 +194,12 @@ def test_seed_bands_and_spread_of_the_seed_runs(fake_seed_runs):
     line = tr.gap_summary(spread.reset_index())
     assert line.startswith("138K: standard - deduplicated final validation loss +0.0300 +/- 0.0500")
     assert "does not exceed 2 sd" in line
+    # the paired gap over training: standard minus deduped of the same seed, banded over seeds
+    g = bands.loc[("val_loss_gap", "standard - deduped", 640)]
+    assert (g.n_seeds, g["min"], g["max"]) == (3, pytest.approx(-0.02), pytest.approx(0.08))
+    assert g["mean"] == pytest.approx(0.03) and g.sd == pytest.approx(0.05)
     fig = tr.plot_loss_seed_bands(tr.loss_seed_bands(logs))
-    assert len(fig.axes) == 2  # training and validation loss, one model
+    assert len(fig.axes) == 3  # training loss, validation loss, the gap; one model
 
 
 def test_no_seed_runs_no_seed_frames(fake_runs):
