@@ -542,12 +542,18 @@ class Suite(_Strict):
         if parsed is None:
             return RunSeeds(seed=0, vary=None, init_seed=init, data_seed=data)
         vary, n = SeedVary(parsed[0]), parsed[1]
-        return RunSeeds(
+        seeds = RunSeeds(
             seed=n,
             vary=vary,
             init_seed=init if vary is SeedVary.data else n,
             data_seed=data if vary is SeedVary.weight else n,
         )
+        if (seeds.init_seed, seeds.data_seed) == (init, data):
+            raise ConfigError(
+                f"run {run!r} would repeat the baseline of suite {self.name!r} (its seeds are "
+                f"training.seed {init} and data.seed {data}); pick another seed"
+            )
+        return seeds
 
     def model(self, name: str) -> ModelSpec:
         """The model called ``name``; an unknown name lists the suite's models."""

@@ -282,6 +282,8 @@ def test_seed_runs_are_named_and_seeded_like_polypythias():
     assert (weight.vary.value, weight.init_seed, weight.data_seed) == ("weight", 1, d)
     with pytest.raises(ValueError, match="unknown run 'standard-seed0'"):
         s.run_seeds("standard-seed0")
+    with pytest.raises(ConfigError, match="'standard-data-seed1234' would repeat the baseline"):
+        s.run_seeds("standard-data-seed1234")
     mixed = load_suite("micro", {"seeds": {**SEEDS, "vary": ["data", "weight"]}})
     assert [r for r, m in mixed.seed_runs(["deduped"]) if m == "138K"] == [
         "deduped-data-seed1",
