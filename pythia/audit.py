@@ -510,6 +510,14 @@ def _run_tensors(cat, model, run, steps, own_init, other_inits) -> Iterator[tupl
         prev = (step, state, prints)
 
 
+TENSOR_NOTES = {
+    "not-from-init": "as near another run's step0 as its own or nearer: the run does not descend "
+    "from its own step0 (pythia#203 kind)",
+    "jump": "farther from the previous step than from its own step0: the previous step is not on "
+    "its path (a replaced checkpoint, pythia#108 kind)",
+}
+
+
 def tensor_checks(
     cat: Catalogue, rows: list[dict[str, Any]], progress: bool = False
 ) -> list[dict[str, Any]]:
@@ -540,11 +548,7 @@ def tensor_checks(
         flag_ = got.pop("tensor_status", OK)
         row = {**r, **{c: got.get(c, "") for c in TENSOR_COLUMNS}}
         if r["status"] == OK and flag_ != OK:
-            other = "another run's step0" if flag_ == "not-from-init" else "its previous step"
-            row["status"], row["note"] = (
-                flag_,
-                f"the weights are not on this run's path (nearer {other}; pythia#203/#108 kind)",
-            )
+            row["status"], row["note"] = flag_, TENSOR_NOTES[flag_]
         out.append(row)
     return out
 

@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from safetensors.torch import load_file, save_file
 
 from pythia.audit import Branch, CheckpointAuditWarning, StepFilter, flag
 from pythia.cli import main
@@ -220,3 +221,35 @@ def test_hub_audit_of_a_size_covers_its_released_seed_runs(hub, tmp_path, monkey
     assert got[("14M", "standard-seed3", 1)][0] == "missing"  # pythia#202's kind
     assert got[("14M", "standard-seed3", 2)][0] == got[("14M", "standard", 2)][0] == "ok"
     assert "EleutherAI/pythia-14m-seed1: repository not found" in capsys.readouterr().err
+
+
+def test_tensors_flag_a_step_off_its_runs_path(work, tmp_path):
+    """pythia#108's kind: step4 replaced by weights that are not between step2 and what follows
+    (here 3 * step0 - 2 * step2: as far again on the other side of the init)."""
+    run = work / "smoke" / "models" / "standard" / "s1"
+    root = tmp_path / "pythia"
+    for s in (0, 2, 4):
+        shutil.copytree(run / f"step{s}", root / "pythia-s1" / f"step{s}")
+    init, two = (load_file(run / f"step{s}" / "model.safetensors") for s in (0, 2))
+    save_file(
+        {k: (3 * init[k] - 2 * two[k]).contiguous() for k in init},
+        root / "pythia-s1" / "step4" / "model.safetensors",
+        metadata={"format": "pt"},
+    )
+    out = tmp_path / "audit"
+    args = ["checkpoints", "audit", "--suite", "smoke", "--checkpoints-source", "local"]
+    rest = [
+        "--checkpoints-path",
+        str(root),
+        "--steps",
+        "0",
+        "2",
+        "4",
+        "--tensors",
+        "--out",
+        str(out),
+    ]
+    assert main([*args, *rest, "--no-progress"]) == 0
+    got = _statuses(out / "audit.csv")
+    assert got[("s1", "standard", 4)][0] == "jump"
+    assert got[("s1", "standard", 2)][0] == got[("s1", "standard", 0)][0] == "ok"
