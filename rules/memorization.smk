@@ -28,12 +28,11 @@ MEMORIZATION_DUPLICATES = f"{WORK}/memorization/{{dataset}}/{{model}}/duplicates
 MEMORIZATION_DTYPE = " --dtype bfloat16" if MEMORIZATION["device"] == "cuda" else ""
 MEMORIZATION_RELEASED = MEMORIZATION.get("released", "")
 MEMORIZATION_RELEASED_FILE = f"{WORK}/memorization/{{dataset}}/{{model}}/released.parquet"
-MEMORIZATION_OUTPUTS = section_outputs("memorization")
-if MEMORIZATION_RELEASED:  # the optional table, declared only when its input is configured
-    _agreement = sections.get("memorization").table_files(SUITE, "released_agreement")
-    MEMORIZATION_OUTPUTS.update(
-        released_agreement_csv=str(_agreement["csv"]), released_agreement_md=str(_agreement["md"])
-    )
+# the optional table, declared only when its input is configured
+MEMORIZATION_OUTPUTS = {
+    **section_outputs("memorization"),
+    **optional_outputs("memorization", ["released_agreement"] if MEMORIZATION_RELEASED else []),
+}
 
 
 rule memorization_scan:
