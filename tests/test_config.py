@@ -261,9 +261,9 @@ SEEDS = {"models": ["138K", "288K"], "seeds": [1, 2], "vary": ["both"]}
 
 
 def test_seed_runs_are_named_and_seeded_like_polypythias():
-    base = load_suite("micro")
+    base = load_suite("micro", {"seeds": {}})  # micro without seed runs
     s = load_suite("micro", {"seeds": SEEDS})
-    assert s.digest == base.digest  # the baselines do not change
+    assert base.seed_runs() == [] and s.digest == base.digest  # the baselines do not change
     assert s.seed_runs(["standard"]) == [
         ("standard-seed1", "138K"),
         ("standard-seed1", "288K"),
@@ -291,7 +291,9 @@ def test_seed_runs_are_named_and_seeded_like_polypythias():
         "deduped-weight-seed1",
         "deduped-weight-seed2",
     ]
-    assert load_suite("micro").seed_runs() == []  # micro without the key: no seed runs
+    assert load_suite("smoke").seed_runs() == []  # no seeds key: no seed runs
+    micro = load_suite("micro")  # the shipped micro: seeds 1, 2 of the two smallest sizes
+    assert micro.seed_runs() == s.seed_runs() and micro.digest == base.digest
 
 
 @pytest.mark.parametrize(
