@@ -821,7 +821,10 @@ def describe(cat: Catalogue) -> dict[str, Any]:
 
 def _hub_entry(cat: Catalogue, model: str, dataset: str) -> dict[str, Any]:
     """A hub model's branches as the hub lists them: the step branches there are, the expected
-    ones that are missing, and the error (a repository that is not there) instead of hiding it."""
+    ones that are missing, and the error (a repository that is not there) instead of hiding it.
+    One refs request per repository: ``selected`` is the catalogue's selection among the
+    branches, without its :attr:`~Catalogue.step_filter` (the checkpoint audit would read every
+    branch's tree; ``pythia checkpoints audit`` does that)."""
     entry: dict[str, Any] = {
         "repo": hub_repo(model, dataset),
         "available": [],
@@ -831,10 +834,10 @@ def _hub_entry(cat: Catalogue, model: str, dataset: str) -> dict[str, Any]:
     }
     try:
         entry["available"] = cat.available_steps(model, dataset)
-        entry["selected"] = cat.steps(model, dataset)
     except CatalogueError as e:
         entry["error"] = str(e)
         return entry
     have = set(entry["available"])
+    entry["selected"] = [s for s in cat.selected if s in have]
     entry["missing"] = [s for s in cat.expected_steps(model, dataset) if s not in have]
     return entry
