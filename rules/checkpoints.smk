@@ -3,11 +3,10 @@
 # its weight files, flagged duplicate, missing, step0 == step1, partial duplicate, written as
 # results/<suite>/checkpoints/audit.csv and the grid of steps x runs (audit.png). The sections
 # read the flags through the catalogue (config checkpoints.audit: warn, skip or off). Not a
-# section: no notebook; its targets join the default ones through TOOL_TARGETS (rules/common.smk).
+# section: no notebook; its target joins the default ones through TOOL_TARGETS (rules/common.smk).
 
 AUDIT_DIR = f"{RESULTS}/checkpoints"
 AUDIT_PATH = f" --checkpoints-path {CHECKPOINTS['path']}" if CHECKPOINTS["path"] else ""
-AUDIT_MODELS = [m for m in MODELS if TRAINED_CHECKPOINTS or m in CATALOGUE.models()]
 
 
 # The hub source asks the hub (refs and file metadata): where Snakemake runs, which has the network.
@@ -28,7 +27,7 @@ rule checkpoints_audit:
     params:
         suite=SUITE,
         source=f"--checkpoints-source {CATALOGUE.source.value}{AUDIT_PATH}",
-        models=" ".join(AUDIT_MODELS),
+        models=" ".join(MODELS),
         datasets=" ".join(DATASETS),
         digest=SUITE_CFG.digest,
     log:
@@ -40,4 +39,8 @@ rule checkpoints_audit:
         " --datasets {params.datasets} --out $(dirname {output.csv}) --no-progress &> {log}"
 
 
-TOOL_TARGETS.append(rules.checkpoints_audit.output.csv)
+# A default target where the configured sections read checkpoints through the catalogue (all but
+# suite and training): `make reproduce` writes the audit of the trained runs; a run of those two
+# alone trains and audits nothing more.
+if set(SECTIONS) - {"suite", "training"}:
+    TOOL_TARGETS.append(rules.checkpoints_audit.output.csv)
