@@ -141,6 +141,13 @@ def runs_done(runs=None, models=None):
 # bands; the other sections read the baseline runs only.
 SEED_RUNS = [(r, m) for r, m in SUITE_CFG.seed_runs(DATASETS) if m in MODELS]
 SEED_RUN_PATTERN = "(" + DATASET_PATTERN + ")-(seed|data-seed|weight-seed)[1-9][0-9]*"
+for _run, _m in SEED_RUNS:  # a released dataset's order cannot be reshuffled here: say so before any job
+    _dataset = paths.parse_run(_run)[0]
+    if TRAINED_CHECKPOINTS and _dataset in RELEASED_DATASETS and SUITE_CFG.run_seeds(_run).data_seed != SUITE_CFG.data.seed:
+        raise ValueError(
+            f"seed run {_run} needs the {_dataset} data in another order, but suite {SUITE} trains on the released "
+            f"pre-shuffled files (data.pretokenized); use seeds.vary: [weight], or download PolyPythias' reshuffled Pile"
+        )
 
 
 def seed_runs_done():
