@@ -3,11 +3,16 @@ the released shape read from local files (hub layout, Parquet, CSV) and each bad
 one line; the whole path on a trained smoke model (our scan, a released-shaped set of the sequences
 it flags plus planted disagreements, `pythia memorization released`, the agreement table with its
 provenance); and the hub dataset fetched through the real huggingface_hub client from the loopback
-hub (tests/hub_server.py), only the asked split, keyed by its commit, then from the cache offline."""
+hub (tests/hub_server.py), only the asked split, keyed by its commit, then from the cache offline;
+and the workflow's jobs and optional table when memorization.released is set (a dry run)."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -319,3 +324,24 @@ def test_the_hub_dataset_through_huggingface_hub(hub, smoke_data, tmp_path, monk
     assert "\n" not in str(err.value) and "check the dataset id" in str(err.value)
     with pytest.raises(PythiaError, match=r"RevisionNotFoundError.*Revision Not Found"):
         R.load_released(f"{HUB_ID}@v9", "s1", "standard")
+
+
+def test_the_workflow_runs_it_only_when_configured(tmp_path):
+    """A dry run of section 04 on smoke with memorization.released set: one released job per
+    (dataset, model), the notebook waits for them and declares the optional table, and gets the
+    source as a parameter (unset, the default dry runs of tests/test_workflow.py have none of it)."""
+    repo = Path(__file__).resolve().parents[2]
+    snakemake = Path(sys.executable).parent / "snakemake"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHIA_WORK", "PYTHIA_RESULTS")}
+    out = subprocess.run(
+        [str(snakemake), "-n", "--directory", str(tmp_path), "--config", "suite=smoke",
+         "sections=[memorization]", f"memorization={{released: {HUB_ID}}}"],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = out.stdout
+    assert text.count("rule memorization_released:") == 4
+    assert f"--model s2 --source {HUB_ID} --allow-missing-split" in text
+    assert "work/smoke/memorization/deduped/s1/released.parquet" in text
+    assert "results/smoke/memorization/released_agreement.csv" in text
+    assert f'"released": "{HUB_ID}"' in text
