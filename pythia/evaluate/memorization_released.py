@@ -263,7 +263,9 @@ def _token_array(cells, path: Path) -> np.ndarray:
     width = lengths.pop() if lengths else 0
     if len(cells) and width == 0:
         raise DataError(f"{path}: column {TOKENS!r} holds empty lists")
-    return np.asarray([list(c) for c in cells], dtype=np.int64).reshape(len(cells), width)
+    if not len(cells):
+        return np.zeros((0, width), np.int64)
+    return np.stack([np.asarray(c, dtype=np.int64) for c in cells])  # (n, w)
 
 
 def read_released_files(files: list[Path]) -> tuple[np.ndarray, np.ndarray | None]:
@@ -402,7 +404,9 @@ def write_released(
     }
     cols: dict[str, Any] = {INDEX: pa.array(released.indices, pa.int64())}
     if released.tokens is not None:
-        cols[TOKENS] = pa.array(list(released.tokens), pa.list_(pa.int64()))
+        n, width = released.tokens.shape
+        offsets = pa.array(np.arange(0, n * width + 1, width, dtype=np.int32))
+        cols[TOKENS] = pa.ListArray.from_arrays(offsets, pa.array(released.tokens.ravel()))
     cols.update(in_data=pa.array(in_data), tokens_match=pa.array(match))
     table = pa.table(cols).replace_schema_metadata({k: json.dumps(v) for k, v in meta.items()})
     with atomic_path(out, suffix=".parquet") as tmp:
