@@ -12,7 +12,10 @@ import warnings
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load as safetensors_load
 from safetensors.torch import load_file, save_file
+from safetensors.torch import save as safetensors_save
 
 from pythia.audit import Branch, CheckpointAuditWarning, StepFilter, flag
 from pythia.cli import main
@@ -253,3 +256,55 @@ def test_tensors_flag_a_step_off_its_runs_path(work, tmp_path):
     got = _statuses(out / "audit.csv")
     assert got[("s1", "standard", 4)][0] == "jump"
     assert got[("s1", "standard", 2)][0] == got[("s1", "standard", 0)][0] == "ok"
+
+
+def _nudged(files: dict[str, bytes], scale: float, seed: int) -> dict[str, bytes]:
+    """``files`` with every weight moved by ``scale`` x standard normal noise (a training step)."""
+    gen = torch.Generator().manual_seed(seed)
+    state = safetensors_load(files["model.safetensors"])
+    moved = {
+        k: (v + scale * torch.randn(v.shape, generator=gen)).contiguous() for k, v in state.items()
+    }
+    return {**files, "model.safetensors": safetensors_save(moved, metadata={"format": "pt"})}
+
+
+def test_hub_tensors_flag_a_run_not_descending_from_its_step0(hub, tmp_path, monkeypatch):
+    """pythia#203 over the hub: the deduped repo's step0 is another init, its step1 the standard
+    run's step1 (the weights are downloaded through the catalogue for the tensor checks)."""
+    monkeypatch.setenv("PYTHIA_WORK", str(tmp_path / "work"))
+    std0 = hub.model_files(0)
+    std1 = _nudged(std0, 1e-3, 1)
+    for repo, step0 in (
+        ("EleutherAI/pythia-14m", std0),
+        ("EleutherAI/pythia-14m-deduped", hub.model_files(100)),
+    ):
+        hub.publish(repo, "step0", step0)
+        hub.publish(repo, "step1", std1)
+        hub.publish(repo, "main", std1)
+    out = tmp_path / "audit"
+    args = [
+        "checkpoints",
+        "audit",
+        "--suite",
+        "pythia",
+        "--checkpoints-source",
+        "hub",
+        "--models",
+        "14M",
+    ]
+    rest = [
+        "--datasets",
+        "standard",
+        "deduped",
+        "--steps",
+        "0",
+        "1",
+        "--tensors",
+        "--out",
+        str(out),
+    ]
+    assert main([*args, *rest, "--no-progress"]) == 0
+    got = _statuses(out / "audit.csv")
+    assert got[("14M", "deduped", 1)][0] == "not-from-init"
+    assert got[("14M", "standard", 1)][0] == got[("14M", "standard", 0)][0] == "ok"
+    assert hub.requests("/resolve/")  # the tensor checks load the weights
