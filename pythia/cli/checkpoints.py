@@ -97,7 +97,8 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
         "--datasets",
         nargs="+",
         default=None,
-        help="runs to audit: datasets or run names such as standard-seed1 (default: all)",
+        help="runs to audit: datasets or run names such as standard-seed1 (default: every run; "
+        "hub: every run Pythia released of each model, seeds and intervention models included)",
     )
     p.add_argument(
         "--tensors",
