@@ -449,6 +449,7 @@ def plot_accuracy_seed_bands(bands: pd.DataFrame) -> plt.Figure:
         row="task",
         col="panel",
         x="tokens_axis",
+        xlabel="tokens seen (step 0 at 1)",
         ylabel="accuracy",
         title="Accuracy over seeds: mean (line) and min-max (band)",
     )

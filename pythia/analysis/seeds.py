@@ -143,6 +143,7 @@ def plot_seed_bands(
     x: str,
     ylabel: str,
     title: str,
+    xlabel: str | None = None,
     logx: bool = True,
 ) -> plt.Figure:
     """The mean over seeds (line) and the min-max range (band) per dataset, one panel per ``row``
@@ -172,7 +173,7 @@ def plot_seed_bands(
             if logx:
                 ax.set_xscale("log")
             ax.set_title(f"{c}" + (f" · {r}" if r is not None else ""), fontsize=9)
-            ax.set_xlabel(x.replace("_", " "))
+            ax.set_xlabel(xlabel or x.replace("_", " "))
             ax.set_ylabel(ylabel if j == 0 else "")
             ax.legend(fontsize=7)
     fig.suptitle(title, y=1.0)
