@@ -112,7 +112,7 @@ rule benchmarks_notebook:
         **section_outputs("benchmarks"),
         **optional_outputs("benchmarks", ["accuracy_seed_bands"] if SEED_RUNS else []),
     params:
-        **section_params("benchmarks", datasets=DATASETS, models=MODELS),
+        **section_params("benchmarks", datasets=DATASETS, models=MODELS, seed_runs=[f"{r}/{m}" for r, m in SEED_RUNS]),
     log:
         section_log("benchmarks"),
     conda:

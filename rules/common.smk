@@ -10,7 +10,7 @@ from pythia.config import load_suite, register_suite_file
 from pythia.data.build import stage_digest
 from pythia.data.released import is_released
 from pythia.data.validation import source_files as validation_files
-from pythia.runs import Source, open_catalogue
+from pythia.runs import Source, open_catalogue, released_runs
 from pythia.train.checkpoint import run_digest, seed_run_digest
 
 # A suite given as a YAML path is found by name from then on (in this process and in jobs).
@@ -140,6 +140,8 @@ def runs_done(runs=None, models=None):
 # <dataset>-weight-seed<N> (pythia.paths.seed_run_name). Sections 01 and 02 draw their spread as
 # bands; the other sections read the baseline runs only.
 SEED_RUNS = [(r, m) for r, m in SUITE_CFG.seed_runs(DATASETS) if m in MODELS]
+if CATALOGUE.source is Source.hub:  # PolyPythias: standard-seed<N> of 14M-410M, data-/weight-seed<N> of 160M
+    SEED_RUNS = [(r, m) for r, m in SEED_RUNS if r in released_runs(m)]
 SEED_RUN_PATTERN = "(" + DATASET_PATTERN + ")-(seed|data-seed|weight-seed)[1-9][0-9]*"
 for _run, _m in SEED_RUNS:  # a released dataset's order cannot be reshuffled here: say so before any job
     _dataset = paths.parse_run(_run)[0]

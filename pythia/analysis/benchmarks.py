@@ -397,21 +397,31 @@ __all__ = [
 # ------------------------------------------------------------------------------ seed spread
 
 
-def seed_eval_files(suite: Suite, datasets: list[str], models: list[str]) -> dict[str, Path]:
+def seed_eval_files(
+    suite: Suite, datasets: list[str], models: list[str], seed_runs: list[str] | None = None
+) -> dict[str, Path]:
     """The evaluation CSV of the baselines and seed runs of the shown models with seed runs,
-    keyed ``<run>/<model>`` (empty without the suite's ``seeds``)."""
+    keyed ``<run>/<model>`` (empty without the suite's ``seeds``). ``seed_runs`` (``run/model``,
+    what the workflow evaluated: from the hub, only the seed runs PolyPythias released) narrows
+    the suite's seed runs."""
     seeded = [m for m in suite.seeds.models if m in models]
     runs = [(d, m) for d in datasets for m in seeded]
-    runs += [(r, m) for r, m in suite.seed_runs(datasets) if m in seeded]
+    runs += [
+        (r, m)
+        for r, m in suite.seed_runs(datasets)
+        if m in seeded and (seed_runs is None or f"{r}/{m}" in seed_runs)
+    ]
     root = paths.suite_dir(suite.name) / "benchmarks" / "evals"
     return {f"{r}/{m}": root / r / f"{m}.csv" for r, m in runs}
 
 
-def load_seed_evals(suite: Suite, datasets: list[str], models: list[str]) -> pd.DataFrame:
-    """The seed runs' and their baselines' results: :func:`load_evals`'s columns with ``run`` (the
-    evaluated run), ``dataset`` (its base dataset), ``seed`` and ``vary``."""
+def load_seed_evals(
+    suite: Suite, datasets: list[str], models: list[str], seed_runs: list[str] | None = None
+) -> pd.DataFrame:
+    """The seed runs' and their baselines' results (:func:`seed_eval_files`): :func:`load_evals`'s
+    columns with ``run`` (the evaluated run), ``dataset`` (its base dataset), ``seed`` and ``vary``."""
     frames = []
-    for f in seed_eval_files(suite, datasets, models).values():
+    for f in seed_eval_files(suite, datasets, models, seed_runs).values():
         if not f.is_file():
             raise FileNotFoundError(
                 f"{f} is missing: run the section's rules first (`pythia workflow run ... "

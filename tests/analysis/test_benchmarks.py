@@ -153,6 +153,9 @@ def test_accuracy_seed_bands(seed_evals):
     assert (
         "standard-seed2/138K" in files and "deduped/288K" in files
     )  # 288K: listed, not written here
+    # what the workflow evaluated narrows the seed runs (the hub: only PolyPythias' released runs)
+    narrow = bm.seed_eval_files(suite, ["standard", "deduped"], ["138K"], ["standard-seed1/138K"])
+    assert list(narrow) == ["standard/138K", "deduped/138K", "standard-seed1/138K"]
     with pytest.raises(FileNotFoundError, match="benchmarks_notebook"):
         bm.load_seed_evals(suite, ["standard"], ["288K"])
     df = bm.load_seed_evals(suite, ["standard", "deduped"], ["138K"])
