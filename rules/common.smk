@@ -142,7 +142,7 @@ def runs_done(runs=None, models=None):
 SEED_RUNS = [(r, m) for r, m in SUITE_CFG.seed_runs(DATASETS) if m in MODELS]
 if CATALOGUE.source is Source.hub:  # PolyPythias: standard-seed<N> of 14M-410M, data-/weight-seed<N> of 160M
     SEED_RUNS = [(r, m) for r, m in SEED_RUNS if r in released_runs(m)]
-SEED_RUN_PATTERN = "(" + DATASET_PATTERN + ")-(seed|data-seed|weight-seed)[1-9][0-9]*"
+SEED_RUN_PATTERN = f"({DATASET_PATTERN})-(seed|data-seed|weight-seed)[1-9][0-9]*"
 for _run, _m in SEED_RUNS:  # a released dataset's order cannot be reshuffled here: say so before any job
     _dataset = paths.parse_run(_run)[0]
     if TRAINED_CHECKPOINTS and _dataset in RELEASED_DATASETS and SUITE_CFG.run_seeds(_run).data_seed != SUITE_CFG.data.seed:
