@@ -270,8 +270,8 @@ PAPERMILL = (
 # Each section file (rules/<stem>.smk) calls register_targets(stem, [...]) with its final outputs.
 
 SECTION_TARGETS = {}
+# Final outputs of the rule files that are not a section (the checkpoint audit in rules/checkpoints.smk).
 TOOL_TARGETS = []
-"""Final outputs of rule files that are no section (rules/checkpoints.smk: the checkpoint audit)."""
 
 
 def register_targets(stem, targets):
