@@ -41,6 +41,24 @@ def _statuses(path: Path) -> dict[tuple[str, str, int], tuple[str, str, str]]:
         }
 
 
+def _audit_tensors(root, out):
+    """``pythia checkpoints audit --tensors`` of the local copy ``root`` at steps 0, 2, 4: its statuses."""
+    args = ["checkpoints", "audit", "--suite", "smoke", "--checkpoints-source", "local"]
+    rest = [
+        "--checkpoints-path",
+        str(root),
+        "--steps",
+        "0",
+        "2",
+        "4",
+        "--tensors",
+        "--out",
+        str(out),
+    ]
+    assert main([*args, *rest, "--no-progress"]) == 0
+    return _statuses(out / "audit.csv")
+
+
 @pytest.fixture
 def planted(work, tmp_path) -> Path:
     """The smoke run as a local download, step16 replaced by a copy of step8, step4 removed."""
@@ -173,20 +191,7 @@ def test_tensors_flag_a_run_that_does_not_descend_from_its_own_step0(work, tmp_p
         root / "pythia-s1-deduped" / "step0"
     )
     out = tmp_path / "audit"
-    args = ["checkpoints", "audit", "--suite", "smoke", "--checkpoints-source", "local"]
-    rest = [
-        "--checkpoints-path",
-        str(root),
-        "--steps",
-        "0",
-        "2",
-        "4",
-        "--tensors",
-        "--out",
-        str(out),
-    ]
-    assert main([*args, *rest, "--no-progress"]) == 0
-    got = _statuses(out / "audit.csv")
+    got = _audit_tensors(root, out)
     assert got[("s1", "deduped", 2)][0] == got[("s1", "deduped", 4)][0] == "not-from-init"
     assert all(
         got[("s1", d, s)][0] == "ok" for d, s in [("standard", 2), ("standard", 4), ("deduped", 0)]
@@ -239,21 +244,7 @@ def test_tensors_flag_a_step_off_its_runs_path(work, tmp_path):
         root / "pythia-s1" / "step4" / "model.safetensors",
         metadata={"format": "pt"},
     )
-    out = tmp_path / "audit"
-    args = ["checkpoints", "audit", "--suite", "smoke", "--checkpoints-source", "local"]
-    rest = [
-        "--checkpoints-path",
-        str(root),
-        "--steps",
-        "0",
-        "2",
-        "4",
-        "--tensors",
-        "--out",
-        str(out),
-    ]
-    assert main([*args, *rest, "--no-progress"]) == 0
-    got = _statuses(out / "audit.csv")
+    got = _audit_tensors(root, tmp_path / "audit")
     assert got[("s1", "standard", 4)][0] == "jump"
     assert got[("s1", "standard", 2)][0] == got[("s1", "standard", 0)][0] == "ok"
 
