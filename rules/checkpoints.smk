@@ -29,7 +29,9 @@ rule checkpoints_audit:
         source=f"--checkpoints-source {CATALOGUE.source.value}{AUDIT_PATH}",
         models=" ".join(MODELS),
         datasets=" ".join(DATASETS),
-        digest=SUITE_CFG.digest,
+        # what the flags depend on besides the checkpoints themselves (not the whole suite digest:
+        # a description edit must not audit again)
+        schedule=" ".join(str(s) for s in SUITE_CFG.checkpoint_steps()),
     log:
         f"{LOGS}/checkpoints_audit.log",
     conda:

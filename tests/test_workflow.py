@@ -436,7 +436,8 @@ def test_a_suite_edit_reruns_exactly_the_jobs_that_depend_on_it(smoke_workflow, 
         return _planned(out)
 
     # one model's learning rate: that model's two runs and the notebooks that show it
-    # (and section 06: its hallucination-like sequences contrast s1 with s2, so every evaluation after them)
+    # (and section 06: its hallucination-like sequences contrast s1 with s2, so every evaluation after them;
+    # the checkpoint audit reads every run's checkpoints, so it hashes them again)
     trajectories = {
         "training_trajectories_generate",
         "training_trajectories_evaluate",
@@ -459,6 +460,7 @@ def test_a_suite_edit_reruns_exactly_the_jobs_that_depend_on_it(smoke_workflow, 
             "term_frequencies_evaluate",
             "term_frequencies_notebook",
             "gender_intervention_notebook",
+            "checkpoints_audit",
         }
         | trajectories
         | memorization
