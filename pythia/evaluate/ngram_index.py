@@ -108,21 +108,25 @@ def _query(query: Sequence[int]) -> list[int]:
     return q
 
 
+def order_identity(suite: Suite, dataset: str) -> Any:
+    """What a dataset's training order is made of: the released files' settings for a dataset read
+    from Pythia's pre-shuffled files, else the digest of our order stage (tokenizer, documents,
+    order settings)."""
+    if is_released(suite, dataset):
+        return suite.data.model_dump(mode="json")
+    return stage_digest(suite, "order", dataset)
+
+
 def index_key(suite: Suite, dataset: str) -> str:
     """What the index depends on: the data (its settings digest, or the released files' settings,
     and the sequence file's size and mtime), the batch shape and the steps it covers."""
     open_sequences(suite, dataset)  # missing data fails here, saying how to build or download it
     prefix = sequences_prefix(suite, dataset)
     st = Path(f"{prefix}.bin").stat()
-    data = (
-        suite.data.model_dump(mode="json")
-        if is_released(suite, dataset)
-        else stage_digest(suite, "order", dataset)
-    )
     return config_digest(
         {
             "version": INDEX_VERSION,
-            "data": data,
+            "data": order_identity(suite, dataset),
             "file": [str(prefix), st.st_size, st.st_mtime_ns],
             "batch": suite.training.global_batch,
             "seq_len": suite.training.seq_len,

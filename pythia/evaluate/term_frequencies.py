@@ -78,14 +78,12 @@ from pythia.config import (
     register_suite_file,
 )
 from pythia.data.batches import get_batch, num_steps, open_sequences, sequences_prefix
-from pythia.data.build import stage_digest
 from pythia.data.indexed import IndexedDataset
 from pythia.data.layout import Layout
-from pythia.data.released import is_released
 from pythia.data.tokenizer import load_tokenizer, tokenizer_dir
 from pythia.errors import MissingInputError, UsageError
 from pythia.evaluate.harness import evaluate_tasks, folder_digest, request_cache
-from pythia.evaluate.ngram_index import TrainingIndex
+from pythia.evaluate.ngram_index import TrainingIndex, order_identity
 from pythia.io import atomic_path, sha256_file, write_json
 from pythia.runs import Catalogue, Checkpoint
 from pythia.train.checkpoint import run_digest
@@ -832,15 +830,10 @@ def counts_digest(suite: Suite, dataset: str) -> str:
     """What a counting job reads: the dataset's order (tokenizer, documents, order settings),
     the batch shape and the section's step ranges."""
     spec = suite.analysis.term_frequencies
-    data = (
-        suite.data.model_dump(mode="json")
-        if is_released(suite, dataset)
-        else stage_digest(suite, "order", dataset)
-    )
     return config_digest(
         {
             "version": COUNT_VERSION,
-            "data": data,
+            "data": order_identity(suite, dataset),
             "training": suite.training.model_dump(mode="json"),
             "steps": spec.steps,
             "shard_steps": spec.shard_steps,
