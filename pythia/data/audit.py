@@ -42,7 +42,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -55,7 +54,7 @@ from tqdm.auto import tqdm
 from pythia import paths
 from pythia.config import Suite
 from pythia.data.batches import sequences_prefix
-from pythia.data.indexed import DTYPE_CODES, HEADER_SIZE, MAGIC, IndexedDataset
+from pythia.data.indexed import DTYPE_CODES, HEADER_SIZE, IndexedDataset, read_index_header
 from pythia.data.released import SHARD_RE, is_released
 from pythia.data.tokenizer import EOD_ID
 from pythia.errors import DataError, MissingInputError, UsageError
@@ -118,14 +117,7 @@ def find_target(path: str | Path) -> Target:
 
 def index_sizes(idx: Path) -> tuple[np.dtype, np.ndarray]:
     """(token dtype, item sizes) of a GPT-NeoX ``.idx`` read alone (its ``.bin`` may be sharded)."""
-    with open(idx, "rb") as f:
-        head = f.read(HEADER_SIZE)
-    if len(head) < HEADER_SIZE or head[: len(MAGIC)] != MAGIC:
-        raise DataError(f"{idx} is not a GPT-NeoX MMapIndexedDataset index; download it again")
-    (code,) = struct.unpack_from("<B", head, 17)
-    (n,) = struct.unpack_from("<Q", head, 18)
-    if code not in DTYPE_CODES or idx.stat().st_size < HEADER_SIZE + 4 * n:
-        raise DataError(f"{idx}: unknown dtype code {code} or truncated; download it again")
+    code, n, _ = read_index_header(idx, "download it again")
     sizes = np.fromfile(idx, dtype="<i4", count=n, offset=HEADER_SIZE)
     return DTYPE_CODES[code], sizes
 

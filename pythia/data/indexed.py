@@ -103,6 +103,46 @@ def _dtype_code(dtype: DTypeLike) -> int:
         raise ValueError(f"unsupported token dtype {dt}; choose one of: {allowed}") from None
 
 
+def read_index_header(p: Path, hint: str) -> tuple[int, int, int]:
+    """(dtype code, items N, doc_idx entries M) of the ``.idx`` file ``p``, its header checked and
+    its size equal to what the header claims; a malformed one raises :class:`IndexedDatasetError`
+    naming the problem, then ``hint``. Reads the header alone (the ``.bin`` may be elsewhere)."""
+
+    def _fail(path: Path, what: str) -> IndexedDatasetError:
+        return IndexedDatasetError(f"{path}: {what}; {hint}")
+
+    file_size = p.stat().st_size
+    with open(p, "rb") as f:
+        head = f.read(HEADER_SIZE)
+    if len(head) < len(MAGIC) or head[: len(MAGIC)] != MAGIC:
+        raise _fail(
+            p,
+            f"not a GPT-NeoX MMapIndexedDataset index (magic {head[: len(MAGIC)]!r}, expected {MAGIC!r})",
+        )
+    if len(head) < HEADER_SIZE:
+        raise _fail(p, f"truncated index: {file_size} bytes, the header alone needs {HEADER_SIZE}")
+    (version,) = struct.unpack_from("<Q", head, 9)
+    if version != VERSION:
+        raise _fail(p, f"unsupported index version {version} (this reader supports {VERSION})")
+    (code,) = struct.unpack_from("<B", head, 17)
+    if code not in DTYPE_CODES:
+        raise _fail(p, f"unknown dtype code {code} (known: {sorted(DTYPE_CODES)})")
+    n, m = struct.unpack_from("<QQ", head, 18)
+    expected = HEADER_SIZE + 4 * n + 8 * n + 8 * m
+    if file_size < expected:
+        raise _fail(
+            p,
+            f"truncated index: header claims {n} items and {m} doc_idx entries "
+            f"({expected} bytes) but the file has {file_size} bytes",
+        )
+    if file_size > expected:
+        raise _fail(
+            p,
+            f"index has {file_size - expected} unexpected trailing bytes (expected {expected})",
+        )
+    return int(code), int(n), int(m)
+
+
 class IndexedDatasetWriter:
     """Write a ``.bin``/``.idx`` pair item by item, atomically.
 
@@ -304,41 +344,9 @@ class IndexedDataset:
 
     def _read_index(self) -> None:
         p = self.idx_path
-        file_size = p.stat().st_size
-        with open(p, "rb") as f:
-            head = f.read(HEADER_SIZE)
-        if len(head) < len(MAGIC) or head[: len(MAGIC)] != MAGIC:
-            raise self._fail(
-                p,
-                f"not a GPT-NeoX MMapIndexedDataset index (magic {head[: len(MAGIC)]!r}, expected {MAGIC!r})",
-            )
-        if len(head) < HEADER_SIZE:
-            raise self._fail(
-                p, f"truncated index: {file_size} bytes, the header alone needs {HEADER_SIZE}"
-            )
-        (version,) = struct.unpack_from("<Q", head, 9)
-        if version != VERSION:
-            raise self._fail(
-                p, f"unsupported index version {version} (this reader supports {VERSION})"
-            )
-        (code,) = struct.unpack_from("<B", head, 17)
-        if code not in DTYPE_CODES:
-            raise self._fail(p, f"unknown dtype code {code} (known: {sorted(DTYPE_CODES)})")
+        code, n, m = read_index_header(p, self._hint)
         self.dtype: np.dtype = DTYPE_CODES[code]
         self.dtype_code = code
-        n, m = struct.unpack_from("<QQ", head, 18)
-        expected = HEADER_SIZE + 4 * n + 8 * n + 8 * m
-        if file_size < expected:
-            raise self._fail(
-                p,
-                f"truncated index: header claims {n} items and {m} doc_idx entries "
-                f"({expected} bytes) but the file has {file_size} bytes",
-            )
-        if file_size > expected:
-            raise self._fail(
-                p,
-                f"index has {file_size - expected} unexpected trailing bytes (expected {expected})",
-            )
         self._len = int(n)
         buf = np.memmap(p, mode="r", dtype=np.uint8)
         self._idx_mmap = buf
