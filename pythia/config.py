@@ -43,10 +43,10 @@ class InitScheme(str, enum.Enum):
 
 
 class Precision(str, enum.Enum):
-    """Numeric format of training on GPUs."""
+    """Numeric format of training (GPUs: per model; CPU: ``training.cpu_precision``)."""
 
     fp32 = "fp32"
-    """Full precision (what CPU training always uses)."""
+    """Full precision (what CPU training uses unless ``training.cpu_precision`` says bf16)."""
     fp16 = "fp16"
     """Mixed precision with dynamic loss scaling (Pythia: every model but the standard 1B)."""
     bf16 = "bf16"
@@ -86,7 +86,7 @@ class ModelSpec(_Strict):
     """Weight initialisation scheme."""
     precision: Precision = Precision.fp16
     """Training precision on GPUs for every dataset not named in ``precision_by_dataset``
-    (CPU training always runs in fp32)."""
+    (CPU training runs in the suite's ``training.cpu_precision``, fp32 by default)."""
     precision_by_dataset: dict[str, Precision] = {}
     """Precision for one dataset, overriding ``precision``: Pythia trained only the standard 1B in
     bf16 (its fp16 run had an unrecoverable loss spike); 1B deduplicated was fp16 like the rest."""
@@ -278,6 +278,28 @@ class TrainingSpec(_Strict):
     """When to save checkpoints."""
     val_sequences: Annotated[int, Field(gt=0)] = 64
     """Held-out sequences scored at every checkpoint."""
+    cpu_precision: Precision = Field(default=Precision.fp32, exclude=True)
+    """Precision of CPU training: ``fp32`` (default), or ``bf16``, the opt-in mixed-precision CPU
+    path (:mod:`pythia.train.precision`: bf16 compute, fp32 master weights and AdamW state);
+    ``fp16`` is GPU-only. Left out of ``model_dump`` (so every digest of a suite that does not set
+    it stays what it was); :meth:`digest_dump` adds a non-default value to the suite's and the
+    runs' digests (a bf16 run is another run)."""
+
+    @model_validator(mode="after")
+    def _cpu_precision_known(self) -> TrainingSpec:
+        if self.cpu_precision is Precision.fp16:
+            raise ValueError(
+                "training.cpu_precision fp16 is not supported on CPU (no loss scaling there); "
+                "use fp32 or bf16"
+            )
+        return self
+
+    def digest_dump(self) -> dict[str, Any]:
+        """The settings as the digests see them: ``cpu_precision`` only when not the default."""
+        dump = self.model_dump(mode="json")
+        if self.cpu_precision is not Precision.fp32:
+            dump["cpu_precision"] = self.cpu_precision.value
+        return dump
 
     @property
     def warmup_iters(self) -> float:
@@ -623,10 +645,12 @@ class Suite(_Strict):
 
         ``analysis``, ``intervention`` and ``seeds`` are left out (they choose what sections read and
         which variants and seed runs train beside a baseline, never what a baseline trains), and so is an
-        empty ``data.pretokenized`` (suites that build their own order keep the digest they had)."""
+        empty ``data.pretokenized`` (suites that build their own order keep the digest they had) and a
+        default ``training.cpu_precision`` (fp32)."""
         dump = self.model_dump(mode="json", exclude={"analysis", "intervention", "seeds"})
         if not dump["data"]["pretokenized"]:
             del dump["data"]["pretokenized"]
+        dump["training"] = self.training.digest_dump()
         return config_digest(dump)
 
 

@@ -2,7 +2,8 @@
 
 pythia train --suite micro --model 1.8M [--dataset standard|deduped] [--resume] [--replace-stale]
              [--out DIR] [--threads N] [--max-steps K] [--state-every K] [--deepspeed]
-             [--seed N [--vary both|data|weight]] [--device cpu|cuda] [--no-progress]
+             [--seed N [--vary both|data|weight]] [--device cpu|cuda] [--cpu-precision fp32|bf16]
+             [--no-progress]
 torchrun --nproc_per_node 2 -m pythia.cli train ...     data parallel (gloo on CPU, nccl on GPUs)
 pythia deepspeed-config --suite pythia --model 410M [--world-size 64] [--dataset deduped]
 """
@@ -38,6 +39,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         progress=False if args.no_progress else None,
         seed=args.seed,
         vary=args.vary,
+        overrides={"training": {"cpu_precision": args.cpu_precision}} if args.cpu_precision else {},
     )
     summary = train(opts)
     if summary.get("finished"):
@@ -89,6 +91,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(<dataset>-data-seed<N>) or weight (<dataset>-weight-seed<N>); default both",
     )
     options.add_device(p)  # GPU: the model's precision on --dataset
+    p.add_argument(
+        "--cpu-precision",
+        choices=["fp32", "bf16"],
+        help="CPU training precision, overriding the suite's training.cpu_precision (default "
+        "fp32): bf16 = bf16 compute with fp32 master weights and AdamW state; fast only on CPUs "
+        "with native bf16 (AVX512-BF16/AMX). A bf16 run is another run (its own run digest): "
+        "give it its own --out",
+    )
     options.add_progress(p)
     p.set_defaults(func=_cmd_train)
 

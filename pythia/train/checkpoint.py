@@ -77,7 +77,7 @@ def run_digest(suite: Suite, model: str, dataset: str, seeds: RunSeeds | None = 
     run current. The workflow's ``train`` rule carries it in ``params``; ``run.json`` records it."""
     parts: dict[str, Any] = {
         "model": suite.model(model).model_dump(mode="json"),
-        "training": suite.training.model_dump(mode="json"),
+        "training": suite.training.digest_dump(),
         "data": stage_digest(suite, "order", dataset),
     }
     if seeds is not None and seeds.seed:

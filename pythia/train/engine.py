@@ -6,10 +6,15 @@ in its training precision, the optimizer, torch's loss scaler, and the module th
                         step calls it: itself, its DDP wrapper (several ranks), or a DeepSpeed engine
     engine.model        the GPTNeoXForCausalLM inside (the weights checkpoints save)
 
-Precision (:mod:`pythia.train.precision`): CPU trains in fp32; CUDA in the model's precision on
-the run's dataset, through ``torch.autocast`` (fp16 with torch's loss scaler) in the plain loop,
-or through DeepSpeed's own bf16/fp16 with ``--deepspeed`` (then no autocast, and torch's scaler
-stays disabled: DeepSpeed scales the loss itself).
+Precision (:mod:`pythia.train.precision`): CPU trains in the suite's ``training.cpu_precision``
+(fp32 by default; bf16: a :class:`~pythia.train.precision.Bf16Shadow` copy of the model runs the
+step, ``engine.model`` keeps the fp32 master weights, one process only); CUDA in the model's
+precision on the run's dataset, through ``torch.autocast`` (fp16 with torch's loss scaler) in
+the plain loop, or through DeepSpeed's own bf16/fp16 with ``--deepspeed`` (then no autocast, and
+torch's scaler stays disabled: DeepSpeed scales the loss itself).
+
+A step calls ``engine.begin_step()`` before its first forward and ``engine.end_backward()``
+after each backward (both do nothing but on CPU bf16: cast the weights, collect the gradients).
 """
 
 from __future__ import annotations
@@ -20,19 +25,25 @@ import os
 import random
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from transformers import PreTrainedModel
 
 from pythia.config import ModelSpec, Precision, Suite
+from pythia.errors import UsageError
 from pythia.model import attention_backend, build_model, sdpa_flash_first
 from pythia.train.deepspeed_config import deepspeed_config
 from pythia.train.distributed import DistContext, wrap_ddp
 from pythia.train.loss import CausalLMLoss
 from pythia.train.optim import build_optimizer, param_names
-from pythia.train.precision import autocast_dtype, grad_scaler, training_precision
+from pythia.train.precision import (
+    Bf16Shadow,
+    autocast_dtype,
+    grad_scaler,
+    training_precision,
+)
 
 # ---------------------------------------------------------------------- the process's settings
 
@@ -86,6 +97,18 @@ class Engine:
     ds_optimizer: Any = None
     """DeepSpeed's wrapper of ``optimizer`` (ZeRO partitions, master weights, loss scaler)."""
     ds_config: dict[str, Any] | None = None
+    shadow: Bf16Shadow | None = None
+    """CPU bf16: the bf16 copy of ``model`` that ``loss_model`` runs (None on every other path)."""
+
+    def begin_step(self) -> None:
+        """Before a step's (or a validation's) forwards: CPU bf16 casts the master weights once."""
+        if self.shadow is not None:
+            self.shadow.sync()
+
+    def end_backward(self) -> None:
+        """After a backward: CPU bf16 adds the bf16 gradients into the fp32 master ``.grad``."""
+        if self.shadow is not None:
+            self.shadow.grads_to_master()
 
     def autocast(self) -> AbstractContextManager[Any]:
         if self.amp_dtype is None:
@@ -116,8 +139,14 @@ def build_engine(
     its own) and what updates it, for ``device``; ``use_deepspeed``: wrapped by
     ``deepspeed.initialize`` (ZeRO), else by DDP across ranks."""
     gpu = device.startswith("cuda")
-    precision = training_precision(spec, dataset, device)
-    compute_dtype = autocast_dtype(precision)
+    precision = training_precision(spec, dataset, device, cpu=suite.training.cpu_precision)
+    cpu_mixed = not gpu and precision is Precision.bf16  # (tests force fp16 on CPU: autocast)
+    if cpu_mixed and (use_deepspeed or ctx.world_size > 1):
+        raise UsageError(
+            f"training.cpu_precision {precision.value} trains in one process; run it without "
+            "--deepspeed and torchrun, or set training.cpu_precision: fp32"
+        )
+    compute_dtype = None if cpu_mixed else autocast_dtype(precision)
     model = build_model(
         suite,
         spec,
@@ -126,8 +155,11 @@ def build_engine(
         attn_implementation=attention_backend(compute_dtype) if gpu else "sdpa",
     )
     model.train()
-    optimizer = build_optimizer(model, suite.training)
-    loss_model = CausalLMLoss(model, fused=not gpu)
+    optimizer = build_optimizer(model, suite.training)  # over the fp32 (master) weights
+    shadow = Bf16Shadow(model) if cpu_mixed else None
+    loss_model = CausalLMLoss(
+        cast(PreTrainedModel, shadow.model) if shadow is not None else model, fused=not gpu
+    )
     engine = Engine(
         device=device,
         precision=precision,
@@ -138,6 +170,7 @@ def build_engine(
         optimizer=optimizer,
         names=param_names(optimizer),
         scaler=grad_scaler(precision if not use_deepspeed else Precision.fp32, device),
+        shadow=shadow,
     )
     if use_deepspeed:
         engine.ds_config = deepspeed_config(suite, spec, ctx.world_size, device, dataset)

@@ -15,7 +15,9 @@ Every record of ``train_log.jsonl`` describes the weights after ``step`` updates
 training loss of that batch (computed with the step N-1 weights), "lr", "grad_norm",
 "skipped": whether fp16's loss scaler skipped this update, "skipped_steps": how many it skipped
 up to and including it, "tokens_seen": N x tokens per step, "tokens_per_s", "val_loss"
-(checkpoint steps only)}``; the first record (step 0) holds the initial weights' validation loss.
+(checkpoint steps only), "precision" (runs not in fp32 only: ``bf16`` / ``fp16``; CPU bf16 is
+``training.cpu_precision``)}``; the first record (step 0) holds the initial weights' validation
+loss.
 
 Exact resume: the state of step K holds the weights (fp32: DeepSpeed's master copy), AdamW
 moments and step counts, the loss scaler, the skipped-step count, the RNG states and the step;
@@ -205,6 +207,7 @@ class Trainer:
         """Forward, backward (micro batches accumulated; DDP syncs on the last) and the clipped
         AdamW step on this rank's rows: (mean loss, grad norm, whether the update was applied)."""
         e = self.engine
+        e.begin_step()
         total = torch.zeros((), dtype=torch.float32, device=self.device)
         for i in range(self.accum):
             last = i == self.accum - 1
@@ -215,6 +218,7 @@ class Trainer:
                     loss = lm_loss(e.net, tokens[i * self.micro : (i + 1) * self.micro])
                 scaled = loss / self.accum if self.accum > 1 else loss
                 e.scaler.scale(scaled).backward()
+            e.end_backward()
             total += loss.detach()
         e.scaler.unscale_(e.optimizer)
         grad_norm = float(
@@ -249,6 +253,7 @@ class Trainer:
     def validate(self) -> float:
         """Mean loss over the suite's ``val_sequences`` held-out sequences (every token weighted equally)."""
         seqs = self.validation_tokens
+        self.engine.begin_step()
         total, count = 0.0, 0
         for i in range(0, len(seqs), self.micro):
             chunk = torch.from_numpy(
@@ -371,6 +376,8 @@ class Trainer:
                 **out,
                 **extra,
             }
+            if self.precision is not Precision.fp32:
+                rec["precision"] = self.precision.value
             if n in self.ckpt_steps:
                 rec["val_loss"] = self.validate()
             append_record(log_file, rec)

@@ -4,7 +4,8 @@
 
 :class:`CausalLMLoss` wraps the GPT-NeoX model so that DDP and DeepSpeed see one module that
 returns the loss; on CPU it computes the output layer and the loss together
-(:class:`LinearCrossEntropy`), never holding the whole (b L, V) logits at once.
+(:class:`LinearCrossEntropy`; bf16 weights, the CPU mixed-precision path:
+:class:`LinearCrossEntropyMixed`), never holding the whole (b L, V) logits at once.
 """
 
 from __future__ import annotations
@@ -77,6 +78,54 @@ class LinearCrossEntropy(torch.autograd.Function):
         return grad_h * grad_out, grad_w * grad_out, None, None
 
 
+class LinearCrossEntropyMixed(torch.autograd.Function):
+    """:class:`LinearCrossEntropy` for 16-bit ``h`` and ``w`` (CPU bf16, :mod:`pythia.train.precision`).
+
+    The three GEMMs (logits, ``grad_h``, the chunk's part of ``grad_w``) run in ``w``'s dtype;
+    everything else is fp32: each chunk's logits are widened, their log-sum-exp and softmax
+    taken in one pass (max, one ``exp``, sum), the loss summed in fp64, and ``grad_w``
+    accumulated over the chunks in fp32 (cast to ``w``'s dtype once, at the end). Same
+    arithmetic as ``F.cross_entropy((h @ w.T).float(), labels)`` with 16-bit logits, the usual
+    mixed-precision output layer.
+    """
+
+    @staticmethod
+    def forward(
+        ctx, h: torch.Tensor, w: torch.Tensor, labels: torch.Tensor, chunk: int
+    ) -> torch.Tensor:
+        n = h.shape[0]
+        need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        grad_h = torch.empty_like(h) if need_grad else None
+        grad_w = torch.zeros(w.shape, dtype=torch.float32, device=w.device) if need_grad else None
+        total = torch.zeros((), dtype=torch.float64, device=h.device)
+        inv = 1.0 / n
+        wt = w.t()
+        for i in range(0, n, chunk):
+            hc = h[i : i + chunk]  # (c, d)
+            lc = labels[i : i + chunk, None]  # (c, 1)
+            logits = (hc @ wt).float()  # (c, V): a 16-bit GEMM, widened
+            top = logits.amax(dim=-1, keepdim=True)  # (c, 1)
+            target = logits.gather(1, lc)  # (c, 1)
+            probs = logits.sub_(top).exp_()  # unnormalised softmax, in place
+            norm = probs.sum(dim=-1, keepdim=True)  # (c, 1)
+            total += (norm.log().add_(top).sum() - target.sum()).double()  # sum of lse - target
+            if grad_h is not None and grad_w is not None:  # need_grad
+                probs.mul_(norm.reciprocal_().mul_(inv))  # softmax / n
+                probs.scatter_add_(1, lc, torch.full_like(target, -inv))  # - onehot / n
+                p16 = probs.to(w.dtype)
+                torch.mm(p16, w, out=grad_h[i : i + chunk])
+                grad_w.add_(p16.t() @ hc)
+        if need_grad:
+            ctx.save_for_backward(grad_h, grad_w.to(w.dtype))  # type: ignore[union-attr]  # set with grad_h
+        return (total * inv).float()
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        grad_h, grad_w = ctx.saved_tensors
+        g = grad_out.to(grad_h.dtype)
+        return grad_h * g, grad_w * g, None, None
+
+
 class CausalLMLoss(torch.nn.Module):
     """A GPTNeoXForCausalLM with its loss: ``forward(tokens (b, L+1)) -> mean loss``.
 
@@ -104,6 +153,7 @@ class CausalLMLoss(torch.nn.Module):
         hidden = self.model.base_model(
             input_ids=inputs, use_cache=False
         ).last_hidden_state  # (b, L, d)
-        return LinearCrossEntropy.apply(
+        fn = LinearCrossEntropy if head.weight.dtype == torch.float32 else LinearCrossEntropyMixed
+        return fn.apply(
             hidden.reshape(-1, hidden.shape[-1]), head.weight, labels.reshape(-1), self.chunk
         )

@@ -26,7 +26,7 @@ from pythia.train import deepspeed_config, engine, loop
 def fp16_everywhere() -> None:
     """Let a CPU run train in the model's precision (fp16) as a GPU run would."""
 
-    def model_precision(spec, dataset, device):
+    def model_precision(spec, dataset, device, cpu=None):
         return spec.precision_for(dataset)
 
     engine.training_precision = model_precision
