@@ -22,18 +22,27 @@ a training step trains.
 
 ``pythia bench train``: training throughput and model-FLOPs utilisation (MFU).
 
-    pythia bench train --suite micro --model 1.8M [--steps 20] [--threads 2] [--out FILE]
+    pythia bench train --suite micro --model 1.8M [--steps 20] [--threads 2] [--bf16 auto|on|off]
+                       [--agreement-steps 100] [--out FILE]
 
 For one model (or ``--model all``) it times
 
 * our trainer's step (``pythia.train.loop.Trainer.train_step``: the code ``pythia train`` runs),
+  in fp32 (``ours``) and, with ``--bf16 on`` or ``auto`` on a CPU with native bf16 GEMMs, in the
+  opt-in CPU bf16 precision (``ours_bf16``; :mod:`pythia.train.precision`),
 * the same model, batch, data and optimizer settings trained by ``transformers.Trainer``
-  (AdamW, betas/eps/weight decay/clipping as the suite, no evaluation, no saving),
+  (AdamW, betas/eps/weight decay/clipping as the suite, no evaluation, no saving), fp32
+  (``hf_trainer``) and, with the bf16 sides, ``bf16=True`` (``hf_trainer_bf16``: its autocast),
 * the machine's dense fp32 matmul peak, measured in the same run with the same thread count
   (best of several ``torch.mm`` of n x n matrices: 2 n^3 flops each),
 
 and reports tokens/s, seconds per step, MFU = achieved model flops / matmul peak, and the
-ratio ours / Trainer. The two run in alternating rounds (``--rounds``); the step time is the
+ratio of each side to fp32 Trainer (``ours_over_trainer``, ``ours_bf16_over_trainer``,
+``hf_trainer_bf16_over_trainer``). It also records the output layer's GEMM rate in bf16 and
+fp32 (``bf16_gemm``: whether bf16 can pay on this CPU) and, with ``--agreement-steps N``
+(default 100), trains N steps in fp32 and in CPU bf16 from the same init on the same batches
+and reports how far apart the loss curves are (``loss_agreement``: max |delta loss|, max and
+final relative differences, against :data:`LOSS_TOLERANCE`). The two run in alternating rounds (``--rounds``); the step time is the
 best over all timed steps and the peak the better of a measurement before and after, as
 other processes on a shared machine can only slow either down; medians are reported too.
 
@@ -63,7 +72,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from pythia.config import ModelSpec, Suite, load_suite
+from pythia.config import ModelSpec, Precision, Suite, load_suite
 from pythia.data.batches import get_batch, num_steps
 from pythia.evaluate.memorization import block_rows
 from pythia.evaluate.memorization_kernels import (
@@ -78,6 +87,7 @@ from pythia.model import build_model
 from pythia.runs import Catalogue, Checkpoint, open_catalogue
 from pythia.train.deepspeed_config import micro_and_accum
 from pythia.train.loop import Trainer, TrainOptions
+from pythia.train.precision import cpu_bf16_native, with_cpu_precision
 
 if TYPE_CHECKING:
     from transformers import GPTNeoXForCausalLM
@@ -127,23 +137,106 @@ def bench_batches(suite: Suite, dataset: str, steps: int) -> tuple[list[np.ndarr
 
 
 def bench_ours(
-    suite: Suite, model: str, batches: list[np.ndarray], warmup: int, threads: int
+    suite: Suite,
+    model: str,
+    batches: list[np.ndarray],
+    warmup: int,
+    threads: int,
+    precision: Precision = Precision.fp32,
 ) -> dict[str, Any]:
+    """Our trainer's steps on ``batches`` in CPU ``precision`` (``training.cpu_precision``);
+    returns the step times after ``warmup`` and every step's loss."""
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(
-            TrainOptions(suite=suite, model=model, out=Path(tmp) / "run", threads=threads)
+            TrainOptions(
+                suite=with_cpu_precision(suite, precision),
+                model=model,
+                out=Path(tmp) / "run",
+                threads=threads,
+            )
         )
-        times = []
+        times, losses = [], []
         for s, batch in enumerate(batches):
             t0 = time.perf_counter()
             out = trainer.train_step(s, batch)
             times.append(time.perf_counter() - t0)
+            losses.append(out["loss"])
     return {
         "times": times[warmup:],
+        "losses": losses,
         "final_loss": out["loss"],
         "micro_batch": trainer.micro,
         "accumulation": trainer.accum,
+        "precision": trainer.precision.value,
     }
+
+
+LOSS_TOLERANCE = {"max_step_relative": 0.02, "final_relative": 0.01}
+"""How close CPU bf16's loss curve must stay to fp32's (:func:`loss_agreement`): every step's
+loss within 2% (relative) and the final loss (mean of the last 10 steps) within 1%. bf16 rounds
+weights and activations to 8 significant bits (0.4%); measured on the micro suite's 1.8M
+(README, Training), the curves differ by well under this. Checked by ``pythia bench train``
+(``loss_agreement.within_tolerance``) and tests/train/test_cpu_mixed_precision.py."""
+
+
+def loss_agreement(reference: list[float], other: list[float]) -> dict[str, Any]:
+    """How far ``other``'s per-step losses are from ``reference``'s (same init, same batches)."""
+    a, b = np.asarray(reference, dtype=np.float64), np.asarray(other, dtype=np.float64)
+    diff = np.abs(b - a)
+    tail = min(10, len(a))
+    final_rel = abs(float(b[-tail:].mean() - a[-tail:].mean())) / abs(float(a[-tail:].mean()))
+    max_rel = float((diff / np.abs(a)).max())
+    out: dict[str, Any] = {
+        "steps": len(a),
+        "max_abs_diff": float(diff.max()),
+        "max_relative_diff": max_rel,
+        "mean_relative_diff": float((diff / np.abs(a)).mean()),
+        "final_loss_fp32": float(a[-tail:].mean()),
+        "final_loss_other": float(b[-tail:].mean()),
+        "final_relative_diff": final_rel,
+        "first_loss": float(a[0]),
+        "tolerance": dict(LOSS_TOLERANCE),
+    }
+    out["within_tolerance"] = bool(
+        max_rel <= LOSS_TOLERANCE["max_step_relative"]
+        and final_rel <= LOSS_TOLERANCE["final_relative"]
+    )
+    return out
+
+
+def bench_loss_agreement(
+    suite: Suite, model: str, steps: int, threads: int, dataset: str
+) -> dict[str, Any]:
+    """Train ``model`` ``steps`` steps in fp32 and in CPU bf16 from the same init on the same
+    batches (the suite's LR schedule) and compare the loss curves (:func:`loss_agreement`)."""
+    batches, source = bench_batches(suite, dataset, steps)
+    fp32 = bench_ours(suite, model, batches, 0, threads, Precision.fp32)
+    bf16 = bench_ours(suite, model, batches, 0, threads, Precision.bf16)
+    out = loss_agreement(fp32["losses"], bf16["losses"])
+    out["data"] = source
+    out["losses_fp32"] = fp32["losses"]
+    out["losses_bf16"] = bf16["losses"]
+    return out
+
+
+def gemm_rates(d: int, vocab: int, threads: int, rows: int = 1024) -> dict[str, float]:
+    """fp32 and bf16 flops/s of the output layer's GEMM ((rows, d) @ (d, vocab)), best of 3:
+    why CPU bf16 pays on one machine and not on another."""
+    torch.set_num_threads(threads)
+    out = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(rows, d).to(dtype), torch.randn(d, vocab).to(dtype)
+        torch.mm(a, b)
+        best = min(_seconds(lambda a=a, b=b: torch.mm(a, b)) for _ in range(3))
+        out[f"{name}_flops_per_s"] = 2.0 * rows * d * vocab / best
+    out["bf16_over_fp32"] = out["bf16_flops_per_s"] / out["fp32_flops_per_s"]
+    return out
+
+
+def _seconds(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 class _Rows(torch.utils.data.Dataset):
@@ -160,9 +253,10 @@ class _Rows(torch.utils.data.Dataset):
         return {"input_ids": x[:-1], "labels": x[:-1]}  # transformers shifts labels itself
 
 
-def _trainer_arguments(suite: Suite, model: str, steps: int, output_dir: str):
+def _trainer_arguments(suite: Suite, model: str, steps: int, output_dir: str, bf16: bool = False):
     """``transformers.TrainingArguments`` of the suite's optimizer settings (AdamW, constant
-    learning rate, clipping), ``steps`` steps, no evaluation, no saving, on CPU."""
+    learning rate, clipping), ``steps`` steps, no evaluation, no saving, on CPU; ``bf16``: its
+    CPU mixed precision (``torch.autocast`` in bf16)."""
     from transformers import TrainingArguments  # heavy: only this comparison needs it
 
     spec = suite.model(model)
@@ -190,13 +284,20 @@ def _trainer_arguments(suite: Suite, model: str, steps: int, output_dir: str):
         seed=t.seed,
         disable_tqdm=True,
         dataloader_drop_last=True,
+        bf16=bf16,
     )
 
 
 def bench_hf_trainer(
-    suite: Suite, model: str, batches: list[np.ndarray], warmup: int, threads: int
+    suite: Suite,
+    model: str,
+    batches: list[np.ndarray],
+    warmup: int,
+    threads: int,
+    bf16: bool = False,
 ) -> dict[str, Any]:
-    """The same model/batches through ``transformers.Trainer`` (same AdamW settings, no eval).
+    """The same model/batches through ``transformers.Trainer`` (same AdamW settings, no eval;
+    ``bf16``: ``TrainingArguments(bf16=True)``, its CPU autocast).
 
     It runs with torch's default (non-deterministic) settings, as a Trainer user gets them:
     under ``torch.use_deterministic_algorithms`` its step is ~2.5x slower on CPU, which would
@@ -221,12 +322,12 @@ def bench_hf_trainer(
     clock = transformers.TrainerCallback()  # a no-op at every event but the end of a step:
     clock.on_step_end = lambda *args, **kwargs: stamps.append(time.perf_counter())  # type: ignore[method-assign]  # one event of a stock callback
     with tempfile.TemporaryDirectory() as tmp:
-        args = _trainer_arguments(suite, model, len(batches), tmp)
+        args = _trainer_arguments(suite, model, len(batches), tmp, bf16=bf16)
         trainer = transformers.Trainer(model=net, args=args, train_dataset=rows, callbacks=[clock])
         trainer.train()
         optim = str(args.optim)
     gaps = np.diff(stamps)[max(warmup - 1, 0) :]
-    return {"times": [float(g) for g in gaps], "optim": optim}
+    return {"times": [float(g) for g in gaps], "optim": optim, "bf16": bf16}
 
 
 def _summarise(
@@ -235,6 +336,8 @@ def _summarise(
     """One side's rounds (:func:`bench_ours` or :func:`bench_hf_trainer` results) in one summary:
     the last round's details, the best and median step over all rounds' timed steps, tokens/s, MFU."""
     times = [x for r in rs for x in r.pop("times")]
+    for r in rs:
+        r.pop("losses", None)
     out = dict(rs[-1].items())
     out["step_seconds"] = float(np.min(times))
     out["median_step_seconds"] = float(np.median(times))
@@ -257,9 +360,12 @@ def bench_model(
     peak: dict,
     trainer: bool = True,
     rounds: int = 2,
+    bf16: bool = False,
 ) -> dict[str, Any]:
     """Ours and Trainer in alternating rounds; the step time is the best (min) over all timed
-    steps, which other processes on a shared machine can only make worse; medians are kept."""
+    steps, which other processes on a shared machine can only make worse; medians are kept.
+    ``bf16``: each round also times our CPU bf16 step (``ours_bf16``) and Trainer's
+    ``bf16=True`` (``hf_trainer_bf16``); every side's ratio to fp32 Trainer is ``<side>_over_trainer``."""
     spec = suite.model(model)
     batches, source = bench_batches(suite, dataset, steps + warmup)
     fpt = flops_per_token(suite, spec)
@@ -273,12 +379,35 @@ def bench_model(
         "data": source,
         "rounds": rounds,
     }
-    runs: dict[str, list[dict]] = {"ours": [], "hf_trainer": []}
+    runs: dict[str, list[dict]] = {
+        "ours": [],
+        "ours_bf16": [],
+        "hf_trainer": [],
+        "hf_trainer_bf16": [],
+    }
     for _ in range(rounds):
         runs["ours"].append(bench_ours(suite, model, batches, warmup, threads))
+        if bf16:
+            runs["ours_bf16"].append(
+                bench_ours(suite, model, batches, warmup, threads, Precision.bf16)
+            )
         if trainer:
             runs["hf_trainer"].append(bench_hf_trainer(suite, model, batches, warmup, threads))
+        if trainer and bf16:
+            runs["hf_trainer_bf16"].append(
+                bench_hf_trainer(suite, model, batches, warmup, threads, bf16=True)
+            )
     res["ours"] = ours = _summarise(runs["ours"], tokens, fpt, peak)
+    if bf16:
+        res["ours_bf16"] = _summarise(runs["ours_bf16"], tokens, fpt, peak)
+        res["ours_bf16_over_ours"] = res["ours_bf16"]["tokens_per_s"] / ours["tokens_per_s"]
+        log.info(
+            "%s ours bf16: %.3f s/step, %.0f tok/s (%.2fx our fp32)",
+            model,
+            res["ours_bf16"]["step_seconds"],
+            res["ours_bf16"]["tokens_per_s"],
+            res["ours_bf16_over_ours"],
+        )
     log.info(
         "%s ours: %.3f s/step, %.0f tok/s, MFU %.1f%%",
         model,
@@ -297,6 +426,13 @@ def bench_model(
             hf["tokens_per_s"],
             res["ours_over_trainer"],
         )
+    if trainer and bf16:
+        res["hf_trainer_bf16"] = _summarise(runs["hf_trainer_bf16"], tokens, fpt, peak)
+        for key in ("ours_bf16", "hf_trainer_bf16"):
+            res[f"{key}_over_trainer"] = res[key]["tokens_per_s"] / hf["tokens_per_s"]
+            res[f"{key}_over_trainer_median"] = (
+                res[key]["median_tokens_per_s"] / hf["median_tokens_per_s"]
+            )
     return res
 
 
@@ -310,25 +446,49 @@ def bench_train(
     trainer: bool = True,
     matmul_n: int = 2048,
     rounds: int = 2,
+    bf16: str = "auto",
+    agreement_steps: int = 100,
 ) -> dict[str, Any]:
+    """The training benchmark (module docstring). ``bf16``: time the CPU bf16 sides too:
+    ``auto`` where the CPU multiplies bf16 natively (:func:`cpu_bf16_native`), ``on``, ``off``.
+    ``agreement_steps`` > 0: also train each model that many steps in fp32 and in CPU bf16 from
+    the same init and compare the loss curves (:func:`bench_loss_agreement`, :data:`LOSS_TOLERANCE`)."""
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
     threads = threads or torch.get_num_threads()
     if models == ["all"]:
         models = list(suite.models)
     for m in models:
         suite.model(m)  # an unknown name fails now, not after the peak measurement
+    native = cpu_bf16_native()
+    time_bf16 = bf16 == "on" or (bf16 == "auto" and native)
     peak = matmul_peak(threads, matmul_n)
     log.info("fp32 matmul peak at %d threads: %.1f GFLOP/s", threads, peak["flops_per_s"] / 1e9)
     results = [
-        bench_model(suite, m, steps, warmup, threads, dataset, peak, trainer, rounds)
+        bench_model(suite, m, steps, warmup, threads, dataset, peak, trainer, rounds, time_bf16)
         for m in models
     ]
+    for r in results:
+        spec = suite.model(r["model"])
+        r["bf16_gemm"] = gemm_rates(spec.hidden_size, suite.vocab_rows(spec), threads)
+        if agreement_steps > 0:
+            r["loss_agreement"] = a = bench_loss_agreement(
+                suite, r["model"], agreement_steps, threads, dataset
+            )
+            log.info(
+                "%s loss bf16 vs fp32 over %d steps: max |d| %.4f, max rel %.4f, final rel %.4f (%s)",
+                r["model"],
+                a["steps"],
+                a["max_abs_diff"],
+                a["max_relative_diff"],
+                a["final_relative_diff"],
+                "within tolerance" if a["within_tolerance"] else "OUTSIDE tolerance",
+            )
     # measured again afterwards; MFU uses the better of the two (like the step times, the
     # best case is what other processes on a shared machine cannot inflate)
     after = matmul_peak(threads, matmul_n)
     best = max(peak["flops_per_s"], after["flops_per_s"])
     for r in results:
-        for key in ("ours", "hf_trainer"):
+        for key in ("ours", "ours_bf16", "hf_trainer", "hf_trainer_bf16"):
             if key in r:
                 r[key]["mfu"] = r[key]["model_flops_per_s"] / best
                 r[key]["median_mfu"] = r["flops_per_token"] * r[key]["median_tokens_per_s"] / best
@@ -344,6 +504,7 @@ def bench_train(
         "matmul_peak": peak,
         "matmul_peak_after": after,
         "peak_flops_per_s": best,
+        "bf16": {"mode": bf16, "native": native, "timed": time_bf16},
         "flops_formula": "6*(N_nonembedding + V*d) + 12*L*d*T per token (fwd+bwd; input embedding excluded)",
         "models": results,
     }

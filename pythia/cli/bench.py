@@ -1,7 +1,8 @@
 """``pythia bench``: speed measurements (:mod:`pythia.bench`; the harness's in
 :mod:`pythia.evaluate.benchmarks`).
 
-    pythia bench train --suite S --model M [M ...]|all [--steps N] [--threads N] [--out FILE]
+    pythia bench train --suite S --model M [M ...]|all [--steps N] [--threads N] [--bf16 auto|on|off]
+                       [--agreement-steps N] [--out FILE]
     pythia bench score --suite S --model M [M ...]|all [--steps N] [--threads N] [--out FILE]
     pythia bench memorization --suite S --model M [--rows N] [--batch N] [--device cpu|cuda] ...
     pythia bench harness --suite S [--model M] [--task T ...] [--batch-size N] [--out FILE] ...
@@ -43,6 +44,8 @@ def _cmd_bench_train(args: argparse.Namespace) -> int:
         trainer=not args.no_trainer,
         matmul_n=args.matmul_n,
         rounds=args.rounds,
+        bf16=args.bf16,
+        agreement_steps=args.agreement_steps,
     )
     name = f"train_{'_'.join(args.model)}_t{result['threads']}.json"
     out = args.out or paths.suite_dir(result["suite"]) / "bench" / name
@@ -59,6 +62,32 @@ def _cmd_bench_train(args: argparse.Namespace) -> int:
                 f" | ours/Trainer {m['ours_over_trainer']:.2f}x"
             )
         print(line)
+        if "ours_bf16" in m:
+            line = (
+                f"{'':>6}  ours bf16 {m['ours_bf16']['step_seconds'] * 1e3:7.1f} ms/step "
+                f"{m['ours_bf16']['tokens_per_s']:9.0f} tok/s ({m['ours_bf16_over_ours']:.2f}x our fp32)"
+            )
+            if "hf_trainer_bf16" in m:
+                line += (
+                    f" | Trainer bf16 {m['hf_trainer_bf16']['tokens_per_s']:9.0f} tok/s"
+                    f" | ours bf16/Trainer {m['ours_bf16_over_trainer']:.2f}x,"
+                    f" Trainer bf16/Trainer {m['hf_trainer_bf16_over_trainer']:.2f}x"
+                )
+            print(line)
+        g = m["bf16_gemm"]
+        print(
+            f"{'':>6}  output-layer GEMM: bf16 {g['bf16_flops_per_s'] / 1e9:.1f} vs fp32 "
+            f"{g['fp32_flops_per_s'] / 1e9:.1f} GFLOP/s ({g['bf16_over_fp32']:.2f}x; native bf16: "
+            f"{result['bf16']['native']})"
+        )
+        if "loss_agreement" in m:
+            a = m["loss_agreement"]
+            print(
+                f"{'':>6}  loss bf16 vs fp32, {a['steps']} steps ({a['data']} data): max |d| "
+                f"{a['max_abs_diff']:.4f}, max relative {a['max_relative_diff']:.4f}, final "
+                f"relative {a['final_relative_diff']:.4f} (tolerance {a['tolerance']['max_step_relative']}"
+                f" / {a['tolerance']['final_relative']}: {'within' if a['within_tolerance'] else 'OUTSIDE'})"
+            )
     print(
         f"matmul peak {result['peak_flops_per_s'] / 1e9:.1f} GFLOP/s at {result['threads']} threads (before: {result['matmul_peak']['flops_per_s'] / 1e9:.1f}"
         f", after: {result['matmul_peak_after']['flops_per_s'] / 1e9:.1f}); wrote {out}"
@@ -182,6 +211,20 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--rounds", type=int, default=2, help="alternating rounds of ours and Trainer")
     b.add_argument(
         "--no-trainer", action="store_true", help="skip the transformers.Trainer comparison"
+    )
+    b.add_argument(
+        "--bf16",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="also time our CPU bf16 step and Trainer's bf16=True: auto (default) where the CPU "
+        "multiplies bf16 natively (AVX512-BF16/AMX), on, off",
+    )
+    b.add_argument(
+        "--agreement-steps",
+        type=int,
+        default=100,
+        help="train this many steps in fp32 and in CPU bf16 from the same init and compare the "
+        "loss curves (0: skip; default 100)",
     )
     b.add_argument(
         "--out",
