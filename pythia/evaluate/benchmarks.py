@@ -69,7 +69,14 @@ from pythia.data.cloze import cloze_examples
 from pythia.data.evalsets import get_evalset
 from pythia.data.layout import Layout
 from pythia.errors import UsageError
-from pythia.evaluate.harness import TaskError, evaluate_tasks, request_cache, task_digest, tidy
+from pythia.evaluate.harness import (
+    Sweep,
+    TaskError,
+    evaluate_tasks,
+    request_cache,
+    task_digest,
+    tidy,
+)
 from pythia.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -423,6 +430,7 @@ def evaluate_run(
         model, dataset, steps[0]
     ).load_tokenizer()  # one per run: tokenizations reused
     rows: list[dict] = []
+    sweep = Sweep()  # lm-eval's task objects and model wrapper, built once for the run
     for step in tqdm(
         steps, desc=f"benchmarks {model}/{dataset}", unit="ckpt", disable=not progress
     ):
@@ -441,6 +449,7 @@ def evaluate_run(
                 tokenizer=tokenizer,
                 cache_requests=cached,
                 bootstrap_iters=BOOTSTRAP_ITERS,
+                sweep=sweep,
             )
             rows += _rows(
                 recs, suite=cat.suite, model=model, dataset=dataset, tokens=cat.tokens_seen(step)

@@ -197,6 +197,7 @@ def evaluate_tasks(
     device: str = "cpu",
     cache_requests: bool = False,
     max_length: int | None = None,
+    sweep: Sweep | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Evaluate lm-eval ``tasks`` on ``checkpoint`` (a :class:`pythia.runs.Checkpoint`), cached.
 
@@ -204,7 +205,8 @@ def evaluate_tasks(
     ``tokenizer`` if given, else loaded from the checkpoint (``dtype``, ``device``) when needed.
     ``bootstrap_iters`` as lm-eval (its CLI default: 100000). ``cache_requests``: lm-eval's cache
     of built requests (:func:`request_cache`). ``max_length``: lm-eval's context window (default:
-    the model's ``max_position_embeddings``).
+    the model's ``max_position_embeddings``). ``sweep``: a :class:`Sweep` shared by the calls
+    for the checkpoints of one run (lm-eval's task objects and model wrapper built once).
     """
     folder = checkpoint_dir(
         Path(root) if root else cache_root(checkpoint.suite) / "lm_eval", checkpoint
@@ -223,7 +225,8 @@ def evaluate_tasks(
     if tokenizer is None:
         tokenizer = checkpoint.load_tokenizer()
     log.info("lm-eval %s on %s (%d-shot)", ", ".join(todo), checkpoint.name, num_fewshot)
-    out = lm_eval_adapter.simple_evaluate(
+    run = sweep.evaluate if sweep is not None else lm_eval_adapter.simple_evaluate
+    out = run(
         model,
         tokenizer,
         todo,
@@ -240,6 +243,22 @@ def evaluate_tasks(
         write_json(files[t], _record(out, t, files[t], checkpoint, num_fewshot, limit, log_samples))
         records[t] = json.loads(files[t].read_text())  # as a rerun will see it (JSON types)
     return {t: records[t] for t in tasks}
+
+
+class Sweep:
+    """Evaluations of one run's checkpoints in one process, sharing what lm-eval builds per call
+    (:class:`pythia.evaluate.lm_eval_adapter.Sweep`); lm-eval is imported at the first
+    evaluation, not before (a fully cached run never imports it)."""
+
+    def __init__(self) -> None:
+        self._inner: Any = None
+
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if self._inner is None:
+            from pythia.evaluate import lm_eval_adapter  # heavy: imports lm-eval (seconds)
+
+            self._inner = lm_eval_adapter.Sweep()
+        return self._inner.evaluate(*args, **kwargs)
 
 
 def _cached_records(files: dict[str, Path], log_samples: bool) -> dict[str, dict]:

@@ -4,12 +4,18 @@ This module imports lm-eval (seconds): :mod:`pythia.evaluate.harness` imports it
 must actually run, after :func:`pythia.evaluate.harness.request_cache` had its chance to point
 lm-eval's request cache (read when lm-eval is imported).
 
-- :class:`AdapterHFLM`: ``HFLM`` with tokenizations remembered and only continuations scored
-  (the same answers as lm-eval's own ``HFLM``, to float32 rounding).
+- :class:`AdapterHFLM`: ``HFLM`` with tokenizations remembered and log-likelihood requests
+  scored by :mod:`pythia.evaluate.packed` (shared prefixes, many requests to a row, only the
+  continuations through the output layer: the same answers as lm-eval's own ``HFLM``, to
+  float32 rounding).
 - :func:`collect_env_info_once`, :func:`compile_templates_once`: lm-eval's environment record
   and Jinja templates made once per process instead of once per call or document.
 - :func:`simple_evaluate`: ``lm_eval.simple_evaluate`` through the adapter, with both of the
   above in place.
+- :class:`Sweep`: the same tasks on many checkpoints in one process: lm-eval's task objects
+  (datasets loaded, few-shot samplers seeded) and the ``HFLM`` wrapper built once, then
+  ``lm_eval.evaluator.evaluate`` per checkpoint, which is what ``simple_evaluate`` runs after
+  building them.
 """
 
 from __future__ import annotations
@@ -18,77 +24,39 @@ import functools
 import inspect
 import json
 import logging
+import os
+import random
 from collections.abc import Callable
 from typing import Any
 
 import lm_eval
+import numpy as np
 import torch
-import torch.nn.functional as F
 from lm_eval import evaluator, utils
+from lm_eval.defaults import DEFAULT_OTHER_SEED, DEFAULT_RANDOM_SEED
 from lm_eval.models.huggingface import HFLM
 from tqdm.auto import tqdm
 
+from pythia.evaluate import packed
+
 log = logging.getLogger(__name__)
-
-Batch = list[tuple[list[int], list[tuple[int, list[int]]]]]
-"""One forward pass: ``(input tokens, [(request index, continuation tokens), ...])`` per row."""
-
-
-def request_batches(requests, max_length: int, batch_size: int, group: bool) -> tuple[list, int]:
-    """The forward passes lm-eval's ``HFLM`` makes for loglikelihood ``requests``, in its order.
-
-    A request ``(key, context tokens, continuation tokens)`` is scored on the last
-    ``max_length + 1`` tokens of context + continuation without the final one (the context is
-    cut from the left when too long); the continuation's log-probabilities are the logits at the
-    input's last ``len(continuation)`` positions. With ``group`` (``HFLM``'s ``logits_cache``),
-    requests with the same context + continuation[:-1] (the choices of a one-token
-    multiple-choice question) share the input of the one with the longest continuation.
-    Inputs are ordered by descending length (then tokens) of their context + continuation and
-    cut into batches of ``batch_size``, as lm-eval does: the same batches give bit-identical
-    numbers. Returns the batches (each a :data:`Batch`) and how many requests were cut."""
-    groups: dict[tuple, list[int]] = {}
-    cut = 0
-    for i, (_, ctx, cont) in enumerate(requests):
-        if not ctx or not cont or len(cont) > max_length:
-            raise ValueError(
-                f"lm-eval request with {len(ctx)} context and {len(cont)} continuation tokens: "
-                f"both must be non-empty and the continuation at most {max_length} tokens"
-            )
-        cut += len(ctx) + len(cont) > max_length + 1
-        groups.setdefault(tuple(ctx + cont[:-1]) if group else (i,), []).append(i)
-    heads = [max(members, key=lambda i: len(requests[i][2])) for members in groups.values()]
-    passes = []
-    for head, members in zip(heads, groups.values()):
-        full = requests[head][1] + requests[head][2]
-        passes.append(
-            (
-                (-len(full), tuple(full)),
-                full[-(max_length + 1) :][:-1],
-                [(i, requests[i][2]) for i in members],
-            )
-        )
-    passes.sort(key=lambda p: p[0])
-    batches = [
-        [p[1:] for p in passes[k : k + batch_size]] for k in range(0, len(passes), batch_size)
-    ]
-    return batches, cut
 
 
 class AdapterHFLM(HFLM):
-    """lm-eval's ``HFLM`` with tokenizations remembered and only continuations scored.
+    """lm-eval's ``HFLM`` with tokenizations remembered and requests scored with shared prefixes.
 
     - ``tok_encode`` is remembered per tokenizer object: lm-eval tokenizes every request again
       for every model it evaluates; evaluating the same tasks on many checkpoints with one
       tokenizer (pass the same ``tokenizer`` object) then tokenizes each string once. The tokens
       are those ``HFLM.tok_encode`` returns.
-    - ``_loglikelihood_tokens`` (causal models, a fixed batch size): ``HFLM`` projects every
+    - ``_loglikelihood_tokens`` (causal models whose base model takes ``position_ids``, a
+      fixed batch size): ``HFLM`` runs every request on its own padded row, projects every
       input position onto the vocabulary and takes the log-softmax of all of them, then keeps
-      the continuation's positions. Here the model computes logits only at those positions
-      (transformers' ``logits_to_keep`` with a per-row mask), and requests with the same input
-      (the choices of a one-token multiple-choice question) share one forward pass. Inputs,
-      truncation and the answers ``(sum of log-probs, continuation is greedy)`` are lm-eval's;
-      with a small model (micro: hidden 16-128, vocabulary 4,096) the vocabulary projection
-      and its log-softmax are most of lm-eval's time. Otherwise lm-eval's own method runs."""
+      the continuation's positions. Here :func:`pythia.evaluate.packed.score_requests` runs
+      each shared context once with its continuations as branches, packs many such trees into
+      a row (about 4,096 tokens a forward pass; the batch size is not used), and projects only
+      the continuation positions. Inputs, truncation and the answers ``(sum of log-probs,
+      continuation is greedy)`` are lm-eval's. Otherwise lm-eval's own method runs."""
 
     def tok_encode(self, string, add_special_tokens=None, left_truncate_len=None, **kwargs):
         if kwargs:
@@ -99,25 +67,23 @@ class AdapterHFLM(HFLM):
             memo[key] = super().tok_encode(string, add_special_tokens, left_truncate_len)
         return list(memo[key])
 
-    def _scores_continuations_only(self, override_bs) -> bool:
-        forward = getattr(self.model, "forward", None)
+    def _scores_packed(self, override_bs) -> bool:
+        base = getattr(self.model, "base_model", None)
         return (
             self.backend == "causal"
             and isinstance(override_bs or self.batch_size, int)
-            and forward is not None
-            and "logits_to_keep" in inspect.signature(forward).parameters
+            and base is not None
+            and "position_ids" in inspect.signature(base.forward).parameters
+            and self.model.get_output_embeddings() is not None
             and not hasattr(self.model, "peft_config")
         )
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
-        if not self._scores_continuations_only(override_bs):
+        if not self._scores_packed(override_bs):
             return super()._loglikelihood_tokens(
                 requests, disable_tqdm=disable_tqdm, override_bs=override_bs
             )
-        bs = max(1, int(override_bs or self.batch_size))
-        batches, cut = request_batches(
-            requests, self.max_length, bs, group=bool(getattr(self, "logits_cache", True))
-        )
+        cut = sum(len(ctx) + len(cont) > self.max_length + 1 for _, ctx, cont in requests)
         if cut:
             log.warning(
                 "%d of %d lm-eval requests are longer than the model's %d tokens: their contexts "
@@ -126,58 +92,22 @@ class AdapterHFLM(HFLM):
                 len(requests),
                 self.max_length,
             )
-        answers: list[tuple[float, bool] | None] = [None] * len(requests)
-        bar = tqdm(
+        with tqdm(
             total=len(requests),
             disable=disable_tqdm or self.rank != 0,
             desc="Running loglikelihood requests",
-        )
-        for batch in batches:
-            logp, end = self._kept_logprobs(batch)
-            for row, (_inp, reads) in enumerate(batch):
-                for r, cont in reads:
-                    answers[r] = answer = _answer(logp[end[row] - len(cont) : end[row]], cont)
-                    if requests[r][0] is not None:
-                        self.cache_hook.add_partial("loglikelihood", requests[r][0], answer)
-                    bar.update(1)
-        bar.close()
-        return answers
-
-    def _kept_logprobs(self, batch: Batch) -> tuple[torch.Tensor, list[int]]:
-        """Log-softmax of the logits at each row's continuation positions (the row's longest
-        continuation), rows one after the other; and where each row's positions end in it."""
-        width = max(len(inp) for inp, _ in batch)
-        ids = torch.zeros(len(batch), width, dtype=torch.long)
-        keep = torch.zeros(len(batch), width, dtype=torch.bool)
-        for row, (inp, reads) in enumerate(batch):
-            ids[row, : len(inp)] = torch.tensor(inp)
-            keep[row, len(inp) - max(len(c) for _, c in reads) : len(inp)] = True
-        with (
-            torch.no_grad(),
-            torch.autocast(
-                device_type=self.device.type,
-                dtype=self.mixed_precision_dtype,
-                enabled=self.mixed_precision_dtype is not None,
-            ),
-        ):
-            logits = self.model(ids.to(self.device), logits_to_keep=keep.to(self.device)).logits
-        logp = F.log_softmax(logits.reshape(-1, logits.shape[-1]), dim=-1, dtype=self.softmax_dtype)
-        if logp.shape[0] != int(keep.sum()):
-            raise RuntimeError(
-                f"{type(self.model).__name__} returned {logp.shape[0]} logits for "
-                f"{int(keep.sum())} kept positions"
+        ) as bar:
+            answers = packed.score_requests(
+                self.model,
+                [(ctx, cont) for _, ctx, cont in requests],
+                self.max_length,
+                autocast_dtype=self.mixed_precision_dtype,
+                progress=bar,
             )
-        return logp, keep.sum(1).cumsum(0).tolist()  # a row's kept positions end here in logp
-
-
-def _answer(logp: torch.Tensor, continuation: list[int]) -> tuple[float, bool]:
-    """lm-eval's answer for one continuation from its positions' log-probabilities: (sum of the
-    continuation's log-probs, every token of it is the greedy one)."""
-    target = torch.tensor(continuation, dtype=torch.long, device=logp.device)
-    return (
-        float(logp.gather(1, target[:, None]).sum()),
-        bool((logp.argmax(-1) == target).all()),
-    )
+        for (key, _, _), answer in zip(requests, answers):
+            if key is not None:
+                self.cache_hook.add_partial("loglikelihood", key, answer)
+        return answers
 
 
 def hflm(model, tokenizer, batch_size: int = 16, max_length: int | None = None) -> AdapterHFLM:
@@ -229,10 +159,108 @@ def compile_templates_once() -> None:
     utils.apply_template = apply_template
 
 
+def bootstrap_in_process() -> None:
+    """Make lm-eval's bootstrap standard errors (perplexity's) run in this process.
+
+    ``lm_eval.api.metrics.bootstrap_stderr`` starts a ``multiprocessing.Pool`` of one process per
+    CPU for every bootstrapped metric of every call (forking the evaluating process, model and
+    all) unless ``DISABLE_MULTIPROC`` is set; both ways draw chunk i of the resamples from
+    ``random.Random(i)``, so the standard error is the same number. Set here, for this process."""
+    os.environ.setdefault("DISABLE_MULTIPROC", "1")
+
+
 def _mark(function: Callable, **attributes: Any) -> None:
     """Attributes on a replacement of an lm-eval function (``once``: it is ours, already in place)."""
     for name, value in attributes.items():
         setattr(function, name, value)
+
+
+class Sweep:
+    """lm-eval tasks on one checkpoint after another, in one process.
+
+    ``lm_eval.simple_evaluate`` builds the task objects on every call (each task's dataset
+    loaded through ``datasets``, its few-shot sampler seeded) and a new ``HFLM`` around the model
+    (~0.5 s on 2 cores, more than a small model's evaluation). A sweep builds the task objects
+    once per (tasks, shots) exactly as ``simple_evaluate`` does (its ``num_fewshot`` override
+    and few-shot seed), keeps one ``HFLM`` per model architecture and tokenizer (each
+    checkpoint's model is put in it; what ``HFLM`` derives from a model, its config, length and
+    device, is the same for every checkpoint of a run), and calls
+    ``lm_eval.evaluator.evaluate`` on them: the rest of ``simple_evaluate``. The results are
+    ``simple_evaluate``'s, to the environment record (``tests/evaluate/test_harness.py``)."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[tuple, dict] = {}
+        self._lm: AdapterHFLM | None = None
+        self._lm_key: tuple | None = None
+
+    def _task_dict(self, tasks: list[str], task_manager, num_fewshot: int | None) -> dict:
+        key = (tuple(tasks), id(task_manager), num_fewshot)
+        if key not in self._tasks:
+            loaded = task_manager.load(tasks)
+            for task in loaded["tasks"].values():
+                if num_fewshot is not None:
+                    if task.get_config("num_fewshot") != 0:
+                        task.set_config(key="num_fewshot", value=num_fewshot)
+                elif task.get_config("num_fewshot") is None:
+                    task.set_config(key="num_fewshot", value=0)
+            self._tasks[key] = loaded
+        return self._tasks[key]
+
+    def _lm_for(self, model, tokenizer, batch_size: int, max_length: int | None) -> AdapterHFLM:
+        key = (
+            id(tokenizer),
+            type(model),
+            model.config.to_json_string(),
+            str(model.device),
+            model.dtype,
+            batch_size,
+            max_length,
+        )
+        if self._lm is None or key != self._lm_key:
+            self._lm = hflm(model, tokenizer, batch_size=batch_size, max_length=max_length)
+            self._lm_key = key
+        else:
+            self._lm._model = model
+        return self._lm
+
+    def evaluate(
+        self,
+        model,
+        tokenizer,
+        tasks: list[str],
+        *,
+        batch_size: int,
+        max_length: int | None,
+        task_manager,
+        num_fewshot: int | None = None,
+        limit: int | None = None,
+        log_samples: bool = False,
+        bootstrap_iters: int = 100000,
+        cache_requests: bool = False,
+    ) -> dict[str, Any]:
+        """``simple_evaluate(model=..., tasks=tasks, ...)``'s results for this ``model``."""
+        collect_env_info_once()
+        compile_templates_once()
+        bootstrap_in_process()
+        loaded = self._task_dict(tasks, task_manager, num_fewshot)
+        # simple_evaluate's seeds, set on every call: the few-shot samplers start again as on a
+        # fresh task object (they draw as they build each checkpoint's requests)
+        random.seed(DEFAULT_RANDOM_SEED)
+        np.random.seed(DEFAULT_OTHER_SEED)
+        torch.manual_seed(DEFAULT_OTHER_SEED)
+        for task in loaded["tasks"].values():
+            task.set_fewshot_seed(seed=DEFAULT_OTHER_SEED)
+        out = evaluator.evaluate(
+            lm=self._lm_for(model, tokenizer, batch_size, max_length),
+            task_dict=loaded,
+            limit=limit,
+            cache_requests=cache_requests,
+            bootstrap_iters=bootstrap_iters,
+            log_samples=log_samples,
+            verbosity="WARNING",
+        )
+        evaluator.add_env_info(out)
+        return out
 
 
 def simple_evaluate(
@@ -243,6 +271,7 @@ def simple_evaluate(
     environment record and the templates made once per process; lm-eval's warnings only."""
     collect_env_info_once()
     compile_templates_once()
+    bootstrap_in_process()
     return lm_eval.simple_evaluate(
         model=hflm(model, tokenizer, batch_size=batch_size, max_length=max_length),
         tasks=tasks,

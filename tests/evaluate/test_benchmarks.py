@@ -148,15 +148,15 @@ def test_task_with_no_example_in_the_window_is_left_out_and_named(smoke, tmp_pat
 
 def test_rerun_with_one_more_checkpoint_evaluates_only_it(smoke, tmp_path, monkeypatch):
     m = bm.write_tasks("smoke", ["lambada_incorpus"], tmp_path / "tasks", examples=2)
-    import lm_eval
+    from lm_eval import evaluator
 
-    real, evaluated = lm_eval.simple_evaluate, []
+    real, evaluated = evaluator.evaluate, []
 
-    def counting(*args, **kwargs):
-        evaluated.append(kwargs["model"].model.config._name_or_path)
+    def counting(*args, **kwargs):  # what the run's sweep calls per checkpoint
+        evaluated.append(kwargs["lm"].model.config._name_or_path)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(lm_eval, "simple_evaluate", counting)
+    monkeypatch.setattr(evaluator, "evaluate", counting)
     first = bm.evaluate_run(
         open_catalogue("smoke", steps=[0, 24]),
         "standard",

@@ -195,3 +195,26 @@ def test_request_cache_key_changes_with_any_task_file(tmp_path):
     assert harness.folder_digest(tmp_path) == before
     (tmp_path / "x.jsonl").write_text("b\n")
     assert harness.folder_digest(tmp_path) != before
+
+
+def test_sweep_gives_simple_evaluates_records_checkpoint_after_checkpoint(ckpt, tmp_path):
+    """A run's checkpoints through one :class:`harness.Sweep` (lm-eval's task objects and model
+    wrapper built once) get the records ``simple_evaluate`` gives each on its own, few-shot
+    contexts included (the samplers start again for every checkpoint)."""
+    tasks = write_tasks(tmp_path / "tasks")
+    cat = open_catalogue("smoke")
+    steps = cat.steps("s1", "standard")[-2:]
+    sweep = harness.Sweep()
+    for shots in (0, 2):
+        for step in steps:
+            c = cat.checkpoint("s1", "standard", step)
+            kw = {"include_path": tasks, "batch_size": 4, "num_fewshot": shots, "log_samples": True}
+            swept = evaluate_tasks(
+                c, ["tiny_mc", "tiny_cloze"], root=tmp_path / "swept", sweep=sweep, **kw
+            )
+            alone = evaluate_tasks(c, ["tiny_mc", "tiny_cloze"], root=tmp_path / "alone", **kw)
+            for task in ("tiny_mc", "tiny_cloze"):
+                assert swept[task]["results"] == alone[task]["results"], (shots, step, task)
+                assert swept[task]["samples"] == alone[task]["samples"], (shots, step, task)
+                assert swept[task]["n_samples"] == alone[task]["n_samples"]
+    assert len(sweep._inner._tasks) == 2  # one set of task objects per shot count

@@ -16,10 +16,11 @@ def ckpt(smoke_run, monkeypatch):
     return open_catalogue("smoke").checkpoint("s1", "standard", 24)
 
 
-def test_adapter_scores_only_continuations_with_lm_evals_answers(ckpt):
+def test_adapter_scores_packed_requests_with_lm_evals_answers(ckpt):
     """The adapter's loglikelihoods are lm-eval's own ``HFLM``'s (to float32 rounding): contexts
-    cut from the left when too long, one-token choices sharing an input, rows of different lengths
-    in a batch; the model is asked for logits only at continuation positions."""
+    cut from the left when too long, one-token choices sharing an input, rows of different lengths;
+    the requests are scored by :mod:`pythia.evaluate.packed`, shared contexts once, many to a row,
+    and the cache hook gets every keyed answer."""
     from lm_eval.models.huggingface import HFLM
 
     model, tok = ckpt.load_model(), ckpt.load_tokenizer()
@@ -36,20 +37,22 @@ def test_adapter_scores_only_continuations_with_lm_evals_answers(ckpt):
         (("short", ""), ids[:2], ids[2:9]),
         ((None, None), ids[:1], ids[1:3]),
     ]
-    kept = []
-    hook = model.register_forward_pre_hook(
-        lambda m, args, kwargs: kept.append(kwargs.get("logits_to_keep")), with_kwargs=True
+    fed, hooked = [], []
+    hook = model.base_model.register_forward_pre_hook(
+        lambda m, args, kwargs: fed.append(kwargs["input_ids"].shape), with_kwargs=True
     )
+    mine.cache_hook = type("Hook", (), {"add_partial": lambda s, *a: hooked.append(a)})()
     try:
         got = mine._loglikelihood_tokens(requests, disable_tqdm=True)
     finally:
         hook.remove()
     want = stock._loglikelihood_tokens(requests, disable_tqdm=True)
-    # the vocabulary projection of fewer rows may round a logit's last bit differently
+    # the same products summed in another order may round the last bits differently
     assert [g for _, g in got] == [g for _, g in want]
-    assert [x for x, _ in got] == pytest.approx([x for x, _ in want], rel=1e-6, abs=1e-6)
-    # five distinct inputs in two batches; logits at 2 + 3 + 1 + 7 + 2 positions
-    assert len(kept) == 2 and sum(int(k.sum()) for k in kept) == 15
+    assert [x for x, _ in got] == pytest.approx([x for x, _ in want], rel=1e-5, abs=1e-5)
+    # five distinct prefixes packed into rows; one forward pass holds them all
+    assert len(fed) == 1
+    assert [a[1] for a in hooked] == [r[0] for r in requests if r[0] is not None]
     with pytest.raises(ValueError, match="both must be non-empty"):
         mine._loglikelihood_tokens([(("", "x"), [], ids[:2])], disable_tqdm=True)
 
