@@ -234,30 +234,53 @@ def _chance_lines(g: sns.FacetGrid, df: pd.DataFrame, col: str) -> None:
             ax.axhline(c.iloc[0], color="grey", lw=1, ls=":", zorder=0)
 
 
+def _stderr_bands(data: pd.DataFrame, colors: dict[str, tuple], **_: object) -> None:
+    """One band of value +- stderr (lm-eval's standard error of the task's mean) around each
+    (model, dataset) line of a facet, in the line's colour."""
+    ax = plt.gca()
+    for (model, _dataset), line in data.groupby(["model", "dataset"], sort=False):
+        line = line.sort_values("tokens_axis")
+        err = line["stderr"].astype(float).fillna(0.0)
+        ax.fill_between(
+            line["tokens_axis"],
+            line["value"] - err,
+            line["value"] + err,
+            color=colors[model],
+            alpha=0.15,
+            lw=0,
+        )
+
+
 def plot_accuracy_curves(curves: pd.DataFrame) -> plt.Figure:
     """Accuracy against tokens, one panel per task; colour = size, solid = standard, dashed =
-    deduplicated; dotted grey = chance."""
+    deduplicated; shaded: +- one standard error (lm-eval's, of each checkpoint's mean over the
+    task's examples); dotted grey = chance."""
+    order = _size_order(curves)
+    palette = dict(zip(order, sns.color_palette("viridis", len(order))))
     g = sns.relplot(
         data=curves,
         x="tokens_axis",
         y="value",
         hue="model",
-        hue_order=_size_order(curves),
+        hue_order=order,
         style="dataset",
         col="task",
         col_wrap=min(3, curves["task"].nunique()),
         kind="line",
-        palette="viridis",
+        palette=palette,
         height=2.8,
         aspect=1.25,
         markers=False,
         facet_kws={"sharey": False},
     )
+    g.map_dataframe(_stderr_bands, colors=palette)
     g.set(xscale="log")
     _chance_lines(g, curves, "task")
     g.set_axis_labels("tokens seen (step 0 at 1)", "accuracy")
     g.figure.suptitle(
-        "Our models: accuracy over training, every size, standard vs deduplicated", y=1.03
+        "Our models: accuracy over training (band: +- 1 standard error), every size, "
+        "standard vs deduplicated",
+        y=1.03,
     )
     return g.figure
 

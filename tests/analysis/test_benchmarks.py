@@ -94,6 +94,26 @@ def test_frames_and_figures(evals):
         matplotlib.pyplot.close(fig)
 
 
+def test_accuracy_curves_draw_one_stderr_band_per_line(evals):
+    """Each (size, dataset) line of a task's panel has a band from value - stderr to value +
+    stderr at every checkpoint."""
+    ours = bm.load_evals(evals, ["standard", "deduped"], list(evals.models))
+    curves = bm.accuracy_curves(ours)
+    assert curves["stderr"].notna().all() and (curves["stderr"] > 0).any()
+    fig = bm.plot_accuracy_curves(curves)
+    try:
+        for ax in fig.axes:
+            task = ax.get_title().split(" = ")[-1]
+            sub = curves[curves["task"] == task]
+            bands = [c for c in ax.collections if c.get_paths()]
+            assert len(bands) == sub.groupby(["model", "dataset"]).ngroups
+            vertices = np.concatenate([b.get_paths()[0].vertices for b in bands])
+            assert vertices[:, 1].min() == pytest.approx((sub.value - sub.stderr).min())
+            assert vertices[:, 1].max() == pytest.approx((sub.value + sub.stderr).max())
+    finally:
+        matplotlib.pyplot.close(fig)
+
+
 def test_micro_reach_places_our_tokens_on_pythias_axis():
     suite = load_suite("micro")
     reach = bm.micro_reach(suite, bm.published_rows(list(bm.OFFLINE_TASKS), [0]))
