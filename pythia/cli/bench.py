@@ -4,6 +4,7 @@
     pythia bench train --suite S --model M [M ...]|all [--steps N] [--threads N] [--bf16 auto|on|off]
                        [--agreement-steps N] [--out FILE]
     pythia bench score --suite S --model M [M ...]|all [--steps N] [--threads N] [--out FILE]
+    pythia bench score --suite S --model M [M ...]|all --requests [TASKS_JSON] [--rounds N]
     pythia bench memorization --suite S --model M [--rows N] [--batch N] [--device cpu|cuda] ...
     pythia bench harness --suite S [--model M] [--task T ...] [--batch-size N] [--out FILE] ...
 
@@ -95,8 +96,40 @@ def _cmd_bench_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_requests(args: argparse.Namespace) -> int:
+    """``bench score --requests``: lm-eval's HFLM vs the packed engine on section 02's requests."""
+    manifest = benchmarks.read_manifest(
+        args.requests
+        if args.requests != "suite"
+        else benchmarks.tasks_dir(args.suite) / "tasks.json"
+    )
+    result = benchmarks.bench_requests(
+        args.suite,
+        args.model,
+        manifest,
+        num_fewshot=args.num_fewshot,
+        rounds=args.rounds,
+        threads=args.threads,
+    )
+    name = f"score_requests_{'_'.join(args.model)}_t{result['threads']}.json"
+    out = args.out or paths.suite_dir(result["suite"]) / "bench" / name
+    write_json(out, result)
+    for m in result["models"]:
+        print(
+            f"{m['model']:>6}: {m['requests']} requests | lm-eval HFLM "
+            f"{m['lm_eval']['requests_per_s']:8.0f} req/s | packed {m['packed']['requests_per_s']:8.0f} "
+            f"req/s (best round) | {m['packed_over_lm_eval']:.2f}x | input tokens "
+            f"{m['input_tokens_lm_eval']} -> {m['input_tokens_packed']} | answers within "
+            f"{m['max_relative_difference']:.1e}, greedy {'same' if m['same_greedy'] else 'DIFFERENT'}"
+        )
+    print(f"{result['threads']} threads, tasks {', '.join(result['tasks'])}; wrote {out}")
+    return 0
+
+
 def _cmd_bench_score(args: argparse.Namespace) -> int:
     _log_info()
+    if args.requests:
+        return _cmd_bench_requests(args)
     result = bench_score(
         args.suite,
         args.model,
@@ -244,6 +277,18 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     )
     b.add_argument(
         "--batch-size", type=int, help="sequences per scoring forward pass (default: the engine's)"
+    )
+    b.add_argument(
+        "--requests",
+        metavar="TASKS_JSON",
+        nargs="?",
+        const="suite",
+        help="time section 02's lm-eval requests instead: lm-eval's HFLM vs the packed engine on "
+        "the same requests, requests/s of each (the tasks.json of a task folder; alone: the suite's, "
+        "work/<suite>/benchmarks/tasks/tasks.json)",
+    )
+    b.add_argument(
+        "--num-fewshot", type=int, default=0, help="with --requests: the tasks' shot count"
     )
     b.add_argument(
         "--out",

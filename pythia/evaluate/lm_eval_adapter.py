@@ -263,6 +263,34 @@ class Sweep:
         return out
 
 
+class _RequestRecorder(AdapterHFLM):
+    """An ``HFLM`` that keeps the tokenized log-likelihood requests it is given and answers none
+    (every answer ``(0.0, False)``): the requests a task set makes, for timing their scoring."""
+
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
+        self.recorded = [*getattr(self, "recorded", []), *((c, x) for _, c, x in requests)]
+        return [(0.0, False)] * len(requests)
+
+
+def collect_requests(
+    model, tokenizer, tasks: list[str], task_manager, num_fewshot: int | None = None
+) -> list[tuple[list[int], list[int]]]:
+    """The ``(context tokens, continuation tokens)`` of every log-likelihood request ``tasks`` make,
+    tokenized as lm-eval's ``HFLM`` tokenizes them for ``model``'s ``tokenizer``, in lm-eval's order."""
+    collect_env_info_once()
+    compile_templates_once()
+    lm = _RequestRecorder(pretrained=model, tokenizer=tokenizer, backend="causal", batch_size=1)
+    lm_eval.simple_evaluate(
+        model=lm,
+        tasks=tasks,
+        task_manager=task_manager,
+        num_fewshot=num_fewshot,
+        bootstrap_iters=0,
+        verbosity="WARNING",
+    )
+    return list(getattr(lm, "recorded", []))
+
+
 def simple_evaluate(
     model, tokenizer, tasks: list[str], *, batch_size: int, max_length: int | None, **kwargs: Any
 ) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -173,7 +174,7 @@ def _batch_tensors(rows: list[Row], device: torch.device):
 
 @torch.inference_mode()
 def score_requests(
-    model: torch.nn.Module,
+    model: Any,
     requests: Sequence[tuple[list[int], list[int]]],
     max_length: int,
     row_tokens: int | None = None,

@@ -220,3 +220,39 @@ def test_bench_compares_with_the_cli_on_a_relative_task_folder(smoke, tmp_path, 
     ckpt = dataclasses.replace(ckpt, location=os.path.relpath(ckpt.location, tmp_path))
     res = bm.bench_adapter_vs_cli(ckpt, ["tiny_mc"], "tasks", batch_size=8, rounds=1)
     assert res["identical_values"] and res["tokens"] > 0 and res["ratio_adapter_over_cli"] > 0
+
+
+def test_bench_score_requests_times_both_paths_on_the_same_requests(smoke, tmp_path, capsys):
+    """`pythia bench score --requests` collects every request of the task folder and scores it
+    through lm-eval's HFLM and the packed engine: requests/s of each, and the same answers."""
+    from pythia.cli import main
+
+    m = bm.write_tasks("smoke", ["offline"], tmp_path / "tasks", examples=4)
+    out = tmp_path / "bench.json"
+    assert (
+        main(
+            [
+                "bench",
+                "score",
+                "--suite",
+                "smoke",
+                "--model",
+                "s1",
+                "--requests",
+                str(tmp_path / "tasks" / "tasks.json"),
+                "--rounds",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    res = json.loads(out.read_text())
+    (r,) = res["models"]
+    assert res["tasks"] == m["tasks"]
+    assert r["requests"] > 4 * len(m["tasks"])  # every choice of every example
+    assert r["same_greedy"] and r["max_relative_difference"] < 1e-5
+    assert r["input_tokens_packed"] < r["input_tokens_lm_eval"]
+    assert r["lm_eval"]["requests_per_s"] > 0 and r["packed"]["requests_per_s"] > 0
+    assert "req/s" in capsys.readouterr().out
