@@ -14,11 +14,12 @@ feeds them, 178,734 here). So here:
    too long, up to the position that predicts the first continuation token) and a *branch* (the
    continuation without its last token). Requests with the same prefix form one tree: the prefix
    once, then each distinct branch.
-2. **Rows.** Trees are packed first-fit-decreasing into rows of ``capacity`` tokens
-   (``max_length`` or the longest tree). Within a row a token attends to the earlier tokens of
-   its own tree's prefix and of its own branch, nothing else (a 4-D boolean attention mask), and
-   its position id is its position in its own request's input, so each request sees exactly
-   the tokens, positions and attention of its lm-eval row.
+2. **Rows.** Trees are packed first-fit-decreasing into rows of ``max_length`` tokens (a
+   longer tree gets a row of its own), and rows of like widths are batched. Within a row a
+   token attends to the earlier tokens of its own tree's prefix and of its own branch, nothing
+   else (a 4-D boolean attention mask), and its position id is its position in its own
+   request's input, so each request sees exactly the tokens, positions and attention of its
+   lm-eval row.
 3. **Only the read positions** go through the output layer, log-softmax and argmax
    (:func:`pythia.evaluate.scoring._score_hidden`, in chunks); the full vocabulary is scored, as
    lm-eval does.
@@ -119,7 +120,9 @@ class Row:
 
 
 def pack(trees: list[Tree], capacity: int) -> list[Row]:
-    """First-fit-decreasing packing of ``trees`` into rows of at most ``capacity`` tokens."""
+    """First-fit-decreasing packing of ``trees`` into rows of at most ``capacity`` tokens; a tree
+    longer than that (a long context with several branches) gets a row of its own. Attention
+    costs the square of a row's width, so rows stay as narrow as the model's window allows."""
     rows: list[Row] = []
     free: list[int] = []
     for tid, t in sorted(enumerate(trees), key=lambda it: -len(it[1])):
@@ -127,7 +130,7 @@ def pack(trees: list[Tree], capacity: int) -> list[Row]:
         slot = next((i for i, f in enumerate(free) if f >= n), None)
         if slot is None:
             rows.append(Row())
-            free.append(capacity)
+            free.append(max(capacity, n))
             slot = len(rows) - 1
         rows[slot].add(t, tid)
         free[slot] -= n
@@ -191,8 +194,7 @@ def score_requests(
         return []
     device = next(model.parameters()).device
     trees = request_trees(requests, max_length)
-    capacity = max(max_length, *(len(t) for t in trees))
-    rows = pack(trees, capacity)
+    rows = pack(trees, max_length)
     budget = (row_tokens or ROW_TOKENS) * (8 if device.type == "cuda" else 1)
     head = model.get_output_embeddings()
     weight, bias = head.weight, getattr(head, "bias", None)
