@@ -26,6 +26,7 @@ from pythia.cli import options
 from pythia.errors import require_device
 from pythia.evaluate import benchmarks
 from pythia.evaluate.memorization_kernels import ScanOptions
+from pythia.evaluate.packed_bench import bench_requests
 from pythia.io import write_json
 
 
@@ -103,7 +104,7 @@ def _cmd_bench_requests(args: argparse.Namespace) -> int:
         if args.requests != "suite"
         else benchmarks.tasks_dir(args.suite) / "tasks.json"
     )
-    result = benchmarks.bench_requests(
+    result = bench_requests(
         args.suite,
         args.model,
         manifest,

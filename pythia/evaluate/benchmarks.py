@@ -68,7 +68,6 @@ from pythia.config import Suite, config_digest, load_suite
 from pythia.data.cloze import cloze_examples
 from pythia.data.evalsets import get_evalset
 from pythia.data.layout import Layout
-from pythia.data.tokenizer import load_tokenizer
 from pythia.errors import UsageError
 from pythia.evaluate.harness import (
     Sweep,
@@ -538,92 +537,6 @@ def bench_adapter_vs_cli(
     }
 
 
-def bench_requests(
-    suite: str | Suite,
-    models: list[str],
-    manifest: dict,
-    *,
-    num_fewshot: int = 0,
-    rounds: int = 2,
-    batch_size: int = 32,
-    threads: int | None = None,
-) -> dict:
-    """Requests/s of lm-eval's own ``HFLM`` and of :mod:`pythia.evaluate.packed` on the same
-    log-likelihood requests: every request the tasks of ``manifest`` make (section 02's, as
-    ``pythia benchmarks evaluate`` sends them), for each model of the suite (initial weights:
-    the time does not depend on them), in alternating rounds; the best and median round of each,
-    their ratio, and how far the answers differ (lm-eval's are the reference)."""
-    import torch
-    from lm_eval.models.huggingface import HFLM  # heavy: imports lm-eval (seconds)
-
-    from pythia.evaluate import lm_eval_adapter, packed
-    from pythia.evaluate.harness import task_manager
-    from pythia.model import build_model
-
-    suite = suite if isinstance(suite, Suite) else load_suite(suite)
-    if threads:
-        torch.set_num_threads(threads)
-    models = list(suite.models) if models == ["all"] else models
-    tok = load_tokenizer(suite)
-    tm = task_manager(manifest["include_path"], manifest["tasks"])
-    results = []
-    for name in models:
-        model = build_model(suite, name, seed=suite.training.seed).eval()
-        requests = lm_eval_adapter.collect_requests(
-            model, tok, manifest["tasks"], tm, num_fewshot=num_fewshot
-        )
-        stock = HFLM(pretrained=model, tokenizer=tok, backend="causal", batch_size=batch_size)
-        keyed = [(None, c, x) for c, x in requests]
-        times: dict[str, list[float]] = {"lm_eval": [], "packed": []}
-        for _ in range(rounds):
-            t0 = time.perf_counter()
-            want = stock._loglikelihood_tokens(keyed, disable_tqdm=True)
-            t1 = time.perf_counter()
-            got = packed.score_requests(model, requests, stock.max_length)
-            t2 = time.perf_counter()
-            times["lm_eval"].append(t1 - t0)
-            times["packed"].append(t2 - t1)
-        rel = max(abs(a - b) / max(abs(b), 1e-12) for (a, _), (b, _) in zip(got, want, strict=True))
-        res = {
-            "model": name,
-            "requests": len(requests),
-            "input_tokens_lm_eval": sum(
-                min(len(c) + len(x) - 1, stock.max_length) for c, x in requests
-            ),
-            "input_tokens_packed": sum(
-                len(t) for t in packed.request_trees(requests, stock.max_length)
-            ),
-            "max_relative_difference": rel,
-            "same_greedy": [g for _, g in got] == [g for _, g in want],
-        }
-        for key, ts in times.items():
-            res[key] = {
-                "seconds": ts,
-                "requests_per_s": len(requests) / min(ts),
-                "median_requests_per_s": len(requests) / sorted(ts)[len(ts) // 2],
-            }
-        res["packed_over_lm_eval"] = min(times["lm_eval"]) / min(times["packed"])
-        log.info(
-            "%s: lm-eval HFLM %.0f requests/s, packed %.0f requests/s (%.2fx); answers within %.1e",
-            name,
-            res["lm_eval"]["requests_per_s"],
-            res["packed"]["requests_per_s"],
-            res["packed_over_lm_eval"],
-            rel,
-        )
-        results.append(res)
-    return {
-        "suite": suite.name,
-        "tasks": manifest["tasks"],
-        "num_fewshot": num_fewshot,
-        "batch_size": batch_size,
-        "threads": torch.get_num_threads(),
-        "rounds": rounds,
-        "torch": torch.__version__,
-        "models": results,
-    }
-
-
 def _run_adapter(
     ckpt: runs.Checkpoint, tasks: list[str], include_path: Path, batch_size: int, root: Path
 ) -> dict:
@@ -703,7 +616,6 @@ __all__ = [
     "OFFLINE_TASKS",
     "PAPER_TASKS",
     "bench_adapter_vs_cli",
-    "bench_requests",
     "evaluate_run",
     "expand",
     "paper_task",

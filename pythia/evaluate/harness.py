@@ -218,15 +218,10 @@ def evaluate_tasks(
     todo = [t for t in tasks if t not in records]
     if not todo:
         return {t: records[t] for t in tasks}
-    from pythia.evaluate import lm_eval_adapter  # heavy: imports lm-eval (seconds)
-
-    if model is None:
-        model = checkpoint.load_model(dtype=dtype, device=device)
-    if tokenizer is None:
-        tokenizer = checkpoint.load_tokenizer()
+    model = model if model is not None else checkpoint.load_model(dtype=dtype, device=device)
+    tokenizer = tokenizer if tokenizer is not None else checkpoint.load_tokenizer()
     log.info("lm-eval %s on %s (%d-shot)", ", ".join(todo), checkpoint.name, num_fewshot)
-    run = sweep.evaluate if sweep is not None else lm_eval_adapter.simple_evaluate
-    out = run(
+    out = (sweep or Sweep(cached=False)).evaluate(
         model,
         tokenizer,
         todo,
@@ -248,15 +243,19 @@ def evaluate_tasks(
 class Sweep:
     """Evaluations of one run's checkpoints in one process, sharing what lm-eval builds per call
     (:class:`pythia.evaluate.lm_eval_adapter.Sweep`); lm-eval is imported at the first
-    evaluation, not before (a fully cached run never imports it)."""
+    evaluation, not before (a fully cached run never imports it). ``cached=False``: one
+    evaluation, through ``lm_eval.simple_evaluate`` itself (what a single checkpoint needs)."""
 
-    def __init__(self) -> None:
+    def __init__(self, cached: bool = True) -> None:
         self._inner: Any = None
+        self.cached = cached
 
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        if self._inner is None:
-            from pythia.evaluate import lm_eval_adapter  # heavy: imports lm-eval (seconds)
+        from pythia.evaluate import lm_eval_adapter  # heavy: imports lm-eval (seconds)
 
+        if not self.cached:
+            return lm_eval_adapter.simple_evaluate(*args, **kwargs)
+        if self._inner is None:
             self._inner = lm_eval_adapter.Sweep()
         return self._inner.evaluate(*args, **kwargs)
 
