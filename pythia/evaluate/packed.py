@@ -14,7 +14,7 @@ feeds them, 178,734 here). So here:
    too long, up to the position that predicts the first continuation token) and a *branch* (the
    continuation without its last token). Requests with the same prefix form one tree: the prefix
    once, then each distinct branch.
-2. **Rows.** Trees are packed first-fit-decreasing into rows of ``max_length`` tokens (a
+2. **Rows.** Trees are packed best-fit-decreasing into rows of ``max_length`` tokens (a
    longer tree gets a row of its own), and rows of like widths are batched. Within a row a
    token attends to the earlier tokens of its own tree's prefix and of its own branch, nothing
    else (a 4-D boolean attention mask), and its position id is its position in its own
@@ -39,6 +39,7 @@ Example::
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,20 +121,23 @@ class Row:
 
 
 def pack(trees: list[Tree], capacity: int) -> list[Row]:
-    """First-fit-decreasing packing of ``trees`` into rows of at most ``capacity`` tokens; a tree
-    longer than that (a long context with several branches) gets a row of its own. Attention
-    costs the square of a row's width, so rows stay as narrow as the model's window allows."""
+    """Best-fit-decreasing packing of ``trees`` into rows of at most ``capacity`` tokens (each
+    tree, longest first, into the row with the least room that holds it); a tree longer than
+    that (a long context with several branches) gets a row of its own. Attention costs the
+    square of a row's width, so rows stay as narrow as the model's window allows."""
     rows: list[Row] = []
-    free: list[int] = []
+    room: list[tuple[int, int]] = []  # (free tokens, row), sorted
     for tid, t in sorted(enumerate(trees), key=lambda it: -len(it[1])):
         n = len(t)
-        slot = next((i for i, f in enumerate(free) if f >= n), None)
-        if slot is None:
+        k = bisect.bisect_left(room, (n, -1))
+        if k < len(room):
+            free, slot = room.pop(k)
+        else:
+            free, slot = max(capacity, n), len(rows)
             rows.append(Row())
-            free.append(max(capacity, n))
-            slot = len(rows) - 1
         rows[slot].add(t, tid)
-        free[slot] -= n
+        if free - n > 0:
+            bisect.insort(room, (free - n, slot))
     return rows
 
 
