@@ -381,34 +381,14 @@ def bench_model(
         "data": source,
         "rounds": rounds,
     }
-    runs: dict[str, list[dict]] = {
-        "ours": [],
-        "ours_bf16": [],
-        "hf_trainer": [],
-        "hf_trainer_bf16": [],
-    }
-    for _ in range(rounds):
-        runs["ours"].append(bench_ours(suite, model, batches, warmup, threads))
-        if bf16:
-            runs["ours_bf16"].append(
-                bench_ours(suite, model, batches, warmup, threads, Precision.bf16)
-            )
-        if trainer:
-            runs["hf_trainer"].append(bench_hf_trainer(suite, model, batches, warmup, threads))
-        if trainer and bf16:
-            runs["hf_trainer_bf16"].append(
-                bench_hf_trainer(suite, model, batches, warmup, threads, bf16=True)
-            )
+    runs = _alternating_rounds(suite, model, batches, warmup, threads, trainer, rounds, bf16)
     res["ours"] = ours = _summarise(runs["ours"], tokens, fpt, peak)
     if bf16:
-        res["ours_bf16"] = _summarise(runs["ours_bf16"], tokens, fpt, peak)
-        res["ours_bf16_over_ours"] = res["ours_bf16"]["tokens_per_s"] / ours["tokens_per_s"]
+        res["ours_bf16"] = b = _summarise(runs["ours_bf16"], tokens, fpt, peak)
+        res["ours_bf16_over_ours"] = b["tokens_per_s"] / ours["tokens_per_s"]
         log.info(
             "%s ours bf16: %.3f s/step, %.0f tok/s (%.2fx our fp32)",
-            model,
-            res["ours_bf16"]["step_seconds"],
-            res["ours_bf16"]["tokens_per_s"],
-            res["ours_bf16_over_ours"],
+            *(model, b["step_seconds"], b["tokens_per_s"], res["ours_bf16_over_ours"]),
         )
     log.info(
         "%s ours: %.3f s/step, %.0f tok/s, MFU %.1f%%",
@@ -429,13 +409,74 @@ def bench_model(
             res["ours_over_trainer"],
         )
     if trainer and bf16:
-        res["hf_trainer_bf16"] = _summarise(runs["hf_trainer_bf16"], tokens, fpt, peak)
-        for key in ("ours_bf16", "hf_trainer_bf16"):
-            res[f"{key}_over_trainer"] = res[key]["tokens_per_s"] / hf["tokens_per_s"]
-            res[f"{key}_over_trainer_median"] = (
-                res[key]["median_tokens_per_s"] / hf["median_tokens_per_s"]
-            )
+        _bf16_over_trainer(res, runs["hf_trainer_bf16"], tokens, fpt, peak)
     return res
+
+
+def _alternating_rounds(
+    suite: Suite,
+    model: str,
+    batches: list[np.ndarray],
+    warmup: int,
+    threads: int,
+    trainer: bool,
+    rounds: int,
+    bf16: bool,
+) -> dict[str, list[dict]]:
+    """Each side's timings, one entry per round: ours, ours in bf16, Trainer, Trainer in bf16."""
+    runs: dict[str, list[dict]] = {
+        "ours": [],
+        "ours_bf16": [],
+        "hf_trainer": [],
+        "hf_trainer_bf16": [],
+    }
+    for _ in range(rounds):
+        runs["ours"].append(bench_ours(suite, model, batches, warmup, threads))
+        if bf16:
+            runs["ours_bf16"].append(
+                bench_ours(suite, model, batches, warmup, threads, Precision.bf16)
+            )
+        if trainer:
+            runs["hf_trainer"].append(bench_hf_trainer(suite, model, batches, warmup, threads))
+        if trainer and bf16:
+            runs["hf_trainer_bf16"].append(
+                bench_hf_trainer(suite, model, batches, warmup, threads, bf16=True)
+            )
+    return runs
+
+
+def _bf16_over_trainer(
+    res: dict[str, Any], trainer_bf16: list[dict], tokens: int, fpt: float, peak: dict
+) -> None:
+    """Trainer's bf16 summary, and both bf16 sides' ratios to fp32 Trainer, into ``res``."""
+    hf = res["hf_trainer"]
+    res["hf_trainer_bf16"] = _summarise(trainer_bf16, tokens, fpt, peak)
+    for key in ("ours_bf16", "hf_trainer_bf16"):
+        res[f"{key}_over_trainer"] = res[key]["tokens_per_s"] / hf["tokens_per_s"]
+        res[f"{key}_over_trainer_median"] = (
+            res[key]["median_tokens_per_s"] / hf["median_tokens_per_s"]
+        )
+
+
+def _bf16_checks(
+    suite: Suite, r: dict[str, Any], agreement_steps: int, threads: int, dataset: str
+) -> None:
+    """A model's bf16 vs fp32 GEMM rates and (``agreement_steps`` > 0) loss agreement, into ``r``."""
+    spec = suite.model(r["model"])
+    r["bf16_gemm"] = gemm_rates(spec.hidden_size, suite.vocab_rows(spec), threads)
+    if agreement_steps > 0:
+        r["loss_agreement"] = a = bench_loss_agreement(
+            suite, r["model"], agreement_steps, threads, dataset
+        )
+        log.info(
+            "%s loss bf16 vs fp32 over %d steps: max |d| %.4f, max rel %.4f, final rel %.4f (%s)",
+            r["model"],
+            a["steps"],
+            a["max_abs_diff"],
+            a["max_relative_diff"],
+            a["final_relative_diff"],
+            "within tolerance" if a["within_tolerance"] else "OUTSIDE tolerance",
+        )
 
 
 def bench_train(
@@ -470,21 +511,7 @@ def bench_train(
         for m in models
     ]
     for r in results:
-        spec = suite.model(r["model"])
-        r["bf16_gemm"] = gemm_rates(spec.hidden_size, suite.vocab_rows(spec), threads)
-        if agreement_steps > 0:
-            r["loss_agreement"] = a = bench_loss_agreement(
-                suite, r["model"], agreement_steps, threads, dataset
-            )
-            log.info(
-                "%s loss bf16 vs fp32 over %d steps: max |d| %.4f, max rel %.4f, final rel %.4f (%s)",
-                r["model"],
-                a["steps"],
-                a["max_abs_diff"],
-                a["max_relative_diff"],
-                a["final_relative_diff"],
-                "within tolerance" if a["within_tolerance"] else "OUTSIDE tolerance",
-            )
+        _bf16_checks(suite, r, agreement_steps, threads, dataset)
     # measured again afterwards; MFU uses the better of the two (like the step times, the
     # best case is what other processes on a shared machine cannot inflate)
     after = matmul_peak(threads, matmul_n)

@@ -53,48 +53,53 @@ def _cmd_bench_train(args: argparse.Namespace) -> int:
     out = args.out or paths.suite_dir(result["suite"]) / "bench" / name
     write_json(out, result)
     for m in result["models"]:
-        line = (
-            f"{m['model']:>6}: ours {m['ours']['step_seconds'] * 1e3:7.1f} ms/step (median "
-            f"{m['ours']['median_step_seconds'] * 1e3:.1f}) {m['ours']['tokens_per_s']:9.0f} tok/s "
-            f"MFU {100 * m['ours']['mfu']:5.1f}%"
-        )
-        if "hf_trainer" in m:
-            line += (
-                f" | Trainer {m['hf_trainer']['tokens_per_s']:9.0f} tok/s MFU {100 * m['hf_trainer']['mfu']:5.1f}%"
-                f" | ours/Trainer {m['ours_over_trainer']:.2f}x"
-            )
-        print(line)
-        if "ours_bf16" in m:
-            line = (
-                f"{'':>6}  ours bf16 {m['ours_bf16']['step_seconds'] * 1e3:7.1f} ms/step "
-                f"{m['ours_bf16']['tokens_per_s']:9.0f} tok/s ({m['ours_bf16_over_ours']:.2f}x our fp32)"
-            )
-            if "hf_trainer_bf16" in m:
-                line += (
-                    f" | Trainer bf16 {m['hf_trainer_bf16']['tokens_per_s']:9.0f} tok/s"
-                    f" | ours bf16/Trainer {m['ours_bf16_over_trainer']:.2f}x,"
-                    f" Trainer bf16/Trainer {m['hf_trainer_bf16_over_trainer']:.2f}x"
-                )
-            print(line)
-        g = m["bf16_gemm"]
-        print(
-            f"{'':>6}  output-layer GEMM: bf16 {g['bf16_flops_per_s'] / 1e9:.1f} vs fp32 "
-            f"{g['fp32_flops_per_s'] / 1e9:.1f} GFLOP/s ({g['bf16_over_fp32']:.2f}x; native bf16: "
-            f"{result['bf16']['native']})"
-        )
-        if "loss_agreement" in m:
-            a = m["loss_agreement"]
-            print(
-                f"{'':>6}  loss bf16 vs fp32, {a['steps']} steps ({a['data']} data): max |d| "
-                f"{a['max_abs_diff']:.4f}, max relative {a['max_relative_diff']:.4f}, final "
-                f"relative {a['final_relative_diff']:.4f} (tolerance {a['tolerance']['max_step_relative']}"
-                f" / {a['tolerance']['final_relative']}: {'within' if a['within_tolerance'] else 'OUTSIDE'})"
-            )
+        _print_train_model(m, result)
     print(
         f"matmul peak {result['peak_flops_per_s'] / 1e9:.1f} GFLOP/s at {result['threads']} threads (before: {result['matmul_peak']['flops_per_s'] / 1e9:.1f}"
         f", after: {result['matmul_peak_after']['flops_per_s'] / 1e9:.1f}); wrote {out}"
     )
     return 0
+
+
+def _print_train_model(m: dict, result: dict) -> None:
+    """One model's lines of ``bench train``'s summary."""
+    line = (
+        f"{m['model']:>6}: ours {m['ours']['step_seconds'] * 1e3:7.1f} ms/step (median "
+        f"{m['ours']['median_step_seconds'] * 1e3:.1f}) {m['ours']['tokens_per_s']:9.0f} tok/s "
+        f"MFU {100 * m['ours']['mfu']:5.1f}%"
+    )
+    if "hf_trainer" in m:
+        line += (
+            f" | Trainer {m['hf_trainer']['tokens_per_s']:9.0f} tok/s MFU {100 * m['hf_trainer']['mfu']:5.1f}%"
+            f" | ours/Trainer {m['ours_over_trainer']:.2f}x"
+        )
+    print(line)
+    if "ours_bf16" in m:
+        line = (
+            f"{'':>6}  ours bf16 {m['ours_bf16']['step_seconds'] * 1e3:7.1f} ms/step "
+            f"{m['ours_bf16']['tokens_per_s']:9.0f} tok/s ({m['ours_bf16_over_ours']:.2f}x our fp32)"
+        )
+        if "hf_trainer_bf16" in m:
+            line += (
+                f" | Trainer bf16 {m['hf_trainer_bf16']['tokens_per_s']:9.0f} tok/s"
+                f" | ours bf16/Trainer {m['ours_bf16_over_trainer']:.2f}x,"
+                f" Trainer bf16/Trainer {m['hf_trainer_bf16_over_trainer']:.2f}x"
+            )
+        print(line)
+    g = m["bf16_gemm"]
+    print(
+        f"{'':>6}  output-layer GEMM: bf16 {g['bf16_flops_per_s'] / 1e9:.1f} vs fp32 "
+        f"{g['fp32_flops_per_s'] / 1e9:.1f} GFLOP/s ({g['bf16_over_fp32']:.2f}x; native bf16: "
+        f"{result['bf16']['native']})"
+    )
+    if "loss_agreement" in m:
+        a = m["loss_agreement"]
+        print(
+            f"{'':>6}  loss bf16 vs fp32, {a['steps']} steps ({a['data']} data): max |d| "
+            f"{a['max_abs_diff']:.4f}, max relative {a['max_relative_diff']:.4f}, final "
+            f"relative {a['final_relative_diff']:.4f} (tolerance {a['tolerance']['max_step_relative']}"
+            f" / {a['tolerance']['final_relative']}: {'within' if a['within_tolerance'] else 'OUTSIDE'})"
+        )
 
 
 def _cmd_bench_requests(args: argparse.Namespace) -> int:
